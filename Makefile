@@ -1,0 +1,31 @@
+# Cove: `make run` starts a server, deploys the example and calls it; `make test` runs the suite.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint bench clean
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.tools uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-groups
+	touch $@
+
+run: $(VENV)/.synced
+	$(PY) scripts/quickstart.py
+
+test: $(VENV)/.synced
+	$(PY) -m pytest
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check src tests bench scripts examples
+	$(VENV)/bin/ruff format --check src tests bench scripts examples
+	$(VENV)/bin/mypy src
+
+bench: $(VENV)/.synced
+	$(PY) bench/endpoint.py
+
+clean:
+	rm -rf $(VENV) .tools

@@ -1,0 +1,201 @@
+"""Endpoint benchmark: cold starts, warm latency and throughput, against a bare uvicorn app.
+
+    python bench/endpoint.py [--cold N] [--requests N]
+
+Starts its own ``cove server`` on a free loopback port with a temporary home,
+deploys a no-import handler and the numpy example, and prints:
+cold start (no container → response) p50/p95 for both; warm p50/p99 and
+requests/s at concurrency 1 and 32 through the gateway; the same for a bare
+uvicorn app (uvloop + httptools, one process) answering the same JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _load import run_load, summary
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = json.dumps({"x": [1.0, 2.0, 3.0, 4.0]}).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+class Cove:
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "COVE_HOME": str(home),
+            "COVE_GATEWAY": self.url,
+            "XDG_CONFIG_HOME": str(home / "config"),
+        }
+        self.env.setdefault("COVE_UV_CACHE_DIR", str(Path.home() / ".cache" / "cove-test-uv"))
+        self.log = (home.parent / "server.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cove", "server", "--port", str(self.port), "--home", str(home)],
+            env=self.env,
+            stdout=self.log,
+            stderr=self.log,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).json().get("workers"):
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.token = (home / "admin-token").read_text().strip()
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=120)
+
+    def cli(self, *args: str) -> object:
+        done = subprocess.run(
+            [sys.executable, "-m", "cove", *args, "--json"],
+            env={**self.env, "COVE_TOKEN": self.token},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(done.stdout)
+
+    def stop_containers(self, name: str) -> None:
+        for c in self.http.get("/api/v1/containers").json():
+            if c["deployment"] == name:
+                self.http.post(f"/api/v1/containers/{c['id']}/stop")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not any(c["deployment"] == name for c in self.http.get("/api/v1/containers").json()):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"containers of {name} did not stop")
+
+    def cold_starts(self, name: str, count: int) -> tuple[list[float], list[dict[str, float]]]:
+        times, phases = [], []
+        for _ in range(count):
+            self.stop_containers(name)
+            started = time.perf_counter()
+            response = self.http.post(f"/endpoint/{name}", content=BODY)
+            times.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+            container = response.headers["x-cove-container"]
+            row = next((c for c in self.http.get("/api/v1/containers").json() if c["id"] == container), None)
+            if row and row["timings"]:
+                phases.append(row["timings"])
+        return times, phases
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def phase_summary(phases: list[dict[str, float]]) -> str:
+    if not phases:
+        return ""
+    keys = sorted({k for p in phases for k in p})
+    return "  ".join(f"{k}={sorted(p.get(k, 0) for p in phases)[len(phases) // 2]:.1f}" for k in keys)
+
+
+async def warm(url: str, token: str | None, requests: int) -> list[str]:
+    rows = []
+    for concurrency in (1, 32):
+        await run_load(url, BODY, concurrency=concurrency, requests=200, max_seconds=5, token=token)  # warm-up
+        result = await run_load(url, BODY, concurrency=concurrency, requests=requests, max_seconds=20, token=token)
+        rows.append(result)
+    return rows  # type: ignore[return-value]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cold", type=int, default=20, help="cold starts per handler")
+    parser.add_argument("--requests", type=int, default=5000, help="requests per warm run")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="cove-bench-"))
+    cove = Cove(tmp / "home")
+    bare = None
+    try:
+        print("deploying the no-import handler and the numpy example ...", flush=True)
+        cove.cli("deploy", f"{ROOT}/bench/apps/noop/app.py:echo")
+        cove.cli("deploy", f"{ROOT}/examples/hello/app.py:predict")
+        cold_noop, phases_noop = cove.cold_starts("echo", args.cold)
+        cold_numpy, phases_numpy = cove.cold_starts("predict", max(5, args.cold // 2))
+        gateway_rows = asyncio.run(warm(f"{cove.url}/endpoint/echo", cove.token, args.requests))
+
+        port = free_port()
+        bare = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bare_uvicorn:app",
+                "--port",
+                str(port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT / "bench",
+        )
+        wait_http(f"http://127.0.0.1:{port}/")
+        bare_rows = asyncio.run(warm(f"http://127.0.0.1:{port}/", None, args.requests))
+
+        print("\n== cold start: request with no container → response")
+        print(f"no-import handler   {summary(cold_noop)}")
+        print(f"  phases (median ms): {phase_summary(phases_noop)}")
+        print(f"numpy example       {summary(cold_numpy)}")
+        print(f"  phases (median ms): {phase_summary(phases_numpy)}")
+        print("\n== warm requests (same JSON echo)")
+        for label, rows in (("cove gateway → container", gateway_rows), ("bare uvicorn", bare_rows)):
+            print(label)
+            for row in rows:
+                print(f"  {row.row()}")
+        print("\n== gateway overhead")
+        for g, b in zip(gateway_rows, bare_rows, strict=True):
+            print(
+                f"  c={g.concurrency:<3} throughput {g.rps / b.rps:5.2f}× bare uvicorn; "
+                f"p50 +{g.pct(0.5) - b.pct(0.5):.2f} ms"
+            )
+    finally:
+        if bare is not None:
+            bare.terminate()
+        cove.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m cove`` is the ``cove`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""Messages between the gateway and its workers.
+
+Workers speak to the gateway only over HTTP, with these JSON shapes, whether
+they run beside it or on another host; keeping them in one module means both
+sides agree on one definition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Literal
+
+ContainerState = Literal["pending", "starting", "listening", "ready", "stopping", "exited", "failed"]
+EventKind = Literal["listening", "ready", "exited"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerSpec:
+    """Everything a worker needs to start one container."""
+
+    container_id: str
+    workspace_id: str
+    deployment_id: str
+    deployment_name: str
+    version: int
+    kind: str
+    module: str
+    function: str
+    code_hash: str
+    image_id: str
+    cpu_millis: int
+    memory_mib: int
+    concurrent_requests: int
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["env"] = dict(self.env)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ContainerSpec:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class Order:
+    """An instruction for a worker: start or stop a container."""
+
+    action: Literal["start", "stop"]
+    container_id: str
+    spec: ContainerSpec | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "container_id": self.container_id,
+            "spec": self.spec.to_dict() if self.spec else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Order:
+        spec = data.get("spec")
+        return cls(
+            action=data["action"],
+            container_id=data["container_id"],
+            spec=ContainerSpec.from_dict(spec) if spec else None,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerEvent:
+    """What a worker reports about a container.
+
+    ``listening``: the socket exists at ``address`` (requests may queue there);
+    ``ready``: the runner has loaded the user code and accepts;
+    ``exited``: the process ended with ``exit_code`` and, when it failed,
+    ``reason`` (the tail of its log).
+    """
+
+    container_id: str
+    event: EventKind
+    address: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    timings: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["timings"] = dict(self.timings)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ContainerEvent:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})

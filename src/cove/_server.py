@@ -1,0 +1,152 @@
+"""``cove server``: gateway, scheduler and a local worker on one machine.
+
+The local worker is a separate process that joins over HTTP with a token of
+its own, exactly as a worker on another host would, so a single machine runs
+the same protocol a cluster does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+
+import uvicorn
+
+from ._home import Home
+from .gateway import GatewaySettings, create_app
+from .store import Store, sqlite_url
+
+log = logging.getLogger("cove.server")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    home: Home
+    host: str = "127.0.0.1"
+    port: int = 8474
+    database_url: str | None = None
+    local_worker: bool = True
+    worker_cpu_millis: int = 0
+    worker_memory_mib: int = 0
+    index_url: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or os.environ.get("COVE_DATABASE_URL") or sqlite_url(self.home.database)
+
+
+async def prepare_store(settings: ServerSettings, echo: Callable[[str], None]) -> str:
+    """Migrate, create the default workspace and admin token, and a token for the local worker."""
+    store = Store(settings.resolved_database_url)
+    try:
+        await store.migrate()
+        secret = await store.bootstrap()
+        if secret:
+            path = settings.home.admin_token
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secret + "\n")
+            echo(f"Created workspace 'default' and an admin token (saved to {path}, mode 0600):\n  {secret}")
+        ws = await store.get_workspace("default")
+        for token in await store.list_tokens(ws.id):
+            if token.name == "local-worker" and token.revoked_at is None:
+                with contextlib.suppress(Exception):
+                    await store.revoke_token_by_id(token.id)
+        _, worker_secret = await store.create_token("default", "local-worker", role="worker")
+        return worker_secret
+    finally:
+        await store.close()
+
+
+def _local_worker_capacity(settings: ServerSettings) -> tuple[int, int]:
+    cpu = settings.worker_cpu_millis or (os.cpu_count() or 1) * 1000 * 4
+    if settings.worker_memory_mib:
+        return cpu, settings.worker_memory_mib
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return cpu, max(1024, pages // (1024 * 1024))
+
+
+async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
+    settings.home.ensure()
+    worker_token = await prepare_store(settings, echo)
+    gateway = GatewaySettings(
+        home=settings.home,
+        database_url=settings.resolved_database_url,
+        public_url=settings.url,
+        index_url=settings.index_url,
+    )
+    config = uvicorn.Config(
+        create_app(gateway),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=30,
+        backlog=4096,
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            raise RuntimeError(f"the gateway could not start on {settings.url} (is the port in use?)")
+        await asyncio.sleep(0.02)
+    settings.home.server_info.write_text(json.dumps({"url": settings.url, "pid": os.getpid()}))
+    worker = _spawn_worker(settings, worker_token) if settings.local_worker else None
+    echo(f"Cove is serving on {settings.url} (home {settings.home.root}); Ctrl-C stops it")
+    try:
+        await serving
+    finally:
+        if worker is not None:
+            await asyncio.to_thread(_stop_worker, worker)
+        with contextlib.suppress(FileNotFoundError):
+            info = json.loads(settings.home.server_info.read_text())
+            if info.get("pid") == os.getpid():
+                settings.home.server_info.unlink()
+
+
+def _spawn_worker(settings: ServerSettings, token: str) -> subprocess.Popen[bytes]:
+    cpu, memory = _local_worker_capacity(settings)
+    env = {**os.environ, "COVE_TOKEN": token, "COVE_HOME": str(settings.home.root)}
+    argv = [
+        sys.executable,
+        "-m",
+        "cove",
+        "worker",
+        "--gateway",
+        settings.url,
+        "--name",
+        "local",
+        "--cpu",
+        f"{cpu}m",
+        "--memory",
+        str(memory),
+        "--home",
+        str(settings.home.root),
+    ]
+    return subprocess.Popen(argv, env=env)
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is not None:
+        return
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()

@@ -1,0 +1,40 @@
+"""The ``cove`` command: a thin layer over the SDK and the gateway's API."""
+
+from __future__ import annotations
+
+import typer
+
+from . import _admin, _deploy, _inspect, _root
+
+app = typer.Typer(
+    name="cove",
+    help="Cove: serverless Python on your own machines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(_root.server)
+app.command()(_root.worker)
+app.command()(_deploy.deploy)
+app.command()(_deploy.serve)
+app.command()(_inspect.ps)
+app.command()(_inspect.logs)
+app.command()(_inspect.stop)
+app.add_typer(_inspect.deployment_app, name="deployment")
+app.add_typer(_admin.token_app, name="token")
+app.add_typer(_admin.config_app, name="config")
+
+
+def _mount_reservoir() -> None:
+    try:
+        from ..reservoir.cli import app as reservoir_app
+    except ImportError:
+        return
+    app.add_typer(reservoir_app, name="reservoir", help="The package reservoir: serve, sync, export, import, audit.")
+
+
+_mount_reservoir()
+
+
+def main() -> None:
+    app()

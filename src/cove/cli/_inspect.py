@@ -1,0 +1,119 @@
+"""``cove ps``, ``cove logs``, ``cove stop`` and ``cove deployment …``."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import typer
+
+from ._output import JsonOption, client, console, emit, errors, stream_json, table
+
+deployment_app = typer.Typer(help="List and stop deployments.", no_args_is_help=True)
+
+
+def _age(ts: float | None) -> str:
+    if not ts:
+        return ""
+    seconds = int(time.time() - ts)
+    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
+
+
+def ps(
+    all_: bool = typer.Option(False, "--all", "-a", help="Include exited containers."),
+    as_json: bool = JsonOption,
+) -> None:
+    """List containers."""
+    api = client(as_json)
+    with errors(as_json):
+        rows = api.request("GET", "/api/v1/containers", params={"all": all_})
+    emit(
+        rows,
+        as_json,
+        lambda: table(
+            ["CONTAINER", "DEPLOYMENT", "VERSION", "STATE", "AGE", "IN FLIGHT", "SERVED", "READY MS", "REASON"],
+            [
+                [
+                    r["id"],
+                    r["deployment"],
+                    r["version"],
+                    r["state"],
+                    _age(r["created_at"]),
+                    r.get("in_flight"),
+                    r.get("served"),
+                    r["timings"].get("ready_ms"),
+                    (r["reason"] or "")[:60],
+                ]
+                for r in rows
+            ],
+        ),
+    )
+
+
+def logs(
+    target: str = typer.Argument(..., help="A deployment name or a container id."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    tail: int | None = typer.Option(None, help="Only the last N lines."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Print a deployment's or container's logs."""
+    api = client(as_json)
+    with errors(as_json):
+        records = api.logs(target, follow=follow, tail=tail)
+        try:
+            if as_json:
+                stream_json(records)
+                return
+            for record in records:
+                stamp = datetime.fromtimestamp(record.get("ts", 0), UTC).strftime("%H:%M:%S.%f")[:-3]
+                style = "red" if record.get("stream") == "stderr" else None
+                console.print(f"[dim]{stamp} {record.get('container_id', '')}[/] ", end="", highlight=False)
+                console.print(record.get("text", ""), style=style, markup=False, highlight=False)
+        except KeyboardInterrupt:
+            pass
+
+
+def stop(
+    container_id: str = typer.Argument(..., help="A container id (see cove ps)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Stop a container."""
+    api = client(as_json)
+    with errors(as_json):
+        result = api.request("POST", f"/api/v1/containers/{container_id}/stop")
+    emit(
+        result,
+        as_json,
+        lambda: console.print(f"stopping {container_id}" if result["stopping"] else f"{container_id} is not running"),
+    )
+
+
+@deployment_app.command("list")
+def deployment_list(
+    all_: bool = typer.Option(False, "--all", "-a", help="Include stopped deployments."),
+    as_json: bool = JsonOption,
+) -> None:
+    """List deployments and their versions."""
+    api = client(as_json)
+    with errors(as_json):
+        rows = api.request("GET", "/api/v1/deployments", params={"all": all_})
+    emit(
+        rows,
+        as_json,
+        lambda: table(
+            ["NAME", "VERSION", "KIND", "STATE", "AGE", "URL"],
+            [[r["name"], r["version"], r["kind"], r["state"], _age(r["created_at"]), r["version_url"]] for r in rows],
+        ),
+    )
+
+
+@deployment_app.command("stop")
+def deployment_stop(
+    name: str = typer.Argument(..., help="Deployment name."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Stop every version of a deployment and its containers."""
+    api = client(as_json)
+    with errors(as_json):
+        result = api.request("POST", f"/api/v1/deployments/{name}/stop")
+    emit(result, as_json, lambda: console.print(f"stopped {name} (versions {result['stopped_versions']})"))

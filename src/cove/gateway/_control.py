@@ -1,0 +1,404 @@
+"""The control API under ``/api/v1``: images, code, deployments, containers, logs, tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from .._config import ConfigError, DeploymentConfig
+from ..images import ArchiveError, BuildError, validate_archive
+from ..sdk._decorators import check_name
+from ..sdk._image import image_id, validate_spec
+from ..store import Conflict, Deployment, NotFound, Principal
+from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep
+from ._errors import ApiError
+from ._state import Gateway
+
+router = APIRouter(prefix="/api/v1")
+
+_HASH = re.compile(r"[0-9a-f]{64}")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _check_hash(value: str) -> str:
+    if not _HASH.fullmatch(value):
+        raise ApiError(400, f"{value!r} is not a sha256 hex digest")
+    return value
+
+
+# -- images -------------------------------------------------------------------------
+
+
+class ImageRequest(BaseModel):
+    spec: dict[str, Any]
+
+
+@router.post("/images", summary="Build an image (NDJSON stream of build log lines, then a result)")
+async def build_image(body: ImageRequest, gw: GatewayDep, who: PrincipalDep) -> StreamingResponse:
+    try:
+        spec = validate_spec(body.spec)
+    except ConfigError as exc:
+        raise ApiError(422, str(exc)) from None
+    iid = image_id(spec)
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def log(line: str) -> None:
+        lines.put_nowait(line)
+
+    async def build() -> dict[str, Any]:
+        try:
+            await gw.store.put_image(iid, spec, status="building")
+            built = await gw.builder.build(spec, log)
+            await gw.store.put_image(
+                iid,
+                spec,
+                status="ready",
+                path=str(built.path),
+                python=str(built.python),
+                error=None,
+                built_at=time.time(),
+            )
+            return {"event": "done", "image_id": iid, "python_version": built.python_version}
+        except BuildError as exc:
+            await gw.store.put_image(iid, spec, status="failed", error=str(exc))
+            return {"event": "error", "image_id": iid, "message": str(exc)}
+        finally:
+            lines.put_nowait(None)
+
+    # The build goes on if the client goes away: another deploy may be waiting for it.
+    task = asyncio.create_task(build())
+
+    async def stream() -> AsyncIterator[bytes]:
+        while (line := await lines.get()) is not None:
+            yield (json.dumps({"event": "log", "line": line}) + "\n").encode()
+        yield (json.dumps(await task) + "\n").encode()
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+@router.get("/images/{image_id}")
+async def get_image(image_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    row = await gw.store.get_image(_check_hash(image_id))
+    if row is None:
+        raise ApiError(404, f"image {image_id} is not known")
+    return {
+        "id": row.id,
+        "status": row.status,
+        "path": row.path,
+        "python": row.python,
+        "error": row.error,
+        "spec": row.spec,
+    }
+
+
+# -- code ------------------------------------------------------------------------------
+
+
+@router.head("/code/{code_hash}")
+async def has_code(code_hash: str, gw: GatewayDep, who: PrincipalDep) -> Response:
+    present = await gw.store.has_code(_check_hash(code_hash))
+    return Response(status_code=200 if present else 404)
+
+
+@router.put("/code/{code_hash}", status_code=201)
+async def upload_code(code_hash: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    _check_hash(code_hash)
+    limit = gw.settings.max_code_bytes
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"code archive exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != code_hash:
+        raise ApiError(400, f"code archive hashes to {actual}, not {code_hash}")
+    try:
+        await asyncio.to_thread(validate_archive, data)
+    except ArchiveError as exc:
+        raise ApiError(400, f"code archive rejected: {exc}") from None
+    target = gw.settings.home.code_blobs / f"{code_hash}.tar.gz"
+    if not target.exists():
+        tmp = target.with_suffix(f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
+        await asyncio.to_thread(tmp.write_bytes, data)
+        os.replace(tmp, target)
+    await gw.store.add_code(code_hash, size, who)
+    return {"hash": code_hash, "size": size}
+
+
+@router.get("/code/{code_hash}", response_class=Response)
+async def download_code(code_hash: str, gw: GatewayDep, who: WorkerDep) -> Response:
+    path = gw.settings.home.code_blobs / f"{_check_hash(code_hash)}.tar.gz"
+    if not path.exists():
+        raise ApiError(404, f"code {code_hash} is not stored")
+    return Response(await asyncio.to_thread(path.read_bytes), media_type="application/gzip")
+
+
+# -- deployments --------------------------------------------------------------------------
+
+
+class DeployRequest(BaseModel):
+    name: str
+    app: str = Field(default="default", max_length=100)
+    kind: str = "endpoint"
+    module: str = Field(max_length=255)
+    function: str = Field(max_length=255)
+    image_id: str
+    code_hash: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    ephemeral: bool = False
+
+
+def deployment_view(gw: Gateway, row: Deployment) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "version": row.version,
+        "kind": row.kind,
+        "state": row.state,
+        "module": row.module,
+        "function": row.function,
+        "image_id": row.image_id,
+        "code_hash": row.code_hash,
+        "config": row.config,
+        "ephemeral": row.ephemeral,
+        "created_at": row.created_at,
+        "url": f"{gw.settings.public_url}/endpoint/{row.name}",
+        "version_url": f"{gw.settings.public_url}/endpoint/{row.name}/v{row.version}",
+        "pending_reason": gw.scheduler.pending_reason(row.id),
+    }
+
+
+@router.post("/deployments", status_code=201)
+async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, response: Response) -> dict[str, Any]:
+    try:
+        check_name(body.name)
+        config = DeploymentConfig.from_dict({**body.config, "kind": body.kind})
+    except ConfigError as exc:
+        raise ApiError(422, str(exc)) from None
+    if body.kind != "endpoint":
+        raise ApiError(422, f"kind {body.kind!r} is not supported by this server")
+    for field, value in (("module", body.module), ("function", body.function)):
+        if not _IDENT.fullmatch(value):
+            raise ApiError(422, f"{field} {value!r} is not a Python dotted name")
+    image = await gw.store.get_image(_check_hash(body.image_id))
+    if image is None or image.status != "ready":
+        raise ApiError(422, f"image {body.image_id} is not built; build it with POST /api/v1/images first")
+    if not await gw.store.has_code(_check_hash(body.code_hash)):
+        raise ApiError(422, f"code {body.code_hash} is not uploaded; PUT /api/v1/code/{{hash}} first")
+    try:
+        row, created = await gw.store.create_deployment(
+            who,
+            name=body.name,
+            app=body.app,
+            kind=body.kind,
+            module=body.module,
+            function=body.function,
+            image_id=body.image_id,
+            code_hash=body.code_hash,
+            config=config.to_dict(),
+            ephemeral=body.ephemeral,
+        )
+    except Conflict as exc:
+        raise ApiError(409, str(exc)) from None
+    gw.deployments.invalidate()
+    if not created:
+        response.status_code = 200
+    if created and row.version > 1 and body.ephemeral:
+        await _retire_older(gw, who, row)
+    return {**deployment_view(gw, row), "created": created}
+
+
+async def _retire_older(gw: Gateway, who: Principal, current: Deployment) -> None:
+    """``cove serve`` reloads: only the newest version of a temporary deployment keeps containers."""
+    older = [
+        d.id
+        for d in await gw.store.list_deployments(who.workspace_id)
+        if d.name == current.name and d.version < current.version
+    ]
+    gw.scheduler.stop_deployment(older, reason=f"replaced by v{current.version}")
+
+
+@router.get("/deployments")
+async def list_deployments(
+    gw: GatewayDep, who: PrincipalDep, all: Annotated[bool, Query()] = False
+) -> list[dict[str, Any]]:
+    rows = await gw.store.list_deployments(who.workspace_id, include_stopped=all)
+    return [deployment_view(gw, r) for r in rows if r.state != "deleted"]
+
+
+@router.get("/deployments/{name}")
+async def get_deployment(name: str, gw: GatewayDep, who: PrincipalDep, version: int | None = None) -> dict[str, Any]:
+    try:
+        return deployment_view(gw, await gw.store.get_deployment(who.workspace_id, name, version))
+    except NotFound as exc:
+        raise ApiError(404, str(exc)) from None
+
+
+async def _stop(gw: Gateway, who: Principal, name: str, delete: bool) -> dict[str, Any]:
+    try:
+        rows = await gw.store.stop_deployment(who, name, delete=delete)
+    except NotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    gw.scheduler.stop_deployment([r.id for r in rows])
+    gw.deployments.invalidate()
+    return {"name": name, "stopped_versions": [r.version for r in rows]}
+
+
+@router.post("/deployments/{name}/stop")
+async def stop_deployment(name: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    return await _stop(gw, who, name, delete=False)
+
+
+@router.delete("/deployments/{name}")
+async def delete_deployment(name: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    return await _stop(gw, who, name, delete=True)
+
+
+# -- containers and logs -------------------------------------------------------------------
+
+
+@router.get("/containers")
+async def list_containers(
+    gw: GatewayDep, who: PrincipalDep, all: Annotated[bool, Query()] = False
+) -> list[dict[str, Any]]:
+    rows = await gw.store.list_containers(who.workspace_id, active_only=not all)
+    deployments = {d.id: d for d in await gw.store.list_deployments(who.workspace_id, include_stopped=True)}
+    out = []
+    for row in rows:
+        dep = deployments.get(row.deployment_id)
+        live = gw.scheduler.container_view(row.id) or {}
+        out.append(
+            {
+                "id": row.id,
+                "deployment": dep.name if dep else None,
+                "version": dep.version if dep else None,
+                "state": row.state,
+                "worker_id": row.worker_id,
+                "address": row.address,
+                "created_at": row.created_at,
+                "ready_at": row.ready_at,
+                "stopped_at": row.stopped_at,
+                "exit_code": row.exit_code,
+                "reason": row.reason,
+                "timings": row.timings,
+                **live,
+            }
+        )
+    return out
+
+
+@router.post("/containers/{container_id}/stop")
+async def stop_container(container_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    row = await gw.store.get_container(container_id)
+    if row is None or row.workspace_id != who.workspace_id:
+        raise ApiError(404, f"container {container_id!r} does not exist")
+    stopping = gw.scheduler.stop_container(container_id, reason="stopped by user")
+    return {"id": container_id, "stopping": stopping}
+
+
+@router.get("/logs", summary="Logs of a deployment or a container (NDJSON; follow streams new lines)")
+async def logs(
+    gw: GatewayDep,
+    who: PrincipalDep,
+    target: str,
+    follow: bool = False,
+    tail: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+) -> StreamingResponse:
+    container = await gw.store.get_container(target)
+    if container is not None and container.workspace_id == who.workspace_id:
+        ids = [container.id]
+        dep_key = None
+        follow_ids: set[str] | None = {container.id}
+    else:
+        deps = [d for d in await gw.store.list_deployments(who.workspace_id, include_stopped=True) if d.name == target]
+        if not deps:
+            raise ApiError(404, f"no deployment or container named {target!r}")
+        rows = await gw.store.list_containers(who.workspace_id, active_only=False, deployment_ids=[d.id for d in deps])
+        ids = [r.id for r in rows]
+        dep_key = f"{who.workspace_id}/{target}"
+        follow_ids = None
+
+    async def stream() -> AsyncIterator[bytes]:
+        if not follow:
+            for record in gw.logs.read(ids, tail):
+                yield (json.dumps(record) + "\n").encode()
+            return
+        async with gw.logs.follow(follow_ids, dep_key) as queue:
+            for record in gw.logs.read(ids, tail):
+                yield (json.dumps(record) + "\n").encode()
+            while True:
+                try:
+                    record = await asyncio.wait_for(queue.get(), 15)
+                    yield (json.dumps(record) + "\n").encode()
+                except TimeoutError:
+                    yield b"\n"  # keeps idle connections alive and notices gone clients
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+# -- tokens, workspaces, audit ------------------------------------------------------------
+
+
+class TokenRequest(BaseModel):
+    name: str = Field(default="token", min_length=1, max_length=100)
+    workspace: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    role: str = Field(default="user", pattern=r"^(user|admin)$")
+
+
+@router.post("/tokens", status_code=201)
+async def create_token(body: TokenRequest, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    workspace = body.workspace or who.workspace_name
+    if (workspace != who.workspace_name or body.role == "admin") and who.role != "admin":
+        raise ApiError(403, "only an admin token can make tokens for other workspaces or admin tokens")
+    if workspace != who.workspace_name:
+        await gw.store.ensure_workspace(workspace, who)
+    row, secret = await gw.store.create_token(workspace, body.name, body.role, who)
+    return {"id": row.id, "name": row.name, "workspace": workspace, "role": row.role, "token": secret}
+
+
+@router.get("/tokens")
+async def list_tokens(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]:
+    rows = await gw.store.list_tokens(who.workspace_id)
+    return [
+        {"id": r.id, "name": r.name, "role": r.role, "created_at": r.created_at, "revoked_at": r.revoked_at}
+        for r in rows
+    ]
+
+
+@router.delete("/tokens/{token_id}")
+async def revoke_token(token_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    try:
+        await gw.store.revoke_token(who, token_id)
+    except NotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    gw.auth.forget()
+    return {"id": token_id, "revoked": True}
+
+
+@router.get("/whoami")
+async def whoami(who: PrincipalDep) -> dict[str, Any]:
+    return {"token_id": who.token_id, "workspace": who.workspace_name, "role": who.role}
+
+
+@router.get("/audit")
+async def audit(
+    gw: GatewayDep, who: AdminDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+) -> list[dict[str, Any]]:
+    rows = await gw.store.audit_log(who.workspace_id, limit)
+    return [
+        {"id": r.id, "ts": r.ts, "action": r.action, "target": r.target, "token_id": r.token_id, "details": r.details}
+        for r in rows
+    ]

@@ -1,0 +1,127 @@
+"""``POST /endpoint/{name}[/v{n}]``: the invocation hot path, as plain ASGI.
+
+It authenticates from a cache, finds a container slot in memory and relays the
+body to the container's socket over a kept-alive connection. No database write
+and no framework routing happen per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from ..scheduler import DeploymentStopped, StartFailed
+from ..store import NotFound
+from ._errors import ApiError, error_body
+from ._state import Gateway
+from ._upstream import UpstreamError
+
+Scope = dict[str, Any]
+PREFIX = "/endpoint/"
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def _parse_path(path: str) -> tuple[str, int | None]:
+    parts = [p for p in path[len(PREFIX) :].split("/") if p]
+    if len(parts) == 1:
+        return parts[0], None
+    if len(parts) == 2 and parts[1].startswith("v") and parts[1][1:].isdigit():
+        return parts[0], int(parts[1][1:])
+    raise ApiError(404, f"no such endpoint path {path!r}; use /endpoint/NAME or /endpoint/NAME/vN")
+
+
+async def _read_body(receive: Any, limit: int, declared: int | None) -> bytes:
+    if declared is not None and declared > limit:
+        raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = _JSON_HEADERS + [(b"content-length", str(len(body)).encode())] + (extra or [])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def handle_invoke(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
+    started = time.perf_counter()
+    label = "-"
+    status = 500
+    try:
+        status, body, extra, label = await _invoke(gw, scope, receive)
+    except ApiError as exc:
+        status, body, extra = exc.status, error_body(exc.status, exc.message, exc.type), []
+    gw.metrics.invocations.labels(label, str(status)).inc()
+    gw.metrics.latency.labels(label).observe(time.perf_counter() - started)
+    await _respond(send, status, body, extra)
+
+
+async def _invoke(gw: Gateway, scope: Scope, receive: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]], str]:
+    name, version = _parse_path(scope["path"])
+    if scope["method"] != "POST":
+        raise ApiError(405, "endpoints are invoked with POST and a JSON body")
+    headers: dict[bytes, bytes] = dict(scope["headers"])
+    authorization = headers.get(b"authorization")
+    try:
+        if authorization is None:
+            ws = await gw.store.get_workspace(gw.settings.default_workspace)
+            deployment = await gw.deployments.get(ws.id, name, version)
+            if deployment.config.get("authorized", True):
+                raise ApiError(401, "missing Authorization header: send 'Authorization: Bearer <token>'")
+        else:
+            who = await gw.auth.principal(authorization.decode("latin-1"))
+            deployment = await gw.deployments.get(who.workspace_id, name, version)
+    except NotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    if deployment.kind not in ("endpoint",):
+        raise ApiError(404, f"{name!r} is a {deployment.kind}, not an endpoint")
+    declared = headers.get(b"content-length")
+    try:
+        declared_size = int(declared) if declared is not None else None
+    except ValueError:
+        raise ApiError(400, "Content-Length is not a number") from None
+    body = await _read_body(receive, gw.settings.max_body_bytes, declared_size)
+    label = f"{deployment.name}/v{deployment.version}"
+    timeout = float(deployment.config.get("timeout", 180))
+    call_id = "call-" + os.urandom(8).hex()
+    scheduler = gw.scheduler
+    try:
+        async with asyncio.timeout(None if timeout < 0 else timeout):
+            lease = await scheduler.acquire(deployment)
+            try:
+                status, payload = await gw.upstream.invoke(lease.address, body, call_id)
+            except UpstreamError as exc:
+                scheduler.release(lease, served=False)
+                reason = await scheduler.exit_reason(lease)
+                if reason is None:
+                    raise ApiError(502, f"container {lease.container_id} failed: {exc}") from None
+                started_ok = lease.slot.served > 0
+                raise ApiError(502 if started_ok else 503, f"container {lease.container_id} exited: {reason}") from None
+            scheduler.release(lease)
+    except TimeoutError:
+        waiting = scheduler.pending_reason(deployment.id)
+        detail = f" while waiting: {waiting}" if waiting else ""
+        raise ApiError(504, f"no response within the deployment's timeout of {timeout:g} s{detail}") from None
+    except StartFailed as exc:
+        raise ApiError(503, str(exc)) from None
+    except DeploymentStopped as exc:
+        raise ApiError(503, str(exc)) from None
+    return (
+        status,
+        payload,
+        [(b"x-cove-container", lease.container_id.encode()), (b"x-cove-call-id", call_id.encode())],
+        label,
+    )

@@ -1,0 +1,78 @@
+"""The gateway's long-lived parts, built once at start-up and shared by routes."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ..images import ImageBuilder
+from ..scheduler import Scheduler
+from ..store import Deployment, Store
+from ._auth import Authenticator
+from ._logs import LogHub
+from ._settings import GatewaySettings
+from ._upstream import UpstreamPool
+
+
+class Metrics:
+    """Prometheus metrics, in a registry of this gateway's own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.invocations = Counter(
+            "cove_invocations_total", "Endpoint invocations", ["deployment", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "cove_invocation_seconds",
+            "Invocation latency through the gateway",
+            ["deployment"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.container_starts = Counter(
+            "cove_container_starts_total", "Containers started", ["deployment"], registry=self.registry
+        )
+        self.cold_start = Histogram(
+            "cove_container_ready_seconds",
+            "Time from container order to runner ready",
+            buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.containers = Gauge("cove_containers", "Live containers", registry=self.registry)
+
+
+class DeploymentCache:
+    """Deployment lookups for the hot path; invalidated on change, bounded by a TTL."""
+
+    def __init__(self, store: Store, ttl: float = 5.0) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._cache: dict[tuple[str, str, int | None], tuple[Deployment, float]] = {}
+
+    async def get(self, workspace_id: str, name: str, version: int | None) -> Deployment:
+        key = (workspace_id, name, version)
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        row = await self._store.get_deployment(workspace_id, name, version)
+        self._cache[key] = (row, now + self._ttl)
+        return row
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+
+@dataclasses.dataclass
+class Gateway:
+    settings: GatewaySettings
+    store: Store
+    scheduler: Scheduler
+    auth: Authenticator
+    upstream: UpstreamPool
+    logs: LogHub
+    builder: ImageBuilder
+    deployments: DeploymentCache
+    metrics: Metrics

@@ -1,0 +1,140 @@
+"""The HTTP protocol workers speak, from this host or another (see ``cove._protocol``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from .._protocol import ContainerEvent
+from ..scheduler import WorkerHandle
+from ._deps import GatewayDep, WorkerDep
+from ._errors import ApiError
+from ._state import Gateway
+
+router = APIRouter(prefix="/api/v1")
+
+
+class RegisterRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    cpu_millis: int = Field(gt=0)
+    memory_mib: int = Field(gt=0)
+    labels: dict[str, str] = Field(default_factory=dict)
+    runtime: str = Field(default="process", max_length=16)
+    shares_home: str | None = None
+
+
+def _worker(gw: Gateway, worker_id: str) -> WorkerHandle:
+    worker = gw.scheduler.workers.get(worker_id)
+    if worker is None or worker.state == "lost":
+        raise ApiError(404, f"worker {worker_id} is not registered; register again")
+    return worker
+
+
+@router.post("/workers/register")
+async def register(body: RegisterRequest, gw: GatewayDep, who: WorkerDep) -> dict[str, Any]:
+    row = await gw.store.register_worker(
+        name=body.name,
+        cpu_millis=body.cpu_millis,
+        memory_mib=body.memory_mib,
+        labels={**body.labels, **({"shares_home": body.shares_home} if body.shares_home else {})},
+        runtime=body.runtime,
+        who=who,
+    )
+    gw.scheduler.add_worker(
+        WorkerHandle(
+            id=row.id, name=row.name, cpu_millis=row.cpu_millis, memory_mib=row.memory_mib, runtime=row.runtime
+        )
+    )
+    return {"worker_id": row.id, "heartbeat_seconds": 2.0}
+
+
+@router.get("/workers")
+async def list_workers(gw: GatewayDep, who: WorkerDep) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": w.id,
+            "name": w.name,
+            "state": w.state,
+            "cpu_millis": w.cpu_millis,
+            "memory_mib": w.memory_mib,
+            "runtime": w.runtime,
+            "last_heartbeat": w.last_heartbeat,
+        }
+        for w in gw.scheduler.workers.values()
+    ]
+
+
+@router.get("/workers/{worker_id}/orders")
+async def orders(
+    worker_id: str, gw: GatewayDep, who: WorkerDep, wait: Annotated[float, Query(ge=0, le=60)] = 20
+) -> dict[str, Any]:
+    worker = _worker(gw, worker_id)
+    if not worker.orders:
+        worker.has_orders.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(worker.has_orders.wait(), wait)
+    taken, worker.orders = worker.orders, []
+    worker.has_orders.clear()
+    return {"orders": [o.to_dict() for o in taken]}
+
+
+class EventsRequest(BaseModel):
+    events: list[dict[str, Any]]
+
+
+@router.post("/workers/{worker_id}/events", status_code=204)
+async def events(worker_id: str, body: EventsRequest, gw: GatewayDep, who: WorkerDep) -> Response:
+    _worker(gw, worker_id)
+    for raw in body.events:
+        try:
+            event = ContainerEvent.from_dict(raw)
+        except (TypeError, KeyError) as exc:
+            raise ApiError(422, f"malformed container event: {exc}") from None
+        if event.event not in ("listening", "ready", "exited"):
+            raise ApiError(422, f"unknown container event {event.event!r}")
+        gw.scheduler.on_event(worker_id, event)
+        if event.event == "ready" and event.timings:
+            total = event.timings.get("ready_ms")
+            if isinstance(total, int | float):
+                gw.metrics.cold_start.observe(total / 1000)
+    gw.metrics.containers.set(sum(len(p.slots) for p in gw.scheduler.pools.values()))
+    return Response(status_code=204)
+
+
+class HeartbeatRequest(BaseModel):
+    containers: list[str] = Field(default_factory=list)
+
+
+@router.post("/workers/{worker_id}/heartbeat")
+async def heartbeat(worker_id: str, body: HeartbeatRequest, gw: GatewayDep, who: WorkerDep) -> dict[str, Any]:
+    stop = gw.scheduler.heartbeat(worker_id, body.containers)
+    if stop is None:
+        raise ApiError(404, f"worker {worker_id} is not registered; register again")
+    return {"stop": stop}
+
+
+class LogsRequest(BaseModel):
+    lines: list[dict[str, Any]]
+
+
+@router.post("/containers/{container_id}/logs", status_code=204)
+async def push_logs(container_id: str, body: LogsRequest, gw: GatewayDep, who: WorkerDep) -> Response:
+    slot = gw.scheduler._slots.get(container_id)
+    if slot is not None:
+        key = f"{slot.pool.deployment.workspace_id}/{slot.pool.deployment.name}"
+    else:
+        row = await gw.store.get_container(container_id)
+        if row is None:
+            raise ApiError(404, f"container {container_id} is not known")
+        dep = await gw.store.get_deployment_by_id(row.deployment_id)
+        key = f"{row.workspace_id}/{dep.name if dep else ''}"
+    lines = [
+        {"ts": float(line.get("ts", 0)), "stream": str(line.get("stream", "stdout")), "text": str(line.get("text", ""))}
+        for line in body.lines
+    ]
+    await asyncio.to_thread(gw.logs.append, container_id, key, lines)
+    return Response(status_code=204)

@@ -1,0 +1,108 @@
+"""The gateway's ASGI application."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .. import __version__
+from ..images import ImageBuilder
+from ..scheduler import Scheduler
+from ..store import Store
+from . import _control, _workers_api
+from ._auth import Authenticator
+from ._errors import ApiError
+from ._invoke import PREFIX, handle_invoke
+from ._logs import LogHub
+from ._settings import GatewaySettings
+from ._state import DeploymentCache, Gateway, Metrics
+from ._upstream import UpstreamPool
+
+log = logging.getLogger("cove.gateway")
+
+
+def _error(status: int, message: str, type_: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status, headers=headers)
+
+
+def create_app(settings: GatewaySettings) -> Any:
+    """Build the gateway: the invocation fast path in front of the FastAPI control API."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.home.ensure()
+        store = Store(settings.database_url)
+        await store.migrate()
+        orphaned = await store.fail_orphaned_containers("the gateway restarted")
+        if orphaned:
+            log.info("marked %d containers of the previous run as exited", orphaned)
+        upstream = UpstreamPool()
+        scheduler = Scheduler(store, on_container_gone=upstream.forget)
+        await scheduler.start()
+        gw = Gateway(
+            settings=settings,
+            store=store,
+            scheduler=scheduler,
+            auth=Authenticator(store, settings.token_cache_seconds),
+            upstream=upstream,
+            logs=LogHub(settings.home.container_logs),
+            builder=ImageBuilder(settings.home, index_url=settings.index_url),
+            deployments=DeploymentCache(store),
+            metrics=Metrics(),
+        )
+        app.state.gateway = gw
+        try:
+            yield
+        finally:
+            await scheduler.close()
+            upstream.close()
+            await store.close()
+
+    api = FastAPI(
+        title="Cove", version=__version__, lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json"
+    )
+    api.include_router(_control.router, tags=["control"])
+    api.include_router(_workers_api.router, tags=["workers"])
+
+    @api.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.type, exc.headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body') or 'body'}: {err.get('msg')}"
+            for err in exc.errors()
+        )
+        return _error(422, problems or "invalid request", "InvalidRequest")
+
+    @api.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, f"internal error: {type(exc).__name__}", "InternalError")
+
+    @api.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, Any]:
+        gw: Gateway = api.state.gateway
+        return {"status": "ok", "version": __version__, "workers": len(gw.scheduler.workers)}
+
+    @api.get("/metrics", tags=["ops"])
+    async def metrics() -> PlainTextResponse:
+        gw: Gateway = api.state.gateway
+        return PlainTextResponse(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await handle_invoke(api.state.gateway, scope, receive, send)
+        else:
+            await api(scope, receive, send)
+
+    app.api = api  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,315 @@
+"""``cove reservoir ...``: the command line of the package reservoir.
+
+Mounted into the ``cove`` command as a Typer sub-app and also runnable alone
+(``python -m cove.reservoir``). Every command takes ``--root`` (or
+``COVE_RESERVOIR_ROOT``) and ``--json``; errors print one clear line and exit
+with status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .errors import ReservoirError
+from .paths import default_root
+
+app = typer.Typer(help="Package reservoir: a PyPI-compatible index, sync, air-gap bundles and policy.",
+                  no_args_is_help=True, add_completion=False)
+token_app = typer.Typer(help="Upload tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+console = Console(stderr=True)
+out = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+RootOpt = typer.Option(None, "--root", envvar="COVE_RESERVOIR_ROOT",
+                       help="Reservoir data folder [default: $COVE_HOME/reservoir].")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+
+def _root(root: Path | None) -> Path:
+    return Path(root).expanduser().resolve() if root else default_root()
+
+
+def _store(root: Path | None) -> Any:
+    from .store import Store
+
+    return Store(_root(root))
+
+
+def _open_with_policy(root: Path | None) -> Any:
+    """A store whose ingest applies the site policy (licenses, vulnerabilities, block list, age)."""
+    store = _store(root)
+    try:
+        from .policy import attach
+    except ImportError:
+        return store
+    attach(store)
+    return store
+
+
+def _errors(fn: F) -> F:
+    """Turn reservoir errors into one line on stderr and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ReservoirError as exc:
+            console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _emit(as_json: bool, data: Any, text: Callable[[], None]) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    else:
+        text()
+
+
+@contextmanager
+def progress(enabled: bool = True) -> Iterator[Progress]:
+    """A Rich progress display on stderr (quiet when output is JSON or not a terminal)."""
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                   console=console, disable=not enabled or not console.is_terminal, transient=True)
+    with bar:
+        yield bar
+
+
+# -- serve -------------------------------------------------------------------------------------------------
+
+
+@app.command()
+@_errors
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8470, help="Port to listen on."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Serve the simple index (PEP 503/691/658), files and uploads over HTTP."""
+    import uvicorn
+
+    from .server import create_app
+
+    asgi = create_app(_root(root))
+    info = {"url": f"http://{host}:{port}/simple/", "root": str(_root(root))}
+    _emit(as_json, info, lambda: console.print(f"serving {info['url']} from {info['root']}"))
+    sys.stdout.flush()
+    uvicorn.run(asgi, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+                http="httptools", loop="uvloop")
+
+
+# -- ls / add / yank --------------------------------------------------------------------------------------
+
+
+@app.command("ls")
+@_errors
+def ls(
+    project: str | None = typer.Argument(None, help="Show the files of one project."),
+    quarantined: bool = typer.Option(False, "--quarantined", help="Only quarantined files."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """List projects, or the files of one project."""
+    store = _store(root)
+    files = store.files(project, status="quarantined" if quarantined else None)
+    if project is None and not quarantined:
+        counts: dict[str, int] = {}
+        for record in files:
+            counts[record.project] = counts.get(record.project, 0) + 1
+        data: Any = {"serial": store.serial(), "projects": [{"name": n, "files": c} for n, c in counts.items()]}
+
+        def text() -> None:
+            table = Table("project", "files")
+            for name, count in counts.items():
+                table.add_row(name, str(count))
+            out.print(table)
+            out.print(f"serial {store.serial()}")
+    else:
+        data = {"serial": store.serial(), "files": [r.to_json() for r in files]}
+
+        def text() -> None:
+            table = Table("file", "size", "uploaded", "status")
+            for r in files:
+                status = r.status + (f" ({r.reason})" if r.reason else "") + (" yanked" if r.yanked else "")
+                table.add_row(r.filename, str(r.size), r.upload_time or "", status)
+            out.print(table)
+
+    _emit(as_json, data, text)
+
+
+@app.command("add")
+@_errors
+def add(
+    paths: Annotated[list[Path], typer.Argument(help="Wheels and sdists to add to the store.")],
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Add local distribution files to the store (as an upload would)."""
+    from .errors import InvalidPackage
+
+    store = _store(root)
+    results = []
+    for path in paths:
+        if not path.is_file():
+            raise InvalidPackage(f"{path}: not a file")
+        record, added = store.add_file(path, path.name, origin="add")
+        results.append({"filename": record.filename, "added": added, "status": record.status,
+                        "reason": record.reason})
+
+    def text() -> None:
+        for r in results:
+            note = f" [yellow]quarantined: {r['reason']}[/yellow]" if r["reason"] else ""
+            out.print(f"{'added' if r['added'] else 'already held'}: {r['filename']}{note}")
+
+    _emit(as_json, {"files": results, "serial": store.serial()}, text)
+
+
+def _change(kind: str, filename: str, root: Path | None, as_json: bool, reason: str | None = None) -> None:
+    store = _store(root)
+    if kind == "yank":
+        serial = store.yank(filename, reason)
+    elif kind == "unyank":
+        serial = store.unyank(filename)
+    elif kind == "remove":
+        serial = store.remove(filename)
+    elif kind == "quarantine":
+        serial = store.quarantine(filename, reason or "quarantined by an operator")
+    else:
+        serial = store.release(filename)
+    _emit(as_json, {"filename": filename, "action": kind, "serial": serial},
+          lambda: out.print(f"{kind}: {filename} (serial {serial})"))
+
+
+@app.command()
+@_errors
+def yank(filename: str, reason: str | None = typer.Option(None, "--reason"),
+         root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Mark a file yanked (PEP 592): still served, skipped by resolvers unless pinned."""
+    _change("yank", filename, root, as_json, reason)
+
+
+@app.command()
+@_errors
+def unyank(filename: str, root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Undo a yank."""
+    _change("unyank", filename, root, as_json)
+
+
+@app.command()
+@_errors
+def remove(filename: str, root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Remove a file from the index (recorded as an event, so bundles carry the removal)."""
+    _change("remove", filename, root, as_json)
+
+
+@app.command()
+@_errors
+def quarantine(filename: str, reason: str = typer.Option("quarantined by an operator", "--reason"),
+               root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Quarantine a file: kept and reported, but not served."""
+    _change("quarantine", filename, root, as_json, reason)
+
+
+@app.command()
+@_errors
+def release(filename: str, root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Release a quarantined file so it is served again."""
+    _change("release", filename, root, as_json)
+
+
+# -- sync -------------------------------------------------------------------------------------------------
+
+
+@app.command()
+@_errors
+def sync(
+    requirements: Annotated[Path, typer.Option("-r", "--requirements", help="A requirements file to resolve.")],
+    python: Annotated[list[str], typer.Option("--python", help="Target Python version (repeatable).")],
+    platform: Annotated[list[str], typer.Option("--platform", help="Target wheel platform tag (repeatable).")],
+    index_url: str = typer.Option("https://pypi.org/simple/", "--index-url", help="Upstream simple index."),
+    jobs: int = typer.Option(4, "--jobs", min=1, max=32, help="Parallel downloads."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Resolve requirements for every --python x --platform and fetch the files from upstream."""
+    from .sync import sync as run_sync
+    from .targets import Target
+
+    store = _open_with_policy(root)
+    targets = [Target(p, plat) for p in python for plat in platform]
+    with progress(not as_json) as bar:
+        task = bar.add_task("resolving", total=None)
+
+        def report(desc: str, done: int, total: int) -> None:
+            bar.update(task, description=desc, completed=done, total=total)
+
+        result = run_sync(store, requirements, targets, index_url, progress=report, jobs=jobs)
+
+    def text() -> None:
+        for target, pins in result.pins.items():
+            out.print(f"{target}: {len(pins)} pinned")
+        out.print(f"added {len(result.added)} files, {len(result.present)} already held, serial {store.serial()}")
+        for q in result.quarantined:
+            out.print(f"[yellow]quarantined[/yellow] {q['filename']}: {q['reason']}")
+
+    _emit(as_json, {**result.to_json(), "serial": store.serial()}, text)
+
+
+# -- tokens ------------------------------------------------------------------------------------------------
+
+
+@token_app.command("create")
+@_errors
+def token_create(name: str = typer.Argument(..., help="A label for the token."),
+                 root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Create an upload token (printed once)."""
+    from . import tokens
+
+    token = tokens.create(_store(root), name)
+    _emit(as_json, {"name": name, "token": token}, lambda: out.print(token))
+
+
+@token_app.command("list")
+@_errors
+def token_list(root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """List upload tokens (ids and names, never the tokens)."""
+    from . import tokens
+
+    rows = tokens.list_tokens(_store(root))
+
+    def text() -> None:
+        for r in rows:
+            out.print(f"{r['id']}  {r['name']}  {r['created']}")
+
+    _emit(as_json, rows, text)
+
+
+@token_app.command("revoke")
+@_errors
+def token_revoke(token_id: str, root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Revoke an upload token by id."""
+    from . import tokens
+
+    if not tokens.revoke(_store(root), token_id):
+        raise ReservoirError(f"no token with id {token_id!r}")
+    _emit(as_json, {"revoked": token_id}, lambda: out.print(f"revoked {token_id}"))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,87 @@
+"""The reservoir's SQLite database: schema and connections.
+
+SQLite in WAL mode lets the server read pre-rendered pages while a sync or an
+import writes in another process; a writer commits everything a change needs
+(rows, the event, the new pages) in one transaction, so readers see either the
+old state or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS projects (name TEXT PRIMARY KEY, display TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    filename TEXT PRIMARY KEY,
+    project TEXT NOT NULL REFERENCES projects(name),
+    version TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    requires_python TEXT,
+    upload_time TEXT,
+    yanked INTEGER NOT NULL DEFAULT 0,
+    yank_reason TEXT,
+    metadata_sha256 TEXT,
+    metadata_size INTEGER,
+    license_expression TEXT,
+    license TEXT,
+    classifiers TEXT NOT NULL DEFAULT '[]',
+    origin TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'active',
+    reason TEXT,
+    added_serial INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_project ON files(project);
+CREATE TABLE IF NOT EXISTS events (
+    serial INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    project TEXT,
+    filename TEXT,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS pages (
+    key TEXT PRIMARY KEY,
+    html BLOB NOT NULL,
+    json BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sources (
+    source_id TEXT PRIMARY KEY,
+    serial INTEGER NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vulns (
+    id TEXT NOT NULL,
+    project TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (id, project)
+);
+CREATE INDEX IF NOT EXISTS vulns_project ON vulns(project);
+"""
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the database (creating the schema unless ``readonly``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    if not readonly:
+        conn.executescript(SCHEMA)
+        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    return conn

@@ -1,0 +1,346 @@
+"""The reservoir's HTTP server: a small ASGI app with no framework underneath.
+
+Index pages are rendered when the store changes and kept in SQLite; the server
+keeps them in memory and answers with those bytes, checking one SQLite counter
+(``PRAGMA data_version``) per request to notice commits from other processes
+(a sync or an import running beside the server). That keeps the hot path to a
+dictionary lookup and two ``send`` calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from . import negotiate
+from .blobs import check_sha256
+from .db import connect
+from .errors import ReservoirError
+from .names import normalize
+from .store import ROOT_PAGE, Store
+from .upload import handle_upload
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+INDEX_CACHE = b"max-age=0, must-revalidate"
+FILE_CACHE = b"public, max-age=31536000, immutable"
+READ_CHUNK = 256 * 1024
+DEFAULT_MAX_UPLOAD = 2 * 1024 * 1024 * 1024
+
+_TYPES = {
+    negotiate.JSON: b"application/vnd.pypi.simple.v1+json",
+    negotiate.HTML_V1: b"application/vnd.pypi.simple.v1+html",
+    negotiate.HTML: b"text/html; charset=utf-8",
+}
+_VARIANT = {negotiate.JSON: "j", negotiate.HTML_V1: "v", negotiate.HTML: "h"}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Page:
+    """A page's bytes with one pre-built header list per variant."""
+
+    bodies: dict[str, bytes]
+    headers: dict[str, list[tuple[bytes, bytes]]]
+    etags: dict[str, bytes]
+
+
+def _make_page(html: bytes, json_body: bytes) -> _Page:
+    bodies, headers, etags = {}, {}, {}
+    for media, ctype in _TYPES.items():
+        body = json_body if media == negotiate.JSON else html
+        etag = f'"{hashlib.sha256(body).hexdigest()[:32]}-{_VARIANT[media]}"'.encode()
+        bodies[media] = body
+        etags[media] = etag
+        headers[media] = [
+            (b"content-type", ctype),
+            (b"content-length", str(len(body)).encode()),
+            (b"etag", etag),
+            (b"vary", b"Accept"),
+            (b"cache-control", INDEX_CACHE),
+        ]
+    return _Page(bodies, headers, etags)
+
+
+class ReservoirApp:
+    """ASGI app serving ``/simple/``, ``/files/`` and uploads for one reservoir root."""
+
+    def __init__(self, root: Path, *, store: Store | None = None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+                 proxy: Any = None) -> None:
+        self.store = store or Store(root)
+        self._reader: sqlite3.Connection = connect(self.store.layout.database, readonly=True)
+        self._version = -1
+        self._pages: dict[str, _Page | None] = {}
+        self.max_upload_bytes = max_upload_bytes
+        self.proxy = proxy
+
+    # -- cache --------------------------------------------------------------------------------------------
+
+    def _fresh(self) -> None:
+        version = self._reader.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._version = version
+            self._pages.clear()
+
+    def invalidate(self) -> None:
+        self._pages.clear()
+
+    def _page(self, key: str) -> _Page | None:
+        try:
+            return self._pages[key]
+        except KeyError:
+            pass
+        row = self._reader.execute("SELECT html, json FROM pages WHERE key=?", (key,)).fetchone()
+        page = _make_page(bytes(row[0]), bytes(row[1])) if row else None
+        self._pages[key] = page
+        return page
+
+    # -- ASGI ---------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path") or ""
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path):] or "/"
+        method: str = scope["method"]
+        try:
+            if path.startswith("/simple/"):
+                if method not in ("GET", "HEAD"):
+                    return await _text(send, 405, "method not allowed", extra=[(b"allow", b"GET, HEAD")])
+                return await self._simple(scope, path[8:], send)
+            if path.startswith("/files/"):
+                if method not in ("GET", "HEAD"):
+                    return await _text(send, 405, "method not allowed", extra=[(b"allow", b"GET, HEAD")])
+                return await self._file(scope, path[7:], send)
+            if path == "/simple":
+                return await _redirect(send, "simple/")
+            if method == "POST" and path in ("/", "/legacy/", "/upload/", "/legacy", "/upload"):
+                headers = _headers(scope)
+                status, message = await handle_upload(self.store, headers, receive, self.max_upload_bytes)
+                if status == 200:
+                    self.invalidate()
+                extra = [(b"www-authenticate", b'Basic realm="cove-reservoir"')] if status == 401 else None
+                return await _text(send, status, message, extra=extra)
+            if path in ("/", "/health") and method in ("GET", "HEAD"):
+                body = json.dumps({"status": "ok", "serial": self.store.serial(), "site": self.store.site_id})
+                return await _send(send, 200, [(b"content-type", b"application/json")], body.encode(),
+                                   head=method == "HEAD")
+            return await _text(send, 404, f"not found: {path}")
+        except ReservoirError as exc:
+            return await _text(send, exc.status, exc.message)
+
+    async def _simple(self, scope: Scope, rest: str, send: Send) -> None:
+        self._fresh()
+        if rest == "":
+            key = ROOT_PAGE
+        else:
+            name, slash, tail = rest.partition("/")
+            name = unquote(name)
+            if tail:
+                return await _text(send, 404, f"not found: /simple/{rest}")
+            normal = normalize(name)
+            if not slash or normal != name:
+                # Relative so the redirect stays right under any mount prefix.
+                target = f"{normal}/" if not slash else f"../{normal}/"
+                return await _redirect(send, target)
+            key = name
+        headers = scope["headers"]
+        accept = None
+        if_none_match = None
+        for hname, hvalue in headers:
+            if hname == b"accept":
+                accept = hvalue
+            elif hname == b"if-none-match":
+                if_none_match = hvalue
+        media = negotiate.choose(accept)
+        if media is None:
+            return await _text(send, 406, "not acceptable: this index serves application/vnd.pypi.simple.v1+json, "
+                                          "application/vnd.pypi.simple.v1+html and text/html",
+                               extra=[(b"vary", b"Accept")])
+        page = self._page(key)
+        if page is None and self.proxy is not None and key != ROOT_PAGE and await self.proxy.fetch_project(key):
+            self._fresh()
+            self.invalidate()
+            page = self._page(key)
+        if page is None:
+            return await _text(send, 404, f"unknown project {key!r}", extra=[(b"vary", b"Accept")])
+        if if_none_match is not None and _etag_matches(if_none_match, page.etags[media]):
+            await send({"type": "http.response.start", "status": 304,
+                        "headers": [(b"etag", page.etags[media]), (b"vary", b"Accept"),
+                                    (b"cache-control", INDEX_CACHE)]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": page.headers[media]})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else page.bodies[media]})
+
+    async def _file(self, scope: Scope, rest: str, send: Send) -> None:
+        sha, slash, name = rest.partition("/")
+        name = unquote(name)
+        if not slash or not name or "/" in name:
+            return await _text(send, 404, f"not found: /files/{rest}")
+        try:
+            check_sha256(sha)
+        except ReservoirError:
+            return await _text(send, 404, f"not found: /files/{rest}")
+        want_metadata = name.endswith(".metadata")
+        filename = name[: -len(".metadata")] if want_metadata else name
+        row = self._reader.execute(
+            "SELECT status, reason, metadata_sha256 FROM files WHERE sha256=? AND filename=?", (sha, filename)
+        ).fetchone()
+        if row is None and self.proxy is not None and await self.proxy.fetch_file(filename, sha):
+            row = self._reader.execute(
+                "SELECT status, reason, metadata_sha256 FROM files WHERE sha256=? AND filename=?", (sha, filename)
+            ).fetchone()
+        if row is None:
+            return await _text(send, 404, f"no such file {filename!r}")
+        if row[0] != "active":
+            return await _text(send, 403, f"{filename} is quarantined: {row[1]}")
+        if want_metadata:
+            if not row[2]:
+                return await _text(send, 404, f"no metadata file for {filename!r}")
+            blob, ctype = row[2], b"text/plain; charset=utf-8"
+        else:
+            blob, ctype = sha, b"application/octet-stream"
+        await self._send_blob(scope, send, blob, ctype)
+
+    async def _send_blob(self, scope: Scope, send: Send, sha: str, ctype: bytes) -> None:
+        path = self.store.blobs.path(sha)
+        try:
+            fh = path.open("rb")
+        except FileNotFoundError:
+            return await _text(send, 404, "file content is missing from the store; run `cove reservoir audit`")
+        with fh:
+            size = path.stat().st_size
+            etag = f'"{sha}"'.encode()
+            range_header = if_none_match = if_range = None
+            for hname, hvalue in scope["headers"]:
+                if hname == b"range":
+                    range_header = hvalue
+                elif hname == b"if-none-match":
+                    if_none_match = hvalue
+                elif hname == b"if-range":
+                    if_range = hvalue
+            base = [(b"etag", etag), (b"cache-control", FILE_CACHE), (b"accept-ranges", b"bytes")]
+            if if_none_match is not None and _etag_matches(if_none_match, etag):
+                await send({"type": "http.response.start", "status": 304, "headers": base})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            start, end, status = 0, size - 1, 200
+            if range_header is not None and (if_range is None or if_range.strip() == etag):
+                try:
+                    parsed = _parse_range(range_header, size)
+                except _Unsatisfiable:
+                    await _send(send, 416, [(b"content-range", f"bytes */{size}".encode()), *base], b"")
+                    return
+                if parsed is not None:
+                    start, end = parsed
+                    status = 206
+            length = end - start + 1 if size else 0
+            headers = [*base, (b"content-type", ctype), (b"content-length", str(length).encode())]
+            if status == 206:
+                headers.append((b"content-range", f"bytes {start}-{end}/{size}".encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            if scope["method"] == "HEAD" or length == 0:
+                await send({"type": "http.response.body", "body": b""})
+                return
+            fh.seek(start)
+            remaining = length
+            while remaining > 0:
+                # Blobs are local files, mostly in the page cache: short reads beat a thread hop.
+                chunk = fh.read(min(READ_CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return {k.lower(): v for k, v in scope["headers"]}
+
+
+def _etag_matches(header: bytes, etag: bytes) -> bool:
+    if header.strip() == b"*":
+        return True
+    for candidate in header.split(b","):
+        candidate = candidate.strip()
+        if candidate.startswith(b"W/"):
+            candidate = candidate[2:]
+        if candidate == etag:
+            return True
+    return False
+
+
+class _Unsatisfiable(Exception):
+    """A range that lies outside the file (416)."""
+
+
+def _parse_range(header: bytes, size: int) -> tuple[int, int] | None:
+    """One byte range, clipped to the file; None to ignore the header (multiple or odd ranges)."""
+    text = header.decode("latin-1").strip()
+    if not text.startswith("bytes="):
+        return None
+    spec = text[6:].strip()
+    if "," in spec:
+        return None
+    first, dash, last = spec.partition("-")
+    if not dash:
+        return None
+    try:
+        if first == "":
+            suffix = int(last)
+            if suffix <= 0 or not size:
+                raise _Unsatisfiable
+            return max(size - suffix, 0), size - 1
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        return None
+    if start >= size or end < start:
+        raise _Unsatisfiable
+    return start, min(end, size - 1)
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *,
+                head: bool = False) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def _text(send: Send, status: int, message: str, *, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(b"content-type", b"text/plain; charset=utf-8")] + (extra or [])
+    await _send(send, status, headers, (message + "\n").encode())
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await _send(send, 301, [(b"location", location.encode()), (b"content-type", b"text/plain; charset=utf-8")],
+                f"moved to {location}\n".encode())
+
+
+def create_app(root: Path, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, proxy: Any = None,
+               store: Store | None = None) -> ReservoirApp:
+    """The ASGI app for the reservoir at ``root``; mountable under any prefix (e.g. ``/reservoir/``)."""
+    return ReservoirApp(Path(root), max_upload_bytes=max_upload_bytes, proxy=proxy, store=store)

@@ -1,0 +1,145 @@
+"""Calling the user's function: argument binding, context, async, result encoding.
+
+Imported only after the user's module, so its own imports (json, inspect,
+threading) never count against a handler that would not need them first.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+import threading
+import types
+from collections.abc import Callable
+from typing import Any
+
+from cove.runner._http import error_payload
+
+
+class Context:
+    """What an optional ``context`` parameter receives."""
+
+    __slots__ = ("call_id", "container_id", "on_start_value")
+
+    def __init__(self, call_id: str | None, container_id: str, on_start_value: Any) -> None:
+        self.call_id = call_id
+        self.container_id = container_id
+        self.on_start_value = on_start_value
+
+    @property
+    def task_id(self) -> str | None:
+        """The same id as ``call_id``, under the name task-queue code expects."""
+        return self.call_id
+
+    def __repr__(self) -> str:
+        return f"Context(call_id={self.call_id!r}, container_id={self.container_id!r})"
+
+
+class _LoopThread:
+    """One event loop on its own thread, for ``async def`` handlers and on_start.
+
+    One loop for the container's life keeps objects made in on_start (clients,
+    sessions) usable by every call; it is created only if something is async.
+    """
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._asyncio = asyncio
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="cove-async", daemon=True).start()
+
+    def run(self, coroutine: Any) -> Any:
+        return self._asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+
+def _to_json_fallback(value: Any) -> Any:
+    # Array-likes (numpy arrays and scalars among them) know how to become plain lists
+    # and numbers; asking them by duck typing keeps the runner free of third-party imports.
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_to_json_fallback).encode
+_decode = json.loads
+
+
+class UserFunction:
+    """The user's handler, bound once, invoked per request."""
+
+    def __init__(self, target: Callable[..., Any], container_id: str) -> None:
+        self.target = target
+        self.container_id = container_id
+        self.on_start_value: Any = None
+        self._loop: _LoopThread | None = None
+        signature = inspect.signature(target)
+        context = signature.parameters.get("context")
+        self.wants_context = context is not None and context.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        )
+        if self.wants_context:
+            signature = signature.replace(parameters=[p for p in signature.parameters.values() if p.name != "context"])
+        self._bind = signature.bind
+        if inspect.iscoroutinefunction(target):
+            self._loop = _LoopThread()
+
+    def run_on_start(self, on_start: Callable[[], Any] | None) -> None:
+        """Run the user's on_start hook once; its value reaches every call's context."""
+        if on_start is None:
+            return
+        value = on_start()
+        if type(value) is types.CoroutineType:
+            value = self._async().run(value)
+        self.on_start_value = value
+
+    def _async(self) -> _LoopThread:
+        if self._loop is None:
+            self._loop = _LoopThread()
+        return self._loop
+
+    def invoke(self, body: bytes, call_id: str | None) -> tuple[int, bytes]:
+        """Return the status and JSON payload for one call."""
+        if body:
+            try:
+                kwargs = _decode(body)
+            except ValueError as exc:  # JSONDecodeError and bad UTF-8 both land here
+                return 422, error_payload("InvalidArguments", f"request body is not valid JSON: {exc}")
+            if type(kwargs) is not dict:
+                return 422, error_payload(
+                    "InvalidArguments", f"request body must be a JSON object, not {type(kwargs).__name__}"
+                )
+        else:
+            kwargs = {}
+        try:
+            self._bind(**kwargs)
+        except TypeError as exc:
+            return 422, error_payload("InvalidArguments", str(exc))
+        if self.wants_context:
+            if "context" in kwargs:
+                return 422, error_payload("InvalidArguments", "'context' is supplied by Cove and cannot be sent")
+            kwargs["context"] = Context(call_id, self.container_id, self.on_start_value)
+        try:
+            result = self.target(**kwargs)
+            if type(result) is types.CoroutineType:
+                result = self._async().run(result)
+        except BaseException as exc:  # noqa: BLE001 - the user's failure, whatever it is, becomes a 500
+            return 500, self._failure(exc, call_id)
+        try:
+            return 200, _encode(result).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            message = f"the return value cannot be encoded as JSON: {exc}"
+            print(f"cove: call {call_id or '-'}: {message}", file=sys.stderr)
+            return 500, error_payload("ResultNotSerializable", message)
+
+    def _failure(self, exc: BaseException, call_id: str | None) -> bytes:
+        import traceback
+
+        # Skip the runner's own frame so the traceback starts in user code.
+        frames = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+        text = "".join(traceback.format_exception(type(exc), exc, frames))
+        sys.stderr.write(f"cove: call {call_id or '-'} raised {type(exc).__name__}:\n{text}")
+        return error_payload(type(exc).__name__, str(exc), text)

@@ -1,0 +1,168 @@
+"""Start-up and shut-down of the runner process.
+
+Order matters for cold starts: only ``os`` and ``sys`` (already loaded by the
+interpreter) are used before the user's module is imported; the HTTP
+machinery is imported afterwards. Requests that arrive meanwhile wait in the
+listening socket's backlog, which the worker created before spawning us.
+
+Exit codes: 0 after a requested stop, 2 for a bad launch (missing variables or
+socket), 3 when the user's module or ``on_start`` fails.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from typing import Any
+
+EXIT_BAD_LAUNCH = 2
+EXIT_USER_CODE = 3
+LISTEN_FD = 3
+READY_FD = 4
+
+
+class _Shutdown(BaseException):
+    """Raised in the main thread by SIGTERM/SIGINT; a BaseException so user code's ``except Exception`` won't eat it."""
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    import signal
+
+    # Only the first signal interrupts; later ones must not break the drain.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise _Shutdown
+
+
+def _fd_mode(fd: int) -> int | None:
+    try:
+        return os.fstat(fd).st_mode
+    except OSError:
+        return None
+
+
+def _fail(message: str) -> int:
+    print(f"cove runner: {message}", file=sys.stderr)
+    return EXIT_BAD_LAUNCH
+
+
+def _load(module_name: str, function_name: str) -> tuple[Any, Any]:
+    """Import the user's module; return the handler and its on_start hook (or None)."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    try:
+        target = getattr(module, function_name)
+    except AttributeError:
+        raise LookupError(f"module {module_name!r} has no attribute {function_name!r}") from None
+    raw = getattr(target, "raw_f", target)
+    on_start = getattr(target, "on_start", None)
+    if not callable(raw):
+        raise TypeError(f"{module_name}.{function_name} is not callable")
+    return raw, on_start
+
+
+def main() -> int:
+    """Run the container's runner; returns the process exit code."""
+    import signal
+
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
+    env = os.environ
+    container_id = env.get("COVE_CONTAINER_ID", "")
+    code_dir = env.get("COVE_CODE_DIR", "")
+    module_name = env.get("COVE_MODULE", "")
+    function_name = env.get("COVE_FUNCTION", "")
+    kind = env.get("COVE_KIND", "endpoint")
+    if not (code_dir and module_name and function_name):
+        return _fail("COVE_CODE_DIR, COVE_MODULE and COVE_FUNCTION must be set")
+    if kind == "asgi":
+        return _fail("kind 'asgi' is not served by this runner yet")
+    try:
+        concurrency = max(1, int(env.get("COVE_CONCURRENCY", "1")))
+        max_body = int(env.get("COVE_MAX_BODY_BYTES", str(64 * 1024 * 1024)))
+        drain_seconds = float(env.get("COVE_DRAIN_SECONDS", "8"))
+    except ValueError as exc:
+        return _fail(f"bad numeric setting: {exc}")
+    # Check the inherited descriptors before user code runs: it may open files that take fd 4.
+    listen_mode = _fd_mode(LISTEN_FD)
+    listen_address = env.get("COVE_LISTEN")
+    if (listen_mode is None or not stat.S_ISSOCK(listen_mode)) and not listen_address:
+        return _fail(f"fd {LISTEN_FD} is not a listening socket and COVE_LISTEN is not set")
+    ready_mode = _fd_mode(READY_FD)
+    ready_fd = READY_FD if ready_mode is not None and stat.S_ISFIFO(ready_mode) else None
+    work_dir = env.get("COVE_WORK_DIR")
+    if work_dir:
+        os.chdir(work_dir)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    sys.path.insert(0, code_dir)
+    phase = f"loading {module_name}.{function_name}"
+    try:
+        try:
+            raw, on_start = _load(module_name, function_name)
+            from cove.runner._app import UserFunction
+
+            app = UserFunction(raw, container_id)
+            phase = "on_start"
+            app.run_on_start(on_start)
+        except _Shutdown:
+            return 0
+        except BaseException as exc:  # noqa: BLE001 - any failure of user code is reported the same way
+            import traceback
+
+            sys.stderr.write(f"cove runner: {phase} failed:\n")
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
+            sys.stderr.flush()
+            return EXIT_USER_CODE
+        return _serve(app, concurrency, max_body, drain_seconds, listen_address, ready_fd)
+    except _Shutdown:
+        return 0
+
+
+def _serve(
+    app: Any, concurrency: int, max_body: int, drain_seconds: float, listen_address: str | None, ready_fd: int | None
+) -> int:
+    from cove.runner._server import Server
+
+    listener = _listener(listen_address)
+    server = Server(listener, app, concurrency, max_body)
+    if ready_fd is not None:
+        try:
+            os.write(ready_fd, b"ready\n")
+        except OSError:
+            pass  # the worker stopped listening for it; serving still works
+        os.close(ready_fd)
+    try:
+        server.serve_forever()
+    except _Shutdown:
+        pass
+    if not server.stop(drain_seconds):
+        print(f"cove runner: calls still running after {drain_seconds:g}s; exiting anyway", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return 0
+
+
+def _listener(address: str | None) -> Any:
+    import socket
+
+    mode = _fd_mode(LISTEN_FD)
+    if mode is not None and stat.S_ISSOCK(mode):
+        return socket.socket(fileno=LISTEN_FD)
+    assert address is not None
+    # For running by hand: COVE_LISTEN=unix:/path or HOST:PORT.
+    if address.startswith("unix:"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(address[5:])
+    else:
+        host, _, port = address.rpartition(":")
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]") or "127.0.0.1", int(port)))
+    sock.listen(1024)
+    return sock

@@ -1,0 +1,423 @@
+"""Containers for deployments: start, route, scale, stop.
+
+The scheduler keeps the live picture in memory (which containers exist, where
+they listen, how busy they are) so the request path never waits on the
+database; rows are written behind it, in order, for ``cove ps`` and audits.
+It never talks to a runtime: it hands orders to workers, which pull them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .._config import DeploymentConfig
+from .._protocol import ContainerEvent, ContainerSpec, Order
+from ..store import Container, Deployment, Store, new_id
+from ._autoscaler import ContainerLoad, decide
+from ._placement import WorkerRoom, place
+
+log = logging.getLogger("cove.scheduler")
+
+START_TIMEOUT_SECONDS = 120.0
+WORKER_LAPSE_SECONDS = 15.0
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class StartFailed(RuntimeError):
+    """No container could be started for the deployment; the message says why."""
+
+
+class DeploymentStopped(RuntimeError):
+    """The deployment was stopped while the request waited."""
+
+
+@dataclasses.dataclass(eq=False)
+class Slot:
+    """One container as the scheduler tracks it."""
+
+    id: str
+    pool: Pool
+    worker_id: str
+    state: str = "pending"
+    address: str | None = None
+    in_flight: int = 0
+    served: int = 0
+    created_at: float = dataclasses.field(default_factory=time.time)
+    idle_since: float = dataclasses.field(default_factory=time.time)
+    exited: asyncio.Future[str] = dataclasses.field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def accepting(self) -> bool:
+        """Listening sockets take requests even while the runner boots: they queue in the backlog."""
+        return self.state in ("listening", "ready") and self.in_flight < self.pool.config.concurrent_requests
+
+
+@dataclasses.dataclass(eq=False)
+class Pool:
+    """The containers and waiting requests of one deployment version."""
+
+    deployment: Deployment
+    config: DeploymentConfig
+    slots: dict[str, Slot] = dataclasses.field(default_factory=dict)
+    waiters: collections.deque[asyncio.Future[None]] = dataclasses.field(default_factory=collections.deque)
+    in_flight: int = 0
+    failures: int = 0
+    last_failure: str | None = None
+    retry_after: float = 0.0
+    pending_reason: str | None = None
+
+    def live(self) -> list[Slot]:
+        return [s for s in self.slots.values() if s.state in ("pending", "listening", "ready")]
+
+    def wake(self, count: int | None = None) -> None:
+        woken = 0
+        while self.waiters and (count is None or woken < count):
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                woken += 1
+
+
+@dataclasses.dataclass(eq=False)
+class WorkerHandle:
+    """A connected worker and the orders waiting for it."""
+
+    id: str
+    name: str
+    cpu_millis: int
+    memory_mib: int
+    runtime: str
+    state: str = "ready"
+    last_heartbeat: float = dataclasses.field(default_factory=time.time)
+    orders: list[Order] = dataclasses.field(default_factory=list)
+    has_orders: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def send(self, order: Order) -> None:
+        self.orders.append(order)
+        self.has_orders.set()
+
+
+@dataclasses.dataclass(frozen=True)
+class Lease:
+    """A request's claim on one container slot; give it back with ``release``."""
+
+    slot: Slot
+
+    @property
+    def address(self) -> str:
+        assert self.slot.address is not None
+        return self.slot.address
+
+    @property
+    def container_id(self) -> str:
+        return self.slot.id
+
+
+class Scheduler:
+    """Places containers on workers and routes requests to them."""
+
+    def __init__(self, store: Store, on_container_gone: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.pools: dict[str, Pool] = {}
+        self.workers: dict[str, WorkerHandle] = {}
+        self._slots: dict[str, Slot] = {}
+        self._on_container_gone = on_container_gone
+        self._writes: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- life cycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._write_behind(), name="cove-store-writer"),
+            asyncio.create_task(self._tick_forever(), name="cove-autoscaler"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._drain_writes()
+
+    async def _drain_writes(self) -> None:
+        while not self._writes.empty():
+            await self._writes.get_nowait()()
+
+    async def _write_behind(self) -> None:
+        while True:
+            write = await self._writes.get()
+            try:
+                await write()
+            except Exception:
+                log.exception("store write failed")
+
+    def _persist(self, container_id: str, **fields: Any) -> None:
+        self._writes.put_nowait(lambda: self.store.update_container(container_id, **fields))
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.tick()
+            except Exception:
+                log.exception("autoscaler tick failed")
+
+    # -- workers ------------------------------------------------------------------
+
+    def add_worker(self, worker: WorkerHandle) -> None:
+        self.workers[worker.id] = worker
+        for pool in list(self.pools.values()):
+            self._scale(pool)
+
+    def heartbeat(self, worker_id: str, running: list[str]) -> list[str] | None:
+        """Record a heartbeat; return containers the worker should stop (None: unknown worker)."""
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.state == "lost":
+            return None
+        worker.last_heartbeat = time.time()
+        return [cid for cid in running if cid not in self._slots]
+
+    def _room(self) -> list[WorkerRoom]:
+        used: dict[str, tuple[int, int]] = {}
+        for slot in self._slots.values():
+            if slot.state == "exited":
+                continue
+            cpu, mem = used.get(slot.worker_id, (0, 0))
+            used[slot.worker_id] = (cpu + slot.pool.config.cpu_millis, mem + slot.pool.config.memory_mib)
+        return [
+            WorkerRoom(w.id, w.cpu_millis - used.get(w.id, (0, 0))[0], w.memory_mib - used.get(w.id, (0, 0))[1])
+            for w in self.workers.values()
+            if w.state == "ready"
+        ]
+
+    # -- requests -------------------------------------------------------------------
+
+    def pool_for(self, deployment: Deployment) -> Pool:
+        pool = self.pools.get(deployment.id)
+        if pool is None:
+            pool = Pool(deployment=deployment, config=DeploymentConfig.from_dict(deployment.config))
+            self.pools[deployment.id] = pool
+        return pool
+
+    async def acquire(self, deployment: Deployment) -> Lease:
+        """Wait for a container slot of the deployment, starting containers as needed."""
+        pool = self.pool_for(deployment)
+        pool.in_flight += 1
+        try:
+            self._scale(pool)
+            while True:
+                if pool.deployment.id not in self.pools:
+                    raise DeploymentStopped(f"deployment {deployment.name!r} was stopped")
+                slot = self._pick(pool)
+                if slot is not None:
+                    slot.in_flight += 1
+                    return Lease(slot)
+                if not pool.live():
+                    if not self.workers or not any(w.state == "ready" for w in self.workers.values()):
+                        raise StartFailed("no worker is available to run containers")
+                    if pool.last_failure and time.time() < pool.retry_after:
+                        raise StartFailed(pool.last_failure)
+                waiter = asyncio.get_running_loop().create_future()
+                pool.waiters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if not waiter.done():
+                        waiter.cancel()
+        except BaseException:
+            pool.in_flight -= 1
+            raise
+
+    @staticmethod
+    def _pick(pool: Pool) -> Slot | None:
+        best: Slot | None = None
+        for slot in pool.slots.values():
+            if slot.accepting and (
+                best is None or (slot.state == "ready", -slot.in_flight) > (best.state == "ready", -best.in_flight)
+            ):
+                best = slot
+        return best
+
+    def release(self, lease: Lease, *, served: bool = True) -> None:
+        slot = lease.slot
+        slot.in_flight -= 1
+        slot.idle_since = time.time()
+        if served:
+            slot.served += 1
+        pool = slot.pool
+        pool.in_flight -= 1
+        pool.wake(1)
+
+    async def exit_reason(self, lease: Lease, timeout: float = 3.0) -> str | None:
+        """After a broken connection: wait briefly for the worker to say why the container ended."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(lease.slot.exited), timeout)
+        except TimeoutError:
+            return None
+
+    # -- scaling ------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = time.time()
+        for worker in list(self.workers.values()):
+            if worker.state == "ready" and now - worker.last_heartbeat > WORKER_LAPSE_SECONDS:
+                self._lose_worker(worker, now)
+        for pool in list(self.pools.values()):
+            for slot in list(pool.slots.values()):
+                if slot.state == "pending" and now - slot.created_at > START_TIMEOUT_SECONDS:
+                    self._container_ended(slot, "worker did not start the container in time", failed=True)
+            self._scale(pool, now)
+            if not pool.slots and not pool.in_flight and pool.config.autoscaler.min_containers == 0:
+                self.pools.pop(pool.deployment.id, None)
+
+    def _scale(self, pool: Pool, now: float | None = None) -> None:
+        now = now or time.time()
+        live = pool.live()
+        decision = decide(
+            pool.config.autoscaler,
+            pool.in_flight,
+            [ContainerLoad(s.id, s.in_flight, s.idle_since, s.state != "ready") for s in live],
+            keep_warm_seconds=pool.config.keep_warm_seconds,
+            now=now,
+        )
+        for container_id in decision.stop:
+            self.stop_container(container_id, reason="idle past keep_warm_seconds")
+        if decision.start and now >= pool.retry_after:
+            for _ in range(decision.start):
+                if not self._start_container(pool):
+                    break
+
+    def _start_container(self, pool: Pool) -> bool:
+        config = pool.config
+        worker_id = place(self._room(), config.cpu_millis, config.memory_mib)
+        if worker_id is None:
+            pool.pending_reason = f"no worker with {config.cpu_millis}m cpu and {config.memory_mib} MiB memory free"
+            return False
+        pool.pending_reason = None
+        dep = pool.deployment
+        slot = Slot(id=new_id("ctr"), pool=pool, worker_id=worker_id)
+        pool.slots[slot.id] = slot
+        self._slots[slot.id] = slot
+        spec = ContainerSpec(
+            container_id=slot.id,
+            workspace_id=dep.workspace_id,
+            deployment_id=dep.id,
+            deployment_name=dep.name,
+            version=dep.version,
+            kind=dep.kind,
+            module=dep.module,
+            function=dep.function,
+            code_hash=dep.code_hash,
+            image_id=dep.image_id,
+            cpu_millis=config.cpu_millis,
+            memory_mib=config.memory_mib,
+            concurrent_requests=config.concurrent_requests,
+            env=dict(config.env),
+        )
+        row = Container(
+            id=slot.id,
+            workspace_id=dep.workspace_id,
+            deployment_id=dep.id,
+            worker_id=worker_id,
+            state="pending",
+            timings={},
+            created_at=slot.created_at,
+        )
+        self._writes.put_nowait(lambda: self.store.add_container(row))
+        self.workers[worker_id].send(Order("start", slot.id, spec))
+        log.info("starting container %s for %s/v%d on %s", slot.id, dep.name, dep.version, worker_id)
+        return True
+
+    def stop_container(self, container_id: str, reason: str = "stopped") -> bool:
+        slot = self._slots.get(container_id)
+        if slot is None or slot.state in ("stopping", "exited"):
+            return False
+        slot.state = "stopping"
+        self._persist(container_id, state="stopping", reason=reason)
+        worker = self.workers.get(slot.worker_id)
+        if worker is not None and worker.state == "ready":
+            worker.send(Order("stop", container_id))
+        else:
+            self._container_ended(slot, reason, failed=False)
+        return True
+
+    def stop_deployment(self, deployment_ids: list[str], reason: str = "deployment stopped") -> None:
+        for dep_id in deployment_ids:
+            pool = self.pools.pop(dep_id, None)
+            if pool is None:
+                continue
+            for slot in list(pool.slots.values()):
+                self.stop_container(slot.id, reason)
+            pool.wake()
+
+    # -- worker events ------------------------------------------------------------------
+
+    def on_event(self, worker_id: str, event: ContainerEvent) -> None:
+        slot = self._slots.get(event.container_id)
+        if slot is None or slot.worker_id != worker_id:
+            return
+        if event.event == "listening" and slot.state == "pending":
+            slot.state = "listening"
+            slot.address = event.address
+            self._persist(slot.id, state="listening", address=event.address)
+            slot.pool.wake()
+        elif event.event == "ready" and slot.state in ("pending", "listening"):
+            slot.state = "ready"
+            slot.pool.failures = 0
+            slot.pool.last_failure = None
+            self._persist(slot.id, state="ready", ready_at=time.time(), timings=dict(event.timings))
+            slot.pool.wake()
+        elif event.event == "exited":
+            requested = slot.state == "stopping"
+            never_ready = slot.state in ("pending", "listening")
+            reason = event.reason or ("stopped" if requested else f"container exited with code {event.exit_code}")
+            self._container_ended(slot, reason, failed=never_ready and not requested, exit_code=event.exit_code)
+
+    def _container_ended(self, slot: Slot, reason: str, *, failed: bool, exit_code: int | None = None) -> None:
+        pool = slot.pool
+        slot.state = "exited"
+        if not slot.exited.done():
+            slot.exited.set_result(reason)
+        pool.slots.pop(slot.id, None)
+        self._slots.pop(slot.id, None)
+        if failed:
+            pool.failures += 1
+            pool.last_failure = f"container failed to start: {reason}"
+            pool.retry_after = time.time() + min(MAX_BACKOFF_SECONDS, 2 ** (pool.failures - 1))
+            log.warning("container %s of %s failed to start: %s", slot.id, pool.deployment.name, reason)
+        self._persist(
+            slot.id, state="failed" if failed else "exited", reason=reason, exit_code=exit_code, stopped_at=time.time()
+        )
+        if slot.address and self._on_container_gone:
+            self._on_container_gone(slot.address)
+        pool.wake()
+
+    def _lose_worker(self, worker: WorkerHandle, now: float) -> None:
+        log.warning("worker %s lost: no heartbeat for %.0f s", worker.id, now - worker.last_heartbeat)
+        worker.state = "lost"
+        self._writes.put_nowait(lambda: self.store.set_worker_state(worker.id, "lost"))
+        for slot in [s for s in self._slots.values() if s.worker_id == worker.id]:
+            self._container_ended(slot, f"worker {worker.name} was lost", failed=False)
+
+    # -- views ----------------------------------------------------------------------------
+
+    def container_view(self, container_id: str) -> dict[str, Any] | None:
+        slot = self._slots.get(container_id)
+        if slot is None:
+            return None
+        return {"in_flight": slot.in_flight, "served": slot.served, "idle_since": slot.idle_since}
+
+    def pending_reason(self, deployment_id: str) -> str | None:
+        pool = self.pools.get(deployment_id)
+        if pool is None:
+            return None
+        return pool.pending_reason or (pool.last_failure if time.time() < pool.retry_after else None)

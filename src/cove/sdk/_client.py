@@ -1,0 +1,120 @@
+"""The HTTP client for the gateway's control API and endpoints."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+
+from ._settings import ClientSettings
+
+
+class CoveError(RuntimeError):
+    """An error answered by the gateway, with its status, type and message."""
+
+    def __init__(self, status: int, type_: str, message: str) -> None:
+        super().__init__(f"{message} ({status} {type_})")
+        self.status = status
+        self.type = type_
+        self.message = message
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        error = response.json().get("error", {})
+        raise CoveError(response.status_code, error.get("type", "Error"), error.get("message", response.text))
+    except (ValueError, AttributeError):
+        raise CoveError(response.status_code, "Error", response.text[:500] or response.reason_phrase) from None
+
+
+class Client:
+    """A thin synchronous client; one per gateway and token."""
+
+    def __init__(self, gateway: str, token: str | None, timeout: float = 60.0) -> None:
+        self.gateway = gateway.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.gateway, headers=headers, timeout=timeout)
+
+    @classmethod
+    def from_env(cls, context: str | None = None) -> Client:
+        settings = ClientSettings.resolve(context)
+        return cls(settings.gateway, settings.token)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+        _raise_for(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _stream(self, method: str, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        try:
+            with self._http.stream(method, path, timeout=None, **kwargs) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except httpx.ConnectError as exc:
+            raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+
+    # -- images, code, deployments ----------------------------------------------
+
+    def build_image(self, spec: dict[str, Any], on_log: Callable[[str], None] | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for event in self._stream("POST", "/api/v1/images", json={"spec": spec}):
+            if event.get("event") == "log":
+                if on_log:
+                    on_log(event.get("line", ""))
+            else:
+                result = event
+        if result.get("event") == "error":
+            raise CoveError(422, "ImageBuildFailed", result.get("message", "image build failed"))
+        if result.get("event") != "done":
+            raise CoveError(502, "ImageBuildFailed", "the build stream ended without a result")
+        return result
+
+    def has_code(self, code_hash: str) -> bool:
+        response = self._http.head(f"/api/v1/code/{code_hash}")
+        if response.status_code == 404:
+            return False
+        _raise_for(response)
+        return True
+
+    def upload_code(self, code_hash: str, data: bytes) -> None:
+        self.request(
+            "PUT", f"/api/v1/code/{code_hash}", content=data, headers={"Content-Type": "application/gzip"}, timeout=300
+        )
+
+    def deploy(self, **body: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", "/api/v1/deployments", json=body)
+        return result
+
+    def invoke(self, name: str, payload: Any, *, version: int | None = None, timeout: float | None = None) -> Any:
+        path = f"/endpoint/{name}" + (f"/v{version}" if version else "")
+        return self.request(
+            "POST", path, json=payload, timeout=None if timeout is None or timeout < 0 else timeout + 10
+        )
+
+    def logs(self, target: str, *, follow: bool = False, tail: int | None = None) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"target": target, "follow": follow}
+        if tail:
+            params["tail"] = tail
+        return self._stream("GET", "/api/v1/logs", params=params)

@@ -1,0 +1,107 @@
+"""From ``app.py:predict`` to a deployment: load, build, upload, register."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._config import ConfigError
+from ._client import Client
+from ._decorators import Stub
+from ._packing import pack_directory
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    path: Path
+    attribute: str
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def module(self) -> str:
+        return self.path.stem
+
+
+def parse_target(text: str) -> Target:
+    """``FILE.py:FUNC`` (``FUNC`` may be left out when the file defines exactly one)."""
+    file, _, attribute = text.partition(":")
+    path = Path(file).expanduser().resolve()
+    if not path.is_file() or path.suffix != ".py":
+        raise ConfigError(f"{file!r} is not a Python file")
+    if attribute and not attribute.isidentifier():
+        raise ConfigError(f"{attribute!r} is not a Python name")
+    return Target(path, attribute)
+
+
+def load_stub(target: Target) -> tuple[str, Stub[Any, Any]]:
+    """Import the user's file here, as the container will, and find the decorated function."""
+    spec = importlib.util.spec_from_file_location(target.module, target.path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot import {target.path}")
+    module = importlib.util.module_from_spec(spec)
+    root = str(target.root)
+    sys.path.insert(0, root)
+    sys.modules[target.module] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ConfigError(f"importing {target.path.name} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if sys.path and sys.path[0] == root:
+            sys.path.pop(0)
+    stubs = {name: value for name, value in vars(module).items() if isinstance(value, Stub)}
+    if target.attribute:
+        found = getattr(module, target.attribute, None)
+        if not isinstance(found, Stub):
+            raise ConfigError(f"{target.path.name} has no Cove function named {target.attribute!r}")
+        return target.attribute, found
+    if len(stubs) != 1:
+        raise ConfigError(
+            f"{target.path.name} defines {len(stubs)} Cove functions ({', '.join(stubs) or 'none'}); "
+            "name one as FILE:FUNC"
+        )
+    return next(iter(stubs.items()))
+
+
+def deploy_stub(
+    client: Client,
+    stub: Stub[Any, Any],
+    attribute: str,
+    target: Target,
+    *,
+    name: str | None = None,
+    ephemeral: bool = False,
+    on_log: Callable[[str], None] | None = None,
+    on_phase: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Build the image, upload the code if the gateway lacks it, register a version."""
+    phase = on_phase or (lambda _msg: None)
+    phase("building image")
+    image = client.build_image(stub.image.spec(), on_log)
+    phase("packing code")
+    packed = pack_directory(target.root)
+    uploaded = False
+    if not client.has_code(packed.sha256):
+        phase(f"uploading code ({packed.size} bytes, {packed.file_count} files)")
+        client.upload_code(packed.sha256, packed.data)
+        uploaded = True
+    phase("registering deployment")
+    result = client.deploy(
+        name=name or stub.name,
+        app=stub.app,
+        kind=stub.kind,
+        module=target.module,
+        function=attribute,
+        image_id=image["image_id"],
+        code_hash=packed.sha256,
+        config=stub.config.to_dict(),
+        ephemeral=ephemeral,
+    )
+    return {**result, "code_uploaded": uploaded, "code_files": packed.file_count}

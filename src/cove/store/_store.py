@@ -1,0 +1,408 @@
+"""The store: every query Cove makes, behind one class.
+
+Other parts call methods and receive detached rows; no SQL leaves this
+package. SQLite (aiosqlite) by default, PostgreSQL (asyncpg) when
+``COVE_DATABASE_URL`` says so; the schema comes from Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, func, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from . import _models as m
+from ._ids import hash_secret, new_id, new_token_secret
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+ACTIVE_CONTAINER_STATES = ("pending", "starting", "listening", "ready", "stopping")
+
+
+class NotFound(LookupError):
+    """The named object does not exist in this workspace."""
+
+
+class Conflict(ValueError):
+    """The change clashes with what is stored (e.g. a duplicate name)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    """Who a token speaks for."""
+
+    token_id: str
+    workspace_id: str
+    workspace_name: str
+    role: str
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class Store:
+    """Async access to Cove's state."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(url)
+        if url.startswith("sqlite"):
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self._session = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration."""
+
+        def upgrade(connection: Connection) -> None:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(upgrade)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    def session(self) -> AsyncSession:
+        return self._session()
+
+    # -- audit -----------------------------------------------------------------
+
+    @staticmethod
+    def _audit(
+        session: AsyncSession, who: Principal | None, action: str, target: str, details: dict[str, Any] | None = None
+    ) -> None:
+        session.add(
+            m.AuditEntry(
+                workspace_id=who.workspace_id if who else None,
+                token_id=who.token_id if who else None,
+                action=action,
+                target=target,
+                details=details or {},
+            )
+        )
+
+    async def audit_log(self, workspace_id: str, limit: int = 100) -> Sequence[m.AuditEntry]:
+        async with self.session() as s:
+            rows = await s.scalars(
+                select(m.AuditEntry)
+                .where(m.AuditEntry.workspace_id == workspace_id)
+                .order_by(m.AuditEntry.id.desc())
+                .limit(limit)
+            )
+            return rows.all()
+
+    # -- workspaces and tokens -------------------------------------------------
+
+    async def get_workspace(self, name: str) -> m.Workspace:
+        async with self.session() as s:
+            row = await s.scalar(select(m.Workspace).where(m.Workspace.name == name))
+            if row is None:
+                raise NotFound(f"workspace {name!r} does not exist")
+            return row
+
+    async def ensure_workspace(self, name: str, who: Principal | None = None) -> m.Workspace:
+        try:
+            return await self.get_workspace(name)
+        except NotFound:
+            pass
+        async with self.session() as s, s.begin():
+            row = m.Workspace(id=new_id("ws"), name=name)
+            s.add(row)
+            self._audit(s, who, "workspace.create", name)
+        return row
+
+    async def bootstrap(self, workspace: str = "default") -> str | None:
+        """Create the default workspace and an admin token on first start.
+
+        Returns the admin secret when one was made now, else None.
+        """
+        async with self.session() as s:
+            existing = await s.scalar(select(func.count()).select_from(m.Token).where(m.Token.role == "admin"))
+        if existing:
+            return None
+        ws = await self.ensure_workspace(workspace)
+        _, secret = await self.create_token(ws.name, "admin", role="admin")
+        return secret
+
+    async def create_token(
+        self, workspace: str, name: str, role: str = "user", who: Principal | None = None
+    ) -> tuple[m.Token, str]:
+        if role not in ("admin", "user", "worker"):
+            raise Conflict(f"role must be 'admin', 'user' or 'worker', not {role!r}")
+        ws = await self.get_workspace(workspace)
+        secret = new_token_secret()
+        async with self.session() as s, s.begin():
+            row = m.Token(id=new_id("tok"), workspace_id=ws.id, name=name, secret_hash=hash_secret(secret), role=role)
+            s.add(row)
+            self._audit(s, who, "token.create", row.id, {"workspace": workspace, "name": name, "role": role})
+        return row, secret
+
+    async def authenticate(self, secret: str) -> Principal | None:
+        async with self.session() as s:
+            row = await s.execute(
+                select(m.Token, m.Workspace)
+                .join(m.Workspace, m.Workspace.id == m.Token.workspace_id)
+                .where(m.Token.secret_hash == hash_secret(secret), m.Token.revoked_at.is_(None))
+            )
+            found = row.first()
+        if found is None:
+            return None
+        token, ws = found
+        return Principal(token_id=token.id, workspace_id=ws.id, workspace_name=ws.name, role=token.role)
+
+    async def list_tokens(self, workspace_id: str) -> Sequence[m.Token]:
+        async with self.session() as s:
+            rows = await s.scalars(
+                select(m.Token).where(m.Token.workspace_id == workspace_id).order_by(m.Token.created_at)
+            )
+            return rows.all()
+
+    async def revoke_token(self, who: Principal, token_id: str) -> None:
+        async with self.session() as s, s.begin():
+            result = await s.execute(
+                update(m.Token)
+                .where(m.Token.id == token_id, m.Token.workspace_id == who.workspace_id, m.Token.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise NotFound(f"token {token_id!r} does not exist or is already revoked")
+            self._audit(s, who, "token.revoke", token_id)
+
+    async def revoke_token_by_id(self, token_id: str) -> None:
+        """Revoke without a principal: the server replacing its own local-worker token."""
+        async with self.session() as s, s.begin():
+            await s.execute(update(m.Token).where(m.Token.id == token_id).values(revoked_at=time.time()))
+
+    # -- images and code ---------------------------------------------------------
+
+    async def get_image(self, image_id: str) -> m.Image | None:
+        async with self.session() as s:
+            return await s.get(m.Image, image_id)
+
+    async def put_image(self, image_id: str, spec: dict[str, Any], **fields: Any) -> None:
+        async with self.session() as s, s.begin():
+            row = await s.get(m.Image, image_id)
+            if row is None:
+                s.add(m.Image(id=image_id, spec=spec, **fields))
+            else:
+                for key, value in fields.items():
+                    setattr(row, key, value)
+
+    async def has_code(self, code_hash: str) -> bool:
+        async with self.session() as s:
+            return await s.get(m.CodeObject, code_hash) is not None
+
+    async def add_code(self, code_hash: str, size: int, who: Principal) -> None:
+        async with self.session() as s, s.begin():
+            if await s.get(m.CodeObject, code_hash) is None:
+                s.add(m.CodeObject(hash=code_hash, size=size))
+                self._audit(s, who, "code.upload", code_hash, {"size": size})
+
+    # -- deployments ---------------------------------------------------------------
+
+    async def create_deployment(
+        self,
+        who: Principal,
+        *,
+        name: str,
+        app: str,
+        kind: str,
+        module: str,
+        function: str,
+        image_id: str,
+        code_hash: str,
+        config: dict[str, Any],
+        ephemeral: bool = False,
+    ) -> tuple[m.Deployment, bool]:
+        """Register a new version, or return the current one when nothing changed.
+
+        Returns the deployment and whether a new version was created.
+        """
+        for _ in range(5):
+            async with self.session() as s:
+                latest = await s.scalar(
+                    select(m.Deployment)
+                    .where(m.Deployment.workspace_id == who.workspace_id, m.Deployment.name == name)
+                    .order_by(m.Deployment.version.desc())
+                    .limit(1)
+                )
+            same = (
+                latest is not None
+                and latest.state == "active"
+                and (
+                    (latest.kind, latest.module, latest.function, latest.image_id, latest.code_hash, latest.config)
+                    == (kind, module, function, image_id, code_hash, config)
+                )
+            )
+            if latest is not None and same:
+                return latest, False
+            try:
+                async with self.session() as s, s.begin():
+                    app_row = await s.scalar(
+                        select(m.App).where(m.App.workspace_id == who.workspace_id, m.App.name == app)
+                    )
+                    if app_row is None:
+                        app_row = m.App(id=new_id("app"), workspace_id=who.workspace_id, name=app)
+                        s.add(app_row)
+                        await s.flush()
+                    row = m.Deployment(
+                        id=new_id("dep"),
+                        workspace_id=who.workspace_id,
+                        app_id=app_row.id,
+                        name=name,
+                        version=(latest.version + 1) if latest else 1,
+                        kind=kind,
+                        module=module,
+                        function=function,
+                        image_id=image_id,
+                        code_hash=code_hash,
+                        config=config,
+                        ephemeral=ephemeral,
+                    )
+                    s.add(row)
+                    self._audit(
+                        s,
+                        who,
+                        "deployment.create",
+                        f"{name}/v{row.version}",
+                        {"image_id": image_id, "code_hash": code_hash, "app": app},
+                    )
+                return row, True
+            except IntegrityError:
+                continue  # another deploy took this version number; read again
+        raise Conflict(f"deployment {name!r} is being changed concurrently; try again")
+
+    async def get_deployment(self, workspace_id: str, name: str, version: int | None = None) -> m.Deployment:
+        """The given version, or the newest active one."""
+        query = select(m.Deployment).where(m.Deployment.workspace_id == workspace_id, m.Deployment.name == name)
+        if version is None:
+            query = query.where(m.Deployment.state == "active").order_by(m.Deployment.version.desc()).limit(1)
+        else:
+            query = query.where(m.Deployment.version == version)
+        async with self.session() as s:
+            row = await s.scalar(query)
+        if row is None or (version is not None and row.state == "deleted"):
+            label = name if version is None else f"{name}/v{version}"
+            raise NotFound(f"deployment {label!r} does not exist")
+        return row
+
+    async def get_deployment_by_id(self, deployment_id: str) -> m.Deployment | None:
+        async with self.session() as s:
+            return await s.get(m.Deployment, deployment_id)
+
+    async def list_deployments(self, workspace_id: str, include_stopped: bool = False) -> Sequence[m.Deployment]:
+        query = select(m.Deployment).where(m.Deployment.workspace_id == workspace_id)
+        if not include_stopped:
+            query = query.where(m.Deployment.state == "active")
+        async with self.session() as s:
+            rows = await s.scalars(query.order_by(m.Deployment.name, m.Deployment.version))
+            return rows.all()
+
+    async def stop_deployment(self, who: Principal, name: str, *, delete: bool = False) -> list[m.Deployment]:
+        """Stop every version of a deployment; returns the versions stopped."""
+        async with self.session() as s, s.begin():
+            rows = (
+                await s.scalars(
+                    select(m.Deployment).where(
+                        m.Deployment.workspace_id == who.workspace_id,
+                        m.Deployment.name == name,
+                        m.Deployment.state != "deleted",
+                    )
+                )
+            ).all()
+            if not rows:
+                raise NotFound(f"deployment {name!r} does not exist")
+            for row in rows:
+                row.state = "deleted" if delete else "stopped"
+                row.stopped_at = time.time()
+            self._audit(s, who, "deployment.delete" if delete else "deployment.stop", name)
+        return list(rows)
+
+    # -- workers ---------------------------------------------------------------------
+
+    async def register_worker(
+        self, *, name: str, cpu_millis: int, memory_mib: int, labels: dict[str, Any], runtime: str, who: Principal
+    ) -> m.Worker:
+        async with self.session() as s, s.begin():
+            row = m.Worker(
+                id=new_id("wrk"),
+                name=name,
+                state="ready",
+                cpu_millis=cpu_millis,
+                memory_mib=memory_mib,
+                labels=labels,
+                runtime=runtime,
+            )
+            s.add(row)
+            self._audit(s, who, "worker.register", row.id, {"name": name, "runtime": runtime})
+        return row
+
+    async def set_worker_state(self, worker_id: str, state: str, heartbeat: bool = False) -> None:
+        values: dict[str, Any] = {"state": state}
+        if heartbeat:
+            values["last_heartbeat"] = time.time()
+        async with self.session() as s, s.begin():
+            await s.execute(update(m.Worker).where(m.Worker.id == worker_id).values(**values))
+
+    async def list_workers(self) -> Sequence[m.Worker]:
+        async with self.session() as s:
+            return (await s.scalars(select(m.Worker).where(m.Worker.state != "gone"))).all()
+
+    # -- containers ---------------------------------------------------------------------
+
+    async def add_container(self, row: m.Container) -> None:
+        async with self.session() as s, s.begin():
+            s.add(row)
+
+    async def update_container(self, container_id: str, **fields: Any) -> None:
+        async with self.session() as s, s.begin():
+            await s.execute(update(m.Container).where(m.Container.id == container_id).values(**fields))
+
+    async def get_container(self, container_id: str) -> m.Container | None:
+        async with self.session() as s:
+            return await s.get(m.Container, container_id)
+
+    async def list_containers(
+        self, workspace_id: str | None = None, *, active_only: bool = True, deployment_ids: Sequence[str] = ()
+    ) -> Sequence[m.Container]:
+        query = select(m.Container)
+        if workspace_id is not None:
+            query = query.where(m.Container.workspace_id == workspace_id)
+        if active_only:
+            query = query.where(m.Container.state.in_(ACTIVE_CONTAINER_STATES))
+        if deployment_ids:
+            query = query.where(m.Container.deployment_id.in_(deployment_ids))
+        async with self.session() as s:
+            return (await s.scalars(query.order_by(m.Container.created_at))).all()
+
+    async def fail_orphaned_containers(self, reason: str) -> int:
+        """On start-up, containers the previous server ran are gone with it."""
+        async with self.session() as s, s.begin():
+            result = await s.execute(
+                update(m.Container)
+                .where(m.Container.state.in_(ACTIVE_CONTAINER_STATES))
+                .values(state="exited", reason=reason, stopped_at=time.time())
+            )
+            await s.execute(update(m.Worker).where(m.Worker.state != "gone").values(state="gone"))
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,132 @@
+"""One container's life on this worker: prepare, listen, spawn, ready, exit, clean up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from .._protocol import ContainerEvent, ContainerSpec
+from ..runtime import ContainerHandle, LaunchSpec, Runtime, open_unix_listener
+from ._logs import ContainerLog, LogShipper
+from ._paths import WorkerDirs, force_rmtree
+
+log = logging.getLogger("cove.worker")
+
+Emit = Callable[[ContainerEvent], Awaitable[None]]
+Prepare = Callable[[ContainerSpec], Awaitable[tuple[Path, Path, Path, dict[str, float]]]]
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+class Container:
+    """Drives one container; :meth:`run` returns after its ``exited`` event was queued."""
+
+    def __init__(
+        self,
+        spec: ContainerSpec,
+        *,
+        runtime: Runtime,
+        dirs: WorkerDirs,
+        shipper: LogShipper,
+        emit: Emit,
+        prepare: Prepare,
+        grace: float,
+    ) -> None:
+        self.spec = spec
+        self.id = spec.container_id
+        self.runtime = runtime
+        self.dirs = dirs
+        self.shipper = shipper
+        self.emit = emit
+        self.prepare = prepare
+        self.grace = grace
+        self.handle: ContainerHandle | None = None
+        self.stop_requested = False
+        self._spawned = asyncio.Event()
+
+    async def stop(self) -> None:
+        """Ask for a stop; the run task reports the exit."""
+        self.stop_requested = True
+        if self.handle is not None:
+            await self.handle.stop(self.grace)
+
+    async def run(self) -> None:
+        started = time.perf_counter()
+        socket_path = self.dirs.socket_path(self.id)
+        work_dir = self.dirs.work / self.id
+        try:
+            await self._run(started, socket_path, work_dir)
+        except Exception as exc:
+            log.exception("container failed to start", extra={"container_id": self.id})
+            await self.emit(ContainerEvent(self.id, "exited", reason=f"the worker could not start it: {exc}"))
+        finally:
+            socket_path.unlink(missing_ok=True)
+            self.dirs.pid_file(self.id).unlink(missing_ok=True)
+            force_rmtree(work_dir)
+
+    async def _run(self, started: float, socket_path: Path, work_dir: Path) -> None:
+        spec = self.spec
+        try:
+            venv, python, code_dir, timings = await self.prepare(spec)
+        except Exception as exc:  # noqa: BLE001 - any preparation failure is the container's exit reason
+            log.warning("container preparation failed", extra={"container_id": self.id, "error": str(exc)})
+            await self.emit(ContainerEvent(self.id, "exited", reason=str(exc)))
+            return
+        if self.stop_requested:
+            await self.emit(ContainerEvent(self.id, "exited"))
+            return
+        work_dir.mkdir(parents=True, exist_ok=True)
+        launch = LaunchSpec(
+            container_id=self.id,
+            python=python,
+            venv=venv,
+            code_dir=code_dir,
+            work_dir=work_dir,
+            pylib_dir=self.dirs.pylib,
+            module=spec.module,
+            function=spec.function,
+            kind=spec.kind,
+            concurrency=spec.concurrent_requests,
+            env=dict(spec.env),
+            cpu_millis=spec.cpu_millis,
+            memory_mib=spec.memory_mib,
+        )
+        mark = time.perf_counter()
+        listener = open_unix_listener(socket_path)
+        timings["socket_ms"] = _ms(mark)
+        try:
+            # The gateway may connect from now on; its request waits in the backlog while we boot.
+            await self.emit(ContainerEvent(self.id, "listening", address=f"unix:{socket_path}", timings=dict(timings)))
+            self.handle = handle = await self.runtime.start(launch, listener)
+        finally:
+            listener.close()  # the runner holds the only copy now: the socket dies with it
+        self.dirs.pid_file(self.id).write_text(str(handle.pid))
+        output = ContainerLog(self.id, self.dirs.logs / f"{self.id}.log", self.shipper)
+        pumps = [
+            asyncio.ensure_future(output.pump(handle.stdout, "stdout")),
+            asyncio.ensure_future(output.pump(handle.stderr, "stderr")),
+        ]
+        try:
+            if self.stop_requested:
+                await handle.stop(self.grace)
+            elif await handle.wait_ready():
+                timings.update(handle.timings)
+                timings["total_ms"] = _ms(started)
+                log.info("container ready", extra={"container_id": self.id, "timings": timings})
+                await self.emit(ContainerEvent(self.id, "ready", address=f"unix:{socket_path}", timings=timings))
+            exit_code = await handle.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pumps), timeout=2)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            output.close()
+        reason = None if self.stop_requested else (output.reason() or f"the runner exited with code {exit_code}")
+        log.info("container exited", extra={"container_id": self.id, "exit_code": exit_code})
+        await self.emit(ContainerEvent(self.id, "exited", exit_code=exit_code, reason=reason))

@@ -1,0 +1,42 @@
+"""How a worker is configured."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+from .._home import Home
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSettings:
+    """One worker's identity, capacity and gateway.
+
+    ``stop_grace_seconds`` is how long a stopping container may finish its calls
+    before it is killed; ``poll_wait_seconds`` is the long-poll length for orders.
+    """
+
+    gateway_url: str
+    token: str
+    name: str
+    home: Home
+    cpu_millis: int
+    memory_mib: int
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    heartbeat_seconds: float = 2.0
+    stop_grace_seconds: float = 10.0
+    poll_wait_seconds: float = 20.0
+
+
+def detect_capacity() -> tuple[int, int]:
+    """This machine's usable cpu (millicores) and memory (MiB), for a worker's defaults."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    except (ValueError, OSError):
+        memory = 1024
+    return cpus * 1000, int(memory)

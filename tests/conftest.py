@@ -1,0 +1,152 @@
+"""Shared fixtures: real ``cove server`` processes on free loopback ports."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = Path(__file__).resolve().parent / "apps"
+UV_CACHE = Path(os.environ.get("COVE_TEST_UV_CACHE", Path.home() / ".cache" / "cove-test-uv"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclasses.dataclass
+class Server:
+    """A running ``cove server`` and the means to talk to it as a user would."""
+
+    url: str
+    home: Path
+    token: str
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+
+    def cli(
+        self, *args: str, check: bool = True, token: str | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**self.env, "COVE_TOKEN": token or self.token}
+        done = subprocess.run(
+            [sys.executable, "-m", "cove", *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"cove {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def cli_json(self, *args: str, token: str | None = None) -> Any:
+        return json.loads(self.cli(*args, "--json", token=token).stdout)
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def deploy(self, target: str, *extra: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.cli_json("deploy", target, *extra)
+        return result
+
+    def containers(self, deployment: str | None = None, all_: bool = False) -> list[dict[str, Any]]:
+        rows = self.cli_json("ps", *(["--all"] if all_ else []))
+        return [r for r in rows if deployment is None or r["deployment"] == deployment]
+
+    def wait_for(self, predicate: Any, timeout: float = 30, interval: float = 0.2) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise AssertionError(f"condition not met within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_server(home: Path, port: int | None = None, extra_env: dict[str, str] | None = None) -> Server:
+    port = port or free_port()
+    env = {
+        **os.environ,
+        "COVE_HOME": str(home),
+        "COVE_UV_CACHE_DIR": str(UV_CACHE),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "COVE_GATEWAY": f"http://127.0.0.1:{port}",
+        **(extra_env or {}),
+    }
+    env.pop("COVE_TOKEN", None)
+    log = (home / "test-server.log").open("ab") if home.exists() else None
+    if log is None:
+        home.mkdir(parents=True)
+        log = (home / "test-server.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cove", "server", "--port", str(port), "--home", str(home)],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited {proc.returncode}:\n{(home / 'test-server.log').read_text()}")
+        try:
+            health = httpx.get(f"{url}/healthz", timeout=1).json()
+            if health.get("workers"):
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError(f"server did not become healthy:\n{(home / 'test-server.log').read_text()}")
+    token = (home / "admin-token").read_text().strip()
+    return Server(url=url, home=home, token=token, proc=proc, env=env)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server shared by the tests that do not restart or break it."""
+    srv = start_server(tmp_path_factory.mktemp("home") / "cove")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own, for tests that change global state."""
+    srv = start_server(tmp_path / "cove")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def app_copy(tmp_path: Path) -> Any:
+    """Copy an app folder from tests/apps so a test may edit it."""
+
+    def copy(name: str) -> Path:
+        dest = tmp_path / "src" / name
+        shutil.copytree(APPS / name, dest)
+        return dest
+
+    return copy
