@@ -93,6 +93,7 @@ class Container:
         self.stdout: list[bytes] = []
         self.stderr: list[bytes] = []
         self.handle: ProcessHandle | None = None
+        self._pumps: list[asyncio.Future[None]] = []
 
     def _run(self, coroutine: Any, timeout: float = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
@@ -105,7 +106,7 @@ class Container:
             finally:
                 listener.close()
             for stream, sink in ((handle.stdout, self.stdout), (handle.stderr, self.stderr)):
-                asyncio.ensure_future(self._drain(stream, sink))
+                self._pumps.append(asyncio.ensure_future(self._drain(stream, sink)))
             return handle
 
         self.handle = self._run(start())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -47,7 +48,7 @@ def _spec(tmp_path: Path, image: tuple[Path, Path], code: str, **changes: object
         function="handler",
         env={"GREETING": "hi"},
     )
-    return LaunchSpec(**{**spec.__dict__, **changes})  # type: ignore[arg-type]
+    return dataclasses.replace(spec, **changes)
 
 
 async def _start(spec: LaunchSpec, sock: Path) -> ProcessHandle:

@@ -70,6 +70,10 @@ async def prepare_store(settings: ServerSettings, echo: Callable[[str], None]) -
         await store.close()
 
 
+def _quiet_migrations() -> None:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def _local_worker_capacity(settings: ServerSettings) -> tuple[int, int]:
     cpu = settings.worker_cpu_millis or (os.cpu_count() or 1) * 1000 * 4
     if settings.worker_memory_mib:
@@ -80,6 +84,7 @@ def _local_worker_capacity(settings: ServerSettings) -> tuple[int, int]:
 
 async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
     settings.home.ensure()
+    _quiet_migrations()
     worker_token = await prepare_store(settings, echo)
     gateway = GatewaySettings(
         home=settings.home,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -38,6 +40,14 @@ def _print_result(result: dict[str, Any], verb: str) -> None:
     )
 
 
+def _event(data: dict[str, Any], as_json: bool, human: Callable[[], None]) -> None:
+    """``serve --json`` prints one compact JSON object per line: a stream of events."""
+    if as_json:
+        print(json.dumps(data, default=str), flush=True)
+    else:
+        human()
+
+
 def deploy(
     target: str = typer.Argument(..., help="FILE.py:FUNCTION"),
     name: str | None = typer.Option(None, help="Deployment name (default: from the decorator)."),
@@ -64,7 +74,7 @@ def serve(
         _, stub = load_stub(parsed)
         dev_name = name or f"{stub.name}-dev"
         result = _deploy_once(api, parsed, dev_name, True, as_json)
-    emit({**result, "event": "deployed"}, as_json, lambda: _print_result(result, "serving"))
+    _event({**result, "event": "deployed"}, as_json, lambda: _print_result(result, "serving"))
     if not as_json:
         console.print(f"watching {parsed.root} for changes; Ctrl-C stops and removes {dev_name}")
     try:
@@ -80,7 +90,7 @@ def serve(
                 continue
             took = time.monotonic() - started
             message = f"[green]↻[/] reloaded {dev_name} as version {result['version']} in {took:.2f} s"
-            emit(
+            _event(
                 {**result, "event": "reloaded", "seconds": round(took, 3)},
                 as_json,
                 lambda message=message: console.print(message),  # type: ignore[misc]
@@ -90,4 +100,4 @@ def serve(
     finally:
         with errors(as_json):
             api.request("DELETE", f"/api/v1/deployments/{dev_name}")
-        emit({"event": "removed", "name": dev_name}, as_json, lambda: console.print(f"removed {dev_name}"))
+        _event({"event": "removed", "name": dev_name}, as_json, lambda: console.print(f"removed {dev_name}"))

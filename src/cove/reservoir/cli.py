@@ -28,6 +28,10 @@ app = typer.Typer(help="Package reservoir: a PyPI-compatible index, sync, air-ga
                   no_args_is_help=True, add_completion=False)
 token_app = typer.Typer(help="Upload tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+policy_app = typer.Typer(help="Site policy: licenses, vulnerabilities, block list, release age.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+vulndb_app = typer.Typer(help="The offline vulnerability database (OSV dumps).", no_args_is_help=True)
+app.add_typer(vulndb_app, name="vulndb")
 
 console = Console(stderr=True)
 out = Console()
@@ -47,17 +51,6 @@ def _store(root: Path | None) -> Any:
     from .store import Store
 
     return Store(_root(root))
-
-
-def _open_with_policy(root: Path | None) -> Any:
-    """A store whose ingest applies the site policy (licenses, vulnerabilities, block list, age)."""
-    store = _store(root)
-    try:
-        from .policy import attach
-    except ImportError:
-        return store
-    attach(store)
-    return store
 
 
 def _errors(fn: F) -> F:
@@ -251,7 +244,7 @@ def sync(
     from .sync import sync as run_sync
     from .targets import Target
 
-    store = _open_with_policy(root)
+    store = _store(root)
     targets = [Target(p, plat) for p in python for plat in platform]
     with progress(not as_json) as bar:
         task = bar.add_task("resolving", total=None)
@@ -269,6 +262,163 @@ def sync(
             out.print(f"[yellow]quarantined[/yellow] {q['filename']}: {q['reason']}")
 
     _emit(as_json, {**result.to_json(), "serial": store.serial()}, text)
+
+
+# -- bundles ----------------------------------------------------------------------------------------------
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+    text = text.strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise ReservoirError(f"invalid size {text!r}: use bytes or a suffix such as 64M or 4G") from None
+
+
+@app.command("export")
+@_errors
+def export(
+    output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to create (or a path ending in .tar)."),
+    since: int = typer.Option(0, "--since", help="Serial the other side already holds (0: everything)."),
+    chunk_size: str = typer.Option("256M", "--chunk-size", help="Largest chunk file, e.g. 64M or 4G."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Write a signed bundle of every change after --since."""
+    from .bundle import export_bundle
+
+    store = _store(root)
+    with progress(not as_json) as bar:
+        task = bar.add_task("exporting", total=None)
+        summary = export_bundle(store, output, since=since, chunk_size=_size(chunk_size),
+                                progress=lambda d, done, total: bar.update(task, completed=done, total=total))
+    _emit(as_json, summary, lambda: out.print(
+        f"wrote {summary['path']}: serial {summary['base_serial']} → {summary['target_serial']}, "
+        f"{summary['events']} events, {summary['blobs']} blobs, {summary['bytes']} bytes"))
+
+
+@app.command("import")
+@_errors
+def import_(
+    bundle: Path = typer.Argument(..., help="Bundle folder or .tar file."),
+    force: bool = typer.Option(False, "--force", help="Apply even if the bundle does not follow local state."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Verify a bundle (signature, serials, every blob) and apply it atomically."""
+    from .bundle import import_bundle
+
+    store = _store(root)
+    with progress(not as_json) as bar:
+        task = bar.add_task("importing", total=None)
+        report = import_bundle(store, bundle, force=force,
+                               progress=lambda d, done, total: bar.update(task, completed=done, total=total))
+
+    def text() -> None:
+        if report.already_imported:
+            out.print(f"already imported (source serial {report.target_serial}); nothing changed")
+        else:
+            out.print(f"applied {report.applied_events} events, stored {report.blobs_stored} blobs "
+                      f"({report.blobs_present} already held); local serial {report.local_serial}")
+
+    _emit(as_json, report.to_json(), text)
+
+
+@app.command()
+@_errors
+def trust(keyfile: Path = typer.Argument(..., help="A site's public key (PEM), from `cove reservoir key`."),
+          root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Trust bundles signed by this public key."""
+    from . import keys
+    from .paths import Layout
+
+    layout = Layout(_root(root))
+    layout.ensure()
+    kid = keys.trust(layout, keyfile)
+    _emit(as_json, {"trusted": kid}, lambda: out.print(f"trusted key {kid}"))
+
+
+@app.command()
+@_errors
+def key(root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Show this site's public signing key (created on first use) and the keys it trusts."""
+    from . import keys
+    from .paths import Layout
+
+    layout = Layout(_root(root))
+    path = keys.public_key_file(layout)
+    kid = keys.key_id(keys.signing_key(layout).public_key())
+    trusted = sorted(keys.trusted_keys(layout))
+    _emit(as_json, {"key_id": kid, "public_key": str(path), "trusted": trusted},
+          lambda: out.print(f"key {kid}\npublic key file: {path}\ntrusted: {', '.join(trusted) or 'none'}"))
+
+
+# -- policy -----------------------------------------------------------------------------------------------
+
+
+@app.command()
+@_errors
+def audit(
+    verify_blobs: bool = typer.Option(False, "--verify-blobs", help="Also re-hash every stored file."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report only; quarantine and release nothing."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Re-check every file against the current policy and vulnerability database, and report."""
+    from .policy import audit as run_audit
+
+    report = run_audit(_store(root), verify_blobs=verify_blobs, apply=not dry_run)
+
+    def text() -> None:
+        table = Table("file", "license", "vulnerabilities", "status")
+        for f in report["files"]:
+            if f["status"] == "quarantined" or f["vulnerabilities"] or f["action"] or f["license"] is None:
+                status = f["status"] + (f" ({f['reason']})" if f["reason"] else "")
+                if f["action"]:
+                    status += f" [now {f['action']}]"
+                table.add_row(f["filename"], f["license"] or "unknown", ", ".join(f["vulnerabilities"]), status)
+        out.print(table)
+        summary = report["summary"]
+        out.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items())
+                  + f"; advisories loaded: {report['advisories']}")
+
+    _emit(as_json, report, text)
+
+
+@policy_app.command("set")
+@_errors
+def policy_set(path: Path = typer.Argument(..., help="A policy TOML file."),
+               root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Install a policy (validated first; carried by bundles). Run `audit` to apply it to held files."""
+    from .policy import set_policy
+
+    serial = set_policy(_store(root), path)
+    _emit(as_json, {"serial": serial}, lambda: out.print(f"policy installed (serial {serial}); "
+                                                         "run `cove reservoir audit` to re-check held files"))
+
+
+@policy_app.command("show")
+@_errors
+def policy_show(root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Print the current policy."""
+    text = _store(root).get_meta("policy") or ""
+    _emit(as_json, {"policy": text}, lambda: out.print(text or "(no policy: everything is allowed)",
+                                                       markup=False, highlight=False))
+
+
+@vulndb_app.command("import")
+@_errors
+def vulndb_import(path: Path = typer.Argument(..., help="An OSV dump: all.zip of the PyPI ecosystem."),
+                  root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Load an OSV dump offline (replaces the previous one; carried by bundles)."""
+    from .policy import import_vulndb
+
+    serial, count = import_vulndb(_store(root), path)
+    _emit(as_json, {"serial": serial, "advisories": count},
+          lambda: out.print(f"loaded {count} advisories (serial {serial}); run `cove reservoir audit`"))
 
 
 # -- tokens ------------------------------------------------------------------------------------------------

@@ -122,7 +122,9 @@ class Store:
         self._lock = threading.RLock()
         self._in_tx = False
         self._dirty: set[str] = set()
-        self.checker: Checker | None = None
+        from .policy import make_checker
+
+        self.checker: Checker | None = make_checker(self)
         with self.transaction():
             row = self._conn.execute("SELECT value FROM meta WHERE key='site_id'").fetchone()
             if row is None:
@@ -256,15 +258,20 @@ class Store:
 
     # -- the one way to change state ----------------------------------------------------------------------
 
-    def apply(self, kind: str, filename: str | None, data: dict[str, Any], *, time: str | None = None) -> int:
+    def apply(self, kind: str, filename: str | None, data: dict[str, Any], *, time: str | None = None,
+              replay: bool = False) -> int:
         """Apply one change and record it as an event; return its serial.
 
-        Used for local changes and to replay imported events, so both sides of
-        an air gap go through exactly the same code.
+        Used for local changes and to replay imported events (``replay``), so
+        both sides of an air gap go through exactly the same code. A replayed
+        event that would change nothing (the file is already there, already
+        yanked...) is skipped, which makes re-importing harmless.
         """
         if kind not in EVENT_KINDS:
             raise ReservoirError(f"unknown event kind {kind!r}")
         with self.transaction() as conn:
+            if replay and self._is_noop(kind, filename, data):
+                return self.serial()
             project = self._mutate(conn, kind, filename, data)
             cur = conn.execute(
                 "INSERT INTO events(time, kind, project, filename, data) VALUES (?, ?, ?, ?, ?)",
@@ -278,8 +285,35 @@ class Store:
                 self._dirty.add(ROOT_PAGE)
             return serial
 
+    def _is_noop(self, kind: str, filename: str | None, data: dict[str, Any]) -> bool:
+        if filename is None:
+            return False
+        current = self.get_file(filename)
+        if kind == "file_added":
+            return current is not None and current.sha256 == data.get("sha256")
+        if current is None:
+            return kind == "file_removed"
+        return (
+            (kind == "yanked" and current.yanked and current.yank_reason == data.get("reason"))
+            or (kind == "unyanked" and not current.yanked)
+            or (kind == "quarantined" and current.status == "quarantined")
+            or (kind == "released" and current.status == "active")
+        )
+
     def _mutate(self, conn: sqlite3.Connection, kind: str, filename: str | None, data: dict[str, Any]) -> str | None:
-        if kind in ("policy_updated", "vulndb_updated"):
+        if kind == "policy_updated":
+            from .policy import Policy
+
+            Policy.parse(str(data.get("text", "")))  # a bundle must not install a policy this site cannot read
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('policy', ?)", (str(data["text"]),))
+            return None
+        if kind == "vulndb_updated":
+            from . import vulndb
+
+            sha = check_sha256(str(data.get("sha256")))
+            if not self.blobs.has(sha):
+                raise ReservoirError(f"vulnerability database blob {sha} is missing")
+            vulndb.load(conn, vulndb.read_zip(self.blobs.path(sha)))
             return None
         if filename is None:
             raise ReservoirError(f"event {kind} needs a filename")

@@ -12,6 +12,7 @@ import concurrent.futures
 import dataclasses
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,7 @@ def clean_env() -> dict[str, str]:
     """The environment for uv: no user config or index variables that could add another source."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
     env["UV_NO_CONFIG"] = "1"
+    env["UV_PYTHON_DOWNLOADS"] = "never"
     return env
 
 
@@ -58,7 +60,10 @@ def resolve(requirements: Path, target: Target, index_url: str, cache_dir: Path)
     """Pinned ``(name, version)`` pairs for one target, resolved by uv against ``index_url`` only."""
     if not requirements.is_file():
         raise ReservoirError(f"requirements file {requirements} not found")
-    cmd = [uv_bin(), "pip", "compile", str(requirements), "--python-version", target.python, "--python-platform",
+    # The running interpreter only anchors uv; --python-version and --python-platform set what it resolves for,
+    # and naming it spares uv a slow (and possibly downloading) interpreter search.
+    cmd = [uv_bin(), "pip", "compile", str(requirements), "--python", sys.executable,
+           "--python-version", target.python, "--python-platform",
            target.uv_platform(), "--index-url", index_url, "--no-header", "--no-annotate", "--quiet",
            "--cache-dir", str(cache_dir), "--no-config"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=600)

@@ -126,7 +126,7 @@ class UserFunction:
             result = self.target(**kwargs)
             if type(result) is types.CoroutineType:
                 result = self._async().run(result)
-        except BaseException as exc:  # noqa: BLE001 - the user's failure, whatever it is, becomes a 500
+        except BaseException as exc:  # the user's failure, whatever it is, becomes a 500
             return 500, self._failure(exc, call_id)
         try:
             return 200, _encode(result).encode()

@@ -111,7 +111,7 @@ def main() -> int:
             app.run_on_start(on_start)
         except _Shutdown:
             return 0
-        except BaseException as exc:  # noqa: BLE001 - any failure of user code is reported the same way
+        except BaseException as exc:  # any failure of user code is reported the same way
             import traceback
 
             sys.stderr.write(f"cove runner: {phase} failed:\n")
@@ -126,20 +126,18 @@ def main() -> int:
 def _serve(
     app: Any, concurrency: int, max_body: int, drain_seconds: float, listen_address: str | None, ready_fd: int | None
 ) -> int:
+    import contextlib
+
     from cove.runner._server import Server
 
     listener = _listener(listen_address)
     server = Server(listener, app, concurrency, max_body)
     if ready_fd is not None:
-        try:
+        with contextlib.suppress(OSError):  # the worker stopped listening for it; serving still works
             os.write(ready_fd, b"ready\n")
-        except OSError:
-            pass  # the worker stopped listening for it; serving still works
         os.close(ready_fd)
-    try:
+    with contextlib.suppress(_Shutdown):
         server.serve_forever()
-    except _Shutdown:
-        pass
     if not server.stop(drain_seconds):
         print(f"cove runner: calls still running after {drain_seconds:g}s; exiting anyway", file=sys.stderr)
         sys.stdout.flush()

@@ -9,6 +9,7 @@ than the deployment's ``concurrent_requests``.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import threading
@@ -66,15 +67,11 @@ class Server:
         with self._lock:
             self.stopping = True
             idle = list(self._idle)
-        try:
+        with contextlib.suppress(OSError):
             self.listener.close()
-        except OSError:
-            pass
         for conn in idle:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RD)  # wakes the reader with EOF; it then closes
-            except OSError:
-                pass
         deadline = time.monotonic() + grace
         with self._lock:
             while self._active:

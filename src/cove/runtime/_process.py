@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from ._base import LaunchSpec, StartError
 
@@ -213,7 +212,7 @@ class ProcessRuntime:
             ]
             started = time.perf_counter()
             try:
-                pid = os.posix_spawn(  # noqa: ASYNC221 - vfork-based, well under a millisecond
+                pid = os.posix_spawn(  # vfork-based, well under a millisecond
                     argv[0],
                     argv,
                     env,
@@ -238,8 +237,3 @@ class ProcessRuntime:
         )
         log.info("container process started", extra={"container_id": spec.container_id, "pid": pid})
         return handle
-
-
-def python_of(venv: Path) -> Path:
-    """The interpreter of a virtual environment."""
-    return venv / "bin" / "python"

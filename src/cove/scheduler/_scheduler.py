@@ -49,6 +49,7 @@ class Slot:
     address: str | None = None
     in_flight: int = 0
     served: int = 0
+    stop_reason: str | None = None
     created_at: float = dataclasses.field(default_factory=time.time)
     idle_since: float = dataclasses.field(default_factory=time.time)
     exited: asyncio.Future[str] = dataclasses.field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -342,6 +343,7 @@ class Scheduler:
         if slot is None or slot.state in ("stopping", "exited"):
             return False
         slot.state = "stopping"
+        slot.stop_reason = reason
         self._persist(container_id, state="stopping", reason=reason)
         worker = self.workers.get(slot.worker_id)
         if worker is not None and worker.state == "ready":
@@ -379,7 +381,10 @@ class Scheduler:
         elif event.event == "exited":
             requested = slot.state == "stopping"
             never_ready = slot.state in ("pending", "listening")
-            reason = event.reason or ("stopped" if requested else f"container exited with code {event.exit_code}")
+            if requested:
+                reason = slot.stop_reason or "stopped"
+            else:
+                reason = event.reason or f"container exited with code {event.exit_code}"
             self._container_ended(slot, reason, failed=never_ready and not requested, exit_code=event.exit_code)
 
     def _container_ended(self, slot: Slot, reason: str, *, failed: bool, exit_code: int | None = None) -> None:

@@ -56,7 +56,7 @@ class Stub(Generic[P, R]):
         self.name = check_name(name or raw_f.__name__.replace("_", "-").lower())
         self._app = app
         self.on_start = on_start
-        functools.update_wrapper(self, raw_f)  # type: ignore[arg-type]
+        functools.update_wrapper(self, raw_f)
 
     @property
     def app(self) -> str:

@@ -179,12 +179,12 @@ class Store:
             return rows.all()
 
     async def revoke_token(self, who: Principal, token_id: str) -> None:
+        """Users revoke tokens of their own workspace; the admin revokes any."""
+        query = update(m.Token).where(m.Token.id == token_id, m.Token.revoked_at.is_(None))
+        if who.role != "admin":
+            query = query.where(m.Token.workspace_id == who.workspace_id)
         async with self.session() as s, s.begin():
-            result = await s.execute(
-                update(m.Token)
-                .where(m.Token.id == token_id, m.Token.workspace_id == who.workspace_id, m.Token.revoked_at.is_(None))
-                .values(revoked_at=time.time())
-            )
+            result = await s.execute(query.values(revoked_at=time.time()))
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise NotFound(f"token {token_id!r} does not exist or is already revoked")
             self._audit(s, who, "token.revoke", token_id)

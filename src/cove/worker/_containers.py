@@ -74,7 +74,7 @@ class Container:
         spec = self.spec
         try:
             venv, python, code_dir, timings = await self.prepare(spec)
-        except Exception as exc:  # noqa: BLE001 - any preparation failure is the container's exit reason
+        except Exception as exc:  # any preparation failure is the container's exit reason
             log.warning("container preparation failed", extra={"container_id": self.id, "error": str(exc)})
             await self.emit(ContainerEvent(self.id, "exited", reason=str(exc)))
             return

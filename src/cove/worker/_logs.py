@@ -57,7 +57,7 @@ class LogShipper:
             batch = lines[:]
             try:
                 await self.client.logs(container_id, batch)
-            except Exception as exc:  # noqa: BLE001 - gateway away: keep the lines, try again next tick
+            except Exception as exc:  # gateway away: keep the lines, try again next tick
                 log.debug("log upload failed", extra={"container_id": container_id, "error": str(exc)})
                 return
             del lines[: len(batch)]  # lines added during the upload stay for the next tick

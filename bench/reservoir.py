@@ -1,0 +1,325 @@
+"""Benchmark the package reservoir: index-page throughput and latency, and real installs.
+
+    uv run python bench/reservoir.py                 # real requirement set (fetched from PyPI once, cached)
+    uv run python bench/reservoir.py --synthetic     # no network at all: generated wheels, no install timings
+
+What it measures, all on this machine over loopback:
+
+* requests/s and p50/p99 latency of one index page at concurrency 1 and 32,
+  with a small keep-alive HTTP/1.1 load generator (bounded in requests and time);
+* ``uv pip install`` and ``pip install`` of the requirement set from the index, cold caches;
+* the same against peers serving the same files when they are installed: pypiserver,
+  devpi-server (skipped: needs its own upload step) and nginx serving a static PEP 503 tree.
+  Peers that are not installed are listed as skipped.
+
+The only traffic off the machine is the one-time sync of the requirement set from PyPI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+REQUIREMENTS = ["numpy", "pandas", "scikit-learn", "fastapi", "uvicorn", "requests", "pydantic", "httpx", "rich"]
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+PLATFORM = "manylinux_2_28_x86_64"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(port: int, path: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+                if s.recv(12).startswith(b"HTTP/1.1 "):
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on port {port}")
+
+
+# -- load generator ----------------------------------------------------------------------------------------
+
+
+async def _worker(port: int, path: str, headers: str, budget: list[int], deadline: float,
+                  latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode()
+    try:
+        while budget[0] > 0 and time.perf_counter() < deadline:
+            budget[0] -= 1
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"unexpected answer: {head[:60]!r}")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+    finally:
+        writer.close()
+
+
+async def _load(port: int, path: str, concurrency: int, requests: int, seconds: float, headers: str
+                ) -> dict[str, float]:
+    latencies: list[float] = []
+    budget = [requests]
+    start = time.perf_counter()
+    deadline = start + seconds
+    await asyncio.gather(*(_worker(port, path, headers, budget, deadline, latencies) for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    }
+
+
+def load(port: int, path: str, concurrency: int, requests: int, seconds: float, accept: str = "") -> dict[str, float]:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    headers = f"Accept: {accept}\r\n" if accept else ""
+    asyncio.run(_load(port, path, concurrency, min(200, requests), 2.0, headers))  # warm up
+    return asyncio.run(_load(port, path, concurrency, requests, seconds, headers))
+
+
+# -- data --------------------------------------------------------------------------------------------------
+
+
+def real_store(cache: Path) -> Path | None:
+    """A reservoir root holding the requirement set, synced from PyPI once and kept in ``cache``."""
+    root = cache / "reservoir"
+    marker = cache / "synced.json"
+    if marker.exists():
+        return root
+    reqs = cache / "requirements.txt"
+    cache.mkdir(parents=True, exist_ok=True)
+    reqs.write_text("\n".join(REQUIREMENTS) + "\n")
+    print(f"syncing the requirement set from PyPI into {root} (once) ...", flush=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cove.reservoir", "sync", "-r", str(reqs), "--python", PYTHON, "--platform",
+         PLATFORM, "--index-url", "https://pypi.org/simple/", "--root", str(root), "--json"],
+        capture_output=True, text=True, timeout=900,
+    )
+    if result.returncode != 0:
+        print(f"sync failed, falling back to synthetic data: {result.stderr.strip()[-300:]}")
+        return None
+    marker.write_text(result.stdout)
+    return root
+
+
+def synthetic_store(work: Path, files: int = 600) -> Path:
+    """A store with one project of ``files`` small wheels (an index page the size of a busy project's)."""
+    from cove.reservoir.store import Store
+
+    store = Store(work / "synthetic")
+    src = work / "wheels"
+    src.mkdir()
+    for i in range(files):
+        version = f"1.{i // 20}.{i % 20}"
+        name = f"numpy-{version}-py3-none-any.whl"
+        with zipfile.ZipFile(src / name, "w") as zf:
+            zf.writestr(f"numpy-{version}.dist-info/METADATA",
+                        f"Metadata-Version: 2.1\nName: numpy\nVersion: {version}\nRequires-Python: >=3.9\n\n")
+            zf.writestr("numpy/__init__.py", "")
+        store.add_file(src / name, name, origin="bench")
+    store.close()
+    return store.layout.root
+
+
+def static_tree(root: Path, out: Path) -> Path:
+    """A static PEP 503 copy of the store for nginx and pypiserver (hard links, no extra space)."""
+    from cove.reservoir.store import Store
+
+    store = Store(root)
+    for name, _display in store.projects():
+        page = store.page(name)
+        if page is None:
+            continue
+        folder = out / "simple" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "index.html").write_bytes(page[0])
+    page = store.page("/")
+    (out / "simple" / "index.html").write_bytes(page[0] if page else b"")
+    flat = out / "packages"
+    flat.mkdir(exist_ok=True)
+    for record in store.files(status="active"):
+        target = out / "files" / record.sha256
+        target.mkdir(parents=True, exist_ok=True)
+        for dest in (target / record.filename, flat / record.filename):
+            if not dest.exists():
+                try:
+                    os.link(store.blobs.path(record.sha256), dest)
+                except OSError:
+                    shutil.copy(store.blobs.path(record.sha256), dest)
+        if record.metadata_sha256:
+            meta = target / f"{record.filename}.metadata"
+            if not meta.exists():
+                shutil.copy(store.blobs.path(record.metadata_sha256), meta)
+    store.close()
+    return out
+
+
+# -- servers -----------------------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, name: str, cmd: list[str], port: int, prefix: str, check: str) -> None:
+        self.name, self.cmd, self.port, self.prefix, self.check = name, cmd, port, prefix, check
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Server:
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(self.port, self.check)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    @property
+    def index(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.prefix}/simple/"
+
+
+def servers(root: Path, tree: Path, work: Path) -> tuple[list[Server], list[str]]:
+    port = free_port()
+    found = [Server("cove-reservoir", [sys.executable, "-m", "cove.reservoir", "serve", "--port", str(port),
+                                       "--root", str(root)], port, "", "/health")]
+    skipped = []
+    if shutil.which("pypi-server"):
+        p = free_port()
+        found.append(Server("pypiserver", ["pypi-server", "run", "-p", str(p), "-i", "127.0.0.1", "-a", ".",
+                                           "-P", ".", str(tree / "packages")], p, "", "/simple/"))
+    else:
+        skipped.append("pypiserver (not installed)")
+    skipped.append("devpi-server (not installed)" if not shutil.which("devpi-server")
+                   else "devpi-server (installed, but needs its own upload step; not automated)")
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx:
+        p = free_port()
+        conf = work / "nginx.conf"
+        conf.write_text(f"""worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
+events {{ worker_connections 1024; }}
+http {{ access_log off; default_type application/octet-stream; sendfile on;
+  client_body_temp_path {work}/nb; proxy_temp_path {work}/np; fastcgi_temp_path {work}/nf;
+  uwsgi_temp_path {work}/nu; scgi_temp_path {work}/ns;
+  server {{ listen 127.0.0.1:{p}; root {tree}; location /simple/ {{ default_type text/html; index index.html; }} }}
+}}""")
+        found.append(Server("nginx (static)", [nginx, "-c", str(conf), "-p", str(work)], p, "", "/simple/"))
+    else:
+        skipped.append("nginx (not installed)")
+    return found, skipped
+
+
+# -- installs ----------------------------------------------------------------------------------------------
+
+
+def installs(index: str, work: Path, pip_python: Path) -> dict[str, float]:
+    import uv
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(UV_NO_CONFIG="1", PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1",
+               UV_PYTHON_DOWNLOADS="never")
+    times = {}
+    for tool, cmd in (
+        ("uv pip install", [uv.find_uv_bin(), "pip", "install", "--python", str(pip_python), "--no-cache",
+                            "--target", "{target}", "--index-url", index, *REQUIREMENTS]),
+        ("pip install", [str(pip_python), "-m", "pip", "install", "--no-cache-dir", "--target", "{target}",
+                         "--index-url", index, "--only-binary", ":all:", *REQUIREMENTS]),
+    ):
+        target = Path(tempfile.mkdtemp(dir=work, prefix="target-"))
+        start = time.perf_counter()
+        result = subprocess.run([c.replace("{target}", str(target)) for c in cmd], capture_output=True, text=True,
+                                env=env, timeout=600)
+        times[tool] = time.perf_counter() - start
+        if result.returncode != 0:
+            print(f"  {tool} failed: {result.stderr.strip()[-400:]}")
+            times[tool] = float("nan")
+        shutil.rmtree(target, ignore_errors=True)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--synthetic", action="store_true", help="No network: generated wheels, no installs.")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "cove-bench")
+    parser.add_argument("--requests", type=int, default=30000, help="Most requests per measurement.")
+    parser.add_argument("--seconds", type=float, default=8.0, help="Longest time per measurement.")
+    parser.add_argument("--no-install", action="store_true", help="Skip the install timings.")
+    parser.add_argument("--json", action="store_true", help="Print the results as JSON at the end.")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="cove-bench-") as tmp:
+        work = Path(tmp)
+        root = None if args.synthetic else real_store(args.cache)
+        real = root is not None
+        if root is None:
+            root = synthetic_store(work)
+        tree = static_tree(root, work / "static")
+        found, skipped = servers(root, tree, work)
+        pip_python = None
+        if real and not args.no_install:
+            subprocess.run([sys.executable, "-m", "venv", str(work / "pipvenv")], check=True)
+            pip_python = work / "pipvenv" / "bin" / "python"
+        results: dict[str, dict[str, object]] = {}
+        page = "/simple/numpy/"
+        print(f"index page {page} ({'real' if real else 'synthetic'} data); load: keep-alive HTTP/1.1, "
+              f"<= {args.requests} requests or {args.seconds:g}s per run")
+        for server in found:
+            with server:
+                entry: dict[str, object] = {}
+                for conc in (1, 32):
+                    r = load(server.port, server.prefix + page, conc, args.requests, args.seconds)
+                    entry[f"c{conc}"] = r
+                    print(f"  {server.name:16s} c={conc:<3d} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                          f"p99 {r['p99_ms']:6.2f} ms  ({int(r['requests'])} requests)", flush=True)
+                if server.name == "cove-reservoir":
+                    r = load(server.port, page, 32, args.requests, args.seconds,
+                             accept="application/vnd.pypi.simple.v1+json")
+                    entry["c32_json"] = r
+                    print(f"  {'  (PEP 691 JSON)':16s} c=32  {r['rps']:9.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                          f"p99 {r['p99_ms']:6.2f} ms", flush=True)
+                if pip_python is not None:
+                    entry["install_s"] = t = installs(server.index, work, pip_python)
+                    print("  " + "  ".join(f"{k}: {v:.1f} s" for k, v in t.items()), flush=True)
+                results[server.name] = entry
+        if not real or args.no_install:
+            print("install timings: skipped (" + ("synthetic data" if not real else "--no-install") + ")")
+        print("skipped peers: " + (", ".join(skipped) or "none"))
+        if args.json:
+            print(json.dumps({"results": results, "skipped": skipped}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

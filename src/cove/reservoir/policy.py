@@ -1,0 +1,228 @@
+"""Site policy: licenses, vulnerabilities, block list and minimum release age.
+
+The policy is TOML kept in the database (set with ``cove reservoir policy
+set FILE``) and changed only through a ``policy_updated`` event, so bundles
+carry it and both sides judge files by the same rules. A file that breaks a
+rule is quarantined with the reason (prefixed ``policy:``), never dropped;
+``audit`` re-judges the whole store and releases files that pass again.
+Operator quarantines (other reasons) are left alone.
+
+Example::
+
+    [licenses]
+    allow = ["MIT", "BSD-3-Clause", "Apache-2.0"]   # empty: anything not denied
+    deny = ["AGPL-3.0-only"]
+    unknown = "allow"                                 # or "quarantine"
+
+    [vulnerabilities]
+    action = "quarantine"                             # or "report"; MAL- records always quarantine
+
+    [block]
+    requirements = ["evil-package", "urllib3<1.26.5"]
+
+    [age]
+    minimum_days = 3
+    unknown = "allow"                                 # files without an upstream upload time
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
+
+from . import licenses, vulndb
+from .errors import ReservoirError
+from .names import normalize
+
+if TYPE_CHECKING:
+    from .store import FileRecord, Store
+
+PREFIX = "policy: "
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    unknown_license: str = "allow"
+    vulnerabilities: str = "quarantine"
+    block: tuple[Requirement, ...] = ()
+    minimum_age_days: float = 0.0
+    unknown_age: str = "allow"
+
+    @classmethod
+    def parse(cls, text: str) -> Policy:
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ReservoirError(f"policy is not valid TOML: {exc}") from None
+        known = {"licenses": {"allow", "deny", "unknown"}, "vulnerabilities": {"action"},
+                 "block": {"requirements"}, "age": {"minimum_days", "unknown"}}
+        for section, values in doc.items():
+            if section not in known or not isinstance(values, dict):
+                raise ReservoirError(f"policy: unknown section [{section}]")
+            for key in values:
+                if key not in known[section]:
+                    raise ReservoirError(f"policy: unknown key {key!r} in [{section}]")
+        lic, vul, blk, age = (doc.get(s, {}) for s in ("licenses", "vulnerabilities", "block", "age"))
+        for section, name, value in (("licenses", "allow", lic.get("allow", [])),
+                                     ("licenses", "deny", lic.get("deny", [])),
+                                     ("block", "requirements", blk.get("requirements", []))):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ReservoirError(f"policy: [{section}] {name} must be a list of strings")
+        for expr in [*lic.get("allow", []), *lic.get("deny", [])]:
+            if licenses.judge(expr, [], []) is not None:
+                raise ReservoirError(f"policy: {expr!r} is not an SPDX license identifier")
+        _choice(lic.get("unknown", "allow"), ("allow", "quarantine"), "[licenses] unknown")
+        _choice(vul.get("action", "quarantine"), ("quarantine", "report"), "[vulnerabilities] action")
+        _choice(age.get("unknown", "allow"), ("allow", "quarantine"), "[age] unknown")
+        try:
+            block = tuple(Requirement(r) for r in blk.get("requirements", []))
+        except InvalidRequirement as exc:
+            raise ReservoirError(f"policy: invalid block requirement: {exc}") from None
+        days = age.get("minimum_days", 0)
+        if not isinstance(days, int | float) or days < 0:
+            raise ReservoirError("policy: [age] minimum_days must be a number >= 0")
+        return cls(tuple(lic.get("allow", [])), tuple(lic.get("deny", [])), lic.get("unknown", "allow"),
+                   vul.get("action", "quarantine"), block, float(days), age.get("unknown", "allow"))
+
+
+def _choice(value: object, options: tuple[str, ...], where: str) -> None:
+    if value not in options:
+        raise ReservoirError(f"policy: {where} must be one of {', '.join(options)}")
+
+
+def current(store: Store) -> Policy:
+    text = store.get_meta("policy")
+    return Policy.parse(text) if text else Policy()
+
+
+def set_policy(store: Store, path: Path) -> int:
+    """Validate and install a policy file; return the event serial."""
+    if not path.is_file():
+        raise ReservoirError(f"{path}: no such file")
+    text = path.read_text()
+    Policy.parse(text)
+    return store.apply("policy_updated", None, {"text": text})
+
+
+def import_vulndb(store: Store, path: Path) -> tuple[int, int]:
+    """Load an OSV zip (PyPI ecosystem); return ``(serial, advisories)``."""
+    if not path.is_file():
+        raise ReservoirError(f"{path}: no such file")
+    rows = vulndb.read_zip(path)
+    with path.open("rb") as fh:
+        sha, size = store.blobs.put_file(fh)
+    serial = store.apply("vulndb_updated", None, {"sha256": sha, "size": size, "ecosystem": "PyPI"})
+    return serial, len({r[0] for r in rows})
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    license: licenses.License
+    vulnerabilities: list[dict[str, Any]]
+    reasons: list[str]
+
+
+def evaluate(store: Store, policy: Policy, record: FileRecord, now: dt.datetime | None = None) -> Verdict:
+    lic = licenses.detect(record.license_expression, record.license, record.classifiers)
+    reasons: list[str] = []
+    if lic.expression is None:
+        if policy.unknown_license == "quarantine":
+            reasons.append("license unknown (needs review)")
+    elif policy.allow or policy.deny:
+        verdict = licenses.judge(lic.expression, policy.allow, policy.deny)
+        if verdict:
+            reasons.append(verdict)
+    vulns = vulndb.matches(store.conn, record.project, record.version)
+    for vuln in vulns:
+        if vuln["malicious"]:
+            reasons.append(f"malicious package ({vuln['id']})")
+        elif policy.vulnerabilities == "quarantine":
+            reasons.append(f"vulnerable ({vuln['id']})")
+    try:
+        version: Version | None = Version(record.version)
+    except InvalidVersion:
+        version = None
+    for req in policy.block:
+        if normalize(req.name) == record.project and (
+            not req.specifier or (version is not None and req.specifier.contains(version, prereleases=True))
+        ):
+            reasons.append(f"blocked by rule {str(req)!r}")
+    if policy.minimum_age_days > 0:
+        uploaded = _parse_time(record.upload_time)
+        if uploaded is None:
+            if policy.unknown_age == "quarantine":
+                reasons.append("upload time unknown; cannot check the minimum release age")
+        else:
+            age = (now or dt.datetime.now(dt.UTC)) - uploaded
+            if age < dt.timedelta(days=policy.minimum_age_days):
+                reasons.append(f"released {age.days} days ago; the minimum age is {policy.minimum_age_days:g} days")
+    return Verdict(lic, vulns, reasons)
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def make_checker(store: Store) -> Any:
+    """The hook the store calls on ingest: a quarantine reason, or None."""
+
+    def check(record: FileRecord) -> str | None:
+        verdict = evaluate(store, current(store), record)
+        return PREFIX + "; ".join(verdict.reasons) if verdict.reasons else None
+
+    return check
+
+
+def audit(store: Store, *, verify_blobs: bool = False, apply: bool = True) -> dict[str, Any]:
+    """Re-judge every file against the current policy and database; quarantine or release accordingly."""
+    policy = current(store)
+    now = dt.datetime.now(dt.UTC)
+    files = []
+    counts = {"active": 0, "quarantined": 0, "newly_quarantined": 0, "released": 0, "vulnerable": 0,
+              "unknown_license": 0, "missing_or_corrupt": 0}
+    for record in store.files():
+        verdict = evaluate(store, policy, record, now)
+        action = None
+        reason = PREFIX + "; ".join(verdict.reasons) if verdict.reasons else None
+        if verify_blobs and not store.blobs.verify(record.sha256):
+            counts["missing_or_corrupt"] += 1
+            reason = (reason + "; " if reason else PREFIX) + "stored file is missing or corrupt"
+        status = record.status
+        if apply:
+            if reason and record.status == "active":
+                store.quarantine(record.filename, reason)
+                status, action = "quarantined", "quarantined"
+                counts["newly_quarantined"] += 1
+            elif reason and record.status == "quarantined" and (record.reason or "").startswith(PREFIX) \
+                    and record.reason != reason:
+                store.apply("quarantined", record.filename, {"reason": reason})
+            elif not reason and record.status == "quarantined" and (record.reason or "").startswith(PREFIX):
+                store.release(record.filename)
+                status, action = "active", "released"
+                counts["released"] += 1
+        counts[status] += 1
+        counts["vulnerable"] += bool(verdict.vulnerabilities)
+        counts["unknown_license"] += verdict.license.expression is None
+        files.append({
+            "filename": record.filename, "project": record.project, "version": record.version,
+            "license": verdict.license.expression, "license_source": verdict.license.source,
+            "vulnerabilities": [v["id"] for v in verdict.vulnerabilities], "status": status,
+            "reason": reason if status == "quarantined" and reason else (record.reason if status == "quarantined"
+                                                                         else None),
+            "action": action,
+        })
+    return {"serial": store.serial(), "advisories": vulndb.count(store.conn), "summary": counts, "files": files}

@@ -1,0 +1,329 @@
+"""The node agent: register, pull orders, run containers, heartbeat, ship logs and events.
+
+Every loop survives the gateway going away: it logs, backs off and retries,
+because a worker outliving a gateway restart is the normal case. Starts and
+stops each run in their own task, so a slow start never holds up the next
+poll or another container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .._protocol import ContainerEvent, ContainerSpec, Order
+from ..runtime import ProcessRuntime, Runtime
+from ._client import GatewayClient, WorkerUnknown
+from ._containers import Container
+from ._logs import LogShipper
+from ._paths import WorkerDirs, check_hash, check_id
+from ._settings import WorkerSettings
+
+log = logging.getLogger("cove.worker")
+
+
+class Backoff:
+    """Exponential delays between retries, reset by a success."""
+
+    def __init__(self, first: float = 0.2, cap: float = 5.0) -> None:
+        self.first = first
+        self.cap = cap
+        self.delay = first
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.cap)
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
+class Worker:
+    """State and loops of one worker process."""
+
+    def __init__(self, settings: WorkerSettings, runtime: Runtime | None = None) -> None:
+        self.settings = settings
+        self.runtime = runtime or ProcessRuntime()
+        self.dirs = WorkerDirs(settings.home.worker_dir(check_id(settings.name, "worker name")))
+        self.client = GatewayClient(settings.gateway_url, settings.token)
+        self.shipper = LogShipper(self.client)
+        self.worker_id: str | None = None
+        self.heartbeat_seconds = settings.heartbeat_seconds
+        self.containers: dict[str, Container] = {}
+        self._runs: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._events: asyncio.Queue[ContainerEvent] = asyncio.Queue()
+        self._register_lock = asyncio.Lock()
+        self._heartbeat_now = asyncio.Event()
+        self._code: dict[str, asyncio.Task[Path]] = {}
+        self._images: dict[str, tuple[Path, Path]] = {}
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.dirs.create()
+        self.dirs.reap_stale()
+        await self._register()
+        loops = [self._poll_orders(), self._heartbeat(), self._send_events(), self.shipper.run()]
+        await asyncio.gather(*(self._guard(loop) for loop in loops))
+
+    async def shutdown(self) -> None:
+        """Stop every container and report it; used when the worker itself stops."""
+        ids = list(self.containers)
+        if ids:
+            log.info("stopping all containers", extra={"count": len(ids)})
+        await asyncio.gather(*(self._stop(cid) for cid in ids), return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._flush_events(), timeout=3)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.shipper.flush(), timeout=2)
+        await self.client.aclose()
+
+    async def _guard(self, loop: Any) -> None:
+        """A loop that dies unexpectedly takes the worker down loudly rather than silently half-working."""
+        try:
+            await loop
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker loop crashed")
+            raise
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- registration ----------------------------------------------------------------------
+
+    async def _register(self) -> None:
+        settings = self.settings
+        body = {
+            "name": settings.name,
+            "cpu_millis": settings.cpu_millis,
+            "memory_mib": settings.memory_mib,
+            "labels": dict(settings.labels),
+            "runtime": self.runtime.name,
+            "shares_home": str(settings.home.root),
+        }
+        backoff = Backoff()
+        while True:
+            try:
+                reply = await self.client.register(body)
+                self.worker_id = str(reply["worker_id"])
+                self.heartbeat_seconds = float(reply.get("heartbeat_seconds", settings.heartbeat_seconds))
+                log.info("registered with the gateway", extra={"worker_id": self.worker_id})
+                return
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                log.warning("cannot register with the gateway; retrying", extra={"error": repr(exc)})
+                await backoff.wait()
+
+    async def _reregister(self, stale_id: str | None) -> None:
+        async with self._register_lock:
+            if self.worker_id != stale_id:
+                return  # another loop already registered again
+            log.warning("the gateway no longer knows this worker; registering again", extra={"worker_id": stale_id})
+            await self._register()
+        self._heartbeat_now.set()  # tell it at once which containers we run, so it can stop the unknown ones
+
+    # --- loops -------------------------------------------------------------------------------
+
+    async def _poll_orders(self) -> None:
+        backoff = Backoff()
+        while True:
+            worker_id = self.worker_id
+            assert worker_id is not None
+            try:
+                orders = await self.client.orders(worker_id, self.settings.poll_wait_seconds)
+            except WorkerUnknown:
+                await self._reregister(worker_id)
+                continue
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("cannot poll orders; retrying", extra={"error": repr(exc)})
+                await backoff.wait()
+                continue
+            backoff.reset()
+            for order in orders:
+                self._apply(order)
+
+    def _apply(self, order: Order) -> None:
+        if order.action == "start" and order.spec is not None:
+            self._start(order.spec)
+        elif order.action == "stop":
+            self._spawn(self._stop(order.container_id))
+        else:
+            log.warning("ignoring a malformed order", extra={"order": order.to_dict()})
+
+    async def _heartbeat(self) -> None:
+        while True:
+            worker_id = self.worker_id
+            try:
+                stop = await self.client.heartbeat(str(worker_id), self.containers.keys())
+            except WorkerUnknown:
+                await self._reregister(worker_id)
+                continue
+            except (httpx.HTTPError, ValueError) as exc:
+                log.warning("heartbeat failed", extra={"error": repr(exc)})
+                stop = []
+            for container_id in stop:
+                if container_id in self.containers:
+                    self._spawn(self._stop(container_id))
+            self._heartbeat_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._heartbeat_now.wait(), timeout=self.heartbeat_seconds)
+
+    async def _emit(self, event: ContainerEvent) -> None:
+        self._events.put_nowait(event)
+        await asyncio.sleep(0)  # let the sender start the request now: no batching delay on the start path
+
+    async def _send_events(self) -> None:
+        backoff = Backoff()
+        while True:
+            batch = [await self._events.get()]
+            while not self._events.empty():
+                batch.append(self._events.get_nowait())
+            while True:
+                worker_id = self.worker_id
+                try:
+                    await self.client.events(str(worker_id), batch)
+                    backoff.reset()
+                    break
+                except WorkerUnknown:
+                    await self._reregister(worker_id)
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code < 500:
+                        log.error("the gateway refused events; dropping them", extra={"error": exc.response.text})
+                        break
+                    await backoff.wait()
+                except httpx.HTTPError as exc:
+                    log.warning("cannot send events; retrying", extra={"error": repr(exc)})
+                    await backoff.wait()
+
+    async def _flush_events(self) -> None:
+        while not self._events.empty():
+            batch = []
+            while not self._events.empty():
+                batch.append(self._events.get_nowait())
+            await self.client.events(str(self.worker_id), batch)
+
+    # --- containers ----------------------------------------------------------------------------
+
+    def _start(self, spec: ContainerSpec) -> None:
+        container_id = spec.container_id
+        if container_id in self.containers:
+            return  # a repeated order: the container is already on its way
+        try:
+            check_id(container_id, "container id")
+        except ValueError as exc:
+            self._events.put_nowait(ContainerEvent(container_id, "exited", reason=str(exc)))
+            return
+        container = Container(
+            spec,
+            runtime=self.runtime,
+            dirs=self.dirs,
+            shipper=self.shipper,
+            emit=self._emit,
+            prepare=self._prepare,
+            grace=self.settings.stop_grace_seconds,
+        )
+        self.containers[container_id] = container
+        task = self._spawn(container.run())
+        self._runs[container_id] = task
+
+        def forget(_: asyncio.Task[None]) -> None:
+            self.containers.pop(container_id, None)
+            self._runs.pop(container_id, None)
+
+        task.add_done_callback(forget)
+
+    async def _stop(self, container_id: str) -> None:
+        container = self.containers.get(container_id)
+        run = self._runs.get(container_id)
+        if container is None or run is None:
+            # Unknown here (already gone, or from before a restart): say so, so the gateway's view converges.
+            await self._emit(ContainerEvent(container_id, "exited", reason="not running on this worker"))
+            return
+        await container.stop()
+        await asyncio.shield(run)
+
+    async def _prepare(self, spec: ContainerSpec) -> tuple[Path, Path, Path, dict[str, float]]:
+        """Resolve the image and the code (concurrently); return venv, python, code dir and timings."""
+        timings: dict[str, float] = {}
+
+        async def image() -> tuple[Path, Path]:
+            mark = time.perf_counter()
+            try:
+                return await self._image(spec.image_id)
+            finally:
+                timings["image_ms"] = round((time.perf_counter() - mark) * 1000, 3)
+
+        async def code() -> Path:
+            mark = time.perf_counter()
+            try:
+                return await self._code_dir(spec.code_hash)
+            finally:
+                timings["code_ms"] = round((time.perf_counter() - mark) * 1000, 3)
+
+        (venv, python), code_dir = await asyncio.gather(image(), code())
+        return venv, python, code_dir, timings
+
+    async def _image(self, image_id: str) -> tuple[Path, Path]:
+        cached = self._images.get(image_id)
+        if cached is not None and cached[1].exists():
+            return cached
+        try:
+            info = await self.client.image(image_id)
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"cannot look up image {image_id}: {exc}") from exc
+        if info.get("status") != "ready":
+            raise RuntimeError(f"image {image_id} is not ready (status {info.get('status')!r})")
+        venv = Path(str(info.get("path", "")))
+        python = Path(str(info.get("python") or venv / "bin" / "python"))
+        if not venv.is_absolute() or not python.exists():
+            raise RuntimeError(
+                f"image {image_id} is not on this machine (no interpreter at {python}); "
+                "workers that do not share the gateway's home cannot receive images yet"
+            )
+        self._images[image_id] = (venv, python)
+        return venv, python
+
+    async def _code_dir(self, code_hash: str) -> Path:
+        dest = self.dirs.code / check_hash(code_hash)
+        if dest.exists():
+            return dest
+        task = self._code.get(code_hash)
+        if task is None:
+            task = asyncio.ensure_future(self._download_code(code_hash, dest))
+            self._code[code_hash] = task
+            task.add_done_callback(lambda _: self._code.pop(code_hash, None))
+        return await asyncio.shield(task)
+
+    async def _download_code(self, code_hash: str, dest: Path) -> Path:
+        from ..images import extract_code
+
+        try:
+            data = await self.client.code(code_hash)
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"cannot download code {code_hash[:12]}: {exc}") from exc
+        if len(code_hash) == 64 and hashlib.sha256(data).hexdigest() != code_hash:
+            raise RuntimeError(f"code {code_hash[:12]} arrived with a different hash; refusing it")
+        log.info("code downloaded", extra={"code_hash": code_hash, "bytes": len(data)})
+        return await asyncio.to_thread(extract_code, data, dest)
+
+
+async def run_worker(settings: WorkerSettings) -> None:
+    """Run a worker until cancelled; on the way out, stop every container it started."""
+    worker = Worker(settings)
+    try:
+        await worker.run()
+    finally:
+        await asyncio.shield(worker.shutdown())
