@@ -65,7 +65,7 @@ def main() -> None:
     print(f"\ncold start (no container → response): {cold_ms:.1f} ms")
     print(f"warm request: p50 {statistics.median(warm):.2f} ms, max {max(warm):.2f} ms over {len(warm)} calls")
     print(
-        f"\ntry it:\n  curl -H \"Authorization: Bearer $(cat {home}/admin-token)\" "
+        f'\ntry it:\n  curl -H "Authorization: Bearer $(cat {home}/admin-token)" '
         f"-d '{json.dumps(body)}' {hello['url']}"
     )
     print("stop the server with: .venv/bin/cove server --stop")

@@ -349,6 +349,11 @@ def test_a_build_cut_off_by_shutdown_leaves_nothing(home: Home, index_url: str) 
         builder = ImageBuilder(home, index_url=index_url)
         waiter = asyncio.ensure_future(builder.build(Image(python_packages=["tinypkg"]).spec(), slow_log))
         await started.wait()
+        # uv announces the environment a moment before it creates the folder
+        for _ in range(200):
+            if list(home.images.glob(".tmp-*")):
+                break
+            await asyncio.sleep(0.01)
         assert list(home.images.glob(".tmp-*")), "the build is under way in its temporary folder"
         waiter.cancel()
 

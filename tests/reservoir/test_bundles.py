@@ -202,7 +202,7 @@ def test_clients_see_old_or_new_state(pair: tuple[Store, Store], tmp_path: Path)
 
 
 def test_cli_round_trip(pair: tuple[Store, Store], tmp_path: Path) -> None:
-    online, closed = pair
+    online, _closed = pair
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "cove.reservoir", *args], capture_output=True, text=True)

@@ -120,7 +120,8 @@ def test_quarantined_file_is_not_served(client: httpx.Client, filled: Store) -> 
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never")
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", UV_NO_CONFIG="1",
+               UV_PYTHON_DOWNLOADS="never")
     return env
 
 

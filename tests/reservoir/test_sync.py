@@ -105,7 +105,7 @@ def test_unresolvable_is_a_clear_error(tmp_path: Path, upstream: tuple[Store, Li
     reqs = tmp_path / "requirements.txt"
     reqs.write_text("cove-demo-does-not-exist\n")
     local = Store(tmp_path / "local")
-    with pytest.raises(ReservoirError, match="resolution for py3.11"):
+    with pytest.raises(ReservoirError, match=r"resolution for py3\.11"):
         sync(local, reqs, [Target("3.11", "manylinux_2_28_x86_64")], f"{live.url}/simple/")
     assert local.files() == []
     local.close()
@@ -124,9 +124,10 @@ def test_hash_mismatch_from_a_static_tree(tmp_path: Path, wheelhouse: Wheelhouse
     reqs = tmp_path / "requirements.txt"
     reqs.write_text("cove-demo-gamma\n")
     local = Store(tmp_path / "local")
-    with LiveServer(StaticFiles(directory=tree, html=True)) as live:
-        with pytest.raises(ReservoirError, match="sha256 mismatch"):
-            sync(local, reqs, [Target("3.11", "manylinux_2_28_x86_64")], f"{live.url}/simple/")
+    with LiveServer(StaticFiles(directory=tree, html=True)) as live, \
+            pytest.raises(ReservoirError, match="sha256 mismatch"):
+        sync(local, reqs, [Target("3.11", "manylinux_2_28_x86_64")], f"{live.url}/simple/")
     assert local.files() == [] and local.serial() == 0
-    assert list(local.layout.blobs.rglob("*.whl")) == []
+    assert [p for p in local.layout.blobs.rglob("*") if p.is_file()] == []
+    assert list(local.layout.tmp.iterdir()) == []
     local.close()

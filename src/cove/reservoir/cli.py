@@ -92,6 +92,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8470, help="Port to listen on."),
     root: Path | None = RootOpt,
+    proxy: str | None = typer.Option(None, "--proxy", metavar="INDEX_URL",
+                                     help="Proxy-cache mode: answer misses from this upstream simple index."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Serve the simple index (PEP 503/691/658), files and uploads over HTTP."""
@@ -99,8 +101,14 @@ def serve(
 
     from .server import create_app
 
-    asgi = create_app(_root(root))
-    info = {"url": f"http://{host}:{port}/simple/", "root": str(_root(root))}
+    if proxy:
+        from .proxy import ProxyCache
+
+        store = _store(root)
+        asgi = create_app(_root(root), store=store, proxy=ProxyCache(store, proxy))
+    else:
+        asgi = create_app(_root(root))
+    info = {"url": f"http://{host}:{port}/simple/", "root": str(_root(root)), "proxy": proxy}
     _emit(as_json, info, lambda: console.print(f"serving {info['url']} from {info['root']}"))
     sys.stdout.flush()
     uvicorn.run(asgi, host=host, port=port, log_level="warning", access_log=False, lifespan="on",

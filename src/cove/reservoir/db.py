@@ -69,6 +69,19 @@ CREATE TABLE IF NOT EXISTS vulns (
     PRIMARY KEY (id, project)
 );
 CREATE INDEX IF NOT EXISTS vulns_project ON vulns(project);
+CREATE TABLE IF NOT EXISTS upstream_links (
+    filename TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    version TEXT NOT NULL,
+    url TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    requires_python TEXT,
+    upload_time TEXT,
+    yanked INTEGER NOT NULL DEFAULT 0,
+    yank_reason TEXT,
+    size INTEGER
+);
+CREATE INDEX IF NOT EXISTS upstream_links_project ON upstream_links(project);
 """
 
 

@@ -238,17 +238,31 @@ class Store:
         rows = self._conn.execute(
             "SELECT * FROM files WHERE project=? AND status='active'", (project,)
         ).fetchall()
-        records = sorted((FileRecord.from_row(r) for r in rows), key=lambda r: (render._version_key(r.version),
-                                                                               r.filename))
         entries = [
             render.FileEntry(r.filename, r.version, r.sha256, r.size, r.requires_python, r.upload_time, r.yanked,
                              r.yank_reason, r.metadata_sha256)
-            for r in records
+            for r in (FileRecord.from_row(row) for row in rows)
         ]
+        # Proxy-cache mode: files upstream lists that are not fetched yet (never metadata: not held).
+        links = self._conn.execute(
+            "SELECT * FROM upstream_links u WHERE project=? AND NOT EXISTS "
+            "(SELECT 1 FROM files f WHERE f.filename = u.filename)", (project,)
+        ).fetchall()
+        entries += [
+            render.FileEntry(r["filename"], r["version"], r["sha256"], r["size"] or 0, r["requires_python"],
+                             r["upload_time"], bool(r["yanked"]), r["yank_reason"], None)
+            for r in links
+        ]
+        entries.sort(key=lambda e: (render._version_key(e.version), e.filename))
         self._conn.execute(
             "INSERT OR REPLACE INTO pages(key, html, json) VALUES (?, ?, ?)",
             (project, render.project_html(row[0], entries), render.project_json(row[0], entries)),
         )
+
+    def mark_dirty(self, project: str) -> None:
+        """Re-render ``project`` (and the root page) when the current transaction commits."""
+        with self.transaction():
+            self._dirty.update((normalize(project), ROOT_PAGE))
 
     def rebuild_pages(self) -> None:
         """Re-render every page (after an upgrade changed the page format)."""

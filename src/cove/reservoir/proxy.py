@@ -1,0 +1,90 @@
+"""Proxy-cache mode: answer misses from an upstream index and keep what was fetched.
+
+A miss on a project page fetches the upstream listing and records it
+(``upstream_links``); the page then lists those files with their upstream
+hashes but links to this reservoir. A miss on one of those files downloads
+it, checks the sha256, runs it through the same ingest as any other file
+(validation, metadata extraction, policy) and stores it with a
+``file_added`` event, so the cache survives restarts and can be exported as
+a bundle like everything else. Listings are fetched once per project; a
+project the store already holds is served from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from .errors import ReservoirError
+from .names import normalize, parse_filename
+from .store import Store
+from .sync import fetch_one
+from .upstream import UpstreamFile, fetch_project
+
+
+class ProxyCache:
+    def __init__(self, store: Store, index_url: str, *, timeout: float = 60.0) -> None:
+        self.store = store
+        self.index_url = index_url
+        self.client = httpx.Client(timeout=timeout)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def fetch_project(self, project: str) -> bool:
+        """Record upstream's listing for ``project``; False when upstream does not know it."""
+        async with self._lock("p:" + project):
+            if self.store.page(project) is not None:
+                return True
+            try:
+                return await asyncio.to_thread(self._record_listing, project)
+            except ReservoirError:
+                return False
+
+    def _record_listing(self, project: str) -> bool:
+        files = fetch_project(self.client, self.index_url, project)
+        if files is None:
+            return False
+        with self.store.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO projects(name, display) VALUES (?, ?)", (project, project))
+            for f in files:
+                if not f.sha256:
+                    continue  # unverifiable: never offered
+                try:
+                    dist = parse_filename(f.filename)
+                except ReservoirError:
+                    continue
+                if dist.project != normalize(project):
+                    continue
+                conn.execute(
+                    "INSERT OR REPLACE INTO upstream_links(filename, project, version, url, sha256, requires_python,"
+                    " upload_time, yanked, yank_reason, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (f.filename, dist.project, dist.version, f.url, f.sha256.lower(), f.requires_python,
+                     f.upload_time, int(f.yanked), f.yank_reason, f.size),
+                )
+            self.store.mark_dirty(project)
+        return True
+
+    async def fetch_file(self, filename: str, sha256: str) -> bool:
+        """Fetch a listed file into the store; False when it is not a file upstream listed with that hash."""
+        row = self.store.conn.execute(
+            "SELECT * FROM upstream_links WHERE filename=? AND sha256=?", (filename, sha256)
+        ).fetchone()
+        if row is None:
+            return False
+        item = UpstreamFile(filename=row["filename"], url=row["url"], sha256=row["sha256"],
+                            requires_python=row["requires_python"], yanked=bool(row["yanked"]),
+                            yank_reason=row["yank_reason"], upload_time=row["upload_time"], size=row["size"])
+        async with self._lock("f:" + filename):
+            if self.store.get_file(filename) is not None:
+                return True
+            try:
+                await asyncio.to_thread(fetch_one, self.store, self.client, item, origin=f"proxy:{self.index_url}")
+            except ReservoirError:
+                return False
+        return True
+
+    def close(self) -> None:
+        self.client.close()
