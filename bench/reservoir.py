@@ -58,8 +58,9 @@ def wait_http(port: int, path: str, timeout: float = 30.0) -> None:
 # -- load generator ----------------------------------------------------------------------------------------
 
 
-async def _worker(port: int, path: str, headers: str, budget: list[int], deadline: float,
-                  latencies: list[float]) -> None:
+async def _worker(
+    port: int, path: str, headers: str, budget: list[int], deadline: float, latencies: list[float]
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode()
     try:
@@ -80,8 +81,9 @@ async def _worker(port: int, path: str, headers: str, budget: list[int], deadlin
         writer.close()
 
 
-async def _load(port: int, path: str, concurrency: int, requests: int, seconds: float, headers: str
-                ) -> dict[str, float]:
+async def _load(
+    port: int, path: str, concurrency: int, requests: int, seconds: float, headers: str
+) -> dict[str, float]:
     latencies: list[float] = []
     budget = [requests]
     start = time.perf_counter()
@@ -123,9 +125,26 @@ def real_store(cache: Path) -> Path | None:
     reqs.write_text("\n".join(REQUIREMENTS) + "\n")
     print(f"syncing the requirement set from PyPI into {root} (once) ...", flush=True)
     result = subprocess.run(
-        [sys.executable, "-m", "cove.reservoir", "sync", "-r", str(reqs), "--python", PYTHON, "--platform",
-         PLATFORM, "--index-url", "https://pypi.org/simple/", "--root", str(root), "--json"],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "cove.reservoir",
+            "sync",
+            "-r",
+            str(reqs),
+            "--python",
+            PYTHON,
+            "--platform",
+            PLATFORM,
+            "--index-url",
+            "https://pypi.org/simple/",
+            "--root",
+            str(root),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if result.returncode != 0:
         print(f"sync failed, falling back to synthetic data: {result.stderr.strip()[-300:]}")
@@ -145,8 +164,10 @@ def synthetic_store(work: Path, files: int = 600) -> Path:
         version = f"1.{i // 20}.{i % 20}"
         name = f"numpy-{version}-py3-none-any.whl"
         with zipfile.ZipFile(src / name, "w") as zf:
-            zf.writestr(f"numpy-{version}.dist-info/METADATA",
-                        f"Metadata-Version: 2.1\nName: numpy\nVersion: {version}\nRequires-Python: >=3.9\n\n")
+            zf.writestr(
+                f"numpy-{version}.dist-info/METADATA",
+                f"Metadata-Version: 2.1\nName: numpy\nVersion: {version}\nRequires-Python: >=3.9\n\n",
+            )
             zf.writestr("numpy/__init__.py", "")
         store.add_file(src / name, name, origin="bench")
     store.close()
@@ -214,17 +235,34 @@ class Server:
 
 def servers(root: Path, tree: Path, work: Path) -> tuple[list[Server], list[str]]:
     port = free_port()
-    found = [Server("cove-reservoir", [sys.executable, "-m", "cove.reservoir", "serve", "--port", str(port),
-                                       "--root", str(root)], port, "", "/health")]
+    found = [
+        Server(
+            "cove-reservoir",
+            [sys.executable, "-m", "cove.reservoir", "serve", "--port", str(port), "--root", str(root)],
+            port,
+            "",
+            "/health",
+        )
+    ]
     skipped = []
     if shutil.which("pypi-server"):
         p = free_port()
-        found.append(Server("pypiserver", ["pypi-server", "run", "-p", str(p), "-i", "127.0.0.1", "-a", ".",
-                                           "-P", ".", str(tree / "packages")], p, "", "/simple/"))
+        found.append(
+            Server(
+                "pypiserver",
+                ["pypi-server", "run", "-p", str(p), "-i", "127.0.0.1", "-a", ".", "-P", ".", str(tree / "packages")],
+                p,
+                "",
+                "/simple/",
+            )
+        )
     else:
         skipped.append("pypiserver (not installed)")
-    skipped.append("devpi-server (not installed)" if not shutil.which("devpi-server")
-                   else "devpi-server (installed, but needs its own upload step; not automated)")
+    skipped.append(
+        "devpi-server (not installed)"
+        if not shutil.which("devpi-server")
+        else "devpi-server (installed, but needs its own upload step; not automated)"
+    )
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if nginx:
         p = free_port()
@@ -249,19 +287,50 @@ def installs(index: str, work: Path, pip_python: Path) -> dict[str, float]:
     import uv
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(UV_NO_CONFIG="1", PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1",
-               UV_PYTHON_DOWNLOADS="never")
+    env.update(
+        UV_NO_CONFIG="1", PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", UV_PYTHON_DOWNLOADS="never"
+    )
     times = {}
     for tool, cmd in (
-        ("uv pip install", [uv.find_uv_bin(), "pip", "install", "--python", str(pip_python), "--no-cache",
-                            "--target", "{target}", "--index-url", index, *REQUIREMENTS]),
-        ("pip install", [str(pip_python), "-m", "pip", "install", "--no-cache-dir", "--target", "{target}",
-                         "--index-url", index, "--only-binary", ":all:", *REQUIREMENTS]),
+        (
+            "uv pip install",
+            [
+                uv.find_uv_bin(),
+                "pip",
+                "install",
+                "--python",
+                str(pip_python),
+                "--no-cache",
+                "--target",
+                "{target}",
+                "--index-url",
+                index,
+                *REQUIREMENTS,
+            ],
+        ),
+        (
+            "pip install",
+            [
+                str(pip_python),
+                "-m",
+                "pip",
+                "install",
+                "--no-cache-dir",
+                "--target",
+                "{target}",
+                "--index-url",
+                index,
+                "--only-binary",
+                ":all:",
+                *REQUIREMENTS,
+            ],
+        ),
     ):
         target = Path(tempfile.mkdtemp(dir=work, prefix="target-"))
         start = time.perf_counter()
-        result = subprocess.run([c.replace("{target}", str(target)) for c in cmd], capture_output=True, text=True,
-                                env=env, timeout=600)
+        result = subprocess.run(
+            [c.replace("{target}", str(target)) for c in cmd], capture_output=True, text=True, env=env, timeout=600
+        )
         times[tool] = time.perf_counter() - start
         if result.returncode != 0:
             print(f"  {tool} failed: {result.stderr.strip()[-400:]}")
@@ -294,22 +363,31 @@ def main() -> None:
             pip_python = work / "pipvenv" / "bin" / "python"
         results: dict[str, dict[str, object]] = {}
         page = "/simple/numpy/"
-        print(f"index page {page} ({'real' if real else 'synthetic'} data); load: keep-alive HTTP/1.1, "
-              f"<= {args.requests} requests or {args.seconds:g}s per run")
+        print(
+            f"index page {page} ({'real' if real else 'synthetic'} data); load: keep-alive HTTP/1.1, "
+            f"<= {args.requests} requests or {args.seconds:g}s per run"
+        )
         for server in found:
             with server:
                 entry: dict[str, object] = {}
                 for conc in (1, 32):
                     r = load(server.port, server.prefix + page, conc, args.requests, args.seconds)
                     entry[f"c{conc}"] = r
-                    print(f"  {server.name:16s} c={conc:<3d} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
-                          f"p99 {r['p99_ms']:6.2f} ms  ({int(r['requests'])} requests)", flush=True)
+                    print(
+                        f"  {server.name:16s} c={conc:<3d} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                        f"p99 {r['p99_ms']:6.2f} ms  ({int(r['requests'])} requests)",
+                        flush=True,
+                    )
                 if server.name == "cove-reservoir":
-                    r = load(server.port, page, 32, args.requests, args.seconds,
-                             accept="application/vnd.pypi.simple.v1+json")
+                    r = load(
+                        server.port, page, 32, args.requests, args.seconds, accept="application/vnd.pypi.simple.v1+json"
+                    )
                     entry["c32_json"] = r
-                    print(f"  {'  (PEP 691 JSON)':16s} c=32  {r['rps']:9.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
-                          f"p99 {r['p99_ms']:6.2f} ms", flush=True)
+                    print(
+                        f"  {'  (PEP 691 JSON)':16s} c=32  {r['rps']:9.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                        f"p99 {r['p99_ms']:6.2f} ms",
+                        flush=True,
+                    )
                 if pip_python is not None:
                     entry["install_s"] = t = installs(server.index, work, pip_python)
                     print("  " + "  ".join(f"{k}: {v:.1f} s" for k, v in t.items()), flush=True)

@@ -23,18 +23,37 @@ from cove.reservoir.store import Store
 BACKEND = Path(__file__).parent / "backend" / "cove_test_backend.py"
 
 
-def build_dist(workdir: Path, name: str, version: str, *, deps: tuple[str, ...] = (),
-               requires_python: str | None = None, license: str | None = None, license_text: str | None = None,
-               classifiers: tuple[str, ...] = (), sdist: bool = False, wheel_tag: str | None = None,
-               padding: int = 0) -> Path:
+def build_dist(
+    workdir: Path,
+    name: str,
+    version: str,
+    *,
+    deps: tuple[str, ...] = (),
+    requires_python: str | None = None,
+    license: str | None = None,
+    license_text: str | None = None,
+    classifiers: tuple[str, ...] = (),
+    sdist: bool = False,
+    wheel_tag: str | None = None,
+    padding: int = 0,
+) -> Path:
     """Build one wheel (or sdist) with the ``build`` frontend and the tests' own backend."""
     project = workdir / f"src-{name}-{version}-{'sdist' if sdist else 'wheel'}"
     if project.exists():
         shutil.rmtree(project)
     project.mkdir(parents=True)
     shutil.copy(BACKEND, project / "cove_test_backend.py")
-    lines = ["[build-system]", "requires = []", 'build-backend = "cove_test_backend"', 'backend-path = ["."]', "",
-             "[project]", f'name = "{name}"', f'version = "{version}"', f"dependencies = {list(deps)!r}"]
+    lines = [
+        "[build-system]",
+        "requires = []",
+        'build-backend = "cove_test_backend"',
+        'backend-path = ["."]',
+        "",
+        "[project]",
+        f'name = "{name}"',
+        f'version = "{version}"',
+        f"dependencies = {list(deps)!r}",
+    ]
     if requires_python:
         lines.append(f'requires-python = "{requires_python}"')
     if license:
@@ -52,9 +71,19 @@ def build_dist(workdir: Path, name: str, version: str, *, deps: tuple[str, ...] 
     outdir.mkdir(exist_ok=True)
     before = set(outdir.iterdir())
     subprocess.run(
-        [sys.executable, "-m", "build", "--no-isolation", "--sdist" if sdist else "--wheel", "--outdir",
-         str(outdir), str(project)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--no-isolation",
+            "--sdist" if sdist else "--wheel",
+            "--outdir",
+            str(outdir),
+            str(project),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     (new,) = set(outdir.iterdir()) - before
     return new
@@ -75,8 +104,12 @@ STANDARD = {
     "alpha-1.0": dict(name="cove-demo-alpha", version="1.0", deps=("cove-demo-beta>=1.0",), license="MIT"),
     "beta-1.0": dict(name="cove_demo.beta", version="1.0", license="Apache-2.0"),
     "beta-2.0": dict(name="cove_demo.beta", version="2.0", requires_python=">=3.8", license="Apache-2.0"),
-    "gamma-0.1": dict(name="cove-demo-gamma", version="0.1", license_text="BSD",
-                      classifiers=("License :: OSI Approved :: BSD License",)),
+    "gamma-0.1": dict(
+        name="cove-demo-gamma",
+        version="0.1",
+        license_text="BSD",
+        classifiers=("License :: OSI Approved :: BSD License",),
+    ),
     "gamma-0.1-sdist": dict(name="cove-demo-gamma", version="0.1", sdist=True),
     "delta-3.0": dict(name="cove-demo-delta", version="3.0", license="GPL-3.0-only"),
 }

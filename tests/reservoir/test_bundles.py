@@ -138,8 +138,9 @@ def test_wrong_key(pair: tuple[Store, Store], tmp_path: Path) -> None:
     keys.trust(stranger.layout, keys.public_key_file(other.layout))
     import base64
 
-    (tmp_path / "b" / "manifest.sig").write_text(json.dumps(
-        {"key_id": kid, "algorithm": "ed25519", "signature": base64.b64encode(sig).decode()}))
+    (tmp_path / "b" / "manifest.sig").write_text(
+        json.dumps({"key_id": kid, "algorithm": "ed25519", "signature": base64.b64encode(sig).decode()})
+    )
     with pytest.raises(BundleError, match="another key"):
         import_bundle(stranger, tmp_path / "b")
     assert stranger.serial() == 0
@@ -157,8 +158,16 @@ def _tar_with(path: Path, source: Path, extra: tarfile.TarInfo, data: bytes = b"
 def test_hostile_tar_members(pair: tuple[Store, Store], tmp_path: Path, kind: str) -> None:
     online, closed = pair
     export_bundle(online, tmp_path / "b")
-    member = tarfile.TarInfo({"traversal": "../../evil", "absolute": "/tmp/evil", "symlink": "blobs/link",
-                              "hardlink": "manifest2", "device": "dev", "unexpected": "notes.txt"}[kind])
+    member = tarfile.TarInfo(
+        {
+            "traversal": "../../evil",
+            "absolute": "/tmp/evil",
+            "symlink": "blobs/link",
+            "hardlink": "manifest2",
+            "device": "dev",
+            "unexpected": "notes.txt",
+        }[kind]
+    )
     data = b""
     if kind == "symlink":
         member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
@@ -193,6 +202,7 @@ def test_clients_see_old_or_new_state(pair: tuple[Store, Store], tmp_path: Path)
     export_bundle(online, tmp_path / "b")
     seen: list[int] = []
     with LiveServer(create_app(closed.layout.root)) as live:
+
         def probe(_event: object) -> None:
             seen.append(httpx.get(f"{live.url}/simple/cove-demo-alpha/").status_code)
 
@@ -207,8 +217,9 @@ def test_cli_round_trip(pair: tuple[Store, Store], tmp_path: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "cove.reservoir", *args], capture_output=True, text=True)
 
-    out = cli("export", "--root", str(online.layout.root), "-o", str(tmp_path / "cli.tar"), "--chunk-size", "8K",
-              "--json")
+    out = cli(
+        "export", "--root", str(online.layout.root), "-o", str(tmp_path / "cli.tar"), "--chunk-size", "8K", "--json"
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["target_serial"] == 4
     other = tmp_path / "fresh"

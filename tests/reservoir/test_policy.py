@@ -23,8 +23,14 @@ def test_license_detection() -> None:
     assert licenses.detect("MIT OR Apache-2.0", "whatever", []) == licenses.License("MIT OR Apache-2.0", "expression")
     assert licenses.detect(None, "MIT License", []).expression == "MIT"
     assert licenses.detect(None, "BSD-2-Clause", []).expression == "BSD-2-Clause"
-    assert licenses.detect(None, "Copyright (c) someone, all rights reserved...", [
-        "License :: OSI Approved :: Apache Software License"]).expression == "Apache-2.0"
+    assert (
+        licenses.detect(
+            None,
+            "Copyright (c) someone, all rights reserved...",
+            ["License :: OSI Approved :: Apache Software License"],
+        ).expression
+        == "Apache-2.0"
+    )
     assert licenses.detect(None, None, ["Programming Language :: Python"]).source == "unknown"
 
 
@@ -37,11 +43,18 @@ def test_license_judgement() -> None:
     assert licenses.judge("MIT AND (", [], []) is not None
 
 
-@pytest.mark.parametrize("text", [
-    "[licenses]\nallow = 'MIT'\n", "[licences]\nallow = []\n", "[licenses]\ndeny = ['MIT AND']\n",
-    "[block]\nrequirements = ['not a req !!']\n", "[age]\nminimum_days = -1\n", "[vulnerabilities]\naction = 'x'\n",
-    "not toml [",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[licenses]\nallow = 'MIT'\n",
+        "[licences]\nallow = []\n",
+        "[licenses]\ndeny = ['MIT AND']\n",
+        "[block]\nrequirements = ['not a req !!']\n",
+        "[age]\nminimum_days = -1\n",
+        "[vulnerabilities]\naction = 'x'\n",
+        "not toml [",
+    ],
+)
 def test_bad_policies_are_refused(text: str) -> None:
     with pytest.raises(ReservoirError, match="policy"):
         Policy.parse(text)
@@ -55,22 +68,36 @@ def _osv(path: Path, records: list[dict[str, object]]) -> Path:
 
 
 ADVISORIES = [
-    {"id": "PYSEC-2099-1", "summary": "beta before 2.0 is bad",
-     "affected": [{"package": {"ecosystem": "PyPI", "name": "Cove_Demo.Beta"},
-                   "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.0"}]}]}]},
-    {"id": "MAL-2099-7", "summary": "malicious",
-     "affected": [{"package": {"ecosystem": "PyPI", "name": "cove-demo-gamma"}, "versions": ["0.1"]}]},
-    {"id": "PYSEC-2099-2", "withdrawn": "2099-01-01T00:00:00Z",
-     "affected": [{"package": {"ecosystem": "PyPI", "name": "cove-demo-alpha"}, "versions": ["1.0"]}]},
-    {"id": "DEBIAN-1", "affected": [{"package": {"ecosystem": "Debian:12", "name": "cove-demo-alpha"},
-                                     "versions": ["1.0"]}]},
+    {
+        "id": "PYSEC-2099-1",
+        "summary": "beta before 2.0 is bad",
+        "affected": [
+            {
+                "package": {"ecosystem": "PyPI", "name": "Cove_Demo.Beta"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.0"}]}],
+            }
+        ],
+    },
+    {
+        "id": "MAL-2099-7",
+        "summary": "malicious",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "cove-demo-gamma"}, "versions": ["0.1"]}],
+    },
+    {
+        "id": "PYSEC-2099-2",
+        "withdrawn": "2099-01-01T00:00:00Z",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "cove-demo-alpha"}, "versions": ["1.0"]}],
+    },
+    {
+        "id": "DEBIAN-1",
+        "affected": [{"package": {"ecosystem": "Debian:12", "name": "cove-demo-alpha"}, "versions": ["1.0"]}],
+    },
 ]
 
 
 def _add_all(store: Store, wheelhouse: Wheelhouse, *keys_: str) -> None:
     for key in keys_:
-        store.add_file(wheelhouse[key], wheelhouse[key].name, origin="test",
-                       upload_time="2001-01-01T00:00:00.000000Z")
+        store.add_file(wheelhouse[key], wheelhouse[key].name, origin="test", upload_time="2001-01-01T00:00:00.000000Z")
 
 
 def test_ingest_quarantines_and_audit_releases(store: Store, wheelhouse: Wheelhouse, tmp_path: Path) -> None:
@@ -171,8 +198,9 @@ def test_audit_cli(filled: Store, tmp_path: Path) -> None:
     root = str(filled.layout.root)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "cove.reservoir", *args, "--root", root],
-                              capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "cove.reservoir", *args, "--root", root], capture_output=True, text=True
+        )
 
     assert cli("policy", "set", str(policy)).returncode == 0
     result = cli("audit", "--json", "--verify-blobs")

@@ -19,9 +19,22 @@ from .test_server import _env, _uv
 
 def _install(index: str, tmp_path: Path, name: str, target: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [_uv(), "pip", "install", "--python", sys.executable, "--no-cache", "--target", str(tmp_path / target),
-         "--index-url", index, name],
-        capture_output=True, text=True, env=_env(),
+        [
+            _uv(),
+            "pip",
+            "install",
+            "--python",
+            sys.executable,
+            "--no-cache",
+            "--target",
+            str(tmp_path / target),
+            "--index-url",
+            index,
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
     )
 
 
@@ -36,8 +49,9 @@ def test_proxy_cache_survives_upstream_loss(tmp_path: Path, wheelhouse: Wheelhou
     with LiveServer(create_app(upstream.layout.root, store=upstream)) as up:
         proxy = ProxyCache(cache, f"{up.url}/simple/")
         with LiveServer(create_app(cache.layout.root, store=cache, proxy=proxy)) as live:
-            doc = httpx.get(f"{live.url}/simple/cove-demo-beta/",
-                            headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()
+            doc = httpx.get(
+                f"{live.url}/simple/cove-demo-beta/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+            ).json()
             assert {f["filename"] for f in doc["files"]} == {wheelhouse["beta-1.0"].name, wheelhouse["beta-2.0"].name}
             assert all("core-metadata" not in f for f in doc["files"])  # not held yet: not advertised
             result = _install(f"{live.url}/simple/", tmp_path, "cove-demo-alpha", "t1")
@@ -45,8 +59,9 @@ def test_proxy_cache_survives_upstream_loss(tmp_path: Path, wheelhouse: Wheelhou
             held = {r.filename for r in cache.files()}
             assert held == {wheelhouse["alpha-1.0"].name, wheelhouse["beta-2.0"].name}
             # Once held, the page advertises the metadata file and keeps the upstream upload time.
-            doc = httpx.get(f"{live.url}/simple/cove-demo-beta/",
-                            headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json()
+            doc = httpx.get(
+                f"{live.url}/simple/cove-demo-beta/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+            ).json()
             beta2 = next(f for f in doc["files"] if f["filename"] == wheelhouse["beta-2.0"].name)
             assert "core-metadata" in beta2
             assert beta2["upload-time"] == upstream.get_file(beta2["filename"]).upload_time  # type: ignore[union-attr]

@@ -36,8 +36,10 @@ def test_negotiation(client: httpx.Client) -> None:
     assert 'name="pypi:repository-version" content="1.1"' in html.text
     js = client.get("/simple/cove-demo-alpha/", headers={"Accept": f"{JSON}, text/html;q=0.1"})
     assert js.headers["content-type"] == JSON and js.json()["meta"]["api-version"] == "1.1"
-    pip_style = client.get("/simple/cove-demo-alpha/", headers={
-        "Accept": f"{JSON}; q=0.01, application/vnd.pypi.simple.v1+html, text/html; q=0.2"})
+    pip_style = client.get(
+        "/simple/cove-demo-alpha/",
+        headers={"Accept": f"{JSON}; q=0.01, application/vnd.pypi.simple.v1+html, text/html; q=0.2"},
+    )
     assert pip_style.headers["content-type"] == "application/vnd.pypi.simple.v1+html"
     assert client.get("/simple/", headers={"Accept": "*/*"}).headers["content-type"].startswith("text/html")
     latest = client.get("/simple/", headers={"Accept": "application/vnd.pypi.simple.latest+json"})
@@ -99,8 +101,7 @@ def test_etag_and_range(client: httpx.Client, filled: Store) -> None:
     assert client.head(url).headers["content-length"] == str(record.size)
 
 
-def test_pages_follow_changes_from_another_process(client: httpx.Client, filled: Store, wheelhouse: Wheelhouse
-                                                   ) -> None:
+def test_pages_follow_changes_from_another_process(client: httpx.Client, filled: Store, wheelhouse: Wheelhouse) -> None:
     before = client.get("/simple/cove-demo-beta/", headers={"Accept": JSON}).json()
     other = Store(filled.layout.root)  # a second writer, as a sync or import would be
     other.yank(wheelhouse["beta-1.0"].name, "bad")
@@ -120,8 +121,9 @@ def test_quarantined_file_is_not_served(client: httpx.Client, filled: Store) -> 
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", UV_NO_CONFIG="1",
-               UV_PYTHON_DOWNLOADS="never")
+    env.update(
+        PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never"
+    )
     return env
 
 
@@ -142,9 +144,21 @@ def _uv() -> str:
 def test_pip_install(served: LiveServer, filled: Store, pip_venv: Path, tmp_path: Path) -> None:
     target = tmp_path / "target"
     result = subprocess.run(
-        [str(pip_venv / "bin" / "python"), "-m", "pip", "install", "--no-cache-dir", "--target", str(target),
-         "--index-url", f"{served.url}/simple/", "cove-demo-alpha"],
-        capture_output=True, text=True, env=_env(),
+        [
+            str(pip_venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--target",
+            str(target),
+            "--index-url",
+            f"{served.url}/simple/",
+            "cove-demo-alpha",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (target / "cove_demo_alpha" / "__init__.py").exists()
@@ -160,12 +174,25 @@ def test_uv_pip_install_under_a_prefix(filled: Store, tmp_path: Path, wheelhouse
         assert r.status_code == 301
         assert str(r.next_request.url if r.next_request else "").endswith("/reservoir/simple/cove-demo-alpha/")
         venv = tmp_path / "venv"
-        subprocess.run([_uv(), "venv", "--python", sys.executable, str(venv)], check=True, capture_output=True,
-                       env=_env())
+        subprocess.run(
+            [_uv(), "venv", "--python", sys.executable, str(venv)], check=True, capture_output=True, env=_env()
+        )
         result = subprocess.run(
-            [_uv(), "pip", "install", "--python", str(venv / "bin" / "python"), "--cache-dir",
-             str(tmp_path / "cache"), "--index-url", f"{live.url}/reservoir/simple/", "cove-demo-alpha"],
-            capture_output=True, text=True, env=_env(),
+            [
+                _uv(),
+                "pip",
+                "install",
+                "--python",
+                str(venv / "bin" / "python"),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--index-url",
+                f"{live.url}/reservoir/simple/",
+                "cove-demo-alpha",
+            ],
+            capture_output=True,
+            text=True,
+            env=_env(),
         )
         assert result.returncode == 0, result.stdout + result.stderr
         site = next((venv / "lib").glob("python*/site-packages"))
@@ -175,9 +202,24 @@ def test_uv_pip_install_under_a_prefix(filled: Store, tmp_path: Path, wheelhouse
 
 def _twine(url: str, token: str, *files: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-         "--repository-url", f"{url}/", "-u", "__token__", "-p", token, *map(str, files)],
-        capture_output=True, text=True, env={**_env(), "TWINE_CERT": ""},
+        [
+            sys.executable,
+            "-m",
+            "twine",
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            f"{url}/",
+            "-u",
+            "__token__",
+            "-p",
+            token,
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        env={**_env(), "TWINE_CERT": ""},
     )
 
 
@@ -199,14 +241,20 @@ def test_upload_errors(store: Store, served: LiveServer, tmp_path: Path) -> None
     url = served.url + "/"
     assert httpx.post(url, files={"content": ("x-1.0-py3-none-any.whl", b"x")}).status_code == 401
     auth = ("__token__", token)
-    bad_zip = httpx.post(url, auth=auth, data={":action": "file_upload"},
-                         files={"content": ("x-1.0-py3-none-any.whl", b"not a zip")})
+    bad_zip = httpx.post(
+        url, auth=auth, data={":action": "file_upload"}, files={"content": ("x-1.0-py3-none-any.whl", b"not a zip")}
+    )
     assert bad_zip.status_code == 400 and "not a valid zip" in bad_zip.text
-    traversal = httpx.post(url, auth=auth, data={":action": "file_upload"},
-                           files={"content": ("../../x-1.0-py3-none-any.whl", b"x")})
+    traversal = httpx.post(
+        url, auth=auth, data={":action": "file_upload"}, files={"content": ("../../x-1.0-py3-none-any.whl", b"x")}
+    )
     assert traversal.status_code == 400
-    mismatch = httpx.post(url, auth=auth, data={":action": "file_upload", "name": "other"},
-                          files={"content": ("x-1.0-py3-none-any.whl", b"x")})
+    mismatch = httpx.post(
+        url,
+        auth=auth,
+        data={":action": "file_upload", "name": "other"},
+        files={"content": ("x-1.0-py3-none-any.whl", b"x")},
+    )
     assert mismatch.status_code == 400 and "does not match" in mismatch.text
     not_form = httpx.post(url, auth=auth, content=b"hello")
     assert not_form.status_code == 400

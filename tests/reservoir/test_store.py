@@ -67,8 +67,10 @@ def _zip(path: Path, members: dict[str, str]) -> Path:
         ({"bad-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: bad\n\n"}, "missing Version"),
         ({"bad-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: other\nVersion: 1.0\n\n"}, "names project"),
         ({"bad-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: bad\nVersion: 2.0\n\n"}, "differs"),
-        ({"bad-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: bad\nVersion: 1.0\n"
-                                        "Requires-Python: >=>3\n\n"}, "Requires-Python"),
+        (
+            {"bad-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: bad\nVersion: 1.0\nRequires-Python: >=>3\n\n"},
+            "Requires-Python",
+        ),
     ],
 )
 def test_malformed_wheels_are_refused(store: Store, tmp_path: Path, members: dict[str, str], message: str) -> None:

@@ -24,8 +24,12 @@ from .conftest import LiveServer, Wheelhouse, build_dist
 def native(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """One release with wheels for several interpreters and platforms."""
     workdir = tmp_path_factory.mktemp("native")
-    tags = ["cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64", "cp312-cp312-manylinux_2_17_x86_64",
-            "cp311-cp311-win_amd64", "cp311-cp311-manylinux_2_34_x86_64"]
+    tags = [
+        "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64",
+        "cp312-cp312-manylinux_2_17_x86_64",
+        "cp311-cp311-win_amd64",
+        "cp311-cp311-manylinux_2_34_x86_64",
+    ]
     return [build_dist(workdir / str(i), "cove-demo-native", "1.5", wheel_tag=tag) for i, tag in enumerate(tags)]
 
 
@@ -43,8 +47,12 @@ def test_target_tags() -> None:
     target = Target("3.11", "manylinux_2_28_x86_64")
     assert target.uv_platform() == "x86_64-manylinux_2_28"
     assert "manylinux2014_x86_64" in target.platforms() and "manylinux_2_34_x86_64" not in target.platforms()
-    files = ["x-1-cp311-cp311-manylinux_2_34_x86_64.whl", "x-1-cp311-cp311-manylinux_2_17_x86_64.whl",
-             "x-1-py3-none-any.whl", "x-1-cp312-cp312-manylinux_2_17_x86_64.whl"]
+    files = [
+        "x-1-cp311-cp311-manylinux_2_34_x86_64.whl",
+        "x-1-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "x-1-py3-none-any.whl",
+        "x-1-cp312-cp312-manylinux_2_17_x86_64.whl",
+    ]
     assert best_wheel(files, target) == "x-1-cp311-cp311-manylinux_2_17_x86_64.whl"
     assert best_wheel(files[2:3], Target("3.12", "win_amd64")) == "x-1-py3-none-any.whl"
     assert Target("3.11", "manylinux2014_aarch64").uv_platform() == "aarch64-manylinux2014"
@@ -85,17 +93,48 @@ def test_sync_cli_json(tmp_path: Path, upstream: tuple[Store, LiveServer]) -> No
     reqs.write_text("cove-demo-gamma\n")
     root = tmp_path / "cli-root"
     result = subprocess.run(
-        [sys.executable, "-m", "cove.reservoir", "sync", "-r", str(reqs), "--python", "3.11", "--platform",
-         "manylinux_2_28_x86_64", "--index-url", f"{live.url}/simple/", "--root", str(root), "--json"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "cove.reservoir",
+            "sync",
+            "-r",
+            str(reqs),
+            "--python",
+            "3.11",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--index-url",
+            f"{live.url}/simple/",
+            "--root",
+            str(root),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["added"] == ["cove_demo_gamma-0.1-py3-none-any.whl"] and data["serial"] == 1
     missing = subprocess.run(
-        [sys.executable, "-m", "cove.reservoir", "sync", "-r", str(tmp_path / "nope.txt"), "--python", "3.11",
-         "--platform", "manylinux_2_28_x86_64", "--index-url", f"{live.url}/simple/", "--root", str(root)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "cove.reservoir",
+            "sync",
+            "-r",
+            str(tmp_path / "nope.txt"),
+            "--python",
+            "3.11",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--index-url",
+            f"{live.url}/simple/",
+            "--root",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert missing.returncode == 1 and "not found" in missing.stderr
 
@@ -120,12 +159,15 @@ def test_hash_mismatch_from_a_static_tree(tmp_path: Path, wheelhouse: Wheelhouse
     (tree / "files" / wheel.name).write_bytes(wheel.read_bytes())
     (tree / "simple" / "index.html").write_text('<a href="cove-demo-gamma/">cove-demo-gamma</a>')
     (tree / "simple" / "cove-demo-gamma" / "index.html").write_text(
-        f'<a href="../../files/{wheel.name}#sha256={"0" * 64}">{wheel.name}</a>')
+        f'<a href="../../files/{wheel.name}#sha256={"0" * 64}">{wheel.name}</a>'
+    )
     reqs = tmp_path / "requirements.txt"
     reqs.write_text("cove-demo-gamma\n")
     local = Store(tmp_path / "local")
-    with LiveServer(StaticFiles(directory=tree, html=True)) as live, \
-            pytest.raises(ReservoirError, match="sha256 mismatch"):
+    with (
+        LiveServer(StaticFiles(directory=tree, html=True)) as live,
+        pytest.raises(ReservoirError, match="sha256 mismatch"),
+    ):
         sync(local, reqs, [Target("3.11", "manylinux_2_28_x86_64")], f"{live.url}/simple/")
     assert local.files() == [] and local.serial() == 0
     assert [p for p in local.layout.blobs.rglob("*") if p.is_file()] == []

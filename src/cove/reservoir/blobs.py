@@ -46,8 +46,9 @@ class BlobStore:
     def size(self, sha256: str) -> int:
         return self.path(sha256).stat().st_size
 
-    def put_chunks(self, chunks: Iterable[bytes], *, expected_sha256: str | None = None,
-                   max_size: int | None = None) -> tuple[str, int]:
+    def put_chunks(
+        self, chunks: Iterable[bytes], *, expected_sha256: str | None = None, max_size: int | None = None
+    ) -> tuple[str, int]:
         """Store the concatenation of ``chunks``; return ``(sha256, size)``.
 
         With ``expected_sha256`` a mismatch raises and nothing is stored, which

@@ -61,8 +61,9 @@ def referenced_blobs(event: dict[str, Any]) -> list[str]:
 # -- export ----------------------------------------------------------------------------------------------------
 
 
-def export_bundle(store: Store, out: Path, *, since: int = 0, chunk_size: int = DEFAULT_CHUNK,
-                  progress: Progress | None = None) -> dict[str, Any]:
+def export_bundle(
+    store: Store, out: Path, *, since: int = 0, chunk_size: int = DEFAULT_CHUNK, progress: Progress | None = None
+) -> dict[str, Any]:
     """Write the events after ``since`` and the blobs they need to ``out`` (a folder, or ``*.tar``)."""
     if chunk_size < 1024:
         raise ReservoirError("chunk size must be at least 1 KiB")
@@ -127,15 +128,20 @@ def export_bundle(store: Store, out: Path, *, since: int = 0, chunk_size: int = 
         body = _canonical(manifest)
         kid, signature = keys.sign(store.layout, body)
         (folder / "manifest.json").write_bytes(body)
-        (folder / "manifest.sig").write_bytes(_canonical(
-            {"key_id": kid, "algorithm": "ed25519", "signature": base64.b64encode(signature).decode()}))
+        (folder / "manifest.sig").write_bytes(
+            _canonical({"key_id": kid, "algorithm": "ed25519", "signature": base64.b64encode(signature).decode()})
+        )
         if as_tar:
             _write_tar(folder, out)
     finally:
         if as_tar:
             shutil.rmtree(folder, ignore_errors=True)
     return {k: v for k, v in manifest.items() if k not in ("events", "blobs")} | {
-        "events": len(events), "blobs": len(blobs), "bytes": sum(b["size"] for b in blobs), "path": str(out)}
+        "events": len(events),
+        "blobs": len(blobs),
+        "bytes": sum(b["size"] for b in blobs),
+        "path": str(out),
+    }
 
 
 def _write_tar(folder: Path, out: Path) -> None:
@@ -248,8 +254,10 @@ def _check_manifest(m: Any, kid: str) -> None:
         if m["format"] != FORMAT:
             raise BundleError(f"not a reservoir bundle (format {m.get('format')!r})")
         if m["format_version"] != FORMAT_VERSION:
-            raise BundleError(f"bundle format version {m['format_version']} is not supported "
-                              f"(this reservoir reads version {FORMAT_VERSION})")
+            raise BundleError(
+                f"bundle format version {m['format_version']} is not supported "
+                f"(this reservoir reads version {FORMAT_VERSION})"
+            )
         if m["key_id"] != kid:
             raise BundleError("manifest names another key than the one that signed it")
         base, target = int(m["base_serial"]), int(m["target_serial"])
@@ -303,8 +311,14 @@ def source_serial(store: Store, source_id: str) -> int:
     return int(row[0]) if row else 0
 
 
-def import_bundle(store: Store, source: Path, *, force: bool = False, progress: Progress | None = None,
-                  after_event: Callable[[dict[str, Any]], None] | None = None) -> ImportReport:
+def import_bundle(
+    store: Store,
+    source: Path,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    after_event: Callable[[dict[str, Any]], None] | None = None,
+) -> ImportReport:
     """Verify and apply a bundle; see the module docstring for the guarantees."""
     with _scratch(store) as scratch:
         opened = open_bundle(store, source, scratch)
@@ -320,9 +334,11 @@ def import_bundle(store: Store, source: Path, *, force: bool = False, progress: 
             report.local_serial = store.serial()
             return report
         if base > have and not force:
-            raise BundleError(f"bundle starts at serial {base} of site {source_id}, but this site holds that "
-                              f"site's history only up to serial {have}; import the bundles in between first "
-                              "(or use --force)")
+            raise BundleError(
+                f"bundle starts at serial {base} of site {source_id}, but this site holds that "
+                f"site's history only up to serial {have}; import the bundles in between first "
+                "(or use --force)"
+            )
         events = [e for e in m["events"] if force or int(e["serial"]) > have]
         report.skipped_events = len(m["events"]) - len(events)
         _store_blobs(store, opened, report, progress)
@@ -330,16 +346,18 @@ def import_bundle(store: Store, source: Path, *, force: bool = False, progress: 
         for event in events:
             for sha in referenced_blobs(event):
                 if sha not in listed and not store.blobs.has(sha):
-                    raise BundleError(f"event {event['serial']} needs blob {sha}, which is neither in the bundle "
-                                      "nor in this store")
+                    raise BundleError(
+                        f"event {event['serial']} needs blob {sha}, which is neither in the bundle nor in this store"
+                    )
         with store.transaction() as conn:
             for event in events:
-                store.apply(event["kind"], event.get("filename"), event["data"], time=event.get("time"),
-                            replay=True)
+                store.apply(event["kind"], event.get("filename"), event["data"], time=event.get("time"), replay=True)
                 if after_event:
                     after_event(event)
-            conn.execute("INSERT OR REPLACE INTO sources(source_id, serial, updated) VALUES (?, ?, ?)",
-                         (source_id, max(target, have), utcnow()))
+            conn.execute(
+                "INSERT OR REPLACE INTO sources(source_id, serial, updated) VALUES (?, ?, ?)",
+                (source_id, max(target, have), utcnow()),
+            )
         report.applied_events = len(events)
         report.local_serial = store.serial()
         return report
@@ -371,8 +389,9 @@ def _store_blobs(store: Store, opened: Opened, report: ImportReport, progress: P
             for index, chunk in enumerate(blob["chunks"]):
                 path = _regular(folder / f"{index:06d}", f"chunk {index} of blob {blob['sha256']}")
                 if path.stat().st_size != int(chunk["size"]):
-                    raise BundleError(f"blob {blob['sha256']}: chunk {index} has the wrong size (tampered or "
-                                      "truncated)")
+                    raise BundleError(
+                        f"blob {blob['sha256']}: chunk {index} has the wrong size (tampered or truncated)"
+                    )
                 data = path.read_bytes()
                 if hashlib.sha256(data).hexdigest() != chunk["sha256"]:
                     raise BundleError(f"blob {blob['sha256']}: chunk {index} does not match its hash (tampered)")

@@ -24,8 +24,11 @@ from rich.table import Table
 from .errors import ReservoirError
 from .paths import default_root
 
-app = typer.Typer(help="Package reservoir: a PyPI-compatible index, sync, air-gap bundles and policy.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Package reservoir: a PyPI-compatible index, sync, air-gap bundles and policy.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 token_app = typer.Typer(help="Upload tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 policy_app = typer.Typer(help="Site policy: licenses, vulnerabilities, block list, release age.", no_args_is_help=True)
@@ -38,8 +41,9 @@ out = Console()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-RootOpt = typer.Option(None, "--root", envvar="COVE_RESERVOIR_ROOT",
-                       help="Reservoir data folder [default: $COVE_HOME/reservoir].")
+RootOpt = typer.Option(
+    None, "--root", envvar="COVE_RESERVOIR_ROOT", help="Reservoir data folder [default: $COVE_HOME/reservoir]."
+)
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
@@ -77,8 +81,15 @@ def _emit(as_json: bool, data: Any, text: Callable[[], None]) -> None:
 @contextmanager
 def progress(enabled: bool = True) -> Iterator[Progress]:
     """A Rich progress display on stderr (quiet when output is JSON or not a terminal)."""
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                   console=console, disable=not enabled or not console.is_terminal, transient=True)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled or not console.is_terminal,
+        transient=True,
+    )
     with bar:
         yield bar
 
@@ -92,8 +103,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8470, help="Port to listen on."),
     root: Path | None = RootOpt,
-    proxy: str | None = typer.Option(None, "--proxy", metavar="INDEX_URL",
-                                     help="Proxy-cache mode: answer misses from this upstream simple index."),
+    proxy: str | None = typer.Option(
+        None, "--proxy", metavar="INDEX_URL", help="Proxy-cache mode: answer misses from this upstream simple index."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Serve the simple index (PEP 503/691/658), files and uploads over HTTP."""
@@ -111,8 +123,16 @@ def serve(
     info = {"url": f"http://{host}:{port}/simple/", "root": str(_root(root)), "proxy": proxy}
     _emit(as_json, info, lambda: console.print(f"serving {info['url']} from {info['root']}"))
     sys.stdout.flush()
-    uvicorn.run(asgi, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
-                http="httptools", loop="uvloop")
+    uvicorn.run(
+        asgi,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        http="httptools",
+        loop="uvloop",
+    )
 
 
 # -- ls / add / yank --------------------------------------------------------------------------------------
@@ -170,8 +190,7 @@ def add(
         if not path.is_file():
             raise InvalidPackage(f"{path}: not a file")
         record, added = store.add_file(path, path.name, origin="add")
-        results.append({"filename": record.filename, "added": added, "status": record.status,
-                        "reason": record.reason})
+        results.append({"filename": record.filename, "added": added, "status": record.status, "reason": record.reason})
 
     def text() -> None:
         for r in results:
@@ -193,14 +212,21 @@ def _change(kind: str, filename: str, root: Path | None, as_json: bool, reason: 
         serial = store.quarantine(filename, reason or "quarantined by an operator")
     else:
         serial = store.release(filename)
-    _emit(as_json, {"filename": filename, "action": kind, "serial": serial},
-          lambda: out.print(f"{kind}: {filename} (serial {serial})"))
+    _emit(
+        as_json,
+        {"filename": filename, "action": kind, "serial": serial},
+        lambda: out.print(f"{kind}: {filename} (serial {serial})"),
+    )
 
 
 @app.command()
 @_errors
-def yank(filename: str, reason: str | None = typer.Option(None, "--reason"),
-         root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+def yank(
+    filename: str,
+    reason: str | None = typer.Option(None, "--reason"),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Mark a file yanked (PEP 592): still served, skipped by resolvers unless pinned."""
     _change("yank", filename, root, as_json, reason)
 
@@ -221,8 +247,12 @@ def remove(filename: str, root: Path | None = RootOpt, as_json: bool = JsonOpt) 
 
 @app.command()
 @_errors
-def quarantine(filename: str, reason: str = typer.Option("quarantined by an operator", "--reason"),
-               root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+def quarantine(
+    filename: str,
+    reason: str = typer.Option("quarantined by an operator", "--reason"),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Quarantine a file: kept and reported, but not served."""
     _change("quarantine", filename, root, as_json, reason)
 
@@ -301,11 +331,21 @@ def export(
     store = _store(root)
     with progress(not as_json) as bar:
         task = bar.add_task("exporting", total=None)
-        summary = export_bundle(store, output, since=since, chunk_size=_size(chunk_size),
-                                progress=lambda d, done, total: bar.update(task, completed=done, total=total))
-    _emit(as_json, summary, lambda: out.print(
-        f"wrote {summary['path']}: serial {summary['base_serial']} → {summary['target_serial']}, "
-        f"{summary['events']} events, {summary['blobs']} blobs, {summary['bytes']} bytes"))
+        summary = export_bundle(
+            store,
+            output,
+            since=since,
+            chunk_size=_size(chunk_size),
+            progress=lambda d, done, total: bar.update(task, completed=done, total=total),
+        )
+    _emit(
+        as_json,
+        summary,
+        lambda: out.print(
+            f"wrote {summary['path']}: serial {summary['base_serial']} → {summary['target_serial']}, "
+            f"{summary['events']} events, {summary['blobs']} blobs, {summary['bytes']} bytes"
+        ),
+    )
 
 
 @app.command("import")
@@ -322,23 +362,29 @@ def import_(
     store = _store(root)
     with progress(not as_json) as bar:
         task = bar.add_task("importing", total=None)
-        report = import_bundle(store, bundle, force=force,
-                               progress=lambda d, done, total: bar.update(task, completed=done, total=total))
+        report = import_bundle(
+            store, bundle, force=force, progress=lambda d, done, total: bar.update(task, completed=done, total=total)
+        )
 
     def text() -> None:
         if report.already_imported:
             out.print(f"already imported (source serial {report.target_serial}); nothing changed")
         else:
-            out.print(f"applied {report.applied_events} events, stored {report.blobs_stored} blobs "
-                      f"({report.blobs_present} already held); local serial {report.local_serial}")
+            out.print(
+                f"applied {report.applied_events} events, stored {report.blobs_stored} blobs "
+                f"({report.blobs_present} already held); local serial {report.local_serial}"
+            )
 
     _emit(as_json, report.to_json(), text)
 
 
 @app.command()
 @_errors
-def trust(keyfile: Path = typer.Argument(..., help="A site's public key (PEM), from `cove reservoir key`."),
-          root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+def trust(
+    keyfile: Path = typer.Argument(..., help="A site's public key (PEM), from `cove reservoir key`."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Trust bundles signed by this public key."""
     from . import keys
     from .paths import Layout
@@ -360,8 +406,11 @@ def key(root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
     path = keys.public_key_file(layout)
     kid = keys.key_id(keys.signing_key(layout).public_key())
     trusted = sorted(keys.trusted_keys(layout))
-    _emit(as_json, {"key_id": kid, "public_key": str(path), "trusted": trusted},
-          lambda: out.print(f"key {kid}\npublic key file: {path}\ntrusted: {', '.join(trusted) or 'none'}"))
+    _emit(
+        as_json,
+        {"key_id": kid, "public_key": str(path), "trusted": trusted},
+        lambda: out.print(f"key {kid}\npublic key file: {path}\ntrusted: {', '.join(trusted) or 'none'}"),
+    )
 
 
 # -- policy -----------------------------------------------------------------------------------------------
@@ -390,22 +439,28 @@ def audit(
                 table.add_row(f["filename"], f["license"] or "unknown", ", ".join(f["vulnerabilities"]), status)
         out.print(table)
         summary = report["summary"]
-        out.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items())
-                  + f"; advisories loaded: {report['advisories']}")
+        out.print(
+            ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items())
+            + f"; advisories loaded: {report['advisories']}"
+        )
 
     _emit(as_json, report, text)
 
 
 @policy_app.command("set")
 @_errors
-def policy_set(path: Path = typer.Argument(..., help="A policy TOML file."),
-               root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+def policy_set(
+    path: Path = typer.Argument(..., help="A policy TOML file."), root: Path | None = RootOpt, as_json: bool = JsonOpt
+) -> None:
     """Install a policy (validated first; carried by bundles). Run `audit` to apply it to held files."""
     from .policy import set_policy
 
     serial = set_policy(_store(root), path)
-    _emit(as_json, {"serial": serial}, lambda: out.print(f"policy installed (serial {serial}); "
-                                                         "run `cove reservoir audit` to re-check held files"))
+    _emit(
+        as_json,
+        {"serial": serial},
+        lambda: out.print(f"policy installed (serial {serial}); run `cove reservoir audit` to re-check held files"),
+    )
 
 
 @policy_app.command("show")
@@ -413,20 +468,29 @@ def policy_set(path: Path = typer.Argument(..., help="A policy TOML file."),
 def policy_show(root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
     """Print the current policy."""
     text = _store(root).get_meta("policy") or ""
-    _emit(as_json, {"policy": text}, lambda: out.print(text or "(no policy: everything is allowed)",
-                                                       markup=False, highlight=False))
+    _emit(
+        as_json,
+        {"policy": text},
+        lambda: out.print(text or "(no policy: everything is allowed)", markup=False, highlight=False),
+    )
 
 
 @vulndb_app.command("import")
 @_errors
-def vulndb_import(path: Path = typer.Argument(..., help="An OSV dump: all.zip of the PyPI ecosystem."),
-                  root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+def vulndb_import(
+    path: Path = typer.Argument(..., help="An OSV dump: all.zip of the PyPI ecosystem."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Load an OSV dump offline (replaces the previous one; carried by bundles)."""
     from .policy import import_vulndb
 
     serial, count = import_vulndb(_store(root), path)
-    _emit(as_json, {"serial": serial, "advisories": count},
-          lambda: out.print(f"loaded {count} advisories (serial {serial}); run `cove reservoir audit`"))
+    _emit(
+        as_json,
+        {"serial": serial, "advisories": count},
+        lambda: out.print(f"loaded {count} advisories (serial {serial}); run `cove reservoir audit`"),
+    )
 
 
 # -- tokens ------------------------------------------------------------------------------------------------
@@ -434,8 +498,9 @@ def vulndb_import(path: Path = typer.Argument(..., help="An OSV dump: all.zip of
 
 @token_app.command("create")
 @_errors
-def token_create(name: str = typer.Argument(..., help="A label for the token."),
-                 root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+def token_create(
+    name: str = typer.Argument(..., help="A label for the token."), root: Path | None = RootOpt, as_json: bool = JsonOpt
+) -> None:
     """Create an upload token (printed once)."""
     from . import tokens
 

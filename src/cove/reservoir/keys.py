@@ -36,8 +36,9 @@ def signing_key(layout: Layout) -> Ed25519PrivateKey:
     path = layout.signing_key
     if not path.exists():
         key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -107,10 +108,13 @@ def verify(layout: Layout, kid: str, data: bytes, signature: bytes) -> None:
     """Raise :class:`BundleError` unless ``signature`` by trusted key ``kid`` covers ``data``."""
     key = trusted_keys(layout).get(kid)
     if key is None:
-        raise BundleError(f"bundle is signed by key {kid}, which this site does not trust "
-                          "(add it with `cove reservoir trust KEYFILE`)")
+        raise BundleError(
+            f"bundle is signed by key {kid}, which this site does not trust "
+            "(add it with `cove reservoir trust KEYFILE`)"
+        )
     try:
         key.verify(signature, data)
     except InvalidSignature:
-        raise BundleError("bundle signature does not verify: the manifest was altered or signed by another key") \
-            from None
+        raise BundleError(
+            "bundle signature does not verify: the manifest was altered or signed by another key"
+        ) from None

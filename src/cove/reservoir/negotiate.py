@@ -53,8 +53,9 @@ def _choose(header: str) -> str | None:
                 q = min(max(q, 0.0), 1.0)
         for candidate in _expand(media):
             # The most specific mention of a type wins; among equals, the first one.
-            specificity = 2 if candidate == media or _ALIASES.get(media) == candidate else (1 if "*" not in media
-                                                                                            else 0)
+            specificity = (
+                2 if candidate == media or _ALIASES.get(media) == candidate else (1 if "*" not in media else 0)
+            )
             previous = scores.get(candidate)
             if previous is None or specificity > previous[1]:
                 scores[candidate] = (q, specificity)

@@ -62,8 +62,12 @@ class Policy:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ReservoirError(f"policy is not valid TOML: {exc}") from None
-        known = {"licenses": {"allow", "deny", "unknown"}, "vulnerabilities": {"action"},
-                 "block": {"requirements"}, "age": {"minimum_days", "unknown"}}
+        known = {
+            "licenses": {"allow", "deny", "unknown"},
+            "vulnerabilities": {"action"},
+            "block": {"requirements"},
+            "age": {"minimum_days", "unknown"},
+        }
         for section, values in doc.items():
             if section not in known or not isinstance(values, dict):
                 raise ReservoirError(f"policy: unknown section [{section}]")
@@ -71,9 +75,11 @@ class Policy:
                 if key not in known[section]:
                     raise ReservoirError(f"policy: unknown key {key!r} in [{section}]")
         lic, vul, blk, age = (doc.get(s, {}) for s in ("licenses", "vulnerabilities", "block", "age"))
-        for section, name, value in (("licenses", "allow", lic.get("allow", [])),
-                                     ("licenses", "deny", lic.get("deny", [])),
-                                     ("block", "requirements", blk.get("requirements", []))):
+        for section, name, value in (
+            ("licenses", "allow", lic.get("allow", [])),
+            ("licenses", "deny", lic.get("deny", [])),
+            ("block", "requirements", blk.get("requirements", [])),
+        ):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ReservoirError(f"policy: [{section}] {name} must be a list of strings")
         for expr in [*lic.get("allow", []), *lic.get("deny", [])]:
@@ -89,8 +95,15 @@ class Policy:
         days = age.get("minimum_days", 0)
         if not isinstance(days, int | float) or days < 0:
             raise ReservoirError("policy: [age] minimum_days must be a number >= 0")
-        return cls(tuple(lic.get("allow", [])), tuple(lic.get("deny", [])), lic.get("unknown", "allow"),
-                   vul.get("action", "quarantine"), block, float(days), age.get("unknown", "allow"))
+        return cls(
+            tuple(lic.get("allow", [])),
+            tuple(lic.get("deny", [])),
+            lic.get("unknown", "allow"),
+            vul.get("action", "quarantine"),
+            block,
+            float(days),
+            age.get("unknown", "allow"),
+        )
 
 
 def _choice(value: object, options: tuple[str, ...], where: str) -> None:
@@ -192,8 +205,15 @@ def audit(store: Store, *, verify_blobs: bool = False, apply: bool = True) -> di
     policy = current(store)
     now = dt.datetime.now(dt.UTC)
     files = []
-    counts = {"active": 0, "quarantined": 0, "newly_quarantined": 0, "released": 0, "vulnerable": 0,
-              "unknown_license": 0, "missing_or_corrupt": 0}
+    counts = {
+        "active": 0,
+        "quarantined": 0,
+        "newly_quarantined": 0,
+        "released": 0,
+        "vulnerable": 0,
+        "unknown_license": 0,
+        "missing_or_corrupt": 0,
+    }
     for record in store.files():
         verdict = evaluate(store, policy, record, now)
         action = None
@@ -207,8 +227,12 @@ def audit(store: Store, *, verify_blobs: bool = False, apply: bool = True) -> di
                 store.quarantine(record.filename, reason)
                 status, action = "quarantined", "quarantined"
                 counts["newly_quarantined"] += 1
-            elif reason and record.status == "quarantined" and (record.reason or "").startswith(PREFIX) \
-                    and record.reason != reason:
+            elif (
+                reason
+                and record.status == "quarantined"
+                and (record.reason or "").startswith(PREFIX)
+                and record.reason != reason
+            ):
                 store.apply("quarantined", record.filename, {"reason": reason})
             elif not reason and record.status == "quarantined" and (record.reason or "").startswith(PREFIX):
                 store.release(record.filename)
@@ -217,12 +241,19 @@ def audit(store: Store, *, verify_blobs: bool = False, apply: bool = True) -> di
         counts[status] += 1
         counts["vulnerable"] += bool(verdict.vulnerabilities)
         counts["unknown_license"] += verdict.license.expression is None
-        files.append({
-            "filename": record.filename, "project": record.project, "version": record.version,
-            "license": verdict.license.expression, "license_source": verdict.license.source,
-            "vulnerabilities": [v["id"] for v in verdict.vulnerabilities], "status": status,
-            "reason": reason if status == "quarantined" and reason else (record.reason if status == "quarantined"
-                                                                         else None),
-            "action": action,
-        })
+        files.append(
+            {
+                "filename": record.filename,
+                "project": record.project,
+                "version": record.version,
+                "license": verdict.license.expression,
+                "license_source": verdict.license.source,
+                "vulnerabilities": [v["id"] for v in verdict.vulnerabilities],
+                "status": status,
+                "reason": reason
+                if status == "quarantined" and reason
+                else (record.reason if status == "quarantined" else None),
+                "action": action,
+            }
+        )
     return {"serial": store.serial(), "advisories": vulndb.count(store.conn), "summary": counts, "files": files}

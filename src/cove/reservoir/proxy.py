@@ -61,8 +61,18 @@ class ProxyCache:
                 conn.execute(
                     "INSERT OR REPLACE INTO upstream_links(filename, project, version, url, sha256, requires_python,"
                     " upload_time, yanked, yank_reason, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (f.filename, dist.project, dist.version, f.url, f.sha256.lower(), f.requires_python,
-                     f.upload_time, int(f.yanked), f.yank_reason, f.size),
+                    (
+                        f.filename,
+                        dist.project,
+                        dist.version,
+                        f.url,
+                        f.sha256.lower(),
+                        f.requires_python,
+                        f.upload_time,
+                        int(f.yanked),
+                        f.yank_reason,
+                        f.size,
+                    ),
                 )
             self.store.mark_dirty(project)
         return True
@@ -74,9 +84,16 @@ class ProxyCache:
         ).fetchone()
         if row is None:
             return False
-        item = UpstreamFile(filename=row["filename"], url=row["url"], sha256=row["sha256"],
-                            requires_python=row["requires_python"], yanked=bool(row["yanked"]),
-                            yank_reason=row["yank_reason"], upload_time=row["upload_time"], size=row["size"])
+        item = UpstreamFile(
+            filename=row["filename"],
+            url=row["url"],
+            sha256=row["sha256"],
+            requires_python=row["requires_python"],
+            yanked=bool(row["yanked"]),
+            yank_reason=row["yank_reason"],
+            upload_time=row["upload_time"],
+            size=row["size"],
+        )
         async with self._lock("f:" + filename):
             if self.store.get_file(filename) is not None:
                 return True

@@ -72,8 +72,9 @@ def _make_page(html: bytes, json_body: bytes) -> _Page:
 class ReservoirApp:
     """ASGI app serving ``/simple/``, ``/files/`` and uploads for one reservoir root."""
 
-    def __init__(self, root: Path, *, store: Store | None = None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
-                 proxy: Any = None) -> None:
+    def __init__(
+        self, root: Path, *, store: Store | None = None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, proxy: Any = None
+    ) -> None:
         self.store = store or Store(root)
         self._reader: sqlite3.Connection = connect(self.store.layout.database, readonly=True)
         self._version = -1
@@ -124,7 +125,7 @@ class ReservoirApp:
         path: str = scope["path"]
         root_path: str = scope.get("root_path") or ""
         if root_path and path.startswith(root_path):
-            path = path[len(root_path):] or "/"
+            path = path[len(root_path) :] or "/"
         method: str = scope["method"]
         try:
             if path.startswith("/simple/"):
@@ -146,8 +147,9 @@ class ReservoirApp:
                 return await _text(send, status, message, extra=extra)
             if path in ("/", "/health") and method in ("GET", "HEAD"):
                 body = json.dumps({"status": "ok", "serial": self.store.serial(), "site": self.store.site_id})
-                return await _send(send, 200, [(b"content-type", b"application/json")], body.encode(),
-                                   head=method == "HEAD")
+                return await _send(
+                    send, 200, [(b"content-type", b"application/json")], body.encode(), head=method == "HEAD"
+                )
             return await _text(send, 404, f"not found: {path}")
         except ReservoirError as exc:
             return await _text(send, exc.status, exc.message)
@@ -177,9 +179,13 @@ class ReservoirApp:
                 if_none_match = hvalue
         media = negotiate.choose(accept)
         if media is None:
-            return await _text(send, 406, "not acceptable: this index serves application/vnd.pypi.simple.v1+json, "
-                                          "application/vnd.pypi.simple.v1+html and text/html",
-                               extra=[(b"vary", b"Accept")])
+            return await _text(
+                send,
+                406,
+                "not acceptable: this index serves application/vnd.pypi.simple.v1+json, "
+                "application/vnd.pypi.simple.v1+html and text/html",
+                extra=[(b"vary", b"Accept")],
+            )
         page = self._page(key)
         if page is None and self.proxy is not None and key != ROOT_PAGE and await self.proxy.fetch_project(key):
             self._fresh()
@@ -188,9 +194,13 @@ class ReservoirApp:
         if page is None:
             return await _text(send, 404, f"unknown project {key!r}", extra=[(b"vary", b"Accept")])
         if if_none_match is not None and _etag_matches(if_none_match, page.etags[media]):
-            await send({"type": "http.response.start", "status": 304,
-                        "headers": [(b"etag", page.etags[media]), (b"vary", b"Accept"),
-                                    (b"cache-control", INDEX_CACHE)]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 304,
+                    "headers": [(b"etag", page.etags[media]), (b"vary", b"Accept"), (b"cache-control", INDEX_CACHE)],
+                }
+            )
             await send({"type": "http.response.body", "body": b""})
             return
         await send({"type": "http.response.start", "status": 200, "headers": page.headers[media]})
@@ -323,8 +333,9 @@ def _parse_range(header: bytes, size: int) -> tuple[int, int] | None:
     return start, min(end, size - 1)
 
 
-async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *,
-                head: bool = False) -> None:
+async def _send(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool = False
+) -> None:
     headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
@@ -336,11 +347,16 @@ async def _text(send: Send, status: int, message: str, *, extra: list[tuple[byte
 
 
 async def _redirect(send: Send, location: str) -> None:
-    await _send(send, 301, [(b"location", location.encode()), (b"content-type", b"text/plain; charset=utf-8")],
-                f"moved to {location}\n".encode())
+    await _send(
+        send,
+        301,
+        [(b"location", location.encode()), (b"content-type", b"text/plain; charset=utf-8")],
+        f"moved to {location}\n".encode(),
+    )
 
 
-def create_app(root: Path, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, proxy: Any = None,
-               store: Store | None = None) -> ReservoirApp:
+def create_app(
+    root: Path, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, proxy: Any = None, store: Store | None = None
+) -> ReservoirApp:
     """The ASGI app for the reservoir at ``root``; mountable under any prefix (e.g. ``/reservoir/``)."""
     return ReservoirApp(Path(root), max_upload_bytes=max_upload_bytes, proxy=proxy, store=store)

@@ -36,9 +36,22 @@ EVENT_KINDS = frozenset(
 
 # Columns of ``files`` that travel in a ``file_added`` event (everything but local state).
 RECORD_FIELDS = (
-    "filename", "project", "version", "kind", "sha256", "size", "requires_python", "upload_time",
-    "yanked", "yank_reason", "metadata_sha256", "metadata_size", "license_expression", "license",
-    "classifiers", "origin",
+    "filename",
+    "project",
+    "version",
+    "kind",
+    "sha256",
+    "size",
+    "requires_python",
+    "upload_time",
+    "yanked",
+    "yank_reason",
+    "metadata_sha256",
+    "metadata_size",
+    "license_expression",
+    "license",
+    "classifiers",
+    "origin",
 )
 
 
@@ -73,13 +86,24 @@ class FileRecord:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> FileRecord:
         return cls(
-            filename=row["filename"], project=row["project"], version=row["version"], kind=row["kind"],
-            sha256=row["sha256"], size=row["size"], requires_python=row["requires_python"],
-            upload_time=row["upload_time"], yanked=bool(row["yanked"]), yank_reason=row["yank_reason"],
-            metadata_sha256=row["metadata_sha256"], metadata_size=row["metadata_size"],
-            license_expression=row["license_expression"], license=row["license"],
-            classifiers=tuple(json.loads(row["classifiers"] or "[]")), origin=row["origin"],
-            status=row["status"], reason=row["reason"],
+            filename=row["filename"],
+            project=row["project"],
+            version=row["version"],
+            kind=row["kind"],
+            sha256=row["sha256"],
+            size=row["size"],
+            requires_python=row["requires_python"],
+            upload_time=row["upload_time"],
+            yanked=bool(row["yanked"]),
+            yank_reason=row["yank_reason"],
+            metadata_sha256=row["metadata_sha256"],
+            metadata_size=row["metadata_size"],
+            license_expression=row["license_expression"],
+            license=row["license"],
+            classifiers=tuple(json.loads(row["classifiers"] or "[]")),
+            origin=row["origin"],
+            status=row["status"],
+            reason=row["reason"],
         )
 
     def event_data(self) -> dict[str, Any]:
@@ -172,8 +196,9 @@ class Store:
             sql += " AND serial <= ?"
             args.append(until)
         rows = self._conn.execute(sql + " ORDER BY serial", args).fetchall()
-        return [Event(r["serial"], r["time"], r["kind"], r["project"], r["filename"], json.loads(r["data"]))
-                for r in rows]
+        return [
+            Event(r["serial"], r["time"], r["kind"], r["project"], r["filename"], json.loads(r["data"])) for r in rows
+        ]
 
     def page(self, key: str) -> tuple[bytes, bytes] | None:
         row = self._conn.execute("SELECT html, json FROM pages WHERE key=?", (key,)).fetchone()
@@ -235,22 +260,39 @@ class Store:
         if row is None:
             self._conn.execute("DELETE FROM pages WHERE key=?", (project,))
             return
-        rows = self._conn.execute(
-            "SELECT * FROM files WHERE project=? AND status='active'", (project,)
-        ).fetchall()
+        rows = self._conn.execute("SELECT * FROM files WHERE project=? AND status='active'", (project,)).fetchall()
         entries = [
-            render.FileEntry(r.filename, r.version, r.sha256, r.size, r.requires_python, r.upload_time, r.yanked,
-                             r.yank_reason, r.metadata_sha256)
+            render.FileEntry(
+                r.filename,
+                r.version,
+                r.sha256,
+                r.size,
+                r.requires_python,
+                r.upload_time,
+                r.yanked,
+                r.yank_reason,
+                r.metadata_sha256,
+            )
             for r in (FileRecord.from_row(row) for row in rows)
         ]
         # Proxy-cache mode: files upstream lists that are not fetched yet (never metadata: not held).
         links = self._conn.execute(
             "SELECT * FROM upstream_links u WHERE project=? AND NOT EXISTS "
-            "(SELECT 1 FROM files f WHERE f.filename = u.filename)", (project,)
+            "(SELECT 1 FROM files f WHERE f.filename = u.filename)",
+            (project,),
         ).fetchall()
         entries += [
-            render.FileEntry(r["filename"], r["version"], r["sha256"], r["size"] or 0, r["requires_python"],
-                             r["upload_time"], bool(r["yanked"]), r["yank_reason"], None)
+            render.FileEntry(
+                r["filename"],
+                r["version"],
+                r["sha256"],
+                r["size"] or 0,
+                r["requires_python"],
+                r["upload_time"],
+                bool(r["yanked"]),
+                r["yank_reason"],
+                None,
+            )
             for r in links
         ]
         entries.sort(key=lambda e: (render._version_key(e.version), e.filename))
@@ -272,8 +314,9 @@ class Store:
 
     # -- the one way to change state ----------------------------------------------------------------------
 
-    def apply(self, kind: str, filename: str | None, data: dict[str, Any], *, time: str | None = None,
-              replay: bool = False) -> int:
+    def apply(
+        self, kind: str, filename: str | None, data: dict[str, Any], *, time: str | None = None, replay: bool = False
+    ) -> int:
         """Apply one change and record it as an event; return its serial.
 
         Used for local changes and to replay imported events (``replay``), so
@@ -338,14 +381,17 @@ class Store:
                 if current.sha256 == record.sha256:
                     return None
                 raise Conflict(f"{filename} already exists with different content; files are immutable")
-            conn.execute("INSERT OR IGNORE INTO projects(name, display) VALUES (?, ?)",
-                         (record.project, data.get("display") or record.project))
+            conn.execute(
+                "INSERT OR IGNORE INTO projects(name, display) VALUES (?, ?)",
+                (record.project, data.get("display") or record.project),
+            )
             values = record.event_data()
             values["classifiers"] = json.dumps(values["classifiers"])
             cols = ", ".join(RECORD_FIELDS)
             marks = ", ".join("?" for _ in RECORD_FIELDS)
-            conn.execute(f"INSERT INTO files({cols}, added_serial) VALUES ({marks}, 0)",
-                         [values[k] for k in RECORD_FIELDS])
+            conn.execute(
+                f"INSERT INTO files({cols}, added_serial) VALUES ({marks}, 0)", [values[k] for k in RECORD_FIELDS]
+            )
             return record.project
         if current is None:
             raise NotFound(f"no such file {filename!r}")
@@ -356,18 +402,30 @@ class Store:
         elif kind == "unyanked":
             conn.execute("UPDATE files SET yanked=0, yank_reason=NULL WHERE filename=?", (filename,))
         elif kind == "quarantined":
-            conn.execute("UPDATE files SET status='quarantined', reason=? WHERE filename=?",
-                         (data.get("reason") or "quarantined", filename))
+            conn.execute(
+                "UPDATE files SET status='quarantined', reason=? WHERE filename=?",
+                (data.get("reason") or "quarantined", filename),
+            )
         elif kind == "released":
             conn.execute("UPDATE files SET status='active', reason=NULL WHERE filename=?", (filename,))
         return current.project
 
     # -- convenience operations ----------------------------------------------------------------------------
 
-    def add_file(self, path: Path, filename: str, *, origin: str, upload_time: str | None = None,
-                 expected_sha256: str | None = None, yanked: bool = False, yank_reason: str | None = None,
-                 display: str | None = None, move: bool = False, stamp_now: bool = True
-                 ) -> tuple[FileRecord, bool]:
+    def add_file(
+        self,
+        path: Path,
+        filename: str,
+        *,
+        origin: str,
+        upload_time: str | None = None,
+        expected_sha256: str | None = None,
+        yanked: bool = False,
+        yank_reason: str | None = None,
+        display: str | None = None,
+        move: bool = False,
+        stamp_now: bool = True,
+    ) -> tuple[FileRecord, bool]:
         """Validate and ingest one distribution file; return ``(record, added)``.
 
         ``added`` is False when the same file (same name, same hash) is already
@@ -397,14 +455,22 @@ class Store:
             with path.open("rb") as fh:
                 self.blobs.put_file(fh, expected_sha256=sha256)
         record = FileRecord(
-            filename=filename, project=dist.project, version=dist.version, kind=dist.kind, sha256=sha256,
-            size=size, requires_python=meta.requires_python if meta else None,
-            upload_time=upload_time or (utcnow() if stamp_now else None), yanked=yanked,
+            filename=filename,
+            project=dist.project,
+            version=dist.version,
+            kind=dist.kind,
+            sha256=sha256,
+            size=size,
+            requires_python=meta.requires_python if meta else None,
+            upload_time=upload_time or (utcnow() if stamp_now else None),
+            yanked=yanked,
             yank_reason=yank_reason if yanked else None,
-            metadata_sha256=metadata_sha256, metadata_size=metadata_size,
+            metadata_sha256=metadata_sha256,
+            metadata_size=metadata_size,
             license_expression=meta.license_expression if meta else None,
             license=meta.license if meta else None,
-            classifiers=meta.classifiers if meta else (), origin=origin,
+            classifiers=meta.classifiers if meta else (),
+            origin=origin,
         )
         data = record.event_data()
         data["display"] = display or (meta.name if meta else dist.project)
@@ -451,14 +517,22 @@ def _record_from_event(filename: str, data: dict[str, Any]) -> FileRecord:
         if data.get("metadata_sha256") is not None:
             check_sha256(str(data["metadata_sha256"]))
         return FileRecord(
-            filename=filename, project=dist.project, version=str(data["version"]), kind=dist.kind,
-            sha256=str(data["sha256"]), size=int(data["size"]),
-            requires_python=_opt_str(data.get("requires_python")), upload_time=_opt_str(data.get("upload_time")),
-            yanked=bool(data.get("yanked")), yank_reason=_opt_str(data.get("yank_reason")),
+            filename=filename,
+            project=dist.project,
+            version=str(data["version"]),
+            kind=dist.kind,
+            sha256=str(data["sha256"]),
+            size=int(data["size"]),
+            requires_python=_opt_str(data.get("requires_python")),
+            upload_time=_opt_str(data.get("upload_time")),
+            yanked=bool(data.get("yanked")),
+            yank_reason=_opt_str(data.get("yank_reason")),
             metadata_sha256=_opt_str(data.get("metadata_sha256")),
             metadata_size=int(data["metadata_size"]) if data.get("metadata_size") is not None else None,
-            license_expression=_opt_str(data.get("license_expression")), license=_opt_str(data.get("license")),
-            classifiers=tuple(str(c) for c in data.get("classifiers") or ()), origin=str(data.get("origin") or ""),
+            license_expression=_opt_str(data.get("license_expression")),
+            license=_opt_str(data.get("license")),
+            classifiers=tuple(str(c) for c in data.get("classifiers") or ()),
+            origin=str(data.get("origin") or ""),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ReservoirError(f"malformed file_added event for {filename!r}: {exc}") from None

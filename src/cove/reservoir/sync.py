@@ -62,10 +62,26 @@ def resolve(requirements: Path, target: Target, index_url: str, cache_dir: Path)
         raise ReservoirError(f"requirements file {requirements} not found")
     # The running interpreter only anchors uv; --python-version and --python-platform set what it resolves for,
     # and naming it spares uv a slow (and possibly downloading) interpreter search.
-    cmd = [uv_bin(), "pip", "compile", str(requirements), "--python", sys.executable,
-           "--python-version", target.python, "--python-platform",
-           target.uv_platform(), "--index-url", index_url, "--no-header", "--no-annotate", "--quiet",
-           "--cache-dir", str(cache_dir), "--no-config"]
+    cmd = [
+        uv_bin(),
+        "pip",
+        "compile",
+        str(requirements),
+        "--python",
+        sys.executable,
+        "--python-version",
+        target.python,
+        "--python-platform",
+        target.uv_platform(),
+        "--index-url",
+        index_url,
+        "--no-header",
+        "--no-annotate",
+        "--quiet",
+        "--cache-dir",
+        str(cache_dir),
+        "--no-config",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=600)
     if result.returncode != 0:
         raise ReservoirError(f"resolution for {target} failed:\n{result.stderr.strip()}")
@@ -112,8 +128,15 @@ def select_files(files: list[UpstreamFile], version: str, targets: list[Target])
     return list(chosen.values())
 
 
-def sync(store: Store, requirements: Path, targets: list[Target], index_url: str, *,
-         progress: Progress | None = None, jobs: int = 4) -> SyncReport:
+def sync(
+    store: Store,
+    requirements: Path,
+    targets: list[Target],
+    index_url: str,
+    *,
+    progress: Progress | None = None,
+    jobs: int = 4,
+) -> SyncReport:
     """Resolve ``requirements`` for every target and fetch the files into ``store``."""
     if not targets:
         raise ReservoirError("give at least one target (--python and --platform)")
@@ -170,8 +193,15 @@ def fetch_one(store: Store, client: httpx.Client, item: UpstreamFile, *, origin:
                 for chunk in response.iter_bytes(1024 * 1024):
                     fh.write(chunk)
         record, added = store.add_file(
-            tmp, item.filename, origin=origin, upload_time=item.upload_time, stamp_now=False,
-            expected_sha256=item.sha256, yanked=item.yanked, yank_reason=item.yank_reason, move=True,
+            tmp,
+            item.filename,
+            origin=origin,
+            upload_time=item.upload_time,
+            stamp_now=False,
+            expected_sha256=item.sha256,
+            yanked=item.yanked,
+            yank_reason=item.yank_reason,
+            move=True,
         )
         return record.filename, added, record.reason
     except httpx.HTTPError as exc:

@@ -74,12 +74,17 @@ class Target:
             return f"{plat[6:]}-unknown-linux-gnu"
         if plat.startswith("macosx_"):
             return "aarch64-apple-darwin" if plat.endswith(("arm64", "universal2")) else "x86_64-apple-darwin"
-        windows = {"win_amd64": "x86_64-pc-windows-msvc", "win32": "i686-pc-windows-msvc",
-                   "win_arm64": "aarch64-pc-windows-msvc"}
+        windows = {
+            "win_amd64": "x86_64-pc-windows-msvc",
+            "win32": "i686-pc-windows-msvc",
+            "win_arm64": "aarch64-pc-windows-msvc",
+        }
         if plat in windows:
             return windows[plat]
-        raise ReservoirError(f"unsupported platform {plat!r}: use a wheel platform tag such as "
-                             "manylinux_2_28_x86_64, musllinux_1_2_x86_64, macosx_11_0_arm64 or win_amd64")
+        raise ReservoirError(
+            f"unsupported platform {plat!r}: use a wheel platform tag such as "
+            "manylinux_2_28_x86_64, musllinux_1_2_x86_64, macosx_11_0_arm64 or win_amd64"
+        )
 
     def __str__(self) -> str:
         return f"py{self.python}-{self.platform}"
@@ -88,7 +93,7 @@ class Target:
 def _legacy(plat: str) -> tuple[int, int, str] | None:
     for prefix, (major, minor) in _LEGACY_MANYLINUX.items():
         if plat.startswith(prefix + "_"):
-            return major, minor, plat[len(prefix) + 1:]
+            return major, minor, plat[len(prefix) + 1 :]
     return None
 
 

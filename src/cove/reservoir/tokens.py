@@ -26,8 +26,10 @@ def create(store: Store, name: str) -> str:
     token_id = secrets.token_hex(4)
     token = f"{PREFIX}{token_id}-{secrets.token_urlsafe(24)}"
     with store.transaction() as conn:
-        conn.execute("INSERT INTO tokens(id, name, hash, created) VALUES (?, ?, ?, ?)",
-                     (token_id, name, _digest(token), utcnow()))
+        conn.execute(
+            "INSERT INTO tokens(id, name, hash, created) VALUES (?, ?, ?, ?)",
+            (token_id, name, _digest(token), utcnow()),
+        )
     return token
 
 
@@ -45,7 +47,7 @@ def check(store: Store, token: str) -> str | None:
     """The name of the token if it is valid, else None."""
     if not token.startswith(PREFIX):
         return None
-    token_id = token[len(PREFIX):].split("-", 1)[0]
+    token_id = token[len(PREFIX) :].split("-", 1)[0]
     row = store.conn.execute("SELECT name, hash FROM tokens WHERE id=?", (token_id,)).fetchone()
     if row is None or not hmac.compare_digest(str(row[1]), _digest(token)):
         return None

@@ -93,8 +93,7 @@ class _FormReader:
         part.size += len(chunk)
         if part.fh is not None:
             if part.size > self.max_file_bytes:
-                raise ReservoirError(f"file is larger than the upload limit of {self.max_file_bytes} bytes",
-                                     status=413)
+                raise ReservoirError(f"file is larger than the upload limit of {self.max_file_bytes} bytes", status=413)
             self.sha256.update(chunk)
             self.md5.update(chunk)
             part.fh.write(chunk)
@@ -121,8 +120,9 @@ class _FormReader:
                 os.unlink(self.file.path)
 
 
-async def handle_upload(store: Store, headers: dict[bytes, bytes], receive: Receive,
-                        max_file_bytes: int) -> tuple[int, str]:
+async def handle_upload(
+    store: Store, headers: dict[bytes, bytes], receive: Receive, max_file_bytes: int
+) -> tuple[int, str]:
     """Run one upload; return ``(status, message)``. Never leaves a partial file in the store."""
     token = tokens.password_from_basic(headers.get(b"authorization"))
     if token is None:

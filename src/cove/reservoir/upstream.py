@@ -16,7 +16,7 @@ import httpx
 from .errors import ReservoirError
 from .names import normalize
 
-ACCEPT = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1")
+ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,16 +63,18 @@ def _parse_json(page_url: str, body: bytes) -> list[UpstreamFile]:
         files = []
         for entry in doc["files"]:
             yanked = entry.get("yanked", False)
-            files.append(UpstreamFile(
-                filename=str(entry["filename"]),
-                url=urljoin(page_url, str(entry["url"])),
-                sha256=(entry.get("hashes") or {}).get("sha256"),
-                requires_python=entry.get("requires-python") or None,
-                yanked=bool(yanked),
-                yank_reason=yanked if isinstance(yanked, str) and yanked else None,
-                upload_time=entry.get("upload-time") or None,
-                size=entry.get("size"),
-            ))
+            files.append(
+                UpstreamFile(
+                    filename=str(entry["filename"]),
+                    url=urljoin(page_url, str(entry["url"])),
+                    sha256=(entry.get("hashes") or {}).get("sha256"),
+                    requires_python=entry.get("requires-python") or None,
+                    yanked=bool(yanked),
+                    yank_reason=yanked if isinstance(yanked, str) and yanked else None,
+                    upload_time=entry.get("upload-time") or None,
+                    size=entry.get("size"),
+                )
+            )
         return files
     except (ValueError, KeyError, TypeError) as exc:
         raise ReservoirError(f"upstream page {page_url} is not valid PEP 691 JSON: {exc}", status=502) from None
@@ -115,10 +117,18 @@ def _parse_html(page_url: str, text: str) -> list[UpstreamFile]:
         filename = url.rsplit("/", 1)[-1]
         sha256 = fragment[7:] if fragment.startswith("sha256=") else None
         yanked = "data-yanked" in link
-        files.append(UpstreamFile(
-            filename=_unquote(filename), url=url, sha256=sha256, requires_python=link.get("data-requires-python"),
-            yanked=yanked, yank_reason=link.get("data-yanked") or None, upload_time=None, size=None,
-        ))
+        files.append(
+            UpstreamFile(
+                filename=_unquote(filename),
+                url=url,
+                sha256=sha256,
+                requires_python=link.get("data-requires-python"),
+                yanked=yanked,
+                yank_reason=link.get("data-yanked") or None,
+                upload_time=None,
+                size=None,
+            )
+        )
     return files
 
 

@@ -54,7 +54,8 @@ def read_zip(path: Path, ecosystem: str = "PyPI") -> list[tuple[str, str, str]]:
                 projects = {
                     normalize(str(a["package"]["name"]))
                     for a in record.get("affected") or []
-                    if isinstance(a, dict) and (a.get("package") or {}).get("ecosystem") == ecosystem
+                    if isinstance(a, dict)
+                    and (a.get("package") or {}).get("ecosystem") == ecosystem
                     and (a.get("package") or {}).get("name")
                 }
                 compact = json.dumps(record, separators=(",", ":"))
