@@ -1,12 +1,39 @@
 """Cove: decorate a Python function, get an autoscaling serverless endpoint.
 
-This module stays stdlib-only at import time: it is imported inside every
-container, where only the image's packages exist.
+Names are loaded on first use: this package is imported inside every
+container before the user's code, so its import must cost next to nothing.
 """
 
-from . import env
-from ._config import ConfigError, QueueDepthAutoscaler
-from .sdk import Image, Stub, endpoint
+from __future__ import annotations
+
+import importlib
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from . import env
+    from ._config import ConfigError, QueueDepthAutoscaler
+    from .sdk import Image, Stub, endpoint
 
 __all__ = ["ConfigError", "Image", "QueueDepthAutoscaler", "Stub", "endpoint", "env"]
 __version__ = "0.1.0"
+
+_WHERE = {
+    "ConfigError": "._config",
+    "QueueDepthAutoscaler": "._config",
+    "Image": ".sdk._image",
+    "Stub": ".sdk._decorators",
+    "endpoint": ".sdk._decorators",
+    "env": ".env",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'cove' has no attribute {name!r}")
+    module = importlib.import_module(where, __name__)
+    value = module if name == "env" else getattr(module, name)
+    globals()[name] = value
+    return value

@@ -3,30 +3,37 @@
 Every default a user relies on lives here, once. The SDK builds a
 ``DeploymentConfig`` from decorator arguments, the gateway stores its dict form
 and the scheduler reads it back, so no part keeps its own copy of a default.
+This module is imported in every container: it imports nothing heavy.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import re
-from collections.abc import Mapping
-from typing import Any, Literal
 
-Kind = Literal["endpoint", "function", "task_queue", "asgi"]
+from ._frozen import Frozen
 
-_MEMORY_UNITS: Mapping[str, int] = {
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Literal
+
+    Kind = Literal["endpoint", "function", "task_queue", "asgi"]
+
+KINDS = ("endpoint", "function", "task_queue", "asgi")
+_MEMORY_UNITS = {
     "": 1,
+    "m": 1,
     "mi": 1,
     "mib": 1,
-    "m": 1,
     "mb": 1,
+    "g": 1024,
     "gi": 1024,
     "gib": 1024,
-    "g": 1024,
     "gb": 1024,
-    "ki": 0,
+    "t": 1024 * 1024,
     "ti": 1024 * 1024,
+    "tib": 1024 * 1024,
+    "tb": 1024 * 1024,
 }
 
 
@@ -34,26 +41,30 @@ class ConfigError(ValueError):
     """A decorator or deployment argument that cannot be used as given."""
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def parse_cpu(value: float | int | str) -> int:
     """Return millicores for ``1``, ``0.25`` or ``"500m"``."""
-    if isinstance(value, bool):
-        raise ConfigError(f"cpu must be a number or a string like '500m', not {value!r}")
     if isinstance(value, str):
         text = value.strip()
-        match = re.fullmatch(r"(\d+)m", text)
-        if match:
-            millis = int(match.group(1))
+        if text.endswith("m") and text[:-1].isdigit():
+            millis = int(text[:-1])
         else:
             try:
-                millis = round(float(text) * 1000)
+                number = float(text)
             except ValueError:
                 raise ConfigError(f"cpu {value!r} is not a number of cores or millicores like '500m'") from None
-    elif isinstance(value, int | float):
+            if not math.isfinite(number):
+                raise ConfigError(f"cpu must be finite, not {value!r}")
+            millis = round(number * 1000)
+    elif _is_number(value):
         if not math.isfinite(value):
             raise ConfigError(f"cpu must be finite, not {value!r}")
         millis = round(value * 1000)
     else:
-        raise ConfigError(f"cpu must be a number or a string like '500m', not {type(value).__name__}")
+        raise ConfigError(f"cpu must be a number or a string like '500m', not {value!r}")
     if millis <= 0:
         raise ConfigError(f"cpu must be more than zero, got {value!r}")
     return millis
@@ -61,43 +72,64 @@ def parse_cpu(value: float | int | str) -> int:
 
 def parse_memory(value: int | str) -> int:
     """Return MiB for ``512``, ``"512Mi"``, ``"2Gi"`` or ``"1GB"``."""
-    if isinstance(value, bool):
-        raise ConfigError(f"memory must be MiB or a string like '2Gi', not {value!r}")
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         mib = value
     elif isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
-        if not match or match.group(2).lower() not in _MEMORY_UNITS or match.group(2).lower() == "ki":
+        text = value.strip()
+        split = len(text)
+        while split and not (text[split - 1].isdigit() or text[split - 1] == "."):
+            split -= 1
+        number, unit = text[:split].strip(), text[split:].strip().lower()
+        try:
+            amount = float(number)
+        except ValueError:
+            amount = -1.0
+        if unit not in _MEMORY_UNITS or amount < 0 or not math.isfinite(amount):
             raise ConfigError(f"memory {value!r} is not a size like '512Mi', '2Gi' or '1GB'")
-        mib = int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()])
+        mib = int(amount * _MEMORY_UNITS[unit])
     else:
-        raise ConfigError(f"memory must be MiB or a string like '2Gi', not {type(value).__name__}")
+        raise ConfigError(f"memory must be MiB or a string like '2Gi', not {value!r}")
     if mib <= 0:
         raise ConfigError(f"memory must be more than zero, got {value!r}")
     return mib
 
 
-@dataclasses.dataclass(frozen=True)
-class QueueDepthAutoscaler:
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _check_seconds(name: str, value: object, *, allow_zero: bool) -> float:
+    if not _is_number(value):
+        raise ConfigError(f"{name} must be a number")
+    seconds = float(value)  # type: ignore[arg-type]
+    if seconds == -1 or seconds > 0 or (allow_zero and seconds == 0):
+        return seconds
+    bound, meaning = (">= 0", "never") if allow_zero else ("> 0", "none")
+    raise ConfigError(f"{name} must be {bound}, or -1 for {meaning}")
+
+
+class QueueDepthAutoscaler(Frozen):
     """Sets the container count from the work in flight.
 
     ``desired = ceil(in_flight / tasks_per_container)`` clamped to
     ``[min_containers, max_containers]``.
     """
 
-    min_containers: int = 0
-    max_containers: int = 4
-    tasks_per_container: int = 1
+    __slots__ = ("max_containers", "min_containers", "tasks_per_container")
+    min_containers: int
+    max_containers: int
+    tasks_per_container: int
 
-    def __post_init__(self) -> None:
-        for field in ("min_containers", "max_containers", "tasks_per_container"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{field} must be a non-negative integer, got {value!r}")
-        if self.max_containers < 1:
-            raise ConfigError("max_containers must be at least 1")
-        if self.tasks_per_container < 1:
-            raise ConfigError("tasks_per_container must be at least 1")
+    def __init__(self, min_containers: int = 0, max_containers: int = 4, tasks_per_container: int = 1) -> None:
+        self._init(
+            min_containers=_check_int("min_containers", min_containers, 0),
+            max_containers=_check_int("max_containers", max_containers, 1),
+            tasks_per_container=_check_int("tasks_per_container", tasks_per_container, 1),
+        )
         if self.min_containers > self.max_containers:
             raise ConfigError(f"min_containers ({self.min_containers}) exceeds max_containers ({self.max_containers})")
 
@@ -106,38 +138,93 @@ class QueueDepthAutoscaler:
         wanted = math.ceil(max(in_flight, 0) / self.tasks_per_container)
         return max(self.min_containers, min(self.max_containers, wanted))
 
+    def to_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
 
-@dataclasses.dataclass(frozen=True)
-class DeploymentConfig:
+
+_ENV_FIRST = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_"
+_ENV_REST = frozenset(_ENV_FIRST + "0123456789")
+
+
+def _check_env(env: Mapping[str, str] | tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    pairs: Any = env.items() if isinstance(env, dict) else env
+    try:
+        items = tuple(sorted((k, v) for k, v in pairs))
+    except (TypeError, ValueError):
+        raise ConfigError("env must map names to strings") from None
+    for key, value in items:
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ConfigError("env must map names to strings")
+        if not key or key[0] not in _ENV_FIRST or not set(key) <= _ENV_REST:
+            raise ConfigError(f"environment variable name {key!r} is not valid")
+    return items
+
+
+class DeploymentConfig(Frozen):
     """Resources, scaling and limits of one deployment, with the documented defaults."""
 
-    kind: Kind = "endpoint"
-    cpu_millis: int = 1000
-    memory_mib: int = 512
-    keep_warm_seconds: float = 180.0
-    autoscaler: QueueDepthAutoscaler = QueueDepthAutoscaler()
-    concurrent_requests: int = 1
-    workers: int = 1
-    max_pending_tasks: int = 1000
-    timeout: float = 180.0
-    retries: int = 0
-    authorized: bool = True
-    env: tuple[tuple[str, str], ...] = ()
+    __slots__ = (
+        "authorized",
+        "autoscaler",
+        "concurrent_requests",
+        "cpu_millis",
+        "env",
+        "keep_warm_seconds",
+        "kind",
+        "max_pending_tasks",
+        "memory_mib",
+        "retries",
+        "timeout",
+        "workers",
+    )
+    kind: Kind
+    cpu_millis: int
+    memory_mib: int
+    keep_warm_seconds: float
+    autoscaler: QueueDepthAutoscaler
+    concurrent_requests: int
+    workers: int
+    max_pending_tasks: int
+    timeout: float
+    retries: int
+    authorized: bool
+    env: tuple[tuple[str, str], ...]
 
-    def __post_init__(self) -> None:
-        if self.concurrent_requests < 1:
-            raise ConfigError("concurrent_requests must be at least 1")
-        if self.workers < 1:
-            raise ConfigError("workers must be at least 1")
-        if self.max_pending_tasks < 1:
-            raise ConfigError("max_pending_tasks must be at least 1")
-        if self.keep_warm_seconds < 0 and self.keep_warm_seconds != -1:
-            raise ConfigError("keep_warm_seconds must be >= 0, or -1 for never")
-        if self.timeout <= 0 and self.timeout != -1:
-            raise ConfigError("timeout must be > 0, or -1 for none")
-        for key, _ in self.env:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-                raise ConfigError(f"environment variable name {key!r} is not valid")
+    def __init__(
+        self,
+        kind: Kind = "endpoint",
+        cpu_millis: int = 1000,
+        memory_mib: int = 512,
+        keep_warm_seconds: float = 180.0,
+        autoscaler: QueueDepthAutoscaler | None = None,
+        concurrent_requests: int = 1,
+        workers: int = 1,
+        max_pending_tasks: int = 1000,
+        timeout: float = 180.0,
+        retries: int = 0,
+        authorized: bool = True,
+        env: Mapping[str, str] | tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        if kind not in KINDS:
+            raise ConfigError(f"unknown kind {kind!r}")
+        if autoscaler is not None and not isinstance(autoscaler, QueueDepthAutoscaler):
+            raise ConfigError("autoscaler must be a QueueDepthAutoscaler")
+        if not isinstance(authorized, bool):
+            raise ConfigError("authorized must be true or false")
+        self._init(
+            kind=kind,
+            cpu_millis=_check_int("cpu_millis", cpu_millis, 1),
+            memory_mib=_check_int("memory_mib", memory_mib, 1),
+            keep_warm_seconds=_check_seconds("keep_warm_seconds", keep_warm_seconds, allow_zero=True),
+            autoscaler=autoscaler or QueueDepthAutoscaler(),
+            concurrent_requests=_check_int("concurrent_requests", concurrent_requests, 1),
+            workers=_check_int("workers", workers, 1),
+            max_pending_tasks=_check_int("max_pending_tasks", max_pending_tasks, 1),
+            timeout=_check_seconds("timeout", timeout, allow_zero=False),
+            retries=_check_int("retries", retries, 0),
+            authorized=authorized,
+            env=_check_env(env),
+        )
 
     @classmethod
     def build(
@@ -157,72 +244,46 @@ class DeploymentConfig:
         env: Mapping[str, str] | None = None,
     ) -> DeploymentConfig:
         """Apply the per-kind defaults of API.md to what the user gave."""
-        default_cpu = 0.25 if kind == "function" else 1.0
+        serving = kind in ("endpoint", "asgi")
         return cls(
             kind=kind,
-            cpu_millis=parse_cpu(default_cpu if cpu is None else cpu),
+            cpu_millis=parse_cpu((0.25 if kind == "function" else 1.0) if cpu is None else cpu),
             memory_mib=parse_memory(512 if memory is None else memory),
-            keep_warm_seconds=float(
-                keep_warm_seconds if keep_warm_seconds is not None else (10 if kind == "task_queue" else 180)
-            ),
-            autoscaler=autoscaler or QueueDepthAutoscaler(),
+            keep_warm_seconds=(10 if kind == "task_queue" else 180) if keep_warm_seconds is None else keep_warm_seconds,
+            autoscaler=autoscaler,
             concurrent_requests=concurrent_requests,
             workers=workers,
             max_pending_tasks=max_pending_tasks,
-            timeout=float(timeout if timeout is not None else (180 if kind in ("endpoint", "asgi") else 3600)),
-            retries=retries if retries is not None else (0 if kind in ("endpoint", "asgi") else 3),
+            timeout=(180 if serving else 3600) if timeout is None else timeout,
+            retries=(0 if serving else 3) if retries is None else retries,
             authorized=authorized,
-            env=tuple(sorted((env or {}).items())),
+            env=env or {},
         )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as stored with a deployment."""
-        data = dataclasses.asdict(self)
+        data = {name: getattr(self, name) for name in self.__slots__}
+        data["autoscaler"] = self.autoscaler.to_dict()
         data["env"] = dict(self.env)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeploymentConfig:
         """Validate and rebuild a config that came over the wire or from the store."""
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict):
             raise ConfigError("config must be an object")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
+        unknown = set(data) - set(cls.__slots__)
         if unknown:
             raise ConfigError(f"unknown config fields: {', '.join(sorted(unknown))}")
         values = dict(data)
-        try:
-            if "autoscaler" in values:
-                auto = values["autoscaler"]
-                if not isinstance(auto, Mapping):
-                    raise ConfigError("autoscaler must be an object")
+        auto = values.get("autoscaler")
+        if auto is not None:
+            if not isinstance(auto, dict):
+                raise ConfigError("autoscaler must be an object")
+            try:
                 values["autoscaler"] = QueueDepthAutoscaler(**auto)
-            if "env" in values:
-                env = values["env"]
-                if not isinstance(env, Mapping) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-                ):
-                    raise ConfigError("env must map names to strings")
-                values["env"] = tuple(sorted(env.items()))
-            if "kind" in values and values["kind"] not in ("endpoint", "function", "task_queue", "asgi"):
-                raise ConfigError(f"unknown kind {values['kind']!r}")
-            _check_types(values)
-            return cls(**values)
-        except TypeError as exc:
-            raise ConfigError(str(exc)) from None
-
-
-def _check_types(values: Mapping[str, Any]) -> None:
-    numeric = ("keep_warm_seconds", "timeout")
-    integral = ("cpu_millis", "memory_mib", "concurrent_requests", "workers", "max_pending_tasks", "retries")
-    for name in numeric:
-        if name in values and (isinstance(values[name], bool) or not isinstance(values[name], int | float)):
-            raise ConfigError(f"{name} must be a number")
-    for name in integral:
-        if name in values and (isinstance(values[name], bool) or not isinstance(values[name], int)):
-            raise ConfigError(f"{name} must be an integer")
-    for name in ("cpu_millis", "memory_mib"):
-        if name in values and values[name] <= 0:
-            raise ConfigError(f"{name} must be more than zero")
-    if "authorized" in values and not isinstance(values["authorized"], bool):
-        raise ConfigError("authorized must be true or false")
+            except TypeError as exc:
+                raise ConfigError(f"autoscaler: {exc}") from None
+        if "env" in values and not isinstance(values["env"], dict):
+            raise ConfigError("env must map names to strings")
+        return cls(**values)

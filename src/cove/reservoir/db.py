@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS files (
     origin TEXT NOT NULL DEFAULT '',
     status TEXT NOT NULL DEFAULT 'active',
     reason TEXT,
-    added_serial INTEGER NOT NULL
+    added_serial INTEGER NOT NULL,
+    index_name TEXT NOT NULL DEFAULT 'pypi'
 );
 CREATE INDEX IF NOT EXISTS files_project ON files(project);
 CREATE TABLE IF NOT EXISTS events (
@@ -79,9 +80,12 @@ CREATE TABLE IF NOT EXISTS upstream_links (
     upload_time TEXT,
     yanked INTEGER NOT NULL DEFAULT 0,
     yank_reason TEXT,
-    size INTEGER
+    size INTEGER,
+    index_name TEXT NOT NULL DEFAULT 'pypi'
 );
 CREATE INDEX IF NOT EXISTS upstream_links_project ON upstream_links(project);
+CREATE TABLE IF NOT EXISTS indexes (name TEXT PRIMARY KEY, kind TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (project TEXT PRIMARY KEY, index_name TEXT NOT NULL, serial INTEGER NOT NULL);
 """
 
 
@@ -96,5 +100,28 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=30000")
     if not readonly:
         conn.executescript(SCHEMA)
+        _migrate(conn)
         conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a root written by an older version up to date.
+
+    Version 1 had a single index; its uploads move to ``internal`` and everything
+    else to ``pypi``, which is what those files would have been given today.
+    """
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+    if "index_name" in columns:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE files ADD COLUMN index_name TEXT NOT NULL DEFAULT 'pypi'")
+        conn.execute("UPDATE files SET index_name='internal' WHERE origin LIKE 'upload:%'")
+        conn.execute("ALTER TABLE upstream_links ADD COLUMN index_name TEXT NOT NULL DEFAULT 'pypi'")
+        conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute("DELETE FROM meta WHERE key='pages_format'")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -2,36 +2,48 @@
 
 Decorating does no work: it records the function and a ``DeploymentConfig``.
 Calls go over HTTP only when ``.remote`` is used, so importing a user module
-(on a laptop for ``cove deploy``, or inside a container) stays cheap.
+(on a laptop for ``cove deploy``, or inside a container) stays cheap. Like
+the rest of what containers import, this module imports nothing heavy.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any, Generic, ParamSpec, TypeVar
-
-from .._config import ConfigError, DeploymentConfig, Kind, QueueDepthAutoscaler
+from .._config import ConfigError, DeploymentConfig
 from ._image import Image
 
-P = ParamSpec("P")
-R = TypeVar("R")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, Generic, ParamSpec, TypeVar
 
-_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+    from .._config import Kind, QueueDepthAutoscaler
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
+
+    class _Generic(Generic[P, R]):
+        pass
+else:
+    P = R = None
+
+    class _Generic:
+        def __class_getitem__(cls, _item: object) -> type:
+            return cls
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def check_name(name: str) -> str:
     """Deployment names go into URLs: lowercase letters, digits, '-' and '_'."""
-    if not name or len(name) > 63 or not set(name) <= _NAME_CHARS or not name[0].isalnum():
+    if not isinstance(name, str) or not name or len(name) > 63 or not set(name) <= _NAME_CHARS or not name[0].isalnum():
         raise ConfigError(
             f"name {name!r} must be 1-63 characters of lowercase letters, digits, '-' or '_', starting alphanumeric"
         )
     return name
 
 
-class Stub(Generic[P, R]):
+class Stub(_Generic[P, R]):
     """A decorated function: callable locally, deployable, invocable remotely."""
 
     def __init__(
@@ -49,6 +61,8 @@ class Stub(Generic[P, R]):
             raise ConfigError(f"@{kind} must decorate a function, not {type(raw_f).__name__}")
         if on_start is not None and not callable(on_start):
             raise ConfigError("on_start must be callable")
+        if not isinstance(image, Image):
+            raise ConfigError(f"image must be a cove.Image, not {type(image).__name__}")
         self.raw_f = raw_f
         self.kind = kind
         self.image = image
@@ -56,15 +70,22 @@ class Stub(Generic[P, R]):
         self.name = check_name(name or raw_f.__name__.replace("_", "-").lower())
         self._app = app
         self.on_start = on_start
-        functools.update_wrapper(self, raw_f)
+        self.__name__ = getattr(raw_f, "__name__", self.name)
+        self.__qualname__ = getattr(raw_f, "__qualname__", self.name)
+        self.__doc__ = raw_f.__doc__
+        self.__module__ = raw_f.__module__
+        self.__wrapped__ = raw_f
 
     @property
     def app(self) -> str:
         """The app group: given, else the folder that holds the function's file."""
         if self._app:
             return self._app
+        import inspect
+        import os.path
+
         source = inspect.getsourcefile(self.raw_f)
-        return Path(source).resolve().parent.name if source else "default"
+        return os.path.basename(os.path.dirname(os.path.abspath(source))) if source else "default"
 
     def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here, in this process."""
@@ -77,7 +98,8 @@ class Stub(Generic[P, R]):
         """Invoke the deployed endpoint over HTTP and return its JSON result."""
         from ._client import Client
 
-        return Client.from_env().invoke(self.name, kwargs, timeout=self.config.timeout)
+        with Client.from_env() as client:
+            return client.invoke(self.name, kwargs, timeout=self.config.timeout)
 
     def __repr__(self) -> str:
         return f"<cove {self.kind} {self.name!r}>"

@@ -6,17 +6,16 @@ environment and a code change never rebuilds an image.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import hashlib
-import json
 import os
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
 from .._config import ConfigError
+from .._frozen import Frozen
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
+    from typing import Any
 
 SPEC_VERSION = 1
 
@@ -24,34 +23,45 @@ SPEC_VERSION = 1
 def _normalise_python(version: str | None) -> str | None:
     if version is None:
         return None
-    text = version.strip().lower().removeprefix("python")
-    if not re.fullmatch(r"3\.\d{1,2}", text):
+    text = str(version).strip().lower().removeprefix("python")
+    major, dot, minor = text.partition(".")
+    if major != "3" or not dot or not minor.isdigit() or len(minor) > 2:
         raise ConfigError(f"python_version {version!r} must look like '3.11' or 'python3.11'")
     return text
 
 
 def _packages(value: Sequence[str] | str) -> tuple[str, ...]:
     if isinstance(value, str):
-        path = Path(value)
-        if not path.is_file():
+        if not os.path.isfile(value):
             raise ConfigError(f"python_packages {value!r} is neither a list nor a requirements file")
-        lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
-        return tuple(line for line in lines if line)
+        with open(value) as fh:
+            lines = (line.split("#", 1)[0].strip() for line in fh.read().splitlines())
+            return tuple(line for line in lines if line)
     if not all(isinstance(item, str) and item.strip() for item in value):
         raise ConfigError("python_packages must be a list of requirement strings")
     return tuple(item.strip() for item in value)
 
 
-@dataclasses.dataclass(frozen=True)
-class Image:
-    """What a container's environment holds. Methods return new images."""
+class _ImportGuard:
+    """``with image.imports():`` — see ``Image.imports``."""
 
-    python_version: str | None = None
-    python_packages: tuple[str, ...] = ()
-    system_packages: tuple[str, ...] = ()
-    commands: tuple[str, ...] = ()
-    env_vars: tuple[tuple[str, str], ...] = ()
-    base_image: str | None = None
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        return kind is not None and issubclass(kind, ImportError) and not os.environ.get("COVE_CONTAINER_ID")
+
+
+class Image(Frozen):
+    """What a container's environment holds. It is immutable: methods return new images."""
+
+    __slots__ = ("base_image", "commands", "env_vars", "python_packages", "python_version", "system_packages")
+    python_version: str | None
+    python_packages: tuple[str, ...]
+    system_packages: tuple[str, ...]
+    commands: tuple[str, ...]
+    env_vars: tuple[tuple[str, str], ...]
+    base_image: str | None
 
     def __init__(
         self,
@@ -62,25 +72,27 @@ class Image:
         env_vars: Mapping[str, str] | Sequence[tuple[str, str]] = (),
         base_image: str | None = None,
     ) -> None:
-        pairs = env_vars.items() if isinstance(env_vars, Mapping) else env_vars
-        object.__setattr__(self, "python_version", _normalise_python(python_version))
-        object.__setattr__(self, "python_packages", _packages(python_packages))
-        object.__setattr__(self, "system_packages", tuple(system_packages))
-        object.__setattr__(self, "commands", tuple(commands))
-        object.__setattr__(self, "env_vars", tuple(sorted((str(k), str(v)) for k, v in pairs)))
-        object.__setattr__(self, "base_image", base_image)
+        pairs: Any = env_vars.items() if isinstance(env_vars, dict) else env_vars
+        self._init(
+            python_version=_normalise_python(python_version),
+            python_packages=_packages(python_packages),
+            system_packages=tuple(system_packages),
+            commands=tuple(commands),
+            env_vars=tuple(sorted((str(k), str(v)) for k, v in pairs)),
+            base_image=base_image,
+        )
 
     def add_python_packages(self, *packages: str) -> Image:
-        return dataclasses.replace(self, python_packages=self.python_packages + _packages(packages))
+        return self.replace(python_packages=self.python_packages + _packages(packages))
 
     def add_system_packages(self, *packages: str) -> Image:
-        return dataclasses.replace(self, system_packages=self.system_packages + tuple(packages))
+        return self.replace(system_packages=self.system_packages + tuple(packages))
 
     def add_commands(self, *commands: str) -> Image:
-        return dataclasses.replace(self, commands=self.commands + tuple(commands))
+        return self.replace(commands=self.commands + tuple(commands))
 
     def with_envs(self, **env: str) -> Image:
-        return dataclasses.replace(self, env_vars=tuple(sorted({**dict(self.env_vars), **env}.items())))
+        return self.replace(env_vars=tuple(sorted({**dict(self.env_vars), **env}.items())))
 
     def spec(self) -> dict[str, Any]:
         """The canonical, JSON-ready spec that the id hashes."""
@@ -98,34 +110,37 @@ class Image:
     def id(self) -> str:
         return image_id(self.spec())
 
-    @contextlib.contextmanager
-    def imports(self) -> Iterator[None]:
+    def imports(self) -> _ImportGuard:
         """Import packages that only the image has, without failing on a laptop.
 
         Outside a container an ``ImportError`` inside the block is ignored, so
         ``cove deploy`` can load the module; inside one it is raised as usual.
         """
-        try:
-            yield
-        except ImportError:
-            if os.environ.get("COVE_CONTAINER_ID"):
-                raise
+        return _ImportGuard()
 
 
 def image_id(spec: Mapping[str, Any]) -> str:
     """Content hash of a canonical image spec (sorted keys, no whitespace)."""
+    import hashlib
+    import json
+
     canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def validate_spec(spec: Any) -> dict[str, Any]:
     """Check an image spec that arrived from outside; raise ``ConfigError`` naming the problem."""
-    if not isinstance(spec, Mapping):
+    if not isinstance(spec, dict):
         raise ConfigError("image spec must be an object")
     expected = set(Image().spec())
     unknown = set(spec) - expected
     if unknown:
         raise ConfigError(f"unknown image spec fields: {', '.join(sorted(unknown))}")
+    if spec.get("spec_version", SPEC_VERSION) != SPEC_VERSION:
+        raise ConfigError(f"image spec_version {spec.get('spec_version')!r} is not supported (expected {SPEC_VERSION})")
+    for key in ("python_version", "base_image"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise ConfigError(f"{key} must be a string or null")
     try:
         image = Image(
             python_version=spec.get("python_version"),
@@ -152,6 +167,6 @@ def _string_list(spec: Mapping[str, Any], key: str) -> list[str]:
 
 def _string_map(spec: Mapping[str, Any], key: str) -> dict[str, str]:
     value = spec.get(key, {})
-    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ConfigError(f"{key} must map names to strings")
     return dict(value)
