@@ -106,7 +106,8 @@ class Cove:
             started = time.perf_counter()
             response = self.http.post(f"/endpoint/{name}", content=BODY)
             times.append((time.perf_counter() - started) * 1000)
-            response.raise_for_status()
+            if response.status_code != 200:
+                raise RuntimeError(f"cold start of {name} failed: {response.status_code} {response.text}")
             container = response.headers["x-cove-container"]
             row = next((c for c in self.http.get("/api/v1/containers").json() if c["id"] == container), None)
             if row and row["timings"]:

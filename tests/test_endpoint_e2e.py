@@ -297,3 +297,72 @@ def test_server_restart_keeps_deployments(fresh_server: Server) -> None:
         assert os.stat(restarted.home / "admin-token").st_mode & 0o777 == 0o600
     finally:
         restarted.stop()
+
+
+def test_public_endpoint_needs_no_token_but_others_do(server: Server) -> None:
+    server.deploy(f"{BASIC}:public")
+    with httpx.Client(base_url=server.url) as anonymous:
+        response = anonymous.post("/endpoint/public", json={"word": "hi"})
+    assert response.status_code == 200
+    assert response.json() == {"word": "hi"}
+
+
+def test_timeout_gives_504(server: Server) -> None:
+    server.deploy(f"{BASIC}:sleepy")
+    with server.http() as http:
+        started = time.monotonic()
+        response = http.post("/endpoint/sleepy", json={"seconds": 5})
+    assert response.status_code == 504
+    assert "timeout of 1 s" in response.json()["error"]["message"]
+    assert time.monotonic() - started < 4.5
+
+
+def test_metrics_openapi_and_audit(server: Server) -> None:
+    server.deploy(f"{BASIC}:add")
+    with server.http() as http:
+        assert http.post("/endpoint/add", json={"a": 1, "b": 2}).status_code == 200
+        metrics = http.get("/metrics").text
+        assert 'cove_invocations_total{deployment="add/v1",status="200"}' in metrics
+        assert "cove_container_ready_seconds_count" in metrics
+        spec = http.get("/api/openapi.json").json()
+        assert "/api/v1/deployments" in spec["paths"]
+        audit = http.get("/api/v1/audit").json()
+    actions = {entry["action"] for entry in audit}
+    assert {"deployment.create", "code.upload", "token.create", "worker.register"} <= actions
+
+
+def test_control_api_rejects_bad_input(server: Server) -> None:
+    with server.http() as http:
+        assert http.post("/api/v1/deployments", content=b"{oops").status_code == 422
+        bad_name = http.post(
+            "/api/v1/deployments",
+            json={"name": "Bad Name", "module": "app", "function": "f", "image_id": "0" * 64, "code_hash": "0" * 64},
+        )
+        assert bad_name.status_code == 422 and "name" in bad_name.json()["error"]["message"]
+        no_image = http.post(
+            "/api/v1/deployments",
+            json={"name": "x", "module": "app", "function": "f", "image_id": "0" * 64, "code_hash": "0" * 64},
+        )
+        assert no_image.status_code == 422 and "not built" in no_image.json()["error"]["message"]
+        bad_module = http.post(
+            "/api/v1/deployments",
+            json={"name": "x", "module": "../etc", "function": "f", "image_id": "0" * 64, "code_hash": "0" * 64},
+        )
+        assert bad_module.status_code == 422
+        assert http.put("/api/v1/code/not-a-hash", content=b"x").status_code == 400
+        mismatch = http.put("/api/v1/code/" + "0" * 64, content=b"some bytes")
+        assert mismatch.status_code == 400 and "hashes to" in mismatch.json()["error"]["message"]
+        garbage = b"not a tarball"
+        import hashlib
+
+        digest = hashlib.sha256(garbage).hexdigest()
+        rejected = http.put(f"/api/v1/code/{digest}", content=garbage)
+        assert rejected.status_code == 400 and "rejected" in rejected.json()["error"]["message"]
+        assert http.head(f"/api/v1/code/{digest}").status_code == 404  # nothing half-written
+        bad_spec = http.post("/api/v1/images", json={"spec": {"python_packages": ["--extra-index-url=x"]}})
+        assert bad_spec.status_code == 422
+        failing = http.post("/api/v1/images", json={"spec": {"python_packages": ["cove-no-such-package-xyz==0.0.1"]}})
+        last = [line for line in failing.text.splitlines() if line.strip()][-1]
+        assert '"event": "error"' in last
+    images = list((server.home / "images").iterdir())
+    assert not [p for p in images if p.name.startswith(".tmp-")]  # a failed build leaves nothing behind

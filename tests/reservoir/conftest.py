@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import shutil
 import socket
 import subprocess
@@ -171,3 +172,27 @@ def filled(store: Store, wheelhouse: Wheelhouse) -> Store:
     for path in wheelhouse.files.values():
         store.add_file(path, path.name, origin="test")
     return store
+
+
+def client_env() -> dict[str, str]:
+    """The environment for pip and uv: no user config, no index but the one a test names."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(
+        PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never"
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def pip_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with the pip that ships with Python (ensurepip: no network)."""
+    path = tmp_path_factory.mktemp("pipvenv") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, env=client_env())
+    return path
+
+
+def uv_bin() -> str:
+    """The uv binary that ships with the ``uv`` package."""
+    import uv
+
+    return uv.find_uv_bin()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,10 @@ from cove.reservoir import tokens
 from cove.reservoir.server import create_app
 from cove.reservoir.store import Store
 
-from .conftest import LiveServer, Wheelhouse
+from .conftest import LiveServer, Wheelhouse, client_env, uv_bin
+
+_env = client_env
+_uv = uv_bin
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -119,28 +121,6 @@ def test_quarantined_file_is_not_served(client: httpx.Client, filled: Store) -> 
     assert record.filename not in client.get("/simple/cove-demo-delta/").text
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
-    env.update(
-        PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", UV_NO_CONFIG="1", UV_PYTHON_DOWNLOADS="never"
-    )
-    return env
-
-
-@pytest.fixture(scope="session")
-def pip_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with the pip that ships with Python (ensurepip: no network)."""
-    path = tmp_path_factory.mktemp("pipvenv") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, env=_env())
-    return path
-
-
-def _uv() -> str:
-    import uv
-
-    return uv.find_uv_bin()
-
-
 def test_pip_install(served: LiveServer, filled: Store, pip_venv: Path, tmp_path: Path) -> None:
     target = tmp_path / "target"
     result = subprocess.run(
@@ -209,6 +189,7 @@ def _twine(url: str, token: str, *files: Path) -> subprocess.CompletedProcess[st
             "upload",
             "--non-interactive",
             "--disable-progress-bar",
+            "--verbose",
             "--repository-url",
             f"{url}/",
             "-u",

@@ -35,6 +35,8 @@ policy_app = typer.Typer(help="Site policy: licenses, vulnerabilities, block lis
 app.add_typer(policy_app, name="policy")
 vulndb_app = typer.Typer(help="The offline vulnerability database (OSV dumps).", no_args_is_help=True)
 app.add_typer(vulndb_app, name="vulndb")
+index_app = typer.Typer(help="Indexes of this site (internal, pypi, ...) and their claims.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
 
 console = Console(stderr=True)
 out = Console()
@@ -106,6 +108,7 @@ def serve(
     proxy: str | None = typer.Option(
         None, "--proxy", metavar="INDEX_URL", help="Proxy-cache mode: answer misses from this upstream simple index."
     ),
+    proxy_index: str = typer.Option("pypi", "--proxy-index", help="Mirror index the proxy fills."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Serve the simple index (PEP 503/691/658), files and uploads over HTTP."""
@@ -117,7 +120,7 @@ def serve(
         from .proxy import ProxyCache
 
         store = _store(root)
-        asgi = create_app(_root(root), store=store, proxy=ProxyCache(store, proxy))
+        asgi = create_app(_root(root), store=store, proxy=ProxyCache(store, proxy, index=proxy_index))
     else:
         asgi = create_app(_root(root))
     info = {"url": f"http://{host}:{port}/simple/", "root": str(_root(root)), "proxy": proxy}
@@ -143,12 +146,13 @@ def serve(
 def ls(
     project: str | None = typer.Argument(None, help="Show the files of one project."),
     quarantined: bool = typer.Option(False, "--quarantined", help="Only quarantined files."),
+    index: str | None = typer.Option(None, "--index", help="Only files of this index."),
     root: Path | None = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """List projects, or the files of one project."""
     store = _store(root)
-    files = store.files(project, status="quarantined" if quarantined else None)
+    files = store.files(project, status="quarantined" if quarantined else None, index=index)
     if project is None and not quarantined:
         counts: dict[str, int] = {}
         for record in files:
@@ -165,10 +169,10 @@ def ls(
         data = {"serial": store.serial(), "files": [r.to_json() for r in files]}
 
         def text() -> None:
-            table = Table("file", "size", "uploaded", "status")
+            table = Table("file", "index", "size", "uploaded", "status")
             for r in files:
                 status = r.status + (f" ({r.reason})" if r.reason else "") + (" yanked" if r.yanked else "")
-                table.add_row(r.filename, str(r.size), r.upload_time or "", status)
+                table.add_row(r.filename, r.index, str(r.size), r.upload_time or "", status)
             out.print(table)
 
     _emit(as_json, data, text)
@@ -178,6 +182,7 @@ def ls(
 @_errors
 def add(
     paths: Annotated[list[Path], typer.Argument(help="Wheels and sdists to add to the store.")],
+    index: str = typer.Option("pypi", "--index", help="Index to add them to (hosted indexes check claims)."),
     root: Path | None = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -189,7 +194,7 @@ def add(
     for path in paths:
         if not path.is_file():
             raise InvalidPackage(f"{path}: not a file")
-        record, added = store.add_file(path, path.name, origin="add")
+        record, added = store.add_file(path, path.name, origin="add", index=index)
         results.append({"filename": record.filename, "added": added, "status": record.status, "reason": record.reason})
 
     def text() -> None:
@@ -275,6 +280,7 @@ def sync(
     platform: Annotated[list[str], typer.Option("--platform", help="Target wheel platform tag (repeatable).")],
     index_url: str = typer.Option("https://pypi.org/simple/", "--index-url", help="Upstream simple index."),
     jobs: int = typer.Option(4, "--jobs", min=1, max=32, help="Parallel downloads."),
+    index: str = typer.Option("pypi", "--index", help="Mirror index to fill."),
     root: Path | None = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -290,7 +296,7 @@ def sync(
         def report(desc: str, done: int, total: int) -> None:
             bar.update(task, description=desc, completed=done, total=total)
 
-        result = run_sync(store, requirements, targets, index_url, progress=report, jobs=jobs)
+        result = run_sync(store, requirements, targets, index_url, progress=report, jobs=jobs, index=index)
 
     def text() -> None:
         for target, pins in result.pins.items():
@@ -298,6 +304,8 @@ def sync(
         out.print(f"added {len(result.added)} files, {len(result.present)} already held, serial {store.serial()}")
         for q in result.quarantined:
             out.print(f"[yellow]quarantined[/yellow] {q['filename']}: {q['reason']}")
+        for sh in result.shadowed:
+            out.print(f"[yellow]not in the combined index[/yellow] {sh['filename']}: name owned by {sh['claimed_by']}")
 
     _emit(as_json, {**result.to_json(), "serial": store.serial()}, text)
 
@@ -491,6 +499,68 @@ def vulndb_import(
         {"serial": serial, "advisories": count},
         lambda: out.print(f"loaded {count} advisories (serial {serial}); run `cove reservoir audit`"),
     )
+
+
+# -- indexes and claims --------------------------------------------------------------------------------------
+
+
+@index_app.command("list")
+@_errors
+def index_list(root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Show the indexes, their claims, and names held by several indexes with no claim (not served combined)."""
+    from . import indexes
+
+    store = _store(root)
+    data = {"indexes": indexes.summary(store.conn), "contested": indexes.contested(store.conn)}
+
+    def text() -> None:
+        table = Table("index", "kind", "projects", "files", "claims")
+        for i in data["indexes"]:
+            table.add_row(str(i["name"]), str(i["kind"]), str(i["projects"]), str(i["files"]), str(i["claims"]))
+        out.print(table)
+        for c in data["contested"]:
+            held = ", ".join(c["indexes"])  # type: ignore[arg-type]
+            out.print(f"[yellow]contested[/yellow] {c['project']}: on {held}, unclaimed; left out of /simple/")
+
+    _emit(as_json, data, text)
+
+
+@index_app.command("create")
+@_errors
+def index_create(
+    name: str = typer.Argument(..., help="Index name: lower-case letters, digits, dashes."),
+    kind: str = typer.Option("hosted", "--kind", help="hosted (uploads) or mirror (sync, proxy)."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Create an index, served at /NAME/simple/ (uploads to /NAME/ when hosted)."""
+    serial = _store(root).create_index(name, kind)
+    _emit(as_json, {"name": name, "kind": kind, "serial": serial}, lambda: out.print(f"created {kind} index {name}"))
+
+
+@app.command()
+@_errors
+def claim(
+    project: str = typer.Argument(..., help="Project name."),
+    index: str = typer.Option("internal", "--index", help="The index that owns the name."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Give a name to one index: the combined /simple/ serves only that index's files for it."""
+    serial = _store(root).claim(project, index)
+    _emit(
+        as_json,
+        {"project": project, "index": index, "serial": serial},
+        lambda: out.print(f"{project} now belongs to index {index} (serial {serial})"),
+    )
+
+
+@app.command()
+@_errors
+def unclaim(project: str, root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
+    """Drop a claim; a name then held by several indexes is left out of the combined view."""
+    serial = _store(root).unclaim(project)
+    _emit(as_json, {"project": project, "serial": serial}, lambda: out.print(f"claim on {project} dropped"))
 
 
 # -- tokens ------------------------------------------------------------------------------------------------

@@ -8,6 +8,11 @@ it, checks the sha256, runs it through the same ingest as any other file
 ``file_added`` event, so the cache survives restarts and can be exported as
 a bundle like everything else. Listings are fetched once per project; a
 project the store already holds is served from the store.
+
+What the proxy brings in lands in one mirror index (``pypi`` by default). It
+never fetches a name some index here holds or claims: an internal name is
+answered from the store alone, so an upstream package of the same name cannot
+slip in (see :mod:`.indexes`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 
 import httpx
 
+from . import indexes
 from .errors import ReservoirError
 from .names import normalize, parse_filename
 from .store import Store
@@ -24,9 +30,14 @@ from .upstream import UpstreamFile, fetch_project
 
 
 class ProxyCache:
-    def __init__(self, store: Store, index_url: str, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self, store: Store, index_url: str, *, timeout: float = 60.0, index: str = indexes.DEFAULT_MIRROR
+    ) -> None:
         self.store = store
         self.index_url = index_url
+        if indexes.get(store.conn, index).kind != "mirror":
+            raise ReservoirError(f"the proxy fills a mirror index; {index!r} is hosted")
+        self.index = index
         self.client = httpx.Client(timeout=timeout)
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -36,8 +47,10 @@ class ProxyCache:
     async def fetch_project(self, project: str) -> bool:
         """Record upstream's listing for ``project``; False when upstream does not know it."""
         async with self._lock("p:" + project):
-            if self.store.page(project) is not None:
+            if self.store.page(f"{self.index}/{project}") is not None:
                 return True
+            if indexes.claim_of(self.store.conn, project) is not None or indexes.holders(self.store.conn, project):
+                return False
             try:
                 return await asyncio.to_thread(self._record_listing, project)
             except ReservoirError:
@@ -60,7 +73,7 @@ class ProxyCache:
                     continue
                 conn.execute(
                     "INSERT OR REPLACE INTO upstream_links(filename, project, version, url, sha256, requires_python,"
-                    " upload_time, yanked, yank_reason, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " upload_time, yanked, yank_reason, size, index_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         f.filename,
                         dist.project,
@@ -72,6 +85,7 @@ class ProxyCache:
                         int(f.yanked),
                         f.yank_reason,
                         f.size,
+                        self.index,
                     ),
                 )
             self.store.mark_dirty(project)
@@ -98,10 +112,19 @@ class ProxyCache:
             if self.store.get_file(filename) is not None:
                 return True
             try:
-                await asyncio.to_thread(fetch_one, self.store, self.client, item, origin=f"proxy:{self.index_url}")
+                await asyncio.to_thread(
+                    fetch_one, self.store, self.client, item, origin=f"proxy:{self.index_url}", index=self.index
+                )
             except ReservoirError:
                 return False
         return True
+
+    async def upstream_has(self, project: str) -> bool:
+        """Whether the upstream index publishes ``project`` (unreachable counts as yes: refuse rather than guess)."""
+        try:
+            return await asyncio.to_thread(fetch_project, self.client, self.index_url, project) is not None
+        except (ReservoirError, httpx.HTTPError):
+            return True
 
     def close(self) -> None:
         self.client.close()

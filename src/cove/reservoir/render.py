@@ -17,6 +17,9 @@ from urllib.parse import quote
 from packaging.version import InvalidVersion, Version
 
 API_VERSION = "1.1"
+# From a project page back to the app root: ``/simple/<name>/`` and ``/<index>/simple/<name>/``.
+COMBINED_DEPTH = "../../"
+INDEX_DEPTH = "../../../"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +53,7 @@ def _sorted_versions(files: Iterable[FileEntry]) -> list[str]:
     return sorted({f.version for f in files}, key=_version_key)
 
 
-def project_html(display: str, files: Sequence[FileEntry]) -> bytes:
+def project_html(display: str, files: Sequence[FileEntry], up: str = COMBINED_DEPTH) -> bytes:
     """PEP 503 page with PEP 592/629/658/714 attributes."""
     title = html.escape(display)
     out = [
@@ -59,7 +62,7 @@ def project_html(display: str, files: Sequence[FileEntry]) -> bytes:
         f"<title>Links for {title}</title>\n</head>\n<body>\n<h1>Links for {title}</h1>\n",
     ]
     for f in files:
-        attrs = [f'href="../../{file_path(f.sha256, f.filename)}#sha256={f.sha256}"']
+        attrs = [f'href="{up}{file_path(f.sha256, f.filename)}#sha256={f.sha256}"']
         if f.requires_python:
             attrs.append(f'data-requires-python="{html.escape(f.requires_python, quote=True)}"')
         if f.metadata_sha256:
@@ -72,13 +75,13 @@ def project_html(display: str, files: Sequence[FileEntry]) -> bytes:
     return "".join(out).encode()
 
 
-def project_json(display: str, files: Sequence[FileEntry]) -> bytes:
+def project_json(display: str, files: Sequence[FileEntry], up: str = COMBINED_DEPTH) -> bytes:
     """PEP 691 JSON with PEP 700 ``versions``, ``size`` and ``upload-time``."""
     entries = []
     for f in files:
         entry: dict[str, object] = {
             "filename": f.filename,
-            "url": f"../../{file_path(f.sha256, f.filename)}",
+            "url": f"{up}{file_path(f.sha256, f.filename)}",
             "hashes": {"sha256": f.sha256},
             "size": f.size,
         }

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from . import negotiate
+from . import indexes, negotiate
 from .blobs import check_sha256
 from .db import connect
 from .errors import ReservoirError
@@ -41,6 +41,7 @@ _TYPES = {
     negotiate.HTML: b"text/html; charset=utf-8",
 }
 _VARIANT = {negotiate.JSON: "j", negotiate.HTML_V1: "v", negotiate.HTML: "h"}
+_UPLOAD_PATHS = frozenset({"/", "/legacy/", "/upload/", "/legacy", "/upload"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +80,7 @@ class ReservoirApp:
         self._reader: sqlite3.Connection = connect(self.store.layout.database, readonly=True)
         self._version = -1
         self._pages: dict[str, _Page | None] = {}
+        self._kinds: dict[str, str] | None = None
         self.max_upload_bytes = max_upload_bytes
         self.proxy = proxy
 
@@ -89,9 +91,17 @@ class ReservoirApp:
         if version != self._version:
             self._version = version
             self._pages.clear()
+            self._kinds = None
 
     def invalidate(self) -> None:
         self._pages.clear()
+        self._kinds = None
+
+    def _index_kind(self, name: str) -> str | None:
+        """The kind of index ``name`` (``hosted``/``mirror``), None when this site has no such index."""
+        if self._kinds is None:
+            self._kinds = {i.name: i.kind for i in indexes.all_indexes(self._reader)}
+        return self._kinds.get(name)
 
     def _page(self, key: str) -> _Page | None:
         try:
@@ -131,20 +141,20 @@ class ReservoirApp:
             if path.startswith("/simple/"):
                 if method not in ("GET", "HEAD"):
                     return await _text(send, 405, "method not allowed", extra=[(b"allow", b"GET, HEAD")])
-                return await self._simple(scope, path[8:], send)
+                return await self._simple(scope, path[8:], send, "")
             if path.startswith("/files/"):
                 if method not in ("GET", "HEAD"):
                     return await _text(send, 405, "method not allowed", extra=[(b"allow", b"GET, HEAD")])
                 return await self._file(scope, path[7:], send)
             if path == "/simple":
                 return await _redirect(send, "simple/")
-            if method == "POST" and path in ("/", "/legacy/", "/upload/", "/legacy", "/upload"):
-                headers = _headers(scope)
-                status, message = await handle_upload(self.store, headers, receive, self.max_upload_bytes)
-                if status == 200:
-                    self.invalidate()
-                extra = [(b"www-authenticate", b'Basic realm="cove-reservoir"')] if status == 401 else None
-                return await _text(send, status, message, extra=extra)
+            if method == "POST" and path in _UPLOAD_PATHS:
+                return await self._upload(scope, receive, send, indexes.DEFAULT_HOSTED)
+            index, _slash, rest = path[1:].partition("/")
+            if index and _slash:
+                self._fresh()
+                if self._index_kind(index) is not None:
+                    return await self._index_route(scope, receive, send, index, rest)
             if path in ("/", "/health") and method in ("GET", "HEAD"):
                 body = json.dumps({"status": "ok", "serial": self.store.serial(), "site": self.store.site_id})
                 return await _send(
@@ -154,10 +164,38 @@ class ReservoirApp:
         except ReservoirError as exc:
             return await _text(send, exc.status, exc.message)
 
-    async def _simple(self, scope: Scope, rest: str, send: Send) -> None:
+    async def _index_route(self, scope: Scope, receive: Receive, send: Send, index: str, rest: str) -> None:
+        """``/<index>/simple/...`` and uploads to ``/<index>/``."""
+        method: str = scope["method"]
+        if rest.startswith("simple/"):
+            if method not in ("GET", "HEAD"):
+                return await _text(send, 405, "method not allowed", extra=[(b"allow", b"GET, HEAD")])
+            return await self._simple(scope, rest[7:], send, index + "/")
+        if rest == "simple":
+            return await _redirect(send, "simple/")
+        if method == "POST" and "/" + rest in _UPLOAD_PATHS:
+            return await self._upload(scope, receive, send, index)
+        return await _text(send, 404, f"not found: /{index}/{rest}")
+
+    async def _upload(self, scope: Scope, receive: Receive, send: Send, index: str) -> None:
+        if self._index_kind(index) != "hosted":
+            return await _text(
+                send, 403, f"index {index!r} is a mirror (filled by sync and the proxy); upload to a hosted index"
+            )
+        upstream = self.proxy.upstream_has if self.proxy is not None else None
+        status, message = await handle_upload(
+            self.store, _headers(scope), receive, self.max_upload_bytes, index=index, upstream_has=upstream
+        )
+        if status == 200:
+            self.invalidate()
+        extra = [(b"www-authenticate", b'Basic realm="cove-reservoir"')] if status == 401 else None
+        return await _text(send, status, message, extra=extra)
+
+    async def _simple(self, scope: Scope, rest: str, send: Send, prefix: str) -> None:
+        """A page of the combined view (``prefix`` empty) or of one index (``prefix`` is ``<index>/``)."""
         self._fresh()
         if rest == "":
-            key = ROOT_PAGE
+            key = prefix or ROOT_PAGE
         else:
             name, slash, tail = rest.partition("/")
             name = unquote(name)
@@ -168,7 +206,7 @@ class ReservoirApp:
                 # Relative so the redirect stays right under any mount prefix.
                 target = f"{normal}/" if not slash else f"../{normal}/"
                 return await _redirect(send, target)
-            key = name
+            key = prefix + name
         headers = scope["headers"]
         accept = None
         if_none_match = None
@@ -187,12 +225,30 @@ class ReservoirApp:
                 extra=[(b"vary", b"Accept")],
             )
         page = self._page(key)
-        if page is None and self.proxy is not None and key != ROOT_PAGE and await self.proxy.fetch_project(key):
+        project = key[len(prefix) :]
+        if (
+            page is None
+            and self.proxy is not None
+            and project
+            and prefix in ("", self.proxy.index + "/")
+            and await self.proxy.fetch_project(project)
+        ):
             self._fresh()
             self.invalidate()
             page = self._page(key)
         if page is None:
-            return await _text(send, 404, f"unknown project {key!r}", extra=[(b"vary", b"Accept")])
+            if not prefix and project and indexes.is_contested(self._reader, project):
+                held = ", ".join(sorted(indexes.holders(self._reader, project)))
+                return await _text(
+                    send,
+                    404,
+                    f"{project!r} is held by several indexes ({held}) and none claims it; the combined index "
+                    f"does not mix sources of one name. Use /<index>/simple/ or claim it: "
+                    f"cove reservoir claim {project} --index INDEX",
+                    extra=[(b"vary", b"Accept")],
+                )
+            where = f" on index {prefix[:-1]!r}" if prefix else ""
+            return await _text(send, 404, f"unknown project {project!r}{where}", extra=[(b"vary", b"Accept")])
         if if_none_match is not None and _etag_matches(if_none_match, page.etags[media]):
             await send(
                 {

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import render
+from . import indexes, render
 from .blobs import BlobStore, check_sha256
 from .db import connect
 from .errors import Conflict, InvalidPackage, NotFound, ReservoirError
@@ -29,9 +29,23 @@ from .names import normalize, parse_filename
 from .paths import Layout
 
 ROOT_PAGE = "/"
+# Bumped when rendered pages change shape; a root rendered by another version re-renders on open.
+PAGES_FORMAT = "2"
 
 EVENT_KINDS = frozenset(
-    {"file_added", "file_removed", "yanked", "unyanked", "quarantined", "released", "policy_updated", "vulndb_updated"}
+    {
+        "file_added",
+        "file_removed",
+        "yanked",
+        "unyanked",
+        "quarantined",
+        "released",
+        "policy_updated",
+        "vulndb_updated",
+        "index_created",
+        "claimed",
+        "unclaimed",
+    }
 )
 
 # Columns of ``files`` that travel in a ``file_added`` event (everything but local state).
@@ -52,7 +66,10 @@ RECORD_FIELDS = (
     "license",
     "classifiers",
     "origin",
+    "index",
 )
+# Event field -> column, where they differ (``index`` is an SQL keyword).
+_COLUMN = {"index": "index_name"}
 
 
 def utcnow() -> str:
@@ -82,6 +99,7 @@ class FileRecord:
     origin: str
     status: str = "active"
     reason: str | None = None
+    index: str = indexes.DEFAULT_MIRROR
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> FileRecord:
@@ -104,6 +122,7 @@ class FileRecord:
             origin=row["origin"],
             status=row["status"],
             reason=row["reason"],
+            index=row["index_name"],
         )
 
     def event_data(self) -> dict[str, Any]:
@@ -153,6 +172,12 @@ class Store:
             row = self._conn.execute("SELECT value FROM meta WHERE key='site_id'").fetchone()
             if row is None:
                 self._conn.execute("INSERT INTO meta(key, value) VALUES ('site_id', ?)", (uuid.uuid4().hex,))
+            indexes.ensure_defaults(self._conn, utcnow())
+            if self.get_meta("pages_format") != PAGES_FORMAT:
+                self._dirty.update(r[0] for r in self._conn.execute("SELECT name FROM projects"))
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('pages_format', ?)", (PAGES_FORMAT,)
+                )
             if self._conn.execute("SELECT 1 FROM pages WHERE key=?", (ROOT_PAGE,)).fetchone() is None:
                 self._dirty.add(ROOT_PAGE)
 
@@ -175,11 +200,16 @@ class Store:
         row = self._conn.execute("SELECT * FROM files WHERE filename=?", (filename,)).fetchone()
         return FileRecord.from_row(row) if row else None
 
-    def files(self, project: str | None = None, *, status: str | None = None) -> list[FileRecord]:
+    def files(
+        self, project: str | None = None, *, status: str | None = None, index: str | None = None
+    ) -> list[FileRecord]:
         sql, args = "SELECT * FROM files WHERE 1=1", []
         if project is not None:
             sql += " AND project=?"
             args.append(normalize(project))
+        if index is not None:
+            sql += " AND index_name=?"
+            args.append(index)
         if status is not None:
             sql += " AND status=?"
             args.append(status)
@@ -242,63 +272,107 @@ class Store:
     def _render_dirty(self) -> None:
         if not self._dirty:
             return
+        names = [i.name for i in indexes.all_indexes(self._conn)]
         for key in sorted(self._dirty):
             if key != ROOT_PAGE:
-                self._render_project(key)
-        rows = self._conn.execute(
-            "SELECT DISTINCT p.name, p.display FROM projects p JOIN files f ON f.project = p.name "
-            "WHERE f.status='active' ORDER BY p.name"
-        ).fetchall()
-        projects = [(r[0], r[1]) for r in rows]
-        self._conn.execute(
-            "INSERT OR REPLACE INTO pages(key, html, json) VALUES (?, ?, ?)",
-            (ROOT_PAGE, render.root_html(projects), render.root_json(projects)),
-        )
+                self._render_project(key, names)
+        self._render_roots(names)
 
-    def _render_project(self, project: str) -> None:
+    def _render_roots(self, names: list[str]) -> None:
+        """The project lists: one per index and the combined one (names whose owner serves files)."""
+        active: dict[str, dict[str, str]] = {name: {} for name in names}
+        for idx, name, display in self._conn.execute(
+            "SELECT DISTINCT f.index_name, p.name, p.display FROM projects p JOIN files f ON f.project = p.name "
+            "WHERE f.status='active'"
+        ):
+            active.setdefault(idx, {})[name] = display
+        held: dict[str, set[str]] = {}
+        for project, idx in self._conn.execute(
+            "SELECT project, index_name FROM files UNION SELECT project, index_name FROM upstream_links"
+        ):
+            held.setdefault(project, set()).add(idx)
+        claims = dict(self._conn.execute("SELECT project, index_name FROM claims").fetchall())
+        combined: dict[str, str] = {}
+        for project, idxs in held.items():
+            own = indexes.owner(claims.get(project), idxs)
+            if own is not None and project in active.get(own, {}):
+                combined[project] = active[own][project]
+        for key, listing in [(ROOT_PAGE, combined)] + [(f"{name}/", active.get(name, {})) for name in names]:
+            projects = sorted(listing.items())
+            self._conn.execute(
+                "INSERT OR REPLACE INTO pages(key, html, json) VALUES (?, ?, ?)",
+                (key, render.root_html(projects), render.root_json(projects)),
+            )
+
+    def _render_project(self, project: str, names: list[str]) -> None:
+        """Render ``project`` in every index that holds it, and in the combined view unless contested."""
         row = self._conn.execute("SELECT display FROM projects WHERE name=?", (project,)).fetchone()
         if row is None:
-            self._conn.execute("DELETE FROM pages WHERE key=?", (project,))
-            return
-        rows = self._conn.execute("SELECT * FROM files WHERE project=? AND status='active'", (project,)).fetchall()
-        entries = [
-            render.FileEntry(
-                r.filename,
-                r.version,
-                r.sha256,
-                r.size,
-                r.requires_python,
-                r.upload_time,
-                r.yanked,
-                r.yank_reason,
-                r.metadata_sha256,
+            self._conn.executemany(
+                "DELETE FROM pages WHERE key=?", [(project,), *((f"{name}/{project}",) for name in names)]
             )
-            for r in (FileRecord.from_row(row) for row in rows)
-        ]
+            return
+        display = row[0]
+        held: set[str] = set()
+        entries: dict[str, list[render.FileEntry]] = {}
+        for rec in (
+            FileRecord.from_row(r) for r in self._conn.execute("SELECT * FROM files WHERE project=?", (project,))
+        ):
+            held.add(rec.index)
+            if rec.status == "active":
+                entries.setdefault(rec.index, []).append(
+                    render.FileEntry(
+                        rec.filename,
+                        rec.version,
+                        rec.sha256,
+                        rec.size,
+                        rec.requires_python,
+                        rec.upload_time,
+                        rec.yanked,
+                        rec.yank_reason,
+                        rec.metadata_sha256,
+                    )
+                )
         # Proxy-cache mode: files upstream lists that are not fetched yet (never metadata: not held).
         links = self._conn.execute(
             "SELECT * FROM upstream_links u WHERE project=? AND NOT EXISTS "
             "(SELECT 1 FROM files f WHERE f.filename = u.filename)",
             (project,),
         ).fetchall()
-        entries += [
-            render.FileEntry(
-                r["filename"],
-                r["version"],
-                r["sha256"],
-                r["size"] or 0,
-                r["requires_python"],
-                r["upload_time"],
-                bool(r["yanked"]),
-                r["yank_reason"],
-                None,
+        for r in links:
+            held.add(r["index_name"])
+            entries.setdefault(r["index_name"], []).append(
+                render.FileEntry(
+                    r["filename"],
+                    r["version"],
+                    r["sha256"],
+                    r["size"] or 0,
+                    r["requires_python"],
+                    r["upload_time"],
+                    bool(r["yanked"]),
+                    r["yank_reason"],
+                    None,
+                )
             )
-            for r in links
-        ]
-        entries.sort(key=lambda e: (render._version_key(e.version), e.filename))
+        for files in entries.values():
+            files.sort(key=lambda e: (render._version_key(e.version), e.filename))
+        for name in names:
+            key = f"{name}/{project}"
+            if name in held:
+                self._put_page(key, display, entries.get(name, []), render.INDEX_DEPTH)
+            else:
+                self._conn.execute("DELETE FROM pages WHERE key=?", (key,))
+        claim = indexes.claim_of(self._conn, project)
+        own = indexes.owner(claim, held)
+        if own is None and held:
+            self._conn.execute("DELETE FROM pages WHERE key=?", (project,))  # contested: never merged
+        else:
+            self._put_page(project, display, entries.get(own, []) if own else [], render.COMBINED_DEPTH)
+
+    def _put_page(self, key: str, display: str, entries: list[render.FileEntry], up: str) -> None:
         self._conn.execute(
             "INSERT OR REPLACE INTO pages(key, html, json) VALUES (?, ?, ?)",
-            (project, render.project_html(row[0], entries), render.project_json(row[0], entries)),
+            (key, render.project_html(display, entries, up), render.project_json(display, entries, up)),
         )
 
     def mark_dirty(self, project: str) -> None:
@@ -337,12 +411,17 @@ class Store:
             serial = int(cur.lastrowid or 0)
             if kind == "file_added" and filename is not None:
                 conn.execute("UPDATE files SET added_serial=? WHERE filename=?", (serial, filename))
+            elif kind == "claimed" and project is not None:
+                conn.execute("UPDATE claims SET serial=? WHERE project=?", (serial, project))
             if project is not None:
                 self._dirty.add(project)
                 self._dirty.add(ROOT_PAGE)
             return serial
 
     def _is_noop(self, kind: str, filename: str | None, data: dict[str, Any]) -> bool:
+        if kind in ("claimed", "unclaimed"):
+            claim = indexes.claim_of(self._conn, str(data.get("project")))
+            return claim == data.get("index") if kind == "claimed" else claim is None
         if filename is None:
             return False
         current = self.get_file(filename)
@@ -372,6 +451,34 @@ class Store:
                 raise ReservoirError(f"vulnerability database blob {sha} is missing")
             vulndb.load(conn, vulndb.read_zip(self.blobs.path(sha)))
             return None
+        if kind == "index_created":
+            name = indexes.check_name(str(data.get("name")))
+            if data.get("kind") not in indexes.KINDS:
+                raise ReservoirError(f"index kind must be one of {', '.join(indexes.KINDS)}")
+            conn.execute(
+                "INSERT OR IGNORE INTO indexes(name, kind, created) VALUES (?, ?, ?)", (name, data["kind"], utcnow())
+            )
+            self._dirty.add(ROOT_PAGE)
+            return None
+        if kind in ("claimed", "unclaimed"):
+            project = str(data.get("project") or "")
+            if not project or normalize(project) != project:
+                raise ReservoirError(f"{kind} event names an invalid project {project!r}")
+            if kind == "claimed":
+                index = indexes.check_name(str(data.get("index")))
+                conn.execute(
+                    "INSERT OR IGNORE INTO indexes(name, kind, created) VALUES (?, 'hosted', ?)", (index, utcnow())
+                )
+                conn.execute(
+                    "INSERT OR IGNORE INTO projects(name, display) VALUES (?, ?)",
+                    (project, data.get("display") or project),
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO claims(project, index_name, serial) VALUES (?, ?, 0)", (project, index)
+                )
+            else:
+                conn.execute("DELETE FROM claims WHERE project=?", (project,))
+            return project
         if filename is None:
             raise ReservoirError(f"event {kind} needs a filename")
         current = self.get_file(filename)
@@ -385,9 +492,13 @@ class Store:
                 "INSERT OR IGNORE INTO projects(name, display) VALUES (?, ?)",
                 (record.project, data.get("display") or record.project),
             )
+            # An index named by a replayed event but unknown here (created on the other side): keep its files apart.
+            conn.execute(
+                "INSERT OR IGNORE INTO indexes(name, kind, created) VALUES (?, 'mirror', ?)", (record.index, utcnow())
+            )
             values = record.event_data()
             values["classifiers"] = json.dumps(values["classifiers"])
-            cols = ", ".join(RECORD_FIELDS)
+            cols = ", ".join(_COLUMN.get(k, k) for k in RECORD_FIELDS)
             marks = ", ".join("?" for _ in RECORD_FIELDS)
             conn.execute(
                 f"INSERT INTO files({cols}, added_serial) VALUES ({marks}, 0)", [values[k] for k in RECORD_FIELDS]
@@ -425,6 +536,7 @@ class Store:
         display: str | None = None,
         move: bool = False,
         stamp_now: bool = True,
+        index: str = indexes.DEFAULT_MIRROR,
     ) -> tuple[FileRecord, bool]:
         """Validate and ingest one distribution file; return ``(record, added)``.
 
@@ -434,8 +546,13 @@ class Store:
         store's ``tmp``) is renamed into the blob store instead of copied.
         ``upload_time`` is the upstream's; with ``stamp_now`` a missing one
         becomes now (uploads), otherwise it stays unknown (mirrored files).
+        Into a hosted ``index`` the name must pass :func:`indexes.admit_hosted`
+        (checked before any byte is stored, and again under the write lock).
         """
         dist = parse_filename(filename)
+        target = indexes.get(self._conn, index)
+        if target.kind == "hosted":
+            indexes.admit_hosted(self._conn, target.name, dist.project)
         sha256, size = _hash_file(path)
         if expected_sha256 is not None and sha256 != expected_sha256.lower():
             raise InvalidPackage(f"{filename}: sha256 mismatch (expected {expected_sha256}, got {sha256})")
@@ -471,12 +588,17 @@ class Store:
             license=meta.license if meta else None,
             classifiers=meta.classifiers if meta else (),
             origin=origin,
+            index=target.name,
         )
         data = record.event_data()
         data["display"] = display or (meta.name if meta else dist.project)
         with self.transaction():
             if self.get_file(filename) is not None:  # lost a race with another writer
                 raise Conflict(f"File already exists: {filename} (files are immutable and never overwritten)")
+            if target.kind == "hosted" and indexes.admit_hosted(self._conn, target.name, record.project):
+                self.apply(
+                    "claimed", None, {"project": record.project, "index": target.name, "display": data["display"]}
+                )
             self.apply("file_added", filename, data)
             reason = self.checker(record) if self.checker else None
             if reason:
@@ -499,6 +621,29 @@ class Store:
 
     def release(self, filename: str) -> int:
         return self.apply("released", self._require(filename).filename, {})
+
+    def create_index(self, name: str, kind: str) -> int:
+        indexes.check_name(name)
+        if kind not in indexes.KINDS:
+            raise ReservoirError(f"index kind must be one of {', '.join(indexes.KINDS)}")
+        with self.transaction():
+            if self._conn.execute("SELECT 1 FROM indexes WHERE name=?", (name,)).fetchone():
+                raise Conflict(f"index {name!r} already exists")
+            return self.apply("index_created", None, {"name": name, "kind": kind})
+
+    def claim(self, project: str, index: str) -> int:
+        """Give ``project`` to ``index`` in the combined view (see :mod:`.indexes`)."""
+        name = normalize(project)
+        with self.transaction():
+            indexes.get(self._conn, index)
+            return self.apply("claimed", None, {"project": name, "index": index, "display": project})
+
+    def unclaim(self, project: str) -> int:
+        name = normalize(project)
+        with self.transaction():
+            if indexes.claim_of(self._conn, name) is None:
+                raise NotFound(f"no index claims {name!r}")
+            return self.apply("unclaimed", None, {"project": name})
 
     def _require(self, filename: str) -> FileRecord:
         record = self.get_file(filename)
@@ -533,6 +678,7 @@ def _record_from_event(filename: str, data: dict[str, Any]) -> FileRecord:
             license=_opt_str(data.get("license")),
             classifiers=tuple(str(c) for c in data.get("classifiers") or ()),
             origin=str(data.get("origin") or ""),
+            index=indexes.check_name(str(data.get("index") or indexes.DEFAULT_MIRROR)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ReservoirError(f"malformed file_added event for {filename!r}: {exc}") from None

@@ -22,8 +22,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from packaging.version import Version
 
+from . import indexes
 from .errors import ReservoirError
-from .names import normalize
+from .indexes import DEFAULT_MIRROR
+from .names import normalize, parse_filename
 from .store import Store, new_temp_path
 from .targets import Target, best_wheel
 from .upstream import UpstreamFile, fetch_project
@@ -37,6 +39,8 @@ class SyncReport:
     added: list[str] = dataclasses.field(default_factory=list)
     present: list[str] = dataclasses.field(default_factory=list)
     quarantined: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    # Files stored in the mirror but hidden from the combined view: their name belongs to another index.
+    shadowed: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -136,6 +140,7 @@ def sync(
     *,
     progress: Progress | None = None,
     jobs: int = 4,
+    index: str = DEFAULT_MIRROR,
 ) -> SyncReport:
     """Resolve ``requirements`` for every target and fetch the files into ``store``."""
     if not targets:
@@ -164,20 +169,26 @@ def sync(
             progress("fetching", 0, total)
 
         def one(item: UpstreamFile) -> tuple[str, bool, str | None]:
-            return fetch_one(store, client, item, origin=f"sync:{index_url}")
+            return fetch_one(store, client, item, origin=f"sync:{index_url}", index=index)
 
         with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
             for filename, added, reason in pool.map(one, plan):
                 (report.added if added else report.present).append(filename)
                 if reason:
                     report.quarantined.append({"filename": filename, "reason": reason})
+                project = parse_filename(filename).project
+                claim = indexes.claim_of(store.conn, project)
+                if claim not in (None, index) or indexes.is_contested(store.conn, project):
+                    report.shadowed.append({"filename": filename, "claimed_by": claim or "(contested)"})
                 done += 1
                 if progress:
                     progress("fetching", done, total)
     return report
 
 
-def fetch_one(store: Store, client: httpx.Client, item: UpstreamFile, *, origin: str) -> tuple[str, bool, str | None]:
+def fetch_one(
+    store: Store, client: httpx.Client, item: UpstreamFile, *, origin: str, index: str = DEFAULT_MIRROR
+) -> tuple[str, bool, str | None]:
     """Download one file, verify its sha256, ingest it; return ``(filename, added, quarantine reason)``."""
     if not item.sha256:
         raise ReservoirError(f"upstream gives no sha256 for {item.filename}; refusing an unverifiable file")
@@ -202,6 +213,7 @@ def fetch_one(store: Store, client: httpx.Client, item: UpstreamFile, *, origin:
             yanked=item.yanked,
             yank_reason=item.yank_reason,
             move=True,
+            index=index,
         )
         return record.filename, added, record.reason
     except httpx.HTTPError as exc:

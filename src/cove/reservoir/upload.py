@@ -18,14 +18,16 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from . import tokens
+from . import indexes, tokens
 from .errors import InvalidPackage, ReservoirError
+from .indexes import DEFAULT_HOSTED
 from .names import normalize, parse_filename
 from .store import Store, new_temp_path
 
 MAX_FIELD_BYTES = 1024 * 1024
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+UpstreamCheck = Callable[[str], Awaitable[bool]]
 
 
 @dataclasses.dataclass
@@ -121,9 +123,19 @@ class _FormReader:
 
 
 async def handle_upload(
-    store: Store, headers: dict[bytes, bytes], receive: Receive, max_file_bytes: int
+    store: Store,
+    headers: dict[bytes, bytes],
+    receive: Receive,
+    max_file_bytes: int,
+    *,
+    index: str = DEFAULT_HOSTED,
+    upstream_has: UpstreamCheck | None = None,
 ) -> tuple[int, str]:
-    """Run one upload; return ``(status, message)``. Never leaves a partial file in the store."""
+    """Run one upload into hosted ``index``; return ``(status, message)``. Never leaves a partial file.
+
+    ``upstream_has`` (proxy mode) asks the upstream index whether it knows a
+    name: a new name the upstream already publishes is refused unless claimed.
+    """
     token = tokens.password_from_basic(headers.get(b"authorization"))
     if token is None:
         return 401, "authentication required: send an upload token as the password (user __token__)"
@@ -150,7 +162,7 @@ async def handle_upload(
                 parser.write(body)
             more = bool(message.get("more_body"))
         parser.finalize()
-        return await _finish(store, form, who)
+        return await _finish(store, form, who, index, upstream_has)
     except ReservoirError as exc:
         return exc.status, exc.message
     except Exception as exc:  # the multipart parser raises its own error types for malformed bodies
@@ -161,7 +173,9 @@ async def handle_upload(
         form.discard()
 
 
-async def _finish(store: Store, form: _FormReader, who: str) -> tuple[int, str]:
+async def _finish(
+    store: Store, form: _FormReader, who: str, index: str, upstream_has: UpstreamCheck | None
+) -> tuple[int, str]:
     action = form.fields.get(":action", "file_upload")
     if action != "file_upload":
         return 400, f"unsupported :action {action!r}; only file_upload is supported"
@@ -191,9 +205,26 @@ async def _finish(store: Store, form: _FormReader, who: str) -> tuple[int, str]:
         return 400, "md5_digest does not match the uploaded file"
     if store.get_file(filename) is not None:
         return 409, f"File already exists: {filename} (files are immutable and never overwritten)"
+    if (
+        upstream_has is not None
+        and indexes.claim_of(store.conn, dist.project) is None
+        and not indexes.holders(store.conn, dist.project)
+        and await upstream_has(dist.project)
+    ):
+        return 409, (
+            f"{dist.project!r} exists on the upstream index and no index here claims it; uploading it to {index!r} "
+            f"would mix two sources of one name (dependency confusion). If the name is yours, claim it first: "
+            f"cove reservoir claim {dist.project} --index {index}"
+        )
     try:
         _record, added = await asyncio.to_thread(
-            store.add_file, part.path, filename, origin=f"upload:{who}", move=True, display=name or None
+            store.add_file,
+            part.path,
+            filename,
+            origin=f"upload:{who}",
+            move=True,
+            display=name or None,
+            index=index,
         )
     except InvalidPackage as exc:
         return 400, exc.message

@@ -36,6 +36,7 @@ class LaunchSpec:
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     cpu_millis: int = 1000
     memory_mib: int = 512
+    pids_limit: int = 0  # 0: the engine's default; ignored by engines without cgroups
 
 
 class ContainerHandle(Protocol):
@@ -59,7 +60,11 @@ class ContainerHandle(Protocol):
 
     @property
     def timings(self) -> Mapping[str, float]:
-        """Per-phase durations in ms: ``spawn_ms`` and, once ready, ``ready_ms``."""
+        """Per-phase durations in ms, e.g. ``spawn_ms`` or ``runtime_start_ms`` and, once ready, ``ready_ms``."""
+
+    @property
+    def exit_reason(self) -> str | None:
+        """After the exit: why, when the code alone does not say (``"OOMKilled: ..."``); else None."""
 
     async def wait_ready(self) -> bool:
         """True once the runner has loaded the user's code; False if it exited first."""

@@ -111,6 +111,10 @@ class ProcessHandle:
     def timings(self) -> Mapping[str, float]:
         return self._timings
 
+    @property
+    def exit_reason(self) -> str | None:
+        return None  # no cgroup, so no memory limit and nothing else to explain
+
     async def wait_ready(self) -> bool:
         if self._ready is None:
             line = await self._ready_reader.readline()

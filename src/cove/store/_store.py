@@ -90,11 +90,17 @@ class Store:
 
     @staticmethod
     def _audit(
-        session: AsyncSession, who: Principal | None, action: str, target: str, details: dict[str, Any] | None = None
+        session: AsyncSession,
+        who: Principal | None,
+        action: str,
+        target: str,
+        details: dict[str, Any] | None = None,
+        workspace_id: str | None = None,
     ) -> None:
+        """Record a control-plane change, in the workspace it changed (default: the actor's)."""
         session.add(
             m.AuditEntry(
-                workspace_id=who.workspace_id if who else None,
+                workspace_id=workspace_id or (who.workspace_id if who else None),
                 token_id=who.token_id if who else None,
                 action=action,
                 target=target,
@@ -129,7 +135,7 @@ class Store:
         async with self.session() as s, s.begin():
             row = m.Workspace(id=new_id("ws"), name=name)
             s.add(row)
-            self._audit(s, who, "workspace.create", name)
+            self._audit(s, who, "workspace.create", name, workspace_id=row.id)
         return row
 
     async def bootstrap(self, workspace: str = "default") -> str | None:
@@ -155,7 +161,9 @@ class Store:
         async with self.session() as s, s.begin():
             row = m.Token(id=new_id("tok"), workspace_id=ws.id, name=name, secret_hash=hash_secret(secret), role=role)
             s.add(row)
-            self._audit(s, who, "token.create", row.id, {"workspace": workspace, "name": name, "role": role})
+            self._audit(
+                s, who, "token.create", row.id, {"workspace": workspace, "name": name, "role": role}, ws.id
+            )
         return row, secret
 
     async def authenticate(self, secret: str) -> Principal | None:

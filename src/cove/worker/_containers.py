@@ -127,6 +127,9 @@ class Container:
             for pump in pumps:
                 pump.cancel()
             output.close()
-        reason = None if self.stop_requested else (output.reason() or f"the runner exited with code {exit_code}")
+        # The engine's explanation (OOMKilled) beats the runner's last words: a killed runner has none.
+        reason = handle.exit_reason or (
+            None if self.stop_requested else (output.reason() or f"the runner exited with code {exit_code}")
+        )
         log.info("container exited", extra={"container_id": self.id, "exit_code": exit_code})
         await self.emit(ContainerEvent(self.id, "exited", exit_code=exit_code, reason=reason))

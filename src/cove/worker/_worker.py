@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from .._protocol import ContainerEvent, ContainerSpec, Order
-from ..runtime import ProcessRuntime, Runtime
+from ..runtime import Runtime, select_runtime
 from ._client import GatewayClient, WorkerUnknown
 from ._containers import Container
 from ._logs import LogShipper
@@ -51,8 +51,10 @@ class Worker:
 
     def __init__(self, settings: WorkerSettings, runtime: Runtime | None = None) -> None:
         self.settings = settings
-        self.runtime = runtime or ProcessRuntime()
         self.dirs = WorkerDirs(settings.home.worker_dir(check_id(settings.name, "worker name")))
+        # Bundles and engine state live in the worker's own folder, so a restarted worker finds
+        # (and deletes) exactly the containers it left behind, and no other worker's.
+        self.runtime = runtime or select_runtime(settings.runtime, root=self.dirs.root / "oci")
         self.client = GatewayClient(settings.gateway_url, settings.token)
         self.shipper = LogShipper(self.client)
         self.worker_id: str | None = None
@@ -71,6 +73,9 @@ class Worker:
     async def run(self) -> None:
         self.dirs.create()
         self.dirs.reap_stale()
+        reap = getattr(self.runtime, "reap_stale", None)
+        if reap is not None:
+            await asyncio.to_thread(reap)
         await self._register()
         loops = [self._poll_orders(), self._heartbeat(), self._send_events(), self.shipper.run()]
         await asyncio.gather(*(self._guard(loop) for loop in loops))

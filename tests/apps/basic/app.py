@@ -42,3 +42,14 @@ def _setup() -> str:
 @endpoint(on_start=_setup)
 def context_info(context) -> dict[str, object]:  # type: ignore[no-untyped-def]
     return {"on_start": context.on_start_value, "container": context.container_id, "call": context.call_id}
+
+
+@endpoint(authorized=False)
+def public(word: str = "open") -> dict[str, str]:
+    return {"word": word}
+
+
+@endpoint(timeout=1)
+def sleepy(seconds: float = 3.0) -> dict[str, float]:
+    time.sleep(seconds)
+    return {"slept": seconds}

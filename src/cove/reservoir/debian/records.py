@@ -1,0 +1,169 @@
+"""Debian packages in the store: ingest with ``dpkg-deb`` and the ``deb_added``/``deb_removed`` events.
+
+The control stanza is read once at ingest with Debian's own ``dpkg-deb`` and
+then travels in the event, so the closed side of an air gap needs neither the
+package tools nor trust in anything outside the signed manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..blobs import check_sha256
+from ..errors import Conflict, InvalidPackage, NotFound, ReservoirError
+from . import control
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+EVENT_KINDS = frozenset({"deb_added", "deb_removed"})
+MAX_DEB = 4 * 1024 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class DebRecord:
+    suite: str
+    component: str
+    filename: str
+    package: str
+    version: str
+    architecture: str
+    sha256: str
+    size: int
+    control: str
+    origin: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> DebRecord:
+        return cls(*(row[f.name] for f in dataclasses.fields(cls)))
+
+    def event_data(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def pool_path(self) -> str:
+        return control.pool_path(self.component, self.package, self.filename)
+
+
+def read_control(path: Path) -> str:
+    """The package's control stanza, as ``dpkg-deb`` reads it (a malformed archive is refused)."""
+    tool = shutil.which("dpkg-deb")
+    if tool is None:
+        raise ReservoirError("dpkg-deb is not installed (apt-get install dpkg)")
+    result = subprocess.run([tool, "--field", str(path)], capture_output=True, timeout=60, check=False)
+    if result.returncode != 0:
+        raise InvalidPackage(f"{path.name}: not a Debian package ({result.stderr.decode(errors='replace').strip()})")
+    return result.stdout.decode("utf-8", "replace")
+
+
+def record_from_event(filename: str, data: dict[str, Any]) -> DebRecord:
+    """Rebuild and check a record from event data (a bundle could lie about any field)."""
+    try:
+        text = str(data["control"])
+        package, version, arch = control.check(text)
+        record = DebRecord(
+            suite=control.check_suite(str(data["suite"])),
+            component=control.check_suite(str(data["component"])),
+            filename=filename,
+            package=package,
+            version=version,
+            architecture=arch,
+            sha256=check_sha256(str(data["sha256"])),
+            size=int(data["size"]),
+            control=text,
+            origin=str(data.get("origin") or ""),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReservoirError(f"malformed deb_added event for {filename!r}: {exc}") from None
+    if filename != control.pool_filename(package, version, arch) or (data.get("package"), data.get("version")) != (
+        package,
+        version,
+    ):
+        raise ReservoirError(f"deb_added event for {filename!r} does not match its control data")
+    return record
+
+
+def apply_event(conn: sqlite3.Connection, kind: str, filename: str | None, data: dict[str, Any]) -> None:
+    """The store's mutation for Debian events (inside its transaction)."""
+    if filename is None:
+        raise ReservoirError(f"event {kind} needs a filename")
+    if kind == "deb_added":
+        record = record_from_event(filename, data)
+        for row in conn.execute("SELECT suite, sha256 FROM debs WHERE filename=?", (filename,)):
+            if row[1] != record.sha256:
+                raise Conflict(f"{filename} already exists (suite {row[0]}) with other content; packages are immutable")
+        values = record.event_data()
+        cols = ", ".join(values)
+        conn.execute(
+            f"INSERT OR IGNORE INTO debs({cols}) VALUES ({', '.join('?' for _ in values)})", list(values.values())
+        )
+    else:
+        suite = control.check_suite(str(data.get("suite")))
+        conn.execute("DELETE FROM debs WHERE suite=? AND filename=?", (suite, filename))
+
+
+def is_noop(conn: sqlite3.Connection, kind: str, filename: str | None, data: dict[str, Any]) -> bool:
+    row = conn.execute(
+        "SELECT sha256 FROM debs WHERE suite=? AND filename=?", (str(data.get("suite")), filename)
+    ).fetchone()
+    if kind == "deb_added":
+        return row is not None and row[0] == data.get("sha256")
+    return row is None
+
+
+def add_deb(
+    store: Store, path: Path, suite: str, *, component: str = "main", origin: str = "add"
+) -> tuple[DebRecord, bool]:
+    """Validate and store one ``.deb`` in ``suite``; ``added`` is False when the same package is already held."""
+    control.check_suite(suite)
+    control.check_suite(component)
+    if path.stat().st_size > MAX_DEB:
+        raise InvalidPackage(f"{path.name}: larger than the limit of {MAX_DEB} bytes")
+    text = read_control(path)
+    package, version, arch = control.check(text)
+    filename = control.pool_filename(package, version, arch)
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+            digest.update(chunk)
+    sha = digest.hexdigest()
+    existing = get(store.conn, suite, filename)
+    if existing is not None:
+        if existing.sha256 == sha:
+            return existing, False
+        raise Conflict(f"{filename} already exists in {suite} with other content; packages are immutable")
+    with path.open("rb") as fh:
+        _, size = store.blobs.put_file(fh, expected_sha256=sha)
+    record = DebRecord(suite, component, filename, package, version, arch, sha, size, text, origin)
+    store.apply("deb_added", filename, record.event_data())
+    return record, True
+
+
+def remove_deb(store: Store, suite: str, filename: str) -> int:
+    if get(store.conn, suite, filename) is None:
+        raise NotFound(f"no package {filename!r} in suite {suite!r}")
+    return store.apply("deb_removed", filename, {"suite": suite})
+
+
+def get(conn: sqlite3.Connection, suite: str, filename: str) -> DebRecord | None:
+    row = conn.execute("SELECT * FROM debs WHERE suite=? AND filename=?", (suite, filename)).fetchone()
+    return DebRecord.from_row(row) if row else None
+
+
+def listing(conn: sqlite3.Connection, suite: str | None = None) -> list[DebRecord]:
+    sql, args = "SELECT * FROM debs", []
+    if suite is not None:
+        sql += " WHERE suite=?"
+        args.append(suite)
+    rows = conn.execute(sql + " ORDER BY suite, package, version, architecture", args).fetchall()
+    return [DebRecord.from_row(r) for r in rows]
+
+
+def suites(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT DISTINCT suite FROM debs ORDER BY suite")]
