@@ -8,11 +8,13 @@ What it measures, all on this machine over loopback:
 * requests/s and p50/p99 latency of one index page at concurrency 1 and 32,
   with a small keep-alive HTTP/1.1 load generator (bounded in requests and time);
 * ``uv pip install`` and ``pip install`` of the requirement set from the index, cold caches;
-* the same against peers serving the same files when they are installed: pypiserver,
-  devpi-server (skipped: needs its own upload step) and nginx serving a static PEP 503 tree.
-  Peers that are not installed are listed as skipped.
+* the same against peers serving the same files: pypiserver and devpi-server (installed once into a
+  bench-only venv with ``uv venv`` + ``uv pip install``; devpi gets the files by upload into an index
+  with no upstream, in offline mode) and nginx (the Debian package) serving a static PEP 503 copy
+  rendered from the reservoir: the physical limit. A peer that cannot be set up is listed with the reason.
 
-The only traffic off the machine is the one-time sync of the requirement set from PyPI.
+The only traffic off the machine is the one-time sync of the requirement set from PyPI and the
+one-time install of the peers.
 """
 
 from __future__ import annotations
@@ -71,11 +73,18 @@ async def _worker(
             head = await reader.readuntil(b"\r\n\r\n")
             if not head.startswith(b"HTTP/1.1 200"):
                 raise RuntimeError(f"unexpected answer: {head[:60]!r}")
-            length = 0
+            length, chunked = 0, False
             for line in head.split(b"\r\n"):
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
-            await reader.readexactly(length)
+                elif line.lower().replace(b" ", b"") == b"transfer-encoding:chunked":
+                    chunked = True
+            if chunked:  # devpi answers index pages in chunks
+                while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                    await reader.readexactly(size + 2)
+                await reader.readuntil(b"\r\n")
+            else:
+                await reader.readexactly(length)
             latencies.append(time.perf_counter() - start)
     finally:
         writer.close()
@@ -171,7 +180,7 @@ def synthetic_store(work: Path, files: int = 600) -> Path:
             zf.writestr("numpy/__init__.py", "")
         store.add_file(src / name, name, origin="bench")
     store.close()
-    return store.layout.root
+    return Path(store.layout.root)
 
 
 def static_tree(root: Path, out: Path) -> Path:
@@ -217,7 +226,11 @@ class Server:
 
     def __enter__(self) -> Server:
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_http(self.port, self.check)
+        try:
+            wait_http(self.port, self.check)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -230,10 +243,81 @@ class Server:
 
     @property
     def index(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.prefix}/simple/"
+        return f"http://127.0.0.1:{self.port}{self.simple}"
+
+    @property
+    def simple(self) -> str:
+        """Path of the simple index; ``prefix`` is what comes before ``/simple/``."""
+        return f"{self.prefix}/simple/"
 
 
-def servers(root: Path, tree: Path, work: Path) -> tuple[list[Server], list[str]]:
+PEERS = ["pypiserver[cache]", "waitress", "devpi-server", "devpi-client"]
+
+
+def peers_venv(cache: Path) -> tuple[Path | None, str]:
+    """A bench-only venv holding the Python peers (created once); ``(bin folder, why not)``."""
+    import uv
+
+    venv = cache / "peers"
+    bindir = venv / "bin"
+    if (bindir / "pypi-server").exists() and (bindir / "devpi-server").exists():
+        return bindir, ""
+    for cmd in (
+        [uv.find_uv_bin(), "venv", "-q", "--python", sys.executable, str(venv)],
+        [uv.find_uv_bin(), "pip", "install", "-q", "--python", str(bindir / "python"), *PEERS],
+    ):
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            return None, f"could not install {', '.join(PEERS)}: {result.stderr.strip()[-200:]}"
+    return bindir, ""
+
+
+class Devpi(Server):
+    """devpi-server in offline mode with one index (no bases) that the benchmark uploads the files into."""
+
+    def __init__(self, bindir: Path, work: Path, packages: Path) -> None:
+        port = free_port()
+        self.bindir, self.serverdir, self.clientdir, self.packages = (
+            bindir,
+            work / "devpi",
+            work / "devpi-client",
+            packages,
+        )
+        cmd = [str(bindir / "devpi-server"), "--serverdir", str(self.serverdir), "--host", "127.0.0.1"]
+        super().__init__("devpi-server", [*cmd, "--port", str(port), "--offline-mode"], port, "/bench/dev", "/+api")
+
+    @property
+    def simple(self) -> str:
+        return f"{self.prefix}/+simple/"
+
+    def __enter__(self) -> Server:
+        init = [str(self.bindir / "devpi-init"), "--serverdir", str(self.serverdir), "--no-root-pypi"]
+        subprocess.run(init, check=True, capture_output=True, timeout=120)
+        super().__enter__()
+        try:
+            self._fill()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _fill(self) -> None:
+        url = f"http://127.0.0.1:{self.port}"
+        devpi = [str(self.bindir / "devpi"), "--clientdir", str(self.clientdir)]
+        for args in (
+            ["use", url],
+            ["user", "-c", "bench", "password=bench"],
+            ["login", "bench", "--password", "bench"],
+            ["index", "-c", "dev", "bases=", "volatile=False"],
+        ):
+            subprocess.run([*devpi, *args], check=True, capture_output=True, timeout=120)
+        files = sorted(str(f) for f in self.packages.iterdir())
+        twine = [sys.executable, "-m", "twine", "upload", "--disable-progress-bar", "--non-interactive"]
+        upload = [*twine, "--repository-url", f"{url}/bench/dev/", "-u", "bench", "-p", "bench", *files]
+        subprocess.run(upload, check=True, capture_output=True, timeout=900)
+
+
+def servers(root: Path, tree: Path, work: Path, cache: Path) -> tuple[list[Server], list[str]]:
     port = free_port()
     found = [
         Server(
@@ -245,29 +329,21 @@ def servers(root: Path, tree: Path, work: Path) -> tuple[list[Server], list[str]
         )
     ]
     skipped = []
-    if shutil.which("pypi-server"):
+    bindir, why = peers_venv(cache)
+    if bindir is not None:
         p = free_port()
-        found.append(
-            Server(
-                "pypiserver",
-                ["pypi-server", "run", "-p", str(p), "-i", "127.0.0.1", "-a", ".", "-P", ".", str(tree / "packages")],
-                p,
-                "",
-                "/simple/",
-            )
-        )
+        cmd = [str(bindir / "pypi-server"), "run", "-p", str(p), "-i", "127.0.0.1", "-a", ".", "-P", "."]
+        # "auto" picks waitress when it is installed, as pypiserver's docs recommend for real use.
+        cmd += ["--server", "auto", "--backend", "cached-dir", str(tree / "packages")]
+        found.append(Server("pypiserver", cmd, p, "", "/simple/"))
+        found.append(Devpi(bindir, work, tree / "packages"))
     else:
-        skipped.append("pypiserver (not installed)")
-    skipped.append(
-        "devpi-server (not installed)"
-        if not shutil.which("devpi-server")
-        else "devpi-server (installed, but needs its own upload step; not automated)"
-    )
+        skipped += [f"pypiserver ({why})", f"devpi-server ({why})"]
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if nginx:
         p = free_port()
         conf = work / "nginx.conf"
-        conf.write_text(f"""worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
+        conf.write_text(f"""worker_processes auto; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
 events {{ worker_connections 1024; }}
 http {{ access_log off; default_type application/octet-stream; sendfile on;
   client_body_temp_path {work}/nb; proxy_temp_path {work}/np; fastcgi_temp_path {work}/nf;
@@ -339,6 +415,43 @@ def installs(index: str, work: Path, pip_python: Path) -> dict[str, float]:
     return times
 
 
+def print_table(results: dict[str, dict[str, object]]) -> None:
+    """Side by side, and the ratios the issue sets targets for."""
+    print()
+    head = f"{'server':16s} {'c=1 req/s':>10s} {'p50':>6s} {'p99':>6s} {'c=32 req/s':>11s} {'p50':>6s} {'p99':>6s}"
+    print(head + f" {'uv install':>11s} {'pip install':>12s}")
+    for name, entry in results.items():
+        c1, c32 = entry["c1"], entry["c32"]
+        assert isinstance(c1, dict) and isinstance(c32, dict)
+        inst = entry.get("install_s") or {}
+        assert isinstance(inst, dict)
+        uv_s, pip_s = inst.get("uv pip install", float("nan")), inst.get("pip install", float("nan"))
+        print(
+            f"{name:16s} {c1['rps']:10.0f} {c1['p50_ms']:6.2f} {c1['p99_ms']:6.2f} {c32['rps']:11.0f} "
+            f"{c32['p50_ms']:6.2f} {c32['p99_ms']:6.2f} {uv_s:10.1f}s {pip_s:11.1f}s"
+        )
+
+    def rps(name: str) -> float:
+        c32 = results.get(name, {}).get("c32")
+        return float(c32["rps"]) if isinstance(c32, dict) else float("nan")
+
+    ours = rps("cove-reservoir")
+    peers = [rps(n) for n in ("pypiserver", "devpi-server") if n in results]
+    if peers:
+        print(f"reservoir / best Python peer at c=32: {ours / max(peers):.1f}x (target >= 5x)")
+    if "nginx (static)" in results:
+        print(f"reservoir / static nginx at c=32: {ours / rps('nginx (static)'):.2f}x")
+        ng = results["nginx (static)"].get("install_s") or {}
+        me = results["cove-reservoir"].get("install_s") or {}
+        assert isinstance(ng, dict) and isinstance(me, dict)
+        for tool in ("uv pip install", "pip install"):
+            if tool in ng and tool in me:
+                print(
+                    f"{tool}: reservoir {me[tool]:.1f}s vs nginx {ng[tool]:.1f}s "
+                    f"({(me[tool] / ng[tool] - 1) * 100:+.0f}%; target within 10%)"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--synthetic", action="store_true", help="No network: generated wheels, no installs.")
@@ -356,22 +469,27 @@ def main() -> None:
         if root is None:
             root = synthetic_store(work)
         tree = static_tree(root, work / "static")
-        found, skipped = servers(root, tree, work)
+        found, skipped = servers(root, tree, work, args.cache)
         pip_python = None
         if real and not args.no_install:
             subprocess.run([sys.executable, "-m", "venv", str(work / "pipvenv")], check=True)
             pip_python = work / "pipvenv" / "bin" / "python"
         results: dict[str, dict[str, object]] = {}
-        page = "/simple/numpy/"
+        page = "numpy/"
         print(
-            f"index page {page} ({'real' if real else 'synthetic'} data); load: keep-alive HTTP/1.1, "
+            f"index page .../simple/{page} ({'real' if real else 'synthetic'} data); load: keep-alive HTTP/1.1, "
             f"<= {args.requests} requests or {args.seconds:g}s per run"
         )
         for server in found:
-            with server:
+            try:
+                server.__enter__()
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                skipped.append(f"{server.name} (could not be started: {str(exc)[:200]})")
+                continue
+            try:
                 entry: dict[str, object] = {}
                 for conc in (1, 32):
-                    r = load(server.port, server.prefix + page, conc, args.requests, args.seconds)
+                    r = load(server.port, server.simple + page, conc, args.requests, args.seconds)
                     entry[f"c{conc}"] = r
                     print(
                         f"  {server.name:16s} c={conc:<3d} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
@@ -380,7 +498,12 @@ def main() -> None:
                     )
                 if server.name == "cove-reservoir":
                     r = load(
-                        server.port, page, 32, args.requests, args.seconds, accept="application/vnd.pypi.simple.v1+json"
+                        server.port,
+                        server.simple + page,
+                        32,
+                        args.requests,
+                        args.seconds,
+                        accept="application/vnd.pypi.simple.v1+json",
                     )
                     entry["c32_json"] = r
                     print(
@@ -392,8 +515,11 @@ def main() -> None:
                     entry["install_s"] = t = installs(server.index, work, pip_python)
                     print("  " + "  ".join(f"{k}: {v:.1f} s" for k, v in t.items()), flush=True)
                 results[server.name] = entry
+            finally:
+                server.__exit__()
         if not real or args.no_install:
             print("install timings: skipped (" + ("synthetic data" if not real else "--no-install") + ")")
+        print_table(results)
         print("skipped peers: " + (", ".join(skipped) or "none"))
         if args.json:
             print(json.dumps({"results": results, "skipped": skipped}, indent=2))

@@ -13,15 +13,35 @@ if TYPE_CHECKING:
     from typing import Any
 
     from . import env
-    from ._config import ConfigError, QueueDepthAutoscaler
-    from .sdk import Image, Stub, endpoint
+    from ._config import ConfigError, QueueDepthAutoscaler, TaskPolicy
+    from .sdk import Image, Stub, endpoint, function, task_queue
+    from .sdk._calls import FunctionCall, RemoteError, Task
 
-__all__ = ["ConfigError", "Image", "QueueDepthAutoscaler", "Stub", "endpoint", "env"]
+__all__ = [
+    "ConfigError",
+    "FunctionCall",
+    "Image",
+    "QueueDepthAutoscaler",
+    "RemoteError",
+    "Stub",
+    "Task",
+    "TaskPolicy",
+    "endpoint",
+    "env",
+    "function",
+    "task_queue",
+]
 __version__ = "0.1.0"
 
 _WHERE = {
     "ConfigError": "._config",
     "QueueDepthAutoscaler": "._config",
+    "TaskPolicy": "._config",
+    "FunctionCall": ".sdk._calls",
+    "RemoteError": ".sdk._calls",
+    "Task": ".sdk._calls",
+    "function": ".sdk._decorators",
+    "task_queue": ".sdk._decorators",
     "Image": ".sdk._image",
     "Stub": ".sdk._decorators",
     "endpoint": ".sdk._decorators",

@@ -142,6 +142,73 @@ class QueueDepthAutoscaler(Frozen):
         return {name: getattr(self, name) for name in self.__slots__}
 
 
+class TaskPolicy(Frozen):
+    """How a task is retried, timed out and expired.
+
+    Attempt ``n`` (from 1) that fails waits
+    ``min(max_delay, retry_delay_seconds * backoff ** (n - 1))``, with ±20 %
+    jitter, before the next. ``retry_for`` limits retries to those exception
+    types (matched by class name along the exception's hierarchy); empty means
+    every error. ``timeout`` kills an attempt; ``ttl`` expires a task that was
+    never picked up.
+    """
+
+    __slots__ = ("backoff", "max_delay", "max_retries", "retry_delay_seconds", "retry_for", "timeout", "ttl")
+    backoff: float
+    max_delay: float
+    max_retries: int
+    retry_delay_seconds: float
+    retry_for: tuple[str, ...]
+    timeout: float | None
+    ttl: float | None
+
+    def __init__(
+        self,
+        max_retries: int = 3,
+        retry_delay_seconds: float = 1.0,
+        backoff: float = 2.0,
+        max_delay: float = 60.0,
+        timeout: float | None = None,
+        ttl: float | None = None,
+        retry_for: tuple[Any, ...] | list[Any] = (),
+    ) -> None:
+        for name, value in (("retry_delay_seconds", retry_delay_seconds), ("max_delay", max_delay)):
+            if not _is_number(value) or value < 0:
+                raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+        if not _is_number(backoff) or backoff < 1:
+            raise ConfigError(f"backoff must be a number >= 1, got {backoff!r}")
+        for name, limit in (("timeout", timeout), ("ttl", ttl)):
+            if limit is not None and (not _is_number(limit) or limit <= 0):
+                raise ConfigError(f"{name} must be a number of seconds > 0, or None")
+        self._init(
+            backoff=float(backoff),
+            max_delay=float(max_delay),
+            max_retries=_check_int("max_retries", max_retries, 0),
+            retry_delay_seconds=float(retry_delay_seconds),
+            retry_for=tuple(_exception_name(item) for item in retry_for),
+            timeout=None if timeout is None else float(timeout),
+            ttl=None if ttl is None else float(ttl),
+        )
+
+    def delay(self, attempt: int, jitter: float = 1.0) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based); ``jitter`` in [0.8, 1.2]."""
+        return min(self.max_delay, self.retry_delay_seconds * self.backoff ** max(0, attempt - 1)) * jitter
+
+    def retries_on(self, exception_hierarchy: list[str]) -> bool:
+        return not self.retry_for or any(name in self.retry_for for name in exception_hierarchy)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: list(v) if isinstance(v := getattr(self, name), tuple) else v for name in self.__slots__}
+
+
+def _exception_name(item: object) -> str:
+    if isinstance(item, type) and issubclass(item, BaseException):
+        return item.__name__
+    if isinstance(item, str) and item.isidentifier():
+        return item
+    raise ConfigError(f"retry_for must list exception types, and {item!r} is not one")
+
+
 _ENV_FIRST = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_"
 _ENV_REST = frozenset(_ENV_FIRST + "0123456789")
 
@@ -174,6 +241,7 @@ class DeploymentConfig(Frozen):
         "max_pending_tasks",
         "memory_mib",
         "retries",
+        "task_policy",
         "timeout",
         "workers",
     )
@@ -187,6 +255,7 @@ class DeploymentConfig(Frozen):
     max_pending_tasks: int
     timeout: float
     retries: int
+    task_policy: TaskPolicy
     authorized: bool
     env: tuple[tuple[str, str], ...]
 
@@ -204,6 +273,7 @@ class DeploymentConfig(Frozen):
         retries: int = 0,
         authorized: bool = True,
         env: Mapping[str, str] | tuple[tuple[str, str], ...] = (),
+        task_policy: TaskPolicy | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"unknown kind {kind!r}")
@@ -211,6 +281,9 @@ class DeploymentConfig(Frozen):
             raise ConfigError("autoscaler must be a QueueDepthAutoscaler")
         if not isinstance(authorized, bool):
             raise ConfigError("authorized must be true or false")
+        if task_policy is not None and not isinstance(task_policy, TaskPolicy):
+            raise ConfigError("task_policy must be a TaskPolicy")
+        retries = _check_int("retries", retries, 0)
         self._init(
             kind=kind,
             cpu_millis=_check_int("cpu_millis", cpu_millis, 1),
@@ -221,9 +294,10 @@ class DeploymentConfig(Frozen):
             workers=_check_int("workers", workers, 1),
             max_pending_tasks=_check_int("max_pending_tasks", max_pending_tasks, 1),
             timeout=_check_seconds("timeout", timeout, allow_zero=False),
-            retries=_check_int("retries", retries, 0),
+            retries=retries,
             authorized=authorized,
             env=_check_env(env),
+            task_policy=task_policy or TaskPolicy(max_retries=retries),
         )
 
     @classmethod
@@ -242,6 +316,7 @@ class DeploymentConfig(Frozen):
         retries: int | None = None,
         authorized: bool = True,
         env: Mapping[str, str] | None = None,
+        task_policy: TaskPolicy | None = None,
     ) -> DeploymentConfig:
         """Apply the per-kind defaults of API.md to what the user gave."""
         serving = kind in ("endpoint", "asgi")
@@ -255,15 +330,17 @@ class DeploymentConfig(Frozen):
             workers=workers,
             max_pending_tasks=max_pending_tasks,
             timeout=(180 if serving else 3600) if timeout is None else timeout,
-            retries=(0 if serving else 3) if retries is None else retries,
+            retries=(task_policy.max_retries if task_policy else (0 if serving else 3)) if retries is None else retries,
             authorized=authorized,
             env=env or {},
+            task_policy=task_policy,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as stored with a deployment."""
         data = {name: getattr(self, name) for name in self.__slots__}
         data["autoscaler"] = self.autoscaler.to_dict()
+        data["task_policy"] = self.task_policy.to_dict()
         data["env"] = dict(self.env)
         return data
 
@@ -284,6 +361,14 @@ class DeploymentConfig(Frozen):
                 values["autoscaler"] = QueueDepthAutoscaler(**auto)
             except TypeError as exc:
                 raise ConfigError(f"autoscaler: {exc}") from None
+        policy = values.get("task_policy")
+        if policy is not None:
+            if not isinstance(policy, dict):
+                raise ConfigError("task_policy must be an object")
+            try:
+                values["task_policy"] = TaskPolicy(**policy)
+            except TypeError as exc:
+                raise ConfigError(f"task_policy: {exc}") from None
         if "env" in values and not isinstance(values["env"], dict):
             raise ConfigError("env must map names to strings")
         return cls(**values)

@@ -113,3 +113,26 @@ def test_versions_sorted_and_root_page(filled: Store) -> None:
     assert doc["name"] == "cove_demo.beta"
     root = json.loads(filled.page("/")[1])  # type: ignore[index]
     assert {p["name"] for p in root["projects"]} >= {"cove-demo-alpha", "cove_demo.beta"}
+
+
+def test_single_index_root_is_migrated(tmp_path: Path, wheelhouse: Wheelhouse) -> None:
+    """A root from before indexes existed: uploads move to ``internal``, the rest to ``pypi``; pages re-render."""
+    import sqlite3
+
+    root = tmp_path / "old"
+    store = Store(root)
+    store.add_file(wheelhouse["beta-1.0"], wheelhouse["beta-1.0"].name, origin="sync:x")
+    store.add_file(wheelhouse["gamma-0.1"], wheelhouse["gamma-0.1"].name, origin="upload:ci", index="internal")
+    store.close()
+    conn = sqlite3.connect(root / "reservoir.db")
+    conn.executescript(
+        "ALTER TABLE files DROP COLUMN index_name; ALTER TABLE upstream_links DROP COLUMN index_name;"
+        "DELETE FROM pages; DELETE FROM claims; UPDATE meta SET value='1' WHERE key='schema_version';"
+    )
+    conn.close()
+    again = Store(root)
+    assert again.get_file(wheelhouse["beta-1.0"].name).index == "pypi"  # type: ignore[union-attr]
+    assert again.get_file(wheelhouse["gamma-0.1"].name).index == "internal"  # type: ignore[union-attr]
+    assert again.page("cove-demo-beta") is not None and again.page("internal/cove-demo-gamma") is not None
+    assert again.get_meta("schema_version") == "2"
+    again.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import _admin, _deploy, _inspect, _root
+from . import _admin, _deploy, _inspect, _root, _tasks
 
 app = typer.Typer(
     name="cove",
@@ -20,6 +20,8 @@ app.command()(_deploy.serve)
 app.command()(_inspect.ps)
 app.command()(_inspect.logs)
 app.command()(_inspect.stop)
+app.command()(_tasks.run)
+app.add_typer(_tasks.task_app, name="task")
 app.add_typer(_inspect.deployment_app, name="deployment")
 app.add_typer(_admin.token_app, name="token")
 app.add_typer(_admin.config_app, name="config")

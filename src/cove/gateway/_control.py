@@ -188,7 +188,7 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
         config = DeploymentConfig.from_dict({**body.config, "kind": body.kind})
     except ConfigError as exc:
         raise ApiError(422, str(exc)) from None
-    if body.kind != "endpoint":
+    if body.kind not in ("endpoint", "function", "task_queue"):
         raise ApiError(422, f"kind {body.kind!r} is not supported by this server")
     for field, value in (("module", body.module), ("function", body.function)):
         if not _IDENT.fullmatch(value):

@@ -49,7 +49,16 @@ class UpstreamPool:
         self._idle: defaultdict[str, list[_Connection]] = defaultdict(list)
 
     async def invoke(self, address: str, body: bytes, call_id: str) -> tuple[int, bytes]:
-        """POST ``body`` to the runner's ``/invoke`` and return (status, body)."""
+        """POST a JSON body to the runner's ``/invoke`` (an endpoint call); return (status, body)."""
+        return await self._post(address, b"/invoke", b"application/json", body, call_id)
+
+    async def call(self, address: str, body: bytes, call_id: str) -> tuple[int, bytes]:
+        """POST a framed batch of task inputs to the runner's ``/call``; return (status, body)."""
+        return await self._post(address, b"/call", b"application/octet-stream", body, call_id)
+
+    async def _post(
+        self, address: str, path: bytes, content_type: bytes, body: bytes, call_id: str
+    ) -> tuple[int, bytes]:
         idle = self._idle.get(address)
         conn = idle.pop() if idle else None
         if conn is None:
@@ -59,8 +68,8 @@ class UpstreamPool:
                 raise UpstreamError(f"cannot connect to container: {exc}") from exc
         try:
             conn.writer.write(
-                b"POST /invoke HTTP/1.1\r\nHost: c\r\nContent-Type: application/json\r\nX-Cove-Call-Id: %s\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (call_id.encode(), len(body), body)
+                b"POST %s HTTP/1.1\r\nHost: c\r\nContent-Type: %s\r\nX-Cove-Call-Id: %s\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (path, content_type, call_id.encode(), len(body), body)
             )
             head = await conn.reader.readuntil(b"\r\n\r\n")
             status, length, keep_alive = _parse_head(head)

@@ -16,7 +16,7 @@ from .. import __version__
 from ..images import ImageBuilder
 from ..scheduler import Scheduler
 from ..store import Store
-from . import _control, _workers_api
+from . import _control, _functions_api, _workers_api
 from ._auth import Authenticator
 from ._errors import ApiError
 from ._invoke import PREFIX, handle_invoke
@@ -44,7 +44,7 @@ def create_app(settings: GatewaySettings) -> Any:
         if orphaned:
             log.info("marked %d containers of the previous run as exited", orphaned)
         upstream = UpstreamPool()
-        scheduler = Scheduler(store, on_container_gone=upstream.forget)
+        scheduler = Scheduler(store, upstream.call, on_container_gone=upstream.forget)
         await scheduler.start()
         gw = Gateway(
             settings=settings,
@@ -70,6 +70,7 @@ def create_app(settings: GatewaySettings) -> Any:
     )
     api.include_router(_control.router, tags=["control"])
     api.include_router(_workers_api.router, tags=["workers"])
+    api.include_router(_functions_api.router, tags=["functions"])
 
     @api.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

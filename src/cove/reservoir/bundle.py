@@ -53,6 +53,8 @@ def referenced_blobs(event: dict[str, Any]) -> list[str]:
     data = event.get("data") or {}
     if event["kind"] == "file_added":
         return [b for b in (data.get("sha256"), data.get("metadata_sha256")) if b]
+    if event["kind"] == "deb_added" and data.get("sha256"):
+        return [data["sha256"]]
     if event["kind"] == "vulndb_updated" and data.get("sha256"):
         return [data["sha256"]]
     return []
@@ -301,6 +303,8 @@ class ImportReport:
     blobs_present: int = 0
     already_imported: bool = False
     local_serial: int = 0
+    published_suites: list[str] = dataclasses.field(default_factory=list)
+    publish_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -360,7 +364,25 @@ def import_bundle(
             )
         report.applied_events = len(events)
         report.local_serial = store.serial()
+        _republish(store, events, report)
         return report
+
+
+def _republish(store: Store, events: list[dict[str, Any]], report: ImportReport) -> None:
+    """Sign and switch in the Debian suites the bundle changed, under this site's own apt key.
+
+    The import itself is already committed; a failure here (no gpg, say) is
+    reported and ``cove reservoir publish-deb`` finishes the job.
+    """
+    from .debian import publish
+
+    suites = sorted({str(e["data"].get("suite")) for e in events if e["kind"] in ("deb_added", "deb_removed")})
+    try:
+        for suite in suites:
+            publish.publish(store, suite)
+            report.published_suites.append(suite)
+    except ReservoirError as exc:
+        report.publish_error = exc.message
 
 
 @contextlib.contextmanager

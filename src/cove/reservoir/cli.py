@@ -414,10 +414,17 @@ def key(root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
     path = keys.public_key_file(layout)
     kid = keys.key_id(keys.signing_key(layout).public_key())
     trusted = sorted(keys.trusted_keys(layout))
+    from .debian import gpg
+
+    apt_key = gpg.public_keyring(layout)
+    apt = str(apt_key) if apt_key.is_file() else None
     _emit(
         as_json,
-        {"key_id": kid, "public_key": str(path), "trusted": trusted},
-        lambda: out.print(f"key {kid}\npublic key file: {path}\ntrusted: {', '.join(trusted) or 'none'}"),
+        {"key_id": kid, "public_key": str(path), "trusted": trusted, "apt_key": apt},
+        lambda: out.print(
+            f"key {kid}\npublic key file: {path}\ntrusted: {', '.join(trusted) or 'none'}\n"
+            f"apt repository key: {apt or 'none yet (created on the first Debian publish)'}"
+        ),
     )
 
 
@@ -499,6 +506,103 @@ def vulndb_import(
         {"serial": serial, "advisories": count},
         lambda: out.print(f"loaded {count} advisories (serial {serial}); run `cove reservoir audit`"),
     )
+
+
+# -- Debian -----------------------------------------------------------------------------------------------
+
+
+@app.command("sync-deb")
+@_errors
+def sync_deb(
+    packages: Annotated[list[str], typer.Argument(help="Debian packages; their dependencies come too.")],
+    suite: str = typer.Option(..., "--suite", help="Upstream suite, also the published one (e.g. bookworm)."),
+    mirror: str = typer.Option("http://deb.debian.org/debian", "--mirror", help="Upstream Debian mirror."),
+    component: Annotated[list[str] | None, typer.Option("--component", help="Upstream components.")] = None,
+    keyring: str = typer.Option(
+        "/usr/share/keyrings/debian-archive-keyring.gpg", "--keyring", help="Keyring that signs the upstream."
+    ),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture [default: this machine's]."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Fetch Debian packages and their dependencies with apt, then publish the suite signed by this site."""
+    from .debian.fetch import sync_deb as run
+
+    report = run(_store(root), packages, suite, mirror=mirror, components=component, keyring=keyring, arch=arch)
+    _emit(
+        as_json,
+        report.to_json(),
+        lambda: out.print(
+            f"{suite}: added {len(report.added)} packages, {len(report.present)} already held; "
+            f"published {report.published['packages']} packages"
+        ),
+    )
+
+
+@app.command("add-deb")
+@_errors
+def add_deb(
+    paths: Annotated[list[Path], typer.Argument(help=".deb files.")],
+    suite: str = typer.Option(..., "--suite", help="Suite to add them to."),
+    component: str = typer.Option("main", "--component"),
+    publish: bool = typer.Option(True, "--publish/--no-publish", help="Publish the suite afterwards."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Add local Debian packages to a suite."""
+    from .debian import publish as pub
+    from .debian import records
+
+    store = _store(root)
+    added: list[dict[str, Any]] = []
+    count = 0
+    for path in paths:
+        if not path.is_file():
+            raise ReservoirError(f"{path}: not a file")
+        record, new = records.add_deb(store, path, suite, component=component, origin="add")
+        added.append({"filename": record.filename, "added": new})
+        count += new
+    published = pub.publish(store, suite) if publish else None
+    _emit(
+        as_json,
+        {"files": added, "published": published},
+        lambda: out.print(f"{count} added to {suite}" + (", published" if published else "")),
+    )
+
+
+@app.command("publish-deb")
+@_errors
+def publish_deb(
+    suite: Annotated[list[str] | None, typer.Option("--suite", help="Suites [default: all].")] = None,
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Re-sign and switch in the apt repository of each suite (after an import whose publish failed)."""
+    from .debian.publish import publish_all
+
+    done = publish_all(_store(root), suite or None)
+    _emit(
+        as_json, done, lambda: out.print("\n".join(f"published {d['suite']}: {d['packages']} packages" for d in done))
+    )
+
+
+@app.command("debs")
+@_errors
+def debs(
+    suite: str | None = typer.Option(None, "--suite"), root: Path | None = RootOpt, as_json: bool = JsonOpt
+) -> None:
+    """List the Debian packages held."""
+    from .debian import records
+
+    rows = records.listing(_store(root).conn, suite)
+
+    def text() -> None:
+        table = Table("suite", "package", "version", "arch", "size")
+        for r in rows:
+            table.add_row(r.suite, r.package, r.version, r.architecture, str(r.size))
+        out.print(table)
+
+    _emit(as_json, [{k: v for k, v in r.event_data().items() if k != "control"} for r in rows], text)
 
 
 # -- indexes and claims --------------------------------------------------------------------------------------

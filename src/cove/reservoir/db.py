@@ -86,6 +86,20 @@ CREATE TABLE IF NOT EXISTS upstream_links (
 CREATE INDEX IF NOT EXISTS upstream_links_project ON upstream_links(project);
 CREATE TABLE IF NOT EXISTS indexes (name TEXT PRIMARY KEY, kind TEXT NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (project TEXT PRIMARY KEY, index_name TEXT NOT NULL, serial INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS debs (
+    suite TEXT NOT NULL,
+    component TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    package TEXT NOT NULL,
+    version TEXT NOT NULL,
+    architecture TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    control TEXT NOT NULL,
+    origin TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (suite, filename)
+);
+CREATE INDEX IF NOT EXISTS debs_filename ON debs(filename);
 """
 
 
@@ -111,14 +125,19 @@ def _migrate(conn: sqlite3.Connection) -> None:
     Version 1 had a single index; its uploads move to ``internal`` and everything
     else to ``pypi``, which is what those files would have been given today.
     """
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
-    if "index_name" in columns:
+
+    def missing(table: str) -> bool:
+        return "index_name" not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+    if not missing("files") and not missing("upstream_links"):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute("ALTER TABLE files ADD COLUMN index_name TEXT NOT NULL DEFAULT 'pypi'")
-        conn.execute("UPDATE files SET index_name='internal' WHERE origin LIKE 'upload:%'")
-        conn.execute("ALTER TABLE upstream_links ADD COLUMN index_name TEXT NOT NULL DEFAULT 'pypi'")
+        if missing("files"):
+            conn.execute("ALTER TABLE files ADD COLUMN index_name TEXT NOT NULL DEFAULT 'pypi'")
+            conn.execute("UPDATE files SET index_name='internal' WHERE origin LIKE 'upload:%'")
+        if missing("upstream_links"):
+            conn.execute("ALTER TABLE upstream_links ADD COLUMN index_name TEXT NOT NULL DEFAULT 'pypi'")
         conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
         conn.execute("DELETE FROM meta WHERE key='pages_format'")
         conn.execute("COMMIT")

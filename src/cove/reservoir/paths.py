@@ -62,6 +62,11 @@ class Layout:
         return self.root / "trusted"
 
     @property
+    def debian(self) -> Path:
+        """The published apt repository (pool, dists), served under ``/debian/``."""
+        return self.root / "debian"
+
+    @property
     def policy(self) -> Path:
         return self.root / "policy.toml"
 

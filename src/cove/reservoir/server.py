@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -41,6 +43,7 @@ _TYPES = {
     negotiate.HTML: b"text/html; charset=utf-8",
 }
 _VARIANT = {negotiate.JSON: "j", negotiate.HTML_V1: "v", negotiate.HTML: "h"}
+_DEB_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~:-]*$")
 _UPLOAD_PATHS = frozenset({"/", "/legacy/", "/upload/", "/legacy", "/upload"})
 
 
@@ -148,6 +151,10 @@ class ReservoirApp:
                 return await self._file(scope, path[7:], send)
             if path == "/simple":
                 return await _redirect(send, "simple/")
+            if path.startswith("/debian/"):
+                if method not in ("GET", "HEAD"):
+                    return await _text(send, 405, "method not allowed", extra=[(b"allow", b"GET, HEAD")])
+                return await self._debian(scope, path[8:], send)
             if method == "POST" and path in _UPLOAD_PATHS:
                 return await self._upload(scope, receive, send, indexes.DEFAULT_HOSTED)
             index, _slash, rest = path[1:].partition("/")
@@ -298,49 +305,74 @@ class ReservoirApp:
             fh = path.open("rb")
         except FileNotFoundError:
             return await _text(send, 404, "file content is missing from the store; run `cove reservoir audit`")
-        with fh:
-            size = path.stat().st_size
-            etag = f'"{sha}"'.encode()
-            range_header = if_none_match = if_range = None
-            for hname, hvalue in scope["headers"]:
-                if hname == b"range":
-                    range_header = hvalue
-                elif hname == b"if-none-match":
-                    if_none_match = hvalue
-                elif hname == b"if-range":
-                    if_range = hvalue
-            base = [(b"etag", etag), (b"cache-control", FILE_CACHE), (b"accept-ranges", b"bytes")]
-            if if_none_match is not None and _etag_matches(if_none_match, etag):
-                await send({"type": "http.response.start", "status": 304, "headers": base})
-                await send({"type": "http.response.body", "body": b""})
+        await _send_file(scope, send, fh, f'"{sha}"'.encode(), ctype, FILE_CACHE)
+
+    async def _debian(self, scope: Scope, rest: str, send: Send) -> None:
+        """The published apt repository: files under ``<root>/debian/``, nothing outside it, no hidden names."""
+        base = self.store.layout.debian
+        parts = unquote(rest).split("/")
+        if not rest or not all(_DEB_SEGMENT.match(p) for p in parts):
+            return await _text(send, 404, f"not found: /debian/{rest}")
+        path = base.joinpath(*parts)
+        real = os.path.realpath(path)
+        if not real.startswith(os.path.realpath(base) + os.sep) or not os.path.isfile(real):
+            return await _text(send, 404, f"not found: /debian/{rest}")
+        fh = open(real, "rb")  # noqa: SIM115 - closed by _send_file
+        st = os.fstat(fh.fileno())
+        if parts[0] == "pool":  # pool files never change under one name
+            etag, cache = f'"{st.st_size:x}-{st.st_ino:x}"'.encode(), FILE_CACHE
+        else:
+            etag, cache = f'"{st.st_mtime_ns:x}-{st.st_size:x}-{st.st_ino:x}"'.encode(), INDEX_CACHE
+        ctype = b"application/vnd.debian.binary-package" if real.endswith(".deb") else b"application/octet-stream"
+        if parts[-1] in ("Release", "InRelease", "Packages") or real.endswith((".gpg", ".asc")):
+            ctype = b"text/plain; charset=utf-8"
+        await _send_file(scope, send, fh, etag, ctype, cache)
+
+
+async def _send_file(scope: Scope, send: Send, fh: Any, etag: bytes, ctype: bytes, cache: bytes) -> None:
+    """Send an open file with ETag, conditional and single-range support; closes ``fh``."""
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        range_header = if_none_match = if_range = None
+        for hname, hvalue in scope["headers"]:
+            if hname == b"range":
+                range_header = hvalue
+            elif hname == b"if-none-match":
+                if_none_match = hvalue
+            elif hname == b"if-range":
+                if_range = hvalue
+        base = [(b"etag", etag), (b"cache-control", cache), (b"accept-ranges", b"bytes")]
+        if if_none_match is not None and _etag_matches(if_none_match, etag):
+            await send({"type": "http.response.start", "status": 304, "headers": base})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        start, end, status = 0, size - 1, 200
+        if range_header is not None and (if_range is None or if_range.strip() == etag):
+            try:
+                parsed = _parse_range(range_header, size)
+            except _Unsatisfiable:
+                await _send(send, 416, [(b"content-range", f"bytes */{size}".encode()), *base], b"")
                 return
-            start, end, status = 0, size - 1, 200
-            if range_header is not None and (if_range is None or if_range.strip() == etag):
-                try:
-                    parsed = _parse_range(range_header, size)
-                except _Unsatisfiable:
-                    await _send(send, 416, [(b"content-range", f"bytes */{size}".encode()), *base], b"")
-                    return
-                if parsed is not None:
-                    start, end = parsed
-                    status = 206
-            length = end - start + 1 if size else 0
-            headers = [*base, (b"content-type", ctype), (b"content-length", str(length).encode())]
-            if status == 206:
-                headers.append((b"content-range", f"bytes {start}-{end}/{size}".encode()))
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            if scope["method"] == "HEAD" or length == 0:
-                await send({"type": "http.response.body", "body": b""})
-                return
-            fh.seek(start)
-            remaining = length
-            while remaining > 0:
-                # Blobs are local files, mostly in the page cache: short reads beat a thread hop.
-                chunk = fh.read(min(READ_CHUNK, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+            if parsed is not None:
+                start, end = parsed
+                status = 206
+        length = end - start + 1 if size else 0
+        headers = [*base, (b"content-type", ctype), (b"content-length", str(length).encode())]
+        if status == 206:
+            headers.append((b"content-range", f"bytes {start}-{end}/{size}".encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if scope["method"] == "HEAD" or length == 0:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        fh.seek(start)
+        remaining = length
+        while remaining > 0:
+            # Blobs are local files, mostly in the page cache: short reads beat a thread hop.
+            chunk = fh.read(min(READ_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

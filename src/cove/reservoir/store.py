@@ -23,6 +23,7 @@ from typing import Any
 from . import indexes, render
 from .blobs import BlobStore, check_sha256
 from .db import connect
+from .debian import records as deb_records
 from .errors import Conflict, InvalidPackage, NotFound, ReservoirError
 from .metadata import CoreMetadata, read_sdist_metadata, read_wheel_metadata
 from .names import normalize, parse_filename
@@ -45,6 +46,8 @@ EVENT_KINDS = frozenset(
         "index_created",
         "claimed",
         "unclaimed",
+        "deb_added",
+        "deb_removed",
     }
 )
 
@@ -419,6 +422,8 @@ class Store:
             return serial
 
     def _is_noop(self, kind: str, filename: str | None, data: dict[str, Any]) -> bool:
+        if kind in deb_records.EVENT_KINDS:
+            return deb_records.is_noop(self._conn, kind, filename, data)
         if kind in ("claimed", "unclaimed"):
             claim = indexes.claim_of(self._conn, str(data.get("project")))
             return claim == data.get("index") if kind == "claimed" else claim is None
@@ -450,6 +455,9 @@ class Store:
             if not self.blobs.has(sha):
                 raise ReservoirError(f"vulnerability database blob {sha} is missing")
             vulndb.load(conn, vulndb.read_zip(self.blobs.path(sha)))
+            return None
+        if kind in deb_records.EVENT_KINDS:
+            deb_records.apply_event(conn, kind, filename, data)
             return None
         if kind == "index_created":
             name = indexes.check_name(str(data.get("name")))

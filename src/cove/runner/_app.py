@@ -143,3 +143,106 @@ class UserFunction:
         text = "".join(traceback.format_exception(type(exc), exc, frames))
         sys.stderr.write(f"cove: call {call_id or '-'} raised {type(exc).__name__}:\n{text}")
         return error_payload(type(exc).__name__, str(exc), text)
+
+
+def _exception_info(exc: BaseException, traceback_text: str) -> dict[str, Any]:
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": traceback_text,
+        "mro": [cls.__name__ for cls in type(exc).__mro__],
+        "retryable": True,
+    }
+
+
+def _plain_error(kind: str, message: str) -> dict[str, Any]:
+    """An error that retrying cannot fix (bad arguments, unencodable results)."""
+    return {"type": kind, "message": message, "traceback": "", "mro": [kind], "retryable": False}
+
+
+def _dumps(value: Any) -> bytes:
+    import pickle
+
+    try:
+        return pickle.dumps(value, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        # Lambdas and local classes need cloudpickle; it is on the runner's path when the worker provides it.
+        import cloudpickle  # type: ignore[import-untyped,unused-ignore]
+
+        data: bytes = cloudpickle.dumps(value, protocol=5)
+        return data
+
+
+class BatchCaller:
+    """Runs a batch of calls of a ``@function`` or ``@task_queue`` and frames their outcomes.
+
+    Arguments arrive pickled (from the SDK) or as a JSON object (an HTTP put);
+    the result goes back in the same format. Failures carry the exception's
+    type, message, traceback and class hierarchy (for ``retry_for``), and the
+    pickled exception when it pickles, so the caller can raise it as it was.
+    """
+
+    def __init__(self, function: UserFunction) -> None:
+        self.function = function
+
+    def call(self, body: bytes) -> tuple[int, bytes]:
+        from cove._frames import FrameError, pack, unpack
+
+        try:
+            _, inputs = unpack(body, "inputs")
+        except FrameError as exc:
+            return 400, error_payload("BadBatch", str(exc))
+        items: list[dict[str, Any]] = []
+        payloads: list[bytes] = []
+        for meta, payload in inputs:
+            item, data = self._one(meta, payload)
+            items.append(item)
+            payloads.append(data)
+        return 200, pack({}, items, payloads, "outputs")
+
+    def _one(self, meta: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
+        call_id = str(meta.get("id", ""))
+        fmt = "json" if meta.get("format") == "json" else "pickle"
+        out: dict[str, Any] = {"id": call_id, "format": fmt}
+        fn = self.function
+        try:
+            if fmt == "json":
+                args: Any = ()
+                kwargs = _decode(payload) if payload else {}
+                if type(kwargs) is not dict:
+                    raise TypeError(f"arguments must be a JSON object, not {type(kwargs).__name__}")
+            else:
+                import pickle
+
+                args, kwargs = pickle.loads(payload)
+            fn._bind(*args, **kwargs)
+        except Exception as exc:  # undecodable or unbindable arguments will never succeed on retry
+            out.update(ok=False, error=_plain_error("InvalidArguments", f"{type(exc).__name__}: {exc}"))
+            return out, b""
+        if fn.wants_context:
+            kwargs["context"] = Context(call_id, fn.container_id, fn.on_start_value)
+        try:
+            result = fn.target(*args, **kwargs)
+            if type(result) is types.CoroutineType:
+                result = fn._async().run(result)
+        except BaseException as exc:  # the user's failure, whatever it is, is reported, not raised
+            import traceback
+
+            frames = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+            text = "".join(traceback.format_exception(type(exc), exc, frames))
+            sys.stderr.write(f"cove: call {call_id or '-'} raised {type(exc).__name__}:\n{text}")
+            try:
+                blob = _dumps(exc)
+            except Exception:
+                blob = b""
+            out.update(ok=False, error=_exception_info(exc, text))
+            return out, blob
+        try:
+            data = _encode(result).encode() if fmt == "json" else _dumps(result)
+        except Exception as exc:
+            message = f"the return value cannot be encoded ({fmt}): {type(exc).__name__}: {exc}"
+            print(f"cove: call {call_id or '-'}: {message}", file=sys.stderr)
+            out.update(ok=False, error=_plain_error("ResultNotSerializable", message))
+            return out, b""
+        out["ok"] = True
+        return out, data

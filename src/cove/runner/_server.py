@@ -15,12 +15,13 @@ import sys
 import threading
 import time
 
-from cove.runner._app import UserFunction
+from cove.runner._app import BatchCaller, UserFunction
 from cove.runner._http import HttpError, Request, error_payload, read_request, response
 
 _HEALTH = b'{"status":"ok"}'
 _POST = b"POST"
 _INVOKE = b"/invoke"
+_CALL = b"/call"
 _HEALTH_PATH = b"/health"
 
 
@@ -30,6 +31,7 @@ class Server:
     def __init__(self, listener: socket.socket, app: UserFunction, concurrency: int, max_body: int) -> None:
         self.listener = listener
         self.app = app
+        self.batch = BatchCaller(app)
         self.max_body = max_body
         # A plain lock is cheaper than a semaphore and is what concurrency 1 needs.
         self.gate: threading.Lock | threading.Semaphore = (
@@ -132,6 +134,11 @@ class Server:
                 return 405, error_payload("MethodNotAllowed", "use POST /invoke")
             with self.gate:
                 return self.app.invoke(request.body, request.call_id)
+        if path == _CALL:
+            if method != _POST:
+                return 405, error_payload("MethodNotAllowed", "use POST /call")
+            with self.gate:
+                return self.batch.call(request.body)
         if path == _HEALTH_PATH:
             if method != b"GET":
                 return 405, error_payload("MethodNotAllowed", "use GET /health")

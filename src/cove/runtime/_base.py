@@ -37,6 +37,9 @@ class LaunchSpec:
     cpu_millis: int = 1000
     memory_mib: int = 512
     pids_limit: int = 0  # 0: the engine's default; ignored by engines without cgroups
+    # A prepared root filesystem (e.g. a debootstrap base with the image's system packages) for
+    # isolated engines; None: the engine's default root. Ignored by the process engine.
+    rootfs: Path | None = None
 
 
 class ContainerHandle(Protocol):
@@ -60,7 +63,7 @@ class ContainerHandle(Protocol):
 
     @property
     def timings(self) -> Mapping[str, float]:
-        """Per-phase durations in ms, e.g. ``spawn_ms`` or ``runtime_start_ms`` and, once ready, ``ready_ms``."""
+        """Per-phase durations in ms: ``spawn_ms`` (and the engine's own phases) and, once ready, ``ready_ms``."""
 
     @property
     def exit_reason(self) -> str | None:

@@ -92,9 +92,11 @@ class HostLibsBase:
             if host.is_symlink():
                 target = os.readlink(host)
                 if not (entry.is_symlink() and os.readlink(entry) == target):
+                    staging = root / f".{name}.{os.getpid()}"
                     with contextlib.suppress(FileNotFoundError):
-                        entry.unlink()
-                    entry.symlink_to(target)
+                        staging.unlink()
+                    staging.symlink_to(target)
+                    os.replace(staging, entry)
             elif host.is_dir():
                 entry.mkdir(mode=0o755, exist_ok=True)
                 mounts.append(Mount(host, host))
@@ -103,8 +105,10 @@ class HostLibsBase:
         for name, text in _ETC_FILES.items():
             path = etc / name
             if not path.exists() or path.read_text() != text:
-                path.write_text(text)
-                path.chmod(0o644)
+                staging = etc / f".{name}.{os.getpid()}"
+                staging.write_text(text)
+                staging.chmod(0o644)
+                os.replace(staging, path)  # atomic: another worker may be reading the skeleton
         for name in _HOST_ETC:
             host = Path("/etc") / name
             if host.is_symlink() or not host.exists():
@@ -119,9 +123,9 @@ class HostLibsBase:
         assert self._mounts is not None
         return list(self._mounts)
 
-    def covers(self, path: Path) -> bool:
-        """Whether ``path`` on the host is already visible inside through this base's mounts."""
-        return any(path == m.destination or m.destination in path.parents for m in self.mounts())
+    def covers(self, python: Path) -> bool:
+        """Whether the interpreter ``python`` (a real host path) is already visible inside."""
+        return any(python == m.destination or m.destination in python.parents for m in self.mounts())
 
 
 class DebootstrapBase:
@@ -138,8 +142,10 @@ class DebootstrapBase:
     def mounts(self) -> list[Mount]:
         return []
 
-    def covers(self, path: Path) -> bool:
-        return False
+    def covers(self, python: Path) -> bool:
+        """True when the base has its own file at that path (Debian's ``/usr/bin/python3.11``):
+        the base's interpreter is then used, never the host's ``/usr`` over it."""
+        return (self.root / python.relative_to("/")).exists()
 
 
 def base_key(suite: str, packages: Sequence[str], mirror: str) -> str:

@@ -21,6 +21,7 @@ from .._config import DeploymentConfig
 from .._protocol import ContainerEvent, ContainerSpec, Order
 from ..store import Container, Deployment, Store, new_id
 from ._autoscaler import ContainerLoad, decide
+from ._dispatch import CallFn, Dispatcher
 from ._placement import WorkerRoom, place
 
 log = logging.getLogger("cove.scheduler")
@@ -124,8 +125,11 @@ class Lease:
 class Scheduler:
     """Places containers on workers and routes requests to them."""
 
-    def __init__(self, store: Store, on_container_gone: Callable[[str], None] | None = None) -> None:
+    def __init__(self, store: Store, call: CallFn, on_container_gone: Callable[[str], None] | None = None) -> None:
         self.store = store
+        self.dispatcher = Dispatcher(store, call)
+        self.dispatcher.on_work = lambda deployment: self._scale(self.pool_for(deployment))
+        self._loops: set[asyncio.Task[None]] = set()
         self.pools: dict[str, Pool] = {}
         self.workers: dict[str, WorkerHandle] = {}
         self._slots: dict[str, Slot] = {}
@@ -136,6 +140,10 @@ class Scheduler:
     # -- life cycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.dispatcher.start()
+        recovered = await self.dispatcher.recover()
+        if recovered:
+            log.info("re-queued %d unfinished tasks", recovered)
         self._tasks = [
             asyncio.create_task(self._write_behind(), name="cove-store-writer"),
             asyncio.create_task(self._tick_forever(), name="cove-autoscaler"),
@@ -147,7 +155,10 @@ class Scheduler:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for loop in list(self._loops):
+            loop.cancel()
         await self._drain_writes()
+        await self.dispatcher.close()
 
     async def _drain_writes(self) -> None:
         while not self._writes.empty():
@@ -169,6 +180,7 @@ class Scheduler:
             await asyncio.sleep(1.0)
             try:
                 self.tick()
+                self.dispatcher.tick()
             except Exception:
                 log.exception("autoscaler tick failed")
 
@@ -265,6 +277,40 @@ class Scheduler:
         except TimeoutError:
             return None
 
+    async def _dispatch_loop(self, slot: Slot) -> None:
+        """Feed one container connection with batches of the deployment's queued tasks."""
+        pool = slot.pool
+        queue = self.dispatcher.queue_for(pool.deployment)
+
+        def alive() -> bool:
+            return slot.state in ("listening", "ready")
+
+        async def reason() -> str | None:
+            try:
+                return await asyncio.wait_for(asyncio.shield(slot.exited), 3.0)
+            except TimeoutError:
+                return None
+
+        def loops() -> int:
+            accepting = sum(1 for s in pool.slots.values() if s.state in ("listening", "ready"))
+            return accepting * max(1, pool.config.concurrent_requests)
+
+        try:
+            while alive():
+                batch = await self.dispatcher.take(queue, loops(), alive)
+                if not batch:
+                    return
+                slot.in_flight += len(batch)
+                try:
+                    assert slot.address is not None
+                    await self.dispatcher.run_batch(queue, batch, slot.id, slot.address, reason, self.stop_container)
+                finally:
+                    slot.in_flight -= len(batch)
+                    slot.served += len(batch)
+                    slot.idle_since = time.time()
+        except Exception:
+            log.exception("dispatch loop of container %s failed", slot.id)
+
     # -- scaling ------------------------------------------------------------------------
 
     def tick(self) -> None:
@@ -277,7 +323,12 @@ class Scheduler:
                 if slot.state == "pending" and now - slot.created_at > START_TIMEOUT_SECONDS:
                     self._container_ended(slot, "worker did not start the container in time", failed=True)
             self._scale(pool, now)
-            if not pool.slots and not pool.in_flight and pool.config.autoscaler.min_containers == 0:
+            if (
+                not pool.slots
+                and not pool.in_flight
+                and not self.dispatcher.load(pool.deployment.id)
+                and pool.config.autoscaler.min_containers == 0
+            ):
                 self.pools.pop(pool.deployment.id, None)
 
     def _scale(self, pool: Pool, now: float | None = None) -> None:
@@ -285,7 +336,7 @@ class Scheduler:
         live = pool.live()
         decision = decide(
             pool.config.autoscaler,
-            pool.in_flight,
+            pool.in_flight + self.dispatcher.load(pool.deployment.id),
             [ContainerLoad(s.id, s.in_flight, s.idle_since, s.state != "ready") for s in live],
             keep_warm_seconds=pool.config.keep_warm_seconds,
             now=now,
@@ -372,6 +423,11 @@ class Scheduler:
             slot.address = event.address
             self._persist(slot.id, state="listening", address=event.address)
             slot.pool.wake()
+            if slot.pool.config.kind in ("function", "task_queue"):
+                for _ in range(slot.pool.config.concurrent_requests):
+                    loop = asyncio.create_task(self._dispatch_loop(slot), name=f"cove-dispatch-{slot.id}")
+                    self._loops.add(loop)
+                    loop.add_done_callback(self._loops.discard)
         elif event.event == "ready" and slot.state in ("pending", "listening"):
             slot.state = "ready"
             slot.pool.failures = 0

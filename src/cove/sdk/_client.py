@@ -36,6 +36,7 @@ class Client:
 
     def __init__(self, gateway: str, token: str | None, timeout: float = 60.0) -> None:
         self.gateway = gateway.rstrip("/")
+        self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.gateway, headers=headers, timeout=timeout)
 
@@ -52,6 +53,15 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A request whose successful response the caller reads itself; errors raise ``CoveError``."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+        _raise_for(response)
+        return response
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

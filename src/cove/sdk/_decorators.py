@@ -1,9 +1,10 @@
-"""The compute decorators.
+"""The compute decorators: ``@endpoint``, ``@function`` and ``@task_queue``.
 
 Decorating does no work: it records the function and a ``DeploymentConfig``.
-Calls go over HTTP only when ``.remote`` is used, so importing a user module
-(on a laptop for ``cove deploy``, or inside a container) stays cheap. Like
-the rest of what containers import, this module imports nothing heavy.
+Calls go over HTTP only when ``.remote``/``.map``/``.put`` are used, so
+importing a user module (on a laptop for ``cove deploy``, or inside a
+container) stays cheap. Like the rest of what containers import, this module
+imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -13,16 +14,37 @@ from ._image import Image
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-    from typing import Any, Generic, ParamSpec, TypeVar
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from typing import Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
 
-    from .._config import Kind, QueueDepthAutoscaler
+    from .._config import Kind, QueueDepthAutoscaler, TaskPolicy
+    from ._calls import FunctionCall, Task
 
     P = ParamSpec("P")
     R = TypeVar("R")
 
     class _Generic(Generic[P, R]):
         pass
+
+    class ComputeOptions(TypedDict, total=False):
+        """What every compute decorator accepts (defaults: ``DeploymentConfig.build``)."""
+
+        image: Image
+        cpu: float | str
+        memory: int | str
+        keep_warm_seconds: float
+        autoscaler: QueueDepthAutoscaler
+        concurrent_requests: int
+        workers: int
+        max_pending_tasks: int
+        timeout: float
+        retries: int
+        task_policy: TaskPolicy
+        authorized: bool
+        env: Mapping[str, str]
+        name: str
+        app: str
+        on_start: Callable[[], Any]
 else:
     P = R = None
 
@@ -32,6 +54,23 @@ else:
 
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+_CONFIG_OPTIONS = frozenset(
+    {
+        "cpu",
+        "memory",
+        "keep_warm_seconds",
+        "autoscaler",
+        "concurrent_requests",
+        "workers",
+        "max_pending_tasks",
+        "timeout",
+        "retries",
+        "task_policy",
+        "authorized",
+        "env",
+    }
+)
+_STUB_OPTIONS = frozenset({"image", "name", "app", "on_start"})
 
 
 def check_name(name: str) -> str:
@@ -44,7 +83,7 @@ def check_name(name: str) -> str:
 
 
 class Stub(_Generic[P, R]):
-    """A decorated function: callable locally, deployable, invocable remotely."""
+    """A decorated function: callable locally and deployable."""
 
     def __init__(
         self,
@@ -94,6 +133,13 @@ class Stub(_Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.raw_f(*args, **kwargs)
 
+    def __repr__(self) -> str:
+        return f"<cove {self.kind} {self.name!r}>"
+
+
+class EndpointStub(Stub[P, R]):
+    """An ``@endpoint``: JSON in, JSON out, over ``POST /endpoint/{name}``."""
+
     def remote(self, **kwargs: Any) -> Any:
         """Invoke the deployed endpoint over HTTP and return its JSON result."""
         from ._client import Client
@@ -101,44 +147,141 @@ class Stub(_Generic[P, R]):
         with Client.from_env() as client:
             return client.invoke(self.name, kwargs, timeout=self.config.timeout)
 
-    def __repr__(self) -> str:
-        return f"<cove {self.kind} {self.name!r}>"
+
+class _Remote:
+    """``f.remote(...)`` blocks; ``await f.remote.aio(...)`` does not block the event loop."""
+
+    def __init__(self, stub: FunctionStub[Any, Any]) -> None:
+        self._stub = stub
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from ._calls import dumps_arguments, outcome
+        from ._client import Client
+
+        body = dumps_arguments(args, kwargs)
+        with Client.from_env() as client:
+            response = client.raw(
+                "POST",
+                f"/api/v1/functions/{self._stub.name}/calls",
+                content=body,
+                headers={"Content-Type": "application/octet-stream"},
+                timeout=None,
+            )
+        return outcome(response.status_code, response.headers, response.content)
+
+    async def aio(self, *args: Any, **kwargs: Any) -> Any:
+        import asyncio
+
+        return await asyncio.to_thread(self, *args, **kwargs)
 
 
-def endpoint(
-    _f: Callable[P, R] | None = None,
-    *,
-    image: Image | None = None,
-    cpu: float | str | None = None,
-    memory: int | str | None = None,
-    keep_warm_seconds: float | None = None,
-    autoscaler: QueueDepthAutoscaler | None = None,
-    concurrent_requests: int = 1,
-    workers: int = 1,
-    max_pending_tasks: int = 1000,
-    timeout: float | None = None,
-    authorized: bool = True,
-    env: Mapping[str, str] | None = None,
-    name: str | None = None,
-    app: str | None = None,
-    on_start: Callable[[], Any] | None = None,
-) -> Any:
-    """A synchronous HTTP endpoint: the JSON body arrives as keyword arguments."""
+class FunctionStub(Stub[P, R]):
+    """A ``@function``: ``.remote``, ``.spawn``, ``.map``, ``.starmap``, ``.local``."""
 
-    def wrap(f: Callable[P, R]) -> Stub[P, R]:
-        config = DeploymentConfig.build(
-            "endpoint",
-            cpu=cpu,
-            memory=memory,
-            keep_warm_seconds=keep_warm_seconds,
-            autoscaler=autoscaler,
-            concurrent_requests=concurrent_requests,
-            workers=workers,
-            max_pending_tasks=max_pending_tasks,
-            timeout=timeout,
-            authorized=authorized,
-            env=env,
+    @property
+    def remote(self) -> _Remote:
+        return _Remote(self)
+
+    def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
+        """Start a call and return at once; the call is durable once this returns."""
+        from ._calls import FunctionCall, dumps_arguments
+        from ._client import Client
+
+        client = Client.from_env()
+        response = client.request(
+            "POST",
+            f"/api/v1/functions/{self.name}/calls",
+            params={"wait": False},
+            content=dumps_arguments(args, kwargs),
+            headers={"Content-Type": "application/octet-stream"},
         )
-        return Stub(f, kind="endpoint", image=image or Image(), config=config, name=name, app=app, on_start=on_start)
+        return FunctionCall(response["call_id"], client)
 
-    return wrap(_f) if _f is not None else wrap
+    def map(
+        self,
+        *iterables: Iterable[Any],
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+        kwargs: Mapping[str, Any] | None = None,
+        progress: bool | None = None,
+    ) -> Iterator[Any]:
+        """Run the function on each input (zipped across ``iterables``) in parallel containers."""
+        extra = dict(kwargs or {})
+        return self._map(
+            ((args, extra) for args in zip(*iterables, strict=False)), order_outputs, return_exceptions, progress
+        )
+
+    def starmap(
+        self,
+        arg_tuples: Iterable[tuple[Any, ...]],
+        *,
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+        kwargs: Mapping[str, Any] | None = None,
+        progress: bool | None = None,
+    ) -> Iterator[Any]:
+        """Like ``map``, with each item unpacked as the positional arguments."""
+        extra = dict(kwargs or {})
+        return self._map(((tuple(args), extra) for args in arg_tuples), order_outputs, return_exceptions, progress)
+
+    def _map(self, inputs: Any, order_outputs: bool, return_exceptions: bool, progress: bool | None) -> Iterator[Any]:
+        from ._client import Client
+        from ._map import run_map
+
+        client = Client.from_env()
+        try:
+            yield from run_map(
+                client,
+                self.name,
+                inputs,
+                order_outputs=order_outputs,
+                return_exceptions=return_exceptions,
+                progress=progress,
+            )
+        finally:
+            client.close()
+
+
+class TaskQueueStub(FunctionStub[P, R]):
+    """A ``@task_queue``: ``.put`` returns a durable ``Task`` at once."""
+
+    def put(self, *args: Any, **kwargs: Any) -> Task:
+        from ._calls import Task
+
+        call = self.spawn(*args, **kwargs)
+        return Task(call.object_id, call._client)
+
+
+def _decorate(kind: Kind, stub_type: type[Stub[Any, Any]], f: Any, options: dict[str, Any]) -> Any:
+    unknown = set(options) - _CONFIG_OPTIONS - _STUB_OPTIONS
+    if unknown:
+        raise ConfigError(f"@{kind} got unknown option(s): {', '.join(sorted(unknown))}")
+
+    def wrap(fn: Callable[..., Any]) -> Stub[Any, Any]:
+        config = DeploymentConfig.build(kind, **{k: v for k, v in options.items() if k in _CONFIG_OPTIONS})
+        return stub_type(
+            fn,
+            kind=kind,
+            image=options.get("image") or Image(),
+            config=config,
+            name=options.get("name"),
+            app=options.get("app"),
+            on_start=options.get("on_start"),
+        )
+
+    return wrap(f) if f is not None else wrap
+
+
+def endpoint(_f: Callable[P, R] | None = None, /, **options: Unpack[ComputeOptions]) -> Any:
+    """A synchronous HTTP endpoint: the JSON body arrives as keyword arguments."""
+    return _decorate("endpoint", EndpointStub, _f, dict(options))
+
+
+def function(_f: Callable[P, R] | None = None, /, **options: Unpack[ComputeOptions]) -> Any:
+    """A function called from Python with ``.remote``, ``.spawn`` and ``.map``."""
+    return _decorate("function", FunctionStub, _f, dict(options))
+
+
+def task_queue(_f: Callable[P, R] | None = None, /, **options: Unpack[ComputeOptions]) -> Any:
+    """A durable queue of tasks: ``.put`` from Python, ``POST /taskqueue/{name}`` over HTTP."""
+    return _decorate("task_queue", TaskQueueStub, _f, dict(options))

@@ -40,8 +40,8 @@ def parse_target(text: str) -> Target:
     return Target(path, attribute)
 
 
-def load_stub(target: Target) -> tuple[str, Stub[Any, Any]]:
-    """Import the user's file here, as the container will, and find the decorated function."""
+def import_target(target: Target) -> Any:
+    """Import the user's file here under its own module name, as the container will."""
     spec = importlib.util.spec_from_file_location(target.module, target.path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"cannot import {target.path}")
@@ -56,6 +56,12 @@ def load_stub(target: Target) -> tuple[str, Stub[Any, Any]]:
     finally:
         if sys.path and sys.path[0] == root:
             sys.path.pop(0)
+    return module
+
+
+def load_stub(target: Target) -> tuple[str, Stub[Any, Any]]:
+    """Import the user's file and find the decorated function to deploy."""
+    module = import_target(target)
     stubs = {name: value for name, value in vars(module).items() if isinstance(value, Stub)}
     if target.attribute:
         found = getattr(module, target.attribute, None)

@@ -161,9 +161,7 @@ class Store:
         async with self.session() as s, s.begin():
             row = m.Token(id=new_id("tok"), workspace_id=ws.id, name=name, secret_hash=hash_secret(secret), role=role)
             s.add(row)
-            self._audit(
-                s, who, "token.create", row.id, {"workspace": workspace, "name": name, "role": role}, ws.id
-            )
+            self._audit(s, who, "token.create", row.id, {"workspace": workspace, "name": name, "role": role}, ws.id)
         return row, secret
 
     async def authenticate(self, secret: str) -> Principal | None:

@@ -16,8 +16,8 @@ class WorkerSettings:
     ``stop_grace_seconds`` is how long a stopping container may finish its calls
     before it is killed; ``poll_wait_seconds`` is the long-poll length for orders.
     ``runtime`` names the engine (``auto``, ``crun``, ``runc`` or ``process``; see
-    :func:`cove.runtime.select_runtime`); ``COVE_RUNTIME`` sets it for workers
-    started without the option.
+    :func:`cove.runtime.select_runtime`). Code that builds settings directly gets
+    ``$COVE_RUNTIME`` or ``process``; the ``cove worker`` command asks for ``auto``.
     """
 
     gateway_url: str
@@ -30,7 +30,7 @@ class WorkerSettings:
     heartbeat_seconds: float = 2.0
     stop_grace_seconds: float = 10.0
     poll_wait_seconds: float = 20.0
-    runtime: str = dataclasses.field(default_factory=lambda: os.environ.get("COVE_RUNTIME", "auto"))
+    runtime: str = dataclasses.field(default_factory=lambda: os.environ.get("COVE_RUNTIME", "process"))
 
 
 def detect_capacity() -> tuple[int, int]:

@@ -1,0 +1,324 @@
+"""Calls of ``@function``s and ``@task_queue``s: ``.remote``, ``.spawn``, ``.map``, puts and task status.
+
+Arguments and results are opaque bytes to the gateway (pickled by the SDK, or
+JSON from an HTTP put): it stores and routes them, never unpickles them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from .._frames import FrameError, pack, unpack
+from ..scheduler._dispatch import QueueFull, TaskItem
+from ..store import Deployment, NotFound, Principal, get_task, list_tasks
+from ._deps import GatewayDep, PrincipalDep
+from ._errors import ApiError
+from ._state import Gateway
+
+router = APIRouter()
+TASK_KINDS = ("function", "task_queue")
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _deployment(gw: Gateway, who: Principal, name: str, version: int | None) -> Deployment:
+    try:
+        deployment = await gw.deployments.get(who.workspace_id, name, version)
+    except NotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    if deployment.kind not in TASK_KINDS:
+        raise ApiError(404, f"{name!r} is a {deployment.kind}, not a function or task queue")
+    return deployment
+
+
+async def _submit(gw: Gateway, deployment: Deployment, inputs: list[tuple[str, bytes]], **kw: Any) -> list[TaskItem]:
+    try:
+        return await gw.scheduler.dispatcher.submit(deployment, inputs, **kw)
+    except QueueFull as exc:
+        raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
+
+
+def _outcome(item: TaskItem) -> Response:
+    """A finished call: the result's bytes, or a JSON error with the pickled exception."""
+    headers = {"X-Cove-Call-Id": item.id, "X-Cove-State": item.state}
+    if item.state == "COMPLETE":
+        media = "application/json" if item.fmt == "json" else "application/octet-stream"
+        return Response(item.result or b"", media_type=media, headers=headers)
+    error = dict(item.error or {})
+    if item.result:
+        error["exception_pickle"] = base64.b64encode(item.result).decode()
+    error["attempts"] = item.attempts
+    return Response(
+        json.dumps({"state": item.state, "error": error}),
+        status_code=200,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _from_row(row: Any) -> TaskItem:
+    """A finished task read back from the store (another gateway, or after a restart)."""
+    item = TaskItem(id=row.id, deployment=None, fmt=row.format, args=b"", created_at=row.created_at)  # type: ignore[arg-type]
+    item.state = row.state
+    item.result = row.result
+    item.error = row.error
+    item.attempts = list(row.attempts or [])
+    return item
+
+
+async def _wait(gw: Gateway, who: Principal, call_id: str, wait: float) -> TaskItem | None:
+    """The finished task, or None when it is still open after ``wait`` seconds."""
+    item = gw.scheduler.dispatcher.find(call_id)
+    if item is not None and item.deployment.workspace_id != who.workspace_id:
+        item = None
+    if item is None:
+        row = await get_task(gw.store, call_id)
+        if row is None or row.workspace_id != who.workspace_id:
+            raise ApiError(404, f"no call or task {call_id!r}")
+        if row.state in ("COMPLETE", "FAILED", "CANCELLED", "EXPIRED"):
+            return _from_row(row)
+        deadline = asyncio.get_running_loop().time() + wait
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(min(0.2, wait))
+            row = await get_task(gw.store, call_id)
+            if row is not None and row.state in ("COMPLETE", "FAILED", "CANCELLED", "EXPIRED"):
+                return _from_row(row)
+        return None
+    if not item.done.is_set() and wait > 0:
+        try:
+            await asyncio.wait_for(item.done.wait(), wait)
+        except TimeoutError:
+            return None
+    return item if item.done.is_set() else None
+
+
+@router.post("/api/v1/functions/{name}/calls", summary="Call a function: body is pickled (args, kwargs)")
+async def call_function(
+    name: str,
+    request: Request,
+    gw: GatewayDep,
+    who: PrincipalDep,
+    wait: bool = True,
+    version: int | None = None,
+) -> Response:
+    deployment = await _deployment(gw, who, name, version)
+    body = await _read(request, gw.settings.max_body_bytes)
+    # ``.remote`` waits for its answer and needs no commit first; ``.spawn``/``put`` are durable before 202.
+    [item] = await _submit(gw, deployment, [("pickle", body)], durable=not wait)
+    if not wait:
+        return Response(json.dumps({"call_id": item.id}), status_code=202, media_type="application/json")
+    timeout = deployment.config.get("timeout", 3600)
+    finished = await _wait(
+        gw, who, item.id, 1e9 if timeout < 0 else timeout * (1 + deployment.config.get("retries", 0)) + 60
+    )
+    if finished is None:
+        raise ApiError(504, f"call {item.id} did not finish in time")
+    return _outcome(finished)
+
+
+@router.post("/taskqueue/{name}", status_code=202, summary="Put a task: the JSON body is the keyword arguments")
+async def put_task(name: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    deployment = await _deployment(gw, who, name, None)
+    body = await _read(request, gw.settings.max_body_bytes)
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise ApiError(422, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ApiError(422, f"request body must be a JSON object, not {type(payload).__name__}")
+    [item] = await _submit(gw, deployment, [("json", json.dumps(payload).encode())], durable=True)
+    return {"task_id": item.id}
+
+
+@router.get("/api/v1/calls/{call_id}", summary="A call's outcome (200) or its state while open (202)")
+async def get_call(
+    call_id: str, gw: GatewayDep, who: PrincipalDep, wait: Annotated[float, Query(ge=0, le=60)] = 0
+) -> Response:
+    finished = await _wait(gw, who, call_id, wait)
+    if finished is None:
+        return Response(
+            json.dumps({"call_id": call_id, "state": "PENDING"}), status_code=202, media_type="application/json"
+        )
+    return _outcome(finished)
+
+
+async def _cancel(gw: Gateway, who: Principal, call_id: str) -> dict[str, Any]:
+    item = gw.scheduler.dispatcher.find(call_id)
+    if item is None or item.deployment is None or item.deployment.workspace_id != who.workspace_id:
+        row = await get_task(gw.store, call_id)
+        if row is None or row.workspace_id != who.workspace_id:
+            raise ApiError(404, f"no call or task {call_id!r}")
+        return {"id": call_id, "state": row.state}
+    item = gw.scheduler.dispatcher.cancel(call_id) or item
+    return {"id": call_id, "state": item.state}
+
+
+@router.post("/api/v1/calls/{call_id}/cancel")
+async def cancel_call(call_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    return await _cancel(gw, who, call_id)
+
+
+# -- maps -------------------------------------------------------------------------------------
+
+
+@router.post("/api/v1/functions/{name}/maps", status_code=201)
+async def create_map(name: str, gw: GatewayDep, who: PrincipalDep, version: int | None = None) -> dict[str, Any]:
+    deployment = await _deployment(gw, who, name, version)
+    state = gw.scheduler.dispatcher.new_map(deployment)
+    return {"map_id": state.id}
+
+
+def _map(gw: Gateway, who: Principal, map_id: str) -> Any:
+    state = gw.scheduler.dispatcher.maps.get(map_id)
+    if state is None or state.deployment.workspace_id != who.workspace_id:
+        raise ApiError(404, f"no map {map_id!r} (maps are kept for an hour after their last use)")
+    return state
+
+
+@router.post("/api/v1/maps/{map_id}/inputs", status_code=202, summary="Add framed inputs {index} to a map")
+async def map_inputs(map_id: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    state = _map(gw, who, map_id)
+    if state.cancelled:
+        raise ApiError(409, f"map {map_id} was cancelled")
+    body = await _read(request, gw.settings.max_body_bytes * 4)
+    try:
+        header, items = unpack(body, "inputs")
+    except FrameError as exc:
+        raise ApiError(400, f"malformed input batch: {exc}") from None
+    first = header.get("first_index")
+    if not isinstance(first, int) or first != state.submitted:
+        raise ApiError(409, f"inputs must continue at index {state.submitted}, not {first!r}")
+    state.touched = time.time()
+    await _submit(
+        gw, state.deployment, [("pickle", data) for _, data in items], durable=True, map_state=state, first_index=first
+    )
+    return {"accepted": len(items), "submitted": state.submitted}
+
+
+@router.get("/api/v1/maps/{map_id}/outputs", summary="Finished outputs after a cursor, framed")
+async def map_outputs(
+    map_id: str,
+    gw: GatewayDep,
+    who: PrincipalDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    wait: Annotated[float, Query(ge=0, le=60)] = 10,
+) -> Response:
+    state = _map(gw, who, map_id)
+    state.touched = time.time()
+    if after < state.offset:
+        raise ApiError(409, f"outputs before {state.offset} were already read and released")
+    if after > state.offset:  # the caller has what came before: release it
+        del state.outputs[: after - state.offset]
+        state.offset = after
+    if not state.outputs and wait > 0:
+        state.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.changed.wait(), wait)
+    ready = list(state.outputs)
+    metas = []
+    payloads = []
+    for item in ready:
+        error = dict(item.error or {}) if item.state != "COMPLETE" else None
+        if error is not None:
+            error["attempts"] = item.attempts
+        metas.append({"index": item.map_index, "ok": item.state == "COMPLETE", "error": error})
+        payloads.append(item.result or b"")
+    body = pack(
+        {"next": state.offset + len(ready), "submitted": state.submitted, "finished": state.finished},
+        metas,
+        payloads,
+        "outputs",
+    )
+    return Response(body, media_type="application/octet-stream")
+
+
+@router.delete("/api/v1/maps/{map_id}")
+async def cancel_map(map_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    _map(gw, who, map_id)
+    return {"map_id": map_id, "cancelled": gw.scheduler.dispatcher.cancel_map(map_id)}
+
+
+# -- tasks ------------------------------------------------------------------------------------
+
+
+def _task_view(row: Any) -> dict[str, Any]:
+    result: Any = None
+    if row.state == "COMPLETE" and row.format == "json" and row.result:
+        result = json.loads(row.result)
+    return {
+        "id": row.id,
+        "name": row.name,
+        "state": row.state,
+        "attempt": row.attempt,
+        "attempts": row.attempts,
+        "error": {k: v for k, v in (row.error or {}).items() if k != "exception_pickle"} or None,
+        "result": result,
+        "result_size": len(row.result) if row.result else 0,
+        "map_id": row.map_id,
+        "created_at": row.created_at,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "container_id": row.container_id,
+    }
+
+
+@router.get("/api/v1/tasks/{task_id}")
+async def get_task_view(task_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    await asyncio.sleep(0)
+    row = await get_task(gw.store, task_id)
+    item = gw.scheduler.dispatcher.find(task_id)
+    if row is None or row.workspace_id != who.workspace_id:
+        if item is not None and item.deployment.workspace_id == who.workspace_id:
+            return {
+                "id": item.id,
+                "name": item.deployment.name,
+                "state": item.state,
+                "attempt": item.attempt,
+                "attempts": item.attempts,
+                "error": item.error,
+                "result": None,
+                "result_size": 0,
+                "map_id": item.map_id,
+                "created_at": item.created_at,
+                "started_at": item.started_at,
+                "finished_at": None,
+                "container_id": item.container_id,
+            }
+        raise ApiError(404, f"no task {task_id!r}")
+    view = _task_view(row)
+    if item is not None:  # the in-memory state is newer than the row until the writer catches up
+        view.update(state=item.state, attempt=item.attempt, attempts=item.attempts)
+    return view
+
+
+@router.get("/api/v1/tasks")
+async def list_task_views(
+    gw: GatewayDep,
+    who: PrincipalDep,
+    state: Annotated[str | None, Query(pattern="^(PENDING|RUNNING|COMPLETE|FAILED|CANCELLED|EXPIRED)$")] = None,
+    name: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[dict[str, Any]]:
+    rows = await list_tasks(gw.store, who.workspace_id, state=state, name=name, limit=limit)
+    return [_task_view(r) for r in rows]
+
+
+@router.post("/api/v1/tasks/{task_id}/cancel")
+async def cancel_task(task_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    return await _cancel(gw, who, task_id)

@@ -1,0 +1,448 @@
+"""Durable tasks in flight: queues per deployment version, pushed to warm containers.
+
+Each accepted input is a row in the store and an item here. A container of
+a ``@function`` or ``@task_queue`` deployment gets ``concurrent_requests``
+dispatch loops; each takes a batch of queued items, sends it over the
+container's socket (``POST /call``), and records every outcome. Failures are
+retried under the task's policy; a container or gateway that dies mid-attempt
+counts as a failed attempt, so an accepted task always ends COMPLETE, FAILED
+(with every attempt's error kept) or CANCELLED/EXPIRED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .._config import DeploymentConfig
+from .._frames import FrameError, pack, unpack
+from ..store import Deployment, Store, TaskWriter, new_id, open_tasks
+from ._retry import after_failure
+
+log = logging.getLogger("cove.scheduler.tasks")
+
+MAX_BATCH = 64
+RECENT_RESULTS = 10_000
+
+CallFn = Callable[[str, bytes, str], Awaitable[tuple[int, bytes]]]
+
+
+class QueueFull(RuntimeError):
+    """More than ``max_pending_tasks`` inputs are waiting; try again later."""
+
+
+@dataclasses.dataclass(eq=False)
+class TaskItem:
+    id: str
+    deployment: Deployment
+    fmt: str
+    args: bytes
+    created_at: float
+    map_id: str | None = None
+    map_index: int | None = None
+    state: str = "PENDING"
+    attempt: int = 0
+    attempts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    not_before: float = 0.0
+    started_at: float | None = None
+    container_id: str | None = None
+    result: bytes | None = None
+    error: dict[str, Any] | None = None
+    done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "workspace_id": self.deployment.workspace_id,
+            "deployment_id": self.deployment.id,
+            "name": self.deployment.name,
+            "map_id": self.map_id,
+            "map_index": self.map_index,
+            "state": self.state,
+            "format": self.fmt,
+            "args": self.args,
+            "result": None,
+            "error": None,
+            "attempts": [],
+            "attempt": 0,
+            "created_at": self.created_at,
+            "not_before": 0.0,
+            "started_at": None,
+            "finished_at": None,
+            "container_id": None,
+        }
+
+
+@dataclasses.dataclass(eq=False)
+class MapState:
+    """Outputs of one ``.map``, kept until the caller has read them."""
+
+    id: str
+    deployment: Deployment
+    submitted: int = 0
+    finished: int = 0
+    offset: int = 0
+    outputs: list[TaskItem] = dataclasses.field(default_factory=list)
+    changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    cancelled: bool = False
+    touched: float = dataclasses.field(default_factory=time.time)
+
+
+@dataclasses.dataclass(eq=False)
+class TaskQueue:
+    """The queued and running items of one deployment version."""
+
+    config: DeploymentConfig
+    ready: collections.deque[TaskItem] = dataclasses.field(default_factory=collections.deque)
+    running: dict[str, TaskItem] = dataclasses.field(default_factory=dict)
+    work: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    @property
+    def load(self) -> int:
+        return len(self.ready) + len(self.running)
+
+
+class Dispatcher:
+    """Accepts, queues, dispatches and finishes durable tasks."""
+
+    def __init__(self, store: Store, call: CallFn) -> None:
+        self.store = store
+        self.writer = TaskWriter(store)
+        self._call = call
+        self.items: dict[str, TaskItem] = {}
+        self.recent: collections.OrderedDict[str, TaskItem] = collections.OrderedDict()
+        self.maps: dict[str, MapState] = {}
+        self.queues: dict[str, TaskQueue] = {}
+        self.on_work: Callable[[Deployment], None] = lambda _dep: None
+
+    async def start(self) -> None:
+        self.writer.start()
+
+    async def close(self) -> None:
+        await self.writer.close()
+
+    def queue_for(self, deployment: Deployment) -> TaskQueue:
+        queue = self.queues.get(deployment.id)
+        if queue is None:
+            queue = TaskQueue(DeploymentConfig.from_dict(deployment.config))
+            self.queues[deployment.id] = queue
+        return queue
+
+    def load(self, deployment_id: str) -> int:
+        queue = self.queues.get(deployment_id)
+        return queue.load if queue else 0
+
+    # -- accepting ------------------------------------------------------------------
+
+    async def submit(
+        self,
+        deployment: Deployment,
+        inputs: list[tuple[str, bytes]],
+        *,
+        durable: bool,
+        map_state: MapState | None = None,
+        first_index: int = 0,
+    ) -> list[TaskItem]:
+        """Accept inputs of (format, payload); durable ones are committed before this returns."""
+        queue = self.queue_for(deployment)
+        if len(queue.ready) + len(inputs) > queue.config.max_pending_tasks:
+            raise QueueFull(
+                f"{deployment.name} has {len(queue.ready)} inputs waiting (max_pending_tasks="
+                f"{queue.config.max_pending_tasks})"
+            )
+        now = time.time()
+        items = [
+            TaskItem(
+                id=new_id("tsk" if map_state is None else "in"),
+                deployment=deployment,
+                fmt=fmt,
+                args=payload,
+                created_at=now,
+                map_id=map_state.id if map_state else None,
+                map_index=first_index + n if map_state else None,
+            )
+            for n, (fmt, payload) in enumerate(inputs)
+        ]
+        await self.writer.insert([item.row() for item in items], durable=durable)
+        if map_state is not None:
+            map_state.submitted += len(items)
+        for item in items:
+            self.items[item.id] = item
+        self._enqueue(queue, items)
+        self.on_work(deployment)
+        return items
+
+    def _enqueue(self, queue: TaskQueue, items: list[TaskItem]) -> None:
+        queue.ready.extend(items)
+        queue.work.set()
+
+    async def recover(self) -> int:
+        """Re-queue what was accepted but not finished before the gateway stopped."""
+        rows = await open_tasks(self.store)
+        deployments: dict[str, Deployment] = {}
+        for dep_id in {row.deployment_id for row in rows}:
+            found = await self.store.get_deployment_by_id(dep_id)
+            if found is not None:
+                deployments[dep_id] = found
+        count = 0
+        for row in rows:
+            deployment = deployments.get(row.deployment_id)
+            if deployment is None:
+                continue
+            item = TaskItem(
+                id=row.id,
+                deployment=deployment,
+                fmt=row.format,
+                args=row.args,
+                created_at=row.created_at,
+                map_id=row.map_id,
+                map_index=row.map_index,
+                attempt=row.attempt,
+                attempts=list(row.attempts or []),
+            )
+            self.items[item.id] = item
+            queue = self.queue_for(deployment)
+            if row.state == "RUNNING":
+                # The attempt in flight died with the gateway: it counts, and the policy decides.
+                self._failed(
+                    queue,
+                    item,
+                    {
+                        "type": "GatewayRestarted",
+                        "message": "the gateway stopped during the attempt",
+                        "retryable": True,
+                        "mro": ["GatewayRestarted"],
+                    },
+                    requeue_now=True,
+                )
+            else:
+                self._enqueue(queue, [item])
+            count += 1
+        for deployment in deployments.values():
+            if self.load(deployment.id):
+                self.on_work(deployment)
+        return count
+
+    # -- dispatching --------------------------------------------------------------------
+
+    async def take(self, queue: TaskQueue, live_loops: int, alive: Callable[[], bool]) -> list[TaskItem]:
+        """Wait for queued items and take a fair share (a batch) of them."""
+        while alive():
+            self._expire(queue)
+            if queue.ready:
+                share = max(1, min(MAX_BATCH, math.ceil(len(queue.ready) / max(1, live_loops))))
+                batch = [queue.ready.popleft() for _ in range(min(share, len(queue.ready)))]
+                batch = [item for item in batch if item.state == "PENDING"]
+                if batch:
+                    return batch
+                continue
+            queue.work.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(queue.work.wait(), 1.0)
+        return []
+
+    async def run_batch(
+        self,
+        queue: TaskQueue,
+        batch: list[TaskItem],
+        container_id: str,
+        address: str,
+        exit_reason: Callable[[], Awaitable[str | None]],
+        stop_container: Callable[[str], object],
+    ) -> None:
+        """Send one batch to a container and record every outcome."""
+        now = time.time()
+        for item in batch:
+            item.state = "RUNNING"
+            item.attempt += 1
+            item.started_at = now
+            item.container_id = container_id
+            queue.running[item.id] = item
+            self._persist(item)
+        body = pack({}, [{"id": i.id, "format": i.fmt} for i in batch], [i.args for i in batch], "inputs")
+        timeout = queue.config.task_policy.timeout or queue.config.timeout
+        try:
+            async with asyncio.timeout(None if timeout < 0 else timeout * len(batch)):
+                status, payload = await self._call(address, body, batch[0].id)
+            if status != 200:
+                raise ConnectionError(f"container answered {status}: {payload[:300]!r}")
+            _, outputs = unpack(payload, "outputs")
+        except TimeoutError:
+            stop_container(container_id)
+            error = {
+                "type": "TimeoutError",
+                "message": f"attempt exceeded the timeout of {timeout:g} s",
+                "retryable": True,
+                "mro": ["TimeoutError"],
+            }
+            for item in batch:
+                self._failed(queue, item, error)
+            return
+        except (ConnectionError, OSError, FrameError) as exc:
+            reason = await exit_reason() or str(exc)
+            kind = "OOMKilled" if "OOMKilled" in reason else "ContainerFailed"
+            error = {
+                "type": kind,
+                "message": f"container {container_id} failed: {reason}",
+                "retryable": True,
+                "mro": [kind],
+            }
+            for item in batch:
+                self._failed(queue, item, error)
+            return
+        by_id = {meta.get("id"): (meta, data) for meta, data in outputs}
+        for item in batch:
+            found = by_id.get(item.id)
+            if found is None:
+                self._failed(
+                    queue,
+                    item,
+                    {
+                        "type": "ContainerFailed",
+                        "message": "no outcome returned",
+                        "retryable": True,
+                        "mro": ["ContainerFailed"],
+                    },
+                )
+            elif found[0].get("ok"):
+                self._complete(queue, item, found[1])
+            else:
+                error = dict(found[0].get("error") or {})
+                error["exception_size"] = len(found[1])
+                self._failed(queue, item, error, exception=found[1])
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def _complete(self, queue: TaskQueue, item: TaskItem, result: bytes) -> None:
+        if item.state != "RUNNING":
+            return  # cancelled meanwhile, or reported twice: one outcome is kept
+        queue.running.pop(item.id, None)
+        item.state = "COMPLETE"
+        item.result = result
+        self._finish(item)
+
+    def _failed(
+        self,
+        queue: TaskQueue,
+        item: TaskItem,
+        error: dict[str, Any],
+        *,
+        exception: bytes = b"",
+        requeue_now: bool = False,
+    ) -> None:
+        if item.state not in ("RUNNING", "PENDING"):
+            return
+        queue.running.pop(item.id, None)
+        attempt = max(item.attempt, 1)
+        item.attempts.append(
+            {
+                "attempt": attempt,
+                "at": time.time(),
+                "container_id": item.container_id,
+                **{k: error.get(k) for k in ("type", "message", "traceback")},
+            }
+        )
+        step = after_failure(queue.config.task_policy, attempt, error)
+        if step.retry:
+            item.state = "PENDING"
+            item.not_before = time.time() + step.delay
+            self._persist(item)
+            asyncio.get_running_loop().call_later(step.delay, self._requeue, queue, item)
+            return
+        item.state = "FAILED"
+        item.error = {**error, "attempts": len(item.attempts)}
+        item.result = exception or None
+        self._finish(item)
+
+    def _requeue(self, queue: TaskQueue, item: TaskItem) -> None:
+        if item.state == "PENDING":
+            self._enqueue(queue, [item])
+            self.on_work(item.deployment)
+
+    def _finish(self, item: TaskItem) -> None:
+        self._persist(item, finished=True)
+        item.done.set()
+        self.items.pop(item.id, None)
+        self.recent[item.id] = item
+        while len(self.recent) > RECENT_RESULTS:
+            self.recent.popitem(last=False)
+        if item.map_id is not None:
+            state = self.maps.get(item.map_id)
+            if state is not None:
+                state.finished += 1
+                state.outputs.append(item)
+                state.changed.set()
+
+    def _persist(self, item: TaskItem, finished: bool = False) -> None:
+        self.writer.update(
+            item.id,
+            state=item.state,
+            result=item.result if finished else None,
+            error=item.error,
+            attempts=item.attempts,
+            attempt=item.attempt,
+            not_before=item.not_before,
+            started_at=item.started_at,
+            finished_at=time.time() if finished else None,
+            container_id=item.container_id,
+        )
+
+    def _expire(self, queue: TaskQueue) -> None:
+        ttl = queue.config.task_policy.ttl
+        if not ttl or not queue.ready:
+            return
+        now = time.time()
+        while queue.ready and (queue.ready[0].state != "PENDING" or now - queue.ready[0].created_at > ttl):
+            item = queue.ready.popleft()
+            if item.state != "PENDING":
+                continue  # cancelled while queued
+            item.state = "EXPIRED"
+            item.error = {"type": "Expired", "message": f"not picked up within ttl={ttl:g} s"}
+            self._finish(item)
+
+    def tick(self) -> None:
+        for queue in self.queues.values():
+            self._expire(queue)
+        cutoff = time.time() - 3600
+        for map_id, state in list(self.maps.items()):
+            if state.touched < cutoff:
+                self.maps.pop(map_id, None)
+
+    # -- calls from the API -----------------------------------------------------------------
+
+    def find(self, task_id: str) -> TaskItem | None:
+        return self.items.get(task_id) or self.recent.get(task_id)
+
+    def cancel(self, task_id: str) -> TaskItem | None:
+        item = self.items.get(task_id)
+        if item is None or item.state not in ("PENDING", "RUNNING"):
+            return item
+        queue = self.queues.get(item.deployment.id)
+        if queue is not None:
+            queue.running.pop(item.id, None)
+        item.state = "CANCELLED"
+        item.error = {"type": "Cancelled", "message": "cancelled by the caller"}
+        self._finish(item)
+        return item
+
+    def new_map(self, deployment: Deployment) -> MapState:
+        state = MapState(id=new_id("map"), deployment=deployment)
+        self.maps[state.id] = state
+        return state
+
+    def cancel_map(self, map_id: str) -> int:
+        state = self.maps.get(map_id)
+        if state is None:
+            return 0
+        state.cancelled = True
+        pending = [i for i in list(self.items.values()) if i.map_id == map_id and i.state in ("PENDING", "RUNNING")]
+        for item in pending:
+            self.cancel(item.id)
+        return len(pending)

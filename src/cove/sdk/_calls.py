@@ -1,0 +1,147 @@
+"""Calling deployed functions from Python: ``.remote``, ``.spawn``, ``FunctionCall`` and ``Task``.
+
+Arguments travel pickled with cloudpickle; the gateway never unpickles them.
+A failed call raises the function's own exception in the caller, with the
+remote traceback attached as a note.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+from typing import Any
+
+from ._client import Client, CoveError
+
+
+class RemoteError(RuntimeError):
+    """A remote failure whose exception could not be rebuilt here."""
+
+    def __init__(self, type_: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"{type_}: {message}")
+        self.type = type_
+        self.message = message
+        self.remote_traceback = traceback
+
+
+def dumps_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """Pickle a call's arguments, naming the object that cannot be pickled."""
+    import cloudpickle
+
+    try:
+        data: bytes = cloudpickle.dumps((args, kwargs), protocol=5)
+        return data
+    except Exception as exc:
+        for position, value in [*enumerate(args), *kwargs.items()]:
+            try:
+                cloudpickle.dumps(value)
+            except Exception:
+                raise TypeError(
+                    f"argument {position!r} ({type(value).__name__}) cannot be pickled to send it: {exc}"
+                ) from exc
+        raise TypeError(f"the arguments cannot be pickled: {exc}") from exc
+
+
+def loads_result(data: bytes) -> Any:
+    """Unpickle a result, saying which module is missing when one is."""
+    import cloudpickle
+
+    try:
+        return cloudpickle.loads(data)
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"the result needs module {exc.name!r}, which is not installed here; install it or return plain data",
+            name=exc.name,
+        ) from exc
+
+
+def raise_failure(error: dict[str, Any]) -> None:
+    """Raise the remote exception (rebuilt when it unpickles) with its traceback as a note."""
+    traceback = error.get("traceback") or ""
+    rebuilt: BaseException | None = None
+    if error.get("exception_pickle"):
+        try:
+            candidate = pickle.loads(base64.b64decode(error["exception_pickle"]))
+            if isinstance(candidate, BaseException):
+                rebuilt = candidate
+        except Exception:
+            rebuilt = None
+    if rebuilt is None:
+        rebuilt = RemoteError(error.get("type", "Error"), error.get("message", ""), traceback)
+    if traceback:
+        rebuilt.add_note(f"remote traceback:\n{traceback}")
+    raise rebuilt
+
+
+def outcome(status: int, headers: Any, content: bytes) -> Any:
+    """Turn a finished call's response into its value, or raise its failure."""
+    state = headers.get("x-cove-state", "")
+    if state == "COMPLETE":
+        if headers.get("content-type", "").startswith("application/json"):
+            return json.loads(content)
+        return loads_result(content)
+    body = json.loads(content)
+    error = body.get("error") or {}
+    if state in ("CANCELLED", "EXPIRED"):
+        raise CoveError(409, state.title(), error.get("message", state.lower()))
+    raise_failure(error)
+    return None
+
+
+class FunctionCall:
+    """A call started with ``.spawn``; its result can be fetched later, even from another process."""
+
+    def __init__(self, call_id: str, client: Client | None = None) -> None:
+        self.object_id = call_id
+        self._client = client
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client.from_env()
+        return self._client
+
+    @classmethod
+    def from_id(cls, call_id: str) -> FunctionCall:
+        return cls(call_id)
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Wait for the result (forever with ``timeout=None``); raise ``TimeoutError`` when it is not ready."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = 30.0 if deadline is None else max(0.0, min(30.0, deadline - time.monotonic()))
+            response = self.client.raw("GET", f"/api/v1/calls/{self.object_id}", params={"wait": wait})
+            if response.status_code == 200:
+                return outcome(response.status_code, response.headers, response.content)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"call {self.object_id} did not finish within {timeout} s")
+
+    def status(self) -> str:
+        task: dict[str, Any] = self.client.request("GET", f"/api/v1/tasks/{self.object_id}")
+        return str(task["state"])
+
+    def info(self) -> dict[str, Any]:
+        task: dict[str, Any] = self.client.request("GET", f"/api/v1/tasks/{self.object_id}")
+        return task
+
+    def cancel(self) -> str:
+        result: dict[str, Any] = self.client.request("POST", f"/api/v1/calls/{self.object_id}/cancel")
+        return str(result["state"])
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.object_id}>"
+
+
+class Task(FunctionCall):
+    """A task put on a task queue."""
+
+    @property
+    def task_id(self) -> str:
+        return self.object_id
+
+    def result(self, wait: bool = True, timeout: float | None = None) -> Any:
+        """The task's result; with ``wait=False`` raise ``TimeoutError`` at once when it is not finished."""
+        return self.get(timeout=timeout if wait else 0)

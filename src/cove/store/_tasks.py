@@ -1,0 +1,150 @@
+"""Durable task rows, written in batches.
+
+Every accepted input is a row before the caller hears "accepted"; state
+changes after that (running, retried, finished) are queued and written in
+one transaction per batch, so a ``.map`` of thousands of inputs costs a few
+commits, not thousands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, select, update
+
+from . import _models as m
+from ._store import Store
+
+log = logging.getLogger("cove.store.tasks")
+
+TERMINAL_STATES = ("COMPLETE", "FAILED", "CANCELLED", "EXPIRED")
+OPEN_STATES = ("PENDING", "RUNNING")
+_UPDATE_FIELDS = (
+    "state",
+    "result",
+    "error",
+    "attempts",
+    "attempt",
+    "not_before",
+    "started_at",
+    "finished_at",
+    "container_id",
+)
+
+_table: Table = m.Task.__table__  # type: ignore[assignment]
+_update = (
+    update(_table)
+    .where(_table.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in _UPDATE_FIELDS})
+)
+
+
+class TaskWriter:
+    """Orders and batches task writes; ``insert`` waits for its commit, ``update`` does not."""
+
+    def __init__(self, store: Store, max_batch: int = 2000) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._ops: asyncio.Queue[tuple[str, Any, asyncio.Future[None] | None]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="cove-task-writer")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._flush_pending()
+
+    async def insert(self, rows: Sequence[dict[str, Any]], *, durable: bool = True) -> None:
+        """Queue new rows; with ``durable``, return only once they are committed."""
+        done: asyncio.Future[None] | None = asyncio.get_running_loop().create_future() if durable else None
+        self._ops.put_nowait(("insert", list(rows), done))
+        if done is not None:
+            await done
+
+    def update(self, task_id: str, **fields: Any) -> None:
+        """Queue a state change; all of ``_UPDATE_FIELDS`` must be given (the row's full new state)."""
+        self._ops.put_nowait(("update", {"b_id": task_id, **{f"b_{k}": v for k, v in fields.items()}}, None))
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._ops.get()
+            batch = [first]
+            while len(batch) < self._max_batch and not self._ops.empty():
+                batch.append(self._ops.get_nowait())
+            await self._write(batch)
+
+    async def _flush_pending(self) -> None:
+        batch = []
+        while not self._ops.empty():
+            batch.append(self._ops.get_nowait())
+        if batch:
+            await self._write(batch)
+
+    async def _write(self, batch: list[tuple[str, Any, asyncio.Future[None] | None]]) -> None:
+        try:
+            async with self._store.engine.begin() as conn:
+                group: list[Any] = []
+                kind = None
+                for op, payload, _ in batch:
+                    if op != kind and group:
+                        await self._execute(conn, kind, group)
+                        group = []
+                    kind = op
+                    group.extend(payload) if op == "insert" else group.append(payload)
+                if group:
+                    await self._execute(conn, kind, group)
+        except Exception as exc:
+            log.exception("writing %d task changes failed", len(batch))
+            for _, _, done in batch:
+                if done is not None and not done.done():
+                    done.set_exception(exc)
+            return
+        for _, _, done in batch:
+            if done is not None and not done.done():
+                done.set_result(None)
+
+    @staticmethod
+    async def _execute(conn: Any, kind: str | None, group: list[Any]) -> None:
+        if kind == "insert":
+            await conn.execute(insert(_table), group)
+        else:
+            await conn.execute(_update, group)
+
+
+async def get_task(store: Store, task_id: str) -> m.Task | None:
+    async with store.session() as s:
+        return await s.get(m.Task, task_id)
+
+
+async def list_tasks(
+    store: Store, workspace_id: str, *, state: str | None = None, name: str | None = None, limit: int = 100
+) -> Sequence[m.Task]:
+    query = select(m.Task).where(m.Task.workspace_id == workspace_id)
+    if state:
+        query = query.where(m.Task.state == state)
+    if name:
+        query = query.where(m.Task.name == name)
+    async with store.session() as s:
+        return (await s.scalars(query.order_by(m.Task.created_at.desc()).limit(limit))).all()
+
+
+async def open_tasks(store: Store) -> Sequence[m.Task]:
+    """Tasks that were accepted and not finished when the gateway last stopped."""
+    async with store.session() as s:
+        return (await s.scalars(select(m.Task).where(m.Task.state.in_(OPEN_STATES)).order_by(m.Task.created_at))).all()
+
+
+async def finished_map_tasks(store: Store, map_id: str) -> Sequence[m.Task]:
+    async with store.session() as s:
+        rows = await s.scalars(
+            select(m.Task).where(m.Task.map_id == map_id, m.Task.state.in_(TERMINAL_STATES)).order_by(m.Task.map_index)
+        )
+        return rows.all()
