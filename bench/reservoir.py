@@ -63,31 +63,47 @@ def wait_http(port: int, path: str, timeout: float = 30.0) -> None:
 async def _worker(
     port: int, path: str, headers: str, budget: list[int], deadline: float, latencies: list[float]
 ) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while budget[0] > 0 and time.perf_counter() < deadline:
             budget[0] -= 1
             start = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(f"unexpected answer: {head[:60]!r}")
-            length, chunked = 0, False
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-                elif line.lower().replace(b" ", b"") == b"transfer-encoding:chunked":
-                    chunked = True
-            if chunked:  # devpi answers index pages in chunks
-                while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-                    await reader.readexactly(size + 2)
-                await reader.readuntil(b"\r\n")
+            try:
+                writer.write(request)
+                close = await _read_response(reader)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                close = True  # the server dropped a kept-alive connection: the request counts as not served
             else:
-                await reader.readexactly(length)
-            latencies.append(time.perf_counter() - start)
+                latencies.append(time.perf_counter() - start)
+            if close:
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
     finally:
         writer.close()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> bool:
+    """Read one response (content-length or chunked); True when the server will close the connection."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"unexpected answer: {head[:60]!r}")
+    length, chunked, close = 0, False, False
+    for line in head.split(b"\r\n"):
+        lower = line.lower().replace(b" ", b"")
+        if lower.startswith(b"content-length:"):
+            length = int(lower[15:])
+        elif lower == b"transfer-encoding:chunked":
+            chunked = True
+        elif lower == b"connection:close":
+            close = True
+    if chunked:  # devpi answers index pages in chunks
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            await reader.readexactly(size + 2)
+        await reader.readuntil(b"\r\n")
+    else:
+        await reader.readexactly(length)
+    return close
 
 
 async def _load(

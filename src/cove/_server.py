@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import json
 import logging
@@ -111,47 +112,63 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
             raise RuntimeError(f"the gateway could not start on {settings.url} (is the port in use?)")
         await asyncio.sleep(0.02)
     settings.home.server_info.write_text(json.dumps({"url": settings.url, "pid": os.getpid()}))
-    worker = _spawn_worker(settings, worker_token) if settings.local_worker else None
+    supervisor = LocalWorker(settings, worker_token) if settings.local_worker else None
+    watching = asyncio.create_task(supervisor.supervise()) if supervisor else None
     echo(f"Cove is serving on {settings.url} (home {settings.home.root}); Ctrl-C stops it")
     try:
         await serving
     finally:
-        if worker is not None:
-            await asyncio.to_thread(_stop_worker, worker)
+        if watching is not None:
+            watching.cancel()
+        if supervisor is not None:
+            await asyncio.to_thread(supervisor.stop)
         with contextlib.suppress(FileNotFoundError):
             info = json.loads(settings.home.server_info.read_text())
             if info.get("pid") == os.getpid():
                 settings.home.server_info.unlink()
 
 
-def _spawn_worker(settings: ServerSettings, token: str) -> subprocess.Popen[bytes]:
-    cpu, memory = _local_worker_capacity(settings)
-    env = {**os.environ, "COVE_TOKEN": token, "COVE_HOME": str(settings.home.root)}
-    argv = [
-        sys.executable,
-        "-m",
-        "cove",
-        "worker",
-        "--gateway",
-        settings.url,
-        "--name",
-        "local",
-        "--cpu",
-        f"{cpu}m",
-        "--memory",
-        str(memory),
-        "--home",
-        str(settings.home.root),
-    ]
-    return subprocess.Popen(argv, env=env)
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the server dies, however it dies, so no worker is orphaned."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is not None:
-        return
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
+class LocalWorker:
+    """The server's own worker process, restarted if it dies."""
+
+    def __init__(self, settings: ServerSettings, token: str) -> None:
+        cpu, memory = _local_worker_capacity(settings)
+        self.env = {**os.environ, "COVE_TOKEN": token, "COVE_HOME": str(settings.home.root)}
+        self.argv = [
+            sys.executable, "-m", "cove", "worker",
+            "--gateway", settings.url, "--name", "local",
+            "--cpu", f"{cpu}m", "--memory", str(memory), "--home", str(settings.home.root),
+        ]  # fmt: skip
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.argv, env=self.env, preexec_fn=_die_with_parent)
+
+    async def supervise(self) -> None:
+        backoff = 0.5
+        while True:
+            await asyncio.sleep(0.25)
+            code = self.proc.poll()
+            if code is None:
+                backoff = 0.5
+                continue
+            log.warning("the local worker exited with code %s; restarting it in %.1f s", code, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30)
+            self.proc = self._spawn()
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

@@ -36,6 +36,9 @@ def _worker(gw: Gateway, worker_id: str) -> WorkerHandle:
 
 @router.post("/workers/register")
 async def register(body: RegisterRequest, gw: GatewayDep, who: WorkerDep) -> dict[str, Any]:
+    # A worker that registers under a name already connected is that worker restarted: its
+    # previous life and the containers it ran are gone, so do not wait for heartbeats to lapse.
+    gw.scheduler.supersede_workers(body.name)
     row = await gw.store.register_worker(
         name=body.name,
         cpu_millis=body.cpu_millis,

@@ -67,6 +67,14 @@ def ensure_mount_point(root: Path, destination: Path, is_dir: bool = True) -> No
     elif not target.exists():
         target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         target.touch(mode=0o644)
+    # The container's root (an unprivileged uid on the host) must be able to walk to the mount
+    # point: a base's own 0700 folders on the way (Debian's /root) get search permission.
+    folder = target.parent
+    while folder != root and root in folder.parents:
+        mode = folder.stat().st_mode
+        if not mode & 0o001:
+            folder.chmod((mode & 0o7777) | 0o001)
+        folder = folder.parent
 
 
 class HostLibsBase:

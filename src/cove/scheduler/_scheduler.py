@@ -191,6 +191,12 @@ class Scheduler:
         for pool in list(self.pools.values()):
             self._scale(pool)
 
+    def supersede_workers(self, name: str) -> None:
+        """A worker re-registered under ``name``: its earlier incarnations are lost."""
+        for worker in list(self.workers.values()):
+            if worker.name == name and worker.state == "ready":
+                self._lose_worker(worker, time.time(), reason="it registered again (restarted)")
+
     def heartbeat(self, worker_id: str, running: list[str]) -> list[str] | None:
         """Record a heartbeat; return containers the worker should stop (None: unknown worker)."""
         worker = self.workers.get(worker_id)
@@ -462,8 +468,9 @@ class Scheduler:
             self._on_container_gone(slot.address)
         pool.wake()
 
-    def _lose_worker(self, worker: WorkerHandle, now: float) -> None:
-        log.warning("worker %s lost: no heartbeat for %.0f s", worker.id, now - worker.last_heartbeat)
+    def _lose_worker(self, worker: WorkerHandle, now: float, reason: str | None = None) -> None:
+        why = reason or f"no heartbeat for {now - worker.last_heartbeat:.0f} s"
+        log.warning("worker %s lost: %s", worker.id, why)
         worker.state = "lost"
         self._writes.put_nowait(lambda: self.store.set_worker_state(worker.id, "lost"))
         for slot in [s for s in self._slots.values() if s.worker_id == worker.id]:
