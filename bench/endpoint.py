@@ -14,80 +14,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import run_load, summary
+from _server import CoveServer, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = json.dumps({"x": [1.0, 2.0, 3.0, 4.0]}).encode()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
-
-
-class Cove:
-    def __init__(self, home: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "COVE_HOME": str(home),
-            "COVE_GATEWAY": self.url,
-            "XDG_CONFIG_HOME": str(home / "config"),
-        }
-        self.env.setdefault("COVE_UV_CACHE_DIR", str(Path.home() / ".cache" / "cove-test-uv"))
-        self.log = (home.parent / "server.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cove", "server", "--port", str(self.port), "--home", str(home)],
-            env=self.env,
-            stdout=self.log,
-            stderr=self.log,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).json().get("workers"):
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.token = (home / "admin-token").read_text().strip()
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=120)
-
-    def cli(self, *args: str) -> object:
-        done = subprocess.run(
-            [sys.executable, "-m", "cove", *args, "--json"],
-            env={**self.env, "COVE_TOKEN": self.token},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return json.loads(done.stdout)
-
+class Cove(CoveServer):
     def stop_containers(self, name: str) -> None:
         for c in self.http.get("/api/v1/containers").json():
             if c["deployment"] == name:
@@ -114,11 +54,6 @@ class Cove:
                 phases.append(row["timings"])
         return times, phases
 
-    def close(self) -> None:
-        self.http.close()
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
 
 def phase_summary(phases: list[dict[str, float]]) -> str:
     if not phases:
@@ -142,8 +77,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000, help="requests per warm run")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="cove-bench-"))
-    cove = Cove(tmp / "home")
+    cove = Cove()
     bare = None
     try:
         print("deploying the no-import handler and the numpy example ...", flush=True)
@@ -195,7 +129,6 @@ def main() -> None:
         if bare is not None:
             bare.terminate()
         cove.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -359,7 +359,9 @@ def servers(root: Path, tree: Path, work: Path, cache: Path) -> tuple[list[Serve
     if nginx:
         p = free_port()
         conf = work / "nginx.conf"
-        conf.write_text(f"""worker_processes auto; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
+        # As root, nginx's workers would drop to "nobody", who cannot enter the private temp folder.
+        user = "user root; " if os.geteuid() == 0 else ""
+        conf.write_text(f"""{user}worker_processes auto; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
 events {{ worker_connections 1024; }}
 http {{ access_log off; default_type application/octet-stream; sendfile on;
   client_body_temp_path {work}/nb; proxy_temp_path {work}/np; fastcgi_temp_path {work}/nf;

@@ -38,6 +38,7 @@ class ServerSettings:
     worker_cpu_millis: int = 0
     worker_memory_mib: int = 0
     index_url: str | None = None
+    runtime: str = "auto"
 
     @property
     def url(self) -> str:
@@ -144,6 +145,7 @@ class LocalWorker:
             sys.executable, "-m", "cove", "worker",
             "--gateway", settings.url, "--name", "local",
             "--cpu", f"{cpu}m", "--memory", str(memory), "--home", str(settings.home.root),
+            "--runtime", settings.runtime,
         ]  # fmt: skip
         self.proc = self._spawn()
 

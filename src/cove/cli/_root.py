@@ -28,6 +28,9 @@ def server(
     background: bool = typer.Option(False, "--background", help="Start detached; logs go to <home>/server.log."),
     stop: bool = typer.Option(False, "--stop", help="Stop the server running from this home."),
     no_worker: bool = typer.Option(False, "--no-worker", help="Run without the local worker."),
+    runtime: str = typer.Option(
+        "auto", envvar="COVE_RUNTIME", help="Container engine of the local worker: auto, crun, runc, process."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run everything on this machine: gateway, scheduler and a local worker."""
@@ -41,7 +44,7 @@ def server(
     from .._server import ServerSettings, run
 
     _logging.setup()
-    settings = ServerSettings(home=cove_home, host=host, port=port, local_worker=not no_worker)
+    settings = ServerSettings(home=cove_home, host=host, port=port, local_worker=not no_worker, runtime=runtime)
     try:
         asyncio.run(run(settings, lambda msg: console.print(msg, highlight=False)))
     except RuntimeError as exc:
@@ -140,9 +143,15 @@ def worker(
     cpu: str = typer.Option(str(os.cpu_count() or 1), help="CPU to offer, cores or millicores ('4000m')."),
     memory: str = typer.Option("4Gi", help="Memory to offer ('16Gi')."),
     home: Path | None = typer.Option(None, help="Cove home for this worker's files."),
+    runtime: str = typer.Option(
+        "auto",
+        envvar="COVE_RUNTIME",
+        help="Container engine: auto (crun, else runc, else process), crun, runc or process.",
+    ),
 ) -> None:
     """Join a gateway and run its containers on this machine."""
-    from ..worker import WorkerSettings, run_worker
+    from ..worker import WorkerSettings
+    from ..worker.__main__ import run_until_signalled
 
     _logging.setup()
     settings = WorkerSettings(
@@ -152,6 +161,8 @@ def worker(
         home=Home.resolve(home),
         cpu_millis=parse_cpu(cpu),
         memory_mib=parse_memory(memory),
+        runtime=runtime,
     )
+    # SIGTERM (from `cove server`, or the death of its parent) must stop the containers first.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_worker(settings))
+        asyncio.run(run_until_signalled(settings))

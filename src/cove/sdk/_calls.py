@@ -99,7 +99,7 @@ class FunctionCall:
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client.from_env()
+            self._client = Client.shared()
         return self._client
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,10 +32,14 @@ def _raise_for(response: httpx.Response) -> None:
         raise CoveError(response.status_code, "Error", response.text[:500] or response.reason_phrase) from None
 
 
+_SHARED: dict[tuple[str, str | None], Client] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 class Client:
     """A thin synchronous client; one per gateway and token."""
 
-    def __init__(self, gateway: str, token: str | None, timeout: float = 60.0) -> None:
+    def __init__(self, gateway: str, token: str | None, timeout: float | None = 60.0) -> None:
         self.gateway = gateway.rstrip("/")
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -44,6 +49,21 @@ class Client:
     def from_env(cls, context: str | None = None) -> Client:
         settings = ClientSettings.resolve(context)
         return cls(settings.gateway, settings.token)
+
+    @classmethod
+    def shared(cls) -> Client:
+        """One long-lived client per gateway and token for SDK calls.
+
+        Building an ``httpx.Client`` costs tens of milliseconds (its TLS
+        context), more than a whole warm call, so calls reuse one.
+        """
+        settings = ClientSettings.resolve()
+        key = (settings.gateway, settings.token)
+        with _SHARED_LOCK:
+            client = _SHARED.get(key)
+            if client is None:
+                client = _SHARED[key] = cls(settings.gateway, settings.token, timeout=None)
+            return client
 
     def close(self) -> None:
         self._http.close()

@@ -144,8 +144,7 @@ class EndpointStub(Stub[P, R]):
         """Invoke the deployed endpoint over HTTP and return its JSON result."""
         from ._client import Client
 
-        with Client.from_env() as client:
-            return client.invoke(self.name, kwargs, timeout=self.config.timeout)
+        return Client.shared().invoke(self.name, kwargs, timeout=self.config.timeout)
 
 
 class _Remote:
@@ -159,14 +158,13 @@ class _Remote:
         from ._client import Client
 
         body = dumps_arguments(args, kwargs)
-        with Client.from_env() as client:
-            response = client.raw(
-                "POST",
-                f"/api/v1/functions/{self._stub.name}/calls",
-                content=body,
-                headers={"Content-Type": "application/octet-stream"},
-                timeout=None,
-            )
+        response = Client.shared().raw(
+            "POST",
+            f"/api/v1/functions/{self._stub.name}/calls",
+            content=body,
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=None,
+        )
         return outcome(response.status_code, response.headers, response.content)
 
     async def aio(self, *args: Any, **kwargs: Any) -> Any:
@@ -187,7 +185,7 @@ class FunctionStub(Stub[P, R]):
         from ._calls import FunctionCall, dumps_arguments
         from ._client import Client
 
-        client = Client.from_env()
+        client = Client.shared()
         response = client.request(
             "POST",
             f"/api/v1/functions/{self.name}/calls",
@@ -228,18 +226,15 @@ class FunctionStub(Stub[P, R]):
         from ._client import Client
         from ._map import run_map
 
-        client = Client.from_env()
-        try:
-            yield from run_map(
-                client,
-                self.name,
-                inputs,
-                order_outputs=order_outputs,
-                return_exceptions=return_exceptions,
-                progress=progress,
-            )
-        finally:
-            client.close()
+        client = Client.shared()
+        yield from run_map(
+            client,
+            self.name,
+            inputs,
+            order_outputs=order_outputs,
+            return_exceptions=return_exceptions,
+            progress=progress,
+        )
 
 
 class TaskQueueStub(FunctionStub[P, R]):

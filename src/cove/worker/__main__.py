@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> None:
         labels=labels,
     )
     _logging.configure()
-    asyncio.run(_run_until_signalled(settings))
+    asyncio.run(run_until_signalled(settings))
 
 
-async def _run_until_signalled(settings: WorkerSettings) -> None:
+async def run_until_signalled(settings: WorkerSettings) -> None:
     task = asyncio.ensure_future(run_worker(settings))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
