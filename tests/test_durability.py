@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import APPS, Server, start_server
 
 APP = APPS / "durable" / "app.py"
@@ -42,20 +41,32 @@ def _complete(home: Path) -> int:
     return sum(1 for _, state, _, _ in _rows(home) if state == "COMPLETE")
 
 
-def _pids(match: bytes, home: Path) -> list[int]:
-    """Processes whose environment or command line mentions this server's home."""
+def _processes() -> list[tuple[int, bytes, bytes]]:
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = (entry / "environ").read_bytes()
+            found.append((int(entry.name), (entry / "cmdline").read_bytes(), (entry / "environ").read_bytes()))
         except OSError:
             continue
-        if match in cmdline and str(home).encode() in cmdline + environ:
-            found.append(int(entry.name))
     return found
+
+
+def _worker_pids(home: Path) -> list[int]:
+    return [pid for pid, cmdline, _ in _processes() if b"worker" in cmdline and str(home).encode() in cmdline]
+
+
+def _container_pids(server: Server) -> list[int]:
+    """Runner processes of this server's containers, whichever engine runs them."""
+    with server.http() as http:
+        ids = {c["id"] for c in http.get("/api/v1/containers").json()}
+    marks = {f"COVE_CONTAINER_ID={cid}".encode() for cid in ids}
+    return [
+        pid
+        for pid, cmdline, environ in _processes()
+        if b"cove.runner" in cmdline and any(mark in environ.split(b"\0") for mark in marks)
+    ]
 
 
 def _assert_all_complete_once(home: Path, expected: dict[str, int]) -> None:
@@ -90,10 +101,10 @@ def test_no_task_lost_when_containers_and_worker_are_killed(fresh_server: Server
             break
         time.sleep(rng.uniform(0.1, 0.5))
         if rng.random() < 0.25 and kills["worker"] < 2:
-            targets = _pids(b"worker", fresh_server.home)
+            targets = _worker_pids(fresh_server.home)
             kind = "worker"
         else:
-            targets = _pids(b"cove.runner", fresh_server.home)
+            targets = _container_pids(fresh_server)
             kind = "container"
         if targets:
             os.kill(rng.choice(targets), signal.SIGKILL)

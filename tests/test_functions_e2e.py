@@ -6,11 +6,9 @@ import importlib.util
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
-
 from conftest import APPS, Server
 
 FUNCS = APPS / "funcs" / "app.py"
