@@ -6,15 +6,18 @@ threading) never count against a handler that would not need them first.
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 import threading
 import types
-from collections.abc import Callable
-from typing import Any
 
+from cove.runner._bind import Binder
 from cove.runner._http import error_payload
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 class Context:
@@ -75,16 +78,15 @@ class UserFunction:
         self.container_id = container_id
         self.on_start_value: Any = None
         self._loop: _LoopThread | None = None
-        signature = inspect.signature(target)
-        context = signature.parameters.get("context")
-        self.wants_context = context is not None and context.kind in (
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            inspect.Parameter.KEYWORD_ONLY,
-        )
-        if self.wants_context:
-            signature = signature.replace(parameters=[p for p in signature.parameters.values() if p.name != "context"])
-        self._bind = signature.bind
-        if inspect.iscoroutinefunction(target):
+        code = getattr(getattr(target, "__func__", target), "__code__", None)
+        names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount] if code is not None else ()
+        if code is None:
+            import inspect
+
+            names = tuple(inspect.signature(target).parameters)
+        self.wants_context = "context" in names
+        self._bind = Binder(target, skip="context" if self.wants_context else None)
+        if self._bind.is_coroutine:
             self._loop = _LoopThread()
 
     def run_on_start(self, on_start: Callable[[], Any] | None) -> None:

@@ -10,7 +10,10 @@ start can no longer be found.
 from __future__ import annotations
 
 import json
-from typing import IO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO
 
 MAX_LINE = 8192
 MAX_HEADERS = 100

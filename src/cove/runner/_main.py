@@ -14,7 +14,10 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIT_BAD_LAUNCH = 2
 EXIT_USER_CODE = 3
