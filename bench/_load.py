@@ -37,7 +37,14 @@ class LoadResult:
 
 
 async def _worker(
-    host: str, port: int, request: bytes, deadline: float, budget: list[int], latencies: list[float], errors: list[int]
+    host: str,
+    port: int,
+    request: bytes,
+    deadline: float,
+    budget: list[int],
+    latencies: list[float],
+    errors: list[int],
+    ok: bytes = b"HTTP/1.1 200",
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
@@ -52,14 +59,21 @@ async def _worker(
                     length = int(line[15:])
             await reader.readexactly(length)
             latencies.append((time.perf_counter() - started) * 1000)
-            if not head.startswith(b"HTTP/1.1 200"):
+            if not head.startswith(ok):
                 errors[0] += 1
     finally:
         writer.close()
 
 
 async def run_load(
-    url: str, body: bytes, *, concurrency: int, requests: int, max_seconds: float, token: str | None = None
+    url: str,
+    body: bytes,
+    *,
+    concurrency: int,
+    requests: int,
+    max_seconds: float,
+    token: str | None = None,
+    ok_status: int = 200,
 ) -> LoadResult:
     parts = urlsplit(url)
     auth = f"Authorization: Bearer {token}\r\n".encode() if token else b""
@@ -79,7 +93,16 @@ async def run_load(
     deadline = started + max_seconds
     await asyncio.gather(
         *(
-            _worker(parts.hostname or "127.0.0.1", parts.port or 80, request, deadline, budget, latencies, errors)
+            _worker(
+                parts.hostname or "127.0.0.1",
+                parts.port or 80,
+                request,
+                deadline,
+                budget,
+                latencies,
+                errors,
+                b"HTTP/1.1 %d" % ok_status,
+            )
             for _ in range(concurrency)
         )
     )

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,9 @@ from cove.images import (
     BuiltImage,
     ImageBuilder,
     _builder,
+    _lock,
     _uv,
+    collect,
     find_image,
     garbage_collect,
     list_images,
@@ -290,13 +293,74 @@ def test_an_image_without_packages_is_a_bare_environment(home: Home, uv_calls: l
     assert [call[:2] for call in uv_calls] == [["venv", "--relocatable"], ["pip", "freeze"]]
 
 
-@pytest.mark.parametrize(
-    "image",
-    [Image(system_packages=["curl"]), Image(commands=["echo hi"]), Image(base_image="debian:12")],
-)
-def test_container_only_fields_need_the_crun_engine(home: Home, image: Image) -> None:
+@pytest.mark.parametrize("image", [Image(system_packages=["curl"]), Image(commands=["echo hi"])])
+def test_system_fields_need_the_crun_engine(home: Home, image: Image) -> None:
     with pytest.raises(BuildError, match="crun engine"):
-        build(ImageBuilder(home), image)
+        build(ImageBuilder(home, system_layers=False), image)
+    assert not (home.root / "layers").exists()
+
+
+def test_base_images_are_refused_with_the_alternative(home: Home) -> None:
+    with pytest.raises(BuildError, match=r"base_image is not supported.*system_packages and commands"):
+        build(ImageBuilder(home), Image(base_image="debian:12"))
+
+
+def _fake_layer(home: Home, ident: str, built_at: float, base: str = "b1") -> Path:
+    layer = home.root / "layers" / ident
+    (layer / "fs" / "usr").mkdir(parents=True)
+    (layer / "fs" / "usr" / "tool").write_bytes(b"x" * 10_000)
+    (layer / "cove-layer.json").write_text(json.dumps({"id": ident, "base": base, "built_at": built_at}))
+    return layer
+
+
+def _fake_image(home: Home, ident: str, built_at: float, layers: list[str]) -> Path:
+    path = home.images / ident
+    path.mkdir(parents=True)
+    manifest = {"id": ident, "built_at": built_at, "layer_ids": layers, "spec": {}}
+    if layers:
+        manifest |= {"rootfs": str(home.root / "base" / "b1"), "layers": [str(home.root / "layers" / layers[0] / "fs")]}
+    (path / MARKER).write_text(json.dumps(manifest))
+    return path
+
+
+def test_gc_removes_unused_layers_and_never_one_in_use(home: Home) -> None:
+    old = time.time() - 3600
+    used, shared, unused, fresh = ("1" * 64, "2" * 64, "3" * 64, "4" * 64)
+    for ident in (used, shared, unused):
+        _fake_layer(home, ident, old)
+    _fake_layer(home, fresh, time.time())
+    base = home.root / "base"
+    for name in ("b1", "b2"):
+        (base / name).mkdir(parents=True)
+        (base / name / ".cove-base").write_text("x")
+    kept = _fake_image(home, "a" * 64, old, [used])
+    _fake_image(home, "b" * 64, old, [shared])
+    _fake_image(home, "c" * 64, old, [shared])
+    dropped = _fake_image(home, "d" * 64, old, [unused])
+    just_built = _fake_image(home, "e" * 64, time.time(), [])
+    report = collect(home, keep={kept.name, "b" * 64}, base_dirs=[base])
+    assert report.images == ["c" * 64, "d" * 64]
+    assert report.layers == [unused]
+    assert report.bases == ["b2"], "b1 is used by kept layers; b2 by nothing"
+    assert report.freed_bytes > 10_000
+    assert (home.root / "layers" / used / "fs" / "usr" / "tool").exists()
+    assert (home.root / "layers" / shared).exists(), "still used by a kept image"
+    assert (home.root / "layers" / fresh).exists(), "a layer just built may be about to be used"
+    assert just_built.exists() and not dropped.exists()
+    assert (base / "b1").exists()
+
+
+def test_gc_spares_a_layer_being_built(home: Home) -> None:
+    ident = "5" * 64
+    building = home.root / "layers" / f".tmp-{ident}-abcd"
+    building.mkdir(parents=True)
+    crashed = home.root / "layers" / f".tmp-{'6' * 64}-abcd"
+    crashed.mkdir()
+    with _lock.try_hold(home.root / "layers" / ".locks" / f"{ident}.lock") as held:
+        assert held
+        collect(home, keep=set())
+    assert building.exists()
+    assert not crashed.exists()
 
 
 def test_a_crashed_build_is_cleaned_up_by_the_next(home: Home, index_url: str) -> None:

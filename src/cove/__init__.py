@@ -14,8 +14,10 @@ if TYPE_CHECKING:
 
     from . import env
     from ._config import ConfigError, QueueDepthAutoscaler, TaskPolicy
-    from .sdk import Image, Stub, endpoint, function, task_queue
+    from .sdk import Image, Stub, endpoint, function, schedule, task_queue
     from .sdk._calls import FunctionCall, RemoteError, Task
+    from .sdk._sandbox import Sandbox
+    from .sdk._volume import Volume
 
 __all__ = [
     "ConfigError",
@@ -23,12 +25,15 @@ __all__ = [
     "Image",
     "QueueDepthAutoscaler",
     "RemoteError",
+    "Sandbox",
     "Stub",
     "Task",
     "TaskPolicy",
+    "Volume",
     "endpoint",
     "env",
     "function",
+    "schedule",
     "task_queue",
 ]
 __version__ = "0.1.0"
@@ -42,10 +47,13 @@ _WHERE = {
     "Task": ".sdk._calls",
     "function": ".sdk._decorators",
     "task_queue": ".sdk._decorators",
+    "schedule": ".sdk._decorators",
     "Image": ".sdk._image",
     "Stub": ".sdk._decorators",
     "endpoint": ".sdk._decorators",
     "env": ".env",
+    "Sandbox": ".sdk._sandbox",
+    "Volume": ".sdk._volume",
 }
 
 

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, Literal
 
-    Kind = Literal["endpoint", "function", "task_queue", "asgi"]
+    Kind = Literal["endpoint", "function", "task_queue", "asgi", "sandbox", "schedule"]
 
-KINDS = ("endpoint", "function", "task_queue", "asgi")
+KINDS = ("endpoint", "function", "task_queue", "asgi", "sandbox", "schedule")
 _MEMORY_UNITS = {
     "": 1,
     "m": 1,
@@ -227,6 +227,92 @@ def _check_env(env: Mapping[str, str] | tuple[tuple[str, str], ...]) -> tuple[tu
     return items
 
 
+_NAME_FIRST = "abcdefghijklmnopqrstuvwxyz0123456789"
+_NAME_REST = frozenset(_NAME_FIRST + "-_")
+# Where a volume may not be mounted: the container's own layout and the system folders
+# its read-only root shares with the host.
+_RESERVED_MOUNTS = ("/cove", "/proc", "/sys", "/dev", "/tmp", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/run")
+
+
+def check_object_name(kind: str, name: object) -> str:
+    """Secret and volume names become folder names and env-var suffixes: keep them plain."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > 63
+        or name[0] not in _NAME_FIRST
+        or not set(name) <= _NAME_REST
+    ):
+        raise ConfigError(
+            f"{kind} name {name!r} must be 1-63 lowercase letters, digits, '-' or '_', starting alphanumeric"
+        )
+    return name
+
+
+def check_mount_path(path: object) -> str:
+    """An absolute, normalised path outside the folders Cove or the base system owns."""
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path or len(path) > 255:
+        raise ConfigError(f"mount_path {path!r} must be an absolute path")
+    parts = [p for p in path.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise ConfigError(f"mount_path {path!r} must be a normalised path below /, without '.' or '..'")
+    clean = "/" + "/".join(parts)
+    for reserved in _RESERVED_MOUNTS:
+        if clean == reserved or clean.startswith(reserved + "/"):
+            raise ConfigError(f"mount_path {clean!r} is inside {reserved}, which Cove reserves")
+    return clean
+
+
+def _check_secrets(secrets: object) -> tuple[str, ...]:
+    if isinstance(secrets, str) or not isinstance(secrets, list | tuple):
+        raise ConfigError("secrets must be a list of secret names")
+    names = tuple(check_object_name("secret", getattr(s, "name", s)) for s in secrets)
+    return tuple(sorted(set(names)))
+
+
+def _check_volumes(volumes: object) -> tuple[tuple[str, str], ...]:
+    """``[Volume, ...]``, ``{mount_path: Volume}`` or ``[(mount_path, name), ...]`` → sorted (mount_path, name)."""
+    items: list[tuple[object, object]] = []
+    if isinstance(volumes, dict):
+        for path, volume in volumes.items():
+            items.append((path, getattr(volume, "name", volume)))
+    elif isinstance(volumes, list | tuple):
+        for volume in volumes:
+            if isinstance(volume, list | tuple) and len(volume) == 2:
+                items.append((volume[0], volume[1]))
+            elif hasattr(volume, "name") and hasattr(volume, "mount_path"):
+                items.append((volume.mount_path, volume.name))
+            else:
+                raise ConfigError(f"volumes must list cove.Volume objects, not {volume!r}")
+    else:
+        raise ConfigError("volumes must be a list of cove.Volume or a dict of mount_path to Volume")
+    result = {}
+    for path, name in items:
+        clean = check_mount_path(path)
+        if clean in result:
+            raise ConfigError(f"two volumes are mounted at {clean}")
+        result[clean] = check_object_name("volume", name)
+    paths = sorted(result)
+    for i in range(1, len(paths)):
+        if paths[i].startswith(paths[i - 1] + "/"):
+            raise ConfigError(f"volume mounts {paths[i - 1]} and {paths[i]} are nested")
+    return tuple((path, result[path]) for path in paths)
+
+
+def _check_schedule(value: object) -> tuple[str, str] | None:
+    """Shape only: the cron expression and time zone are checked fully where croniter is (the gateway, the SDK)."""
+    if value is None:
+        return None
+    if not isinstance(value, tuple | list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
+        raise ConfigError("schedule must be [cron expression, time zone]")
+    when, timezone = value
+    if len(when.split()) not in (5, 6):
+        raise ConfigError(f"cron expression {when!r} must have 5 fields (or 6, the last being seconds)")
+    if not timezone:
+        raise ConfigError("schedule time zone must not be empty")
+    return (when, timezone)
+
+
 class DeploymentConfig(Frozen):
     """Resources, scaling and limits of one deployment, with the documented defaults."""
 
@@ -241,8 +327,11 @@ class DeploymentConfig(Frozen):
         "max_pending_tasks",
         "memory_mib",
         "retries",
+        "schedule",
+        "secrets",
         "task_policy",
         "timeout",
+        "volumes",
         "workers",
     )
     kind: Kind
@@ -258,6 +347,9 @@ class DeploymentConfig(Frozen):
     task_policy: TaskPolicy
     authorized: bool
     env: tuple[tuple[str, str], ...]
+    secrets: tuple[str, ...]
+    schedule: tuple[str, str] | None  # (cron expression, IANA time zone) of a @schedule
+    volumes: tuple[tuple[str, str], ...]  # (mount_path, volume name), sorted by path
 
     def __init__(
         self,
@@ -274,6 +366,9 @@ class DeploymentConfig(Frozen):
         authorized: bool = True,
         env: Mapping[str, str] | tuple[tuple[str, str], ...] = (),
         task_policy: TaskPolicy | None = None,
+        secrets: tuple[str, ...] | list[str] = (),
+        volumes: Any = (),
+        schedule: tuple[str, str] | list[str] | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"unknown kind {kind!r}")
@@ -298,7 +393,12 @@ class DeploymentConfig(Frozen):
             authorized=authorized,
             env=_check_env(env),
             task_policy=task_policy or TaskPolicy(max_retries=retries),
+            secrets=_check_secrets(secrets),
+            volumes=_check_volumes(volumes),
+            schedule=_check_schedule(schedule),
         )
+        if (self.kind == "schedule") != (self.schedule is not None):
+            raise ConfigError("a schedule needs kind 'schedule' and a cron expression, and only it has one")
 
     @classmethod
     def build(
@@ -317,6 +417,9 @@ class DeploymentConfig(Frozen):
         authorized: bool = True,
         env: Mapping[str, str] | None = None,
         task_policy: TaskPolicy | None = None,
+        secrets: tuple[str, ...] | list[str] = (),
+        volumes: Any = (),
+        schedule: tuple[str, str] | None = None,
     ) -> DeploymentConfig:
         """Apply the per-kind defaults of API.md to what the user gave."""
         serving = kind in ("endpoint", "asgi")
@@ -334,6 +437,9 @@ class DeploymentConfig(Frozen):
             authorized=authorized,
             env=env or {},
             task_policy=task_policy,
+            secrets=secrets,
+            volumes=volumes,
+            schedule=schedule,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -342,6 +448,9 @@ class DeploymentConfig(Frozen):
         data["autoscaler"] = self.autoscaler.to_dict()
         data["task_policy"] = self.task_policy.to_dict()
         data["env"] = dict(self.env)
+        data["secrets"] = list(self.secrets)
+        data["volumes"] = [list(pair) for pair in self.volumes]
+        data["schedule"] = list(self.schedule) if self.schedule else None
         return data
 
     @classmethod

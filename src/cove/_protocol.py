@@ -8,7 +8,7 @@ sides agree on one definition.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 ContainerState = Literal["pending", "starting", "listening", "ready", "stopping", "exited", "failed"]
@@ -33,10 +33,18 @@ class ContainerSpec:
     memory_mib: int
     concurrent_requests: int
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    secrets: Sequence[str] = ()  # names; the gateway resolves them into ``secret_env`` as it hands the order out
+    volumes: Sequence[Sequence[str]] = ()  # (mount_path, volume name) pairs of the container's workspace
+    # Decrypted secret variables: set only on the order a worker fetches over its authenticated
+    # connection, never stored, never in the repr (and so never in a log line).
+    secret_env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["env"] = dict(self.env)
+        data["secrets"] = list(self.secrets)
+        data["volumes"] = [list(pair) for pair in self.volumes]
+        data["secret_env"] = dict(self.secret_env)
         return data
 
     @classmethod

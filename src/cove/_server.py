@@ -38,11 +38,19 @@ class ServerSettings:
     worker_cpu_millis: int = 0
     worker_memory_mib: int = 0
     index_url: str | None = None
+    use_reservoir: bool = False
     runtime: str = "auto"
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def build_index_url(self) -> str | None:
+        """The only package index image builds may use, if one is configured."""
+        if self.use_reservoir:
+            return f"{self.url}/reservoir/simple/"
+        return self.index_url or os.environ.get("COVE_RESERVOIR_URL") or os.environ.get("COVE_INDEX_URL") or None
 
     @property
     def resolved_database_url(self) -> str:
@@ -92,7 +100,7 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
         home=settings.home,
         database_url=settings.resolved_database_url,
         public_url=settings.url,
-        index_url=settings.index_url,
+        index_url=settings.build_index_url,
     )
     config = uvicorn.Config(
         create_app(gateway),
@@ -116,6 +124,8 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
     supervisor = LocalWorker(settings, worker_token) if settings.local_worker else None
     watching = asyncio.create_task(supervisor.supervise()) if supervisor else None
     echo(f"Cove is serving on {settings.url} (home {settings.home.root}); Ctrl-C stops it")
+    if settings.build_index_url:
+        echo(f"image builds use only the package index {settings.build_index_url}")
     try:
         await serving
     finally:

@@ -134,5 +134,5 @@ def test_single_index_root_is_migrated(tmp_path: Path, wheelhouse: Wheelhouse) -
     assert again.get_file(wheelhouse["beta-1.0"].name).index == "pypi"  # type: ignore[union-attr]
     assert again.get_file(wheelhouse["gamma-0.1"].name).index == "internal"  # type: ignore[union-attr]
     assert again.page("cove-demo-beta") is not None and again.page("internal/cove-demo-gamma") is not None
-    assert again.get_meta("schema_version") == "2"
+    assert again.get_meta("schema_version") == "3"
     again.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import _admin, _deploy, _inspect, _root, _tasks
+from . import _admin, _data, _deploy, _images, _inspect, _root, _sandbox, _tasks
 
 app = typer.Typer(
     name="cove",
@@ -22,9 +22,14 @@ app.command()(_inspect.logs)
 app.command()(_inspect.stop)
 app.command()(_tasks.run)
 app.add_typer(_tasks.task_app, name="task")
+app.add_typer(_tasks.schedule_app, name="schedule")
 app.add_typer(_inspect.deployment_app, name="deployment")
 app.add_typer(_admin.token_app, name="token")
 app.add_typer(_admin.config_app, name="config")
+app.add_typer(_data.secret_app, name="secret")
+app.add_typer(_data.volume_app, name="volume")
+app.add_typer(_sandbox.sandbox_app, name="sandbox")
+app.add_typer(_images.image_app, name="image")
 
 
 def _mount_reservoir() -> None:

@@ -31,6 +31,12 @@ def server(
     runtime: str = typer.Option(
         "auto", envvar="COVE_RUNTIME", help="Container engine of the local worker: auto, crun, runc, process."
     ),
+    index_url: str | None = typer.Option(
+        None, envvar="COVE_RESERVOIR_URL", help="The only package index image builds may use (a reservoir)."
+    ),
+    use_reservoir: bool = typer.Option(
+        False, "--use-reservoir", help="Build images only from this server's own reservoir (/reservoir/simple/)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run everything on this machine: gateway, scheduler and a local worker."""
@@ -44,7 +50,15 @@ def server(
     from .._server import ServerSettings, run
 
     _logging.setup()
-    settings = ServerSettings(home=cove_home, host=host, port=port, local_worker=not no_worker, runtime=runtime)
+    settings = ServerSettings(
+        home=cove_home,
+        host=host,
+        port=port,
+        local_worker=not no_worker,
+        runtime=runtime,
+        index_url=index_url,
+        use_reservoir=use_reservoir,
+    )
     try:
         asyncio.run(run(settings, lambda msg: console.print(msg, highlight=False)))
     except RuntimeError as exc:

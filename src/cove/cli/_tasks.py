@@ -10,6 +10,40 @@ import typer
 from ._output import JsonOption, client, console, emit, errors, table
 
 task_app = typer.Typer(help="Inspect and cancel tasks and calls.", no_args_is_help=True)
+schedule_app = typer.Typer(help="Scheduled functions.", no_args_is_help=True)
+
+
+@schedule_app.command("list")
+def schedule_list(as_json: bool = JsonOption) -> None:
+    """Schedules with their next run and recent runs, missed ones included."""
+    from datetime import UTC, datetime
+
+    api = client(as_json)
+    with errors(as_json):
+        rows = api.request("GET", "/api/v1/schedules")
+
+    def stamp(ts: float | None) -> str:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else ""
+
+    emit(
+        rows,
+        as_json,
+        lambda: table(
+            ["NAME", "WHEN", "TIME ZONE", "NEXT RUN", "LAST RUN", "LAST STATE", "MISSED (RECENT)"],
+            [
+                [
+                    r["name"],
+                    r["when"],
+                    r["timezone"],
+                    stamp(r["next_run"]),
+                    stamp(r["recent_runs"][0]["tick"]) if r["recent_runs"] else "",
+                    (r["recent_runs"][0]["task_state"] or r["recent_runs"][0]["state"]) if r["recent_runs"] else "",
+                    r["missed"],
+                ]
+                for r in rows
+            ],
+        ),
+    )
 
 
 def _duration(task: dict[str, Any]) -> str:

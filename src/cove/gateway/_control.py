@@ -16,12 +16,15 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from .._config import ConfigError, DeploymentConfig
-from ..images import ArchiveError, BuildError, validate_archive
+from ..images import ArchiveError, BuildError, image_roots, validate_archive
+from ..scheduler._cron import BadSchedule
+from ..scheduler._cron import check as check_schedule
 from ..sdk._decorators import check_name
 from ..sdk._image import image_id, validate_spec
 from ..store import Conflict, Deployment, NotFound, Principal
 from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep
 from ._errors import ApiError
+from ._references import check_references
 from ._state import Gateway
 
 router = APIRouter(prefix="/api/v1")
@@ -49,6 +52,14 @@ async def build_image(body: ImageRequest, gw: GatewayDep, who: PrincipalDep) -> 
         spec = validate_spec(body.spec)
     except ConfigError as exc:
         raise ApiError(422, str(exc)) from None
+    if gw.settings.index_url:
+        for requirement in spec["python_packages"]:
+            if "://" in requirement or "@" in requirement.split(";")[0]:
+                raise ApiError(
+                    422,
+                    f"requirement {requirement!r} points outside the package reservoir "
+                    f"({gw.settings.index_url}), the only source builds may use here",
+                )
     iid = image_id(spec)
     lines: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -98,6 +109,8 @@ async def get_image(image_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[st
         "python": row.python,
         "error": row.error,
         "spec": row.spec,
+        # Images with system layers run on their own root: the Debian base and layers over it.
+        **image_roots(row.path),
     }
 
 
@@ -188,8 +201,13 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
         config = DeploymentConfig.from_dict({**body.config, "kind": body.kind})
     except ConfigError as exc:
         raise ApiError(422, str(exc)) from None
-    if body.kind not in ("endpoint", "function", "task_queue"):
+    if body.kind not in ("endpoint", "function", "task_queue", "schedule"):
         raise ApiError(422, f"kind {body.kind!r} is not supported by this server")
+    if config.schedule is not None:
+        try:
+            check_schedule(*config.schedule)
+        except BadSchedule as exc:
+            raise ApiError(422, str(exc)) from None
     for field, value in (("module", body.module), ("function", body.function)):
         if not _IDENT.fullmatch(value):
             raise ApiError(422, f"{field} {value!r} is not a Python dotted name")
@@ -198,6 +216,7 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
         raise ApiError(422, f"image {body.image_id} is not built; build it with POST /api/v1/images first")
     if not await gw.store.has_code(_check_hash(body.code_hash)):
         raise ApiError(422, f"code {body.code_hash} is not uploaded; PUT /api/v1/code/{{hash}} first")
+    await check_references(gw, who, config)
     try:
         row, created = await gw.store.create_deployment(
             who,

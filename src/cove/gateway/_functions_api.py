@@ -23,7 +23,7 @@ from ._errors import ApiError
 from ._state import Gateway
 
 router = APIRouter()
-TASK_KINDS = ("function", "task_queue")
+TASK_KINDS = ("function", "task_queue", "schedule")
 
 
 async def _read(request: Request, limit: int) -> bytes:

@@ -12,6 +12,7 @@ from ..scheduler import Scheduler
 from ..store import Deployment, Store
 from ._auth import Authenticator
 from ._logs import LogHub
+from ._secretbox import SecretBox
 from ._settings import GatewaySettings
 from ._upstream import UpstreamPool
 
@@ -76,3 +77,4 @@ class Gateway:
     builder: ImageBuilder
     deployments: DeploymentCache
     metrics: Metrics
+    secret_box: SecretBox

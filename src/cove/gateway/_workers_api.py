@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from .._protocol import ContainerEvent
+from .._protocol import ContainerEvent, Order
 from ..scheduler import WorkerHandle
 from ._deps import GatewayDep, WorkerDep
 from ._errors import ApiError
+from ._secrets_api import resolve_secret_env
 from ._state import Gateway
 
 router = APIRouter(prefix="/api/v1")
@@ -82,7 +84,23 @@ async def orders(
             await asyncio.wait_for(worker.has_orders.wait(), wait)
     taken, worker.orders = worker.orders, []
     worker.has_orders.clear()
-    return {"orders": [o.to_dict() for o in taken]}
+    return {"orders": [o.to_dict() for o in await _with_secrets(gw, worker_id, taken)]}
+
+
+async def _with_secrets(gw: Gateway, worker_id: str, orders: list[Order]) -> list[Order]:
+    """Decrypt the secrets a start order names, now, on the way to the worker; a vanished one fails the start."""
+    out = []
+    for order in orders:
+        spec = order.spec
+        if order.action == "start" and spec is not None and spec.secrets:
+            try:
+                env = await resolve_secret_env(gw, spec.workspace_id, spec.secrets)
+            except LookupError as exc:
+                gw.scheduler.on_event(worker_id, ContainerEvent(order.container_id, "exited", reason=str(exc)))
+                continue
+            order = dataclasses.replace(order, spec=dataclasses.replace(spec, secret_env=env))
+        out.append(order)
+    return out
 
 
 class EventsRequest(BaseModel):

@@ -16,16 +16,27 @@ from .. import __version__
 from ..images import ImageBuilder
 from ..scheduler import Scheduler
 from ..store import Store
-from . import _control, _functions_api, _workers_api
+from . import (
+    _control,
+    _functions_api,
+    _images_api,
+    _sandbox_api,
+    _schedules_api,
+    _secrets_api,
+    _volumes_api,
+    _workers_api,
+)
 from ._auth import Authenticator
 from ._errors import ApiError
 from ._invoke import PREFIX, handle_invoke
 from ._logs import LogHub
+from ._secretbox import SecretBox, load_key
 from ._settings import GatewaySettings
 from ._state import DeploymentCache, Gateway, Metrics
 from ._upstream import UpstreamPool
 
 log = logging.getLogger("cove.gateway")
+RESERVOIR = "/reservoir"
 
 
 def _error(status: int, message: str, type_: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -56,6 +67,7 @@ def create_app(settings: GatewaySettings) -> Any:
             builder=ImageBuilder(settings.home, index_url=settings.index_url),
             deployments=DeploymentCache(store),
             metrics=Metrics(),
+            secret_box=SecretBox(load_key(settings.home.root)),
         )
         app.state.gateway = gw
         try:
@@ -71,6 +83,11 @@ def create_app(settings: GatewaySettings) -> Any:
     api.include_router(_control.router, tags=["control"])
     api.include_router(_workers_api.router, tags=["workers"])
     api.include_router(_functions_api.router, tags=["functions"])
+    api.include_router(_schedules_api.router, tags=["schedules"])
+    api.include_router(_secrets_api.router, tags=["secrets"])
+    api.include_router(_volumes_api.router, tags=["volumes"])
+    api.include_router(_sandbox_api.router, tags=["sandboxes"])
+    api.include_router(_images_api.router, tags=["images"])
 
     @api.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -99,11 +116,31 @@ def create_app(settings: GatewaySettings) -> Any:
         gw: Gateway = api.state.gateway
         return PlainTextResponse(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    reservoir: list[Any] = []
+
+    def reservoir_app() -> Any:
+        """The package reservoir of this Cove home, served under /reservoir/ (opened on first use)."""
+        if not reservoir:
+            from ..reservoir import create_app as create_reservoir
+
+            reservoir.append(create_reservoir(settings.home.root / "reservoir"))
+        return reservoir[0]
+
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
-            await handle_invoke(api.state.gateway, scope, receive, send)
-        else:
-            await api(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path.startswith(PREFIX):
+                await handle_invoke(api.state.gateway, scope, receive, send)
+                return
+            if path == RESERVOIR or path.startswith(RESERVOIR + "/"):
+                inner = {
+                    **scope,
+                    "root_path": scope.get("root_path", "") + RESERVOIR,
+                    "path": path[len(RESERVOIR) :] or "/",
+                }
+                await reservoir_app()(inner, receive, send)
+                return
+        await api(scope, receive, send)
 
     app.api = api  # type: ignore[attr-defined]
     return app

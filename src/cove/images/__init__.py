@@ -9,18 +9,25 @@ from ._builder import ImageBuilder
 from ._code import extract_code, validate_archive
 from ._errors import ArchiveError, BuildError
 from ._gc import find_image, garbage_collect, list_images, remove_image
-from ._layout import MARKER, BuiltImage
+from ._inventory import GcReport, collect, layer_sizes, stored_images, tree_size
+from ._layout import MARKER, BuiltImage, image_roots
 
 __all__ = [
     "MARKER",
     "ArchiveError",
     "BuildError",
     "BuiltImage",
+    "GcReport",
     "ImageBuilder",
+    "collect",
     "extract_code",
     "find_image",
     "garbage_collect",
+    "image_roots",
+    "layer_sizes",
     "list_images",
     "remove_image",
+    "stored_images",
+    "tree_size",
     "validate_archive",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 
 from .._home import Home
 from ..sdk._image import image_id
-from . import _layout, _lock
+from . import _debian, _layout, _lock, _system
 from ._errors import BuildError
 from ._layout import BuiltImage
 from ._python import Interpreter, find_interpreter
@@ -28,7 +29,7 @@ from ._uv import LogFn, UvFailed, run_uv, uv_environment
 
 logger = logging.getLogger(__name__)
 
-_CONTAINER_FIELDS = ("system_packages", "commands", "base_image")
+_SYSTEM_FIELDS = ("system_packages", "commands")
 
 
 class _SharedBuild:
@@ -53,14 +54,35 @@ class ImageBuilder:
     """Builds image specs into environments under ``home.images``.
 
     ``index_url``, when set (a reservoir), is the only package index uv may
-    use. ``python_dirs`` are extra folders searched for ``python3.X``.
+    use. ``python_dirs`` are extra folders searched for ``python3.X``
+    (default: ``$COVE_PYTHON_DIRS``, separated by ``:``). Specs with system
+    packages or commands also get a system layer over the Debian base kept in
+    ``base_dir`` (default ``$COVE_BASE_DIR`` or ``<home>/base``); that needs
+    root and crun, which ``system_layers=None`` detects.
     """
 
-    def __init__(self, home: Home, index_url: str | None = None, python_dirs: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        home: Home,
+        index_url: str | None = None,
+        python_dirs: Sequence[Path] | None = None,
+        *,
+        base_dir: Path | None = None,
+        system_layers: bool | None = None,
+    ) -> None:
         self.home = home
         self.index_url = index_url
+        if python_dirs is None:
+            python_dirs = [Path(p) for p in os.environ.get("COVE_PYTHON_DIRS", "").split(os.pathsep) if p]
         self.python_dirs = tuple(Path(p) for p in python_dirs)
+        configured = os.environ.get("COVE_BASE_DIR")
+        self.base_dir = base_dir or (Path(configured) if configured else home.root / "base")
+        self.system_layers = system_layers
         self._builds: dict[str, _SharedBuild] = {}
+
+    def building(self) -> set[str]:
+        """Ids of the images this builder is building now (garbage collection must spare them)."""
+        return set(self._builds)
 
     def cached(self, spec: Mapping[str, Any]) -> BuiltImage | None:
         """The finished build of ``spec`` if there is one; never builds."""
@@ -68,7 +90,7 @@ class ImageBuilder:
 
     async def build(self, spec: Mapping[str, Any], log: LogFn | None = None) -> BuiltImage:
         """Return the environment for ``spec``, building it first if needed. Raises ``BuildError``."""
-        _check_supported(spec)
+        self._check_supported(spec)
         ident = image_id(spec)
         built = _layout.load_built(self.home, ident)
         if built is not None:
@@ -111,15 +133,42 @@ class ImageBuilder:
                 await asyncio.to_thread(shutil.rmtree, stale, True)
             return await self._build(ident, spec, log)
 
+    async def _system_root(self, spec: dict[str, Any], log: LogFn) -> tuple[Interpreter, dict[str, Any]]:
+        """For specs with system fields: the base, the system layer and the base's interpreter.
+
+        Returns the interpreter to build the venv from and the manifest fields
+        that tell workers which root filesystem the image runs on.
+        """
+        base = await _debian.ensure_base(self.base_dir, log)
+        interpreter, inside = await asyncio.to_thread(_debian.base_interpreter, base)
+        _debian.check_version(spec.get("python_version"), interpreter)
+        packages = [str(p) for p in spec.get("system_packages", [])]
+        commands = [str(c) for c in spec.get("commands", [])]
+        layer = await _system.build_layer(self.home, base, packages, commands, log)
+        return interpreter, {
+            "rootfs": str(base),
+            "layers": [str(layer.fs)],
+            "layer_ids": [layer.id],
+            "base_id": base.name,
+            "interpreter_inside": str(inside),
+        }
+
     async def _build(self, ident: str, spec: dict[str, Any], log: LogFn) -> BuiltImage:
         started = time.monotonic()
-        interpreter = await asyncio.to_thread(find_interpreter, spec.get("python_version"), self.python_dirs)
+        root: dict[str, Any] = {}
+        if _needs_system_layer(spec):
+            interpreter, root = await self._system_root(spec, log)
+        else:
+            interpreter = await asyncio.to_thread(find_interpreter, spec.get("python_version"), self.python_dirs)
         tmp = _layout.new_tmp_dir(self.home, ident)
         final = _layout.image_dir(self.home, ident)
         packages = [str(p) for p in spec.get("python_packages", [])]
         await log(f"building image {ident[:12]}: Python {interpreter.version}, {len(packages)} package(s)")
         try:
             freeze = await self._run_uv(tmp, interpreter, packages, log)
+            if root:
+                base = Path(root["rootfs"])
+                await asyncio.to_thread(_debian.retarget_venv, tmp, base, Path(root["interpreter_inside"]))
             seconds = round(time.monotonic() - started, 3)
             _layout.write_manifest(
                 tmp,
@@ -131,6 +180,7 @@ class ImageBuilder:
                     "build_seconds": seconds,
                     "packages": freeze,
                     "built_at": time.time(),
+                    **root,
                 },
             )
             if final.exists():
@@ -144,7 +194,15 @@ class ImageBuilder:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, tmp, True))
             raise
         await log(f"image {ident[:12]} built in {seconds:.1f}s")
-        return BuiltImage(id=ident, path=final, python=final / "bin" / "python", python_version=interpreter.version)
+        rootfs, layers = _layout.roots(root)
+        return BuiltImage(
+            id=ident,
+            path=final,
+            python=final / "bin" / "python",
+            python_version=interpreter.version,
+            rootfs=rootfs,
+            layers=layers,
+        )
 
     async def _run_uv(self, tmp: Path, interpreter: Interpreter, packages: list[str], log: LogFn) -> list[str]:
         """Create the venv and install into it; return ``uv pip freeze`` of the result."""
@@ -166,15 +224,27 @@ class ImageBuilder:
             raise BuildError(f"image build could not run uv: {exc}") from None
         return [line for line in lines if line.strip()]
 
+    def _check_supported(self, spec: Mapping[str, Any]) -> None:
+        """Refuse what this machine cannot build, before anything is started."""
+        if spec.get("base_image"):
+            raise BuildError(
+                "base_image is not supported: images run on Cove's Debian base; "
+                "add what you need with system_packages and commands"
+            )
+        if not _needs_system_layer(spec):
+            return
+        missing = _debian.missing_tools() if self.system_layers is None else ([] if self.system_layers else ["crun"])
+        if missing:
+            used = ", ".join(field for field in _SYSTEM_FIELDS if spec.get(field))
+            raise BuildError(
+                f"image fields {used} need the crun engine, which builds system layers in containers; "
+                f"this server lacks {' and '.join(missing)} (use python_packages and env_vars, or run it as root "
+                "with crun and debootstrap installed)"
+            )
 
-def _check_supported(spec: Mapping[str, Any]) -> None:
-    """Refuse the spec fields that need a container image, which only the crun engine can build."""
-    used = [field for field in _CONTAINER_FIELDS if spec.get(field)]
-    if used:
-        raise BuildError(
-            f"image fields {', '.join(used)} need the crun engine, which builds container images; "
-            "this build only makes Python environments (use python_packages and env_vars)"
-        )
+
+def _needs_system_layer(spec: Mapping[str, Any]) -> bool:
+    return any(spec.get(field) for field in _SYSTEM_FIELDS)
 
 
 def _home_dirs(home: Home) -> None:

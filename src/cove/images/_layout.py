@@ -26,12 +26,19 @@ _ID = re.compile(r"[0-9a-f]{64}")
 
 @dataclasses.dataclass(frozen=True)
 class BuiltImage:
-    """A ready environment: venv root, its ``bin/python`` and the full Python version (``"3.11.7"``)."""
+    """A ready environment: venv root, its ``bin/python`` and the full Python version (``"3.11.7"``).
+
+    Images with system packages or commands also name their root filesystem:
+    ``rootfs`` (the Debian base) and ``layers`` (system layers over it,
+    topmost first). Without them the engine's default root is used.
+    """
 
     id: str
     path: Path
     python: Path
     python_version: str
+    rootfs: Path | None = None
+    layers: tuple[Path, ...] = ()
 
 
 def is_image_id(value: str) -> bool:
@@ -78,10 +85,42 @@ def load_built(home: Home, image_id: str) -> BuiltImage | None:
     path = image_dir(home, image_id)
     manifest = read_manifest(path)
     python = path / "bin" / "python"
-    if manifest is None or manifest.get("id") != image_id or not python.exists():
+    if manifest is None or manifest.get("id") != image_id:
         return None
-    return BuiltImage(id=image_id, path=path, python=python, python_version=str(manifest.get("python_version", "")))
+    rootfs, layers = roots(manifest)
+    if rootfs is None:
+        if not python.exists():
+            return None
+    elif not all(folder.is_dir() for folder in (rootfs, *layers)):
+        return None  # a layer or the base was removed: the environment alone is not an image
+    version = str(manifest.get("python_version", ""))
+    return BuiltImage(id=image_id, path=path, python=python, python_version=version, rootfs=rootfs, layers=layers)
+
+
+def roots(manifest: dict[str, Any]) -> tuple[Path | None, tuple[Path, ...]]:
+    """The root filesystem an image's manifest names: (base, layers topmost first), or (None, ())."""
+    rootfs = manifest.get("rootfs")
+    if not isinstance(rootfs, str):
+        return None, ()
+    return Path(rootfs), tuple(Path(str(p)) for p in manifest.get("layers", []))
 
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     (path / MARKER).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def image_roots(path: str | Path | None) -> dict[str, Any]:
+    """``{"rootfs": ..., "layers": [...]}`` for a built image folder with system layers, else ``{}``.
+
+    What the gateway tells workers, read from the image's own manifest so the
+    database needs no column for it.
+    """
+    if not path:
+        return {}
+    manifest = read_manifest(Path(path))
+    if manifest is None:
+        return {}
+    rootfs, layers = roots(manifest)
+    if rootfs is None:
+        return {}
+    return {"rootfs": str(rootfs), "layers": [str(layer) for layer in layers]}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS vulns (
     id TEXT NOT NULL,
     project TEXT NOT NULL,
     record TEXT NOT NULL,
+    ecosystem TEXT NOT NULL DEFAULT 'PyPI',
     PRIMARY KEY (id, project)
 );
 CREATE INDEX IF NOT EXISTS vulns_project ON vulns(project);
@@ -97,6 +98,8 @@ CREATE TABLE IF NOT EXISTS debs (
     size INTEGER NOT NULL,
     control TEXT NOT NULL,
     origin TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'active',
+    reason TEXT,
     PRIMARY KEY (suite, filename)
 );
 CREATE INDEX IF NOT EXISTS debs_filename ON debs(filename);
@@ -115,8 +118,42 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if not readonly:
         conn.executescript(SCHEMA)
         _migrate(conn)
+        _add_columns(conn)
         conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     return conn
+
+
+# Columns added after version 2, with their definitions: older roots get them on open.
+_ADDED_COLUMNS = (
+    ("vulns", "ecosystem", "TEXT NOT NULL DEFAULT 'PyPI'"),
+    ("debs", "status", "TEXT NOT NULL DEFAULT 'active'"),
+    ("debs", "reason", "TEXT"),
+)
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Version 3: advisories know their ecosystem (PyPI or Debian) and Debian packages can be quarantined.
+
+    Every advisory a version-2 root holds came from a PyPI dump, which is what
+    the column's default says.
+    """
+    missing = [
+        (table, column, decl)
+        for table, column, decl in _ADDED_COLUMNS
+        if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    ]
+    if not missing:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table, column, decl in missing:
+            if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

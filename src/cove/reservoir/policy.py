@@ -125,14 +125,14 @@ def set_policy(store: Store, path: Path) -> int:
     return store.apply("policy_updated", None, {"text": text})
 
 
-def import_vulndb(store: Store, path: Path) -> tuple[int, int]:
-    """Load an OSV zip (PyPI ecosystem); return ``(serial, advisories)``."""
+def import_vulndb(store: Store, path: Path, ecosystem: str = "PyPI") -> tuple[int, int]:
+    """Load an OSV zip of one ecosystem (PyPI or Debian); return ``(serial, advisories)``."""
     if not path.is_file():
         raise ReservoirError(f"{path}: no such file")
-    rows = vulndb.read_zip(path)
+    rows = vulndb.read_zip(path, vulndb.check_ecosystem(ecosystem))
     with path.open("rb") as fh:
         sha, size = store.blobs.put_file(fh)
-    serial = store.apply("vulndb_updated", None, {"sha256": sha, "size": size, "ecosystem": "PyPI"})
+    serial = store.apply("vulndb_updated", None, {"sha256": sha, "size": size, "ecosystem": ecosystem})
     return serial, len({r[0] for r in rows})
 
 

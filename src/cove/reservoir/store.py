@@ -454,7 +454,8 @@ class Store:
             sha = check_sha256(str(data.get("sha256")))
             if not self.blobs.has(sha):
                 raise ReservoirError(f"vulnerability database blob {sha} is missing")
-            vulndb.load(conn, vulndb.read_zip(self.blobs.path(sha)))
+            ecosystem = vulndb.check_ecosystem(str(data.get("ecosystem") or "PyPI"))
+            vulndb.load(conn, vulndb.read_zip(self.blobs.path(sha), ecosystem), ecosystem)
             return None
         if kind in deb_records.EVENT_KINDS:
             deb_records.apply_event(conn, kind, filename, data)

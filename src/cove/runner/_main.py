@@ -74,6 +74,9 @@ def main() -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(line_buffering=True)
+    from cove._secretfd import load_secret_env
+
+    load_secret_env()  # before any user code: its variables are part of the environment it sees
     env = os.environ
     container_id = env.get("COVE_CONTAINER_ID", "")
     code_dir = env.get("COVE_CODE_DIR", "")
@@ -100,6 +103,10 @@ def main() -> int:
     work_dir = env.get("COVE_WORK_DIR")
     if work_dir:
         os.chdir(work_dir)
+    if kind == "sandbox":
+        from cove.runner._sandbox import serve
+
+        return serve(_listener(listen_address), ready_fd)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     sys.path.insert(0, code_dir)

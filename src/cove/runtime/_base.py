@@ -40,6 +40,15 @@ class LaunchSpec:
     # A prepared root filesystem (e.g. a debootstrap base with the image's system packages) for
     # isolated engines; None: the engine's default root. Ignored by the process engine.
     rootfs: Path | None = None
+    # Read-only system layers stacked over ``rootfs`` (topmost first), from images with
+    # system packages or build commands; mounted as one overlay. Needs ``rootfs``.
+    layers: tuple[Path, ...] = ()
+    # Persistent folders of the workspace: (host folder, path inside, volume name). Isolated
+    # engines bind-mount them read-write; the process engine can only point at them (COVE_VOLUME_*).
+    volumes: tuple[tuple[Path, str, str], ...] = ()
+    # Decrypted secret variables. Kept apart from ``env`` so isolated engines can hand them over
+    # through a memfd (fd 5, ``COVE_SECRET_FD``) instead of writing them into config.json on disk.
+    secret_env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
 
 
 class ContainerHandle(Protocol):

@@ -27,8 +27,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
+from .._secretfd import SECRET_FD, SECRET_FD_ENV, secret_memfd
+from .._volumes import CONTAINER_VOLUME_GID, VOLUME_GID
 from . import _cgroups, _mountns, _oci
 from ._base import LaunchSpec, StartError
+from ._layers import LayeredBase
 from ._process import _reader, _stage, build_env
 from ._rootfs import DebootstrapBase, HostLibsBase, ensure_mount_point
 from ._uids import UidAllocator, UidLease
@@ -287,6 +290,8 @@ class CrunRuntime:
         """The spec's own root (a Debian base with system packages) or the engine's default."""
         if spec.rootfs is None:
             return self.base
+        if spec.layers:
+            return LayeredBase(DEFAULT_ROOT / "rootfs" / "layered", spec.rootfs, spec.layers)
         base = self._bases.get(spec.rootfs)
         if base is None:
             base = self._bases[spec.rootfs] = DebootstrapBase(spec.rootfs)
@@ -313,6 +318,9 @@ class CrunRuntime:
             _oci.Mount(cove_pkg, _oci.PYLIB / "cove"),
             _oci.Mount(spec.work_dir, _oci.WORK, writable=True),
         ]
+        for source, inside, _name in spec.volumes:
+            ensure_mount_point(base.root, Path(inside))
+            mounts.append(_oci.Mount(source, Path(inside), writable=True))
         return mounts, python
 
     def _env(self, spec: LaunchSpec) -> dict[str, str]:
@@ -322,8 +330,12 @@ class CrunRuntime:
             code_dir=_oci.CODE,
             work_dir=_oci.WORK,
             pylib_dir=_oci.PYLIB,
+            volumes=tuple((Path(path), path, name) for _source, path, name in spec.volumes),
+            secret_env={},
         )
         env = build_env(inside)
+        if spec.secret_env:
+            env[SECRET_FD_ENV] = str(SECRET_FD)
         env["TMPDIR"] = str(_oci.TMP)
         return env
 
@@ -353,6 +365,9 @@ class CrunRuntime:
                 host_id=lease.host_id,
                 cgroups_path=f"{CGROUP_PARENT}/{spec.container_id}",
                 swap_limit=self.swap_limit,
+                # Volumes are shared through a group, not an owner (see cove._volumes).
+                extra_gids=((CONTAINER_VOLUME_GID, VOLUME_GID),) if spec.volumes else (),
+                umask=0o002 if spec.volumes else None,
             )
             bundle_dir = self.bundles / spec.container_id
             with contextlib.suppress(FileNotFoundError):
@@ -364,13 +379,20 @@ class CrunRuntime:
             lease.release()
             raise
         argv = self.command(
-            "run", "--bundle", str(bundle_dir), "--pid-file", str(bundle_dir / "pid"), "--preserve-fds", "2"
+            "run",
+            "--bundle",
+            str(bundle_dir),
+            "--pid-file",
+            str(bundle_dir / "pid"),
+            "--preserve-fds",
+            "3" if spec.secret_env else "2",
         )
         argv.append(spec.container_id)
         return _Prepared(bundle_dir=bundle_dir, lease=lease, argv=argv)
 
     async def start(self, spec: LaunchSpec, listener: socket.socket) -> CrunHandle:
-        if not spec.python.exists():
+        if spec.rootfs is None and not spec.python.exists():
+            # (With its own root the venv's interpreter link points into that root, not at the host.)
             raise StartError(f"the image's interpreter {spec.python} does not exist")
         timings: dict[str, float] = {}
         self.enter_host_view()
@@ -382,13 +404,18 @@ class CrunRuntime:
         err_r, err_w = os.pipe()
         ready_r, ready_w = os.pipe()
         staged: list[int] = []
+        secrets_fd: int | None = None
         # crun's own environment: only what it needs, plus the id so a restarted worker recognises it.
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "COVE_CONTAINER_ID": spec.container_id}
         try:
-            staged = [_stage(fd) for fd in (out_w, err_w, listener.fileno(), ready_w)]
+            passed = [out_w, err_w, listener.fileno(), ready_w]
+            if spec.secret_env:
+                secrets_fd = secret_memfd(spec.secret_env)
+                passed.append(secrets_fd)
+            staged = [_stage(fd) for fd in passed]
             actions = [
                 (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                *((os.POSIX_SPAWN_DUP2, fd, target) for fd, target in zip(staged, (1, 2, 3, 4), strict=True)),
+                *((os.POSIX_SPAWN_DUP2, fd, target) for fd, target in zip(staged, range(1, 6), strict=False)),
             ]
             started = time.perf_counter()
             try:
@@ -410,7 +437,7 @@ class CrunRuntime:
                 os.close(fd)
             raise
         finally:
-            for fd in (out_w, err_w, ready_w, *staged):
+            for fd in (out_w, err_w, ready_w, *staged, *([secrets_fd] if secrets_fd is not None else [])):
                 os.close(fd)
         handle = CrunHandle(
             self,

@@ -148,6 +148,10 @@ class Bundle:
     cgroups_path: str
     cwd: Path = WORK
     network: bool = False
+    # (gid inside, gid on the host) mapped in addition to the container's own block and given
+    # to its processes as supplementary groups (shared volumes).
+    extra_gids: tuple[tuple[int, int], ...] = ()
+    umask: int | None = None
     swap_limit: bool = False  # cgroup v2 only: v1 needs swap accounting that hosts often lack
 
 
@@ -241,12 +245,18 @@ def build_config(bundle: Bundle) -> dict[str, Any]:
     if not bundle.network:
         namespaces.append({"type": "network"})  # a fresh one: only a loopback device
     id_map = [{"containerID": 0, "hostID": bundle.host_id, "size": ID_RANGE}]
+    gid_map = id_map + [{"containerID": inside, "hostID": host, "size": 1} for inside, host in bundle.extra_gids]
+    user: dict[str, Any] = {"uid": 0, "gid": 0}
+    if bundle.extra_gids:
+        user["additionalGids"] = [inside for inside, _host in bundle.extra_gids]
+    if bundle.umask is not None:
+        user["umask"] = bundle.umask
     caps: dict[str, list[str]] = {key: [] for key in ("bounding", "effective", "inheritable", "permitted", "ambient")}
     return {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
-            "user": {"uid": 0, "gid": 0},
+            "user": user,
             "args": list(bundle.args),
             "env": [f"{key}={value}" for key, value in bundle.env.items()],
             "cwd": str(bundle.cwd),
@@ -259,7 +269,7 @@ def build_config(bundle: Bundle) -> dict[str, Any]:
         "mounts": _system_mounts(bundle.limits) + [mount.to_oci() for mount in bundle.mounts],
         "linux": {
             "uidMappings": id_map,
-            "gidMappings": id_map,
+            "gidMappings": gid_map,
             "namespaces": namespaces,
             "cgroupsPath": bundle.cgroups_path,
             "resources": _resources(bundle),

@@ -33,6 +33,11 @@ def _stage(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _STAGING_MIN_FD)
 
 
+def volume_env_name(name: str) -> str:
+    """``COVE_VOLUME_<NAME>``: where a volume is, for code that cannot rely on the mount path."""
+    return "COVE_VOLUME_" + name.upper().replace("-", "_")
+
+
 def build_env(spec: LaunchSpec) -> dict[str, str]:
     """The runner's whole environment; nothing leaks in from the worker's own."""
     env: dict[str, str] = {
@@ -44,6 +49,9 @@ def build_env(spec: LaunchSpec) -> dict[str, str]:
     if spec.venv:
         env["VIRTUAL_ENV"] = str(spec.venv)
     env.update(spec.env)
+    for source, _inside, name in spec.volumes:
+        env[volume_env_name(name)] = str(source)
+    env.update(spec.secret_env)  # a process engine's environment lives in memory only
     env.update(
         {
             "PYTHONPATH": str(spec.pylib_dir),

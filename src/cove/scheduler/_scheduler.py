@@ -23,10 +23,12 @@ from ..store import Container, Deployment, Store, new_id
 from ._autoscaler import ContainerLoad, decide
 from ._dispatch import CallFn, Dispatcher
 from ._placement import WorkerRoom, place
+from ._ticker import CronTicker
 
 log = logging.getLogger("cove.scheduler")
 
 START_TIMEOUT_SECONDS = 120.0
+TASK_KINDS = ("function", "task_queue", "schedule")
 WORKER_LAPSE_SECONDS = 15.0
 MAX_BACKOFF_SECONDS = 30.0
 
@@ -129,6 +131,7 @@ class Scheduler:
         self.store = store
         self.dispatcher = Dispatcher(store, call)
         self.dispatcher.on_work = lambda deployment: self._scale(self.pool_for(deployment))
+        self.ticker = CronTicker(store, self.dispatcher)
         self._loops: set[asyncio.Task[None]] = set()
         self.pools: dict[str, Pool] = {}
         self.workers: dict[str, WorkerHandle] = {}
@@ -181,6 +184,7 @@ class Scheduler:
             try:
                 self.tick()
                 self.dispatcher.tick()
+                await self.ticker.tick()
             except Exception:
                 log.exception("autoscaler tick failed")
 
@@ -380,6 +384,8 @@ class Scheduler:
             memory_mib=config.memory_mib,
             concurrent_requests=config.concurrent_requests,
             env=dict(config.env),
+            secrets=list(config.secrets),
+            volumes=[list(pair) for pair in config.volumes],
         )
         row = Container(
             id=slot.id,
@@ -429,7 +435,7 @@ class Scheduler:
             slot.address = event.address
             self._persist(slot.id, state="listening", address=event.address)
             slot.pool.wake()
-            if slot.pool.config.kind in ("function", "task_queue"):
+            if slot.pool.config.kind in TASK_KINDS:
                 for _ in range(slot.pool.config.concurrent_requests):
                     loop = asyncio.create_task(self._dispatch_loop(slot), name=f"cove-dispatch-{slot.id}")
                     self._loops.add(loop)

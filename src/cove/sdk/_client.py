@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -102,6 +103,18 @@ class Client:
                 for line in response.iter_lines():
                     if line.strip():
                         yield json.loads(line)
+        except httpx.ConnectError as exc:
+            raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+
+    @contextlib.contextmanager
+    def stream_bytes(self, method: str, path: str, **kwargs: Any) -> Iterator[Iterator[bytes]]:
+        """A response body as chunks, for downloads that should not sit in memory whole."""
+        try:
+            with self._http.stream(method, path, timeout=None, **kwargs) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                yield response.iter_bytes()
         except httpx.ConnectError as exc:
             raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from .._config import Kind, QueueDepthAutoscaler, TaskPolicy
     from ._calls import FunctionCall, Task
+    from ._volume import Volume
 
     P = ParamSpec("P")
     R = TypeVar("R")
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
         task_policy: TaskPolicy
         authorized: bool
         env: Mapping[str, str]
+        secrets: list[str]
+        volumes: list[Volume] | Mapping[str, Volume]
         name: str
         app: str
         on_start: Callable[[], Any]
@@ -68,6 +71,8 @@ _CONFIG_OPTIONS = frozenset(
         "task_policy",
         "authorized",
         "env",
+        "secrets",
+        "volumes",
     }
 )
 _STUB_OPTIONS = frozenset({"image", "name", "app", "on_start"})
@@ -247,13 +252,18 @@ class TaskQueueStub(FunctionStub[P, R]):
         return Task(call.object_id, call._client)
 
 
-def _decorate(kind: Kind, stub_type: type[Stub[Any, Any]], f: Any, options: dict[str, Any]) -> Any:
+class ScheduleStub(FunctionStub[P, R]):
+    """A ``@schedule``: runs on its cron ticks once deployed; ``.remote`` runs it now."""
+
+
+def _decorate(kind: Kind, stub_type: type[Stub[Any, Any]], f: Any, options: dict[str, Any], **fixed: Any) -> Any:
     unknown = set(options) - _CONFIG_OPTIONS - _STUB_OPTIONS
     if unknown:
         raise ConfigError(f"@{kind} got unknown option(s): {', '.join(sorted(unknown))}")
 
     def wrap(fn: Callable[..., Any]) -> Stub[Any, Any]:
-        config = DeploymentConfig.build(kind, **{k: v for k, v in options.items() if k in _CONFIG_OPTIONS})
+        settings = {k: v for k, v in options.items() if k in _CONFIG_OPTIONS}
+        config = DeploymentConfig.build(kind, **settings, **fixed)
         return stub_type(
             fn,
             kind=kind,
@@ -280,3 +290,21 @@ def function(_f: Callable[P, R] | None = None, /, **options: Unpack[ComputeOptio
 def task_queue(_f: Callable[P, R] | None = None, /, **options: Unpack[ComputeOptions]) -> Any:
     """A durable queue of tasks: ``.put`` from Python, ``POST /taskqueue/{name}`` over HTTP."""
     return _decorate("task_queue", TaskQueueStub, _f, dict(options))
+
+
+def schedule(when: str, timezone: str = "UTC", **options: Unpack[ComputeOptions]) -> Any:
+    """Run the function at every tick of the cron expression ``when`` in ``timezone``.
+
+    Five fields as in crontab, or six with seconds last. Runs missed while no
+    gateway was up are recorded as missed, not replayed.
+    """
+    import os
+
+    if not os.environ.get("COVE_CONTAINER_ID"):  # the container need not pay for croniter
+        from ..scheduler._cron import BadSchedule, check
+
+        try:
+            check(when, timezone)
+        except BadSchedule as exc:
+            raise ConfigError(str(exc)) from None
+    return _decorate("schedule", ScheduleStub, None, dict(options), schedule=(when, timezone))

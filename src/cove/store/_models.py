@@ -153,3 +153,39 @@ class Task(Base):
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     container_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class Secret(Base):
+    """A named set of environment variables; ``ciphertext`` is the encrypted JSON of the values.
+
+    Only key names are kept in clear, so listings can say what a secret holds
+    without ever decrypting it.
+    """
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    keys: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[float] = mapped_column(Float, default=_now)
+    updated_at: Mapped[float] = mapped_column(Float, default=_now)
+
+
+class ScheduleRun(Base):
+    """One tick of a schedule: run (with its task) or missed while no gateway was up.
+
+    The unique key makes "one run per tick" hold with several gateways: the
+    first to insert a tick runs it, the others see the conflict and skip.
+    """
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", "tick"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    name: Mapped[str] = mapped_column(String(63))
+    tick: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16))
+    task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=_now)

@@ -325,6 +325,21 @@ class Store:
             rows = await s.scalars(query.order_by(m.Deployment.name, m.Deployment.version))
             return rows.all()
 
+    async def active_schedules(self) -> list[m.Deployment]:
+        """The newest active version of every ``@schedule`` deployment, in all workspaces."""
+        async with self.session() as s:
+            rows = (
+                await s.scalars(
+                    select(m.Deployment)
+                    .where(m.Deployment.kind == "schedule", m.Deployment.state == "active")
+                    .order_by(m.Deployment.version)
+                )
+            ).all()
+        newest: dict[tuple[str, str], m.Deployment] = {}
+        for row in rows:
+            newest[(row.workspace_id, row.name)] = row
+        return list(newest.values())
+
     async def stop_deployment(self, who: Principal, name: str, *, delete: bool = False) -> list[m.Deployment]:
         """Stop every version of a deployment; returns the versions stopped."""
         async with self.session() as s, s.begin():

@@ -9,10 +9,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from .._config import check_mount_path, check_object_name
 from .._protocol import ContainerEvent, ContainerSpec
+from .._volumes import ensure_volume
 from ..runtime import ContainerHandle, LaunchSpec, Runtime, open_unix_listener
 from ._logs import ContainerLog, LogShipper
-from ._paths import WorkerDirs, force_rmtree
+from ._paths import WorkerDirs, check_id, force_rmtree
 
 log = logging.getLogger("cove.worker")
 
@@ -37,6 +39,8 @@ class Container:
         emit: Emit,
         prepare: Prepare,
         grace: float,
+        home: Path | None = None,
+        root_of: Callable[[str], tuple[Path | None, tuple[Path, ...]]] | None = None,
     ) -> None:
         self.spec = spec
         self.id = spec.container_id
@@ -46,9 +50,24 @@ class Container:
         self.emit = emit
         self.prepare = prepare
         self.grace = grace
+        self.home = home
+        self.root_of = root_of
         self.handle: ContainerHandle | None = None
         self.stop_requested = False
         self._spawned = asyncio.Event()
+
+    def _volumes(self, spec: ContainerSpec) -> tuple[tuple[Path, str, str], ...]:
+        """Host folders of the spec's volumes (on this machine's Cove home, shared with the gateway)."""
+        if not spec.volumes:
+            return ()
+        if self.home is None:
+            raise RuntimeError("this worker has no Cove home for volumes")
+        out = []
+        for mount_path, name in spec.volumes:
+            check_object_name("volume", name)
+            check_mount_path(mount_path)
+            out.append((ensure_volume(self.home, check_id(spec.workspace_id, "workspace id"), name), mount_path, name))
+        return tuple(out)
 
     async def stop(self) -> None:
         """Ask for a stop; the run task reports the exit."""
@@ -82,6 +101,7 @@ class Container:
             await self.emit(ContainerEvent(self.id, "exited"))
             return
         work_dir.mkdir(parents=True, exist_ok=True)
+        rootfs, layers = self.root_of(spec.image_id) if self.root_of is not None else (None, ())
         launch = LaunchSpec(
             container_id=self.id,
             python=python,
@@ -94,8 +114,12 @@ class Container:
             kind=spec.kind,
             concurrency=spec.concurrent_requests,
             env=dict(spec.env),
+            secret_env=dict(spec.secret_env),
+            volumes=self._volumes(spec),
             cpu_millis=spec.cpu_millis,
             memory_mib=spec.memory_mib,
+            rootfs=rootfs,
+            layers=layers,
         )
         mark = time.perf_counter()
         listener = open_unix_listener(socket_path)

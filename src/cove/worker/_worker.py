@@ -67,6 +67,8 @@ class Worker:
         self._heartbeat_now = asyncio.Event()
         self._code: dict[str, asyncio.Task[Path]] = {}
         self._images: dict[str, tuple[Path, Path]] = {}
+        # Root filesystem of images with system layers: (Debian base, layers topmost first).
+        self._roots: dict[str, tuple[Path | None, tuple[Path, ...]]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -239,6 +241,8 @@ class Worker:
             emit=self._emit,
             prepare=self._prepare,
             grace=self.settings.stop_grace_seconds,
+            home=self.settings.home.root,
+            root_of=self.image_root,
         )
         self.containers[container_id] = container
         task = self._spawn(container.run())
@@ -281,9 +285,13 @@ class Worker:
         (venv, python), code_dir = await asyncio.gather(image(), code())
         return venv, python, code_dir, timings
 
+    def image_root(self, image_id: str) -> tuple[Path | None, tuple[Path, ...]]:
+        """The root filesystem of an image resolved by ``_image``: (None, ()) means the engine's default."""
+        return self._roots.get(image_id, (None, ()))
+
     async def _image(self, image_id: str) -> tuple[Path, Path]:
         cached = self._images.get(image_id)
-        if cached is not None and cached[1].exists():
+        if cached is not None and (cached[1].exists() or (image_id in self._roots and cached[0].is_dir())):
             return cached
         try:
             info = await self.client.image(image_id)
@@ -293,7 +301,18 @@ class Worker:
             raise RuntimeError(f"image {image_id} is not ready (status {info.get('status')!r})")
         venv = Path(str(info.get("path", "")))
         python = Path(str(info.get("python") or venv / "bin" / "python"))
-        if not venv.is_absolute() or not python.exists():
+        rootfs = Path(str(info["rootfs"])) if info.get("rootfs") else None
+        layers = tuple(Path(str(p)) for p in info.get("layers") or ())
+        if rootfs is not None:
+            if not self.runtime.isolated:
+                raise RuntimeError(
+                    f"image {image_id[:12]} has system packages or commands, which run only on the crun engine; "
+                    f"this worker uses the {self.runtime.name} engine (start it with --runtime crun)"
+                )
+            if not all(folder.is_dir() for folder in (venv, rootfs, *layers)):
+                raise RuntimeError(f"image {image_id} is not on this machine (its root filesystem is missing)")
+            self._roots[image_id] = (rootfs, layers)
+        elif not venv.is_absolute() or not python.exists():
             raise RuntimeError(
                 f"image {image_id} is not on this machine (no interpreter at {python}); "
                 "workers that do not share the gateway's home cannot receive images yet"

@@ -1,0 +1,64 @@
+"""When scheduled functions run: cron expressions in a time zone, and which ticks are due.
+
+Pure functions over times, so the rules (time zones, daylight-saving jumps,
+what counts as missed) are tested without a server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterBadCronError, croniter
+
+MAX_TICKS = 1000
+
+
+class BadSchedule(ValueError):
+    """A cron expression or time zone that cannot be used."""
+
+
+def check(when: str, timezone: str) -> None:
+    """Raise ``BadSchedule`` naming what is wrong."""
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadSchedule(f"unknown time zone {timezone!r} (use an IANA name like 'Europe/Berlin')") from None
+    fields = when.split()
+    if len(fields) not in (5, 6):
+        raise BadSchedule(f"cron expression {when!r} must have 5 fields (or 6, the last being seconds)")
+    try:
+        croniter(when, datetime.now(UTC))
+    except (CroniterBadCronError, ValueError, KeyError) as exc:
+        raise BadSchedule(f"cron expression {when!r} is not valid: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Tick:
+    at: float
+    missed: bool
+
+
+def due_ticks(when: str, timezone: str, after: float, now: float, up_since: float) -> list[Tick]:
+    """Ticks in ``(after, now]``; those before ``up_since`` fell while no gateway ran: missed.
+
+    Evaluated in ``timezone`` so ``0 9 * * *`` means 09:00 local time on both
+    sides of a daylight-saving change. At most ``MAX_TICKS`` are returned, the
+    newest kept, so a long outage of a frequent schedule stays bounded.
+    """
+    start = datetime.fromtimestamp(after, ZoneInfo(timezone))
+    schedule = croniter(when, start)
+    ticks: list[Tick] = []
+    while True:
+        at = float(schedule.get_next(float))
+        if at > now:
+            break
+        ticks.append(Tick(at=at, missed=at < up_since))
+        if len(ticks) > MAX_TICKS:
+            ticks.pop(0)
+    return ticks
+
+
+def next_tick(when: str, timezone: str, after: float) -> float:
+    return float(croniter(when, datetime.fromtimestamp(after, ZoneInfo(timezone))).get_next(float))
