@@ -299,6 +299,29 @@ def _check_volumes(volumes: object) -> tuple[tuple[str, str], ...]:
     return tuple((path, result[path]) for path in paths)
 
 
+def _check_callback(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")) or len(value) > 2000:
+        raise ConfigError(f"callback_url must be an http:// or https:// URL, not {value!r}")
+    return value
+
+
+PARAMETER_KINDS = ("positional_only", "positional_or_keyword", "var_positional", "keyword_only", "var_keyword")
+
+
+def _check_parameters(value: Any) -> tuple[tuple[str, str, bool], ...]:
+    """The handler's signature as (name, kind, required) triples; empty when unknown."""
+    try:
+        triples = tuple((str(n), str(k), bool(r)) for n, k, r in value)
+    except (TypeError, ValueError):
+        raise ConfigError("parameters must be [name, kind, required] triples") from None
+    for name, kind, _ in triples:
+        if kind not in PARAMETER_KINDS or not name.isidentifier():
+            raise ConfigError(f"parameter {name!r} of kind {kind!r} is not valid")
+    return triples
+
+
 def _check_schedule(value: object) -> tuple[str, str] | None:
     """Shape only: the cron expression and time zone are checked fully where croniter is (the gateway, the SDK)."""
     if value is None:
@@ -319,6 +342,7 @@ class DeploymentConfig(Frozen):
     __slots__ = (
         "authorized",
         "autoscaler",
+        "callback_url",
         "concurrent_requests",
         "cpu_millis",
         "env",
@@ -326,6 +350,7 @@ class DeploymentConfig(Frozen):
         "kind",
         "max_pending_tasks",
         "memory_mib",
+        "parameters",
         "retries",
         "schedule",
         "secrets",
@@ -349,6 +374,8 @@ class DeploymentConfig(Frozen):
     env: tuple[tuple[str, str], ...]
     secrets: tuple[str, ...]
     schedule: tuple[str, str] | None  # (cron expression, IANA time zone) of a @schedule
+    callback_url: str | None
+    parameters: tuple[tuple[str, str, bool], ...]  # (name, kind, required), recorded by `cove deploy`
     volumes: tuple[tuple[str, str], ...]  # (mount_path, volume name), sorted by path
 
     def __init__(
@@ -369,6 +396,8 @@ class DeploymentConfig(Frozen):
         secrets: tuple[str, ...] | list[str] = (),
         volumes: Any = (),
         schedule: tuple[str, str] | list[str] | None = None,
+        callback_url: str | None = None,
+        parameters: Any = (),
     ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"unknown kind {kind!r}")
@@ -396,6 +425,8 @@ class DeploymentConfig(Frozen):
             secrets=_check_secrets(secrets),
             volumes=_check_volumes(volumes),
             schedule=_check_schedule(schedule),
+            callback_url=_check_callback(callback_url),
+            parameters=_check_parameters(parameters),
         )
         if (self.kind == "schedule") != (self.schedule is not None):
             raise ConfigError("a schedule needs kind 'schedule' and a cron expression, and only it has one")
@@ -420,6 +451,7 @@ class DeploymentConfig(Frozen):
         secrets: tuple[str, ...] | list[str] = (),
         volumes: Any = (),
         schedule: tuple[str, str] | None = None,
+        callback_url: str | None = None,
     ) -> DeploymentConfig:
         """Apply the per-kind defaults of API.md to what the user gave."""
         serving = kind in ("endpoint", "asgi")
@@ -440,6 +472,7 @@ class DeploymentConfig(Frozen):
             secrets=secrets,
             volumes=volumes,
             schedule=schedule,
+            callback_url=callback_url,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -451,6 +484,7 @@ class DeploymentConfig(Frozen):
         data["secrets"] = list(self.secrets)
         data["volumes"] = [list(pair) for pair in self.volumes]
         data["schedule"] = list(self.schedule) if self.schedule else None
+        data["parameters"] = [list(p) for p in self.parameters]
         return data
 
     @classmethod

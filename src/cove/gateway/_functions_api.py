@@ -132,6 +132,21 @@ async def call_function(
     return _outcome(finished)
 
 
+def _check_arguments(deployment: Deployment, kwargs: dict[str, Any]) -> None:
+    """Refuse a put whose keyword arguments cannot bind to the handler (when its signature is known)."""
+    parameters = deployment.config.get("parameters") or []
+    if not parameters:
+        return
+    kinds = {name: kind for name, kind, _ in parameters}
+    accepts_any = "var_keyword" in kinds.values()
+    for key in kwargs:
+        if kinds.get(key) in (None, "positional_only", "var_positional", "var_keyword") and not accepts_any:
+            raise ApiError(422, f"unexpected argument {key!r} for {deployment.name}")
+    for name, kind, required in parameters:
+        if required and kind in ("positional_or_keyword", "keyword_only", "positional_only") and name not in kwargs:
+            raise ApiError(422, f"missing required argument {name!r} for {deployment.name}")
+
+
 @router.post("/taskqueue/{name}", status_code=202, summary="Put a task: the JSON body is the keyword arguments")
 async def put_task(name: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     deployment = await _deployment(gw, who, name, None)
@@ -142,6 +157,7 @@ async def put_task(name: str, request: Request, gw: GatewayDep, who: PrincipalDe
         raise ApiError(422, f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise ApiError(422, f"request body must be a JSON object, not {type(payload).__name__}")
+    _check_arguments(deployment, payload)
     [item] = await _submit(gw, deployment, [("json", json.dumps(payload).encode())], durable=True)
     return {"task_id": item.id}
 

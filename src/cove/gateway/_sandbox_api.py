@@ -1,7 +1,230 @@
-"""``/api/v1/volumes`` (filled in below)."""
+"""``/api/v1/sandboxes``: create, list, terminate, and talk to a sandbox's agent.
+
+A sandbox is an ephemeral deployment of kind ``sandbox``: one container
+(autoscaler min = max = 1, never idled out by the scheduler) whose process is
+the sandbox agent rather than a user function. The gateway keeps its
+deadlines here (``timeout`` from creation, ``idle_timeout`` since the last
+request) and stops the deployment when one passes. Requests under
+``/api/v1/sandboxes/{id}/...`` are relayed to the agent unchanged. Sandboxes
+run only on isolated engines: on the process engine the agent would run
+hostile commands as the worker's own user.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from typing import Any
 
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from .._config import ConfigError, DeploymentConfig, QueueDepthAutoscaler, parse_cpu, parse_memory
+from ..scheduler import StartFailed
+from ..store import Deployment, NotFound, Principal, new_id
+from ._deps import GatewayDep, PrincipalDep
+from ._errors import ApiError
+from ._references import check_references
+from ._sandbox_proxy import AgentError, agent_request
+from ._state import Gateway
+
+log = logging.getLogger("cove.gateway")
 router = APIRouter(prefix="/api/v1")
+
+START_SECONDS = 120.0
+ISOLATED_RUNTIMES = ("crun", "runc")
+
+
+@dataclasses.dataclass
+class _Live:
+    deployment_id: str
+    workspace_id: str
+    name: str
+    created_at: float
+    timeout: float
+    idle_timeout: float
+    last_active: float
+
+    def expired(self, now: float) -> str | None:
+        if now - self.created_at > self.timeout:
+            return f"timeout of {self.timeout:g} s reached"
+        if now - self.last_active > self.idle_timeout:
+            return f"idle for {self.idle_timeout:g} s"
+        return None
+
+
+class _Registry:
+    """The sandboxes this gateway runs, and the loop that ends expired ones."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.live: dict[str, _Live] = {}  # by deployment id
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, item: _Live) -> None:
+        self.live[item.deployment_id] = item
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._expire_forever(), name="cove-sandbox-expiry")
+
+    async def _expire_forever(self) -> None:
+        while self.live:
+            await asyncio.sleep(0.5)
+            now = time.time()
+            for item in list(self.live.values()):
+                reason = item.expired(now)
+                if reason:
+                    with contextlib.suppress(Exception):
+                        await self.terminate(item.workspace_id, item.name, reason)
+
+    async def terminate(self, workspace_id: str, name: str, reason: str) -> list[int]:
+        who = Principal(token_id="sandbox-expiry", workspace_id=workspace_id, workspace_name="", role="admin")
+        rows = await self.gw.store.stop_deployment(who, name)
+        for row in rows:
+            self.live.pop(row.id, None)
+        self.gw.scheduler.stop_deployment([r.id for r in rows], reason=f"sandbox ended: {reason}")
+        self.gw.deployments.invalidate()
+        return [r.version for r in rows]
+
+
+_REGISTRIES: dict[int, _Registry] = {}
+
+
+def _registry(gw: Gateway) -> _Registry:
+    registry = _REGISTRIES.get(id(gw))
+    if registry is None or registry.gw is not gw:
+        registry = _REGISTRIES[id(gw)] = _Registry(gw)
+    return registry
+
+
+class SandboxRequest(BaseModel):
+    image_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    code_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    cpu: float | str = 1.0
+    memory: int | str = 512
+    timeout: float = Field(default=300, gt=0, le=7 * 24 * 3600)
+    idle_timeout: float | None = Field(default=None, gt=0)
+    network: bool = False
+    volumes: list[list[str]] = Field(default_factory=list)
+    secrets: list[str] = Field(default_factory=list)
+
+
+def _view(gw: Gateway, row: Deployment) -> dict[str, Any]:
+    live = _registry(gw).live.get(row.id)
+    return {
+        "id": row.name,
+        "state": "running" if live else "terminated",
+        "created_at": row.created_at,
+        "timeout": live.timeout if live else None,
+        "idle_timeout": live.idle_timeout if live else None,
+        "last_active": live.last_active if live else None,
+        "image_id": row.image_id,
+        "cpu_millis": row.config.get("cpu_millis"),
+        "memory_mib": row.config.get("memory_mib"),
+    }
+
+
+@router.post("/sandboxes", status_code=201)
+async def create_sandbox(body: SandboxRequest, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    if body.network:
+        raise ApiError(422, "network=True is not supported yet: sandboxes have only a loopback interface")
+    if not any(w.state == "ready" and w.runtime in ISOLATED_RUNTIMES for w in gw.scheduler.workers.values()):
+        raise ApiError(503, "sandboxes need a worker with an isolated engine (crun or runc); none is connected")
+    try:
+        config = DeploymentConfig(
+            kind="sandbox",
+            cpu_millis=parse_cpu(body.cpu),
+            memory_mib=parse_memory(body.memory),
+            keep_warm_seconds=-1,
+            autoscaler=QueueDepthAutoscaler(min_containers=1, max_containers=1),
+            concurrent_requests=64,
+            timeout=body.timeout,
+            secrets=body.secrets,
+            volumes=[tuple(pair) for pair in body.volumes],
+        )
+    except ConfigError as exc:
+        raise ApiError(422, str(exc)) from None
+    image = await gw.store.get_image(body.image_id)
+    if image is None or image.status != "ready":
+        raise ApiError(422, f"image {body.image_id} is not built")
+    if not await gw.store.has_code(body.code_hash):
+        raise ApiError(422, f"code {body.code_hash} is not uploaded")
+    await check_references(gw, who, config)
+    row, _ = await gw.store.create_deployment(
+        who,
+        name=new_id("sb"),
+        app="sandboxes",
+        kind="sandbox",
+        module="sandbox",
+        function="agent",
+        image_id=body.image_id,
+        code_hash=body.code_hash,
+        config=config.to_dict(),
+        ephemeral=True,
+    )
+    now = time.time()
+    registry = _registry(gw)
+    registry.add(_Live(row.id, who.workspace_id, row.name, now, body.timeout, body.idle_timeout or body.timeout, now))
+    try:
+        lease = await asyncio.wait_for(gw.scheduler.acquire(row), START_SECONDS)
+    except (StartFailed, TimeoutError) as exc:
+        await registry.terminate(who.workspace_id, row.name, "it could not start")
+        raise ApiError(503, f"the sandbox could not start: {exc}") from None
+    gw.scheduler.release(lease, served=False)
+    return _view(gw, row)
+
+
+@router.get("/sandboxes")
+async def list_sandboxes(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]:
+    rows = await gw.store.list_deployments(who.workspace_id)
+    return [_view(gw, r) for r in rows if r.kind == "sandbox" and r.id in _registry(gw).live]
+
+
+async def _sandbox(gw: Gateway, who: Principal, sandbox_id: str) -> Deployment:
+    try:
+        row = await gw.store.get_deployment(who.workspace_id, sandbox_id)
+    except NotFound:
+        raise ApiError(404, f"sandbox {sandbox_id!r} does not exist or has ended") from None
+    if row.kind != "sandbox":
+        raise ApiError(404, f"sandbox {sandbox_id!r} does not exist or has ended")
+    if row.id not in _registry(gw).live:  # from before a gateway restart: its container is gone
+        await _registry(gw).terminate(who.workspace_id, row.name, "the gateway restarted")
+        raise ApiError(404, f"sandbox {sandbox_id!r} has ended")
+    return row
+
+
+@router.get("/sandboxes/{sandbox_id}")
+async def get_sandbox(sandbox_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    return _view(gw, await _sandbox(gw, who, sandbox_id))
+
+
+@router.delete("/sandboxes/{sandbox_id}")
+async def terminate_sandbox(sandbox_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    row = await _sandbox(gw, who, sandbox_id)
+    await _registry(gw).terminate(who.workspace_id, row.name, "terminated by user")
+    return {"id": sandbox_id, "terminated": True}
+
+
+@router.api_route("/sandboxes/{sandbox_id}/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
+async def relay(sandbox_id: str, rest: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> Response:
+    row = await _sandbox(gw, who, sandbox_id)
+    live = _registry(gw).live[row.id]
+    body = await request.body()
+    live.last_active = time.time()
+    try:
+        lease = await asyncio.wait_for(gw.scheduler.acquire(row), START_SECONDS)
+    except (StartFailed, TimeoutError) as exc:
+        raise ApiError(503, f"the sandbox is not running: {exc}") from None
+    try:
+        query = request.url.query
+        target = "/" + rest + (f"?{query}" if query else "")
+        status, headers, payload = await agent_request(lease.address, request.method, target, body, timeout=90)
+    except AgentError as exc:
+        raise ApiError(502, str(exc)) from None
+    finally:
+        gw.scheduler.release(lease)
+        live.last_active = time.time()
+    keep = {k: v for k, v in headers.items() if k.startswith("x-cove-")}
+    return Response(payload, status_code=status, media_type=headers.get("content-type"), headers=keep)

@@ -41,6 +41,7 @@ from .errors import ReservoirError
 from .names import normalize
 
 if TYPE_CHECKING:
+    from .debian.records import DebRecord
     from .store import FileRecord, Store
 
 PREFIX = "policy: "
@@ -180,6 +181,30 @@ def evaluate(store: Store, policy: Policy, record: FileRecord, now: dt.datetime 
     return Verdict(lic, vulns, reasons)
 
 
+def evaluate_deb(store: Store, policy: Policy, record: DebRecord) -> tuple[list[dict[str, Any]], list[str]]:
+    """``(advisories, reasons)`` for a Debian package: its source package checked against the Debian advisories.
+
+    Licenses, the block list and the release age are PyPI notions (SPDX
+    metadata, PEP 508 names, upload times) that Debian packages do not carry,
+    so only advisories apply, with the same ``[vulnerabilities] action``.
+    """
+    source, version = record.source
+    vulns = vulndb.matches_deb(store.conn, source, version, record.suite)
+    reasons = []
+    for vuln in vulns:
+        if vuln["malicious"]:
+            reasons.append(f"malicious package ({vuln['id']})")
+        elif policy.vulnerabilities == "quarantine":
+            reasons.append(f"vulnerable ({vuln['id']})")
+    return vulns, reasons
+
+
+def deb_reason(store: Store, record: DebRecord) -> str | None:
+    """The quarantine reason for a Debian package on ingest, or None when it passes."""
+    _, reasons = evaluate_deb(store, current(store), record)
+    return PREFIX + "; ".join(reasons) if reasons else None
+
+
 def _parse_time(value: str | None) -> dt.datetime | None:
     if not value:
         return None
@@ -256,4 +281,67 @@ def audit(store: Store, *, verify_blobs: bool = False, apply: bool = True) -> di
                 "action": action,
             }
         )
-    return {"serial": store.serial(), "advisories": vulndb.count(store.conn), "summary": counts, "files": files}
+    debs = _audit_debs(store, policy, apply)
+    counts["debs_quarantined"] = sum(d["status"] == "quarantined" for d in debs)
+    counts["debs_vulnerable"] = sum(bool(d["vulnerabilities"]) for d in debs)
+    report = {
+        "serial": store.serial(),
+        "advisories": vulndb.count(store.conn),
+        "summary": counts,
+        "files": files,
+        "debs": debs,
+    }
+    if apply:
+        report.update(_republish({d["suite"] for d in debs if d["action"]}, store))
+    return report
+
+
+def _audit_debs(store: Store, policy: Policy, apply: bool) -> list[dict[str, Any]]:
+    """Re-judge every Debian package; quarantine or release the way ``audit`` does for Python files."""
+    from .debian import records
+
+    out = []
+    for record in records.listing(store.conn):
+        vulns, reasons = evaluate_deb(store, policy, record)
+        reason = PREFIX + "; ".join(reasons) if reasons else None
+        status, action = record.status, None
+        ours = (record.reason or "").startswith(PREFIX)
+        if apply:
+            if reason and record.status == "active":
+                records.quarantine_deb(store, record.suite, record.filename, reason)
+                status, action = "quarantined", "quarantined"
+            elif not reason and record.status == "quarantined" and ours:
+                records.release_deb(store, record.suite, record.filename)
+                status, action = "active", "released"
+            elif reason and record.status == "quarantined" and ours and record.reason != reason:
+                records.quarantine_deb(store, record.suite, record.filename, reason)
+        source, source_version = record.source
+        out.append(
+            {
+                "suite": record.suite,
+                "filename": record.filename,
+                "package": record.package,
+                "version": record.version,
+                "source": source,
+                "source_version": source_version,
+                "vulnerabilities": [v["id"] for v in vulns],
+                "status": status,
+                "reason": (reason or record.reason) if status == "quarantined" else None,
+                "action": action,
+            }
+        )
+    return out
+
+
+def _republish(suites: set[str], store: Store) -> dict[str, Any]:
+    """Publish the suites whose packages changed state, so apt stops (or starts) seeing them."""
+    from .debian import publish
+
+    done: list[str] = []
+    try:
+        for suite in sorted(suites):
+            publish.publish(store, suite)
+            done.append(suite)
+    except ReservoirError as exc:
+        return {"published_suites": done, "publish_error": exc.message}
+    return {"published_suites": done, "publish_error": None}

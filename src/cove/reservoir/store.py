@@ -48,6 +48,8 @@ EVENT_KINDS = frozenset(
         "unclaimed",
         "deb_added",
         "deb_removed",
+        "deb_quarantined",
+        "deb_released",
     }
 )
 

@@ -11,6 +11,7 @@ sandboxed code plants there. Stdlib only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -186,10 +187,8 @@ class Handler(BaseHTTPRequestHandler):
                     code = None
                 self._json(200, {"exit_code": code})
             elif method == "POST" and parts[2] == "kill":
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.popen.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self._json(200, {"killed": True})
             else:
                 self._json(404, {"error": {"type": "NotFound", "message": path}})
@@ -232,7 +231,7 @@ def serve(listener: socket.socket, ready_fd: int | None) -> int:
     """Serve until SIGTERM; returns the exit code."""
     work_dir = os.environ.get("COVE_WORK_DIR") or os.getcwd()
     Handler.agent = Agent(work_dir)
-    server = _Server(listener.getsockname() or "", Handler, bind_and_activate=False)
+    server = _Server(("", 0), Handler, bind_and_activate=False)  # the socket is replaced by the passed one
     server.socket.close()
     server.socket = listener
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

@@ -15,6 +15,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -24,6 +25,7 @@ from typing import Any
 from .._config import DeploymentConfig
 from .._frames import FrameError, pack, unpack
 from ..store import Deployment, Store, TaskWriter, new_id, open_tasks
+from ._callbacks import CallbackSender
 from ._retry import after_failure
 
 log = logging.getLogger("cove.scheduler.tasks")
@@ -109,6 +111,23 @@ class TaskQueue:
         return len(self.ready) + len(self.running)
 
 
+def _outcome_payload(item: TaskItem) -> dict[str, Any]:
+    """What a callback receives: the outcome, with the result when it is JSON (pickles stay opaque)."""
+    result: Any = None
+    if item.state == "COMPLETE" and item.fmt == "json" and item.result:
+        result = json.loads(item.result)
+    error = {k: v for k, v in (item.error or {}).items() if k in ("type", "message")} or None
+    return {
+        "task_id": item.id,
+        "name": item.deployment.name,
+        "state": item.state,
+        "attempts": len(item.attempts) + (1 if item.state == "COMPLETE" else 0),
+        "result": result,
+        "result_size": len(item.result or b""),
+        "error": error,
+    }
+
+
 class Dispatcher:
     """Accepts, queues, dispatches and finishes durable tasks."""
 
@@ -121,11 +140,13 @@ class Dispatcher:
         self.maps: dict[str, MapState] = {}
         self.queues: dict[str, TaskQueue] = {}
         self.on_work: Callable[[Deployment], None] = lambda _dep: None
+        self.callbacks = CallbackSender()
 
     async def start(self) -> None:
         self.writer.start()
 
     async def close(self) -> None:
+        await self.callbacks.close()
         await self.writer.close()
 
     def queue_for(self, deployment: Deployment) -> TaskQueue:
@@ -373,6 +394,9 @@ class Dispatcher:
         self.recent[item.id] = item
         while len(self.recent) > RECENT_RESULTS:
             self.recent.popitem(last=False)
+        url = item.deployment.config.get("callback_url") if item.deployment is not None else None
+        if url:
+            self.callbacks.send(url, _outcome_payload(item))
         if item.map_id is not None:
             state = self.maps.get(item.map_id)
             if state is not None:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         task_policy: TaskPolicy
         authorized: bool
         env: Mapping[str, str]
+        callback_url: str
         secrets: list[str]
         volumes: list[Volume] | Mapping[str, Volume]
         name: str
@@ -73,6 +74,7 @@ _CONFIG_OPTIONS = frozenset(
         "env",
         "secrets",
         "volumes",
+        "callback_url",
     }
 )
 _STUB_OPTIONS = frozenset({"image", "name", "app", "on_start"})

@@ -29,6 +29,25 @@ class Target:
         return self.path.stem
 
 
+def signature_of(fn: Any) -> tuple[tuple[str, str, bool], ...]:
+    """The handler's parameters, so the gateway can refuse an HTTP put that does not fit (422)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    return tuple(
+        (
+            p.name,
+            p.kind.name.lower(),
+            p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD),
+        )
+        for p in parameters
+        if p.name != "context"
+    )
+
+
 def parse_target(text: str) -> Target:
     """``FILE.py:FUNC`` (``FUNC`` may be left out when the file defines exactly one)."""
     file, _, attribute = text.partition(":")
@@ -107,7 +126,7 @@ def deploy_stub(
         function=attribute,
         image_id=image["image_id"],
         code_hash=packed.sha256,
-        config=stub.config.to_dict(),
+        config=stub.config.replace(parameters=signature_of(stub.raw_f)).to_dict(),
         ephemeral=ephemeral,
     )
     return {**result, "code_uploaded": uploaded, "code_files": packed.file_count}

@@ -73,10 +73,11 @@ def _release_hashes(release: Path) -> list[tuple[str, str]]:
 def publish(store: Store, suite: str) -> dict[str, Any]:
     """Write, sign and switch in ``suite``; return a summary."""
     control.check_suite(suite)
-    debs = records.listing(store.conn, suite)
+    debs = records.listing(store.conn, suite, active_only=True)
     base = store.layout.debian
     for deb in debs:
         _link(store.blobs.path(deb.sha256), base / deb.pool_path)
+    _unlink_held_back(store, base)
     archs = sorted({d.architecture for d in debs} - {"all"}) or [host_arch()]
     components = sorted({d.component for d in debs}) or ["main"]
     name = f"{suite}-{store.serial():08d}-{uuid.uuid4().hex[:8]}"
@@ -132,6 +133,18 @@ def publish(store: Store, suite: str) -> dict[str, Any]:
     os.replace(tmp, current)
     _prune(base / ".versions", suite, name)
     return {"suite": suite, "packages": len(debs), "architectures": archs, "components": components, "version": name}
+
+
+def _unlink_held_back(store: Store, base: Path) -> None:
+    """Take quarantined packages out of the pool, so apt cannot fetch them by a path it remembers.
+
+    The pool is shared by the suites; a file stays while any suite still
+    publishes it.
+    """
+    active = {d.pool_path for d in records.listing(store.conn, active_only=True)}
+    for deb in records.listing(store.conn):
+        if deb.status != "active" and deb.pool_path not in active:
+            (base / deb.pool_path).unlink(missing_ok=True)
 
 
 def _prune(versions: Path, suite: str, current: str) -> None:

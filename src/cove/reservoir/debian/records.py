@@ -1,8 +1,13 @@
-"""Debian packages in the store: ingest with ``dpkg-deb`` and the ``deb_added``/``deb_removed`` events.
+"""Debian packages in the store: ingest with ``dpkg-deb`` and the ``deb_*`` events.
 
 The control stanza is read once at ingest with Debian's own ``dpkg-deb`` and
 then travels in the event, so the closed side of an air gap needs neither the
 package tools nor trust in anything outside the signed manifest.
+
+A package that breaks the site policy (a Debian advisory, see
+:func:`..policy.evaluate_deb`) is quarantined like a Python file: kept and
+listed with the reason, but left out of the published suite.
+``deb_quarantined``/``deb_released`` are events, so bundles carry them.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from . import control
 if TYPE_CHECKING:
     from ..store import Store
 
-EVENT_KINDS = frozenset({"deb_added", "deb_removed"})
+EVENT_KINDS = frozenset({"deb_added", "deb_removed", "deb_quarantined", "deb_released"})
+# Local state of a package: not part of what a ``deb_added`` event carries.
+_STATE_FIELDS = ("status", "reason")
 MAX_DEB = 4 * 1024 * 1024 * 1024
 
 
@@ -38,13 +45,31 @@ class DebRecord:
     size: int
     control: str
     origin: str
+    status: str = "active"
+    reason: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> DebRecord:
         return cls(*(row[f.name] for f in dataclasses.fields(cls)))
 
     def event_data(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in _STATE_FIELDS}
+
+    @property
+    def source(self) -> tuple[str, str]:
+        """``(source package, source version)``: what Debian advisories name.
+
+        ``Source: name (version)`` gives both (a binNMU's binary version
+        differs from its source's); a bare ``Source: name`` keeps the binary
+        version; no ``Source`` means the source has the package's own name.
+        """
+        fields = {k.lower(): v for k, v in control.parse(self.control).items()}
+        raw = fields.get("source", "").strip()
+        if not raw:
+            return self.package, self.version
+        name, _, rest = raw.partition(" ")
+        version = rest.strip().removeprefix("(").removesuffix(")").strip()
+        return name, version or self.version
 
     @property
     def pool_path(self) -> str:
@@ -93,6 +118,18 @@ def apply_event(conn: sqlite3.Connection, kind: str, filename: str | None, data:
     """The store's mutation for Debian events (inside its transaction)."""
     if filename is None:
         raise ReservoirError(f"event {kind} needs a filename")
+    if kind in ("deb_quarantined", "deb_released"):
+        suite = control.check_suite(str(data.get("suite")))
+        if get(conn, suite, filename) is None:
+            raise NotFound(f"no package {filename!r} in suite {suite!r}")
+        if kind == "deb_quarantined":
+            reason = str(data.get("reason") or "quarantined")
+            conn.execute(
+                "UPDATE debs SET status='quarantined', reason=? WHERE suite=? AND filename=?", (reason, suite, filename)
+            )
+        else:
+            conn.execute("UPDATE debs SET status='active', reason=NULL WHERE suite=? AND filename=?", (suite, filename))
+        return
     if kind == "deb_added":
         record = record_from_event(filename, data)
         for row in conn.execute("SELECT suite, sha256 FROM debs WHERE filename=?", (filename,)):
@@ -110,10 +147,14 @@ def apply_event(conn: sqlite3.Connection, kind: str, filename: str | None, data:
 
 def is_noop(conn: sqlite3.Connection, kind: str, filename: str | None, data: dict[str, Any]) -> bool:
     row = conn.execute(
-        "SELECT sha256 FROM debs WHERE suite=? AND filename=?", (str(data.get("suite")), filename)
+        "SELECT sha256, status FROM debs WHERE suite=? AND filename=?", (str(data.get("suite")), filename)
     ).fetchone()
     if kind == "deb_added":
         return row is not None and row[0] == data.get("sha256")
+    if kind == "deb_quarantined":
+        return row is not None and row[1] == "quarantined"
+    if kind == "deb_released":
+        return row is not None and row[1] == "active"
     return row is None
 
 
@@ -141,8 +182,28 @@ def add_deb(
     with path.open("rb") as fh:
         _, size = store.blobs.put_file(fh, expected_sha256=sha)
     record = DebRecord(suite, component, filename, package, version, arch, sha, size, text, origin)
-    store.apply("deb_added", filename, record.event_data())
-    return record, True
+    from ..policy import deb_reason
+
+    with store.transaction():
+        store.apply("deb_added", filename, record.event_data())
+        reason = deb_reason(store, record)
+        if reason:
+            store.apply("deb_quarantined", filename, {"suite": suite, "reason": reason})
+    stored = get(store.conn, suite, filename)
+    assert stored is not None
+    return stored, True
+
+
+def quarantine_deb(store: Store, suite: str, filename: str, reason: str) -> int:
+    if get(store.conn, suite, filename) is None:
+        raise NotFound(f"no package {filename!r} in suite {suite!r}")
+    return store.apply("deb_quarantined", filename, {"suite": suite, "reason": reason})
+
+
+def release_deb(store: Store, suite: str, filename: str) -> int:
+    if get(store.conn, suite, filename) is None:
+        raise NotFound(f"no package {filename!r} in suite {suite!r}")
+    return store.apply("deb_released", filename, {"suite": suite})
 
 
 def remove_deb(store: Store, suite: str, filename: str) -> int:
@@ -156,11 +217,13 @@ def get(conn: sqlite3.Connection, suite: str, filename: str) -> DebRecord | None
     return DebRecord.from_row(row) if row else None
 
 
-def listing(conn: sqlite3.Connection, suite: str | None = None) -> list[DebRecord]:
-    sql, args = "SELECT * FROM debs", []
+def listing(conn: sqlite3.Connection, suite: str | None = None, *, active_only: bool = False) -> list[DebRecord]:
+    sql, args = "SELECT * FROM debs WHERE 1=1", []
     if suite is not None:
-        sql += " WHERE suite=?"
+        sql += " AND suite=?"
         args.append(suite)
+    if active_only:
+        sql += " AND status='active'"
     rows = conn.execute(sql + " ORDER BY suite, package, version, architecture", args).fetchall()
     return [DebRecord.from_row(r) for r in rows]
 
