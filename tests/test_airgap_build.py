@@ -35,7 +35,7 @@ WHEELS = Path(os.environ.get("COVE_TEST_WHEELS", Path.home() / ".cache" / "cove-
 PORT = 8400  # the namespace is new and empty, so any port is free there
 HELLO = ROOT / "examples" / "hello" / "app.py"
 
-MISSING_APP = '''\
+MISSING_APP = """\
 from cove import Image, endpoint
 
 image = Image(python_packages=["cove-nowhere-to-be-found"])
@@ -44,9 +44,9 @@ image = Image(python_packages=["cove-nowhere-to-be-found"])
 @endpoint(image=image)
 def lost() -> dict:
     return {}
-'''
+"""
 
-DIRECT_URL_APP = '''\
+DIRECT_URL_APP = """\
 from cove import Image, endpoint
 
 image = Image(python_packages=["numpy @ https://example.invalid/numpy.whl"])
@@ -55,7 +55,7 @@ image = Image(python_packages=["numpy @ https://example.invalid/numpy.whl"])
 @endpoint(image=image)
 def direct() -> dict:
     return {}
-'''
+"""
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -6,6 +6,7 @@ network" is shown by the sandbox never reaching it and having only ``lo``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -153,7 +154,7 @@ def test_connect_list_terminate_and_cli(server: Server, sandbox: Sandbox) -> Non
     assert sandbox.object_id in [r["id"] for r in server.cli_json("sandbox", "list")]
     done = server.cli("sandbox", "exec", sandbox.object_id, "--", "sh", "-c", "cat shared.txt; exit 4", check=False)
     assert done.returncode == 4 and done.stdout == "seen by both"
-    result = server.cli_json("sandbox", "exec", sandbox.object_id, "--", "echo", "hi")
+    result = json.loads(server.cli("sandbox", "exec", "--json", sandbox.object_id, "--", "echo", "hi").stdout)
     assert result == {"exit_code": 0, "stdout": "hi\n", "stderr": ""}
     other = server.cli_json("token", "create", "--workspace", "team-sandbox")["token"]
     assert server.cli("sandbox", "terminate", sandbox.object_id, token=other, check=False).returncode != 0

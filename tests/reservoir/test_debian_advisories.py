@@ -93,7 +93,7 @@ def test_read_and_match_debian_dump(store: Store, tmp_path: Path) -> None:
         ],
     )
     serial, count = import_vulndb(store, dump, "Debian")
-    assert count == 4 and serial == store.serial()  # the PyPI-only record is not a Debian advisory
+    assert count == 4 and serial == store.serial()  # the PyPI-only record is not one of them
     conn = store.conn
     assert [v["id"] for v in vulndb.matches_deb(conn, "cove-demo", "1.2-3", "bookworm")] == ["DSA-1-1"]
     assert vulndb.matches_deb(conn, "cove-demo", "1.2-3+deb12u1", "bookworm") == []  # the fixed version
@@ -107,7 +107,7 @@ def test_read_and_match_debian_dump(store: Store, tmp_path: Path) -> None:
     ]
     # The PyPI snapshot is untouched by a Debian one, and vice versa.
     assert vulndb.matches(conn, "cove-demo", "1.0") == []
-    assert vulndb.count(conn, "Debian") == 3 and vulndb.count(conn, "PyPI") == 0
+    assert vulndb.count(conn, "Debian") == 4 and vulndb.count(conn, "PyPI") == 0
 
 
 def test_ecosystems_are_separate_snapshots(store: Store, tmp_path: Path) -> None:
@@ -149,7 +149,8 @@ def test_vulnerable_debs_are_quarantined_on_ingest_and_released_by_audit(
     assert actions == {demo.filename: "released", tool.filename: "quarantined"}
     assert report["summary"]["debs_quarantined"] == 1 and report["published_suites"] == ["bookworm"]
     # The published suite lists only what passes, and the pool no longer holds the quarantined file.
-    packages = (store.layout.debian / "dists" / "bookworm" / "main" / "binary-all" / "Packages").read_text()
+    binary = f"binary-{publish.host_arch()}"
+    packages = (store.layout.debian / "dists" / "bookworm" / "main" / binary / "Packages").read_text()
     assert "Package: libcove-demo1" in packages and "cove-tool" not in packages
     assert not (store.layout.debian / tool.pool_path).exists()
     assert (store.layout.debian / demo.pool_path).is_file()

@@ -77,3 +77,43 @@ def test_proxy_cache_survives_upstream_loss(tmp_path: Path, wheelhouse: Wheelhou
         result = _install(f"{live.url}/simple/", tmp_path, "cove-demo-alpha", "t3")
         assert result.returncode == 0, result.stderr
     assert [e.kind for e in cache.events_since(0)].count("file_added") == 3
+
+
+def test_proxy_listing_is_refreshed_after_the_ttl(tmp_path: Path, wheelhouse: Wheelhouse) -> None:
+    """New upstream releases appear once the listing is older than the TTL; an upstream outage keeps the old page."""
+    upstream = Store(tmp_path / "upstream")
+    upstream.add_file(wheelhouse["beta-1.0"], wheelhouse["beta-1.0"].name, origin="test")
+    cache = Store(tmp_path / "cache")
+    now = [1_000_000.0]
+    json_accept = {"Accept": "application/vnd.pypi.simple.v1+json"}
+
+    def listed(url: str) -> set[str]:
+        doc = httpx.get(f"{url}/simple/cove-demo-beta/", headers=json_accept).json()
+        return {f["filename"] for f in doc["files"]}
+
+    with LiveServer(create_app(upstream.layout.root, store=upstream)) as up:
+        proxy = ProxyCache(cache, f"{up.url}/simple/", ttl=300, clock=lambda: now[0])
+        with LiveServer(create_app(cache.layout.root, store=cache, proxy=proxy)) as live:
+            assert listed(live.url) == {wheelhouse["beta-1.0"].name}
+            upstream.add_file(wheelhouse["beta-2.0"], wheelhouse["beta-2.0"].name, origin="test")
+            now[0] += 299
+            assert listed(live.url) == {wheelhouse["beta-1.0"].name}  # within the TTL: the recorded listing
+            now[0] += 2
+            assert listed(live.url) == {wheelhouse["beta-1.0"].name, wheelhouse["beta-2.0"].name}
+            # Held files stay even when upstream stops listing them.
+            name = wheelhouse["beta-2.0"].name
+            sha = next(
+                r["sha256"] for r in cache.conn.execute("SELECT * FROM upstream_links WHERE filename=?", (name,))
+            )
+            assert httpx.get(f"{live.url}/files/{sha}/{name}").status_code == 200
+            upstream.remove(name)
+            upstream.remove(wheelhouse["beta-1.0"].name)
+            now[0] += 301
+            assert listed(live.url) == {name}  # beta-1.0 was never fetched, so it left with upstream's listing
+        up_url = up.url
+    # Upstream gone: a stale listing is still served, and the retry waits instead of hammering it.
+    proxy = ProxyCache(cache, up_url + "/simple/", ttl=300, clock=lambda: now[0], timeout=2)
+    with LiveServer(create_app(cache.layout.root, store=cache, proxy=proxy)) as live:
+        now[0] += 1000
+        assert listed(live.url) == {name}
+        assert proxy._due["cove-demo-beta"] == now[0] + 60

@@ -39,6 +39,10 @@ FORMAT = "cove-reservoir-bundle"
 FORMAT_VERSION = 1
 DEFAULT_CHUNK = 256 * 1024 * 1024
 MAX_MANIFEST = 256 * 1024 * 1024
+# The largest bundle an import accepts (the whole tar, or the blobs a manifest declares): a bundle is unpacked
+# into the reservoir's own tmp/ before anything is checked, so an oversized one would fill the disk first.
+DEFAULT_MAX_BUNDLE = 64 * 1024**3
+MAX_MEMBERS = 10_000_000
 _CHUNK_NAME = re.compile(r"^[0-9]{6}$")
 
 Progress = Callable[[str, int, int], None]
@@ -171,11 +175,29 @@ def _allowed_member(name: str) -> bool:
     return len(parts) == 2 or _CHUNK_NAME.match(parts[2]) is not None
 
 
-def _extract_tar(archive: Path, dest: Path) -> None:
-    """Unpack a bundle tar after checking every member: only the expected names, only plain files."""
+def _too_large(size: int, max_size: int, what: str) -> BundleError:
+    return BundleError(
+        f"{what} is {size} bytes, more than the limit of {max_size} bytes; "
+        "split it (export --since) or raise the limit (import --max-size)"
+    )
+
+
+def _extract_tar(archive: Path, dest: Path, max_size: int = DEFAULT_MAX_BUNDLE) -> None:
+    """Unpack a bundle tar after checking every member: only the expected names, only plain files, not too much."""
+    size = archive.stat().st_size
+    if size > max_size + 1024 * 1024:  # a tar's headers add a little to its contents
+        raise _too_large(size, max_size, f"bundle archive {archive.name}")
     try:
         with tarfile.open(archive, "r:") as tf:
-            members = tf.getmembers()
+            members: list[tarfile.TarInfo] = []
+            total = 0
+            for m in tf:
+                members.append(m)
+                total += m.size
+                if len(members) > MAX_MEMBERS:
+                    raise BundleError(f"bundle archive {archive.name} has more than {MAX_MEMBERS} members")
+                if total > max_size:
+                    raise _too_large(total, max_size, f"the content of bundle archive {archive.name}")
             for m in members:
                 name = m.name[2:] if m.name.startswith("./") else m.name
                 if m.issym() or m.islnk():
@@ -219,12 +241,12 @@ class Opened:
     manifest: dict[str, Any]
 
 
-def open_bundle(store: Store, source: Path, scratch: Path) -> Opened:
+def open_bundle(store: Store, source: Path, scratch: Path, max_size: int = DEFAULT_MAX_BUNDLE) -> Opened:
     """Verify the signature and shape of a bundle; return its manifest."""
     if not source.exists():
         raise BundleError(f"{source}: no such bundle")
     if source.is_file():
-        _extract_tar(source, scratch)
+        _extract_tar(source, scratch, max_size)
         folder = scratch
     else:
         if source.is_symlink():
@@ -248,6 +270,9 @@ def open_bundle(store: Store, source: Path, scratch: Path) -> Opened:
     except ValueError:
         raise BundleError("manifest.json is not valid JSON") from None
     _check_manifest(manifest, kid)
+    declared = sum(int(b["size"]) for b in manifest["blobs"])
+    if declared > max_size:
+        raise _too_large(declared, max_size, "the blobs this bundle declares")
     return Opened(folder, manifest)
 
 
@@ -322,10 +347,11 @@ def import_bundle(
     force: bool = False,
     progress: Progress | None = None,
     after_event: Callable[[dict[str, Any]], None] | None = None,
+    max_size: int = DEFAULT_MAX_BUNDLE,
 ) -> ImportReport:
     """Verify and apply a bundle; see the module docstring for the guarantees."""
     with _scratch(store) as scratch:
-        opened = open_bundle(store, source, scratch)
+        opened = open_bundle(store, source, scratch, max_size)
         m = opened.manifest
         source_id = str(m["source_id"])
         if source_id == store.site_id:

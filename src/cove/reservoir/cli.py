@@ -109,6 +109,7 @@ def serve(
         None, "--proxy", metavar="INDEX_URL", help="Proxy-cache mode: answer misses from this upstream simple index."
     ),
     proxy_index: str = typer.Option("pypi", "--proxy-index", help="Mirror index the proxy fills."),
+    proxy_ttl: float = typer.Option(600.0, "--proxy-ttl", help="Seconds before a proxied listing is re-fetched."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Serve the simple index (PEP 503/691/658), files and uploads over HTTP."""
@@ -120,7 +121,7 @@ def serve(
         from .proxy import ProxyCache
 
         store = _store(root)
-        asgi = create_app(_root(root), store=store, proxy=ProxyCache(store, proxy, index=proxy_index))
+        asgi = create_app(_root(root), store=store, proxy=ProxyCache(store, proxy, index=proxy_index, ttl=proxy_ttl))
     else:
         asgi = create_app(_root(root))
     info = {"url": f"http://{host}:{port}/simple/", "root": str(_root(root)), "proxy": proxy}
@@ -361,6 +362,7 @@ def export(
 def import_(
     bundle: Path = typer.Argument(..., help="Bundle folder or .tar file."),
     force: bool = typer.Option(False, "--force", help="Apply even if the bundle does not follow local state."),
+    max_size: str = typer.Option("64G", "--max-size", help="Refuse bundles larger than this, e.g. 500M or 128G."),
     root: Path | None = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -368,10 +370,15 @@ def import_(
     from .bundle import import_bundle
 
     store = _store(root)
+    limit = _size(max_size)
     with progress(not as_json) as bar:
         task = bar.add_task("importing", total=None)
         report = import_bundle(
-            store, bundle, force=force, progress=lambda d, done, total: bar.update(task, completed=done, total=total)
+            store,
+            bundle,
+            force=force,
+            max_size=limit,
+            progress=lambda d, done, total: bar.update(task, completed=done, total=total),
         )
 
     def text() -> None:
@@ -453,6 +460,19 @@ def audit(
                     status += f" [now {f['action']}]"
                 table.add_row(f["filename"], f["license"] or "unknown", ", ".join(f["vulnerabilities"]), status)
         out.print(table)
+        flagged = [d for d in report["debs"] if d["status"] == "quarantined" or d["vulnerabilities"] or d["action"]]
+        if flagged:
+            debs = Table("suite", "package", "version", "advisories", "status")
+            for d in flagged:
+                status = d["status"] + (f" ({d['reason']})" if d["reason"] else "")
+                if d["action"]:
+                    status += f" [now {d['action']}]"
+                debs.add_row(d["suite"], d["package"], d["version"], ", ".join(d["vulnerabilities"]), status)
+            out.print(debs)
+        if report.get("publish_error"):
+            out.print(
+                f"[yellow]republishing failed:[/yellow] {report['publish_error']}; run `cove reservoir publish-deb`"
+            )
         summary = report["summary"]
         out.print(
             ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items())
@@ -460,6 +480,30 @@ def audit(
         )
 
     _emit(as_json, report, text)
+
+
+@app.command()
+@_errors
+def gc(
+    grace: float = typer.Option(3600.0, "--grace", help="Keep unreferenced blobs younger than this many seconds."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report only; delete nothing."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Delete stored blobs that no file, package or event refers to (leftovers of failed ingests)."""
+    from .gc import collect
+
+    report = collect(_store(root), grace=grace, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    _emit(
+        as_json,
+        report.to_json(),
+        lambda: out.print(
+            f"{verb} {report.blobs_deleted} blobs ({report.bytes_freed} bytes) and "
+            f"{report.pool_files_deleted} pool files; kept {report.blobs_kept} referenced and "
+            f"{report.too_recent} too recent to judge"
+        ),
+    )
 
 
 @policy_app.command("set")
@@ -493,14 +537,15 @@ def policy_show(root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
 @vulndb_app.command("import")
 @_errors
 def vulndb_import(
-    path: Path = typer.Argument(..., help="An OSV dump: all.zip of the PyPI ecosystem."),
+    path: Path = typer.Argument(..., help="An OSV dump: all.zip of the PyPI or the Debian ecosystem."),
+    ecosystem: str = typer.Option("PyPI", "--ecosystem", help="PyPI or Debian: which advisories the dump replaces."),
     root: Path | None = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Load an OSV dump offline (replaces the previous one; carried by bundles)."""
+    """Load an OSV dump offline (replaces the previous one of its ecosystem; carried by bundles)."""
     from .policy import import_vulndb
 
-    serial, count = import_vulndb(_store(root), path)
+    serial, count = import_vulndb(_store(root), path, ecosystem)
     _emit(
         as_json,
         {"serial": serial, "advisories": count},
@@ -597,12 +642,17 @@ def debs(
     rows = records.listing(_store(root).conn, suite)
 
     def text() -> None:
-        table = Table("suite", "package", "version", "arch", "size")
+        table = Table("suite", "package", "version", "arch", "size", "status")
         for r in rows:
-            table.add_row(r.suite, r.package, r.version, r.architecture, str(r.size))
+            status = r.status + (f" ({r.reason})" if r.reason else "")
+            table.add_row(r.suite, r.package, r.version, r.architecture, str(r.size), status)
         out.print(table)
 
-    _emit(as_json, [{k: v for k, v in r.event_data().items() if k != "control"} for r in rows], text)
+    data = [
+        {k: v for k, v in r.event_data().items() if k != "control"} | {"status": r.status, "reason": r.reason}
+        for r in rows
+    ]
+    _emit(as_json, data, text)
 
 
 # -- indexes and claims --------------------------------------------------------------------------------------

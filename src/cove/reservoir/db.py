@@ -85,6 +85,12 @@ CREATE TABLE IF NOT EXISTS upstream_links (
     index_name TEXT NOT NULL DEFAULT 'pypi'
 );
 CREATE INDEX IF NOT EXISTS upstream_links_project ON upstream_links(project);
+CREATE TABLE IF NOT EXISTS upstream_listings (
+    project TEXT NOT NULL,
+    index_name TEXT NOT NULL,
+    fetched REAL NOT NULL,
+    PRIMARY KEY (project, index_name)
+);
 CREATE TABLE IF NOT EXISTS indexes (name TEXT PRIMARY KEY, kind TEXT NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (project TEXT PRIMARY KEY, index_name TEXT NOT NULL, serial INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS debs (

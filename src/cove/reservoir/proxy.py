@@ -6,8 +6,14 @@ hashes but links to this reservoir. A miss on one of those files downloads
 it, checks the sha256, runs it through the same ingest as any other file
 (validation, metadata extraction, policy) and stores it with a
 ``file_added`` event, so the cache survives restarts and can be exported as
-a bundle like everything else. Listings are fetched once per project; a
-project the store already holds is served from the store.
+a bundle like everything else.
+
+A listing is refreshed when a request comes after ``ttl`` seconds (new
+releases and upstream yanks appear; files already held stay). The refresh
+happens on the request that finds it stale; if upstream cannot be reached the
+recorded listing keeps being served and the next try waits ``RETRY`` seconds,
+so an outage upstream never takes pages away. Projects the store holds from
+sync, add or uploads were never proxy listings and are not refreshed.
 
 What the proxy brings in lands in one mirror index (``pypi`` by default). It
 never fetches a name some index here holds or claims: an internal name is
@@ -18,6 +24,8 @@ slip in (see :mod:`.indexes`).
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import httpx
 
@@ -28,13 +36,29 @@ from .store import Store
 from .sync import fetch_one
 from .upstream import UpstreamFile, fetch_project
 
+DEFAULT_TTL = 600.0
+RETRY = 60.0
+
 
 class ProxyCache:
     def __init__(
-        self, store: Store, index_url: str, *, timeout: float = 60.0, index: str = indexes.DEFAULT_MIRROR
+        self,
+        store: Store,
+        index_url: str,
+        *,
+        timeout: float = 60.0,
+        index: str = indexes.DEFAULT_MIRROR,
+        ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        if ttl <= 0:
+            raise ReservoirError("the proxy listing TTL must be more than 0 seconds")
         self.store = store
         self.index_url = index_url
+        self.ttl = ttl
+        self.clock = clock
+        # When each listing is next due for a refresh; read from the database once per project.
+        self._due: dict[str, float] = {}
         if indexes.get(store.conn, index).kind != "mirror":
             raise ReservoirError(f"the proxy fills a mirror index; {index!r} is hosted")
         self.index = index
@@ -56,12 +80,47 @@ class ProxyCache:
             except ReservoirError:
                 return False
 
-    def _record_listing(self, project: str) -> bool:
+    async def refresh(self, project: str) -> bool:
+        """Re-fetch a recorded listing older than the TTL; True when the page changed under the caller."""
+        due = self._due.get(project)
+        if due is None:
+            row = self.store.conn.execute(
+                "SELECT fetched FROM upstream_listings WHERE project=? AND index_name=?", (project, self.index)
+            ).fetchone()
+            if row is None:
+                return False  # not a proxy listing: held from sync, add or uploads
+            due = self._due[project] = float(row[0]) + self.ttl
+        if self.clock() < due:
+            return False
+        async with self._lock("p:" + project):
+            if self.clock() < self._due.get(project, 0.0):
+                return True  # refreshed by the request we waited for
+            claim = indexes.claim_of(self.store.conn, project)
+            if (claim is not None and claim != self.index) or indexes.holders(self.store.conn, project) - {self.index}:
+                self._due[project] = float("inf")  # another index owns the name now; never fetch it again
+                return False
+            try:
+                refreshed = await asyncio.to_thread(self._record_listing, project, True)
+            except (ReservoirError, httpx.HTTPError):
+                refreshed = False
+            if not refreshed:
+                self._due[project] = self.clock() + min(RETRY, self.ttl)
+            return refreshed
+
+    def _record_listing(self, project: str, replace: bool = False) -> bool:
         files = fetch_project(self.client, self.index_url, project)
         if files is None:
             return False
+        now = self.clock()
         with self.store.transaction() as conn:
             conn.execute("INSERT OR IGNORE INTO projects(name, display) VALUES (?, ?)", (project, project))
+            if replace:
+                # Files upstream no longer lists go from the listing; those already held stay in ``files``.
+                conn.execute("DELETE FROM upstream_links WHERE project=? AND index_name=?", (project, self.index))
+            conn.execute(
+                "INSERT OR REPLACE INTO upstream_listings(project, index_name, fetched) VALUES (?, ?, ?)",
+                (project, self.index, now),
+            )
             for f in files:
                 if not f.sha256:
                     continue  # unverifiable: never offered
@@ -89,6 +148,7 @@ class ProxyCache:
                     ),
                 )
             self.store.mark_dirty(project)
+        self._due[project] = now + self.ttl
         return True
 
     async def fetch_file(self, filename: str, sha256: str) -> bool:

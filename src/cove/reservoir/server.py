@@ -233,16 +233,14 @@ class ReservoirApp:
             )
         page = self._page(key)
         project = key[len(prefix) :]
-        if (
-            page is None
-            and self.proxy is not None
-            and project
-            and prefix in ("", self.proxy.index + "/")
-            and await self.proxy.fetch_project(project)
-        ):
-            self._fresh()
-            self.invalidate()
-            page = self._page(key)
+        proxied = self.proxy is not None and project and prefix in ("", self.proxy.index + "/")
+        if proxied and self.proxy is not None:
+            # A miss fetches upstream's listing; a hit on a proxied listing older than the TTL refreshes it.
+            changed = await (self.proxy.fetch_project(project) if page is None else self.proxy.refresh(project))
+            if changed:
+                self._fresh()
+                self.invalidate()
+                page = self._page(key)
         if page is None:
             if not prefix and project and indexes.is_contested(self._reader, project):
                 held = ", ".join(sorted(indexes.holders(self._reader, project)))
