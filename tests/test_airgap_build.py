@@ -211,7 +211,7 @@ def test_fresh_home_imports_a_bundle_and_builds_numpy_with_no_route_out(netns: s
         assert stats["slope"] == pytest.approx(2.3)
         assert stats["next"] == pytest.approx(9.5)
         assert stats["numpy"] == wheel.name.split("-")[1]
-        built = list((home / "images").glob("*/manifest.json"))
+        built = list((home / "images").glob("*/cove-image.json"))
         assert built and any(f"numpy=={stats['numpy']}" in path.read_text() for path in built)
 
         # A package the reservoir does not hold: uv's own resolver message, not a timeout or a fetch elsewhere.

@@ -6,6 +6,7 @@ network" is shown by the sandbox never reaching it and having only ``lo``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -35,10 +36,8 @@ def sandbox(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox
     try:
         yield sb
     finally:
-        try:
+        with contextlib.suppress(CoveError):
             sb.terminate()
-        except CoveError:
-            pass
 
 
 def test_exec_run_code_and_exit_codes(sandbox: Sandbox) -> None:

@@ -307,6 +307,18 @@ def _check_callback(value: object) -> str | None:
     return value
 
 
+def _check_inputs(value: object) -> str | None:
+    """Keep a schema description as canonical JSON text (hashable, comparable between deploys)."""
+    if value is None:
+        return None
+    import json
+
+    data = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(data, dict) or not all(isinstance(v, dict) and "type" in v for v in data.values()):
+        raise ConfigError("inputs must describe fields as {name: {type, required, ...}}")
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
 PARAMETER_KINDS = ("positional_only", "positional_or_keyword", "var_positional", "keyword_only", "var_keyword")
 
 
@@ -346,6 +358,7 @@ class DeploymentConfig(Frozen):
         "concurrent_requests",
         "cpu_millis",
         "env",
+        "inputs",
         "keep_warm_seconds",
         "kind",
         "max_pending_tasks",
@@ -375,6 +388,7 @@ class DeploymentConfig(Frozen):
     secrets: tuple[str, ...]
     schedule: tuple[str, str] | None  # (cron expression, IANA time zone) of a @schedule
     callback_url: str | None
+    inputs: str | None  # canonical JSON description of a cove.schema.Schema, validated at the gateway
     parameters: tuple[tuple[str, str, bool], ...]  # (name, kind, required), recorded by `cove deploy`
     volumes: tuple[tuple[str, str], ...]  # (mount_path, volume name), sorted by path
 
@@ -398,6 +412,7 @@ class DeploymentConfig(Frozen):
         schedule: tuple[str, str] | list[str] | None = None,
         callback_url: str | None = None,
         parameters: Any = (),
+        inputs: str | dict[str, Any] | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"unknown kind {kind!r}")
@@ -427,6 +442,7 @@ class DeploymentConfig(Frozen):
             schedule=_check_schedule(schedule),
             callback_url=_check_callback(callback_url),
             parameters=_check_parameters(parameters),
+            inputs=_check_inputs(inputs),
         )
         if (self.kind == "schedule") != (self.schedule is not None):
             raise ConfigError("a schedule needs kind 'schedule' and a cron expression, and only it has one")
@@ -452,6 +468,7 @@ class DeploymentConfig(Frozen):
         volumes: Any = (),
         schedule: tuple[str, str] | None = None,
         callback_url: str | None = None,
+        inputs: str | None = None,
     ) -> DeploymentConfig:
         """Apply the per-kind defaults of API.md to what the user gave."""
         serving = kind in ("endpoint", "asgi")
@@ -473,6 +490,7 @@ class DeploymentConfig(Frozen):
             volumes=volumes,
             schedule=schedule,
             callback_url=callback_url,
+            inputs=inputs,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -485,6 +503,10 @@ class DeploymentConfig(Frozen):
         data["volumes"] = [list(pair) for pair in self.volumes]
         data["schedule"] = list(self.schedule) if self.schedule else None
         data["parameters"] = [list(p) for p in self.parameters]
+        if self.inputs is not None:
+            import json
+
+            data["inputs"] = json.loads(self.inputs)
         return data
 
     @classmethod

@@ -233,3 +233,31 @@ def test_cli_round_trip(pair: tuple[Store, Store], tmp_path: Path) -> None:
     assert json.loads(done.stdout)["applied_events"] == 4
     listing = json.loads(cli("ls", "--root", str(other), "--json").stdout)
     assert {p["name"] for p in listing["projects"]} == {"cove-demo-alpha", "cove-demo-beta"}
+
+
+def test_oversized_bundles_are_refused_before_anything_is_written(
+    pair: tuple[Store, Store], tmp_path: Path, wheelhouse: Wheelhouse
+) -> None:
+    online, closed = pair
+    export_bundle(online, tmp_path / "b.tar")
+    export_bundle(online, tmp_path / "folder")
+    before = closed.serial()
+    total = sum(p.stat().st_size for p in (tmp_path / "folder" / "blobs").rglob("*") if p.is_file())
+    limit = total // 2
+    # The archive file itself, the sum of its members, and a folder's declared blobs are each held to the limit.
+    with pytest.raises(BundleError, match="more than the limit"):
+        import_bundle(closed, tmp_path / "b.tar", max_size=limit)
+    with pytest.raises(BundleError, match="more than the limit"):
+        import_bundle(closed, tmp_path / "folder", max_size=limit)
+    assert closed.serial() == before and not any(closed.layout.tmp.iterdir())
+    # Members adding up to more than the limit are refused before one byte is unpacked.
+    big = tmp_path / "big.tar"
+    with tarfile.open(big, "w") as tf:
+        info = tarfile.TarInfo("blobs/" + "a" * 64 + "/000000")
+        info.size = 4 * 1024 * 1024
+        tf.addfile(info, io.BytesIO(b"\0" * info.size))
+    with pytest.raises(BundleError, match=r"content of bundle archive big\.tar"):
+        import_bundle(closed, big, max_size=info.size - 1)
+    assert not any(closed.layout.tmp.iterdir())
+    report = import_bundle(closed, tmp_path / "b.tar", max_size=total + 1024 * 1024)
+    assert report.applied_events > 0

@@ -20,6 +20,7 @@ from ..scheduler._dispatch import QueueFull, TaskItem
 from ..store import Deployment, NotFound, Principal, get_task, list_tasks
 from ._deps import GatewayDep, PrincipalDep
 from ._errors import ApiError
+from ._inputs import check_inputs
 from ._state import Gateway
 
 router = APIRouter()
@@ -157,7 +158,11 @@ async def put_task(name: str, request: Request, gw: GatewayDep, who: PrincipalDe
         raise ApiError(422, f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise ApiError(422, f"request body must be a JSON object, not {type(payload).__name__}")
-    _check_arguments(deployment, payload)
+    described = deployment.config.get("inputs")
+    if described:
+        check_inputs(described, body)
+    else:
+        _check_arguments(deployment, payload)
     [item] = await _submit(gw, deployment, [("json", json.dumps(payload).encode())], durable=True)
     return {"task_id": item.id}
 

@@ -15,6 +15,7 @@ from typing import Any
 from ..scheduler import DeploymentStopped, StartFailed
 from ..store import NotFound
 from ._errors import ApiError, error_body
+from ._inputs import check_inputs
 from ._state import Gateway
 from ._upstream import UpstreamError
 
@@ -94,6 +95,9 @@ async def _invoke(gw: Gateway, scope: Scope, receive: Any) -> tuple[int, bytes, 
     except ValueError:
         raise ApiError(400, "Content-Length is not a number") from None
     body = await _read_body(receive, gw.settings.max_body_bytes, declared_size)
+    described = deployment.config.get("inputs")
+    if described:
+        check_inputs(described, body)
     label = f"{deployment.name}/v{deployment.version}"
     timeout = float(deployment.config.get("timeout", 180))
     call_id = "call-" + os.urandom(8).hex()

@@ -63,7 +63,26 @@ def _load(module_name: str, function_name: str) -> tuple[Any, Any]:
     on_start = getattr(target, "on_start", None)
     if not callable(raw):
         raise TypeError(f"{module_name}.{function_name} is not callable")
+    schema = getattr(target, "inputs", None)
+    if schema is not None:
+        raw = _with_inputs(raw, schema)
     return raw, on_start
+
+
+def _with_inputs(raw: Any, schema: Any) -> Any:
+    """Hand a handler with ``inputs=Schema`` one instance of it (the gateway validated the body)."""
+    code = getattr(raw, "__code__", None)
+    if code is not None and "context" in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]:
+
+        def with_context(context: Any, **values: Any) -> Any:
+            return raw(schema(**values), context=context)
+
+        return with_context
+
+    def plain(**values: Any) -> Any:
+        return raw(schema(**values))
+
+    return plain
 
 
 def main() -> int:

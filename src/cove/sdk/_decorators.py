@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         name: str
         app: str
         on_start: Callable[[], Any]
+        inputs: type
 else:
     P = R = None
 
@@ -77,7 +78,7 @@ _CONFIG_OPTIONS = frozenset(
         "callback_url",
     }
 )
-_STUB_OPTIONS = frozenset({"image", "name", "app", "on_start"})
+_STUB_OPTIONS = frozenset({"image", "name", "app", "on_start", "inputs"})
 
 
 def check_name(name: str) -> str:
@@ -102,6 +103,7 @@ class Stub(_Generic[P, R]):
         name: str | None,
         app: str | None,
         on_start: Callable[[], Any] | None,
+        inputs: type | None = None,
     ) -> None:
         if not callable(raw_f):
             raise ConfigError(f"@{kind} must decorate a function, not {type(raw_f).__name__}")
@@ -116,6 +118,7 @@ class Stub(_Generic[P, R]):
         self.name = check_name(name or raw_f.__name__.replace("_", "-").lower())
         self._app = app
         self.on_start = on_start
+        self.inputs = inputs
         self.__name__ = getattr(raw_f, "__name__", self.name)
         self.__qualname__ = getattr(raw_f, "__qualname__", self.name)
         self.__doc__ = raw_f.__doc__
@@ -265,6 +268,13 @@ def _decorate(kind: Kind, stub_type: type[Stub[Any, Any]], f: Any, options: dict
 
     def wrap(fn: Callable[..., Any]) -> Stub[Any, Any]:
         settings = {k: v for k, v in options.items() if k in _CONFIG_OPTIONS}
+        inputs = options.get("inputs")
+        if inputs is not None:
+            from ..schema import Schema
+
+            if not (isinstance(inputs, type) and issubclass(inputs, Schema)):
+                raise ConfigError(f"inputs must be a cove.schema.Schema subclass, not {inputs!r}")
+            settings["inputs"] = inputs.describe()
         config = DeploymentConfig.build(kind, **settings, **fixed)
         return stub_type(
             fn,
@@ -274,6 +284,7 @@ def _decorate(kind: Kind, stub_type: type[Stub[Any, Any]], f: Any, options: dict
             name=options.get("name"),
             app=options.get("app"),
             on_start=options.get("on_start"),
+            inputs=inputs,
         )
 
     return wrap(f) if f is not None else wrap

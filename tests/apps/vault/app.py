@@ -20,7 +20,8 @@ def volume_io(write: str | None = None, name: str = "note.txt") -> dict:
             f.write(write)
     with open(path) as f:
         content = f.read()
-    return {"content": content, "files": sorted(os.listdir(DATA.mount_path)), "env": os.environ.get("COVE_VOLUME_SHARED_DATA")}
+    files = sorted(os.listdir(DATA.mount_path))
+    return {"content": content, "files": files, "env": os.environ.get("COVE_VOLUME_SHARED_DATA")}
 
 
 @endpoint(secrets=["other-ws-secret"])
