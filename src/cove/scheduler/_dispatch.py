@@ -58,6 +58,9 @@ class TaskItem:
     result: bytes | None = None
     error: dict[str, Any] | None = None
     done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    # A ``.remote`` call is written once, when it ends (or first retries): its caller is waiting
+    # for the answer, so a row before dispatch would only slow the round trip down.
+    stored: bool = True
 
     def row(self) -> dict[str, Any]:
         return {
@@ -191,7 +194,11 @@ class Dispatcher:
             )
             for n, (fmt, payload) in enumerate(inputs)
         ]
-        await self.writer.insert([item.row() for item in items], durable=durable)
+        if durable:
+            await self.writer.insert([item.row() for item in items], durable=True)
+        else:
+            for item in items:
+                item.stored = False
         if map_state is not None:
             map_state.submitted += len(items)
         for item in items:
@@ -405,6 +412,11 @@ class Dispatcher:
                 state.changed.set()
 
     def _persist(self, item: TaskItem, finished: bool = False) -> None:
+        if not item.stored:
+            if item.state == "RUNNING":
+                return
+            item.stored = True
+            self.writer.insert_nowait([item.row()])
         self.writer.update(
             item.id,
             state=item.state,

@@ -69,6 +69,10 @@ class TaskWriter:
         if done is not None:
             await done
 
+    def insert_nowait(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Queue new rows without waiting for their commit (ordered before later updates)."""
+        self._ops.put_nowait(("insert", list(rows), None))
+
     def update(self, task_id: str, **fields: Any) -> None:
         """Queue a state change; all of ``_UPDATE_FIELDS`` must be given (the row's full new state)."""
         self._ops.put_nowait(("update", {"b_id": task_id, **{f"b_{k}": v for k, v in fields.items()}}, None))
