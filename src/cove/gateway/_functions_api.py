@@ -55,22 +55,31 @@ async def _submit(gw: Gateway, deployment: Deployment, inputs: list[tuple[str, b
         raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
 
 
-def _outcome(item: TaskItem) -> Response:
-    """A finished call: the result's bytes, or a JSON error with the pickled exception."""
+def outcome_parts(item: TaskItem) -> tuple[str, dict[str, str], bytes]:
+    """A finished call as (media type, headers, body).
+
+    The body is the result's bytes, or a JSON error carrying the pickled exception.
+    """
     headers = {"X-Cove-Call-Id": item.id, "X-Cove-State": item.state}
     if item.state == "COMPLETE":
         media = "application/json" if item.fmt == "json" else "application/octet-stream"
-        return Response(item.result or b"", media_type=media, headers=headers)
+        return media, headers, item.result or b""
     error = dict(item.error or {})
     if item.result:
         error["exception_pickle"] = base64.b64encode(item.result).decode()
     error["attempts"] = item.attempts
-    return Response(
-        json.dumps({"state": item.state, "error": error}),
-        status_code=200,
-        media_type="application/json",
-        headers=headers,
-    )
+    return "application/json", headers, json.dumps({"state": item.state, "error": error}).encode()
+
+
+def _outcome(item: TaskItem) -> Response:
+    media, headers, body = outcome_parts(item)
+    return Response(body, media_type=media, headers=headers)
+
+
+def call_deadline(deployment: Deployment) -> float:
+    """How long a waiting caller may wait: every attempt's timeout, plus slack for retries' delays."""
+    timeout = deployment.config.get("timeout", 3600)
+    return 1e9 if timeout < 0 else timeout * (1 + deployment.config.get("retries", 0)) + 60
 
 
 def _from_row(row: Any) -> TaskItem:
@@ -124,10 +133,7 @@ async def call_function(
     [item] = await _submit(gw, deployment, [("pickle", body)], durable=not wait)
     if not wait:
         return Response(json.dumps({"call_id": item.id}), status_code=202, media_type="application/json")
-    timeout = deployment.config.get("timeout", 3600)
-    finished = await _wait(
-        gw, who, item.id, 1e9 if timeout < 0 else timeout * (1 + deployment.config.get("retries", 0)) + 60
-    )
+    finished = await _wait(gw, who, item.id, call_deadline(deployment))
     if finished is None:
         raise ApiError(504, f"call {item.id} did not finish in time")
     return _outcome(finished)

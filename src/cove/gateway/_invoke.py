@@ -33,7 +33,7 @@ def _parse_path(path: str) -> tuple[str, int | None]:
     raise ApiError(404, f"no such endpoint path {path!r}; use /endpoint/NAME or /endpoint/NAME/vN")
 
 
-async def _read_body(receive: Any, limit: int, declared: int | None) -> bytes:
+async def read_body(receive: Any, limit: int, declared: int | None) -> bytes:
     if declared is not None and declared > limit:
         raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
@@ -94,7 +94,7 @@ async def _invoke(gw: Gateway, scope: Scope, receive: Any) -> tuple[int, bytes, 
         declared_size = int(declared) if declared is not None else None
     except ValueError:
         raise ApiError(400, "Content-Length is not a number") from None
-    body = await _read_body(receive, gw.settings.max_body_bytes, declared_size)
+    body = await read_body(receive, gw.settings.max_body_bytes, declared_size)
     described = deployment.config.get("inputs")
     if described:
         check_inputs(described, body)

@@ -16,6 +16,7 @@ from .. import __version__
 from ..images import ImageBuilder
 from ..scheduler import Scheduler
 from ..store import Store
+from . import _calls_fast as calls_fast
 from . import (
     _control,
     _functions_api,
@@ -131,6 +132,9 @@ def create_app(settings: GatewaySettings) -> Any:
             path = scope["path"]
             if path.startswith(PREFIX):
                 await handle_invoke(api.state.gateway, scope, receive, send)
+                return
+            if calls_fast.handles(scope):
+                await calls_fast.handle_call(api.state.gateway, scope, receive, send)
                 return
             if path == RESERVOIR or path.startswith(RESERVOIR + "/"):
                 inner = {
