@@ -87,3 +87,23 @@ def test_image_spec_validation() -> None:
         validate_spec({"python_packages": "numpy"})
     with pytest.raises(ConfigError, match="options are not allowed"):
         validate_spec({"python_packages": ["--index-url=http://elsewhere"]})
+
+
+def test_decorator_options_mirror_the_config_builder() -> None:
+    """``ComputeOptions`` (for users' type checkers) must list exactly what ``DeploymentConfig.build`` takes."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    import cove.sdk._decorators as decorators
+
+    tree = ast.parse(Path(decorators.__file__).read_text())
+    typed = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "ComputeOptions")
+    names = {n.target.id for n in typed.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    built = set(inspect.signature(DeploymentConfig.build).parameters) - {"kind", "schedule", "inputs"}
+    assert names - decorators._STUB_OPTIONS == built
+
+
+def test_unknown_decorator_option_is_named() -> None:
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'gpus'"):
+        endpoint(gpus=2)(lambda: None)

@@ -12,9 +12,8 @@ import asyncio
 from typing import Any
 
 from ..scheduler._dispatch import QueueFull
-from ..store import NotFound
 from ._errors import ApiError, error_body
-from ._functions_api import TASK_KINDS, call_deadline, outcome_parts
+from ._functions_api import call_deadline, outcome_parts, task_deployment
 from ._invoke import read_body
 from ._state import Gateway
 
@@ -51,12 +50,7 @@ async def _call(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, 
     headers: dict[bytes, bytes] = dict(scope["headers"])
     authorization = headers.get(b"authorization")
     who = await gw.auth.principal(authorization.decode("latin-1") if authorization else None)
-    try:
-        deployment = await gw.deployments.get(who.workspace_id, name, None)
-    except NotFound as exc:
-        raise ApiError(404, str(exc)) from None
-    if deployment.kind not in TASK_KINDS:
-        raise ApiError(404, f"{name!r} is a {deployment.kind}, not a function or task queue")
+    deployment = await task_deployment(gw, who, name, None)
     declared = headers.get(b"content-length")
     body = await read_body(receive, gw.settings.max_body_bytes, int(declared) if declared else None)
     try:

@@ -22,7 +22,7 @@ from ..scheduler._cron import check as check_schedule
 from ..sdk._decorators import check_name
 from ..sdk._image import image_id, validate_spec
 from ..store import Conflict, Deployment, NotFound, Principal
-from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep
+from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep, read_limited
 from ._errors import ApiError
 from ._references import check_references
 from ._state import Gateway
@@ -126,15 +126,8 @@ async def has_code(code_hash: str, gw: GatewayDep, who: PrincipalDep) -> Respons
 @router.put("/code/{code_hash}", status_code=201)
 async def upload_code(code_hash: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     _check_hash(code_hash)
-    limit = gw.settings.max_code_bytes
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"code archive exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    data = b"".join(chunks)
+    data = await read_limited(request, gw.settings.max_code_bytes, "code archive")
+    size = len(data)
     actual = hashlib.sha256(data).hexdigest()
     if actual != code_hash:
         raise ApiError(400, f"code archive hashes to {actual}, not {code_hash}")

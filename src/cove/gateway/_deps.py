@@ -19,6 +19,18 @@ def gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(gateway)]
 
 
+async def read_limited(request: Request, limit: int, what: str = "request body") -> bytes:
+    """The whole body, refused with 413 as soon as it passes ``limit`` (never buffered past it)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"{what} exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def principal(gw: GatewayDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
     return await gw.auth.principal(authorization)
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request, Response
 from .._frames import FrameError, pack, unpack
 from ..scheduler._dispatch import QueueFull, TaskItem
 from ..store import Deployment, NotFound, Principal, get_task, list_tasks
-from ._deps import GatewayDep, PrincipalDep
+from ._deps import GatewayDep, PrincipalDep, read_limited
 from ._errors import ApiError
 from ._inputs import check_inputs
 from ._state import Gateway
@@ -27,18 +27,7 @@ router = APIRouter()
 TASK_KINDS = ("function", "task_queue", "schedule")
 
 
-async def _read(request: Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _deployment(gw: Gateway, who: Principal, name: str, version: int | None) -> Deployment:
+async def task_deployment(gw: Gateway, who: Principal, name: str, version: int | None) -> Deployment:
     try:
         deployment = await gw.deployments.get(who.workspace_id, name, version)
     except NotFound as exc:
@@ -127,8 +116,8 @@ async def call_function(
     wait: bool = True,
     version: int | None = None,
 ) -> Response:
-    deployment = await _deployment(gw, who, name, version)
-    body = await _read(request, gw.settings.max_body_bytes)
+    deployment = await task_deployment(gw, who, name, version)
+    body = await read_limited(request, gw.settings.max_body_bytes)
     # ``.remote`` waits for its answer and needs no commit first; ``.spawn``/``put`` are durable before 202.
     [item] = await _submit(gw, deployment, [("pickle", body)], durable=not wait)
     if not wait:
@@ -156,8 +145,8 @@ def _check_arguments(deployment: Deployment, kwargs: dict[str, Any]) -> None:
 
 @router.post("/taskqueue/{name}", status_code=202, summary="Put a task: the JSON body is the keyword arguments")
 async def put_task(name: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
-    deployment = await _deployment(gw, who, name, None)
-    body = await _read(request, gw.settings.max_body_bytes)
+    deployment = await task_deployment(gw, who, name, None)
+    body = await read_limited(request, gw.settings.max_body_bytes)
     try:
         payload = json.loads(body or b"{}")
     except ValueError as exc:
@@ -206,7 +195,7 @@ async def cancel_call(call_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[s
 
 @router.post("/api/v1/functions/{name}/maps", status_code=201)
 async def create_map(name: str, gw: GatewayDep, who: PrincipalDep, version: int | None = None) -> dict[str, Any]:
-    deployment = await _deployment(gw, who, name, version)
+    deployment = await task_deployment(gw, who, name, version)
     state = gw.scheduler.dispatcher.new_map(deployment)
     return {"map_id": state.id}
 
@@ -223,7 +212,7 @@ async def map_inputs(map_id: str, request: Request, gw: GatewayDep, who: Princip
     state = _map(gw, who, map_id)
     if state.cancelled:
         raise ApiError(409, f"map {map_id} was cancelled")
-    body = await _read(request, gw.settings.max_body_bytes * 4)
+    body = await read_limited(request, gw.settings.max_body_bytes * 4)
     try:
         header, items = unpack(body, "inputs")
     except FrameError as exc:

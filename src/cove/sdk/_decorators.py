@@ -59,25 +59,6 @@ else:
 
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
-_CONFIG_OPTIONS = frozenset(
-    {
-        "cpu",
-        "memory",
-        "keep_warm_seconds",
-        "autoscaler",
-        "concurrent_requests",
-        "workers",
-        "max_pending_tasks",
-        "timeout",
-        "retries",
-        "task_policy",
-        "authorized",
-        "env",
-        "secrets",
-        "volumes",
-        "callback_url",
-    }
-)
 _STUB_OPTIONS = frozenset({"image", "name", "app", "on_start", "inputs"})
 
 
@@ -262,12 +243,9 @@ class ScheduleStub(FunctionStub[P, R]):
 
 
 def _decorate(kind: Kind, stub_type: type[Stub[Any, Any]], f: Any, options: dict[str, Any], **fixed: Any) -> Any:
-    unknown = set(options) - _CONFIG_OPTIONS - _STUB_OPTIONS
-    if unknown:
-        raise ConfigError(f"@{kind} got unknown option(s): {', '.join(sorted(unknown))}")
-
     def wrap(fn: Callable[..., Any]) -> Stub[Any, Any]:
-        settings = {k: v for k, v in options.items() if k in _CONFIG_OPTIONS}
+        # Everything that is not about the stub itself is configuration; build() names any unknown option.
+        settings = {k: v for k, v in options.items() if k not in _STUB_OPTIONS}
         inputs = options.get("inputs")
         if inputs is not None:
             from ..schema import Schema
@@ -275,7 +253,10 @@ def _decorate(kind: Kind, stub_type: type[Stub[Any, Any]], f: Any, options: dict
             if not (isinstance(inputs, type) and issubclass(inputs, Schema)):
                 raise ConfigError(f"inputs must be a cove.schema.Schema subclass, not {inputs!r}")
             settings["inputs"] = inputs.describe()
-        config = DeploymentConfig.build(kind, **settings, **fixed)
+        try:
+            config = DeploymentConfig.build(kind, **settings, **fixed)
+        except TypeError as exc:
+            raise ConfigError(f"@{kind}: {str(exc).replace('build()', 'option')}") from None
         return stub_type(
             fn,
             kind=kind,
