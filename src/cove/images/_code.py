@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+from .._units import human_size
 from ._errors import ArchiveError
 
 MAX_UNPACKED = 1024**3
@@ -104,7 +105,7 @@ def _scan(data: bytes, max_unpacked: int, max_members: int, *, on_dir: DirSink, 
         while stream.read(_CHUNK):
             pass
     except _TooLarge:
-        raise ArchiveError(f"code archive unpacks to more than {_human(max_unpacked)}") from None
+        raise ArchiveError(f"code archive unpacks to more than {human_size(max_unpacked)}") from None
     except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise ArchiveError(f"code archive is not a valid gzip-compressed tar: {exc or type(exc).__name__}") from None
 
@@ -206,14 +207,3 @@ def _force_rmtree(root: Path) -> None:
     for folder, _dirs, _files in os.walk(root):
         os.chmod(folder, 0o755)
     shutil.rmtree(root, ignore_errors=True)
-
-
-def _human(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            break
-    return f"{value:.1f} {unit}"

@@ -166,7 +166,9 @@ def _archive(files: Sequence[_File], max_bytes: int, root: Path) -> tuple[bytes,
                 raise PackingError(f"cannot read {file.path}: {exc.strerror}") from None
             total += len(content)
             if total > max_bytes:
-                raise PackingError(f"{root} grew past the {_human(max_bytes)} limit while it was being packed")
+                from cove._units import human_size
+
+                raise PackingError(f"{root} grew past the {human_size(max_bytes)} limit while it was being packed")
             tar.addfile(_member(file, len(content)), io.BytesIO(content))
     return buffer.getvalue(), total
 
@@ -187,20 +189,11 @@ def _member(file: _File, size: int) -> tarfile.TarInfo:
 
 
 def _too_big(root: Path, files: Sequence[_File], total: int, max_bytes: int) -> str:
+    from cove._units import human_size
+
     biggest = sorted(files, key=lambda f: (-f.size, f.name))[:_BIGGEST_SHOWN]
-    listed = ", ".join(f"{f.name} ({_human(f.size)})" for f in biggest)
+    listed = ", ".join(f"{f.name} ({human_size(f.size)})" for f in biggest)
     return (
-        f"{root} holds {_human(total)} to upload, over the {_human(max_bytes)} limit; "
+        f"{root} holds {human_size(total)} to upload, over the {human_size(max_bytes)} limit; "
         f"biggest files: {listed}. Add what the code does not need to .coveignore"
     )
-
-
-def _human(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            break
-    return f"{value:.1f} {unit}"
