@@ -146,7 +146,10 @@ def test_back_pressure_ttl_and_cancel(funcs: ModuleType, server: Server) -> None
     from cove.sdk._client import CoveError
 
     blocker = funcs.slow_queue.put(2.0)
-    time.sleep(0.3)  # the blocker is running; what follows waits
+    deadline = time.monotonic() + 60
+    while blocker.status() != "RUNNING" and time.monotonic() < deadline:  # its container may still be starting
+        time.sleep(0.05)
+    assert blocker.status() == "RUNNING"  # what follows waits behind it
     waiting = [funcs.slow_queue.put(0.01) for _ in range(3)]
     with pytest.raises(CoveError) as info:
         funcs.slow_queue.put(0.01)
