@@ -145,7 +145,8 @@ def test_back_pressure_ttl_and_cancel(funcs: ModuleType, server: Server) -> None
     from cove import Task
     from cove.sdk._client import CoveError
 
-    blocker = funcs.slow_queue.put(2.0)
+    assert funcs.slow_queue.put(0.0).result(timeout=60) == 0.0  # a warm container, so ttl=0.5 s is not spent booting
+    blocker = funcs.slow_queue.put(3.0)
     deadline = time.monotonic() + 60
     while blocker.status() != "RUNNING" and time.monotonic() < deadline:  # its container may still be starting
         time.sleep(0.05)
@@ -156,7 +157,7 @@ def test_back_pressure_ttl_and_cancel(funcs: ModuleType, server: Server) -> None
     assert info.value.status == 429 and "max_pending_tasks=3" in info.value.message
     cancelled = waiting[0]
     assert cancelled.cancel() == "CANCELLED"
-    assert blocker.result(timeout=30) == 2.0
+    assert blocker.result(timeout=30) == 3.0
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and Task(waiting[1].object_id).status() == "PENDING":
         time.sleep(0.2)
