@@ -13,7 +13,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    payload = json.dumps({"x": json.loads(body).get("x")}).encode()
+    payload = json.dumps({"x": json.loads(body or b"{}").get("x")}).encode()
     await send(
         {
             "type": "http.response.start",
