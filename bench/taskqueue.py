@@ -2,7 +2,7 @@
 
     python bench/taskqueue.py [--count 10000] [--rounds 200]
 
-Puts go over HTTP (``POST /taskqueue/queued``, JSON, 8 connections), each one
+Puts go over HTTP (``POST /taskqueue/queued``, JSON, 32 connections), each one
 committed to the store before its 202. Completions/s runs from the first put
 to the last task COMPLETE in the store. The round trip is ``tq.put(1).result()``
 from the SDK. Celery (Redis broker) runs the same shapes when installed.
@@ -49,7 +49,7 @@ def cove_numbers(count: int, rounds: int) -> dict[str, object]:
             run_load(
                 f"{server.url}/taskqueue/queued",
                 json.dumps({"i": 1}).encode(),
-                concurrency=8,
+                concurrency=32,
                 requests=count,
                 max_seconds=300,
                 token=server.token,

@@ -147,6 +147,11 @@ def _check_arguments(deployment: Deployment, kwargs: dict[str, Any]) -> None:
 async def put_task(name: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     deployment = await task_deployment(gw, who, name, None)
     body = await read_limited(request, gw.settings.max_body_bytes)
+    return {"task_id": await accept_put(gw, deployment, body)}
+
+
+async def accept_put(gw: Gateway, deployment: Deployment, body: bytes) -> str:
+    """Validate an HTTP put's JSON body and accept it durably; return the task id."""
     try:
         payload = json.loads(body or b"{}")
     except ValueError as exc:
@@ -158,8 +163,8 @@ async def put_task(name: str, request: Request, gw: GatewayDep, who: PrincipalDe
         check_inputs(described, body)
     else:
         _check_arguments(deployment, payload)
-    [item] = await _submit(gw, deployment, [("json", json.dumps(payload).encode())], durable=True)
-    return {"task_id": item.id}
+    [item] = await _submit(gw, deployment, [("json", body or b"{}")], durable=True)
+    return item.id
 
 
 @router.get("/api/v1/calls/{call_id}", summary="A call's outcome (200) or its state while open (202)")
