@@ -7,18 +7,10 @@ from typing import Any
 
 import typer
 
+from .._units import human_size
 from ._output import JsonOption, client, console, emit, errors, table
 
 image_app = typer.Typer(help="List, remove and garbage-collect built images and their layers.", no_args_is_help=True)
-
-
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _ago(stamp: float) -> str:
@@ -54,8 +46,8 @@ def image_list(as_json: bool = JsonOption) -> None:
                 [
                     r["id"][:12],
                     r["python_version"],
-                    _size(r["size_bytes"]),
-                    _size(r["layer_bytes"]) if r["layers"] else "",
+                    human_size(r["size_bytes"]),
+                    human_size(r["layer_bytes"]) if r["layers"] else "",
                     _ago(r["last_used"]),
                     "yes" if r["in_use"] else "",
                     _users(r),
@@ -84,7 +76,11 @@ def image_rm(
     api = client(as_json)
     with errors(as_json):
         result = api.request("DELETE", f"/api/v1/images/{_full_id(api, image_id)}")
-    emit(result, as_json, lambda: console.print(f"removed image {result['id'][:12]} ({_size(result['freed_bytes'])})"))
+    emit(
+        result,
+        as_json,
+        lambda: console.print(f"removed image {result['id'][:12]} ({human_size(result['freed_bytes'])})"),
+    )
 
 
 @image_app.command("gc")
@@ -98,7 +94,7 @@ def image_gc(as_json: bool = JsonOption) -> None:
         as_json,
         lambda: console.print(
             f"removed {len(report['images'])} image(s), {len(report['layers'])} system layer(s), "
-            f"{len(report['bases'])} base(s); freed {_size(report['freed_bytes'])}",
+            f"{len(report['bases'])} base(s); freed {human_size(report['freed_bytes'])}",
             highlight=False,
         ),
     )

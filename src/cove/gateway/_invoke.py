@@ -109,7 +109,7 @@ async def _invoke(gw: Gateway, scope: Scope, receive: Any) -> tuple[int, bytes, 
                 status, payload = await gw.upstream.invoke(lease.address, body, call_id)
             except UpstreamError as exc:
                 scheduler.release(lease, served=False)
-                reason = await scheduler.exit_reason(lease)
+                reason = await lease.slot.exit_reason()
                 if reason is None:
                     raise ApiError(502, f"container {lease.container_id} failed: {exc}") from None
                 started_ok = lease.slot.served > 0

@@ -144,9 +144,9 @@ class LogsRequest(BaseModel):
 
 @router.post("/containers/{container_id}/logs", status_code=204)
 async def push_logs(container_id: str, body: LogsRequest, gw: GatewayDep, who: WorkerDep) -> Response:
-    slot = gw.scheduler._slots.get(container_id)
-    if slot is not None:
-        key = f"{slot.pool.deployment.workspace_id}/{slot.pool.deployment.name}"
+    deployment = gw.scheduler.deployment_of(container_id)
+    if deployment is not None:
+        key = f"{deployment.workspace_id}/{deployment.name}"
     else:
         row = await gw.store.get_container(container_id)
         if row is None:

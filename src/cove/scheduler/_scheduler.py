@@ -58,9 +58,21 @@ class Slot:
     exited: asyncio.Future[str] = dataclasses.field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     @property
+    def live(self) -> bool:
+        """The socket exists and the container has not been told to stop."""
+        return self.state in ("listening", "ready")
+
+    async def exit_reason(self, timeout: float = 3.0) -> str | None:
+        """After a broken connection: wait briefly for the worker to say why the container ended."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.exited), timeout)
+        except TimeoutError:
+            return None
+
+    @property
     def accepting(self) -> bool:
         """Listening sockets take requests even while the runner boots: they queue in the backlog."""
-        return self.state in ("listening", "ready") and self.in_flight < self.pool.config.concurrent_requests
+        return self.live and self.in_flight < self.pool.config.concurrent_requests
 
 
 @dataclasses.dataclass(eq=False)
@@ -280,30 +292,16 @@ class Scheduler:
         pool.in_flight -= 1
         pool.wake(1)
 
-    async def exit_reason(self, lease: Lease, timeout: float = 3.0) -> str | None:
-        """After a broken connection: wait briefly for the worker to say why the container ended."""
-        try:
-            return await asyncio.wait_for(asyncio.shield(lease.slot.exited), timeout)
-        except TimeoutError:
-            return None
-
     async def _dispatch_loop(self, slot: Slot) -> None:
         """Feed one container connection with batches of the deployment's queued tasks."""
         pool = slot.pool
         queue = self.dispatcher.queue_for(pool.deployment)
 
         def alive() -> bool:
-            return slot.state in ("listening", "ready")
-
-        async def reason() -> str | None:
-            try:
-                return await asyncio.wait_for(asyncio.shield(slot.exited), 3.0)
-            except TimeoutError:
-                return None
+            return slot.live
 
         def loops() -> int:
-            accepting = sum(1 for s in pool.slots.values() if s.state in ("listening", "ready"))
-            return accepting * max(1, pool.config.concurrent_requests)
+            return sum(1 for s in pool.slots.values() if s.live) * max(1, pool.config.concurrent_requests)
 
         try:
             while alive():
@@ -313,7 +311,9 @@ class Scheduler:
                 slot.in_flight += len(batch)
                 try:
                     assert slot.address is not None
-                    await self.dispatcher.run_batch(queue, batch, slot.id, slot.address, reason, self.stop_container)
+                    await self.dispatcher.run_batch(
+                        queue, batch, slot.id, slot.address, slot.exit_reason, self.stop_container
+                    )
                 finally:
                     slot.in_flight -= len(batch)
                     slot.served += len(batch)
@@ -483,6 +483,11 @@ class Scheduler:
             self._container_ended(slot, f"worker {worker.name} was lost", failed=False)
 
     # -- views ----------------------------------------------------------------------------
+
+    def deployment_of(self, container_id: str) -> Deployment | None:
+        """The deployment a live container serves, or None once it has ended."""
+        slot = self._slots.get(container_id)
+        return slot.pool.deployment if slot is not None else None
 
     def container_view(self, container_id: str) -> dict[str, Any] | None:
         slot = self._slots.get(container_id)
