@@ -53,16 +53,33 @@ async def _worker(
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
+            length, chunked = 0, False
             for line in head.split(b"\r\n")[1:]:
-                if line[:15].lower() == b"content-length:":
+                lowered = line.lower()
+                if lowered.startswith(b"content-length:"):
                     length = int(line[15:])
-            await reader.readexactly(length)
+                elif lowered.startswith(b"transfer-encoding:") and b"chunked" in lowered:
+                    chunked = True
+            if chunked:
+                await _read_chunks(reader)
+            else:
+                await reader.readexactly(length)
             latencies.append((time.perf_counter() - started) * 1000)
             if not head.startswith(ok):
                 errors[0] += 1
     finally:
         writer.close()
+
+
+async def _read_chunks(reader: asyncio.StreamReader) -> None:
+    """Consume a chunked body (some peers' proxies answer that way) up to its last chunk and trailer."""
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if size == 0:
+            while await reader.readuntil(b"\r\n") != b"\r\n":
+                pass
+            return
+        await reader.readexactly(size + 2)
 
 
 async def run_load(

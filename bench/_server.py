@@ -33,6 +33,21 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+def start_bare_uvicorn() -> tuple[subprocess.Popen[bytes], str]:
+    """The physical reference (uvloop + httptools, one process) answering the benchmarks' JSON; (process, url)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "bare_uvicorn:app", "--port", str(port)),
+            *("--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"),
+        ],
+        cwd=Path(__file__).resolve().parent,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    wait_http(url)
+    return proc, url
+
+
 class CoveServer:
     """Starts on construction; ``close`` stops it and removes its home."""
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import run_load, summary
-from _server import CoveServer, free_port, wait_http
+from _server import CoveServer, start_bare_uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = json.dumps({"x": [1.0, 2.0, 3.0, 4.0]}).encode()
@@ -87,27 +86,8 @@ def main() -> None:
         cold_numpy, phases_numpy = cove.cold_starts("predict", max(5, args.cold // 2))
         gateway_rows = asyncio.run(warm(f"{cove.url}/endpoint/echo", cove.token, args.requests))
 
-        port = free_port()
-        bare = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bare_uvicorn:app",
-                "--port",
-                str(port),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT / "bench",
-        )
-        wait_http(f"http://127.0.0.1:{port}/")
-        bare_rows = asyncio.run(warm(f"http://127.0.0.1:{port}/", None, args.requests))
+        bare, bare_url = start_bare_uvicorn()
+        bare_rows = asyncio.run(warm(bare_url, None, args.requests))
 
         print("\n== cold start: request with no container → response")
         print(f"no-import handler   {summary(cold_noop)}")
