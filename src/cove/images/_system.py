@@ -5,6 +5,11 @@ list, the commands), so every image asking for the same system changes
 shares one layer, and it is built at most once. Like environments, a layer is
 built in a temporary folder and renamed into place with its marker only when
 the build succeeded; a failed build removes everything it wrote.
+
+With a package reservoir the script first points apt at the reservoir's
+suite and key alone (in the build container's ``/tmp``, so none of it lands
+in the layer); a package the reservoir does not hold then fails the build
+with a message that names it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import re
 import secrets
 import shlex
 import shutil
@@ -24,11 +30,18 @@ from typing import Any
 from .._home import Home
 from . import _lock
 from ._buildbox import BoxFailed, run_in_box
+from ._debian import AptSource
 from ._errors import BuildError
 from ._uv import LogFn
 
 LAYER_MARKER = "cove-layer.json"
 LAYER_VERSION = 1
+# apt's ways of saying a name is not in any configured source.
+_NOT_FOUND = (
+    re.compile(r"^E: Unable to locate package (\S+)"),
+    re.compile(r"^E: Package '([^']+)' has no installation candidate"),
+    re.compile(r"^E: Couldn't find any package by (?:glob|regex) '([^']+)'"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,9 +86,14 @@ def read_layer_manifest(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def build_script(packages: Sequence[str], commands: Sequence[str]) -> str:
-    """The shell script of a layer build: apt first (leaving no package lists or caches), then the commands."""
+def build_script(packages: Sequence[str], commands: Sequence[str], source: AptSource | None = None) -> str:
+    """The shell script of a layer build: apt first (leaving no package lists or caches), then the commands.
+
+    With ``source`` (a reservoir), apt and the commands see that source only.
+    """
     lines = ["set -e"]
+    if source is not None:
+        lines += source.setup_script()
     if packages:
         quoted = " ".join(shlex.quote(p) for p in packages)
         lines += [
@@ -91,10 +109,33 @@ def build_script(packages: Sequence[str], commands: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _explain(failure: BoxFailed, packages: Sequence[str], commands: Sequence[str]) -> str:
+def missing_packages(lines: Sequence[str]) -> list[str]:
+    """The package names apt said it could not find."""
+    found: list[str] = []
+    for line in lines:
+        for pattern in _NOT_FOUND:
+            match = pattern.match(line)
+            if match and match.group(1) not in found:
+                found.append(match.group(1))
+    return found
+
+
+def _explain(
+    failure: BoxFailed, packages: Sequence[str], commands: Sequence[str], source: AptSource | None = None
+) -> str:
     """apt's own error lines (``E: Unable to locate package …``) first, else the output's tail."""
     errors = [line for line in failure.tail if line.startswith("E:")]
     shown = errors or failure.tail[-15:]
+    missing = missing_packages(failure.tail)
+    if source is not None and missing:
+        names = " ".join(missing)
+        return (
+            f"system package{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"{'are' if len(missing) > 1 else 'is'} not in the package reservoir ({source.url}, suite "
+            f"{source.suite}), the only source image builds may use (or quarantined there: "
+            f"cove reservoir debs). Add {'them' if len(missing) > 1 else 'it'} on the reservoir host: "
+            f"cove reservoir sync-deb --suite {source.suite} {names}\n" + "\n".join(shown)
+        )
     what = []
     if packages:
         what.append(f"system packages {' '.join(packages)}")
@@ -104,9 +145,17 @@ def _explain(failure: BoxFailed, packages: Sequence[str], commands: Sequence[str
 
 
 async def build_layer(
-    home: Home, base: Path, packages: Sequence[str], commands: Sequence[str], log: LogFn
+    home: Home,
+    base: Path,
+    packages: Sequence[str],
+    commands: Sequence[str],
+    log: LogFn,
+    source: AptSource | None = None,
 ) -> SystemLayer:
-    """Return the layer for these packages and commands over ``base``, building it first if needed."""
+    """Return the layer for these packages and commands over ``base``, building it first if needed.
+
+    ``source`` is the reservoir apt installs from (None: the base's own sources).
+    """
     ident = layer_id(base, packages, commands)
     root = layers_dir(home)
     found = load_layer(home, ident)
@@ -123,11 +172,17 @@ async def build_layer(
             return found
         for stale in root.glob(f".tmp-{ident}-*"):
             await asyncio.to_thread(shutil.rmtree, stale, True)
-        return await _build(root, ident, base, packages, commands, log)
+        return await _build(root, ident, base, packages, commands, log, source)
 
 
 async def _build(
-    root: Path, ident: str, base: Path, packages: Sequence[str], commands: Sequence[str], log: LogFn
+    root: Path,
+    ident: str,
+    base: Path,
+    packages: Sequence[str],
+    commands: Sequence[str],
+    log: LogFn,
+    source: AptSource | None,
 ) -> SystemLayer:
     started = time.monotonic()
     tmp = root / f".tmp-{ident}-{secrets.token_hex(4)}"
@@ -139,9 +194,9 @@ async def _build(
         (tmp / "fs").chmod(0o755)
         await log(f"building system layer {ident[:12]} over base {base.name} in a build container")
         try:
-            await run_in_box(base, tmp / "fs", tmp / "work", build_script(packages, commands), log)
+            await run_in_box(base, tmp / "fs", tmp / "work", build_script(packages, commands, source), log)
         except BoxFailed as failure:
-            raise BuildError(_explain(failure, packages, commands)) from None
+            raise BuildError(_explain(failure, packages, commands, source)) from None
         except OSError as exc:
             raise BuildError(f"system layer build could not run its container: {exc}") from None
         await asyncio.to_thread(shutil.rmtree, tmp / "work", True)
@@ -152,6 +207,7 @@ async def _build(
             "base_path": str(base),
             "packages": list(packages),
             "commands": list(commands),
+            "apt_source": f"{source.url} {source.suite}" if source else None,
             "build_seconds": seconds,
             "built_at": time.time(),
         }

@@ -64,6 +64,37 @@ def referenced_blobs(event: dict[str, Any]) -> list[str]:
     return []
 
 
+def superseded_debs(events: list[dict[str, Any]]) -> set[int]:
+    """Positions of ``deb_added`` events whose package a later event of the same list removes.
+
+    Their blobs need not travel (the receiving side ends up without the
+    package either way), and ``gc`` may already have deleted them: Debian
+    blobs are kept only while a suite holds the package.
+    """
+    removed_after: set[tuple[str, str]] = set()
+    out: set[int] = set()
+    for position in range(len(events) - 1, -1, -1):
+        event = events[position]
+        key = (str((event.get("data") or {}).get("suite")), str(event.get("filename")))
+        if event["kind"] == "deb_removed":
+            removed_after.add(key)
+        elif event["kind"] == "deb_added":
+            if key in removed_after:
+                out.add(position)
+            removed_after.discard(key)  # an earlier add of this name is superseded only by a removal before this add
+    return out
+
+
+def needed_blobs(events: list[dict[str, Any]]) -> list[str]:
+    """The blobs a list of events needs on the receiving side, in order, without duplicates."""
+    skip = superseded_debs(events)
+    needed: dict[str, None] = {}
+    for position, event in enumerate(events):
+        if position not in skip:
+            needed.update(dict.fromkeys(referenced_blobs(event)))
+    return list(needed)
+
+
 # -- export ----------------------------------------------------------------------------------------------------
 
 
@@ -80,11 +111,7 @@ def export_bundle(
     if out.exists() and (as_tar or any(out.iterdir())):
         raise ReservoirError(f"{out} already exists; bundles are never written over")
     events = [e.to_json() for e in store.events_since(since, current)]
-    needed: list[str] = []
-    for event in events:
-        for sha in referenced_blobs(event):
-            if sha not in needed:
-                needed.append(sha)
+    needed = needed_blobs(events)
     folder = Path(tempfile.mkdtemp(dir=out.parent, prefix=".bundle-")) if as_tar else out
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -373,7 +400,10 @@ def import_bundle(
         report.skipped_events = len(m["events"]) - len(events)
         _store_blobs(store, opened, report, progress)
         listed = {b["sha256"] for b in m["blobs"]}
-        for event in events:
+        skip = superseded_debs(events)
+        for position, event in enumerate(events):
+            if position in skip:
+                continue
             for sha in referenced_blobs(event):
                 if sha not in listed and not store.blobs.has(sha):
                     raise BundleError(

@@ -490,7 +490,7 @@ def gc(
     root: Path | None = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Delete stored blobs that no file, package or event refers to (leftovers of failed ingests)."""
+    """Delete blobs nothing refers to (leftovers of failed ingests) and those of removed Debian packages."""
     from .gc import collect
 
     report = collect(_store(root), grace=grace, dry_run=dry_run)
@@ -499,7 +499,8 @@ def gc(
         as_json,
         report.to_json(),
         lambda: out.print(
-            f"{verb} {report.blobs_deleted} blobs ({report.bytes_freed} bytes) and "
+            f"{verb} {report.blobs_deleted} blobs ({report.bytes_freed} bytes; {report.debian_blobs_deleted} of "
+            "removed Debian packages) and "
             f"{report.pool_files_deleted} pool files; kept {report.blobs_kept} referenced and "
             f"{report.too_recent} too recent to judge"
         ),
@@ -559,8 +560,14 @@ def vulndb_import(
 @app.command("sync-deb")
 @_errors
 def sync_deb(
-    packages: Annotated[list[str], typer.Argument(help="Debian packages; their dependencies come too.")],
+    packages: Annotated[list[str] | None, typer.Argument(help="Debian packages; their dependencies come too.")] = None,
     suite: str = typer.Option(..., "--suite", help="Upstream suite, also the published one (e.g. bookworm)."),
+    base: bool = typer.Option(
+        False,
+        "--base",
+        help="Also fetch what debootstrap --variant=minbase installs (Priority: required, and apt), so the "
+        "suite can bootstrap a Debian root; image builds need this plus python3.",
+    ),
     mirror: str = typer.Option("http://deb.debian.org/debian", "--mirror", help="Upstream Debian mirror."),
     component: Annotated[list[str] | None, typer.Option("--component", help="Upstream components.")] = None,
     keyring: str = typer.Option(
@@ -573,7 +580,9 @@ def sync_deb(
     """Fetch Debian packages and their dependencies with apt, then publish the suite signed by this site."""
     from .debian.fetch import sync_deb as run
 
-    report = run(_store(root), packages, suite, mirror=mirror, components=component, keyring=keyring, arch=arch)
+    report = run(
+        _store(root), packages or [], suite, mirror=mirror, components=component, keyring=keyring, arch=arch, base=base
+    )
     _emit(
         as_json,
         report.to_json(),

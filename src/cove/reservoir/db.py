@@ -106,6 +106,7 @@ CREATE TABLE IF NOT EXISTS debs (
     origin TEXT NOT NULL DEFAULT '',
     status TEXT NOT NULL DEFAULT 'active',
     reason TEXT,
+    release_time TEXT,
     PRIMARY KEY (suite, filename)
 );
 CREATE INDEX IF NOT EXISTS debs_filename ON debs(filename);
@@ -134,11 +135,13 @@ _ADDED_COLUMNS = (
     ("vulns", "ecosystem", "TEXT NOT NULL DEFAULT 'PyPI'"),
     ("debs", "status", "TEXT NOT NULL DEFAULT 'active'"),
     ("debs", "reason", "TEXT"),
+    ("debs", "release_time", "TEXT"),
 )
 
 
 def _add_columns(conn: sqlite3.Connection) -> None:
-    """Version 3: advisories know their ecosystem (PyPI or Debian) and Debian packages can be quarantined.
+    """Version 3: advisories know their ecosystem (PyPI or Debian) and Debian packages can be quarantined
+    and carry their release time (None for those ingested before: their age is unknown).
 
     Every advisory a version-2 root holds came from a PyPI dump, which is what
     the column's default says.

@@ -19,16 +19,24 @@ Example::
 
     [block]
     requirements = ["evil-package", "urllib3<1.26.5"]
+    debian = ["telnetd", "openssl (<< 3.0.15-1~deb12u1)"]  # Debian packages, dpkg version rules
 
     [age]
     minimum_days = 3
     unknown = "allow"                                 # files without an upstream upload time
+
+Debian packages are judged by the advisories, the ``[block] debian`` rules
+(a binary or source package name, optionally with one dpkg relation:
+``<<``, ``<=``, ``=``, ``>=``, ``>>``) and the minimum age, measured from the
+release time recorded at ingest (see ``debian.records``). Licenses are a PyPI
+notion (SPDX metadata) that Debian packages do not carry.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +45,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
 from . import licenses, vulndb
+from .debian.version import DebianVersion
 from .errors import ReservoirError
 from .names import normalize
 
@@ -45,6 +54,46 @@ if TYPE_CHECKING:
     from .store import FileRecord, Store
 
 PREFIX = "policy: "
+_DEB_RULE = re.compile(r"^([a-z0-9][a-z0-9+.-]+)\s*(?:\(\s*(<<|<=|=|>=|>>)\s*([^()\s]+)\s*\))?$")
+_DEB_OPS = {
+    "<<": lambda c: c < 0,
+    "<=": lambda c: c <= 0,
+    "=": lambda c: c == 0,
+    ">=": lambda c: c >= 0,
+    ">>": lambda c: c > 0,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DebRule:
+    """One ``[block] debian`` entry: a package name and an optional dpkg relation."""
+
+    text: str
+    name: str
+    op: str | None = None
+    version: DebianVersion | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> DebRule:
+        match = _DEB_RULE.match(text.strip())
+        if not match:
+            raise ReservoirError(
+                f"policy: invalid Debian block rule {text!r} (write a package name, optionally with a relation "
+                "such as 'openssl (<< 3.0.15-1)')"
+            )
+        name, op, version = match.groups()
+        return cls(text.strip(), name, op, DebianVersion(version) if version else None)
+
+    def blocks(self, name: str, version: str) -> bool:
+        if name != self.name:
+            return False
+        if self.op is None or self.version is None:
+            return True
+        try:
+            held = DebianVersion(version)
+        except ReservoirError:
+            return False
+        return bool(_DEB_OPS[self.op](held.compare(self.version)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +105,7 @@ class Policy:
     block: tuple[Requirement, ...] = ()
     minimum_age_days: float = 0.0
     unknown_age: str = "allow"
+    block_debian: tuple[DebRule, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> Policy:
@@ -66,7 +116,7 @@ class Policy:
         known = {
             "licenses": {"allow", "deny", "unknown"},
             "vulnerabilities": {"action"},
-            "block": {"requirements"},
+            "block": {"requirements", "debian"},
             "age": {"minimum_days", "unknown"},
         }
         for section, values in doc.items():
@@ -80,6 +130,7 @@ class Policy:
             ("licenses", "allow", lic.get("allow", [])),
             ("licenses", "deny", lic.get("deny", [])),
             ("block", "requirements", blk.get("requirements", [])),
+            ("block", "debian", blk.get("debian", [])),
         ):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ReservoirError(f"policy: [{section}] {name} must be a list of strings")
@@ -104,6 +155,7 @@ class Policy:
             block,
             float(days),
             age.get("unknown", "allow"),
+            tuple(DebRule.parse(r) for r in blk.get("debian", [])),
         )
 
 
@@ -169,24 +221,34 @@ def evaluate(store: Store, policy: Policy, record: FileRecord, now: dt.datetime 
             not req.specifier or (version is not None and req.specifier.contains(version, prereleases=True))
         ):
             reasons.append(f"blocked by rule {str(req)!r}")
-    if policy.minimum_age_days > 0:
-        uploaded = _parse_time(record.upload_time)
-        if uploaded is None:
-            if policy.unknown_age == "quarantine":
-                reasons.append("upload time unknown; cannot check the minimum release age")
-        else:
-            age = (now or dt.datetime.now(dt.UTC)) - uploaded
-            if age < dt.timedelta(days=policy.minimum_age_days):
-                reasons.append(f"released {age.days} days ago; the minimum age is {policy.minimum_age_days:g} days")
+    reasons += _age_reasons(policy, record.upload_time, "upload time", now)
     return Verdict(lic, vulns, reasons)
 
 
-def evaluate_deb(store: Store, policy: Policy, record: DebRecord) -> tuple[list[dict[str, Any]], list[str]]:
-    """``(advisories, reasons)`` for a Debian package: its source package checked against the Debian advisories.
+def _age_reasons(policy: Policy, released: str | None, what: str, now: dt.datetime | None) -> list[str]:
+    """The minimum release age rule, the same for PyPI files and Debian packages."""
+    if policy.minimum_age_days <= 0:
+        return []
+    when = _parse_time(released)
+    if when is None:
+        if policy.unknown_age == "quarantine":
+            return [f"{what} unknown; cannot check the minimum release age"]
+        return []
+    age = (now or dt.datetime.now(dt.UTC)) - when
+    if age < dt.timedelta(days=policy.minimum_age_days):
+        return [f"released {age.days} days ago; the minimum age is {policy.minimum_age_days:g} days"]
+    return []
 
-    Licenses, the block list and the release age are PyPI notions (SPDX
-    metadata, PEP 508 names, upload times) that Debian packages do not carry,
-    so only advisories apply, with the same ``[vulnerabilities] action``.
+
+def evaluate_deb(
+    store: Store, policy: Policy, record: DebRecord, now: dt.datetime | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """``(advisories, reasons)`` for a Debian package.
+
+    Its source package is checked against the Debian advisories (with the
+    same ``[vulnerabilities] action``); the ``[block] debian`` rules match the
+    binary package or its source, each with its own version; the minimum age
+    uses the package's release time.
     """
     source, version = record.source
     vulns = vulndb.matches_deb(store.conn, source, version, record.suite)
@@ -196,6 +258,10 @@ def evaluate_deb(store: Store, policy: Policy, record: DebRecord) -> tuple[list[
             reasons.append(f"malicious package ({vuln['id']})")
         elif policy.vulnerabilities == "quarantine":
             reasons.append(f"vulnerable ({vuln['id']})")
+    for rule in policy.block_debian:
+        if rule.blocks(record.package, record.version) or rule.blocks(source, version):
+            reasons.append(f"blocked by rule {rule.text!r}")
+    reasons += _age_reasons(policy, record.release_time, "release time", now)
     return vulns, reasons
 
 
@@ -301,8 +367,9 @@ def _audit_debs(store: Store, policy: Policy, apply: bool) -> list[dict[str, Any
     from .debian import records
 
     out = []
+    now = dt.datetime.now(dt.UTC)
     for record in records.listing(store.conn):
-        vulns, reasons = evaluate_deb(store, policy, record)
+        vulns, reasons = evaluate_deb(store, policy, record, now)
         reason = PREFIX + "; ".join(reasons) if reasons else None
         status, action = record.status, None
         ours = (record.reason or "").startswith(PREFIX)
@@ -324,6 +391,7 @@ def _audit_debs(store: Store, policy: Policy, apply: bool) -> list[dict[str, Any
                 "version": record.version,
                 "source": source,
                 "source_version": source_version,
+                "release_time": record.release_time,
                 "vulnerabilities": [v["id"] for v in vulns],
                 "status": status,
                 "reason": (reason or record.reason) if status == "quarantined" else None,

@@ -165,14 +165,21 @@ def build_debootstrap_base(
     suite: str = "bookworm",
     packages: Sequence[str] = ("python3",),
     mirror: str = "http://deb.debian.org/debian",
+    *,
+    keyring: Path | None = None,
+    identity: str | None = None,
 ) -> Path:
     """Build (or find) ``home_base/<hash>``: a minbase root with ``packages``; returns its path.
 
     Built in a temporary folder that is renamed into place only when complete,
     so an interrupted build never looks finished. Takes about a minute and
     needs the mirror (or a local one, such as the reservoir's Debian repo).
+    ``keyring`` is then the only key debootstrap accepts for the mirror's
+    ``Release``; ``identity`` names the source in the base's hash instead of
+    the mirror URL (a reservoir is the same source whatever port serves it),
+    and the base keeps no ``sources.list`` pointing at that URL.
     """
-    dest = home_base / base_key(suite, packages, mirror)
+    dest = home_base / base_key(suite, packages, identity or mirror)
     if (dest / ".cove-base").exists():
         return dest
     debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
@@ -180,15 +187,21 @@ def build_debootstrap_base(
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=home_base))
     try:
         include = ",".join(packages)
-        cmd = [debootstrap, "--variant=minbase", f"--include={include}", suite, str(tmp), mirror]
+        cmd = [debootstrap, "--variant=minbase", f"--include={include}"]
+        if keyring is not None:
+            cmd.append(f"--keyring={keyring}")
+        cmd += [suite, str(tmp), mirror]
         log.info("building a debootstrap base; this takes about a minute", extra={"cmd": cmd})
         subprocess.run(cmd, check=True, capture_output=True)
         for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for entry in (tmp / cache).glob("*.deb"):
                 entry.unlink()
+        if identity is not None:
+            # Builds configure apt with the source for each run; a URL of the moment does not belong here.
+            (tmp / "etc/apt/sources.list").write_text(f"# built from {identity}; builds configure apt themselves\n")
         tmp.chmod(0o755)
         _mkdirs(tmp, _MOUNT_POINTS)
-        (tmp / ".cove-base").write_text(f"{suite} {include} {mirror}\n")
+        (tmp / ".cove-base").write_text(f"{suite} {include} {identity or mirror}\n")
         try:
             tmp.rename(dest)
         except OSError:

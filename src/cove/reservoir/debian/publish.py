@@ -3,6 +3,7 @@
 Layout under ``<root>/debian/`` (what ``/debian/`` serves)::
 
     pool/<component>/<prefix>/<package>/<file>.deb     hard links to the blobs
+    reservoir-keyring.gpg, reservoir-keyring.asc       the site's public apt key (binary, armored)
     dists/<suite> -> ../.versions/<suite>-<serial>-<id> the published suite (a symlink)
     .versions/<suite>-.../Release, InRelease, Release.gpg,
         <component>/binary-<arch>/Packages, Packages.gz, by-hash/SHA256/<sha256>
@@ -12,6 +13,11 @@ made current by renaming a symlink over ``dists/<suite>``: apt sees the old
 suite or the new one, never a mix. The previous version stays (and its index
 files are carried into the new one's ``by-hash``) so a client that fetched the
 old ``InRelease`` a moment ago still finds the files it names.
+
+The public key is published next to the suites so a client (the image
+builder, ``debootstrap --keyring``) can fetch it from the repository it
+configures; a client that must not trust what the network says compares it
+with the fingerprint ``cove reservoir key`` prints on the reservoir host.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ if TYPE_CHECKING:
     from ..store import Store
 
 KEEP_VERSIONS = 2
+KEYRING_NAME = "reservoir-keyring.gpg"
+ARMORED_NAME = "reservoir-keyring.asc"
 
 
 def host_arch() -> str:
@@ -91,7 +99,9 @@ def publish(store: Store, suite: str) -> dict[str, Any]:
                 for d in debs
                 if d.component == comp and d.architecture in (arch, "all")
             ]
-            body = "\n".join(stanzas).encode()
+            # Every stanza ends with a blank line, the last one too: debootstrap's parser drops a final
+            # stanza that has none (apt does not mind either way).
+            body = "".join(stanza + "\n" for stanza in stanzas).encode()
             rel = f"{comp}/binary-{arch}"
             index_files.append((f"{rel}/Packages", body))
             index_files.append((f"{rel}/Packages.gz", gzip.compress(body, mtime=0)))
@@ -127,12 +137,32 @@ def publish(store: Store, suite: str) -> dict[str, Any]:
     release = folder / "Release"
     release.write_text("\n".join(lines) + "\n")
     gpg.sign_release(store.layout, store.site_id, release)
+    publish_key(store)
     dists.mkdir(parents=True, exist_ok=True)
     tmp = dists / f".{suite}.{uuid.uuid4().hex[:8]}"
     os.symlink(f"../.versions/{name}", tmp)
     os.replace(tmp, current)
     _prune(base / ".versions", suite, name)
     return {"suite": suite, "packages": len(debs), "architectures": archs, "components": components, "version": name}
+
+
+def publish_key(store: Store) -> None:
+    """Copy the site's public apt key into the served tree (replaced atomically; it never changes)."""
+    base = store.layout.debian
+    base.mkdir(parents=True, exist_ok=True)
+    for source, name in (
+        (gpg.public_keyring(store.layout), KEYRING_NAME),
+        (gpg.public_armored(store.layout), ARMORED_NAME),
+    ):
+        if not source.is_file():
+            continue
+        data = source.read_bytes()
+        dest = base / name
+        if dest.is_file() and dest.read_bytes() == data:
+            continue
+        tmp = dest.with_name(f".{name}.{uuid.uuid4().hex[:8]}")
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
 
 
 def _unlink_held_back(store: Store, base: Path) -> None:

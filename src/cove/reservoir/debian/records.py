@@ -8,11 +8,19 @@ A package that breaks the site policy (a Debian advisory, see
 :func:`..policy.evaluate_deb`) is quarantined like a Python file: kept and
 listed with the reason, but left out of the published suite.
 ``deb_quarantined``/``deb_released`` are events, so bundles carry them.
+
+A package's release time (what the minimum release age is measured from) is
+the timestamp ``dpkg-deb`` wrote into the archive when the package was built:
+Debian builds are reproducible, so that is the date of the changelog entry
+that made the release. Debian's indexes carry no upload time, and a mirror's
+``Last-Modified`` is not always there (nor the same on every mirror); the
+build time is in the package itself, the same on both sides of an air gap.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import shutil
 import sqlite3
@@ -45,6 +53,7 @@ class DebRecord:
     size: int
     control: str
     origin: str
+    release_time: str | None = None
     status: str = "active"
     reason: str | None = None
 
@@ -87,6 +96,24 @@ def read_control(path: Path) -> str:
     return result.stdout.decode("utf-8", "replace")
 
 
+def read_release_time(path: Path) -> str | None:
+    """When the package was built: the ``ar`` header time of its first member, as ISO 8601 UTC.
+
+    None when the header is not a valid ``ar`` member header or holds no plausible time.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(8 + 60)
+    if len(head) < 68 or head[:8] != b"!<arch>\n" or head[66:68] != b"`\n":
+        return None
+    try:
+        stamp = int(head[8 + 16 : 8 + 28].decode("ascii").strip())
+    except ValueError:
+        return None
+    if stamp <= 0:
+        return None
+    return dt.datetime.fromtimestamp(stamp, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def record_from_event(filename: str, data: dict[str, Any]) -> DebRecord:
     """Rebuild and check a record from event data (a bundle could lie about any field)."""
     try:
@@ -103,6 +130,7 @@ def record_from_event(filename: str, data: dict[str, Any]) -> DebRecord:
             size=int(data["size"]),
             control=text,
             origin=str(data.get("origin") or ""),
+            release_time=_release_time(data.get("release_time")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ReservoirError(f"malformed deb_added event for {filename!r}: {exc}") from None
@@ -112,6 +140,17 @@ def record_from_event(filename: str, data: dict[str, Any]) -> DebRecord:
     ):
         raise ReservoirError(f"deb_added event for {filename!r} does not match its control data")
     return record
+
+
+def _release_time(value: Any) -> str | None:
+    """A release time from an event (older events have none); anything but ISO 8601 is refused."""
+    if value is None:
+        return None
+    try:
+        dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"invalid release_time {value!r}") from None
+    return str(value)
 
 
 def apply_event(conn: sqlite3.Connection, kind: str, filename: str | None, data: dict[str, Any]) -> None:
@@ -181,7 +220,9 @@ def add_deb(
         raise Conflict(f"{filename} already exists in {suite} with other content; packages are immutable")
     with path.open("rb") as fh:
         _, size = store.blobs.put_file(fh, expected_sha256=sha)
-    record = DebRecord(suite, component, filename, package, version, arch, sha, size, text, origin)
+    record = DebRecord(
+        suite, component, filename, package, version, arch, sha, size, text, origin, read_release_time(path)
+    )
     from ..policy import deb_reason
 
     with store.transaction():
