@@ -14,9 +14,10 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	touch $@
 
 run: $(VENV)/.synced
-	@# Isolated containers need crun; install it where we can (root on Debian), else Cove says it runs without.
-	@if ! command -v crun >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && apt-get install -y -qq crun >/dev/null || true; fi
+	@# Isolated containers need crun (and nftables for allow-listed networks); install them where we can
+	@# (root on Debian), else Cove says it runs without.
+	@if ! { command -v crun && command -v nft; } >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq crun nftables >/dev/null || true; fi
 	$(PY) scripts/quickstart.py
 
 test: $(VENV)/.synced

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pg_cluster import pg_url, postgres, store_url  # noqa: F401  (PostgreSQL fixtures for every module)
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -43,12 +42,12 @@ def test_bad_schedules_are_refused() -> None:
         check("* * * * *", "Nowhere/City")
 
 
-def test_a_tick_is_claimed_once_across_gateways(tmp_path: Path) -> None:
-    from cove.store import Store, sqlite_url
+def test_a_tick_is_claimed_once_across_gateways(store_url: str) -> None:
+    from cove.store import Store
     from cove.store._schedules import claim_tick
 
     async def race() -> list[bool]:
-        first, second = Store(sqlite_url(tmp_path / "cove.db")), Store(sqlite_url(tmp_path / "cove.db"))
+        first, second = Store(store_url), Store(store_url)
         await first.migrate()
         ws = await first.ensure_workspace("default")
         results = await asyncio.gather(

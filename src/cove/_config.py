@@ -348,6 +348,72 @@ def _check_schedule(value: object) -> tuple[str, str] | None:
     return (when, timezone)
 
 
+_GPU_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_ .")
+
+
+def _check_gpu(value: object) -> tuple[str, ...]:
+    """``None``/``""`` → none; ``"H100"`` or ``["H100", "A100"]`` (preference order); ``"any"`` alone."""
+    if value is None or value == "" or value == () or value == []:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ConfigError(f"gpu must be a GPU type like 'H100', a list of them, or 'any', not {value!r}")
+    types: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip() or len(item) > 64 or not set(item) <= _GPU_NAME_CHARS:
+            raise ConfigError(f"gpu type {item!r} must be a name like 'H100', 'A10G' or 'any'")
+        name = item.strip()
+        if name.lower() == "any":
+            name = "any"
+        if name not in types:
+            types.append(name)
+    if "any" in types and len(types) > 1:
+        raise ConfigError("gpu 'any' already accepts every type; do not list it with others")
+    return tuple(types)
+
+
+def _check_gpu_compute(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
+        raise ConfigError(f"gpu_compute must be a whole percentage of the GPU's SMs from 1 to 100, not {value!r}")
+    return value
+
+
+def _check_pool(value: object) -> str | None:
+    if value is None:
+        return None
+    return check_object_name("pool", value)
+
+
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
+
+
+def _check_network(value: object) -> tuple[str, ...]:
+    """``["10.0.0.5:5432", "db.internal:443"]``: the only TCP destinations a container may reach.
+
+    Names are resolved where the container starts. Empty (the default) means no network at all.
+    """
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ConfigError("network must be a list of 'host:port' destinations, like ['db.internal:5432']")
+    if len(value) > 64:
+        raise ConfigError(f"network lists {len(value)} destinations; at most 64 are allowed")
+    out: set[str] = set()
+    for item in value:
+        if not isinstance(item, str) or item.count(":") != 1:
+            raise ConfigError(f"network destination {item!r} must be 'host:port' (IPv4 address or DNS name)")
+        host, port = item.strip().split(":")
+        host = host.lower().rstrip(".")
+        if not host or len(host) > 253 or not set(host) <= _HOST_CHARS or host.startswith(("-", ".")):
+            raise ConfigError(f"network destination {item!r} has no valid host name or IPv4 address")
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError(f"network destination {item!r} needs a port from 1 to 65535")
+        out.add(f"{host}:{int(port)}")
+    return tuple(sorted(out))
+
+
 class DeploymentConfig(Frozen):
     """Resources, scaling and limits of one deployment, with the documented defaults."""
 
@@ -358,12 +424,18 @@ class DeploymentConfig(Frozen):
         "concurrent_requests",
         "cpu_millis",
         "env",
+        "gpu",
+        "gpu_compute",
+        "gpu_count",
+        "gpu_memory_mib",
         "inputs",
         "keep_warm_seconds",
         "kind",
         "max_pending_tasks",
         "memory_mib",
+        "network",
         "parameters",
+        "pool",
         "retries",
         "schedule",
         "secrets",
@@ -391,6 +463,12 @@ class DeploymentConfig(Frozen):
     inputs: str | None  # canonical JSON description of a cove.schema.Schema, validated at the gateway
     parameters: tuple[tuple[str, str, bool], ...]  # (name, kind, required), recorded by `cove deploy`
     volumes: tuple[tuple[str, str], ...]  # (mount_path, volume name), sorted by path
+    gpu: tuple[str, ...]  # GPU types in order of preference, ("any",), or () for none
+    gpu_count: int  # whole GPUs; 0 without a GPU, 1 for a fraction
+    gpu_memory_mib: int | None  # a fraction of one GPU by memory; None: whole GPUs
+    gpu_compute: int | None  # percent of the GPU's SMs for a fraction; None: proportional to memory
+    pool: str | None  # only workers of this pool; None: any worker
+    network: tuple[str, ...]  # "host:port" TCP destinations the container may reach; () = no network
 
     def __init__(
         self,
@@ -413,6 +491,12 @@ class DeploymentConfig(Frozen):
         callback_url: str | None = None,
         parameters: Any = (),
         inputs: str | dict[str, Any] | None = None,
+        gpu: str | tuple[str, ...] | list[str] | None = (),
+        gpu_count: int | None = None,
+        gpu_memory_mib: int | None = None,
+        gpu_compute: int | None = None,
+        pool: str | None = None,
+        network: Any = (),
     ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"unknown kind {kind!r}")
@@ -443,6 +527,9 @@ class DeploymentConfig(Frozen):
             callback_url=_check_callback(callback_url),
             parameters=_check_parameters(parameters),
             inputs=_check_inputs(inputs),
+            pool=_check_pool(pool),
+            network=_check_network(network),
+            **_check_gpu_request(gpu, gpu_count, gpu_memory_mib, gpu_compute),
         )
         if (self.kind == "schedule") != (self.schedule is not None):
             raise ConfigError("a schedule needs kind 'schedule' and a cron expression, and only it has one")
@@ -469,6 +556,12 @@ class DeploymentConfig(Frozen):
         schedule: tuple[str, str] | None = None,
         callback_url: str | None = None,
         inputs: str | None = None,
+        gpu: str | list[str] | tuple[str, ...] | None = None,
+        gpu_count: int | None = None,
+        gpu_memory: int | str | None = None,
+        gpu_compute: int | None = None,
+        pool: str | None = None,
+        network: list[str] | tuple[str, ...] = (),
     ) -> DeploymentConfig:
         """Apply the per-kind defaults of API.md to what the user gave."""
         serving = kind in ("endpoint", "asgi")
@@ -491,7 +584,18 @@ class DeploymentConfig(Frozen):
             schedule=schedule,
             callback_url=callback_url,
             inputs=inputs,
+            gpu=gpu,
+            gpu_count=gpu_count,
+            gpu_memory_mib=None if gpu_memory is None else _gpu_memory(gpu_memory),
+            gpu_compute=gpu_compute,
+            pool=pool,
+            network=network,
         )
+
+    @property
+    def gpu_fraction(self) -> bool:
+        """True when the deployment asks for a share of one GPU rather than whole GPUs."""
+        return self.gpu_memory_mib is not None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as stored with a deployment."""
@@ -503,6 +607,8 @@ class DeploymentConfig(Frozen):
         data["volumes"] = [list(pair) for pair in self.volumes]
         data["schedule"] = list(self.schedule) if self.schedule else None
         data["parameters"] = [list(p) for p in self.parameters]
+        data["gpu"] = list(self.gpu)
+        data["network"] = list(self.network)
         if self.inputs is not None:
             import json
 
@@ -537,3 +643,33 @@ class DeploymentConfig(Frozen):
         if "env" in values and not isinstance(values["env"], dict):
             raise ConfigError("env must map names to strings")
         return cls(**values)
+
+
+def _gpu_memory(value: int | str) -> int:
+    try:
+        return parse_memory(value)
+    except ConfigError as exc:
+        raise ConfigError(f"gpu_memory: {exc}") from None
+
+
+def _check_gpu_request(gpu: object, count: object, memory_mib: object, compute: object) -> dict[str, Any]:
+    """Whole GPUs (``gpu`` + ``gpu_count``) or a fraction of one (``gpu`` + ``gpu_memory``), never both."""
+    types = _check_gpu(gpu)
+    fraction = None if memory_mib is None else _check_int("gpu_memory", memory_mib, 1)
+    percent = _check_gpu_compute(compute)
+    if count is not None:
+        _check_int("gpu_count", count, 0)
+    if not types:
+        for name, given in (("gpu_count", count or None), ("gpu_memory", fraction), ("gpu_compute", percent)):
+            if given is not None:
+                raise ConfigError(f"{name} needs gpu= as well (a type such as 'H100', or 'any')")
+        return {"gpu": (), "gpu_count": 0, "gpu_memory_mib": None, "gpu_compute": None}
+    if fraction is None:
+        if percent is not None:
+            raise ConfigError("gpu_compute limits a fraction of a GPU: give gpu_memory too")
+        if count == 0:
+            raise ConfigError("gpu_count must be at least 1 when gpu is set")
+        return {"gpu": types, "gpu_count": count or 1, "gpu_memory_mib": None, "gpu_compute": None}
+    if count not in (None, 1):
+        raise ConfigError(f"gpu_memory is a share of one GPU; it cannot be combined with gpu_count={count}")
+    return {"gpu": types, "gpu_count": 1, "gpu_memory_mib": fraction, "gpu_compute": percent}

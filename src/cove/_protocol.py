@@ -38,9 +38,15 @@ class ContainerSpec:
     # Decrypted secret variables: set only on the order a worker fetches over its authenticated
     # connection, never stored, never in the repr (and so never in a log line).
     secret_env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    # "host:port" destinations the container may reach; empty: no network at all (loopback only).
+    network: Sequence[str] = ()
+    # GPUs placed for it (see cove.scheduler._placement.GpuShare): whole cards, or one share of one.
+    gpus: Sequence[Mapping[str, Any]] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["network"] = list(self.network)
+        data["gpus"] = [dict(share) for share in self.gpus]
         data["env"] = dict(self.env)
         data["secrets"] = list(self.secrets)
         data["volumes"] = [list(pair) for pair in self.volumes]
@@ -57,15 +63,18 @@ class ContainerSpec:
 class Order:
     """An instruction for a worker: start or stop a container."""
 
-    action: Literal["start", "stop"]
+    action: Literal["start", "stop", "drain"]
     container_id: str
     spec: ContainerSpec | None = None
+    # "drain": the deployment stopped; drop whatever the worker made ahead for it (container_id unused).
+    deployment_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "action": self.action,
             "container_id": self.container_id,
             "spec": self.spec.to_dict() if self.spec else None,
+            "deployment_id": self.deployment_id,
         }
 
     @classmethod
@@ -75,6 +84,7 @@ class Order:
             action=data["action"],
             container_id=data["container_id"],
             spec=ContainerSpec.from_dict(spec) if spec else None,
+            deployment_id=data.get("deployment_id"),
         )
 
 

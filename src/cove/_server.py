@@ -17,10 +17,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 
+from ._gateway_socket import gateway_socket_path, prepare_socket_folder
 from ._home import Home
 from .gateway import GatewaySettings, create_app
 from .store import Store, sqlite_url
@@ -102,8 +105,9 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
         public_url=settings.url,
         index_url=settings.build_index_url,
     )
+    app = create_app(gateway)
     config = uvicorn.Config(
-        create_app(gateway),
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -120,7 +124,9 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
         if serving.done():
             raise RuntimeError(f"the gateway could not start on {settings.url} (is the port in use?)")
         await asyncio.sleep(0.02)
-    settings.home.server_info.write_text(json.dumps({"url": settings.url, "pid": os.getpid()}))
+    local, local_serving, socket_path = await _serve_local_socket(app, settings)
+    info = {"url": settings.url, "pid": os.getpid(), "socket": str(socket_path)}
+    settings.home.server_info.write_text(json.dumps(info))
     supervisor = LocalWorker(settings, worker_token) if settings.local_worker else None
     watching = asyncio.create_task(supervisor.supervise()) if supervisor else None
     echo(f"Cove is serving on {settings.url} (home {settings.home.root}); Ctrl-C stops it")
@@ -129,6 +135,10 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
     try:
         await serving
     finally:
+        local.should_exit = True
+        with contextlib.suppress(Exception):
+            await local_serving
+        socket_path.unlink(missing_ok=True)
         if watching is not None:
             watching.cancel()
         if supervisor is not None:
@@ -137,6 +147,40 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
             info = json.loads(settings.home.server_info.read_text())
             if info.get("pid") == os.getpid():
                 settings.home.server_info.unlink()
+
+
+class _CompanionServer(uvicorn.Server):
+    """A second listener of the same app; the main server owns the signals and stops it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve_local_socket(app: Any, settings: ServerSettings) -> tuple[uvicorn.Server, asyncio.Task[None], Path]:
+    """Serve the gateway on a unix socket too, for the containers of this machine (they have no network)."""
+    path = gateway_socket_path(settings.home.root)
+    prepare_socket_folder(path)
+    config = uvicorn.Config(
+        app,
+        uds=str(path),
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",  # the TCP server's lifespan already set the app up
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=5,
+        backlog=4096,
+    )
+    server = _CompanionServer(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+            raise RuntimeError(f"the gateway could not listen on {path}")
+        await asyncio.sleep(0.01)
+    return server, serving, path
 
 
 def _die_with_parent() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import _admin, _data, _deploy, _images, _inspect, _root, _sandbox, _tasks
+from . import _admin, _data, _deploy, _gpu, _images, _inspect, _quotas, _root, _sandbox, _tasks, _workers
 
 app = typer.Typer(
     name="cove",
@@ -14,7 +14,6 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(_root.server)
-app.command()(_root.worker)
 app.command()(_deploy.deploy)
 app.command()(_deploy.serve)
 app.command()(_inspect.ps)
@@ -30,6 +29,9 @@ app.add_typer(_data.secret_app, name="secret")
 app.add_typer(_data.volume_app, name="volume")
 app.add_typer(_sandbox.sandbox_app, name="sandbox")
 app.add_typer(_images.image_app, name="image")
+app.add_typer(_workers.worker_app, name="worker")
+app.add_typer(_gpu.gpu_app, name="gpu")
+app.add_typer(_quotas.workspace_app, name="workspace")
 
 
 def _mount_reservoir() -> None:

@@ -15,7 +15,7 @@ config_app = typer.Typer(help="Contexts: which gateway and token the CLI uses.",
 def token_create(
     name: str = typer.Option("token", help="A label for the token."),
     workspace: str | None = typer.Option(None, help="Workspace (created if missing; needs an admin token)."),
-    role: str = typer.Option("user", help="'user' or 'admin'."),
+    role: str = typer.Option("user", help="'user', 'admin' or 'worker' (for `cove worker --token`)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Make a token; its secret is shown only now."""

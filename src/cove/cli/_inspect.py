@@ -34,7 +34,7 @@ def ps(
             ["CONTAINER", "DEPLOYMENT", "VERSION", "STATE", "AGE", "IN FLIGHT", "SERVED", "READY MS", "REASON"],
             [
                 [
-                    r["id"],
+                    r["id"] or "(backlog)",
                     r["deployment"],
                     r["version"],
                     r["state"],
@@ -42,7 +42,7 @@ def ps(
                     r.get("in_flight"),
                     r.get("served"),
                     r["timings"].get("ready_ms"),
-                    (r["reason"] or "")[:60],
+                    (r["reason"] or "")[:80],
                 ]
                 for r in rows
             ],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -16,7 +15,6 @@ import httpx
 import typer
 
 from .. import _logging
-from .._config import parse_cpu, parse_memory
 from .._home import Home
 from ._output import JsonOption, console, emit, fail
 
@@ -148,35 +146,3 @@ def _stop_server(home: Home, as_json: bool) -> None:
     else:
         fail(f"server pid {pid} did not stop within 30 s", as_json)
     emit({"stopped": True, "pid": pid}, as_json, lambda: console.print(f"stopped the server (pid {pid})"))
-
-
-def worker(
-    gateway: str = typer.Option(..., envvar="COVE_GATEWAY", help="Gateway URL."),
-    token: str = typer.Option(..., envvar="COVE_TOKEN", help="A worker or admin token."),
-    name: str = typer.Option(os.uname().nodename, help="Name of this worker."),
-    cpu: str = typer.Option(str(os.cpu_count() or 1), help="CPU to offer, cores or millicores ('4000m')."),
-    memory: str = typer.Option("4Gi", help="Memory to offer ('16Gi')."),
-    home: Path | None = typer.Option(None, help="Cove home for this worker's files."),
-    runtime: str = typer.Option(
-        "auto",
-        envvar="COVE_RUNTIME",
-        help="Container engine: auto (crun, else runc, else process), crun, runc or process.",
-    ),
-) -> None:
-    """Join a gateway and run its containers on this machine."""
-    from ..worker import WorkerSettings
-    from ..worker.__main__ import run_until_signalled
-
-    _logging.setup()
-    settings = WorkerSettings(
-        gateway_url=gateway.rstrip("/"),
-        token=token,
-        name=name,
-        home=Home.resolve(home),
-        cpu_millis=parse_cpu(cpu),
-        memory_mib=parse_memory(memory),
-        runtime=runtime,
-    )
-    # SIGTERM (from `cove server`, or the death of its parent) must stop the containers first.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_until_signalled(settings))

@@ -24,6 +24,7 @@ from ..sdk._image import image_id, validate_spec
 from ..store import Conflict, Deployment, NotFound, Principal
 from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep, read_limited
 from ._errors import ApiError
+from ._quotas_api import check_deploy_quota
 from ._references import check_references
 from ._state import Gateway
 
@@ -210,6 +211,7 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
     if not await gw.store.has_code(_check_hash(body.code_hash)):
         raise ApiError(422, f"code {body.code_hash} is not uploaded; PUT /api/v1/code/{{hash}} first")
     await check_references(gw, who, config)
+    await check_deploy_quota(gw, who, config)
     try:
         row, created = await gw.store.create_deployment(
             who,
@@ -226,7 +228,9 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
     except Conflict as exc:
         raise ApiError(409, str(exc)) from None
     gw.deployments.invalidate()
-    if not created:
+    if created:
+        gw.scheduler.keep_warm(row)
+    else:
         response.status_code = 200
     if created and row.version > 1 and body.ephemeral:
         await _retire_older(gw, who, row)
@@ -309,7 +313,34 @@ async def list_containers(
                 **live,
             }
         )
+    out.extend(_backlog(gw, who.workspace_id))
     return out
+
+
+def _backlog(gw: Gateway, workspace_id: str) -> list[dict[str, Any]]:
+    """Containers wanted but not placeable now (no room, no GPU of the type...): one row per deployment."""
+    rows: list[dict[str, Any]] = []
+    for pool in list(gw.scheduler.pools.values()):
+        dep = pool.deployment
+        if dep.workspace_id != workspace_id or not pool.pending_reason:
+            continue
+        rows.append(
+            {
+                "id": None,
+                "deployment": dep.name,
+                "version": dep.version,
+                "state": "waiting",
+                "worker_id": None,
+                "address": None,
+                "created_at": None,
+                "ready_at": None,
+                "stopped_at": None,
+                "exit_code": None,
+                "reason": pool.pending_reason,
+                "timings": {},
+            }
+        )
+    return rows
 
 
 @router.post("/containers/{container_id}/stop")
@@ -367,14 +398,14 @@ async def logs(
 class TokenRequest(BaseModel):
     name: str = Field(default="token", min_length=1, max_length=100)
     workspace: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-    role: str = Field(default="user", pattern=r"^(user|admin)$")
+    role: str = Field(default="user", pattern=r"^(user|admin|worker)$")
 
 
 @router.post("/tokens", status_code=201)
 async def create_token(body: TokenRequest, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     workspace = body.workspace or who.workspace_name
-    if (workspace != who.workspace_name or body.role == "admin") and who.role != "admin":
-        raise ApiError(403, "only an admin token can make tokens for other workspaces or admin tokens")
+    if (workspace != who.workspace_name or body.role in ("admin", "worker")) and who.role != "admin":
+        raise ApiError(403, "only an admin token can make tokens for other workspaces, admin or worker tokens")
     if workspace != who.workspace_name:
         await gw.store.ensure_workspace(workspace, who)
     row, secret = await gw.store.create_token(workspace, body.name, body.role, who)

@@ -94,7 +94,8 @@ async def _wait(gw: Gateway, who: Principal, call_id: str, wait: float) -> TaskI
             return _from_row(row)
         deadline = asyncio.get_running_loop().time() + wait
         while asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(min(0.2, wait))
+            # Woken by the NOTIFY of whichever gateway finishes it (PostgreSQL), else a short sleep.
+            await gw.cluster.watch.wait(call_id, min(2.0, max(0.0, deadline - asyncio.get_running_loop().time())))
             row = await get_task(gw.store, call_id)
             if row is not None and row.state in ("COMPLETE", "FAILED", "CANCELLED", "EXPIRED"):
                 return _from_row(row)

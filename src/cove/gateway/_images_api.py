@@ -11,18 +11,32 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from ..images import collect, layer_sizes, remove_image, stored_images, tree_size
 from ..store import Container, Deployment
-from ._deps import AdminDep, GatewayDep, PrincipalDep
+from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep
 from ._errors import ApiError
+from ._image_export import Exporter
 from ._state import Gateway
 
 router = APIRouter(prefix="/api/v1")
+
+
+_EXPORTERS: dict[Path, Exporter] = {}
+
+
+def _exporter(gw: Gateway) -> Exporter:
+    """One exporter per Cove home, made on first use (only gateways with remote workers need one)."""
+    root = gw.settings.home.root
+    if root not in _EXPORTERS:
+        _EXPORTERS[root] = Exporter(gw.settings.home)
+    return _EXPORTERS[root]
 
 
 @dataclasses.dataclass
@@ -113,6 +127,7 @@ async def delete_image(image_id: str, gw: GatewayDep, who: AdminDep) -> dict[str
     size = await asyncio.to_thread(tree_size, path)
     removed = await asyncio.to_thread(remove_image, gw.settings.home, image_id)
     await _mark_removed(gw, [image_id])
+    _exporter(gw).forget([image_id])
     return {"id": image_id, "removed": removed, "freed_bytes": size if removed else 0}
 
 
@@ -121,4 +136,26 @@ async def gc_images(gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     usage = await _usage(gw)
     report = await asyncio.to_thread(collect, gw.settings.home, usage.in_use_ids(), [gw.builder.base_dir])
     await _mark_removed(gw, report.images)
+    _exporter(gw).forget(list(report.images))
     return report.to_dict()
+
+
+@router.get(
+    "/images/{image_id}/export",
+    summary="A built image as a tar.gz archive with its sha256 (for workers that do not share this home)",
+    response_class=FileResponse,
+)
+async def export_image(
+    image_id: str, gw: GatewayDep, who: WorkerDep, part: Annotated[str, Query(max_length=16)] = "env"
+) -> FileResponse:
+    try:
+        archive = await _exporter(gw).archive(image_id, part)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    except LookupError as exc:
+        raise ApiError(404, str(exc)) from None
+    return FileResponse(
+        archive.path,
+        media_type="application/gzip",
+        headers={"X-Cove-Sha256": archive.sha256, "Cache-Control": "no-store"},
+    )

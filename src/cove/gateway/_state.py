@@ -7,6 +7,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..cluster import Cluster
 from ..images import ImageBuilder
 from ..scheduler import Scheduler
 from ..store import Deployment, Store
@@ -78,3 +79,4 @@ class Gateway:
     deployments: DeploymentCache
     metrics: Metrics
     secret_box: SecretBox
+    cluster: Cluster

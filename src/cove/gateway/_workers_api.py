@@ -12,12 +12,29 @@ from pydantic import BaseModel, Field
 
 from .._protocol import ContainerEvent, Order
 from ..scheduler import WorkerHandle
-from ._deps import GatewayDep, WorkerDep
+from ..scheduler._placement import GpuRoom
+from ._container_tokens import revoke_soon, token_env
+from ._deps import AdminDep, GatewayDep, WorkerDep
 from ._errors import ApiError
 from ._secrets_api import resolve_secret_env
 from ._state import Gateway
 
 router = APIRouter(prefix="/api/v1")
+
+
+class GpuReport(BaseModel):
+    """One GPU of a registering worker (cove.gpu.GpuDevice)."""
+
+    index: int = Field(ge=0, lt=1024)
+    uuid: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=128)
+    memory_mib: int = Field(gt=0)
+
+
+class GpuUsageReport(BaseModel):
+    uuid: str = Field(min_length=1, max_length=128)
+    utilization: float | None = None
+    memory_used_mib: int | None = None
 
 
 class RegisterRequest(BaseModel):
@@ -27,6 +44,9 @@ class RegisterRequest(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     runtime: str = Field(default="process", max_length=16)
     shares_home: str | None = None
+    # Set by workers on other hosts: containers listen on TCP ports of this host instead of unix sockets.
+    advertise_host: str | None = Field(default=None, max_length=253, pattern=r"^[A-Za-z0-9.:\[\]_-]+$")
+    gpus: list[GpuReport] = Field(default_factory=list, max_length=256)
 
 
 def _worker(gw: Gateway, worker_id: str) -> WorkerHandle:
@@ -49,28 +69,64 @@ async def register(body: RegisterRequest, gw: GatewayDep, who: WorkerDep) -> dic
         runtime=body.runtime,
         who=who,
     )
+    labels = {**body.labels, **({"advertise_host": body.advertise_host} if body.advertise_host else {})}
+    if len({g.uuid for g in body.gpus}) != len(body.gpus) or len({g.index for g in body.gpus}) != len(body.gpus):
+        raise ApiError(422, "each GPU must have its own index and uuid")
+    gpus = tuple(GpuRoom(g.index, g.uuid, g.name, g.memory_mib) for g in sorted(body.gpus, key=lambda g: g.index))
     gw.scheduler.add_worker(
         WorkerHandle(
-            id=row.id, name=row.name, cpu_millis=row.cpu_millis, memory_mib=row.memory_mib, runtime=row.runtime
+            id=row.id,
+            name=row.name,
+            cpu_millis=row.cpu_millis,
+            memory_mib=row.memory_mib,
+            runtime=row.runtime,
+            labels=labels,
+            gpus=gpus,
         )
     )
-    return {"worker_id": row.id, "heartbeat_seconds": 2.0}
+    # A worker on this home reads built images and volumes in place; any other pulls images over HTTP.
+    shares_home = body.shares_home is not None and body.shares_home == str(gw.settings.home.root)
+    return {"worker_id": row.id, "heartbeat_seconds": 2.0, "shares_home": shares_home}
 
 
-@router.get("/workers")
+@router.get("/workers", summary="Workers: capacity, free resources, state, runtime, labels, containers")
 async def list_workers(gw: GatewayDep, who: WorkerDep) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": w.id,
-            "name": w.name,
-            "state": w.state,
-            "cpu_millis": w.cpu_millis,
-            "memory_mib": w.memory_mib,
-            "runtime": w.runtime,
-            "last_heartbeat": w.last_heartbeat,
-        }
-        for w in gw.scheduler.workers.values()
-    ]
+    return gw.scheduler.worker_views()
+
+
+def _find(gw: Gateway, ref: str) -> WorkerHandle:
+    """A live worker by id or by name (names are unique among live workers)."""
+    workers = gw.scheduler.workers
+    if ref in workers and workers[ref].state != "lost":
+        return workers[ref]
+    named = [w for w in workers.values() if w.name == ref and w.state != "lost"]
+    if not named:
+        known = ", ".join(sorted({w.name for w in workers.values() if w.state != "lost"})) or "none"
+        raise ApiError(404, f"no live worker with id or name {ref!r} (live workers: {known})")
+    return named[0]
+
+
+async def _set_state(gw: Gateway, ref: str, state: str) -> dict[str, Any]:
+    worker = gw.scheduler.set_admin_state(_find(gw, ref).id, state)
+    return next(view for view in gw.scheduler.worker_views() if view["id"] == worker.id)
+
+
+@router.post("/workers/{ref}/cordon", summary="Place no new containers on a worker")
+async def cordon(ref: str, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
+    return await _set_state(gw, ref, "cordoned")
+
+
+@router.post("/workers/{ref}/uncordon", summary="Let a cordoned or draining worker take containers again")
+async def uncordon(ref: str, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
+    return await _set_state(gw, ref, "active")
+
+
+@router.post(
+    "/workers/{ref}/drain",
+    summary="Cordon a worker and move its containers elsewhere: replacements start first, old ones stop once idle",
+)
+async def drain(ref: str, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
+    return await _set_state(gw, ref, "draining")
 
 
 @router.get("/workers/{worker_id}/orders")
@@ -99,6 +155,9 @@ async def _with_secrets(gw: Gateway, worker_id: str, orders: list[Order]) -> lis
                 gw.scheduler.on_event(worker_id, ContainerEvent(order.container_id, "exited", reason=str(exc)))
                 continue
             order = dataclasses.replace(order, spec=dataclasses.replace(spec, secret_env=env))
+        if order.action == "start" and order.spec is not None:
+            env = {**order.spec.secret_env, **await token_env(gw, order.spec)}
+            order = dataclasses.replace(order, spec=dataclasses.replace(order.spec, secret_env=env))
         out.append(order)
     return out
 
@@ -118,6 +177,8 @@ async def events(worker_id: str, body: EventsRequest, gw: GatewayDep, who: Worke
         if event.event not in ("listening", "ready", "exited"):
             raise ApiError(422, f"unknown container event {event.event!r}")
         gw.scheduler.on_event(worker_id, event)
+        if event.event == "exited":
+            revoke_soon(gw, event.container_id)
         if event.event == "ready" and event.timings:
             total = event.timings.get("ready_ms")
             if isinstance(total, int | float):
@@ -128,11 +189,15 @@ async def events(worker_id: str, body: EventsRequest, gw: GatewayDep, who: Worke
 
 class HeartbeatRequest(BaseModel):
     containers: list[str] = Field(default_factory=list)
+    # Live GPU figures (NVML; absent on workers without GPUs): per GPU, and GPU memory per container.
+    gpus: list[GpuUsageReport] = Field(default_factory=list, max_length=256)
+    gpu_containers: dict[str, int] = Field(default_factory=dict)
 
 
 @router.post("/workers/{worker_id}/heartbeat")
 async def heartbeat(worker_id: str, body: HeartbeatRequest, gw: GatewayDep, who: WorkerDep) -> dict[str, Any]:
-    stop = gw.scheduler.heartbeat(worker_id, body.containers)
+    gpu = {"gpus": [u.model_dump() for u in body.gpus], "gpu_containers": body.gpu_containers} if body.gpus else None
+    stop = gw.scheduler.heartbeat(worker_id, body.containers, gpu)
     if stop is None:
         raise ApiError(404, f"worker {worker_id} is not registered; register again")
     return {"stop": stop}

@@ -13,21 +13,26 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__
+from ..cluster import Cluster, ClusterSettings, served_by_follower
 from ..images import ImageBuilder
 from ..scheduler import Scheduler
 from ..store import Store
-from . import _calls_fast as calls_fast
 from . import (
+    _blobs_api,
     _control,
     _functions_api,
+    _gpus_api,
     _images_api,
+    _quotas_api,
     _sandbox_api,
     _schedules_api,
     _secrets_api,
     _volumes_api,
     _workers_api,
 )
+from . import _calls_fast as calls_fast
 from ._auth import Authenticator
+from ._container_tokens import revoke_stale as revoke_stale_container_tokens
 from ._errors import ApiError
 from ._invoke import PREFIX, handle_invoke
 from ._logs import LogHub
@@ -52,12 +57,18 @@ def create_app(settings: GatewaySettings) -> Any:
         settings.home.ensure()
         store = Store(settings.database_url)
         await store.migrate()
-        orphaned = await store.fail_orphaned_containers("the gateway restarted")
-        if orphaned:
-            log.info("marked %d containers of the previous run as exited", orphaned)
+        cluster = Cluster(store, ClusterSettings.for_gateway(settings.public_url))
         upstream = UpstreamPool()
-        scheduler = Scheduler(store, upstream.call, on_container_gone=upstream.forget)
-        await scheduler.start()
+        scheduler = Scheduler(store, upstream.call, on_container_gone=upstream.forget, owner=cluster.gateway_id)
+
+        async def lead() -> None:
+            """Start the scheduler: at once on SQLite, when this gateway wins the lease on PostgreSQL."""
+            orphaned = await store.fail_orphaned_containers("the gateway restarted")
+            if orphaned:
+                log.info("marked %d containers of the previous run as exited", orphaned)
+            await revoke_stale_container_tokens(store)
+            await scheduler.start()
+
         gw = Gateway(
             settings=settings,
             store=store,
@@ -69,12 +80,16 @@ def create_app(settings: GatewaySettings) -> Any:
             deployments=DeploymentCache(store),
             metrics=Metrics(),
             secret_box=SecretBox(load_key(settings.home.root)),
+            cluster=cluster,
         )
         app.state.gateway = gw
+        gw.metrics.registry.register(_gpus_api.GpuCollector(scheduler))
+        await cluster.start(lead, scheduler.dispatcher.adopt)
         try:
             yield
         finally:
             await scheduler.close()
+            await cluster.close()
             upstream.close()
             await store.close()
 
@@ -89,6 +104,9 @@ def create_app(settings: GatewaySettings) -> Any:
     api.include_router(_volumes_api.router, tags=["volumes"])
     api.include_router(_sandbox_api.router, tags=["sandboxes"])
     api.include_router(_images_api.router, tags=["images"])
+    api.include_router(_quotas_api.router, tags=["quotas"])
+    api.include_router(_blobs_api.router, tags=["blobs"])
+    api.include_router(_gpus_api.router, tags=["gpus"])
 
     @api.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -110,7 +128,12 @@ def create_app(settings: GatewaySettings) -> Any:
     @api.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, Any]:
         gw: Gateway = api.state.gateway
-        return {"status": "ok", "version": __version__, "workers": len(gw.scheduler.workers)}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "workers": len(gw.scheduler.workers),
+            "leader": gw.cluster.leading,
+        }
 
     @api.get("/metrics", tags=["ops"])
     async def metrics() -> PlainTextResponse:
@@ -129,6 +152,10 @@ def create_app(settings: GatewaySettings) -> Any:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
+            cluster = api.state.gateway.cluster
+            if not cluster.leading and not served_by_follower(scope):
+                await cluster.forward(scope, receive, send)  # the leader's live scheduler answers it
+                return
             path = scope["path"]
             if path.startswith(PREFIX):
                 await handle_invoke(api.state.gateway, scope, receive, send)

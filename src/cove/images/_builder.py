@@ -92,6 +92,8 @@ class ImageBuilder:
         """Return the environment for ``spec``, building it first if needed. Raises ``BuildError``."""
         self._check_supported(spec)
         ident = image_id(spec)
+        if spec.get("python_env"):
+            return await asyncio.to_thread(existing_env, ident, Path(str(spec["python_env"])))
         built = _layout.load_built(self.home, ident)
         if built is not None:
             await _emit(log, f"image {ident[:12]} is cached at {built.path}")
@@ -139,12 +141,13 @@ class ImageBuilder:
         Returns the interpreter to build the venv from and the manifest fields
         that tell workers which root filesystem the image runs on.
         """
-        base = await _debian.ensure_base(self.base_dir, log)
+        source = await _debian.apt_source(self.index_url)  # the reservoir's suite: then the only apt source
+        base = await _debian.ensure_base(self.base_dir, log, source)
         interpreter, inside = await asyncio.to_thread(_debian.base_interpreter, base)
         _debian.check_version(spec.get("python_version"), interpreter)
         packages = [str(p) for p in spec.get("system_packages", [])]
         commands = [str(c) for c in spec.get("commands", [])]
-        layer = await _system.build_layer(self.home, base, packages, commands, log)
+        layer = await _system.build_layer(self.home, base, packages, commands, log, source)
         return interpreter, {
             "rootfs": str(base),
             "layers": [str(layer.fs)],
@@ -255,3 +258,31 @@ def _home_dirs(home: Home) -> None:
 async def _emit(log: Callable[[str], Awaitable[None]] | None, line: str) -> None:
     if log is not None:
         await log(line)
+
+
+def existing_env(ident: str, env: Path) -> BuiltImage:
+    """An image that names an environment already on the workers: nothing to build or store.
+
+    When the folder is on this machine too its interpreter and version are read
+    from it; otherwise the workers that run it check it exists there.
+    """
+    python = next((env / "bin" / name for name in ("python", "python3") if (env / "bin" / name).exists()), None)
+    version = find_interpreter_version(python) if python is not None else "unknown"
+    return BuiltImage(id=ident, path=env, python=python or env / "bin" / "python3", python_version=version)
+
+
+def find_interpreter_version(python: Path) -> str:
+    """``"3.11.2"``, asked from the interpreter itself (a venv's ``pyvenv.cfg`` may be missing); else ``"unknown"``."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            [str(python), "-c", "import sys; print('.'.join(map(str, sys.version_info[:3])))"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out or "unknown"

@@ -11,6 +11,8 @@ import sys
 import threading
 import types
 
+from cove._payload import BLOB_THRESHOLD, MAGIC, blob_ref, unwrap, wrap
+from cove.runner import _capture
 from cove.runner._bind import Binder
 from cove.runner._http import error_payload
 
@@ -216,13 +218,17 @@ class BatchCaller:
             else:
                 import pickle
 
-                args, kwargs = pickle.loads(payload)
+                args, kwargs = pickle.loads(_inline(payload))
             fn._bind(*args, **kwargs)
+        except OSError as exc:  # the blob store was unreachable: another attempt may succeed
+            out.update(ok=False, error={**_plain_error("BlobUnavailable", str(exc)), "retryable": True})
+            return out, b""
         except Exception as exc:  # undecodable or unbindable arguments will never succeed on retry
             out.update(ok=False, error=_plain_error("InvalidArguments", f"{type(exc).__name__}: {exc}"))
             return out, b""
         if fn.wants_context:
             kwargs["context"] = Context(call_id, fn.container_id, fn.on_start_value)
+        _capture.start()
         try:
             result = fn.target(*args, **kwargs)
             if type(result) is types.CoroutineType:
@@ -230,6 +236,7 @@ class BatchCaller:
         except BaseException as exc:  # the user's failure, whatever it is, is reported, not raised
             import traceback
 
+            logs = _capture.finish()
             frames = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
             text = "".join(traceback.format_exception(type(exc), exc, frames))
             sys.stderr.write(f"cove: call {call_id or '-'} raised {type(exc).__name__}:\n{text}")
@@ -238,9 +245,17 @@ class BatchCaller:
             except Exception:
                 blob = b""
             out.update(ok=False, error=_exception_info(exc, text))
+            if logs:
+                out["error"]["logs"] = logs
             return out, blob
+        logs = _capture.finish()
         try:
-            data = _encode(result).encode() if fmt == "json" else _dumps(result)
+            data = _encode(result).encode() if fmt == "json" else _enveloped(_dumps(result), logs)
+        except OSError as exc:
+            message = f"the large result could not be stored in the blob store: {exc}"
+            print(f"cove: call {call_id or '-'}: {message}", file=sys.stderr)
+            out.update(ok=False, error={**_plain_error("BlobUnavailable", message), "retryable": True})
+            return out, b""
         except Exception as exc:
             message = f"the return value cannot be encoded ({fmt}): {type(exc).__name__}: {exc}"
             print(f"cove: call {call_id or '-'}: {message}", file=sys.stderr)
@@ -248,3 +263,29 @@ class BatchCaller:
             return out, b""
         out["ok"] = True
         return out, data
+
+
+def _inline(payload: bytes) -> bytes:
+    """The pickled arguments, fetched from the blob store when the call carries only a reference."""
+    if not payload.startswith(MAGIC):
+        return payload
+    header, body = unwrap(payload)
+    sha = blob_ref(header)
+    if sha is None:
+        return body
+    from cove.runner._blobs import fetch
+
+    return fetch(sha)
+
+
+def _enveloped(data: bytes, logs: str) -> bytes:
+    """A pickled result as it travels back: a blob reference when large, with the call's output."""
+    header: dict[str, Any] = {}
+    if len(data) > BLOB_THRESHOLD:
+        from cove.runner._blobs import store
+
+        header["blob"] = {"sha256": store(data), "size": len(data)}
+        data = b""
+    if logs:
+        header["logs"] = logs
+    return wrap(header, data) if header else data

@@ -129,6 +129,14 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     sys.path.insert(0, code_dir)
+    platform_site = env.get("COVE_PLATFORM_SITE")
+    if platform_site:
+        # Last, so the image's own versions of these packages win where it has them.
+        sys.path.append(platform_site)
+    if kind != "endpoint":
+        from cove.runner import _capture
+
+        _capture.install()  # before user code: loggers it creates write through the capture too
     phase = f"loading {module_name}.{function_name}"
     try:
         try:

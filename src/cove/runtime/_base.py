@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
+from ._oci import Device
+
 
 class StartError(Exception):
     """A container could not be started; the message says why, for the user."""
@@ -49,6 +51,14 @@ class LaunchSpec:
     # Decrypted secret variables. Kept apart from ``env`` so isolated engines can hand them over
     # through a memfd (fd 5, ``COVE_SECRET_FD``) instead of writing them into config.json on disk.
     secret_env: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    # "host:port" destinations an isolated container may reach (through a veth and an nftables
+    # filter); empty: a network namespace with loopback only. Ignored by the process engine.
+    network: tuple[str, ...] = ()
+    # GPU access (see cove.gpu): device nodes the container may open and read-only host files
+    # (driver libraries, the MPS pipe folder: (host path, path inside, writable)). Isolated engines
+    # only; the process engine sees every device of the host anyway.
+    devices: tuple[Device, ...] = ()
+    extra_mounts: tuple[tuple[Path, Path, bool], ...] = ()
 
 
 class ContainerHandle(Protocol):

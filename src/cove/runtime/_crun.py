@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Protocol
 
 from .._secretfd import SECRET_FD, SECRET_FD_ENV, secret_memfd
 from .._volumes import CONTAINER_VOLUME_GID, VOLUME_GID
-from . import _cgroups, _mountns, _oci
+from . import _cgroups, _mountns, _network, _oci
 from ._base import LaunchSpec, StartError
 from ._layers import LayeredBase
 from ._process import _reader, _stage, build_env
@@ -70,9 +71,55 @@ def interpreter_prefix(python: Path) -> Path:
 
 @dataclasses.dataclass
 class _Prepared:
+    container_id: str
     bundle_dir: Path
     lease: UidLease
     argv: list[str]
+    network: _network.NetLease | None = None
+
+
+@dataclasses.dataclass
+class _Spawned:
+    pid: int
+    readers: tuple[asyncio.StreamReader, asyncio.StreamReader, asyncio.StreamReader]  # stdout, stderr, ready
+    started: float
+
+
+_SHIM = Path(__file__).with_name("_shim.py")
+_SHIM_STATUS_FD = 6  # above the container's descriptors (0-5), which the shim hands to crun create
+
+
+async def _drain(reader: asyncio.StreamReader, limit: int = 4096) -> str:
+    with contextlib.suppress(Exception):
+        return (await asyncio.wait_for(reader.read(limit), timeout=2)).decode(errors="replace")
+    return ""
+
+
+async def wait_child(pid: int) -> int:
+    """Wait (without blocking the loop or a thread) for our child ``pid`` to exit; its exit code."""
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        pidfd = None
+    if pidfd is not None:
+        done: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        loop.add_reader(pidfd, readable)
+        try:
+            await done
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return -1
+    return os.waitstatus_to_exitcode(status)
 
 
 class CrunHandle:
@@ -90,8 +137,11 @@ class CrunHandle:
         spawned_at: float,
         timings: dict[str, float],
         memory_mib: int,
+        *,
+        created_ahead: bool = False,
     ) -> None:
         self._runtime = runtime
+        self._created_ahead = created_ahead
         self._id = container_id
         self._crun_pid = crun_pid
         self._prepared = prepared
@@ -151,7 +201,8 @@ class CrunHandle:
             self._ready = line == b"ready\n"
             if self._ready:
                 self._timings["ready_ms"] = _ms(self._spawned_at)
-                self._note_runtime_start()
+                if not self._created_ahead:
+                    self._note_runtime_start()
         return self._ready
 
     def _note_runtime_start(self) -> None:
@@ -234,6 +285,121 @@ class CrunHandle:
             self._exited.set_result(code)
 
 
+class CreatedContainer:
+    """A container made ahead by :meth:`CrunRuntime.create`: started once with :meth:`start`, or discarded."""
+
+    def __init__(
+        self,
+        runtime: CrunRuntime,
+        spec: LaunchSpec,
+        prepared: _Prepared,
+        spawned: _Spawned,
+        late_fd: int,
+        timings: dict[str, float],
+    ) -> None:
+        self._runtime = runtime
+        self.spec = spec
+        self._prepared = prepared
+        self._spawned = spawned
+        self._late_fd: int | None = late_fd
+        self.timings = timings
+        self.created_at = time.monotonic()
+        self._starter: asyncio.Future[None] | None = None
+
+    @property
+    def id(self) -> str:
+        """The id crun knows it by (chosen by whoever created it, not the id it will serve under)."""
+        return self.spec.container_id
+
+    @property
+    def usable(self) -> bool:
+        """Not started or discarded yet, and its parent shim (so the container) is still there."""
+        if self._late_fd is None:
+            return False
+        try:
+            pid, _status = os.waitpid(self._spawned.pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        return pid == 0
+
+    async def start(self, serve_as: str, secret_env: Mapping[str, str] | None = None) -> CrunHandle:
+        """Run the container's process (``crun start``) as container ``serve_as``.
+
+        Returns at once: the listening socket already exists, so requests queue while the runner boots.
+        """
+        if self._late_fd is None:
+            raise StartError(f"container {self.id} was already started or discarded")
+        late_fd, self._late_fd = self._late_fd, None
+        try:
+            payload = json.dumps({"COVE_CONTAINER_ID": serve_as, **(secret_env or {})}).encode()
+            os.pwrite(late_fd, payload, 0)
+            import fcntl
+
+            fcntl.fcntl(late_fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK)
+        finally:
+            os.close(late_fd)
+        runtime = self._runtime
+        runtime.enter_host_view()
+        timings: dict[str, float] = {"created_ahead": 1.0}
+        started = time.perf_counter()
+        argv = runtime.command("start", self.id)
+        err_r, err_w = os.pipe()
+        try:
+            starter = os.posix_spawn(
+                argv[0],
+                argv,
+                {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, err_w, 2),
+                ],
+            )
+        except OSError as exc:
+            os.close(err_r)
+            await self.discard()
+            raise StartError(f"cannot start {argv[0]}: {exc.strerror}") from exc
+        finally:
+            os.close(err_w)
+        timings["spawn_ms"] = _ms(started)
+        stdout, stderr, ready = self._spawned.readers
+        handle = CrunHandle(
+            runtime,
+            self.id,
+            self._spawned.pid,
+            self._prepared,
+            stdout,
+            stderr,
+            ready,
+            started,
+            timings,
+            self.spec.memory_mib,
+            created_ahead=True,
+        )
+        self._starter = asyncio.ensure_future(self._watch_starter(starter, err_r, handle))
+        log.info("container started", extra={"container_id": serve_as, "runtime": runtime.name, "crun_id": self.id})
+        return handle
+
+    async def _watch_starter(self, pid: int, err_r: int, handle: CrunHandle) -> None:
+        """``crun start`` failing leaves a container that never runs: kill it, so its exit is reported."""
+        code = await wait_child(pid)
+        with os.fdopen(err_r, "rb") as err:
+            message = err.read(2000).decode(errors="replace").strip() if code else ""
+        if code:
+            log.warning("%s start failed", self._runtime.name, extra={"container_id": self.id, "error": message})
+            handle.kill()
+
+    async def discard(self) -> None:
+        """Delete the container unstarted (crun delete, cgroup, bundle, uid lease); idempotent."""
+        if self._late_fd is None:
+            return
+        os.close(self._late_fd)
+        self._late_fd = None
+        await self._runtime._run("delete", "--force", self.id)
+        await wait_child(self._spawned.pid)
+        await self._runtime._cleanup(self.id, self._prepared)
+
+
 class CrunRuntime:
     """Runs each container with an OCI runtime (``crun``; ``runc`` accepted with the same spec)."""
 
@@ -256,6 +422,8 @@ class CrunRuntime:
         self.name = Path(binary).name
         self.root = (root or DEFAULT_ROOT / f"{self.name}-{os.getpid()}").absolute()
         self.state_dir = self.root / "state"
+        # Per-container files the container must read (its /etc/hosts): world-traversable, like the roots.
+        self.net_files = DEFAULT_ROOT / "net" / self.root.name
         self.bundles = self.root / "bundles"
         # The root must be reachable by the container's unprivileged uid, so it lives outside the
         # worker's private (0700) folder: a world-traversable path under /run, shared by workers.
@@ -321,9 +489,14 @@ class CrunRuntime:
         for source, inside, _name in spec.volumes:
             ensure_mount_point(base.root, Path(inside))
             mounts.append(_oci.Mount(source, Path(inside), writable=True))
+        for host, target, writable in spec.extra_mounts:
+            if not writable and host == target and base.covers(host):
+                continue  # already visible (the host's /usr of the host-libs base)
+            ensure_mount_point(base.root, target, host.is_dir())
+            mounts.append(_oci.Mount(host, target, writable=writable))
         return mounts, python
 
-    def _env(self, spec: LaunchSpec) -> dict[str, str]:
+    def _env(self, spec: LaunchSpec, *, late_env: bool = False) -> dict[str, str]:
         inside = dataclasses.replace(
             spec,
             venv=_oci.VENV if spec.venv is not None else None,
@@ -334,12 +507,19 @@ class CrunRuntime:
             secret_env={},
         )
         env = build_env(inside)
-        if spec.secret_env:
+        if spec.secret_env or late_env:
             env[SECRET_FD_ENV] = str(SECRET_FD)
         env["TMPDIR"] = str(_oci.TMP)
         return env
 
-    def _prepare(self, spec: LaunchSpec, timings: dict[str, float]) -> _Prepared:
+    def _prepare(
+        self,
+        spec: LaunchSpec,
+        timings: dict[str, float],
+        *,
+        action: str = "run",
+        network: _network.NetLease | None = None,
+    ) -> _Prepared:
         mark = time.perf_counter()
         base = self.base_for(spec)
         base.prepare()
@@ -348,13 +528,15 @@ class CrunRuntime:
             spec.work_dir.mkdir(parents=True, exist_ok=True)
             os.chown(spec.work_dir, lease.host_id, lease.host_id)
             mounts, python = self._mounts(spec, base)
+            if network is not None:
+                mounts.append(_oci.Mount(network.hosts_file, Path("/etc/hosts")))
             timings["mount_ms"] = _ms(mark)
             mark = time.perf_counter()
             bundle = _oci.Bundle(
                 container_id=spec.container_id,
                 rootfs=base.root,
                 args=[python, "-P", "-m", "cove.runner"],
-                env=self._env(spec),
+                env=self._env(spec, late_env=action == "create"),
                 mounts=mounts,
                 limits=_oci.Limits(
                     memory_mib=spec.memory_mib,
@@ -368,6 +550,8 @@ class CrunRuntime:
                 # Volumes are shared through a group, not an owner (see cove._volumes).
                 extra_gids=((CONTAINER_VOLUME_GID, VOLUME_GID),) if spec.volumes else (),
                 umask=0o002 if spec.volumes else None,
+                network_ns=network.netns_path if network is not None else None,
+                devices=spec.devices,
             )
             bundle_dir = self.bundles / spec.container_id
             with contextlib.suppress(FileNotFoundError):
@@ -379,49 +563,130 @@ class CrunRuntime:
             lease.release()
             raise
         argv = self.command(
-            "run",
+            action,
             "--bundle",
             str(bundle_dir),
             "--pid-file",
             str(bundle_dir / "pid"),
             "--preserve-fds",
-            "3" if spec.secret_env else "2",
+            "3" if spec.secret_env or action == "create" else "2",
         )
         argv.append(spec.container_id)
-        return _Prepared(bundle_dir=bundle_dir, lease=lease, argv=argv)
+        return _Prepared(container_id=spec.container_id, bundle_dir=bundle_dir, lease=lease, argv=argv, network=network)
 
     async def start(self, spec: LaunchSpec, listener: socket.socket) -> CrunHandle:
+        timings: dict[str, float] = {}
+        prepared = await self._prepare_checked(spec, timings, action="run")
+        secrets_fd = secret_memfd(spec.secret_env) if spec.secret_env else None
+        try:
+            spawned = await self._spawn(prepared, prepared.argv, listener, secrets_fd, timings)
+        finally:
+            if secrets_fd is not None:
+                os.close(secrets_fd)
+        handle = CrunHandle(
+            self, spec.container_id, spawned.pid, prepared, *spawned.readers, spawned.started, timings, spec.memory_mib
+        )
+        log.info(
+            "container started",
+            extra={"container_id": spec.container_id, "runtime": self.name, "crun_pid": spawned.pid},
+        )
+        return handle
+
+    async def create(self, spec: LaunchSpec, listener: socket.socket) -> CreatedContainer:
+        """Make the container ahead (``crun create``: namespaces, mounts, cgroup, fd 3) without running it.
+
+        :meth:`CreatedContainer.start` runs it later for a container id chosen then; the variables
+        only known then (that id, secrets) travel in the late-environment memfd (fd 5), which the
+        runner reads before any user code. The container's parent is a small shim (see
+        :mod:`._shim`) that reports its exit status as ``crun run`` would.
+        """
+        timings: dict[str, float] = {}
+        prepared = await self._prepare_checked(spec, timings, action="create")
+        late_fd = os.memfd_create("cove-late-env", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        status_r, status_w = os.pipe()
+        try:
+            argv = [
+                sys.executable,
+                "-I",
+                "-S",
+                str(_SHIM),
+                str(_SHIM_STATUS_FD),
+                str(prepared.bundle_dir / "pid"),
+                "3",
+                *prepared.argv,
+            ]
+            spawned = await self._spawn(prepared, argv, listener, late_fd, timings, status_w=status_w)
+        except BaseException:
+            os.close(late_fd)
+            os.close(status_r)
+            raise
+        finally:
+            os.close(status_w)
+        status = await _reader(status_r)
+        line = (await status.readline()).decode(errors="replace").split()
+        if not line or line[0] != "created":
+            os.close(late_fd)
+            stderr = await _drain(spawned.readers[1])
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(spawned.pid, 0)
+            await self._cleanup(spec.container_id, prepared)
+            raise StartError(f"{self.name} create failed: {stderr.strip()[-500:] or ' '.join(line) or 'no reason'}")
+        timings["create_ms"] = _ms(spawned.started)
+        return CreatedContainer(self, spec, prepared, spawned, late_fd, timings)
+
+    async def _prepare_checked(self, spec: LaunchSpec, timings: dict[str, float], *, action: str) -> _Prepared:
         if spec.rootfs is None and not spec.python.exists():
             # (With its own root the venv's interpreter link points into that root, not at the host.)
             raise StartError(f"the image's interpreter {spec.python} does not exist")
-        timings: dict[str, float] = {}
         self.enter_host_view()
+        network = None
+        if spec.network:
+            mark = time.perf_counter()
+            network = await _network.attach(spec.container_id, spec.network, self.root / "net", self.net_files)
+            timings["network_ms"] = _ms(mark)
         try:
-            prepared = self._prepare(spec, timings)
-        except OSError as exc:
-            raise StartError(f"cannot prepare the container: {exc}") from exc
+            return self._prepare(spec, timings, action=action, network=network)
+        except BaseException as exc:
+            if network is not None:
+                await _network.release(network)
+            if isinstance(exc, OSError):
+                raise StartError(f"cannot prepare the container: {exc}") from exc
+            raise
+
+    async def _spawn(
+        self,
+        prepared: _Prepared,
+        argv: list[str],
+        listener: socket.socket,
+        late_fd: int | None,
+        timings: dict[str, float],
+        *,
+        status_w: int | None = None,
+    ) -> _Spawned:
+        """``posix_spawn`` ``argv`` with stdout, stderr, the listener (3), the ready pipe (4) and fd 5."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         ready_r, ready_w = os.pipe()
         staged: list[int] = []
-        secrets_fd: int | None = None
         # crun's own environment: only what it needs, plus the id so a restarted worker recognises it.
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "COVE_CONTAINER_ID": spec.container_id}
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "COVE_CONTAINER_ID": prepared.container_id}
         try:
             passed = [out_w, err_w, listener.fileno(), ready_w]
-            if spec.secret_env:
-                secrets_fd = secret_memfd(spec.secret_env)
-                passed.append(secrets_fd)
+            if late_fd is not None:
+                passed.append(late_fd)
             staged = [_stage(fd) for fd in passed]
-            actions = [
+            actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
                 (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                 *((os.POSIX_SPAWN_DUP2, fd, target) for fd, target in zip(staged, range(1, 6), strict=False)),
             ]
+            if status_w is not None:
+                staged.append(_stage(status_w))
+                actions.append((os.POSIX_SPAWN_DUP2, staged[-1], _SHIM_STATUS_FD))
             started = time.perf_counter()
             try:
                 pid = os.posix_spawn(
-                    prepared.argv[0],
-                    prepared.argv,
+                    argv[0],
+                    argv,
                     env,
                     file_actions=actions,
                     setsid=True,
@@ -429,30 +694,18 @@ class CrunRuntime:
                     setsigmask=(),
                 )
             except OSError as exc:
-                prepared.lease.release()
-                raise StartError(f"cannot start {prepared.argv[0]}: {exc.strerror}") from exc
+                await self._cleanup(prepared.container_id, prepared)
+                raise StartError(f"cannot start {argv[0]}: {exc.strerror}") from exc
             timings["spawn_ms"] = _ms(started)
         except BaseException:
             for fd in (out_r, err_r, ready_r):
                 os.close(fd)
             raise
         finally:
-            for fd in (out_w, err_w, ready_w, *staged, *([secrets_fd] if secrets_fd is not None else [])):
+            for fd in (out_w, err_w, ready_w, *staged):
                 os.close(fd)
-        handle = CrunHandle(
-            self,
-            spec.container_id,
-            pid,
-            prepared,
-            await _reader(out_r),
-            await _reader(err_r),
-            await _reader(ready_r),
-            started,
-            timings,
-            spec.memory_mib,
-        )
-        log.info("container started", extra={"container_id": spec.container_id, "runtime": self.name, "crun_pid": pid})
-        return handle
+        readers = (await _reader(out_r), await _reader(err_r), await _reader(ready_r))
+        return _Spawned(pid, readers, started)
 
     # --- after the exit ----------------------------------------------------------------------
 
@@ -463,6 +716,8 @@ class CrunRuntime:
                 await self._run("delete", "--force", container_id)
             _cgroups.remove(self.layout, f"{CGROUP_PARENT}/{container_id}")
             shutil.rmtree(prepared.bundle_dir, ignore_errors=True)
+            if prepared.network is not None:
+                await _network.release(prepared.network)
         finally:
             prepared.lease.release()
 
@@ -489,6 +744,7 @@ class CrunRuntime:
         with contextlib.suppress(OSError):
             for entry in self.bundles.iterdir():
                 shutil.rmtree(entry, ignore_errors=True)
+        _network.reap_stale(self.root / "net")
         if count:
             log.warning("deleted containers left by a previous run", extra={"count": count, "runtime": self.name})
         return count

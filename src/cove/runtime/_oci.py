@@ -125,6 +125,30 @@ class Mount:
 
 
 @dataclasses.dataclass(frozen=True)
+class Device:
+    """A character device the container may open (a GPU's nodes): created inside and allowed by the cgroup."""
+
+    path: Path
+    major: int
+    minor: int
+    file_mode: int = 0o666
+
+    def to_oci(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "type": "c",
+            "major": self.major,
+            "minor": self.minor,
+            "fileMode": self.file_mode,
+            "uid": 0,
+            "gid": 0,
+        }
+
+    def cgroup_rule(self) -> dict[str, Any]:
+        return {"allow": True, "type": "c", "major": self.major, "minor": self.minor, "access": "rw"}
+
+
+@dataclasses.dataclass(frozen=True)
 class Limits:
     memory_mib: int
     cpu_millis: int
@@ -148,11 +172,15 @@ class Bundle:
     cgroups_path: str
     cwd: Path = WORK
     network: bool = False
+    # A network namespace made beforehand (an allow-listed network, see ._network) to join
+    # instead of a fresh, loopback-only one.
+    network_ns: str | None = None
     # (gid inside, gid on the host) mapped in addition to the container's own block and given
     # to its processes as supplementary groups (shared volumes).
     extra_gids: tuple[tuple[int, int], ...] = ()
     umask: int | None = None
     swap_limit: bool = False  # cgroup v2 only: v1 needs swap accounting that hosts often lack
+    devices: Sequence[Device] = ()  # beyond the runtime's defaults: only these (a container's GPUs)
 
 
 def seccomp_profile() -> dict[str, Any]:
@@ -205,7 +233,7 @@ def _resources(bundle: Bundle) -> dict[str, Any]:
         "memory": memory,
         "cpu": {"quota": max(1000, limits.cpu_millis * CPU_PERIOD_US // 1000), "period": CPU_PERIOD_US},
         "pids": {"limit": limits.pids},
-        "devices": [{"allow": False, "access": "rwm"}],
+        "devices": [{"allow": False, "access": "rwm"}, *(device.cgroup_rule() for device in bundle.devices)],
     }
 
 
@@ -242,7 +270,9 @@ def _system_mounts(limits: Limits) -> list[dict[str, Any]]:
 def build_config(bundle: Bundle) -> dict[str, Any]:
     """The whole ``config.json`` for one container."""
     namespaces = [{"type": kind} for kind in ("pid", "ipc", "uts", "mount", "user", "cgroup")]
-    if not bundle.network:
+    if bundle.network_ns is not None:
+        namespaces.append({"type": "network", "path": bundle.network_ns})
+    elif not bundle.network:
         namespaces.append({"type": "network"})  # a fresh one: only a loopback device
     id_map = [{"containerID": 0, "hostID": bundle.host_id, "size": ID_RANGE}]
     gid_map = id_map + [{"containerID": inside, "hostID": host, "size": 1} for inside, host in bundle.extra_gids]
@@ -276,5 +306,6 @@ def build_config(bundle: Bundle) -> dict[str, Any]:
             "seccomp": seccomp_profile(),
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
+            **({"devices": [device.to_oci() for device in bundle.devices]} if bundle.devices else {}),
         },
     }

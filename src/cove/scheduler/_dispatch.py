@@ -24,7 +24,7 @@ from typing import Any
 
 from .._config import DeploymentConfig
 from .._frames import FrameError, pack, unpack
-from ..store import Deployment, Store, TaskWriter, new_id, open_tasks
+from ..store import Deployment, Store, Task, TaskWriter, claim_tasks, insert_unowned, new_id
 from ._callbacks import CallbackSender
 from ._retry import after_failure
 
@@ -134,9 +134,11 @@ def _outcome_payload(item: TaskItem) -> dict[str, Any]:
 class Dispatcher:
     """Accepts, queues, dispatches and finishes durable tasks."""
 
-    def __init__(self, store: Store, call: CallFn) -> None:
+    def __init__(self, store: Store, call: CallFn, owner: str = "local") -> None:
         self.store = store
-        self.writer = TaskWriter(store)
+        self.owner = owner
+        self.started = False
+        self.writer = TaskWriter(store, owner=owner)
         self._call = call
         self.items: dict[str, TaskItem] = {}
         self.recent: collections.OrderedDict[str, TaskItem] = collections.OrderedDict()
@@ -147,6 +149,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         self.writer.start()
+        self.started = True
 
     async def close(self) -> None:
         await self.callbacks.close()
@@ -175,6 +178,8 @@ class Dispatcher:
         first_index: int = 0,
     ) -> list[TaskItem]:
         """Accept inputs of (format, payload); durable ones are committed before this returns."""
+        if not self.started:
+            return await self._submit_to_leader(deployment, inputs)
         queue = self.queue_for(deployment)
         if len(queue.ready) + len(inputs) > queue.config.max_pending_tasks:
             raise QueueFull(
@@ -207,13 +212,31 @@ class Dispatcher:
         self.on_work(deployment)
         return items
 
+    async def _submit_to_leader(self, deployment: Deployment, inputs: list[tuple[str, bytes]]) -> list[TaskItem]:
+        """On a gateway that does not lead: commit the rows unclaimed; the leader is woken and takes them."""
+        now = time.time()
+        items = [
+            TaskItem(id=new_id("tsk"), deployment=deployment, fmt=fmt, args=payload, created_at=now)
+            for fmt, payload in inputs
+        ]
+        await insert_unowned(self.store, [item.row() for item in items])
+        return items
+
     def _enqueue(self, queue: TaskQueue, items: list[TaskItem]) -> None:
         queue.ready.extend(items)
         queue.work.set()
 
     async def recover(self) -> int:
-        """Re-queue what was accepted but not finished before the gateway stopped."""
-        rows = await open_tasks(self.store)
+        """Claim and re-queue what was accepted but not finished by the gateway that led before."""
+        return await self._take(await claim_tasks(self.store, self.owner))
+
+    async def adopt(self) -> int:
+        """Claim and queue tasks that gateways which do not lead have accepted since."""
+        if not self.started:
+            return 0
+        return await self._take(await claim_tasks(self.store, self.owner, unowned_only=True))
+
+    async def _take(self, rows: list[Task]) -> int:
         deployments: dict[str, Deployment] = {}
         for dep_id in {row.deployment_id for row in rows}:
             found = await self.store.get_deployment_by_id(dep_id)
@@ -222,7 +245,7 @@ class Dispatcher:
         count = 0
         for row in rows:
             deployment = deployments.get(row.deployment_id)
-            if deployment is None:
+            if deployment is None or row.id in self.items:
                 continue
             item = TaskItem(
                 id=row.id,

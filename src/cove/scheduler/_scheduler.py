@@ -19,10 +19,11 @@ from typing import Any
 
 from .._config import DeploymentConfig
 from .._protocol import ContainerEvent, ContainerSpec, Order
-from ..store import Container, Deployment, Store, new_id
+from ..store import Container, Deployment, Store, all_quotas, new_id
 from ._autoscaler import ContainerLoad, decide
 from ._dispatch import CallFn, Dispatcher
-from ._placement import WorkerRoom, place
+from ._placement import GpuRoom, GpuShare, NoRoom, Request, WorkerRoom, choose
+from ._quotas import Quota, Usage, check_start, gpus_of
 from ._ticker import CronTicker
 
 log = logging.getLogger("cove.scheduler")
@@ -53,6 +54,10 @@ class Slot:
     in_flight: int = 0
     served: int = 0
     stop_reason: str | None = None
+    # Draining: this container serves until ``replacement`` (on another worker) is ready, then stops.
+    retiring: bool = False
+    replacement: str | None = None
+    gpus: tuple[GpuShare, ...] = ()  # the GPUs (or the share of one) placement gave it
     created_at: float = dataclasses.field(default_factory=time.time)
     idle_since: float = dataclasses.field(default_factory=time.time)
     exited: asyncio.Future[str] = dataclasses.field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -88,6 +93,7 @@ class Pool:
     last_failure: str | None = None
     retry_after: float = 0.0
     pending_reason: str | None = None
+    quota_blocked: str | None = None
 
     def live(self) -> list[Slot]:
         return [s for s in self.slots.values() if s.state in ("pending", "listening", "ready")]
@@ -111,6 +117,14 @@ class WorkerHandle:
     memory_mib: int
     runtime: str
     state: str = "ready"
+    # An operator's choice, apart from liveness: "active", "cordoned" (no new containers) or
+    # "draining" (no new containers, and the ones it has move elsewhere).
+    admin_state: str = "active"
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    # GPU inventory from registration (usage fields zero), and live figures from heartbeats.
+    gpus: tuple[GpuRoom, ...] = ()
+    gpu_usage: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # uuid → utilization, memory
+    gpu_container_memory: dict[str, int] = dataclasses.field(default_factory=dict)  # container → MiB used
     last_heartbeat: float = dataclasses.field(default_factory=time.time)
     orders: list[Order] = dataclasses.field(default_factory=list)
     has_orders: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
@@ -139,9 +153,15 @@ class Lease:
 class Scheduler:
     """Places containers on workers and routes requests to them."""
 
-    def __init__(self, store: Store, call: CallFn, on_container_gone: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        call: CallFn,
+        on_container_gone: Callable[[str], None] | None = None,
+        owner: str = "local",
+    ) -> None:
         self.store = store
-        self.dispatcher = Dispatcher(store, call)
+        self.dispatcher = Dispatcher(store, call, owner=owner)
         self.dispatcher.on_work = lambda deployment: self._scale(self.pool_for(deployment))
         self.ticker = CronTicker(store, self.dispatcher)
         self._loops: set[asyncio.Task[None]] = set()
@@ -151,14 +171,20 @@ class Scheduler:
         self._on_container_gone = on_container_gone
         self._writes: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self.quotas: dict[str, Quota] = {}
+        # Cordon and drain outlive a worker's restart: it registers again under the same name.
+        self._admin_states: dict[str, str] = {}
 
     # -- life cycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.load_quotas()
         await self.dispatcher.start()
         recovered = await self.dispatcher.recover()
         if recovered:
             log.info("re-queued %d unfinished tasks", recovered)
+        for deployment in await self.store.newest_active():
+            self.keep_warm(deployment)
         self._tasks = [
             asyncio.create_task(self._write_behind(), name="cove-store-writer"),
             asyncio.create_task(self._tick_forever(), name="cove-autoscaler"),
@@ -203,6 +229,7 @@ class Scheduler:
     # -- workers ------------------------------------------------------------------
 
     def add_worker(self, worker: WorkerHandle) -> None:
+        worker.admin_state = self._admin_states.get(worker.name, worker.admin_state)
         self.workers[worker.id] = worker
         for pool in list(self.pools.values()):
             self._scale(pool)
@@ -213,12 +240,15 @@ class Scheduler:
             if worker.name == name and worker.state == "ready":
                 self._lose_worker(worker, time.time(), reason="it registered again (restarted)")
 
-    def heartbeat(self, worker_id: str, running: list[str]) -> list[str] | None:
+    def heartbeat(self, worker_id: str, running: list[str], gpu: dict[str, Any] | None = None) -> list[str] | None:
         """Record a heartbeat; return containers the worker should stop (None: unknown worker)."""
         worker = self.workers.get(worker_id)
         if worker is None or worker.state == "lost":
             return None
         worker.last_heartbeat = time.time()
+        if gpu:
+            worker.gpu_usage = {str(u["uuid"]): dict(u) for u in gpu.get("gpus", []) if "uuid" in u}
+            worker.gpu_container_memory = dict(gpu.get("gpu_containers", {}))
         return [cid for cid in running if cid not in self._slots]
 
     def _room(self) -> list[WorkerRoom]:
@@ -229,12 +259,77 @@ class Scheduler:
             cpu, mem = used.get(slot.worker_id, (0, 0))
             used[slot.worker_id] = (cpu + slot.pool.config.cpu_millis, mem + slot.pool.config.memory_mib)
         return [
-            WorkerRoom(w.id, w.cpu_millis - used.get(w.id, (0, 0))[0], w.memory_mib - used.get(w.id, (0, 0))[1])
+            WorkerRoom(
+                w.id,
+                w.cpu_millis - used.get(w.id, (0, 0))[0],
+                w.memory_mib - used.get(w.id, (0, 0))[1],
+                w.labels.get("pool"),
+                self._gpu_room(w),
+            )
             for w in self.workers.values()
-            if w.state == "ready"
+            if w.state == "ready" and w.admin_state == "active"
         ]
 
+    def gpu_holders(self, worker_id: str) -> list[tuple[Slot, GpuShare]]:
+        """The live containers holding GPUs (or shares of them) on a worker."""
+        return [
+            (slot, share)
+            for slot in self._slots.values()
+            if slot.worker_id == worker_id and slot.state != "exited"
+            for share in slot.gpus
+        ]
+
+    def _gpu_room(self, worker: WorkerHandle) -> tuple[GpuRoom, ...]:
+        """The worker's GPUs with what its containers hold of each."""
+        if not worker.gpus:
+            return ()
+        whole: set[int] = set()
+        memory: dict[int, int] = {}
+        compute: dict[int, int] = {}
+        for _slot, share in self.gpu_holders(worker.id):
+            if share.whole:
+                whole.add(share.index)
+            else:
+                memory[share.index] = memory.get(share.index, 0) + share.memory_mib
+                compute[share.index] = compute.get(share.index, 0) + share.compute
+        return tuple(
+            dataclasses.replace(
+                g,
+                held_whole=g.index in whole,
+                used_memory_mib=memory.get(g.index, 0),
+                used_compute=compute.get(g.index, 0),
+            )
+            for g in worker.gpus
+        )
+
+    def _retry_backlog(self) -> None:
+        """Capacity was freed: try the pools that wait for room now rather than at the next tick."""
+        for pool in list(self.pools.values()):
+            if pool.pending_reason and not pool.quota_blocked:
+                self._scale(pool)
+
     # -- requests -------------------------------------------------------------------
+
+    def keep_warm(self, deployment: Deployment) -> None:
+        """Start ``min_containers`` for a deployment's newest version now, not at its first request.
+
+        Called at deploy and when the scheduler starts (after a restart or a lease
+        takeover). Older versions of the same name lose their floor: only the
+        version ``/endpoint/NAME`` reaches is kept warm; the others scale to zero.
+        Sandboxes are skipped: their containers hold state that a new one cannot restore.
+        """
+        for pool in list(self.pools.values()):
+            old = pool.deployment
+            if (
+                old.workspace_id == deployment.workspace_id
+                and old.name == deployment.name
+                and old.version < deployment.version
+                and pool.config.autoscaler.min_containers
+            ):
+                pool.config = pool.config.replace(autoscaler=pool.config.autoscaler.replace(min_containers=0))
+        config = DeploymentConfig.from_dict(deployment.config)
+        if deployment.kind != "sandbox" and config.autoscaler.min_containers > 0:
+            self._scale(self.pool_for(deployment))
 
     def pool_for(self, deployment: Deployment) -> Pool:
         pool = self.pools.get(deployment.id)
@@ -257,6 +352,8 @@ class Scheduler:
                     slot.in_flight += 1
                     return Lease(slot)
                 if not pool.live():
+                    if pool.quota_blocked:
+                        raise StartFailed(pool.quota_blocked)
                     if not self.workers or not any(w.state == "ready" for w in self.workers.values()):
                         raise StartFailed("no worker is available to run containers")
                     if pool.last_failure and time.time() < pool.retry_after:
@@ -276,8 +373,12 @@ class Scheduler:
     def _pick(pool: Pool) -> Slot | None:
         best: Slot | None = None
         for slot in pool.slots.values():
+            # Ready first, then not retiring (a draining worker's container serves until its replacement is
+            # ready), then the least busy.
             if slot.accepting and (
-                best is None or (slot.state == "ready", -slot.in_flight) > (best.state == "ready", -best.in_flight)
+                best is None
+                or (slot.state == "ready", not slot.retiring, -slot.in_flight)
+                > (best.state == "ready", not best.retiring, -best.in_flight)
             ):
                 best = slot
         return best
@@ -328,6 +429,7 @@ class Scheduler:
         for worker in list(self.workers.values()):
             if worker.state == "ready" and now - worker.last_heartbeat > WORKER_LAPSE_SECONDS:
                 self._lose_worker(worker, now)
+        self._drain_step()
         for pool in list(self.pools.values()):
             for slot in list(pool.slots.values()):
                 if slot.state == "pending" and now - slot.created_at > START_TIMEOUT_SECONDS:
@@ -358,15 +460,31 @@ class Scheduler:
                 if not self._start_container(pool):
                     break
 
-    def _start_container(self, pool: Pool) -> bool:
+    def _start_container(self, pool: Pool) -> Slot | None:
         config = pool.config
-        worker_id = place(self._room(), config.cpu_millis, config.memory_mib)
-        if worker_id is None:
-            pool.pending_reason = f"no worker with {config.cpu_millis}m cpu and {config.memory_mib} MiB memory free"
-            return False
+        pool.quota_blocked = self._quota_check(pool)
+        if pool.quota_blocked:
+            pool.pending_reason = pool.quota_blocked
+            return None
+        placed = choose(
+            self._room(),
+            Request(
+                config.cpu_millis,
+                config.memory_mib,
+                config.pool,
+                config.gpu,
+                config.gpu_count,
+                config.gpu_memory_mib,
+                config.gpu_compute,
+            ),
+        )
+        if isinstance(placed, NoRoom):
+            pool.pending_reason = placed.reason
+            return None
+        worker_id = placed.worker_id
         pool.pending_reason = None
         dep = pool.deployment
-        slot = Slot(id=new_id("ctr"), pool=pool, worker_id=worker_id)
+        slot = Slot(id=new_id("ctr"), pool=pool, worker_id=worker_id, gpus=placed.gpus)
         pool.slots[slot.id] = slot
         self._slots[slot.id] = slot
         spec = ContainerSpec(
@@ -386,6 +504,8 @@ class Scheduler:
             env=dict(config.env),
             secrets=list(config.secrets),
             volumes=[list(pair) for pair in config.volumes],
+            network=list(config.network),
+            gpus=[share.to_dict() for share in placed.gpus],
         )
         row = Container(
             id=slot.id,
@@ -399,7 +519,7 @@ class Scheduler:
         self._writes.put_nowait(lambda: self.store.add_container(row))
         self.workers[worker_id].send(Order("start", slot.id, spec))
         log.info("starting container %s for %s/v%d on %s", slot.id, dep.name, dep.version, worker_id)
-        return True
+        return slot
 
     def stop_container(self, container_id: str, reason: str = "stopped") -> bool:
         slot = self._slots.get(container_id)
@@ -417,6 +537,9 @@ class Scheduler:
 
     def stop_deployment(self, deployment_ids: list[str], reason: str = "deployment stopped") -> None:
         for dep_id in deployment_ids:
+            for worker in self.workers.values():
+                if worker.state == "ready":  # containers a worker made ahead for it go too
+                    worker.send(Order("drain", "", deployment_id=dep_id))
             pool = self.pools.pop(dep_id, None)
             if pool is None:
                 continue
@@ -473,6 +596,8 @@ class Scheduler:
         if slot.address and self._on_container_gone:
             self._on_container_gone(slot.address)
         pool.wake()
+        if any(p.pending_reason for p in self.pools.values()):
+            asyncio.get_running_loop().call_soon(self._retry_backlog)  # its room may fit a waiting pool
 
     def _lose_worker(self, worker: WorkerHandle, now: float, reason: str | None = None) -> None:
         why = reason or f"no heartbeat for {now - worker.last_heartbeat:.0f} s"
@@ -481,6 +606,114 @@ class Scheduler:
         self._writes.put_nowait(lambda: self.store.set_worker_state(worker.id, "lost"))
         for slot in [s for s in self._slots.values() if s.worker_id == worker.id]:
             self._container_ended(slot, f"worker {worker.name} was lost", failed=False)
+
+    # -- quotas and worker operations ----------------------------------------------------
+
+    def _quota_check(self, pool: Pool) -> str | None:
+        """Why the pool's workspace may not start one more container now (None: it may).
+
+        A draining worker's retiring containers are not counted: their replacements
+        take their place, so a drain never stalls on a workspace at its limit.
+        """
+        workspace_id = pool.deployment.workspace_id
+        quota = self.quotas.get(workspace_id)
+        if quota is None or quota.unlimited:
+            return None
+        usage = Usage()
+        for slot in self._slots.values():
+            if slot.pool.deployment.workspace_id != workspace_id or slot.retiring:
+                continue
+            if slot.state in ("pending", "listening", "ready"):
+                usage = usage.plus(1, slot.pool.config.cpu_millis, gpus_of(slot.pool.config))
+        return check_start(quota, usage, pool.config)
+
+    async def load_quotas(self) -> None:
+        """Read every workspace's quota from the store (at start; changes arrive through ``set_quota``)."""
+        self.quotas = {
+            row.workspace_id: Quota(row.max_containers, row.max_cpu_millis, row.max_gpus)
+            for row in await all_quotas(self.store)
+        }
+
+    def set_quota(self, workspace_id: str, quota: Quota | None) -> None:
+        """Install a workspace's quota (None removes it) and retry pools it held back."""
+        if quota is None:
+            self.quotas.pop(workspace_id, None)
+        else:
+            self.quotas[workspace_id] = quota
+        for pool in list(self.pools.values()):
+            if pool.deployment.workspace_id == workspace_id:
+                pool.quota_blocked = None
+                self._scale(pool)
+
+    def set_admin_state(self, worker_id: str, state: str) -> WorkerHandle:
+        """Cordon, drain or reactivate a worker; raises KeyError for an unknown or lost one."""
+        if state not in ("active", "cordoned", "draining"):
+            raise ValueError(f"worker state must be active, cordoned or draining, not {state!r}")
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.state == "lost":
+            raise KeyError(worker_id)
+        worker.admin_state = state
+        self._admin_states[worker.name] = state
+        if state == "active":
+            for slot in self._slots.values():
+                if slot.worker_id == worker_id:
+                    slot.retiring = False
+            for pool in list(self.pools.values()):
+                self._scale(pool)
+        elif state == "draining":
+            self._drain_step()
+        return worker
+
+    def _drain_step(self) -> None:
+        """Move containers off draining workers: start a replacement elsewhere, stop the old one once idle."""
+        for worker in list(self.workers.values()):
+            if worker.admin_state != "draining" or worker.state != "ready":
+                continue
+            for slot in [s for s in self._slots.values() if s.worker_id == worker.id]:
+                if slot.state in ("stopping", "exited"):
+                    continue
+                pool = slot.pool
+                slot.retiring = True
+                if pool.deployment.id not in self.pools or slot.state == "pending":
+                    self.stop_container(slot.id, reason=f"worker {worker.name} is draining")
+                    continue
+                replacement = self._slots.get(slot.replacement) if slot.replacement else None
+                if replacement is None or replacement.state in ("stopping", "exited"):
+                    started = self._start_container(pool)
+                    slot.replacement = started.id if started is not None else None
+                elif replacement.state == "ready" and slot.in_flight == 0:
+                    self.stop_container(slot.id, reason=f"moved off worker {worker.name} (drained)")
+
+    def worker_views(self) -> list[dict[str, Any]]:
+        """Every known worker: capacity, free resources, states, labels, containers, last heartbeat."""
+        used: dict[str, list[int]] = {}
+        for slot in self._slots.values():
+            if slot.state == "exited":
+                continue
+            entry = used.setdefault(slot.worker_id, [0, 0, 0])
+            entry[0] += 1
+            entry[1] += slot.pool.config.cpu_millis
+            entry[2] += slot.pool.config.memory_mib
+        out = []
+        for w in self.workers.values():
+            count, cpu, memory = used.get(w.id, [0, 0, 0])
+            out.append(
+                {
+                    "id": w.id,
+                    "name": w.name,
+                    "state": w.state if w.state == "lost" else w.admin_state,
+                    "alive": w.state == "ready",
+                    "runtime": w.runtime,
+                    "labels": dict(w.labels),
+                    "cpu_millis": w.cpu_millis,
+                    "memory_mib": w.memory_mib,
+                    "free_cpu_millis": w.cpu_millis - cpu,
+                    "free_memory_mib": w.memory_mib - memory,
+                    "containers": count,
+                    "last_heartbeat": w.last_heartbeat,
+                }
+            )
+        return out
 
     # -- views ----------------------------------------------------------------------------
 

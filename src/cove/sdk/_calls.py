@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import pickle
+import sys
 from typing import Any
 
+from .._payload import BLOB_THRESHOLD, PayloadError, blob_ref, unwrap, wrap
 from ._client import Client, CoveError
 
 
@@ -25,13 +27,16 @@ class RemoteError(RuntimeError):
         self.remote_traceback = traceback
 
 
-def dumps_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    """Pickle a call's arguments, naming the object that cannot be pickled."""
+def dumps_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], client: Client | None = None) -> bytes:
+    """Pickle a call's arguments, naming the object that cannot be pickled.
+
+    Over ``BLOB_THRESHOLD`` bytes the pickle goes to the blob store first and
+    only a reference travels with the call.
+    """
     import cloudpickle
 
     try:
         data: bytes = cloudpickle.dumps((args, kwargs), protocol=5)
-        return data
     except Exception as exc:
         for position, value in [*enumerate(args), *kwargs.items()]:
             try:
@@ -41,12 +46,35 @@ def dumps_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
                     f"argument {position!r} ({type(value).__name__}) cannot be pickled to send it: {exc}"
                 ) from exc
         raise TypeError(f"the arguments cannot be pickled: {exc}") from exc
+    if len(data) > BLOB_THRESHOLD:
+        sha = (client or Client.shared()).put_blob(data)
+        return wrap({"blob": {"sha256": sha, "size": len(data)}})
+    return data
 
 
-def loads_result(data: bytes) -> Any:
-    """Unpickle a result, saying which module is missing when one is."""
+def show_logs(text: str) -> None:
+    """Write what the function printed during the call to this process's stderr."""
+    if text:
+        sys.stderr.write(text if text.endswith("\n") else text + "\n")
+        sys.stderr.flush()
+
+
+def loads_result(data: bytes, client: Client | None = None) -> Any:
+    """Unpickle a result, saying which module is missing when one is.
+
+    A result may come in an envelope: the call's printed output (shown on
+    stderr here) and, for a large result, the blob that holds its pickle.
+    """
     import cloudpickle
 
+    try:
+        header, data = unwrap(data)
+        show_logs(str(header.get("logs") or ""))
+        sha = blob_ref(header)
+    except PayloadError as exc:
+        raise CoveError(502, "BadResult", f"the call's result cannot be read: {exc}") from None
+    if sha is not None:
+        data = (client or Client.shared()).get_blob(sha)
     try:
         return cloudpickle.loads(data)
     except ModuleNotFoundError as exc:
@@ -58,6 +86,7 @@ def loads_result(data: bytes) -> Any:
 
 def raise_failure(error: dict[str, Any]) -> None:
     """Raise the remote exception (rebuilt when it unpickles) with its traceback as a note."""
+    show_logs(str(error.get("logs") or ""))
     traceback = error.get("traceback") or ""
     rebuilt: BaseException | None = None
     if error.get("exception_pickle"):
@@ -74,13 +103,13 @@ def raise_failure(error: dict[str, Any]) -> None:
     raise rebuilt
 
 
-def outcome(status: int, headers: Any, content: bytes) -> Any:
+def outcome(status: int, headers: Any, content: bytes, client: Client | None = None) -> Any:
     """Turn a finished call's response into its value, or raise its failure."""
     state = headers.get("x-cove-state", "")
     if state == "COMPLETE":
         if headers.get("content-type", "").startswith("application/json"):
             return json.loads(content)
-        return loads_result(content)
+        return loads_result(content, client)
     body = json.loads(content)
     error = body.get("error") or {}
     if state in ("CANCELLED", "EXPIRED"):
@@ -115,7 +144,7 @@ class FunctionCall:
             wait = 30.0 if deadline is None else max(0.0, min(30.0, deadline - time.monotonic()))
             response = self.client.raw("GET", f"/api/v1/calls/{self.object_id}", params={"wait": wait})
             if response.status_code == 200:
-                return outcome(response.status_code, response.headers, response.content)
+                return outcome(response.status_code, response.headers, response.content, self.client)
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"call {self.object_id} did not finish within {timeout} s")
 

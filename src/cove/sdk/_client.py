@@ -37,6 +37,24 @@ _SHARED: dict[tuple[str, str | None], Client] = {}
 _SHARED_LOCK = threading.Lock()
 
 
+UNIX_PREFIX = "unix:"
+
+
+def _http_client(gateway: str, headers: dict[str, str], timeout: float | None) -> httpx.Client:
+    """An httpx client for ``http(s)://host:port`` or ``unix:/path/to/gateway.sock``.
+
+    Inside a container the gateway is a unix socket mounted from the host (the
+    container has no network); the URL's host is then only a placeholder.
+    """
+    if gateway.startswith(UNIX_PREFIX):
+        path = gateway[len(UNIX_PREFIX) :]
+        if not path.startswith("/"):
+            raise ValueError(f"gateway {gateway!r}: a unix gateway needs an absolute path, as in unix:/run/cove.sock")
+        transport = httpx.HTTPTransport(uds=path)
+        return httpx.Client(base_url="http://cove", headers=headers, timeout=timeout, transport=transport)
+    return httpx.Client(base_url=gateway, headers=headers, timeout=timeout)
+
+
 class Client:
     """A thin synchronous client; one per gateway and token."""
 
@@ -44,7 +62,7 @@ class Client:
         self.gateway = gateway.rstrip("/")
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.gateway, headers=headers, timeout=timeout)
+        self._http = _http_client(self.gateway, headers, timeout)
 
     @classmethod
     def from_env(cls, context: str | None = None) -> Client:
@@ -145,6 +163,36 @@ class Client:
         self.request(
             "PUT", f"/api/v1/code/{code_hash}", content=data, headers={"Content-Type": "application/gzip"}, timeout=300
         )
+
+    # -- blobs (large call arguments and results) ----------------------------------
+
+    def put_blob(self, data: bytes) -> str:
+        """Store ``data`` in the workspace's blob store (once per content); return its sha256."""
+        import hashlib
+
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            stored = self._http.head(f"/api/v1/blobs/{sha}").status_code == 200
+        except httpx.ConnectError as exc:
+            raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+        if not stored:
+            self.request(
+                "PUT",
+                f"/api/v1/blobs/{sha}",
+                content=data,
+                headers={"Content-Type": "application/octet-stream"},
+                timeout=None,
+            )
+        return sha
+
+    def get_blob(self, sha256: str) -> bytes:
+        """A blob's bytes, checked against its name."""
+        import hashlib
+
+        data = self.raw("GET", f"/api/v1/blobs/{sha256}", timeout=None).content
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise CoveError(502, "BlobCorrupt", f"blob {sha256} arrived with different content")
+        return data
 
     def deploy(self, **body: Any) -> dict[str, Any]:
         result: dict[str, Any] = self.request("POST", "/api/v1/deployments", json=body)

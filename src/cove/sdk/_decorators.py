@@ -50,6 +50,12 @@ if TYPE_CHECKING:
         app: str
         on_start: Callable[[], Any]
         inputs: type
+        gpu: str | list[str]
+        gpu_count: int
+        gpu_memory: int | str
+        gpu_compute: int
+        pool: str
+        network: list[str]  # "host:port" TCP destinations the container may reach; default: none
 else:
     P = R = None
 

@@ -30,6 +30,20 @@ def _normalise_python(version: str | None) -> str | None:
     return text
 
 
+def _check_python_env(path: str | None) -> str | None:
+    """An absolute, normalised folder path (it is looked up on the worker, not here)."""
+    if path is None:
+        return None
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path or len(path) > 1024:
+        raise ConfigError(f"python_env {path!r} must be an absolute path to an environment on the workers")
+    clean = os.path.normpath(path)
+    if clean != path.rstrip("/") or any(part == ".." for part in path.split("/")):
+        raise ConfigError(f"python_env {path!r} must be a normalised path (without '.', '..' or '//')")
+    if clean == "/":
+        raise ConfigError("python_env must name an environment's folder, not /")
+    return clean
+
+
 def _packages(value: Sequence[str] | str) -> tuple[str, ...]:
     if isinstance(value, str):
         if not os.path.isfile(value):
@@ -55,13 +69,22 @@ class _ImportGuard:
 class Image(Frozen):
     """What a container's environment holds. It is immutable: methods return new images."""
 
-    __slots__ = ("base_image", "commands", "env_vars", "python_packages", "python_version", "system_packages")
+    __slots__ = (
+        "base_image",
+        "commands",
+        "env_vars",
+        "python_env",
+        "python_packages",
+        "python_version",
+        "system_packages",
+    )
     python_version: str | None
     python_packages: tuple[str, ...]
     system_packages: tuple[str, ...]
     commands: tuple[str, ...]
     env_vars: tuple[tuple[str, str], ...]
     base_image: str | None
+    python_env: str | None  # an existing environment on the worker, used as is (see from_python_env)
 
     def __init__(
         self,
@@ -71,6 +94,7 @@ class Image(Frozen):
         commands: Sequence[str] = (),
         env_vars: Mapping[str, str] | Sequence[tuple[str, str]] = (),
         base_image: str | None = None,
+        python_env: str | None = None,
     ) -> None:
         pairs: Any = env_vars.items() if isinstance(env_vars, dict) else env_vars
         self._init(
@@ -80,7 +104,27 @@ class Image(Frozen):
             commands=tuple(commands),
             env_vars=tuple(sorted((str(k), str(v)) for k, v in pairs)),
             base_image=base_image,
+            python_env=_check_python_env(python_env),
         )
+        if self.python_env is not None:
+            fields = ("python_version", "python_packages", "system_packages", "commands", "base_image")
+            given = [name for name in fields if getattr(self, name)]
+            if given:
+                raise ConfigError(
+                    f"an image from an existing environment ({self.python_env}) is used as is; "
+                    f"it cannot also have {', '.join(given)}"
+                )
+
+    @classmethod
+    def from_python_env(cls, path: str | os.PathLike[str], env_vars: Mapping[str, str] | None = None) -> Image:
+        """An environment that already exists on the workers (a prepared venv, or ``sys.prefix``).
+
+        Nothing is built: the folder is mounted read-only into each container and
+        its ``bin/python`` runs the code. For large framework environments kept on
+        the nodes or on shared storage (PyTorch with CUDA), and for machines that
+        reach no package index. The path must exist on every worker that runs it.
+        """
+        return cls(python_env=os.fspath(path), env_vars=env_vars or {})
 
     def add_python_packages(self, *packages: str) -> Image:
         return self.replace(python_packages=self.python_packages + _packages(packages))
@@ -95,8 +139,8 @@ class Image(Frozen):
         return self.replace(env_vars=tuple(sorted({**dict(self.env_vars), **env}.items())))
 
     def spec(self) -> dict[str, Any]:
-        """The canonical, JSON-ready spec that the id hashes."""
-        return {
+        """The canonical, JSON-ready spec that the id hashes (``python_env`` only when set: ids stay stable)."""
+        spec: dict[str, Any] = {
             "spec_version": SPEC_VERSION,
             "python_version": self.python_version,
             "python_packages": list(self.python_packages),
@@ -105,6 +149,9 @@ class Image(Frozen):
             "env_vars": dict(self.env_vars),
             "base_image": self.base_image,
         }
+        if self.python_env is not None:
+            spec["python_env"] = self.python_env
+        return spec
 
     @property
     def id(self) -> str:
@@ -132,13 +179,13 @@ def validate_spec(spec: Any) -> dict[str, Any]:
     """Check an image spec that arrived from outside; raise ``ConfigError`` naming the problem."""
     if not isinstance(spec, dict):
         raise ConfigError("image spec must be an object")
-    expected = set(Image().spec())
+    expected = set(Image().spec()) | {"python_env"}
     unknown = set(spec) - expected
     if unknown:
         raise ConfigError(f"unknown image spec fields: {', '.join(sorted(unknown))}")
     if spec.get("spec_version", SPEC_VERSION) != SPEC_VERSION:
         raise ConfigError(f"image spec_version {spec.get('spec_version')!r} is not supported (expected {SPEC_VERSION})")
-    for key in ("python_version", "base_image"):
+    for key in ("python_version", "base_image", "python_env"):
         if spec.get(key) is not None and not isinstance(spec[key], str):
             raise ConfigError(f"{key} must be a string or null")
     try:
@@ -149,6 +196,7 @@ def validate_spec(spec: Any) -> dict[str, Any]:
             commands=_string_list(spec, "commands"),
             env_vars=_string_map(spec, "env_vars"),
             base_image=spec.get("base_image"),
+            python_env=spec.get("python_env"),
         )
     except (TypeError, AttributeError) as exc:
         raise ConfigError(f"image spec is malformed: {exc}") from None

@@ -20,6 +20,7 @@ from ._calls import dumps_arguments, loads_result, raise_failure
 from ._client import Client
 
 BATCH = 512
+BATCH_BYTES = 8 * 1024 * 1024  # well under the gateway's limit for one batch of inputs
 WINDOW = 20_000
 
 
@@ -39,13 +40,16 @@ class _Producer(threading.Thread):
     def run(self) -> None:
         try:
             batch: list[bytes] = []
+            size = 0
             for args, kwargs in self.inputs:
                 if self.stop.is_set():
                     return
-                batch.append(dumps_arguments(args, kwargs))
-                if len(batch) >= BATCH:
+                batch.append(dumps_arguments(args, kwargs, self.client))
+                size += len(batch[-1])
+                if len(batch) >= BATCH or size >= BATCH_BYTES:
                     self._send(batch)
                     batch = []
+                    size = 0
             if batch:
                 self._send(batch)
             self.total = self.sent
@@ -119,7 +123,7 @@ def run_map(
             header, outputs = unpack(response.content, "outputs")
             cursor = int(header["next"])
             for meta, data in outputs:
-                value = _decode(meta, data, return_exceptions)
+                value = _decode(meta, data, return_exceptions, client)
                 producer.received += 1
                 if order_outputs:
                     pending[int(meta["index"])] = value
@@ -142,9 +146,9 @@ def run_map(
                 client.request("DELETE", f"/api/v1/maps/{map_id}")
 
 
-def _decode(meta: dict[str, Any], data: bytes, return_exceptions: bool) -> Any:
+def _decode(meta: dict[str, Any], data: bytes, return_exceptions: bool, client: Client) -> Any:
     if meta.get("ok"):
-        return loads_result(data)
+        return loads_result(data, client)
     error = dict(meta.get("error") or {})
     if data:
         import base64

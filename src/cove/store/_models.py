@@ -153,6 +153,9 @@ class Task(Base):
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     container_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The gateway whose dispatcher holds the task in memory; NULL until the leader claims it
+    # (a task accepted by a gateway that does not run the scheduler).
+    owner: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
 
 
 class Secret(Base):
@@ -189,3 +192,30 @@ class ScheduleRun(Base):
     state: Mapped[str] = mapped_column(String(16))
     task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=_now)
+
+
+class WorkspaceQuota(Base):
+    """Limits on what one workspace's containers may hold at once; NULL means no limit."""
+
+    __tablename__ = "workspace_quotas"
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    max_containers: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_cpu_millis: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[float] = mapped_column(Float, default=_now)
+
+
+class ClusterLease(Base):
+    """A named lease several gateways compete for; its holder runs that job until ``expires_at``.
+
+    The ``scheduler`` lease decides which gateway runs the scheduler, autoscaler,
+    task dispatch and schedules. ``url`` is where its holder takes forwarded
+    requests; ``epoch`` grows by one each time the lease changes hands.
+    """
+
+    __tablename__ = "cluster_leases"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[float] = mapped_column(Float, default=0.0)

@@ -15,7 +15,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -24,6 +24,7 @@ from . import _models as m
 from ._ids import hash_secret, new_id, new_token_secret
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x636F7665  # "cove": the advisory lock key that serialises migrations
 ACTIVE_CONTAINER_STATES = ("pending", "starting", "listening", "ready", "stopping")
 
 
@@ -64,6 +65,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: AsyncEngine = create_async_engine(url)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._session = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -78,6 +80,9 @@ class Store:
             command.upgrade(cfg, "head")
 
         async with self.engine.begin() as conn:
+            if self.is_postgres:
+                # Gateways starting together on one database migrate one at a time (released at commit).
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             await conn.run_sync(upgrade)
 
     async def close(self) -> None:
@@ -327,14 +332,15 @@ class Store:
 
     async def active_schedules(self) -> list[m.Deployment]:
         """The newest active version of every ``@schedule`` deployment, in all workspaces."""
+        return await self.newest_active("schedule")
+
+    async def newest_active(self, kind: str | None = None) -> list[m.Deployment]:
+        """The newest active version of every deployment (of ``kind`` when given), in all workspaces."""
+        query = select(m.Deployment).where(m.Deployment.state == "active")
+        if kind is not None:
+            query = query.where(m.Deployment.kind == kind)
         async with self.session() as s:
-            rows = (
-                await s.scalars(
-                    select(m.Deployment)
-                    .where(m.Deployment.kind == "schedule", m.Deployment.state == "active")
-                    .order_by(m.Deployment.version)
-                )
-            ).all()
+            rows = (await s.scalars(query.order_by(m.Deployment.version))).all()
         newest: dict[tuple[str, str], m.Deployment] = {}
         for row in rows:
             newest[(row.workspace_id, row.name)] = row

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, or_, select, text, update
 
 from . import _models as m
 from ._store import Store
@@ -35,6 +35,13 @@ _UPDATE_FIELDS = (
     "container_id",
 )
 
+# LISTEN/NOTIFY channels (PostgreSQL): a task was accepted by a gateway that does not lead
+# (payload: its deployment id), and tasks finished (payload: their ids, comma-separated).
+NEW_TASKS_CHANNEL = "cove_tasks_new"
+DONE_TASKS_CHANNEL = "cove_tasks_done"
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+_IDS_PER_NOTIFY = 150  # 40-character ids: well under PostgreSQL's 8000-byte payload limit
+
 _table: Table = m.Task.__table__  # type: ignore[assignment]
 _update = (
     update(_table)
@@ -46,9 +53,11 @@ _update = (
 class TaskWriter:
     """Orders and batches task writes; ``insert`` waits for its commit, ``update`` does not."""
 
-    def __init__(self, store: Store, max_batch: int = 2000) -> None:
+    def __init__(self, store: Store, max_batch: int = 2000, owner: str | None = None) -> None:
         self._store = store
         self._max_batch = max_batch
+        self._insert = insert(_table).values(owner=owner) if owner is not None else insert(_table)
+        self._notify_done = store.is_postgres
         self._ops: asyncio.Queue[tuple[str, Any, asyncio.Future[None] | None]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -105,6 +114,8 @@ class TaskWriter:
                     group.extend(payload) if op == "insert" else group.append(payload)
                 if group:
                     await self._execute(conn, kind, group)
+                if self._notify_done:
+                    await _notify_finished(conn, batch)
         except Exception as exc:
             log.exception("writing %d task changes failed", len(batch))
             for _, _, done in batch:
@@ -115,12 +126,58 @@ class TaskWriter:
             if done is not None and not done.done():
                 done.set_result(None)
 
-    @staticmethod
-    async def _execute(conn: Any, kind: str | None, group: list[Any]) -> None:
+    async def _execute(self, conn: Any, kind: str | None, group: list[Any]) -> None:
         if kind == "insert":
-            await conn.execute(insert(_table), group)
+            await conn.execute(self._insert, group)
         else:
             await conn.execute(_update, group)
+
+
+async def _notify_finished(conn: Any, batch: list[tuple[str, Any, Any]]) -> None:
+    """Tell every gateway which tasks this batch finished; delivered when the batch commits."""
+    done = [op[1]["b_id"] for op in batch if op[0] == "update" and op[1].get("b_state") in TERMINAL_STATES]
+    for start in range(0, len(done), _IDS_PER_NOTIFY):
+        chunk = ",".join(done[start : start + _IDS_PER_NOTIFY])
+        await conn.execute(_NOTIFY, {"channel": DONE_TASKS_CHANNEL, "payload": chunk})
+
+
+async def insert_unowned(store: Store, rows: Sequence[dict[str, Any]]) -> None:
+    """Commit tasks no dispatcher holds yet, and wake the leader to claim them.
+
+    A gateway that does not run the scheduler accepts tasks this way: the row
+    is durable before the caller hears "accepted", and the leader takes it.
+    """
+    async with store.engine.begin() as conn:
+        await conn.execute(insert(_table), [{**row, "owner": None} for row in rows])
+        if store.is_postgres:
+            for deployment_id in sorted({row["deployment_id"] for row in rows}):
+                await conn.execute(_NOTIFY, {"channel": NEW_TASKS_CHANNEL, "payload": deployment_id})
+
+
+async def claim_tasks(store: Store, owner: str, *, unowned_only: bool = False) -> list[m.Task]:
+    """Take open tasks for ``owner``'s dispatcher; returns them oldest first.
+
+    All open tasks not already ``owner``'s when a gateway starts leading (what
+    the previous leader held died with it), or only the unclaimed PENDING ones
+    while it leads. Rows another transaction holds are skipped (``FOR UPDATE
+    SKIP LOCKED`` on PostgreSQL), so two claimers never take the same task.
+    """
+    if unowned_only:
+        which = select(m.Task.id).where(m.Task.owner.is_(None), m.Task.state == "PENDING")
+    else:
+        which = select(m.Task.id).where(
+            m.Task.state.in_(OPEN_STATES), or_(m.Task.owner.is_(None), m.Task.owner != owner)
+        )
+    query = (
+        update(m.Task)
+        .where(m.Task.id.in_(which.with_for_update(skip_locked=True).scalar_subquery()))
+        .values(owner=owner)
+        .returning(m.Task)
+    )
+    async with store.session() as s, s.begin():
+        rows = list((await s.scalars(query, execution_options={"synchronize_session": False})).all())
+    rows.sort(key=lambda row: (row.created_at, row.map_index or 0))
+    return rows
 
 
 async def get_task(store: Store, task_id: str) -> m.Task | None:

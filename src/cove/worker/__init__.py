@@ -5,6 +5,6 @@ or another host) and never opens the database. See :func:`run_worker`.
 """
 
 from ._settings import WorkerSettings, detect_capacity
-from ._worker import Worker, run_worker
+from ._worker import Worker, WorkerRefused, run_worker
 
-__all__ = ["Worker", "WorkerSettings", "detect_capacity", "run_worker"]
+__all__ = ["Worker", "WorkerRefused", "WorkerSettings", "detect_capacity", "run_worker"]

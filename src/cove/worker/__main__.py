@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cpu-millis", type=int, default=cpu)
     parser.add_argument("--memory-mib", type=int, default=memory)
     parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--advertise-host", default=None, help="this host's address for gateways (containers listen on TCP ports)"
+    )
     args = parser.parse_args(argv)
     if not args.token:
         parser.error("a token is required (--token or COVE_TOKEN)")
@@ -37,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         cpu_millis=args.cpu_millis,
         memory_mib=args.memory_mib,
         labels=labels,
+        advertise_host=args.advertise_host,
     )
     _logging.configure()
     asyncio.run(run_until_signalled(settings))

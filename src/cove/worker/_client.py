@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,8 +54,11 @@ class GatewayClient:
     async def events(self, worker_id: str, events: Sequence[ContainerEvent]) -> None:
         await self._post(f"/api/v1/workers/{worker_id}/events", {"events": [e.to_dict() for e in events]})
 
-    async def heartbeat(self, worker_id: str, containers: Iterable[str]) -> list[str]:
-        reply = await self._post(f"/api/v1/workers/{worker_id}/heartbeat", {"containers": sorted(containers)})
+    async def heartbeat(
+        self, worker_id: str, containers: Iterable[str], gpu: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        body = {"containers": sorted(containers), **(gpu or {})}
+        reply = await self._post(f"/api/v1/workers/{worker_id}/heartbeat", body)
         stop = reply.json().get("stop", []) if reply.content else []
         return [str(item) for item in stop]
 
@@ -71,3 +76,26 @@ class GatewayClient:
         reply.raise_for_status()
         data: dict[str, Any] = reply.json()
         return data
+
+    async def export(self, image_id: str, part: str, dest: Path) -> None:
+        """Stream one part of a built image into ``dest``; refuse it unless its sha256 matches the gateway's."""
+        digest = hashlib.sha256()
+        async with self.http.stream(
+            "GET",
+            f"/api/v1/images/{image_id}/export",
+            params={"part": part},
+            timeout=httpx.Timeout(600.0, connect=5.0),
+        ) as reply:
+            if reply.status_code != 200:
+                await reply.aread()
+                reply.raise_for_status()
+            expected = reply.headers.get("x-cove-sha256", "")
+            with dest.open("wb") as out:
+                async for chunk in reply.aiter_bytes(1024 * 1024):
+                    digest.update(chunk)
+                    out.write(chunk)
+        if not expected or digest.hexdigest() != expected:
+            raise ValueError(
+                f"image {image_id[:12]} part {part} arrived with sha256 {digest.hexdigest()[:12]}, "
+                f"not the {expected[:12] or 'missing'} the gateway announced; refusing it"
+            )

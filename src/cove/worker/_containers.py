@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from .._config import check_mount_path, check_object_name
+from .._gateway_socket import gateway_socket_path
 from .._protocol import ContainerEvent, ContainerSpec
 from .._volumes import ensure_volume
-from ..runtime import ContainerHandle, LaunchSpec, Runtime, open_unix_listener
+from ..gpu import GpuError, GpuManager
+from ..runtime import ContainerHandle, LaunchSpec, Runtime
+from ._listen import Listen, unix_listener
 from ._logs import ContainerLog, LogShipper
 from ._paths import WorkerDirs, check_id, force_rmtree
+from ._pool import Pooled
+from ._site import ensure_platform_site
 
 log = logging.getLogger("cove.worker")
+
+SITE_ENV = "COVE_PLATFORM_SITE"
+SITE_INSIDE = Path("/cove/site")
+GATEWAY_INSIDE = Path("/run/cove")
 
 Emit = Callable[[ContainerEvent], Awaitable[None]]
 Prepare = Callable[[ContainerSpec], Awaitable[tuple[Path, Path, Path, dict[str, float]]]]
@@ -41,8 +51,15 @@ class Container:
         grace: float,
         home: Path | None = None,
         root_of: Callable[[str], tuple[Path | None, tuple[Path, ...]]] | None = None,
+        pooled: Pooled | None = None,
+        listen: Listen = unix_listener,
+        gpus: GpuManager | None = None,
     ) -> None:
         self.spec = spec
+        self.gpus = gpus  # gives the container the GPUs placement chose (and starts its MPS daemon)
+        self.listen = listen  # unix socket beside the gateway, TCP port on a remote worker
+        self.pooled = pooled  # made ahead by the worker's pool: only ``crun start`` is left to do
+        self.ready = asyncio.Event()
         self.id = spec.container_id
         self.runtime = runtime
         self.dirs = dirs
@@ -69,6 +86,35 @@ class Container:
             out.append((ensure_volume(self.home, check_id(spec.workspace_id, "workspace id"), name), mount_path, name))
         return tuple(out)
 
+    async def _platform(self) -> tuple[dict[str, str], tuple[tuple[Path, str, str], ...]]:
+        """What lets code in the container call the gateway: the platform site and the gateway's socket.
+
+        Both are mounted into isolated containers (the socket's folder, not the
+        network: containers keep none) at fixed paths; the process engine gets
+        the host paths. The workspace token arrives with the order's secrets.
+        """
+        if self.spec.kind == "sandbox":
+            return {}, ()  # a sandbox runs code nobody reviewed: it gets no way to act for the workspace
+        isolated = self.runtime.isolated
+        site = await asyncio.to_thread(ensure_platform_site, self.dirs.root / "site")
+        env = {SITE_ENV: str(SITE_INSIDE if isolated else site)}
+        mounts = [(site, str(SITE_INSIDE), "cove-platform-site")]
+        socket = gateway_socket_path(self.home) if self.home is not None else None
+        if socket is not None and socket.is_socket():
+            inside = GATEWAY_INSIDE / socket.name
+            env["COVE_GATEWAY"] = f"unix:{inside if isolated else socket}"
+            mounts.append((socket.parent, str(GATEWAY_INSIDE), "cove-gateway"))
+        return env, tuple(mounts)
+
+    async def _with_gpus(self, launch: LaunchSpec) -> LaunchSpec:
+        """Add the placed GPUs: device nodes, driver files, variables; for a fraction its MPS daemon first."""
+        if self.gpus is None:
+            raise GpuError("this worker has no GPUs to give")
+        grant = await self.gpus.acquire(self.id, self.spec.gpus, isolated=self.runtime.isolated)
+        return dataclasses.replace(
+            launch, env={**launch.env, **grant.env}, devices=grant.devices, extra_mounts=grant.mounts
+        )
+
     async def stop(self) -> None:
         """Ask for a stop; the run task reports the exit."""
         self.stop_requested = True
@@ -77,31 +123,27 @@ class Container:
 
     async def run(self) -> None:
         started = time.perf_counter()
-        socket_path = self.dirs.socket_path(self.id)
-        work_dir = self.dirs.work / self.id
+        socket_path = self.pooled.socket_path if self.pooled else self.dirs.socket_path(self.id)
+        work_dir = self.pooled.work_dir if self.pooled else self.dirs.work / self.id
         try:
             await self._run(started, socket_path, work_dir)
         except Exception as exc:
             log.exception("container failed to start", extra={"container_id": self.id})
             await self.emit(ContainerEvent(self.id, "exited", reason=f"the worker could not start it: {exc}"))
         finally:
+            if self.gpus is not None and self.spec.gpus:
+                await self.gpus.release(self.id)  # the MPS daemon goes with the container
             socket_path.unlink(missing_ok=True)
             self.dirs.pid_file(self.id).unlink(missing_ok=True)
             force_rmtree(work_dir)
 
-    async def _run(self, started: float, socket_path: Path, work_dir: Path) -> None:
+    async def launch_spec(self, work_dir: Path) -> tuple[LaunchSpec, dict[str, float]]:
+        """Resolve image and code and describe the container for the engine (also used to make one ahead)."""
         spec = self.spec
-        try:
-            venv, python, code_dir, timings = await self.prepare(spec)
-        except Exception as exc:  # any preparation failure is the container's exit reason
-            log.warning("container preparation failed", extra={"container_id": self.id, "error": str(exc)})
-            await self.emit(ContainerEvent(self.id, "exited", reason=str(exc)))
-            return
-        if self.stop_requested:
-            await self.emit(ContainerEvent(self.id, "exited"))
-            return
+        venv, python, code_dir, timings = await self.prepare(spec)
         work_dir.mkdir(parents=True, exist_ok=True)
         rootfs, layers = self.root_of(spec.image_id) if self.root_of is not None else (None, ())
+        platform_env, platform_mounts = await self._platform()
         launch = LaunchSpec(
             container_id=self.id,
             python=python,
@@ -113,23 +155,49 @@ class Container:
             function=spec.function,
             kind=spec.kind,
             concurrency=spec.concurrent_requests,
-            env=dict(spec.env),
+            env={**spec.env, **platform_env},
             secret_env=dict(spec.secret_env),
-            volumes=self._volumes(spec),
+            volumes=self._volumes(spec) + platform_mounts,
             cpu_millis=spec.cpu_millis,
             memory_mib=spec.memory_mib,
             rootfs=rootfs,
             layers=layers,
+            network=tuple(spec.network),
         )
-        mark = time.perf_counter()
-        listener = open_unix_listener(socket_path)
-        timings["socket_ms"] = _ms(mark)
-        try:
-            # The gateway may connect from now on; its request waits in the backlog while we boot.
-            await self.emit(ContainerEvent(self.id, "listening", address=f"unix:{socket_path}", timings=dict(timings)))
-            self.handle = handle = await self.runtime.start(launch, listener)
-        finally:
-            listener.close()  # the runner holds the only copy now: the socket dies with it
+        return launch, timings
+
+    async def _run(self, started: float, socket_path: Path, work_dir: Path) -> None:
+        spec = self.spec
+        if self.pooled is not None:
+            timings: dict[str, float] = {}
+            if self.stop_requested:
+                await self.pooled.created.discard()
+                await self.emit(ContainerEvent(self.id, "exited"))
+                return
+            address = self.pooled.address
+            await self.emit(ContainerEvent(self.id, "listening", address=address))
+            self.handle = handle = await self.pooled.created.start(self.id, spec.secret_env)
+        else:
+            try:
+                launch, timings = await self.launch_spec(work_dir)
+                if spec.gpus:
+                    launch = await self._with_gpus(launch)
+            except Exception as exc:  # any preparation failure is the container's exit reason
+                log.warning("container preparation failed", extra={"container_id": self.id, "error": str(exc)})
+                await self.emit(ContainerEvent(self.id, "exited", reason=str(exc)))
+                return
+            if self.stop_requested:
+                await self.emit(ContainerEvent(self.id, "exited"))
+                return
+            mark = time.perf_counter()
+            listener, address = self.listen(socket_path)
+            timings["socket_ms"] = _ms(mark)
+            try:
+                # The gateway may connect from now on; its request waits in the backlog while we boot.
+                await self.emit(ContainerEvent(self.id, "listening", address=address, timings=dict(timings)))
+                self.handle = handle = await self.runtime.start(launch, listener)
+            finally:
+                listener.close()  # the runner holds the only copy now: the socket dies with it
         self.dirs.pid_file(self.id).write_text(str(handle.pid))
         output = ContainerLog(self.id, self.dirs.logs / f"{self.id}.log", self.shipper)
         pumps = [
@@ -143,7 +211,8 @@ class Container:
                 timings.update(handle.timings)
                 timings["total_ms"] = _ms(started)
                 log.info("container ready", extra={"container_id": self.id, "timings": timings})
-                await self.emit(ContainerEvent(self.id, "ready", address=f"unix:{socket_path}", timings=timings))
+                self.ready.set()
+                await self.emit(ContainerEvent(self.id, "ready", address=address, timings=timings))
             exit_code = await handle.wait()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*pumps), timeout=2)

@@ -18,6 +18,7 @@ class WorkerSettings:
     ``runtime`` names the engine (``auto``, ``crun``, ``runc`` or ``process``; see
     :func:`cove.runtime.select_runtime`). Code that builds settings directly gets
     ``$COVE_RUNTIME`` or ``process``; the ``cove worker`` command asks for ``auto``.
+    ``advertise_host`` makes containers listen on TCP ports of that address.
     """
 
     gateway_url: str
@@ -31,6 +32,9 @@ class WorkerSettings:
     stop_grace_seconds: float = 10.0
     poll_wait_seconds: float = 20.0
     runtime: str = dataclasses.field(default_factory=lambda: os.environ.get("COVE_RUNTIME", "process"))
+    # On another host than the gateway: the address gateways reach this machine at. Containers then
+    # listen on TCP ports of it instead of unix sockets. None: the worker shares the gateway's machine.
+    advertise_host: str | None = None
 
 
 def detect_capacity() -> tuple[int, int]:

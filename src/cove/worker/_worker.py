@@ -20,14 +20,29 @@ from typing import Any
 import httpx
 
 from .._protocol import ContainerEvent, ContainerSpec, Order
-from ..runtime import Runtime, select_runtime
+from ..gpu import GpuManager, detect_inventory, mps_root
+from ..runtime import LaunchSpec, Runtime, select_runtime
 from ._client import GatewayClient, WorkerUnknown
 from ._containers import Container
+from ._images import ImageCache
+from ._listen import tcp_listener, unix_listener
 from ._logs import LogShipper
 from ._paths import WorkerDirs, check_hash, check_id
+from ._pool import ContainerPool, Pooled, PoolSettings
 from ._settings import WorkerSettings
 
 log = logging.getLogger("cove.worker")
+
+
+class WorkerRefused(RuntimeError):
+    """The gateway answered 401 or 403 to registration: the token is wrong, revoked or not a worker's."""
+
+
+def _message(reply: httpx.Response) -> str:
+    try:
+        return str(reply.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return reply.text[:200]
 
 
 class Backoff:
@@ -66,9 +81,22 @@ class Worker:
         self._register_lock = asyncio.Lock()
         self._heartbeat_now = asyncio.Event()
         self._code: dict[str, asyncio.Task[Path]] = {}
-        self._images: dict[str, tuple[Path, Path]] = {}
-        # Root filesystem of images with system layers: (Debian base, layers topmost first).
-        self._roots: dict[str, tuple[Path | None, tuple[Path, ...]]] = {}
+        self.gpus = GpuManager(detect_inventory(owner=settings.name), mps_root(settings.name, self.dirs.root))
+        self.images = ImageCache(
+            self.client, settings.home, isolated=self.runtime.isolated, runtime_name=self.runtime.name
+        )
+        self.listen = tcp_listener(settings.advertise_host) if settings.advertise_host else unix_listener
+        # Containers made ahead for recently started specs (engines that can create without running).
+        self.pool: ContainerPool | None = None
+        # (Not on a remote worker yet: pooled containers listen on unix sockets, which gateways cannot reach.)
+        if callable(getattr(self.runtime, "create", None)) and not settings.advertise_host:
+            self.pool = ContainerPool(
+                self.runtime,  # type: ignore[arg-type]
+                self.dirs,
+                self._build_launch,
+                PoolSettings.from_env(),
+                listen=self.listen,
+            )
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -78,8 +106,12 @@ class Worker:
         reap = getattr(self.runtime, "reap_stale", None)
         if reap is not None:
             await asyncio.to_thread(reap)
+        if self.pool is not None:
+            self.pool.reap_leftovers()
         await self._register()
         loops = [self._poll_orders(), self._heartbeat(), self._send_events(), self.shipper.run()]
+        if self.pool is not None:
+            loops.append(self.pool.run_expiry())
         await asyncio.gather(*(self._guard(loop) for loop in loops))
 
     async def shutdown(self) -> None:
@@ -87,6 +119,8 @@ class Worker:
         ids = list(self.containers)
         if ids:
             log.info("stopping all containers", extra={"count": len(ids)})
+        if self.pool is not None:
+            await self.pool.close()
         await asyncio.gather(*(self._stop(cid) for cid in ids), return_exceptions=True)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._flush_events(), timeout=3)
@@ -121,6 +155,8 @@ class Worker:
             "labels": dict(settings.labels),
             "runtime": self.runtime.name,
             "shares_home": str(settings.home.root),
+            **({"gpus": self.gpus.report()} if self.gpus.report() else {}),
+            **({"advertise_host": settings.advertise_host} if settings.advertise_host else {}),
         }
         backoff = Backoff()
         while True:
@@ -128,8 +164,17 @@ class Worker:
                 reply = await self.client.register(body)
                 self.worker_id = str(reply["worker_id"])
                 self.heartbeat_seconds = float(reply.get("heartbeat_seconds", settings.heartbeat_seconds))
+                self.images.shares_home = bool(reply.get("shares_home", True))
                 log.info("registered with the gateway", extra={"worker_id": self.worker_id})
                 return
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code in (401, 403):
+                    # Retrying cannot fix a bad token: stop, and say why.
+                    raise WorkerRefused(
+                        f"the gateway refused this worker ({exc.response.status_code}): {_message(exc.response)}"
+                    ) from None
+                log.warning("cannot register with the gateway; retrying", extra={"error": repr(exc)})
+                await backoff.wait()
             except (httpx.HTTPError, KeyError, ValueError) as exc:
                 log.warning("cannot register with the gateway; retrying", extra={"error": repr(exc)})
                 await backoff.wait()
@@ -167,6 +212,9 @@ class Worker:
             self._start(order.spec)
         elif order.action == "stop":
             self._spawn(self._stop(order.container_id))
+        elif order.action == "drain" and order.deployment_id:
+            if self.pool is not None:
+                self.pool.drain(order.deployment_id)
         else:
             log.warning("ignoring a malformed order", extra={"order": order.to_dict()})
 
@@ -174,7 +222,8 @@ class Worker:
         while True:
             worker_id = self.worker_id
             try:
-                stop = await self.client.heartbeat(str(worker_id), self.containers.keys())
+                gpu = await asyncio.to_thread(self.gpus.heartbeat, list(self.containers))
+                stop = await self.client.heartbeat(str(worker_id), self.containers.keys(), gpu)
             except WorkerUnknown:
                 await self._reregister(worker_id)
                 continue
@@ -233,20 +282,17 @@ class Worker:
         except ValueError as exc:
             self._events.put_nowait(ContainerEvent(container_id, "exited", reason=str(exc)))
             return
-        container = Container(
-            spec,
-            runtime=self.runtime,
-            dirs=self.dirs,
-            shipper=self.shipper,
-            emit=self._emit,
-            prepare=self._prepare,
-            grace=self.settings.stop_grace_seconds,
-            home=self.settings.home.root,
-            root_of=self.image_root,
-        )
+        pooled = None
+        # GPU containers are never made ahead: their GPUs (and MPS daemon) exist only once placed.
+        if self.pool is not None and not spec.gpus:
+            pooled = self.pool.take(spec)
+            self.pool.note(spec)
+        container = self._container(spec, pooled)
         self.containers[container_id] = container
         task = self._spawn(container.run())
         self._runs[container_id] = task
+        if self.pool is not None and not spec.gpus:
+            self._spawn(self._refill(container, task))
 
         def forget(_: asyncio.Task[None]) -> None:
             self.containers.pop(container_id, None)
@@ -263,6 +309,40 @@ class Worker:
             return
         await container.stop()
         await asyncio.shield(run)
+        if self.pool is not None and not container.spec.gpus:
+            self.pool.note(container.spec)  # scaled down now, likely up again soon
+            await self.pool.fill(container.spec)
+
+    def _container(self, spec: ContainerSpec, pooled: Pooled | None = None) -> Container:
+        return Container(
+            spec,
+            runtime=self.runtime,
+            dirs=self.dirs,
+            shipper=self.shipper,
+            emit=self._emit,
+            prepare=self._prepare,
+            grace=self.settings.stop_grace_seconds,
+            home=self.settings.home.root,
+            root_of=self.image_root,
+            listen=self.listen,
+            pooled=pooled,
+            gpus=self.gpus,
+        )
+
+    async def _build_launch(self, spec: ContainerSpec, work_dir: Path) -> LaunchSpec:
+        launch, _timings = await self._container(spec).launch_spec(work_dir)
+        return launch
+
+    async def _refill(self, container: Container, run: asyncio.Task[None]) -> None:
+        """Once the new container is ready (not before: both would share the cpu), make its successor."""
+        assert self.pool is not None
+        ready = asyncio.ensure_future(container.ready.wait())
+        try:
+            await asyncio.wait({ready, run}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if container.ready.is_set():
+            await self.pool.fill(container.spec)
 
     async def _prepare(self, spec: ContainerSpec) -> tuple[Path, Path, Path, dict[str, float]]:
         """Resolve the image and the code (concurrently); return venv, python, code dir and timings."""
@@ -287,38 +367,13 @@ class Worker:
 
     def image_root(self, image_id: str) -> tuple[Path | None, tuple[Path, ...]]:
         """The root filesystem of an image resolved by ``_image``: (None, ()) means the engine's default."""
-        return self._roots.get(image_id, (None, ()))
+        image = self.images.known(image_id)
+        return (image.rootfs, image.layers) if image is not None else (None, ())
 
     async def _image(self, image_id: str) -> tuple[Path, Path]:
-        cached = self._images.get(image_id)
-        if cached is not None and (cached[1].exists() or (image_id in self._roots and cached[0].is_dir())):
-            return cached
-        try:
-            info = await self.client.image(image_id)
-        except httpx.HTTPError as exc:
-            raise RuntimeError(f"cannot look up image {image_id}: {exc}") from exc
-        if info.get("status") != "ready":
-            raise RuntimeError(f"image {image_id} is not ready (status {info.get('status')!r})")
-        venv = Path(str(info.get("path", "")))
-        python = Path(str(info.get("python") or venv / "bin" / "python"))
-        rootfs = Path(str(info["rootfs"])) if info.get("rootfs") else None
-        layers = tuple(Path(str(p)) for p in info.get("layers") or ())
-        if rootfs is not None:
-            if not self.runtime.isolated:
-                raise RuntimeError(
-                    f"image {image_id[:12]} has system packages or commands, which run only on the crun engine; "
-                    f"this worker uses the {self.runtime.name} engine (start it with --runtime crun)"
-                )
-            if not all(folder.is_dir() for folder in (venv, rootfs, *layers)):
-                raise RuntimeError(f"image {image_id} is not on this machine (its root filesystem is missing)")
-            self._roots[image_id] = (rootfs, layers)
-        elif not venv.is_absolute() or not python.exists():
-            raise RuntimeError(
-                f"image {image_id} is not on this machine (no interpreter at {python}); "
-                "workers that do not share the gateway's home cannot receive images yet"
-            )
-        self._images[image_id] = (venv, python)
-        return venv, python
+        """The image's venv and interpreter on this machine (pulled from the gateway when not shared)."""
+        image = await self.images.resolve(image_id)
+        return image.venv, image.python
 
     async def _code_dir(self, code_hash: str) -> Path:
         dest = self.dirs.code / check_hash(code_hash)

@@ -1,0 +1,95 @@
+"""The hop from a gateway that does not lead to the leader: one kept-alive client, bodies streamed both ways."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+log = logging.getLogger("cove.cluster.forward")
+
+FORWARDED = b"x-cove-forwarded"
+# Headers that describe one connection, not the message: never passed on.
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+    }
+)
+
+
+async def unavailable(send: Any, message: str, retry_after: int = 2) -> None:
+    """503 with the usual error body: the caller should retry once the cluster has a leader again."""
+    body = json.dumps({"error": {"type": "NoLeader", "message": message}}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(retry_after).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Forwarder:
+    """Relays ASGI HTTP requests to another gateway and streams the answer back."""
+
+    def __init__(self) -> None:
+        # No read timeout: worker long-polls, log follows and image builds legitimately take long.
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(None, connect=5.0),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def forward(self, base_url: str, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string", b"")
+        url = base_url.rstrip("/") + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP]
+        headers.append((FORWARDED, b"1"))
+
+        async def body() -> AsyncIterator[bytes]:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                if chunk:
+                    yield chunk
+                if not message.get("more_body"):
+                    return
+
+        request = self._client.build_request(scope["method"], url, headers=headers, content=body())
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            log.warning("forwarding %s %s to the leader %s failed: %r", scope["method"], scope["path"], base_url, exc)
+            await unavailable(send, f"the leading gateway at {base_url} did not answer ({type(exc).__name__}); retry")
+            return
+        try:
+            raw = [
+                (k, v)
+                for k, v in response.headers.raw
+                if k.lower() not in _HOP_BY_HOP or k.lower() == b"content-length"
+            ]
+            await send({"type": "http.response.start", "status": response.status_code, "headers": raw})
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except httpx.HTTPError as exc:
+            log.warning("the leader's answer to %s %s broke off: %r", scope["method"], scope["path"], exc)
+        finally:
+            await response.aclose()
