@@ -132,6 +132,18 @@ def test_auth_and_workspace_isolation(server: Server) -> None:
         assert http.post("/endpoint/add", json={"a": 1, "b": 1}).status_code == 401
 
 
+def test_user_token_revokes_only_user_tokens_of_its_workspace(server: Server) -> None:
+    member = server.cli_json("token", "create", "--name", "member")
+    peer = server.cli_json("token", "create", "--name", "peer")
+    with server.http() as http:
+        admin_id = http.get("/api/v1/whoami").json()["token_id"]
+    with server.http(member["token"]) as http:
+        assert http.delete(f"/api/v1/tokens/{admin_id}").status_code == 404  # the operator cannot be locked out
+        assert http.delete(f"/api/v1/tokens/{peer['id']}").status_code == 200
+    with server.http() as http:
+        assert http.get("/api/v1/whoami").status_code == 200
+
+
 def test_user_token_cannot_act_as_worker(server: Server) -> None:
     user = server.cli_json("token", "create", "--name", "plain")
     with server.http(user["token"]) as http:

@@ -77,7 +77,9 @@ def test_container_token_is_scoped_to_its_workspace(nested: ModuleType, server: 
     other_token = made.json()["token"]
     server.cli("deploy", f"{NESTED}:nested_other_only", token=other_token)
 
-    probe = nested.nested_probe.remote(_port(server))
+    with server.http() as http:
+        admin_id = http.get("/api/v1/whoami").json()["token_id"]
+    probe = nested.nested_probe.remote(_port(server), admin_id)
 
     assert probe["token_is_set"]
     assert probe["site_is_last"]  # the image's own httpx/cloudpickle would win over the platform's
@@ -89,6 +91,10 @@ def test_container_token_is_scoped_to_its_workspace(nested: ModuleType, server: 
     assert probe["admin_token"] == 403
     assert probe["other_workspace_token"] == 403
     assert probe["image_gc"] == 403
+    assert probe["user_token"] == 403  # a container's token makes no tokens, not even plain ones
+    assert probe["revoke_admin"] == 403  # nor locks the operator out
+    with server.http() as http:
+        assert http.get("/api/v1/whoami").status_code == 200
     if _runtime(server) in ("crun", "runc"):
         # No network in the container: the gateway's TCP port is not there, only its socket.
         assert probe["tcp_to_gateway"] == "ConnectionRefusedError"

@@ -49,3 +49,18 @@ def test_min_containers_start_at_deploy_follow_the_newest_version_and_survive_re
             assert http.post("/endpoint/warm", json={}).json() == {"version": 2}
     finally:
         restarted.stop()
+    # Stopping the server stops every container it started: no process still names its home.
+    time.sleep(1)
+    leftovers = [
+        entry.name
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and str(fresh_server.home) in _cmdline(entry)
+    ]
+    assert not leftovers, f"processes left running after the server stopped: {leftovers}"
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

@@ -22,6 +22,7 @@ from ..scheduler._cron import check as check_schedule
 from ..sdk._decorators import check_name
 from ..sdk._image import image_id, validate_spec
 from ..store import Conflict, Deployment, NotFound, Principal
+from ..store._container_tokens import is_container_token
 from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep, read_limited
 from ._errors import ApiError
 from ._quotas_api import check_deploy_quota
@@ -401,8 +402,15 @@ class TokenRequest(BaseModel):
     role: str = Field(default="user", pattern=r"^(user|admin|worker)$")
 
 
+async def _refuse_container_token(gw: Gateway, who: Principal) -> None:
+    """Code in a container calls its workspace's functions; it never makes or revokes tokens."""
+    if who.role != "admin" and await is_container_token(gw.store, who.token_id):
+        raise ApiError(403, "a container's token cannot make or revoke tokens")
+
+
 @router.post("/tokens", status_code=201)
 async def create_token(body: TokenRequest, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    await _refuse_container_token(gw, who)
     workspace = body.workspace or who.workspace_name
     if (workspace != who.workspace_name or body.role in ("admin", "worker")) and who.role != "admin":
         raise ApiError(403, "only an admin token can make tokens for other workspaces, admin or worker tokens")
@@ -423,6 +431,7 @@ async def list_tokens(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]
 
 @router.delete("/tokens/{token_id}")
 async def revoke_token(token_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    await _refuse_container_token(gw, who)
     try:
         await gw.store.revoke_token(who, token_id)
     except NotFound as exc:

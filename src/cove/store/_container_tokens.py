@@ -49,3 +49,10 @@ async def revoke_container_tokens(store: Store, container_ids: list[str] | None 
             query = query.where(m.Token.name.like(PREFIX + "%"), m.Token.name.not_in(live_names))
         result = await s.execute(query.values(revoked_at=time.time()))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def is_container_token(store: Store, token_id: str) -> bool:
+    """Whether ``token_id`` was minted for a container: such tokens call code, they never manage tokens."""
+    async with store.session() as s:
+        name = await s.scalar(select(m.Token.name).where(m.Token.id == token_id))
+    return bool(name and name.startswith(PREFIX))

@@ -190,10 +190,14 @@ class Store:
             return rows.all()
 
     async def revoke_token(self, who: Principal, token_id: str) -> None:
-        """Users revoke tokens of their own workspace; the admin revokes any."""
+        """Users revoke user tokens of their own workspace; the admin revokes any.
+
+        A user cannot revoke an admin or worker token, even in its own workspace:
+        that would let any member lock the operator (or the workers) out.
+        """
         query = update(m.Token).where(m.Token.id == token_id, m.Token.revoked_at.is_(None))
         if who.role != "admin":
-            query = query.where(m.Token.workspace_id == who.workspace_id)
+            query = query.where(m.Token.workspace_id == who.workspace_id, m.Token.role == "user")
         async with self.session() as s, s.begin():
             result = await s.execute(query.values(revoked_at=time.time()))
             if result.rowcount == 0:  # type: ignore[attr-defined]

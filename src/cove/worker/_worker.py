@@ -119,9 +119,9 @@ class Worker:
         ids = list(self.containers)
         if ids:
             log.info("stopping all containers", extra={"count": len(ids)})
-        if self.pool is not None:
-            await self.pool.close()
-        await asyncio.gather(*(self._stop(cid) for cid in ids), return_exceptions=True)
+        # Parked containers are discarded while the live ones stop: the supervisor's grace is short.
+        closing = [self.pool.close()] if self.pool is not None else []
+        await asyncio.gather(*closing, *(self._stop(cid) for cid in ids), return_exceptions=True)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._flush_events(), timeout=3)
         with contextlib.suppress(Exception):

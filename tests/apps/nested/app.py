@@ -38,7 +38,7 @@ def nested_endpoint(x: int) -> dict[str, Any]:
 
 
 @function
-def nested_probe(port: int) -> dict[str, Any]:
+def nested_probe(port: int, admin_token_id: str = "") -> dict[str, Any]:
     """What this container's own token may do, and whether the gateway's TCP port is reachable from here."""
     from cove.sdk._client import Client
 
@@ -59,6 +59,8 @@ def nested_probe(port: int) -> dict[str, Any]:
         "admin_token": status("POST", "/api/v1/tokens", json={"name": "escalate", "role": "admin"}),
         "other_workspace_token": status("POST", "/api/v1/tokens", json={"name": "hop", "workspace": "nested-other"}),
         "image_gc": status("POST", "/api/v1/images/gc"),
+        "user_token": status("POST", "/api/v1/tokens", json={"name": "plain"}),
+        "revoke_admin": status("DELETE", f"/api/v1/tokens/{admin_token_id}") if admin_token_id else None,
         "tcp_to_gateway": tcp,
         "token_is_set": bool(os.environ.get("COVE_TOKEN")),
         "site_is_last": sys.path[-1] == os.environ.get("COVE_PLATFORM_SITE"),
