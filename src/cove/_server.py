@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -118,7 +119,7 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
         timeout_keep_alive=30,
         backlog=4096,
     )
-    server = uvicorn.Server(config)
+    server = _GatewayServer(config)
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():
@@ -147,6 +148,17 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
             info = json.loads(settings.home.server_info.read_text())
             if info.get("pid") == os.getpid():
                 settings.home.server_info.unlink()
+
+
+class _GatewayServer(uvicorn.Server):
+    """The TCP listener: on the way down it first answers the workers' long polls, then waits for requests."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        gateway = getattr(getattr(self.config.app, "api", None), "state", None)
+        scheduler = getattr(getattr(gateway, "gateway", None), "scheduler", None)
+        if scheduler is not None:
+            scheduler.release_long_polls()
+        await super().shutdown(sockets)
 
 
 class _CompanionServer(uvicorn.Server):

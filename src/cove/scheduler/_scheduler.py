@@ -228,6 +228,15 @@ class Scheduler:
 
     # -- workers ------------------------------------------------------------------
 
+    def release_long_polls(self) -> None:
+        """The gateway is stopping: answer every worker's waiting order poll now (with whatever is queued).
+
+        Otherwise the HTTP server, which waits for open requests before it stops,
+        would sit out each poll's full wait.
+        """
+        for worker in self.workers.values():
+            worker.has_orders.set()
+
     def add_worker(self, worker: WorkerHandle) -> None:
         worker.admin_state = self._admin_states.get(worker.name, worker.admin_state)
         self.workers[worker.id] = worker
