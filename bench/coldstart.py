@@ -48,7 +48,9 @@ def _engine(name: str, root: Path) -> Any:
     binary = name.removesuffix("+pool")
     if os.geteuid() != 0 or shutil.which(binary) is None:
         return None
-    return CrunRuntime(binary, root=root / name)
+    runtime = CrunRuntime(binary, root=root / name)
+    runtime.pylib.build(Path(cove.__file__).resolve().parent)  # as a worker does when it starts (not timed)
+    return runtime
 
 
 async def _one(runtime: Any, spec: LaunchSpec, sock: Path, pooled: bool) -> tuple[float, dict[str, float]]:

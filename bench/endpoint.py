@@ -1,12 +1,22 @@
 """Endpoint benchmark: cold starts, warm latency and throughput, against a bare uvicorn app.
 
-    python bench/endpoint.py [--cold N] [--requests N]
+    python bench/endpoint.py [--cold N] [--requests N] [--pool both|on|off] [--cold-only]
 
 Starts its own ``cove server`` on a free loopback port with a temporary home,
 deploys a no-import handler and the numpy example, and prints:
-cold start (no container → response) p50/p95 for both; warm p50/p99 and
+cold start (no container → response) p50/p95 for both, through the gateway,
+with the worker's container pool on (a container made ahead: only ``crun
+start`` is left) and off (``COVE_POOL_PER_SPEC=0``: the whole ``crun run``),
+each with the median of every phase the platform records; warm p50/p99 and
 requests/s at concurrency 1 and 32 through the gateway; the same for a bare
 uvicorn app (uvloop + httptools, one process) answering the same JSON.
+
+Phases (ms, median): ``order_ms`` gateway order → worker has it; ``image_ms``/
+``code_ms``/``socket_ms`` preparation; ``mount_ms``/``spec_ms`` the bundle;
+``spawn_ms`` posix_spawn of crun; ``runtime_start_ms`` crun until the runner's
+exec; ``ready_ms`` spawn → runner accepting; ``total_ms`` worker's order → ready;
+``rest_ms`` the end-to-end time minus ``order_ms`` and ``total_ms`` (request
+parsing, the events' trip, the relay to the container and the first response).
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -38,10 +50,12 @@ class Cove(CoveServer):
             time.sleep(0.02)
         raise RuntimeError(f"containers of {name} did not stop")
 
-    def cold_starts(self, name: str, count: int) -> tuple[list[float], list[dict[str, float]]]:
+    def cold_starts(self, name: str, count: int, settle: float = 0.0) -> tuple[list[float], list[dict[str, float]]]:
+        """``count`` requests, each with no container running; ``settle`` s after each stop (the pool refills)."""
         times, phases = [], []
         for _ in range(count):
             self.stop_containers(name)
+            time.sleep(settle)
             started = time.perf_counter()
             response = self.http.post(f"/endpoint/{name}", content=BODY)
             times.append((time.perf_counter() - started) * 1000)
@@ -50,15 +64,39 @@ class Cove(CoveServer):
             container = response.headers["x-cove-container"]
             row = next((c for c in self.http.get("/api/v1/containers").json() if c["id"] == container), None)
             if row and row["timings"]:
-                phases.append(row["timings"])
+                timings = dict(row["timings"])
+                timings["rest_ms"] = times[-1] - timings.get("order_ms", 0.0) - timings.get("total_ms", 0.0)
+                phases.append(timings)
         return times, phases
 
 
 def phase_summary(phases: list[dict[str, float]]) -> str:
     if not phases:
         return ""
-    keys = sorted({k for p in phases for k in p})
-    return "  ".join(f"{k}={sorted(p.get(k, 0) for p in phases)[len(phases) // 2]:.1f}" for k in keys)
+    keys = sorted({k for p in phases for k in p} - {"created_ahead"})
+    return "  ".join(f"{k}={statistics.median(p.get(k, 0) for p in phases):.1f}" for k in keys)
+
+
+def cold_section(count: int, pool: str) -> None:
+    """Cold starts through the gateway with the worker's container pool ``on`` or ``off``."""
+    os.environ["COVE_POOL_PER_SPEC"] = "1" if pool == "on" else "0"
+    cove = Cove()
+    try:
+        cove.cli("deploy", f"{ROOT}/bench/apps/noop/app.py:echo")
+        cove.cli("deploy", f"{ROOT}/examples/hello/app.py:predict")
+        # With the pool, each stop is followed by making the next container ahead: give it time (not timed).
+        settle = 0.4 if pool == "on" else 0.05
+        cove.cold_starts("echo", 3, settle)  # warm the page cache; dropped
+        cold_noop, phases_noop = cove.cold_starts("echo", count, settle)
+        cove.cold_starts("predict", 2, settle + 0.4)
+        cold_numpy, phases_numpy = cove.cold_starts("predict", max(20, count * 2 // 5), settle + 0.4)
+    finally:
+        cove.close()
+    print(f"\n== cold start through the gateway, container pool {pool}")
+    print(f"no-import handler   {summary(cold_noop)}")
+    print(f"  phases (median ms): {phase_summary(phases_noop)}")
+    print(f"numpy example       {summary(cold_numpy)}")
+    print(f"  phases (median ms): {phase_summary(phases_numpy)}", flush=True)
 
 
 async def warm(url: str, token: str | None, requests: int) -> list[str]:
@@ -72,28 +110,26 @@ async def warm(url: str, token: str | None, requests: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cold", type=int, default=20, help="cold starts per handler")
+    parser.add_argument("--cold", type=int, default=50, help="cold starts of the no-import handler (numpy: 2/5, ≥ 20)")
     parser.add_argument("--requests", type=int, default=5000, help="requests per warm run")
+    parser.add_argument("--pool", choices=["both", "on", "off"], default="both", help="cold starts with the pool")
+    parser.add_argument("--cold-only", action="store_true", help="only the cold-start sections")
     args = parser.parse_args()
+    for pool in ("on", "off") if args.pool == "both" else (args.pool,):
+        cold_section(args.cold, pool)
+    os.environ.pop("COVE_POOL_PER_SPEC", None)
+    if args.cold_only:
+        return
 
     cove = Cove()
     bare = None
     try:
-        print("deploying the no-import handler and the numpy example ...", flush=True)
         cove.cli("deploy", f"{ROOT}/bench/apps/noop/app.py:echo")
-        cove.cli("deploy", f"{ROOT}/examples/hello/app.py:predict")
-        cold_noop, phases_noop = cove.cold_starts("echo", args.cold)
-        cold_numpy, phases_numpy = cove.cold_starts("predict", max(5, args.cold // 2))
         gateway_rows = asyncio.run(warm(f"{cove.url}/endpoint/echo", cove.token, args.requests))
 
         bare, bare_url = start_bare_uvicorn()
         bare_rows = asyncio.run(warm(bare_url, None, args.requests))
 
-        print("\n== cold start: request with no container → response")
-        print(f"no-import handler   {summary(cold_noop)}")
-        print(f"  phases (median ms): {phase_summary(phases_noop)}")
-        print(f"numpy example       {summary(cold_numpy)}")
-        print(f"  phases (median ms): {phase_summary(phases_numpy)}")
         print("\n== warm requests (same JSON echo)")
         for label, rows in (("cove gateway → container", gateway_rows), ("bare uvicorn", bare_rows)):
             print(label)

@@ -166,8 +166,10 @@ def test_scale_from_zero_and_to_zero(server: Server) -> None:
     server.deploy(f"{BASIC}:brief")
     assert server.containers("brief") == []
     with server.http() as http:
-        assert http.post("/endpoint/brief", json={}).status_code == 200
-    assert len(server.containers("brief")) == 1
+        reply = http.post("/endpoint/brief", json={})
+        assert reply.status_code == 200
+    # The container that answered exists (it may already be leaving: keep_warm_seconds=1).
+    assert reply.headers["x-cove-container"] in {c["id"] for c in server.containers("brief", all_=True)}
     # keep_warm_seconds=1: the idle container goes away by itself
     server.wait_for(lambda: server.containers("brief") == [], timeout=15)
     exited = [c for c in server.containers("brief", all_=True) if c["state"] == "exited"]
@@ -188,7 +190,8 @@ def test_requests_queue_while_container_boots(server: Server) -> None:
 def test_autoscaler_starts_containers_for_concurrent_load(server: Server) -> None:
     server.deploy(f"{BASIC}:slow")
     with server.http() as http, concurrent.futures.ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(lambda _: http.post("/endpoint/slow", json={"seconds": 1.5}), range(6)))
+        # Long enough that the third container is up before the first two could serve all six.
+        results = list(pool.map(lambda _: http.post("/endpoint/slow", json={"seconds": 3}), range(6)))
     assert all(r.status_code == 200 for r in results)
     containers = {r.json()["container"] for r in results}
     assert len(containers) == 3  # max_containers=3, one task per container

@@ -340,7 +340,7 @@ def _gpus(srv: Server) -> dict[str, Any]:
 
 def test_fake_gpu_end_to_end_placement_packing_backlog(gpu_server: Server) -> None:
     srv = gpu_server
-    for name in ("half", "other_half", "third", "whole", "needs_a100"):
+    for name in ("half", "other_half", "whole"):
         srv.deploy(f"{GPU_APP}:{name}")
     gpus = _gpus(srv)
     h100, a10g = gpus["NVIDIA H100 80GB HBM3"], gpus["NVIDIA A10G"]
@@ -359,7 +359,10 @@ def test_fake_gpu_end_to_end_placement_packing_backlog(gpu_server: Server) -> No
     assert other["CUDA_VISIBLE_DEVICES"] == h100["uuid"] and other["COVE_GPU_COMPUTE"] == "40"
     assert whole["CUDA_VISIBLE_DEVICES"] == a10g["uuid"] and "COVE_GPU_MEMORY_MIB" not in whole
 
-    # A third 30 GiB share does not fit (20 GiB left): its request waits, and ps says why.
+    # A third 30 GiB share does not fit (20 GiB left): its floor (min_containers=1) and its request wait,
+    # and ps says why.
+    for name in ("third", "needs_a100"):
+        srv.deploy(f"{GPU_APP}:{name}")
     with srv.http() as http:
         for name in ("third", "needs-a100"):
             with pytest.raises(httpx.TimeoutException):

@@ -53,7 +53,6 @@ def test_a_deployment_whose_minimum_cannot_fit_is_refused_at_deploy(server: Serv
 def test_starts_beyond_the_quota_wait_with_a_reason_and_resume_when_it_grows(server: Server, member: str) -> None:
     server.cli_json("workspace", "quota", "set", WORKSPACE, "--max-containers", "1", "--max-cpu", "1.5")
     server.cli_json("deploy", f"{APP}:half", token=member)
-    server.cli_json("deploy", f"{APP}:single", token=member)
     with server.http(token=member) as http:
         # Three slow calls at once would scale `half` to three containers; the quota holds it at one,
         # so they queue behind it and all succeed.
@@ -63,7 +62,9 @@ def test_starts_beyond_the_quota_wait_with_a_reason_and_resume_when_it_grows(ser
         assert len({r.json()["container"] for r in replies}) == 1
         assert len([r for r in _rows(server, member, "half") if r["state"] in ("listening", "ready")]) == 1
 
-        # `single` cannot start a container at all while `half` holds the only one: a clear error at once.
+        # `single` (min_containers=1) is deployed, but its floor cannot start while `half` holds the only
+        # container: it waits, and a request gets a clear error at once.
+        server.cli_json("deploy", f"{APP}:single", token=member)
         refused = http.post("/endpoint/single", json={"i": 1})
         assert refused.status_code == 503
         assert "workspace quota reached" in refused.json()["error"]["message"]

@@ -8,6 +8,7 @@ sides agree on one definition.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -68,6 +69,9 @@ class Order:
     spec: ContainerSpec | None = None
     # "drain": the deployment stopped; drop whatever the worker made ahead for it (container_id unused).
     deployment_id: str | None = None
+    # When the gateway issued it (wall clock): a worker on the same machine records the delivery time
+    # as the ``order_ms`` phase of a start.
+    sent_at: float = dataclasses.field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +79,7 @@ class Order:
             "container_id": self.container_id,
             "spec": self.spec.to_dict() if self.spec else None,
             "deployment_id": self.deployment_id,
+            "sent_at": self.sent_at,
         }
 
     @classmethod
@@ -85,6 +90,7 @@ class Order:
             container_id=data["container_id"],
             spec=ContainerSpec.from_dict(spec) if spec else None,
             deployment_id=data.get("deployment_id"),
+            sent_at=float(data.get("sent_at") or 0.0),
         )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -45,6 +44,8 @@ def server(
     if background:
         _start_background(cove_home, host, port, as_json)
         return
+    import uvloop
+
     from .._server import ServerSettings, run
 
     _logging.setup()
@@ -58,7 +59,8 @@ def server(
         use_reservoir=use_reservoir,
     )
     try:
-        asyncio.run(run(settings, lambda msg: console.print(msg, highlight=False)))
+        # uvicorn's loop="uvloop" applies only to a loop it creates; the gateway runs in this one.
+        uvloop.run(run(settings, lambda msg: console.print(msg, highlight=False)))
     except RuntimeError as exc:
         fail(str(exc), as_json)
     except KeyboardInterrupt:

@@ -1,8 +1,9 @@
-"""The call hot paths as plain ASGI: ``.remote`` calls and task-queue puts.
+"""The call hot paths as plain ASGI: ``.remote``, ``.spawn``, task-queue puts and result reads.
 
-``POST /api/v1/functions/{name}/calls`` (``.remote``) and ``POST /taskqueue/{name}``
-do what their FastAPI routes do (those stay for ``.spawn``, pinned versions and
-the OpenAPI document), without per-request dependency injection: auth and the
+``POST /api/v1/functions/{name}/calls`` (``.remote``; ``?wait=false``, ``.spawn``),
+``POST /taskqueue/{name}`` and ``GET /api/v1/calls/{id}`` (a result) do what their
+FastAPI routes do (those stay for pinned versions, other query forms and the
+OpenAPI document), without per-request dependency injection: auth and the
 deployment from caches, the input queued in memory (a put is committed first),
 the answer sent as soon as there is one.
 """
@@ -10,23 +11,31 @@ the answer sent as soon as there is one.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from ..scheduler._dispatch import QueueFull
-from ..store import Deployment
+from ..store import Deployment, Principal
 from ._errors import ApiError, error_body
-from ._functions_api import accept_put, call_deadline, outcome_parts, task_deployment
+from ._functions_api import accept_put, call_deadline, outcome_parts, task_deployment, wait_finished
 from ._invoke import read_body
 from ._state import Gateway
 
 PREFIX = "/api/v1/functions/"
 SUFFIX = "/calls"
 PUT_PREFIX = "/taskqueue/"
+RESULT_PREFIX = "/api/v1/calls/"
 
 
 def handles(scope: dict[str, Any]) -> bool:
-    """A plain waiting call or a put; anything else (spawn, ?version=) goes to the full routes."""
+    """A plain call, spawn, put or result read; anything else (?version=, odd queries) goes to the full routes."""
     path = scope["path"]
+    if scope["method"] == "GET":
+        return (
+            path.startswith(RESULT_PREFIX)
+            and "/" not in path[len(RESULT_PREFIX) :]
+            and _wait_seconds(scope.get("query_string", b"")) is not None
+        )
     if scope["method"] != "POST":
         return False
     if path.startswith(PUT_PREFIX):
@@ -35,14 +44,32 @@ def handles(scope: dict[str, Any]) -> bool:
         path.startswith(PREFIX)
         and path.endswith(SUFFIX)
         and "/" not in path[len(PREFIX) : -len(SUFFIX)]
-        and scope.get("query_string", b"") in (b"", b"wait=true")
+        and scope.get("query_string", b"") in (b"", b"wait=true", b"wait=false")
     )
+
+
+def _wait_seconds(query: bytes) -> float | None:
+    """``wait`` of a result read when the query is only that (0 to 60 s); None sends it to the full route."""
+    if not query:
+        return 0.0
+    if not query.startswith(b"wait="):
+        return None
+    try:
+        wait = float(query[5:])
+    except ValueError:
+        return None
+    return wait if 0 <= wait <= 60 else None  # out of range: the full route answers 422
 
 
 async def handle_call(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any) -> None:
     try:
-        if scope["path"].startswith(PUT_PREFIX):
+        path = scope["path"]
+        if scope["method"] == "GET":
+            media, headers, body, status = await _result(gw, scope)
+        elif path.startswith(PUT_PREFIX):
             media, headers, body, status = await _put(gw, scope, receive)
+        elif scope.get("query_string") == b"wait=false":
+            media, headers, body, status = await _spawn(gw, scope, receive)
         else:
             media, headers, body = await _call(gw, scope, receive)
             status = 200
@@ -54,11 +81,15 @@ async def handle_call(gw: Gateway, scope: dict[str, Any], receive: Any, send: An
     await send({"type": "http.response.body", "body": body})
 
 
+async def _principal(gw: Gateway, headers: dict[bytes, bytes]) -> Principal:
+    authorization = headers.get(b"authorization")
+    return await gw.auth.principal(authorization.decode("latin-1") if authorization else None)
+
+
 async def _request(gw: Gateway, scope: dict[str, Any], receive: Any, name: str) -> tuple[Deployment, bytes]:
     """Authenticate, find the function or queue, and read the body within the limit."""
     headers: dict[bytes, bytes] = dict(scope["headers"])
-    authorization = headers.get(b"authorization")
-    who = await gw.auth.principal(authorization.decode("latin-1") if authorization else None)
+    who = await _principal(gw, headers)
     deployment = await task_deployment(gw, who, name, None)
     declared = headers.get(b"content-length")
     try:
@@ -72,6 +103,29 @@ async def _put(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, d
     deployment, body = await _request(gw, scope, receive, scope["path"][len(PUT_PREFIX) :])
     task_id = await accept_put(gw, deployment, body)
     return "application/json", {}, b'{"task_id":"%s"}' % task_id.encode(), 202
+
+
+async def _spawn(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, dict[str, str], bytes, int]:
+    """``.spawn``: the call is committed before its 202, like a put."""
+    deployment, body = await _request(gw, scope, receive, scope["path"][len(PREFIX) : -len(SUFFIX)])
+    try:
+        [item] = await gw.scheduler.dispatcher.submit(deployment, [("pickle", body)], durable=True)
+    except QueueFull as exc:
+        raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
+    return "application/json", {}, b'{"call_id":"%s"}' % item.id.encode(), 202
+
+
+async def _result(gw: Gateway, scope: dict[str, Any]) -> tuple[str, dict[str, str], bytes, int]:
+    """A call's outcome (200), or its open state (202) after waiting up to ``wait`` seconds."""
+    who = await _principal(gw, dict(scope["headers"]))
+    call_id = scope["path"][len(RESULT_PREFIX) :]
+    wait = _wait_seconds(scope.get("query_string", b""))
+    finished = await wait_finished(gw, who, call_id, wait or 0.0)
+    if finished is None:
+        body = json.dumps({"call_id": call_id, "state": "PENDING"}).encode()
+        return "application/json", {}, body, 202
+    media, headers, body = outcome_parts(finished)
+    return media, headers, body, 200
 
 
 async def _call(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, dict[str, str], bytes]:

@@ -81,7 +81,7 @@ def _from_row(row: Any) -> TaskItem:
     return item
 
 
-async def _wait(gw: Gateway, who: Principal, call_id: str, wait: float) -> TaskItem | None:
+async def wait_finished(gw: Gateway, who: Principal, call_id: str, wait: float) -> TaskItem | None:
     """The finished task, or None when it is still open after ``wait`` seconds."""
     item = gw.scheduler.dispatcher.find(call_id)
     if item is not None and item.deployment.workspace_id != who.workspace_id:
@@ -123,7 +123,7 @@ async def call_function(
     [item] = await _submit(gw, deployment, [("pickle", body)], durable=not wait)
     if not wait:
         return Response(json.dumps({"call_id": item.id}), status_code=202, media_type="application/json")
-    finished = await _wait(gw, who, item.id, call_deadline(deployment))
+    finished = await wait_finished(gw, who, item.id, call_deadline(deployment))
     if finished is None:
         raise ApiError(504, f"call {item.id} did not finish in time")
     return _outcome(finished)
@@ -172,7 +172,7 @@ async def accept_put(gw: Gateway, deployment: Deployment, body: bytes) -> str:
 async def get_call(
     call_id: str, gw: GatewayDep, who: PrincipalDep, wait: Annotated[float, Query(ge=0, le=60)] = 0
 ) -> Response:
-    finished = await _wait(gw, who, call_id, wait)
+    finished = await wait_finished(gw, who, call_id, wait)
     if finished is None:
         return Response(
             json.dumps({"call_id": call_id, "state": "PENDING"}), status_code=202, media_type="application/json"

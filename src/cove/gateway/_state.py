@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 
@@ -52,6 +53,8 @@ class DeploymentCache:
         self._store = store
         self._ttl = ttl
         self._cache: dict[tuple[str, str, int | None], tuple[Deployment, float]] = {}
+        self._loading: dict[tuple[str, str, int | None], asyncio.Future[Deployment]] = {}
+        self._generation = 0
 
     async def get(self, workspace_id: str, name: str, version: int | None) -> Deployment:
         key = (workspace_id, name, version)
@@ -59,12 +62,28 @@ class DeploymentCache:
         hit = self._cache.get(key)
         if hit is not None and hit[1] > now:
             return hit[0]
-        row = await self._store.get_deployment(workspace_id, name, version)
-        self._cache[key] = (row, now + self._ttl)
-        return row
+        # One lookup per key at a time: when the entry expires under load, the requests
+        # arriving meanwhile wait for that lookup instead of each querying the store.
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = self._loading[key] = asyncio.ensure_future(self._load(key, self._generation))
+            loading.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen, even if unawaited
+        return await asyncio.shield(loading)
+
+    async def _load(self, key: tuple[str, str, int | None], generation: int) -> Deployment:
+        try:
+            row = await self._store.get_deployment(*key)
+            if generation == self._generation:  # not invalidated meanwhile
+                self._cache[key] = (row, time.monotonic() + self._ttl)
+            return row
+        finally:
+            if generation == self._generation:
+                self._loading.pop(key, None)
 
     def invalidate(self) -> None:
         self._cache.clear()
+        self._loading.clear()
+        self._generation += 1
 
 
 @dataclasses.dataclass

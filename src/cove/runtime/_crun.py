@@ -34,6 +34,7 @@ from . import _cgroups, _mountns, _network, _oci
 from ._base import LaunchSpec, StartError
 from ._layers import LayeredBase
 from ._process import _reader, _stage, build_env
+from ._pylib import CompiledPylib
 from ._rootfs import DebootstrapBase, HostLibsBase, ensure_mount_point
 from ._uids import UidAllocator, UidLease
 
@@ -41,6 +42,8 @@ log = logging.getLogger("cove.runtime")
 
 DEFAULT_ROOT = Path("/run/cove")
 CGROUP_PARENT = "/cove"
+# The package the runner comes from; its byte-compiled copy is made ahead when the engine starts.
+COVE_PACKAGE = Path(__file__).resolve().parent.parent
 
 
 def _ms(since: float) -> float:
@@ -432,6 +435,8 @@ class CrunRuntime:
         self.tmp_mib = tmp_mib
         self.pids_limit = pids_limit
         self.uids = uids or UidAllocator()
+        # The runner's library, byte-compiled once instead of at every start (see ``_pylib``).
+        self.pylib = CompiledPylib(self.root / "pylib")
         self.layout = _cgroups.detect_layout()
         if self.layout is _cgroups.Layout.NONE:
             raise StartError("no cgroup filesystem is mounted; containers cannot be limited")
@@ -480,7 +485,7 @@ class CrunRuntime:
                 python = str(spec.python.resolve())
         else:
             python = str(spec.python.resolve())
-        cove_pkg = (spec.pylib_dir / "cove").resolve()
+        cove_pkg = self.pylib.mount_source((spec.pylib_dir / "cove").resolve())
         mounts += [
             _oci.Mount(spec.code_dir, _oci.CODE),
             _oci.Mount(cove_pkg, _oci.PYLIB / "cove"),
@@ -745,6 +750,8 @@ class CrunRuntime:
             for entry in self.bundles.iterdir():
                 shutil.rmtree(entry, ignore_errors=True)
         _network.reap_stale(self.root / "net")
+        self.pylib.remove_others(COVE_PACKAGE)
+        self.pylib.mount_source(COVE_PACKAGE)  # starts building the compiled copy for the first containers
         if count:
             log.warning("deleted containers left by a previous run", extra={"count": count, "runtime": self.name})
         return count

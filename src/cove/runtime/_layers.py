@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ._oci import Mount
 from ._overlay import mount_overlay
+from ._rootfs import ensure_mount_points
 
 
 def stack_key(lowers: Sequence[Path]) -> str:
@@ -49,6 +50,7 @@ class LayeredBase:
         """
         if os.path.ismount(self.root):
             return
+        ensure_mount_points(self.lowers[-1])  # a base built by an older Cove lacks newer mount points
         self.root.mkdir(mode=0o755, parents=True, exist_ok=True)
         mount_overlay(self.root, self.lowers)
 

@@ -47,12 +47,22 @@ _ETC_FILES = {
     "resolv.conf": "",
 }
 # Mount points every container needs in its root.
-_MOUNT_POINTS = ("proc", "dev", "tmp", "cove/venv", "cove/code", "cove/work", "cove/pylib/cove")
+_MOUNT_POINTS = (
+    *("proc", "dev", "tmp"),
+    *("cove/venv", "cove/code", "cove/work", "cove/pylib/cove", "cove/site", "run/cove"),
+)
 
 
 def _mkdirs(root: Path, relatives: Iterable[str]) -> None:
     for rel in relatives:
         (root / rel).mkdir(mode=0o755, parents=True, exist_ok=True)
+
+
+def ensure_mount_points(root: Path) -> None:
+    """Give a root built earlier the mount points added since (its root is read-only inside containers)."""
+    missing = [rel for rel in _MOUNT_POINTS if not (root / rel).is_dir()]
+    if missing:
+        _mkdirs(root, missing)
 
 
 def ensure_mount_point(root: Path, destination: Path, is_dir: bool = True) -> None:

@@ -107,7 +107,17 @@ class TaskQueue:
     config: DeploymentConfig
     ready: collections.deque[TaskItem] = dataclasses.field(default_factory=collections.deque)
     running: dict[str, TaskItem] = dataclasses.field(default_factory=dict)
-    work: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    # Idle dispatch loops, each parked on a future. New items wake only as many loops as
+    # can take them (an Event would wake every loop per put, and all but one go back to sleep).
+    idle: collections.deque[asyncio.Future[None]] = dataclasses.field(default_factory=collections.deque)
+
+    def wake(self, count: int) -> None:
+        """Wake up to ``count`` idle dispatch loops."""
+        while count > 0 and self.idle:
+            waiter = self.idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
 
     @property
     def load(self) -> int:
@@ -224,7 +234,7 @@ class Dispatcher:
 
     def _enqueue(self, queue: TaskQueue, items: list[TaskItem]) -> None:
         queue.ready.extend(items)
-        queue.work.set()
+        queue.wake(len(items))
 
     async def recover(self) -> int:
         """Claim and re-queue what was accepted but not finished by the gateway that led before."""
@@ -291,12 +301,24 @@ class Dispatcher:
                 share = max(1, min(MAX_BATCH, math.ceil(len(queue.ready) / max(1, live_loops))))
                 batch = [queue.ready.popleft() for _ in range(min(share, len(queue.ready)))]
                 batch = [item for item in batch if item.state == "PENDING"]
+                if queue.ready:
+                    queue.wake(1)  # more than this loop's share: pass the rest on
                 if batch:
                     return batch
                 continue
-            queue.work.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(queue.work.wait(), 1.0)
+            waiter = asyncio.get_running_loop().create_future()
+            queue.idle.append(waiter)
+            try:
+                async with asyncio.timeout(1.0):  # look at alive() and expiries now and then
+                    await waiter
+            except TimeoutError:
+                pass
+            finally:
+                if not waiter.done() or waiter.cancelled():  # still parked, unless wake() dropped it
+                    with contextlib.suppress(ValueError):
+                        queue.idle.remove(waiter)
+        if queue.ready:
+            queue.wake(1)  # this loop is ending: a wake-up it took goes to another
         return []
 
     async def run_batch(

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 
-from ._settings import ClientSettings
+from .._home import Home
+from ._keepalive import KeptAlive
+from ._settings import ClientSettings, config_path
 
 
 class CoveError(RuntimeError):
@@ -35,6 +41,36 @@ def _raise_for(response: httpx.Response) -> None:
 
 _SHARED: dict[tuple[str, str | None], Client] = {}
 _SHARED_LOCK = threading.Lock()
+_RESOLVED: dict[tuple[Any, ...], tuple[str, str | None]] = {}
+
+
+def _shared_key() -> tuple[str, str | None]:
+    """The (gateway, token) SDK calls use now, without re-reading the config per call.
+
+    Resolving reads and parses the config file and the local home's files, which
+    costs more than a warm call; the answer is kept until the environment or one
+    of those files changes (a stat each, microseconds).
+    """
+    env = os.environ
+    gateway, token = env.get("COVE_GATEWAY"), env.get("COVE_TOKEN")
+    if gateway and token:
+        return gateway.rstrip("/"), token  # what resolve() answers whenever both are set
+    home = Home.resolve(env.get("COVE_HOME"))
+    stamp: list[Any] = [gateway, token, env.get("COVE_CONTEXT"), env.get("COVE_HOME"), env.get("XDG_CONFIG_HOME")]
+    for path in (config_path(), home.server_info, home.admin_token):
+        try:
+            info = path.stat()
+            stamp.append((info.st_mtime_ns, info.st_size))
+        except OSError:
+            stamp.append(None)
+    key = tuple(stamp)
+    found = _RESOLVED.get(key)
+    if found is None:
+        settings = ClientSettings.resolve()
+        if len(_RESOLVED) > 64:
+            _RESOLVED.clear()
+        found = _RESOLVED[key] = (settings.gateway, settings.token)
+    return found
 
 
 UNIX_PREFIX = "unix:"
@@ -55,6 +91,28 @@ def _http_client(gateway: str, headers: dict[str, str], timeout: float | None) -
     return httpx.Client(base_url=gateway, headers=headers, timeout=timeout)
 
 
+_LEAN_ARGUMENTS = frozenset({"content", "headers", "params", "timeout"})
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9/_.~:@!$&'()*+,;=-]*")
+
+
+def _query_value(value: str | int | float | bool) -> str:
+    """A query parameter as httpx writes it (booleans as ``true``/``false``)."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    return str(value)
+
+
+def _lean_client(gateway: str, headers: dict[str, str]) -> KeptAlive | None:
+    """The kept-alive path for waiting calls, where httpx would behave no differently.
+
+    Only for plain ``http://`` gateways reached directly: HTTPS and unix sockets, and
+    environments that set a proxy (which httpx honours), keep using httpx.
+    """
+    if not gateway.startswith("http://") or urllib.request.getproxies():
+        return None
+    return KeptAlive(gateway, headers)
+
+
 class Client:
     """A thin synchronous client; one per gateway and token."""
 
@@ -63,6 +121,8 @@ class Client:
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = _http_client(self.gateway, headers, timeout)
+        self._lean = _lean_client(self.gateway, headers)
+        self._timeout = timeout
 
     @classmethod
     def from_env(cls, context: str | None = None) -> Client:
@@ -76,16 +136,17 @@ class Client:
         Building an ``httpx.Client`` costs tens of milliseconds (its TLS
         context), more than a whole warm call, so calls reuse one.
         """
-        settings = ClientSettings.resolve()
-        key = (settings.gateway, settings.token)
+        key = _shared_key()
         with _SHARED_LOCK:
             client = _SHARED.get(key)
             if client is None:
-                client = _SHARED[key] = cls(settings.gateway, settings.token, timeout=None)
+                client = _SHARED[key] = cls(key[0], key[1], timeout=None)
             return client
 
     def close(self) -> None:
         self._http.close()
+        if self._lean is not None:
+            self._lean.close()
 
     def __enter__(self) -> Client:
         return self
@@ -95,6 +156,9 @@ class Client:
 
     def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A request whose successful response the caller reads itself; errors raise ``CoveError``."""
+        lean = self._lean_request(method, path, kwargs)
+        if lean is not None:
+            return lean
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
@@ -102,12 +166,42 @@ class Client:
         _raise_for(response)
         return response
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _lean_request(self, method: str, path: str, kwargs: dict[str, Any]) -> httpx.Response | None:
+        """The request on the kept-alive path when it is one httpx would send no differently, else None.
+
+        That is a GET or a POST of bytes with plain query parameters and no timeout
+        (the shared client's calls, results and puts); anything else goes to httpx.
+        """
+        if self._lean is None or method not in ("GET", "POST") or not kwargs.keys() <= _LEAN_ARGUMENTS:
+            return None
+        if not _PLAIN_PATH.fullmatch(path):
+            return None  # httpx would quote it
+        if kwargs.get("timeout", self._timeout) is not None:
+            return None
+        content = kwargs.get("content")
+        params = kwargs.get("params") or {}
+        if (content is not None and type(content) is not bytes) or not all(
+            type(v) in (str, int, float, bool) for v in params.values()
+        ):
+            return None
+        if params:
+            path += "?" + urllib.parse.urlencode({k: _query_value(v) for k, v in params.items()})
         try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
+            status, answer_headers, data = self._lean.request(method, path, content, kwargs.get("headers") or {})
+        except OSError as exc:
             raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+        response = httpx.Response(status, headers=answer_headers, content=data)
         _raise_for(response)
+        return response
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._lean_request(method, path, kwargs)
+        if response is None:
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.ConnectError as exc:
+                raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+            _raise_for(response)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()

@@ -102,11 +102,17 @@ class TaskWriter:
             await self._write(batch)
 
     async def _write(self, batch: list[tuple[str, Any, asyncio.Future[None] | None]]) -> None:
+        # An update carries the row's full new state, so only a task's last one in the batch
+        # needs writing (a RUNNING then COMPLETE pair becomes one row write); it stays after
+        # the row's insert, which always precedes every update of it.
+        last = {op[1]["b_id"]: n for n, op in enumerate(batch) if op[0] == "update"}
         try:
             async with self._store.engine.begin() as conn:
                 group: list[Any] = []
                 kind = None
-                for op, payload, _ in batch:
+                for n, (op, payload, _) in enumerate(batch):
+                    if op == "update" and last[payload["b_id"]] != n:
+                        continue
                     if op != kind and group:
                         await self._execute(conn, kind, group)
                         group = []

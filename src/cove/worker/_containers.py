@@ -70,6 +70,7 @@ class Container:
         self.home = home
         self.root_of = root_of
         self.handle: ContainerHandle | None = None
+        self.timings: dict[str, float] = {}  # phases known before the start (``order_ms``), reported with ready
         self.stop_requested = False
         self._spawned = asyncio.Event()
 
@@ -169,7 +170,7 @@ class Container:
     async def _run(self, started: float, socket_path: Path, work_dir: Path) -> None:
         spec = self.spec
         if self.pooled is not None:
-            timings: dict[str, float] = {}
+            timings: dict[str, float] = dict(self.timings)
             if self.stop_requested:
                 await self.pooled.created.discard()
                 await self.emit(ContainerEvent(self.id, "exited"))
@@ -180,6 +181,7 @@ class Container:
         else:
             try:
                 launch, timings = await self.launch_spec(work_dir)
+                timings = {**self.timings, **timings}
                 if spec.gpus:
                     launch = await self._with_gpus(launch)
             except Exception as exc:  # any preparation failure is the container's exit reason

@@ -209,7 +209,9 @@ class Worker:
 
     def _apply(self, order: Order) -> None:
         if order.action == "start" and order.spec is not None:
-            self._start(order.spec)
+            # Delivery time of the order (clocks agree on one machine; from afar it is only indicative).
+            delivered = round(max(0.0, time.time() - order.sent_at) * 1000, 3) if order.sent_at else None
+            self._start(order.spec, delivered)
         elif order.action == "stop":
             self._spawn(self._stop(order.container_id))
         elif order.action == "drain" and order.deployment_id:
@@ -273,7 +275,7 @@ class Worker:
 
     # --- containers ----------------------------------------------------------------------------
 
-    def _start(self, spec: ContainerSpec) -> None:
+    def _start(self, spec: ContainerSpec, order_ms: float | None = None) -> None:
         container_id = spec.container_id
         if container_id in self.containers:
             return  # a repeated order: the container is already on its way
@@ -288,6 +290,8 @@ class Worker:
             pooled = self.pool.take(spec)
             self.pool.note(spec)
         container = self._container(spec, pooled)
+        if order_ms is not None:
+            container.timings["order_ms"] = order_ms
         self.containers[container_id] = container
         task = self._spawn(container.run())
         self._runs[container_id] = task
