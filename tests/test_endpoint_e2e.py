@@ -187,7 +187,9 @@ def test_requests_queue_while_container_boots(server: Server) -> None:
     assert len({r.json()["pid"] for r in results}) == 1  # max_containers=1: one container served all
 
 
-def test_autoscaler_starts_containers_for_concurrent_load(server: Server) -> None:
+def test_autoscaler_starts_containers_for_concurrent_load(fresh_server: Server) -> None:
+    # A server of its own: containers other tests left warm would hold the worker's cpu.
+    server = fresh_server
     server.deploy(f"{BASIC}:slow")
     with server.http() as http, concurrent.futures.ThreadPoolExecutor(6) as pool:
         # Long enough that the third container is up before the first two could serve all six.

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import _models as m
 from ._store import Store
@@ -60,6 +61,7 @@ class TaskWriter:
         self._notify_done = store.is_postgres
         self._ops: asyncio.Queue[tuple[str, Any, asyncio.Future[None] | None]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._conn: AsyncConnection | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="cove-task-writer")
@@ -69,7 +71,25 @@ class TaskWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._release()  # it may have been cancelled mid-batch: flush on a fresh one
         await self._flush_pending()
+        await self._release()
+
+    async def _connection(self) -> AsyncConnection:
+        """The writer's own connection, kept between batches.
+
+        Taking one from the pool per batch costs a checkout and, on return, a
+        rollback: each a round trip to the driver's thread (SQLite) or server.
+        """
+        if self._conn is None:
+            self._conn = await self._store.engine.connect()
+        return self._conn
+
+    async def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def insert(self, rows: Sequence[dict[str, Any]], *, durable: bool = True) -> None:
         """Queue new rows; with ``durable``, return only once they are committed."""
@@ -107,7 +127,8 @@ class TaskWriter:
         # the row's insert, which always precedes every update of it.
         last = {op[1]["b_id"]: n for n, op in enumerate(batch) if op[0] == "update"}
         try:
-            async with self._store.engine.begin() as conn:
+            conn = await self._connection()
+            async with conn.begin():
                 group: list[Any] = []
                 kind = None
                 for n, (op, payload, _) in enumerate(batch):
@@ -124,6 +145,7 @@ class TaskWriter:
                     await _notify_finished(conn, batch)
         except Exception as exc:
             log.exception("writing %d task changes failed", len(batch))
+            await self._release()  # a fresh connection for the next batch
             for _, _, done in batch:
                 if done is not None and not done.done():
                     done.set_exception(exc)

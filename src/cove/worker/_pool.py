@@ -136,6 +136,7 @@ class ContainerPool:
         self._deployment_of: dict[str, str] = {}
         self._closed = False
         self._discards: set[asyncio.Task[None]] = set()
+        self._makes: set[asyncio.Task[Pooled]] = set()  # in flight: close() waits for them to clean up
 
     @property
     def enabled(self) -> bool:
@@ -177,8 +178,12 @@ class ContainerPool:
         if mine >= self.settings.per_spec or len(self._parked) + sum(self._filling.values()) >= self.settings.total:
             return None
         self._filling[key] = self._filling.get(key, 0) + 1
+        making = asyncio.ensure_future(self._make(key, spec))
+        self._makes.add(making)
+        making.add_done_callback(self._makes.discard)
         try:
-            return await self._make(key, spec)
+            # Shielded: a cancelled caller (the worker stopping) must not leave a half-made container behind.
+            return await asyncio.shield(making)
         except Exception as exc:
             log.warning(
                 "could not make a container ahead", extra={"deployment_id": spec.deployment_id, "error": str(exc)}
@@ -245,7 +250,10 @@ class ContainerPool:
         """Discard every parked container (worker shutdown); later fills make nothing."""
         self._closed = True
         parked, self._parked = self._parked, []
-        await asyncio.gather(*(self._discard(entry) for entry in parked), *self._discards, return_exceptions=True)
+        # Containers still being made see ``_closed`` when done and discard themselves.
+        await asyncio.gather(
+            *(self._discard(entry) for entry in parked), *self._discards, *self._makes, return_exceptions=True
+        )
 
     def _discard_soon(self, entry: Pooled) -> None:
         task = asyncio.ensure_future(self._discard(entry))
