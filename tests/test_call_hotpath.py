@@ -18,6 +18,8 @@ import pytest
 from conftest import APPS, Server, free_port
 from test_store_backends import row, run
 
+from cove.gateway._auth import Authenticator
+from cove.gateway._errors import ApiError
 from cove.sdk._client import Client, CoveError
 from cove.sdk._keepalive import KeptAlive
 from cove.store import Principal, Store, TaskWriter, get_task
@@ -56,6 +58,70 @@ def test_writer_keeps_each_tasks_last_state_in_one_batch(store_url: str) -> None
         assert c is not None and c.state == "PENDING" and c.attempts == [{"attempt": 2, "type": "E"}]
 
     run(store_url, body)
+
+
+def test_writer_rows_read_back_like_orm_rows(store_url: str) -> None:
+    """The writer's driver-level SQL stores what the ORM reads back: JSON columns, bytes, NULLs, owner."""
+
+    async def body(store: Store, who: Principal, dep_id: str) -> None:
+        writer = TaskWriter(store, owner="gw-9")
+        writer.start()
+        tasks = [{**row(who.workspace_id, dep_id, f"tsk-{n}"), "map_id": "map-1", "map_index": n} for n in range(50)]
+        await asyncio.gather(*(writer.insert([task]) for task in tasks))  # each committed before it returns
+        stored = await get_task(store, "tsk-7")
+        assert stored is not None and stored.owner == "gw-9" and stored.state == "PENDING"
+        assert stored.args == b"{}" and stored.attempts == [] and stored.error is None and stored.map_index == 7
+        failure = {"type": "ValueError", "message": "bad \u00e9", "attempts": 2}
+        _update(writer, "tsk-7", "FAILED", error=failure, attempts=[{"attempt": 1}, {"attempt": 2}], attempt=2)
+        _update(writer, "tsk-8", "COMPLETE", result=b"\x00\xffraw", finished_at=123.5)
+        await writer.close()
+        failed, done = await get_task(store, "tsk-7"), await get_task(store, "tsk-8")
+        assert failed is not None and failed.state == "FAILED" and failed.error == failure
+        assert failed.attempts == [{"attempt": 1}, {"attempt": 2}] and failed.result is None
+        assert done is not None and done.result == b"\x00\xffraw" and done.finished_at == 123.5
+
+    run(store_url, body)
+
+
+class _CountingStore(Store):
+    """A real store that counts token lookups."""
+
+    lookups = 0
+
+    async def authenticate(self, secret: str) -> Principal | None:
+        type(self).lookups += 1
+        await asyncio.sleep(0.05)  # a slow store: concurrent requests arrive while it answers
+        return await super().authenticate(secret)
+
+
+def test_concurrent_requests_share_one_token_lookup(tmp_path: Any) -> None:
+    """32 requests on an uncached token cause one store query; a revoked token's lookup is not cached."""
+
+    async def main() -> None:
+        store = _CountingStore(f"sqlite+aiosqlite:///{tmp_path / 'auth.db'}")
+        await store.migrate()
+        try:
+            await store.ensure_workspace("default")
+            _, secret = await store.create_token("default", "ci")
+            auth = Authenticator(store, ttl=60)
+            found = await asyncio.gather(*(auth.principal(f"Bearer {secret}") for _ in range(32)))
+            assert {who.workspace_name for who in found} == {"default"} and _CountingStore.lookups == 1
+            await auth.principal(f"Bearer {secret}")
+            assert _CountingStore.lookups == 1  # cached
+            bad = await asyncio.gather(*(auth.principal("Bearer nope") for _ in range(8)), return_exceptions=True)
+            assert all(isinstance(e, ApiError) and e.status == 401 for e in bad) and _CountingStore.lookups == 2
+            pending = asyncio.ensure_future(auth.principal("Bearer other"))
+            await asyncio.sleep(0.01)
+            auth.forget()  # a revocation while the lookup runs: its answer must not be cached
+            with pytest.raises(ApiError):
+                await pending
+            with pytest.raises(ApiError):
+                await auth.principal("Bearer other")
+            assert _CountingStore.lookups == 4
+        finally:
+            await store.close()
+
+    asyncio.run(main())
 
 
 class _Echo(http.server.BaseHTTPRequestHandler):

@@ -1,11 +1,15 @@
 """Bearer-token authentication with a short-lived cache.
 
 The hot path must not query the database per request; a revoked token stops
-working here at once and on other gateways within ``ttl`` seconds.
+working here at once and on other gateways within ``ttl`` seconds. When an
+entry expires under load, the requests that arrive meanwhile share one lookup
+instead of each sending its own (dozens of concurrent puts on one token would
+otherwise all query the store at the same moment).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from ..store import Principal, Store
@@ -17,6 +21,7 @@ class Authenticator:
         self._store = store
         self._ttl = ttl
         self._cache: dict[str, tuple[Principal | None, float]] = {}
+        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
 
     async def principal(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -30,14 +35,31 @@ class Authenticator:
         if cached is not None and cached[1] > now:
             found = cached[0]
         else:
-            found = await self._store.authenticate(secret)
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[secret] = (found, now + self._ttl)
+            found = await self._lookup(secret)
         if found is None:
             raise ApiError(401, "invalid or revoked token")
         return found
 
+    async def _lookup(self, secret: str) -> Principal | None:
+        """One store query per secret at a time; concurrent callers await the same answer."""
+        pending = self._lookups.get(secret)
+        if pending is None:
+            pending = asyncio.ensure_future(self._store.authenticate(secret))
+            self._lookups[secret] = pending
+            pending.add_done_callback(lambda done: self._remember(secret, done))
+        return await asyncio.shield(pending)  # one caller giving up does not cancel the others' lookup
+
+    def _remember(self, secret: str, done: asyncio.Future[Principal | None]) -> None:
+        if self._lookups.get(secret) is not done:
+            return  # forgotten meanwhile (a token was revoked): what it found is not cached
+        del self._lookups[secret]
+        if done.cancelled() or done.exception() is not None:
+            return  # not cached: the next request asks the store again
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[secret] = (done.result(), time.monotonic() + self._ttl)
+
     def forget(self) -> None:
         """Drop cached answers, e.g. after a token was revoked here."""
         self._cache.clear()
+        self._lookups.clear()

@@ -20,6 +20,7 @@ from ._listen import Listen, unix_listener
 from ._logs import ContainerLog, LogShipper
 from ._paths import WorkerDirs, check_id, force_rmtree
 from ._pool import Pooled
+from ._relay import relay_socket_path
 from ._site import ensure_platform_site
 
 log = logging.getLogger("cove.worker")
@@ -100,7 +101,12 @@ class Container:
         site = await asyncio.to_thread(ensure_platform_site, self.dirs.root / "site")
         env = {SITE_ENV: str(SITE_INSIDE if isolated else site)}
         mounts = [(site, str(SITE_INSIDE), "cove-platform-site")]
+        # A worker on another machine than its gateway serves a relay to it (see ``_relay``); beside the
+        # gateway, the gateway's own socket is mounted.
+        relay = relay_socket_path(self.dirs.root)
         socket = gateway_socket_path(self.home) if self.home is not None else None
+        if relay.is_socket():
+            socket = relay
         if socket is not None and socket.is_socket():
             inside = GATEWAY_INSIDE / socket.name
             env["COVE_GATEWAY"] = f"unix:{inside if isolated else socket}"

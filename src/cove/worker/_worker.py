@@ -29,6 +29,7 @@ from ._listen import tcp_listener, unix_listener
 from ._logs import LogShipper
 from ._paths import WorkerDirs, check_hash, check_id
 from ._pool import ContainerPool, Pooled, PoolSettings
+from ._relay import Relay, RelaySettings, relay_socket_path
 from ._settings import WorkerSettings
 
 log = logging.getLogger("cove.worker")
@@ -81,6 +82,7 @@ class Worker:
         self._register_lock = asyncio.Lock()
         self._heartbeat_now = asyncio.Event()
         self._code: dict[str, asyncio.Task[Path]] = {}
+        self.relay: Relay | None = None  # the containers' way to the gateway when it runs on another machine
         self.gpus = GpuManager(detect_inventory(owner=settings.name), mps_root(settings.name, self.dirs.root))
         self.images = ImageCache(
             self.client, settings.home, isolated=self.runtime.isolated, runtime_name=self.runtime.name
@@ -109,6 +111,7 @@ class Worker:
         if self.pool is not None:
             self.pool.reap_leftovers()
         await self._register()
+        await self._start_relay()
         loops = [self._poll_orders(), self._heartbeat(), self._send_events(), self.shipper.run()]
         if self.pool is not None:
             loops.append(self.pool.run_expiry())
@@ -126,7 +129,18 @@ class Worker:
             await asyncio.wait_for(self._flush_events(), timeout=3)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.shipper.flush(), timeout=2)
+        if self.relay is not None:
+            await self.relay.stop()  # after the containers: they may call the gateway until they exit
         await self.client.aclose()
+
+    async def _start_relay(self) -> None:
+        """Off the gateway's machine, serve the containers a relay to it; beside it, drop a stale one."""
+        path = relay_socket_path(self.dirs.root)
+        if self.images.shares_home:
+            path.unlink(missing_ok=True)  # else containers would get a dead socket
+            return
+        self.relay = Relay(RelaySettings(self.settings.gateway_url), path)
+        await self.relay.start()
 
     async def _guard(self, loop: Any) -> None:
         """A loop that dies unexpectedly takes the worker down loudly rather than silently half-working."""
