@@ -124,7 +124,13 @@ class Worker:
             log.info("stopping all containers", extra={"count": len(ids)})
         # Parked containers are discarded while the live ones stop: the supervisor's grace is short.
         closing = [self.pool.close()] if self.pool is not None else []
-        await asyncio.gather(*closing, *(self._stop(cid) for cid in ids), return_exceptions=True)
+        stopping = asyncio.gather(*closing, *(self._stop(cid) for cid in ids), return_exceptions=True)
+        try:
+            # Bounded: a runtime call that never returns must not keep the worker alive after its server is
+            # gone; whatever is left is reaped from the engine's state when a worker starts on this home again.
+            await asyncio.wait_for(stopping, timeout=self.settings.stop_grace_seconds + 10)
+        except TimeoutError:
+            log.warning("containers did not all stop in time; the next worker start on this home reaps them")
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._flush_events(), timeout=3)
         with contextlib.suppress(Exception):
