@@ -5,7 +5,7 @@
 Puts go over HTTP (``POST /taskqueue/queued``, JSON, 32 connections), each one
 committed to the store before its 202. Completions/s runs from the first put
 to the last task COMPLETE in the store. The round trip is ``tq.put(1).result()``
-from the SDK. Celery (Redis broker) runs the same shapes when installed.
+from the SDK. Ray Core and Celery (Redis broker) run the same shapes when installed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import run_load
-from _peers import celery_numbers
+from _peers import celery_numbers, ray_numbers
 from _server import CoveServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,14 +92,17 @@ def main() -> None:
         f"round trip p50 {statistics.median(trips):.2f} ms p99 {pct(trips, 0.99):.2f} ms"
     )
     if not args.no_peers:
-        peer = celery_numbers(args.count, args.rounds)
-        if peer is not None:
+        for name, numbers in (("ray", ray_numbers), ("celery", celery_numbers)):
+            peer = numbers(args.count, args.rounds)
+            if peer is None:
+                continue
             ptrips = peer["round_trip_ms"]
             print(
-                f"celery  completions {peer['noop_per_s']:>8.0f}/s   round trip p50 {statistics.median(ptrips):.2f} ms "
-                f"p99 {pct(ptrips, 0.99):.2f} ms"
+                f"{name:<7} completions {peer['noop_per_s']:>8.0f}/s   "
+                f"round trip p50 {statistics.median(ptrips):.2f} ms p99 {pct(ptrips, 0.99):.2f} ms"
             )
-            print(f"cove / celery completions: {cove['complete_per_s'] / peer['noop_per_s']:.2f}x")  # type: ignore[operator]
+            ratio = cove["complete_per_s"] / peer["noop_per_s"]  # type: ignore[operator]
+            print(f"cove / {name} completions: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -387,3 +387,17 @@ def test_stale_containers_of_a_crashed_worker_are_killed(tmp_path: Path) -> None
     finally:
         unrelated.kill()
         unrelated.wait()
+
+
+def test_worker_does_not_load_the_gateway_or_the_store() -> None:
+    """A worker on every node stays small: the gateway's web stack and ORM never load in it."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, cove.worker._worker, cove.worker._relay; "
+        "heavy = ('fastapi', 'sqlalchemy', 'alembic', 'cove.gateway', 'cove.store'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

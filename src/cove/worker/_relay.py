@@ -33,7 +33,7 @@ import httpx
 import uvicorn
 
 from .._gateway_socket import SOCKET_NAME, UNIX_PATH_MAX
-from ..gateway._settings import GatewaySettings
+from .._limits import MAX_BLOB_BYTES, MAX_BODY_BYTES, MAX_CODE_BYTES
 
 log = logging.getLogger("cove.worker")
 
@@ -60,8 +60,7 @@ HOP_BY_HOP = frozenset(
 
 def _largest_gateway_body() -> int:
     """The largest body any gateway route accepts (a blob of the blob store); routes check their own limits."""
-    limits: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(GatewaySettings)}
-    return max(int(limits["max_body_bytes"]), int(limits["max_code_bytes"]), int(limits["max_blob_bytes"]))
+    return max(MAX_BODY_BYTES, MAX_CODE_BYTES, MAX_BLOB_BYTES)
 
 
 @dataclasses.dataclass(frozen=True)
