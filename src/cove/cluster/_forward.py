@@ -9,24 +9,11 @@ from typing import Any
 
 import httpx
 
+from .._proxy import request_headers, stream_response, upstream_url
+
 log = logging.getLogger("cove.cluster.forward")
 
 FORWARDED = b"x-cove-forwarded"
-# Headers that describe one connection, not the message: never passed on.
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-        b"content-length",
-    }
-)
 
 
 async def unavailable(send: Any, message: str, retry_after: int = 2) -> None:
@@ -55,10 +42,9 @@ class Forwarder:
         await self._client.aclose()
 
     async def forward(self, base_url: str, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string", b"")
-        url = base_url.rstrip("/") + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP]
+        url = upstream_url(base_url, scope)
+        # The body is re-sent as a stream: its length is httpx's to declare.
+        headers = request_headers(scope, also_drop=frozenset({b"content-length"}))
         headers.append((FORWARDED, b"1"))
 
         async def body() -> AsyncIterator[bytes]:
@@ -80,15 +66,7 @@ class Forwarder:
             await unavailable(send, f"the leading gateway at {base_url} did not answer ({type(exc).__name__}); retry")
             return
         try:
-            raw = [
-                (k, v)
-                for k, v in response.headers.raw
-                if k.lower() not in _HOP_BY_HOP or k.lower() == b"content-length"
-            ]
-            await send({"type": "http.response.start", "status": response.status_code, "headers": raw})
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            await stream_response(response, send)
         except httpx.HTTPError as exc:
             log.warning("the leader's answer to %s %s broke off: %r", scope["method"], scope["path"], exc)
         finally:

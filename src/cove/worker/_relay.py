@@ -34,6 +34,7 @@ import uvicorn
 
 from .._gateway_socket import SOCKET_NAME, UNIX_PATH_MAX
 from .._limits import MAX_BLOB_BYTES, MAX_BODY_BYTES, MAX_CODE_BYTES
+from .._proxy import request_headers, stream_response, upstream_url
 
 log = logging.getLogger("cove.worker")
 
@@ -41,21 +42,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-# Headers that describe one connection, not the request: never forwarded (RFC 9110, 7.6.1).
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-    }
-)
 
 
 def _largest_gateway_body() -> int:
@@ -149,14 +135,8 @@ class RelayApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _url(self, scope: Scope) -> str:
-        path = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string") or b""
-        url: str = self.base + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        return url
-
     async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_BY_HOP]
+        headers = request_headers(scope)
         declared = next((v for k, v in headers if k.lower() == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > self.settings.max_body_bytes:
             raise _TooLarge
@@ -182,7 +162,7 @@ class RelayApp:
         if not has_body:
             body_done.set()
         request = self.client.build_request(
-            scope["method"], self._url(scope), headers=headers, content=body() if has_body else None
+            scope["method"], upstream_url(self.base, scope), headers=headers, content=body() if has_body else None
         )
         forward = asyncio.ensure_future(self._exchange(request, send))
         watch = asyncio.ensure_future(self._disconnected(receive, body_done))
@@ -211,11 +191,7 @@ class RelayApp:
             await self._reply(send, *_error(502, "GatewayUnreachable", f"the worker cannot reach the gateway: {exc}"))
             return
         try:
-            headers = [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]
-            await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            await stream_response(response, send)
         finally:
             await response.aclose()
 

@@ -1,0 +1,53 @@
+"""Relaying an ASGI HTTP request to another server over httpx, streaming both ways.
+
+Two hops do this: a follower gateway forwarding to the leader, and a worker's
+relay forwarding its containers' calls to the gateway. They share what must
+agree with HTTP itself: which headers belong to one connection only, how the
+upstream URL is formed, and how an answer is streamed back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+import httpx
+
+# Headers that describe one connection, not the message: never passed on (RFC 9110, 7.6.1), and the
+# Host, which names the server this hop was sent to.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+    }
+)
+
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+def upstream_url(base_url: str, scope: Mapping[str, Any]) -> str:
+    """``base_url`` plus the request's raw path and query, unchanged."""
+    path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string") or b""
+    return base_url.rstrip("/") + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+
+
+def request_headers(scope: Mapping[str, Any], also_drop: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
+    """The request's end-to-end headers (and not ``also_drop``)."""
+    return [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_BY_HOP and k.lower() not in also_drop]
+
+
+async def stream_response(response: httpx.Response, send: Send) -> None:
+    """Send an upstream answer on as it arrives: its status, end-to-end headers and raw body."""
+    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    async for chunk in response.aiter_raw():
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
