@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -11,8 +13,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -61,6 +64,26 @@ class Server:
     def deploy(self, target: str, *extra: str) -> dict[str, Any]:
         result: dict[str, Any] = self.cli_json("deploy", target, *extra)
         return result
+
+    @contextlib.contextmanager
+    def deployed_app(self, path: Path, functions: Iterable[str], module_name: str) -> Iterator[ModuleType]:
+        """Deploy ``functions`` of the app at ``path``, then import it here as a user's laptop would,
+        with the SDK pointed at this server; the import is forgotten on the way out."""
+        for name in functions:
+            self.deploy(f"{path}:{name}")
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("COVE_GATEWAY", self.url)
+                patch.setenv("COVE_TOKEN", self.token)
+                patch.setenv("COVE_HOME", str(self.home))
+                yield module
+        finally:
+            sys.modules.pop(module_name, None)
 
     def containers(self, deployment: str | None = None, all_: bool = False) -> list[dict[str, Any]]:
         rows = self.cli_json("ps", *(["--all"] if all_ else []))

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import socket
-import sys
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -29,19 +27,8 @@ def _payload(size: int, seed: int = 0) -> bytes:
 
 @pytest.fixture(scope="module")
 def blobby(server: Server) -> Iterator[ModuleType]:
-    for name in DEPLOYED:
-        server.deploy(f"{BLOBBY}:{name}")
-    spec = importlib.util.spec_from_file_location("blobby_app", BLOBBY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["blobby_app"] = module
-    spec.loader.exec_module(module)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COVE_GATEWAY", server.url)
-        patch.setenv("COVE_TOKEN", server.token)
-        patch.setenv("COVE_HOME", str(server.home))
+    with server.deployed_app(BLOBBY, DEPLOYED, "blobby_app") as module:
         yield module
-    sys.modules.pop("blobby_app", None)
 
 
 def _blob_files(server: Server) -> set[str]:

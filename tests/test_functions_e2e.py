@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from collections.abc import Iterator
 from types import ModuleType
@@ -18,19 +16,8 @@ DEPLOYED = ("square", "busy", "fails", "flaky", "picky", "hang", "slow_queue")
 @pytest.fixture(scope="module")
 def funcs(server: Server) -> Iterator[ModuleType]:
     """The test app deployed, and imported here as a user's laptop would."""
-    for name in DEPLOYED:
-        server.deploy(f"{FUNCS}:{name}")
-    spec = importlib.util.spec_from_file_location("app", FUNCS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["app"] = module
-    spec.loader.exec_module(module)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COVE_GATEWAY", server.url)
-        patch.setenv("COVE_TOKEN", server.token)
-        patch.setenv("COVE_HOME", str(server.home))
+    with server.deployed_app(FUNCS, DEPLOYED, "app") as module:
         yield module
-    sys.modules.pop("app", None)
 
 
 def test_remote_and_local(funcs: ModuleType) -> None:

@@ -8,8 +8,6 @@ user could.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -24,25 +22,10 @@ NESTED = APPS / "nested" / "app.py"
 DEPLOYED = ("nested_double", "nested_record", "nested_fan_out", "nested_endpoint", "nested_probe")
 
 
-def _import_app() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nested_app", NESTED)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nested_app"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def nested(server: Server) -> Iterator[ModuleType]:
-    for name in DEPLOYED:
-        server.deploy(f"{NESTED}:{name}")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COVE_GATEWAY", server.url)
-        patch.setenv("COVE_TOKEN", server.token)
-        patch.setenv("COVE_HOME", str(server.home))
-        yield _import_app()
-    sys.modules.pop("nested_app", None)
+    with server.deployed_app(NESTED, DEPLOYED, "nested_app") as module:
+        yield module
 
 
 def _port(server: Server) -> int:
@@ -127,13 +110,8 @@ def test_container_token_is_revoked_when_the_container_exits(nested: ModuleType,
 def test_calls_from_inside_on_the_process_engine(tmp_path: Path) -> None:
     srv = start_server(tmp_path / "cove", extra_env={"COVE_RUNTIME": "process"})
     try:
-        for name in ("nested_double", "nested_record", "nested_fan_out"):
-            srv.deploy(f"{NESTED}:{name}")
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("COVE_GATEWAY", srv.url)
-            patch.setenv("COVE_TOKEN", srv.token)
-            patch.setenv("COVE_HOME", str(srv.home))
-            result = _import_app().nested_fan_out.remote(3)
+        with srv.deployed_app(NESTED, ("nested_double", "nested_record", "nested_fan_out"), "nested_app") as app:
+            result = app.nested_fan_out.remote(3)
         assert result["one"] == 6 and result["many"] == [0, 2, 4] and result["task"] == 1003
         assert result["gateway"] == f"unix:{gateway_socket_path(srv.home)}"  # the host path: no mounts here
     finally:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import importlib.util
 import os
 import shutil
 import stat
@@ -24,7 +23,6 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -154,15 +152,6 @@ def test_relay_answers_502_when_the_gateway_is_unreachable(tmp_path: Path) -> No
 # --- a worker on another host -------------------------------------------------------------------
 
 
-def _import_app() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nested_remote_app", NESTED)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nested_remote_app"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nsenter") or not shutil.which("crun"),
@@ -214,13 +203,8 @@ def test_function_on_a_remote_worker_calls_the_gateway_through_the_relay(tmp_pat
             relay = relay_socket_path(worker_home / "workers" / "host-a")
             server.wait_for(relay.is_socket, timeout=10)
 
-            for name in ("nested_double", "nested_record", "nested_fan_out", "nested_probe"):
-                server.deploy(f"{NESTED}:{name}")
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setenv("COVE_GATEWAY", url)
-                patch.setenv("COVE_TOKEN", token)
-                patch.setenv("COVE_HOME", str(home))
-                app = _import_app()
+            deployed = ("nested_double", "nested_record", "nested_fan_out", "nested_probe")
+            with server.deployed_app(NESTED, deployed, "nested_remote_app") as app:
                 result = app.nested_fan_out.remote(5)
                 probe = app.nested_probe.remote(PORT)
             assert result == {
@@ -246,5 +230,4 @@ def test_function_on_a_remote_worker_calls_the_gateway_through_the_relay(tmp_pat
             if worker is not None:
                 _stop(worker)
             _stop(gateway)
-            sys.modules.pop("nested_remote_app", None)
         assert not relay.exists()  # the worker removed its socket on the way out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 from collections.abc import Iterator
 from types import ModuleType
@@ -17,19 +15,8 @@ DEPLOYED = ("chatty", "chatty_quiet", "chatty_fails", "chatty_slow")
 
 @pytest.fixture(scope="module")
 def chatty(server: Server) -> Iterator[ModuleType]:
-    for name in DEPLOYED:
-        server.deploy(f"{CHATTY}:{name}")
-    spec = importlib.util.spec_from_file_location("chatty_app", CHATTY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["chatty_app"] = module
-    spec.loader.exec_module(module)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COVE_GATEWAY", server.url)
-        patch.setenv("COVE_TOKEN", server.token)
-        patch.setenv("COVE_HOME", str(server.home))
+    with server.deployed_app(CHATTY, DEPLOYED, "chatty_app") as module:
         yield module
-    sys.modules.pop("chatty_app", None)
 
 
 def test_prints_reach_the_callers_stderr(chatty: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
