@@ -19,8 +19,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from conftest import APPS, UV_CACHE, Server, free_port
+from conftest import APPS, free_port
 
 from cove.worker._relay import Relay, RelaySettings, relay_socket_path
 
@@ -158,47 +156,15 @@ def test_relay_answers_502_when_the_gateway_is_unreachable(tmp_path: Path) -> No
     reason="needs root, ip, nsenter and crun",
 )
 def test_function_on_a_remote_worker_calls_the_gateway_through_the_relay(tmp_path: Path) -> None:
-    from test_remote_workers import _network, _stop
+    from test_remote_workers import _network, _stop, start_gateway, start_worker
 
     with _network() as net:
-        home = tmp_path / "gateway"
-        home.mkdir()
-        url = f"http://{net.gateway_for_test}:{PORT}"
-        env = {
-            **os.environ,
-            "COVE_HOME": str(home),
-            "COVE_UV_CACHE_DIR": str(UV_CACHE),
-            "XDG_CONFIG_HOME": str(home / "config"),
-            "COVE_GATEWAY": url,
-        }
-        env.pop("COVE_TOKEN", None)
-        log = (tmp_path / "gateway.log").open("ab")
-        gateway = subprocess.Popen(
-            [*net.run_in("gw"), sys.executable, "-m", "cove", "server", "--no-worker", "--host", "0.0.0.0",
-             "--port", str(PORT), "--home", str(home)],
-            env=env, stdout=log, stderr=log,
-        )  # fmt: skip
+        server = start_gateway(net, tmp_path)
+        token = server.token
         worker: subprocess.Popen[bytes] | None = None
         worker_home = tmp_path / "home-a"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert gateway.poll() is None, (tmp_path / "gateway.log").read_text()
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, "gateway did not start"
-                time.sleep(0.2)
-            token = (home / "admin-token").read_text().strip()
-            server = Server(url=url, home=home, token=token, proc=gateway, env=env)
-            worker_token = server.cli_json("token", "create", "--name", "worker-a", "--role", "worker")["token"]
-            wlog = (tmp_path / "worker-a.log").open("ab")
-            worker = subprocess.Popen(
-                [*net.run_in("a"), sys.executable, "-m", "cove", "worker", "--gateway",
-                 f"http://{net.gateway_for_a}:{PORT}", "--token", worker_token, "--name", "host-a",
-                 "--cpu", "2000m", "--memory", "8Gi", "--home", str(worker_home), "--advertise-host", net.a],
-                env={**env, "COVE_TOKEN": "", "COVE_HOME": str(worker_home)}, stdout=wlog, stderr=wlog,
-            )  # fmt: skip
+            worker = start_worker(net, server, tmp_path, "a", net.gateway_for_a, net.a, "2000m")
             server.wait_for(lambda: any(w["alive"] for w in server.cli_json("worker", "list")), timeout=30)
             relay = relay_socket_path(worker_home / "workers" / "host-a")
             server.wait_for(relay.is_socket, timeout=10)
@@ -229,5 +195,5 @@ def test_function_on_a_remote_worker_calls_the_gateway_through_the_relay(tmp_pat
         finally:
             if worker is not None:
                 _stop(worker)
-            _stop(gateway)
+            _stop(server.proc)
         assert not relay.exists()  # the worker removed its socket on the way out

@@ -158,7 +158,8 @@ def test_two_hosts_spread_images_over_http_and_survive_a_killed_worker(tmp_path:
         _run_cluster(net, tmp_path)
 
 
-def _run_cluster(net: Net, tmp_path: Path) -> None:
+def start_gateway(net: Net, tmp_path: Path) -> Server:
+    """``cove server --no-worker`` inside the gateway's namespace with a home of its own, once healthy."""
     home = tmp_path / "gateway"
     home.mkdir()
     url = f"http://{net.gateway_for_test}:{PORT}"
@@ -176,7 +177,6 @@ def _run_cluster(net: Net, tmp_path: Path) -> None:
          "--port", str(PORT), "--home", str(home)],
         env=env, stdout=log, stderr=log,
     )  # fmt: skip
-    workers: dict[str, subprocess.Popen[bytes]] = {}
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -186,21 +186,38 @@ def _run_cluster(net: Net, tmp_path: Path) -> None:
                     break
             assert time.monotonic() < deadline, "gateway did not start"
             time.sleep(0.2)
-        server = Server(url=url, home=home, token=(home / "admin-token").read_text().strip(), proc=gateway, env=env)
+    except BaseException:
+        _stop(gateway)
+        raise
+    return Server(url=url, home=home, token=(home / "admin-token").read_text().strip(), proc=gateway, env=env)
 
+
+def start_worker(
+    net: Net, server: Server, tmp_path: Path, name: str, gateway_addr: str, own_addr: str, cpu: str
+) -> subprocess.Popen[bytes]:
+    """``cove worker`` ``host-NAME`` in namespace ``name``, with its own home and a worker token of its own."""
+    token = server.cli_json("token", "create", "--name", f"worker-{name}", "--role", "worker")["token"]
+    home = tmp_path / f"home-{name}"
+    wlog = (tmp_path / f"worker-{name}.log").open("ab")
+    return subprocess.Popen(
+        [*net.run_in(name), sys.executable, "-m", "cove", "worker", "--gateway", f"http://{gateway_addr}:{PORT}",
+         "--token", token, "--name", f"host-{name}", "--cpu", cpu, "--memory", "8Gi",
+         "--home", str(home), "--advertise-host", own_addr],
+        env={**server.env, "COVE_TOKEN": "", "COVE_HOME": str(home)}, stdout=wlog, stderr=wlog,
+    )  # fmt: skip
+
+
+def _run_cluster(net: Net, tmp_path: Path) -> None:
+    server = start_gateway(net, tmp_path)
+    home = server.home
+    workers: dict[str, subprocess.Popen[bytes]] = {}
+    try:
         # Worker a is small (1.5 cores), b big (3 cores): what a holds also fits on b after a dies.
         for name, gw_addr, own_addr, cpu in (
             ("a", net.gateway_for_a, net.a, "1500m"),
             ("b", net.gateway_for_b, net.b, "3000m"),
         ):
-            token = server.cli_json("token", "create", "--name", f"worker-{name}", "--role", "worker")["token"]
-            wlog = (tmp_path / f"worker-{name}.log").open("ab")
-            workers[name] = subprocess.Popen(
-                [*net.run_in(name), sys.executable, "-m", "cove", "worker", "--gateway", f"http://{gw_addr}:{PORT}",
-                 "--token", token, "--name", f"host-{name}", "--cpu", cpu, "--memory", "8Gi",
-                 "--home", str(tmp_path / f"home-{name}"), "--advertise-host", own_addr],
-                env={**env, "COVE_TOKEN": "", "COVE_HOME": str(tmp_path / f"home-{name}")}, stdout=wlog, stderr=wlog,
-            )  # fmt: skip
+            workers[name] = start_worker(net, server, tmp_path, name, gw_addr, own_addr, cpu)
         server.wait_for(lambda: len([w for w in server.cli_json("worker", "list") if w["alive"]]) == 2, timeout=30)
         ids = {w["name"]: w["id"] for w in server.cli_json("worker", "list")}
 
@@ -289,7 +306,7 @@ def _run_cluster(net: Net, tmp_path: Path) -> None:
     finally:
         for proc in workers.values():
             _stop(proc)
-        _stop(gateway)
+        _stop(server.proc)
 
 
 def _live(server: Server, deployment: str) -> list[dict[str, object]]:
