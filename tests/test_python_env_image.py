@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import APPS, Server
@@ -46,10 +47,11 @@ def prepared_env(tmp_path: Path) -> Path:
     return env
 
 
-def test_python_env_image_runs_in_the_existing_environment_read_only(server: Server, prepared_env: Path) -> None:
-    env = {**server.env, "COVE_TOKEN": server.token, "COVE_TEST_PYENV": str(prepared_env)}
+def _deploy_naming(server: Server, env_path: Path, *extra: str) -> dict[str, Any]:
+    """Deploy the test app with its image naming ``env_path`` (the app reads it from the environment)."""
+    env = {**server.env, "COVE_TOKEN": server.token, "COVE_TEST_PYENV": str(env_path)}
     done = subprocess.run(
-        [sys.executable, "-m", "cove", "deploy", f"{APP}:which_env", "--json"],
+        [sys.executable, "-m", "cove", "deploy", f"{APP}:which_env", *extra, "--json"],
         env=env,
         capture_output=True,
         text=True,
@@ -57,7 +59,12 @@ def test_python_env_image_runs_in_the_existing_environment_read_only(server: Ser
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    deployed = json.loads(done.stdout)
+    deployed: dict[str, Any] = json.loads(done.stdout)
+    return deployed
+
+
+def test_python_env_image_runs_in_the_existing_environment_read_only(server: Server, prepared_env: Path) -> None:
+    deployed = _deploy_naming(server, prepared_env)
     before = set(prepared_env.rglob("*"))
     with server.http() as http:
         image = http.get(f"/api/v1/images/{deployed['image_id']}").json()
@@ -72,16 +79,7 @@ def test_python_env_image_runs_in_the_existing_environment_read_only(server: Ser
 
 
 def test_python_env_image_missing_on_the_worker_fails_with_the_reason(server: Server, tmp_path: Path) -> None:
-    env = {**server.env, "COVE_TOKEN": server.token, "COVE_TEST_PYENV": str(tmp_path / "no-such-env")}
-    done = subprocess.run(
-        [sys.executable, "-m", "cove", "deploy", f"{APP}:which_env", "--name", "missing-env", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    _deploy_naming(server, tmp_path / "no-such-env", "--name", "missing-env")
     with server.http() as http:
         reply = http.post("/endpoint/missing-env", json={})
     assert reply.status_code >= 500
