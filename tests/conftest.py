@@ -108,7 +108,9 @@ class Server:
                 self.proc.wait()
 
 
-def start_server(home: Path, port: int | None = None, extra_env: dict[str, str] | None = None) -> Server:
+def start_server(
+    home: Path, port: int | None = None, extra_env: dict[str, str] | None = None, *extra_args: str
+) -> Server:
     port = port or free_port()
     env = {
         **os.environ,
@@ -124,7 +126,7 @@ def start_server(home: Path, port: int | None = None, extra_env: dict[str, str] 
         home.mkdir(parents=True)
         log = (home / "test-server.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cove", "server", "--port", str(port), "--home", str(home)],
+        [sys.executable, "-m", "cove", "server", "--port", str(port), "--home", str(home), *extra_args],
         env=env,
         stdout=log,
         stderr=log,
@@ -151,7 +153,9 @@ def start_server(home: Path, port: int | None = None, extra_env: dict[str, str] 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server shared by the tests that do not restart or break it."""
-    srv = start_server(tmp_path_factory.mktemp("home") / "cove")
+    # Many tests' containers stay warm side by side here: the worker offers room for all of them, so that
+    # whether a test's container can be placed never depends on what earlier tests left running.
+    srv = start_server(tmp_path_factory.mktemp("home") / "cove", None, None, "--worker-cpu", "64")
     yield srv
     srv.stop()
 

@@ -34,6 +34,9 @@ def server(
     use_reservoir: bool = typer.Option(
         False, "--use-reservoir", help="Build images only from this server's own reservoir (/reservoir/simple/)."
     ),
+    worker_cpu: str | None = typer.Option(
+        None, "--worker-cpu", help="CPU the local worker offers, cores or millicores (default: 4 x this machine's)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run everything on this machine: gateway, scheduler and a local worker."""
@@ -57,6 +60,7 @@ def server(
         runtime=runtime,
         index_url=index_url,
         use_reservoir=use_reservoir,
+        worker_cpu_millis=_cpu_millis(worker_cpu, as_json),
     )
     try:
         # uvicorn's loop="uvloop" applies only to a loop it creates; the gateway runs in this one.
@@ -65,6 +69,18 @@ def server(
         fail(str(exc), as_json)
     except KeyboardInterrupt:
         pass
+
+
+def _cpu_millis(value: str | None, as_json: bool) -> int:
+    """``--worker-cpu`` in millicores; 0 leaves the default."""
+    if value is None:
+        return 0
+    from .._config import ConfigError, parse_cpu
+
+    try:
+        return parse_cpu(value)
+    except ConfigError as exc:
+        fail(f"--worker-cpu: {exc}", as_json)
 
 
 def _server_info(home: Home) -> dict[str, object] | None:
