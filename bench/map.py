@@ -1,11 +1,11 @@
-"""``f.map`` throughput and ``f.remote`` latency, side by side with Ray Core and Celery when installed.
+"""``f.map`` throughput and ``f.remote`` latency, side by side with Ray Core, Celery and Dramatiq when installed.
 
     python bench/map.py [--count 10000] [--rounds 300]
 
 Prints inputs/s end to end for ``f.map`` over COUNT no-op inputs and over COUNT
 inputs of ~5 ms CPU work, and the round trip of one ``f.remote`` to a warm
-container (p50/p99); then the same shapes on Ray (``ray.get([f.remote(i) ...])``)
-and Celery with a Redis broker, and the ratios.
+container (p50/p99); then the same shapes on Ray (``ray.get([f.remote(i) ...])``),
+Celery and Dramatiq with a Redis broker, and the ratios.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _peers import celery_numbers, ray_numbers
+from _peers import PEERS
 from _server import CoveServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     results = {"cove": cove_numbers(args.count, args.rounds)}
     if not args.no_peers:
-        for name, fn in (("ray", ray_numbers), ("celery", celery_numbers)):
+        for name, fn in PEERS:
             found = fn(args.count, args.rounds)
             if found is not None:
                 results[name] = found

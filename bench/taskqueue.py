@@ -5,7 +5,7 @@
 Puts go over HTTP (``POST /taskqueue/queued``, JSON, 32 connections), each one
 committed to the store before its 202. Completions/s runs from the first put
 to the last task COMPLETE in the store. The round trip is ``tq.put(1).result()``
-from the SDK. Ray Core and Celery (Redis broker) run the same shapes when installed.
+from the SDK. Ray Core, Celery and Dramatiq (Redis broker) run the same shapes when installed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import run_load
-from _peers import celery_numbers, ray_numbers
+from _peers import PEERS
 from _server import CoveServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +92,7 @@ def main() -> None:
         f"round trip p50 {statistics.median(trips):.2f} ms p99 {pct(trips, 0.99):.2f} ms"
     )
     if not args.no_peers:
-        for name, numbers in (("ray", ray_numbers), ("celery", celery_numbers)):
+        for name, numbers in PEERS:
             peer = numbers(args.count, args.rounds)
             if peer is None:
                 continue

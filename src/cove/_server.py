@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -26,10 +27,14 @@ import uvicorn
 
 from ._gateway_socket import gateway_socket_path, prepare_socket_folder
 from ._home import Home
+from ._http_server import GatewayHttpProtocol
 from .gateway import GatewaySettings, create_app
 from .store import Store, sqlite_url
 
 log = logging.getLogger("cove.server")
+
+# Objects allocated before a young collection runs (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 20_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +117,7 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=GatewayHttpProtocol,
         lifespan="on",
         log_config=None,
         access_log=False,
@@ -126,6 +131,7 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
             raise RuntimeError(f"the gateway could not start on {settings.url} (is the port in use?)")
         await asyncio.sleep(0.02)
     local, local_serving, socket_path = await _serve_local_socket(app, settings)
+    _settle_garbage_collector()
     info = {"url": settings.url, "pid": os.getpid(), "socket": str(socket_path)}
     settings.home.server_info.write_text(json.dumps(info))
     supervisor = LocalWorker(settings, worker_token) if settings.local_worker else None
@@ -148,6 +154,20 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
             info = json.loads(settings.home.server_info.read_text())
             if info.get("pid") == os.getpid():
                 settings.home.server_info.unlink()
+
+
+def _settle_garbage_collector() -> None:
+    """Move everything loaded at startup out of the collector's way, and collect young objects less often.
+
+    The gateway makes several short-lived objects per request. Each full
+    collection used to walk every module, route and mapper loaded at startup,
+    about a tenth of the gateway's CPU time under load. Frozen objects are
+    never walked again; the larger first-generation threshold makes young
+    collections rarer without letting cycles pile up for long.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 class _GatewayServer(uvicorn.Server):
@@ -177,7 +197,7 @@ async def _serve_local_socket(app: Any, settings: ServerSettings) -> tuple[uvico
         app,
         uds=str(path),
         loop="uvloop",
-        http="httptools",
+        http=GatewayHttpProtocol,
         lifespan="off",  # the TCP server's lifespan already set the app up
         log_config=None,
         access_log=False,

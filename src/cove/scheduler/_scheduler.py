@@ -94,6 +94,7 @@ class Pool:
     retry_after: float = 0.0
     pending_reason: str | None = None
     quota_blocked: str | None = None
+    scale_soon: bool = False  # a scaling pass is already queued for this loop turn
 
     def live(self) -> list[Slot]:
         return [s for s in self.slots.values() if s.state in ("pending", "listening", "ready")]
@@ -162,7 +163,7 @@ class Scheduler:
     ) -> None:
         self.store = store
         self.dispatcher = Dispatcher(store, call, owner=owner)
-        self.dispatcher.on_work = lambda deployment: self._scale(self.pool_for(deployment))
+        self.dispatcher.on_work = self._work_arrived
         self.ticker = CronTicker(store, self.dispatcher)
         self._loops: set[asyncio.Task[None]] = set()
         self.pools: dict[str, Pool] = {}
@@ -451,6 +452,18 @@ class Scheduler:
                 and pool.config.autoscaler.min_containers == 0
             ):
                 self.pools.pop(pool.deployment.id, None)
+
+    def _work_arrived(self, deployment: Deployment) -> None:
+        """Inputs were queued: scale the pool once this loop turn is over, not once per put."""
+        pool = self.pool_for(deployment)
+        if not pool.scale_soon:
+            pool.scale_soon = True
+            asyncio.get_running_loop().call_soon(self._scale_soon, pool)
+
+    def _scale_soon(self, pool: Pool) -> None:
+        pool.scale_soon = False
+        if self.pools.get(pool.deployment.id) is pool:
+            self._scale(pool)
 
     def _scale(self, pool: Pool, now: float | None = None) -> None:
         now = now or time.time()

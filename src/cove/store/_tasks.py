@@ -77,21 +77,27 @@ class _DriverSql:
         self.update = f"UPDATE tasks SET {sets} WHERE id = {marks[-1]}"
 
     def insert_row(self, row: dict[str, Any]) -> tuple[Any, ...]:
-        # JSON columns hold JSON text; SQLAlchemy's JSON type writes None as 'null' too.
-        return (
-            *(json.dumps(row[name]) if name in _JSON_FIELDS else row[name] for name in _INSERT_FIELDS),
-            self.owner,
-        )
+        return (*(_column_value(name, row[name]) for name in _INSERT_FIELDS), self.owner)
 
     @staticmethod
-    def update_row(payload: dict[str, Any]) -> tuple[Any, ...]:
-        return (
-            *(
-                json.dumps(payload[f"b_{name}"]) if name in _JSON_FIELDS else payload[f"b_{name}"]
-                for name in _UPDATE_FIELDS
-            ),
-            payload["b_id"],
-        )
+    def update_row(change: tuple[str, dict[str, Any]]) -> tuple[Any, ...]:
+        task_id, fields = change
+        return (*(_column_value(name, fields[name]) for name in _UPDATE_FIELDS), task_id)
+
+
+def _column_value(name: str, value: Any) -> Any:
+    """A value as its column stores it: JSON columns hold JSON text.
+
+    SQLAlchemy's JSON type writes None as 'null' too. The empty values every
+    new task carries skip the encoder.
+    """
+    if name not in _JSON_FIELDS:
+        return value
+    if value is None:
+        return "null"
+    if value == []:
+        return "[]"
+    return json.dumps(value)
 
 
 class TaskWriter:
@@ -147,7 +153,7 @@ class TaskWriter:
 
     def update(self, task_id: str, **fields: Any) -> None:
         """Queue a state change; all of ``_UPDATE_FIELDS`` must be given (the row's full new state)."""
-        self._ops.put_nowait(("update", {"b_id": task_id, **{f"b_{k}": v for k, v in fields.items()}}, None))
+        self._ops.put_nowait(("update", (task_id, fields), None))
 
     async def _run(self) -> None:
         while True:
@@ -168,14 +174,14 @@ class TaskWriter:
         # An update carries the row's full new state, so only a task's last one in the batch
         # needs writing (a RUNNING then COMPLETE pair becomes one row write); it stays after
         # the row's insert, which always precedes every update of it.
-        last = {op[1]["b_id"]: n for n, op in enumerate(batch) if op[0] == "update"}
+        last = {op[1][0]: n for n, op in enumerate(batch) if op[0] == "update"}
         try:
             conn = await self._connection()
             async with conn.begin():
                 group: list[Any] = []
                 kind = None
                 for n, (op, payload, _) in enumerate(batch):
-                    if op == "update" and last[payload["b_id"]] != n:
+                    if op == "update" and last[payload[0]] != n:
                         continue
                     if op != kind and group:
                         await self._execute(conn, kind, group)
@@ -206,7 +212,7 @@ class TaskWriter:
 
 async def _notify_finished(conn: Any, batch: list[tuple[str, Any, Any]]) -> None:
     """Tell every gateway which tasks this batch finished; delivered when the batch commits."""
-    done = [op[1]["b_id"] for op in batch if op[0] == "update" and op[1].get("b_state") in TERMINAL_STATES]
+    done = [op[1][0] for op in batch if op[0] == "update" and op[1][1].get("state") in TERMINAL_STATES]
     for start in range(0, len(done), _IDS_PER_NOTIFY):
         chunk = ",".join(done[start : start + _IDS_PER_NOTIFY])
         await conn.execute(_NOTIFY, {"channel": DONE_TASKS_CHANNEL, "payload": chunk})
