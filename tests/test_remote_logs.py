@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from types import ModuleType
 
+import httpx
 import pytest
 from conftest import APPS, Server
 
 CHATTY = APPS / "chatty" / "app.py"
-DEPLOYED = ("chatty", "chatty_quiet", "chatty_fails", "chatty_slow")
+DEPLOYED = ("chatty", "chatty_quiet", "chatty_fails", "chatty_slow", "chatty_long", "chatty_long_fails")
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +76,80 @@ def test_overlapping_calls_in_one_container_keep_their_own_output(
         err = capsys.readouterr().err
         assert err.count(f"{tag} step ") == 5
         assert other not in err
+
+
+class _TimedStderr:
+    """Stands in for ``sys.stderr``: keeps each write with the moment it was made."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append((time.monotonic(), text))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def text(self) -> str:
+        return "".join(text for _, text in self.writes)
+
+    def first(self, needle: str) -> float:
+        return next(at for at, text in self.writes if needle in text)
+
+
+def test_a_long_call_shows_its_output_while_it_runs(chatty: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    chatty.chatty_long.remote("warmup", steps=0)  # a warm container: the timing below is the call's own
+    err = _TimedStderr()
+    monkeypatch.setattr(sys, "stderr", err)
+    started = time.monotonic()
+    assert chatty.chatty_long.remote("live", steps=6, pause=0.4) == "live"
+    returned = time.monotonic()
+    out = err.text()
+    for i in range(6):
+        assert out.count(f"live step {i}\n") == 1, out  # each line once: live, never again with the result
+    assert out.count("live done\n") == 1
+    # The first line was on the caller's stderr well before the call (about 2.4 s) returned.
+    assert err.first("live step 0") - started < 1.5
+    assert returned - err.first("live step 1") > 1.0
+
+
+def test_a_long_failing_call_shows_each_line_once(chatty: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    err = _TimedStderr()
+    monkeypatch.setattr(sys, "stderr", err)
+    with pytest.raises(RuntimeError, match="omega gave up"):
+        chatty.chatty_long_fails.remote("omega")
+    out = err.text()
+    for i in range(4):
+        assert out.count(f"omega step {i}\n") == 1, out
+
+
+def test_a_spawned_long_call_returns_its_whole_output(chatty: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    call = chatty.chatty_long.spawn("later", steps=4, pause=0.3)
+    assert call.get(timeout=60) == "later"
+    err = capsys.readouterr().err
+    for i in range(4):  # posted live while nobody followed: it comes back with the outcome
+        assert err.count(f"later step {i}\n") == 1, err
+    assert err.count("later done\n") == 1
+
+
+def test_only_the_calls_container_posts_its_output(chatty: ModuleType, server: Server) -> None:
+    headers = {"Authorization": f"Bearer {server.token}"}
+    call = chatty.chatty_long.spawn("guarded", steps=8, pause=0.4)
+    deadline = time.monotonic() + 30
+    while call.info()["state"] != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    url = f"{server.url}/api/v1/calls/{call.object_id}/output"
+    forged = httpx.post(url, content=b"not from the container", headers=headers)
+    assert forged.status_code == 403, forged.text
+    assert "container running" in forged.json()["error"]["message"]
+    assert httpx.post(f"{server.url}/api/v1/calls/nope/output", content=b"x", headers=headers).status_code == 404
+    read = httpx.get(url, params={"after": 0, "wait": 5}, headers=headers).json()
+    assert "guarded step 0" in read["text"] and "not from the container" not in read["text"]
+    assert read["next"] == len(read["text"]) and not read["finished"]
+    assert call.get(timeout=60) == "guarded"
+    done = httpx.get(url, params={"after": read["next"]}, headers=headers).json()
+    assert done["finished"] and done["state"] == "COMPLETE"
+    late = httpx.post(url, content=b"too late", headers=headers)
+    assert late.status_code == 409
+    assert httpx.get(url, headers={"Authorization": "Bearer nope"}).status_code == 401

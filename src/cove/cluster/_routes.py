@@ -3,7 +3,7 @@
 It answers what the database alone can answer: reads of the control API,
 task status and results (woken by NOTIFY), and durable task puts and spawns
 (committed as unclaimed rows the leader takes). Invocations, ``.remote``
-calls, maps, sandboxes, the worker API and every change to what runs need
+calls and their live output, maps, sandboxes, the worker API and every change to what runs need
 the leader's live scheduler, so they are forwarded.
 """
 
@@ -18,6 +18,8 @@ _LIVE_READS = ("/api/v1/workers", "/api/v1/containers", "/api/v1/logs", "/api/v1
 _RESERVOIR = "/reservoir"
 _FUNCTIONS = "/api/v1/functions/"
 _CALLS = "/calls"
+_CALLS_PREFIX = "/api/v1/calls/"
+_OUTPUT = "/output"
 _FALSE = frozenset({"false", "0", "no", "off", "f", "n"})
 
 
@@ -36,7 +38,8 @@ def served_by_follower(scope: dict[str, Any]) -> bool:
     if path in _LOCAL_PATHS or path == _RESERVOIR or path.startswith(_RESERVOIR + "/"):
         return True
     if method in ("GET", "HEAD"):
-        return path.startswith("/api/") and not path.startswith(_LIVE_READS)
+        live_output = path.startswith(_CALLS_PREFIX) and path.endswith(_OUTPUT)  # held by the leader only
+        return path.startswith("/api/") and not path.startswith(_LIVE_READS) and not live_output
     if method == "POST":
         return path.startswith("/taskqueue/") or _is_spawn(path, scope.get("query_string", b""))
     return False

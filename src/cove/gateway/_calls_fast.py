@@ -19,12 +19,14 @@ from ..store import Deployment, Principal
 from ._errors import ApiError, error_body
 from ._functions_api import accept_put, call_deadline, outcome_parts, task_deployment, wait_finished
 from ._invoke import read_body
+from ._output_api import wait_done_or_output
 from ._state import Gateway
 
 PREFIX = "/api/v1/functions/"
 SUFFIX = "/calls"
 PUT_PREFIX = "/taskqueue/"
 RESULT_PREFIX = "/api/v1/calls/"
+FOLLOW_HEADER = b"x-cove-follow-output"
 
 
 def handles(scope: dict[str, Any]) -> bool:
@@ -71,8 +73,7 @@ async def handle_call(gw: Gateway, scope: dict[str, Any], receive: Any, send: An
         elif scope.get("query_string") == b"wait=false":
             media, headers, body, status = await _spawn(gw, scope, receive)
         else:
-            media, headers, body = await _call(gw, scope, receive)
-            status = 200
+            media, headers, body, status = await _call(gw, scope, receive)
     except ApiError as exc:
         status, media, headers, body = exc.status, "application/json", exc.headers, error_body(exc.status, exc.message)
     raw = [(b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]
@@ -128,14 +129,25 @@ async def _result(gw: Gateway, scope: dict[str, Any]) -> tuple[str, dict[str, st
     return media, headers, body, 200
 
 
-async def _call(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, dict[str, str], bytes]:
+async def _call(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, dict[str, str], bytes, int]:
+    """``.remote``: the outcome when the call ends.
+
+    A caller that sends ``X-Cove-Follow-Output`` gets a 202 with the call id
+    instead as soon as the running call has posted output, and reads that
+    output live (``GET /api/v1/calls/{id}/output``) before its outcome.
+    """
     deployment, body = await _request(gw, scope, receive, scope["path"][len(PREFIX) : -len(SUFFIX)])
     try:
         [item] = await gw.scheduler.dispatcher.submit(deployment, [("pickle", body)], durable=False)
     except QueueFull as exc:
         raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
     try:
-        await asyncio.wait_for(item.done.wait(), call_deadline(deployment))
+        if any(name == FOLLOW_HEADER for name, _ in scope["headers"]):
+            if not await wait_done_or_output(item, call_deadline(deployment)):
+                body = b'{"call_id":"%s","state":"RUNNING"}' % item.id.encode()
+                return "application/json", {"X-Cove-Call-Id": item.id}, body, 202
+        else:
+            await asyncio.wait_for(item.done.wait(), call_deadline(deployment))
     except TimeoutError:
         raise ApiError(504, f"call {item.id} did not finish in time") from None
-    return outcome_parts(item)
+    return (*outcome_parts(item), 200)

@@ -23,6 +23,7 @@ from . import (
     _functions_api,
     _gpus_api,
     _images_api,
+    _output_api,
     _quotas_api,
     _sandbox_api,
     _schedules_api,
@@ -107,6 +108,7 @@ def create_app(settings: GatewaySettings) -> Any:
     api.include_router(_quotas_api.router, tags=["quotas"])
     api.include_router(_blobs_api.router, tags=["blobs"])
     api.include_router(_gpus_api.router, tags=["gpus"])
+    api.include_router(_output_api.router, tags=["functions"])
 
     @api.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

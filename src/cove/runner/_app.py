@@ -228,7 +228,7 @@ class BatchCaller:
             return out, b""
         if fn.wants_context:
             kwargs["context"] = Context(call_id, fn.container_id, fn.on_start_value)
-        _capture.start()
+        _capture.start(call_id)
         try:
             result = fn.target(*args, **kwargs)
             if type(result) is types.CoroutineType:

@@ -1,4 +1,4 @@
-"""What a call prints, kept per call so it can travel back to the caller with the result.
+"""What a call prints, kept per call so it reaches the caller: live while it runs, the rest with the result.
 
 ``sys.stdout`` and ``sys.stderr`` are wrapped once, before the user's module
 is imported (so loggers it sets up write through the wrapper too). Every
@@ -8,40 +8,68 @@ on different threads (``concurrent_requests`` > 1) never see each other's
 lines. Output of threads the call starts itself, of subprocesses and of C
 code writing to the file descriptors directly is in the container log only.
 
-Only ``_thread`` (built in) is imported: the runner stays cheap to start.
+A call that runs longer than ``LIVE_AFTER_SECONDS`` has its new output posted
+to the gateway every ``LIVE_EVERY_SECONDS`` by one background thread, so a
+caller waiting on ``.remote`` sees it as it is printed. What was not posted
+(a short call's whole output, the last lines of a long one, anything the
+gateway did not take) travels with the result. Printing never waits on the
+gateway: only the poster and the call's end take a buffer's lock.
+
+Only built-in modules are imported up front: the runner stays cheap to start.
 """
 
 from __future__ import annotations
 
 import sys
-from _thread import get_ident
+from _thread import allocate_lock, get_ident, start_new_thread
+from time import monotonic, sleep
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
-MAX_LOG_CHARS = 64 * 1024  # a call's output beyond this stays in the container log only
+MAX_LOG_CHARS = 64 * 1024  # output not yet delivered beyond this stays in the container log only
+LIVE_AFTER_SECONDS = 0.5
+LIVE_EVERY_SECONDS = 0.25
 _CUT_NOTE = "\n[cove: this call printed more; the rest is in the container log]\n"
 
 
 class _Buffer:
-    __slots__ = ("parts", "size")
+    __slots__ = ("call_id", "cut", "lock", "parts", "size", "started")
 
-    def __init__(self) -> None:
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self.started = monotonic()
+        self.lock = allocate_lock()
         self.parts: list[str] = []
         self.size = 0
+        self.cut = False
 
     def add(self, text: str) -> None:
         if self.size <= MAX_LOG_CHARS:
             self.parts.append(text)
             self.size += len(text)
 
-    def text(self) -> str:
-        joined = "".join(self.parts)
-        return joined if len(joined) <= MAX_LOG_CHARS else joined[:MAX_LOG_CHARS] + _CUT_NOTE
+    def take(self) -> str:
+        """The output not yet delivered, removed from the buffer (hold ``lock``)."""
+        parts, self.parts = self.parts, []
+        self.size = 0
+        joined = "".join(parts)
+        if len(joined) > MAX_LOG_CHARS:
+            joined = joined[:MAX_LOG_CHARS]
+            if not self.cut:
+                joined += _CUT_NOTE
+            self.cut = True
+        return joined
+
+    def give_back(self, text: str) -> None:
+        """Undelivered text goes back in front, to travel with the result instead."""
+        self.parts.insert(0, text)
+        self.size += len(text)
 
 
 _buffers: dict[int, _Buffer] = {}
+_poster_started = False
 
 
 class _Tee:
@@ -72,12 +100,51 @@ def install() -> None:
         sys.stderr = _Tee(sys.stderr)
 
 
-def start() -> None:
-    """Begin capturing this thread's output for one call."""
-    _buffers[get_ident()] = _Buffer()
+def start(call_id: str = "") -> None:
+    """Begin capturing this thread's output for one call (posted live when it has an id and runs long)."""
+    global _poster_started
+    _buffers[get_ident()] = _Buffer(call_id)
+    if call_id and not _poster_started:
+        from cove.runner._gateway_http import reachable
+
+        if reachable():
+            _poster_started = True
+            start_new_thread(_post_forever, ())
 
 
 def finish() -> str:
-    """Stop capturing this thread's output; return what the call printed."""
+    """Stop capturing this thread's output; return what was not delivered live."""
     buffer = _buffers.pop(get_ident(), None)
-    return buffer.text() if buffer is not None and buffer.parts else ""
+    if buffer is None:
+        return ""
+    with buffer.lock:  # waits for a post in flight, so no line is both posted and returned
+        return buffer.take()
+
+
+def _post_forever() -> None:
+    while True:
+        sleep(LIVE_EVERY_SECONDS)
+        now = monotonic()
+        for buffer in list(_buffers.values()):
+            if buffer.call_id and buffer.parts and now - buffer.started >= LIVE_AFTER_SECONDS:
+                _post(buffer)
+
+
+def _post(buffer: _Buffer) -> None:
+    from cove.runner._gateway_http import GatewayError, request
+
+    with buffer.lock:
+        text = buffer.take()
+        if not text:
+            return
+        try:
+            request(
+                "POST",
+                f"/api/v1/calls/{buffer.call_id}/output",
+                text.encode("utf-8", "replace"),
+                content_type="text/plain; charset=utf-8",
+                timeout=5,
+            )
+        except GatewayError:
+            buffer.give_back(text)  # it travels with the result instead,
+            buffer.call_id = ""  # and so does the rest of this call's output

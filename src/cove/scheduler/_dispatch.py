@@ -26,6 +26,7 @@ from .._config import DeploymentConfig
 from .._frames import FrameError, pack, unpack
 from ..store import Deployment, Store, Task, TaskWriter, claim_tasks, insert_unowned, new_id
 from ._callbacks import CallbackSender
+from ._live_output import LiveOutput, merged_error, merged_result
 from ._retry import after_failure
 
 log = logging.getLogger("cove.scheduler.tasks")
@@ -59,6 +60,7 @@ class TaskItem:
     result: bytes | None = None
     error: dict[str, Any] | None = None
     _done: asyncio.Event | None = dataclasses.field(default=None, init=False, repr=False)
+    live: LiveOutput | None = dataclasses.field(default=None, init=False, repr=False)
     # A ``.remote`` call is written once, when it ends (or first retries): its caller is waiting
     # for the answer, so a row before dispatch would only slow the round trip down.
     stored: bool = True
@@ -79,6 +81,14 @@ class TaskItem:
     def mark_done(self) -> None:
         if self._done is not None:
             self._done.set()
+        if self.live is not None:
+            self.live.pulse()
+
+    def live_output(self) -> LiveOutput:
+        """What the call's container posted while it runs (made on first use)."""
+        if self.live is None:
+            self.live = LiveOutput()
+        return self.live
 
     def row(self) -> dict[str, Any]:
         return {
@@ -403,9 +413,9 @@ class Dispatcher:
                     },
                 )
             elif found[0].get("ok"):
-                self._complete(queue, item, found[1])
+                self._complete(queue, item, found[1] if item.fmt == "json" else merged_result(item.live, found[1]))
             else:
-                error = dict(found[0].get("error") or {})
+                error = merged_error(item.live, dict(found[0].get("error") or {}))
                 error["exception_size"] = len(found[1])
                 self._failed(queue, item, error, exception=found[1])
 

@@ -8,6 +8,7 @@ remote traceback attached as a note.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import pickle
 import sys
@@ -59,7 +60,13 @@ def show_logs(text: str) -> None:
         sys.stderr.flush()
 
 
-def loads_result(data: bytes, client: Client | None = None) -> Any:
+def _unseen(carrier: dict[str, Any], followed: bool) -> str:
+    """The call's output in an envelope header or error, less what a caller that followed it live has shown."""
+    logs = str(carrier.get("logs") or "")
+    return logs[int(carrier.get("live_chars") or 0) :] if followed else logs
+
+
+def loads_result(data: bytes, client: Client | None = None, followed: bool = False) -> Any:
     """Unpickle a result, saying which module is missing when one is.
 
     A result may come in an envelope: the call's printed output (shown on
@@ -69,7 +76,7 @@ def loads_result(data: bytes, client: Client | None = None) -> Any:
 
     try:
         header, data = unwrap(data)
-        show_logs(str(header.get("logs") or ""))
+        show_logs(_unseen(header, followed))
         sha = blob_ref(header)
     except PayloadError as exc:
         raise CoveError(502, "BadResult", f"the call's result cannot be read: {exc}") from None
@@ -84,9 +91,9 @@ def loads_result(data: bytes, client: Client | None = None) -> Any:
         ) from exc
 
 
-def raise_failure(error: dict[str, Any]) -> None:
+def raise_failure(error: dict[str, Any], followed: bool = False) -> None:
     """Raise the remote exception (rebuilt when it unpickles) with its traceback as a note."""
-    show_logs(str(error.get("logs") or ""))
+    show_logs(_unseen(error, followed))
     traceback = error.get("traceback") or ""
     rebuilt: BaseException | None = None
     if error.get("exception_pickle"):
@@ -103,19 +110,52 @@ def raise_failure(error: dict[str, Any]) -> None:
     raise rebuilt
 
 
-def outcome(status: int, headers: Any, content: bytes, client: Client | None = None) -> Any:
-    """Turn a finished call's response into its value, or raise its failure."""
+def outcome(status: int, headers: Any, content: bytes, client: Client | None = None, followed: bool = False) -> Any:
+    """Turn a finished call's response into its value, or raise its failure.
+
+    ``followed``: the caller already showed the output the call posted live.
+    """
     state = headers.get("x-cove-state", "")
     if state == "COMPLETE":
         if headers.get("content-type", "").startswith("application/json"):
             return json.loads(content)
-        return loads_result(content, client)
+        return loads_result(content, client, followed)
     body = json.loads(content)
     error = body.get("error") or {}
     if state in ("CANCELLED", "EXPIRED"):
         raise CoveError(409, state.title(), error.get("message", state.lower()))
-    raise_failure(error)
+    raise_failure(error, followed)
     return None
+
+
+FOLLOW_OUTPUT_HEADER = "X-Cove-Follow-Output"
+
+
+def follow(call_id: str, client: Client) -> Any:
+    """Show a running call's output as it is printed, then return its outcome.
+
+    ``.remote`` lands here when the gateway answers 202: the call has printed
+    something and is still running. Ctrl-C cancels the call.
+    """
+    after = 0
+    try:
+        while True:
+            answer = client.request("GET", f"/api/v1/calls/{call_id}/output", params={"after": after, "wait": 30})
+            text = str(answer.get("text") or "")
+            if text:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+            after = int(answer.get("next", after + len(text)))
+            if answer.get("finished"):
+                break
+        response = client.raw("GET", f"/api/v1/calls/{call_id}", params={"wait": 60})
+        while response.status_code == 202:  # ended as far as the output knows; the outcome is a moment behind
+            response = client.raw("GET", f"/api/v1/calls/{call_id}", params={"wait": 60})
+    except KeyboardInterrupt:
+        with contextlib.suppress(CoveError):
+            client.request("POST", f"/api/v1/calls/{call_id}/cancel")
+        raise
+    return outcome(response.status_code, response.headers, response.content, client, followed=True)
 
 
 class FunctionCall:

@@ -151,17 +151,20 @@ class _Remote:
         self._stub = stub
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from ._calls import dumps_arguments, outcome
+        from ._calls import FOLLOW_OUTPUT_HEADER, dumps_arguments, follow, outcome
         from ._client import Client
 
+        client = Client.shared()
         body = dumps_arguments(args, kwargs)
-        response = Client.shared().raw(
+        response = client.raw(
             "POST",
             f"/api/v1/functions/{self._stub.name}/calls",
             content=body,
-            headers={"Content-Type": "application/octet-stream"},
+            headers={"Content-Type": "application/octet-stream", FOLLOW_OUTPUT_HEADER: "1"},
             timeout=None,
         )
+        if response.status_code == 202:  # still running, and printing: show it as it comes
+            return follow(response.json()["call_id"], client)
         return outcome(response.status_code, response.headers, response.content)
 
     async def aio(self, *args: Any, **kwargs: Any) -> Any:

@@ -56,3 +56,10 @@ async def is_container_token(store: Store, token_id: str) -> bool:
     async with store.session() as s:
         name = await s.scalar(select(m.Token.name).where(m.Token.id == token_id))
     return bool(name and name.startswith(PREFIX))
+
+
+async def token_container(store: Store, token_id: str) -> str | None:
+    """The container a token was minted for, or None for any other token."""
+    async with store.session() as s:
+        name = await s.scalar(select(m.Token.name).where(m.Token.id == token_id))
+    return name[len(PREFIX) :] if name and name.startswith(PREFIX) else None

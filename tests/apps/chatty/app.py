@@ -34,3 +34,21 @@ def chatty_slow(tag: str) -> str:
         print(f"{tag} step {i}")
         time.sleep(0.1)
     return tag
+
+
+@function(timeout=60)
+def chatty_long(tag: str, steps: int = 6, pause: float = 0.4) -> str:
+    """Prints a line now and then for a few seconds: its caller sees each line while it runs."""
+    for i in range(steps):
+        print(f"{tag} step {i}", flush=True)
+        time.sleep(pause)
+    print(f"{tag} done")
+    return tag
+
+
+@function(retries=0, timeout=60)
+def chatty_long_fails(tag: str) -> None:
+    for i in range(4):
+        print(f"{tag} step {i}")
+        time.sleep(0.4)
+    raise RuntimeError(f"{tag} gave up")

@@ -1,0 +1,88 @@
+"""A running call's printed output, live: posted by its container, read by the caller that waits on it.
+
+``POST /api/v1/calls/{id}/output`` takes a chunk of text from the container
+running the call (its own token, nobody else's) while the call runs.
+``GET /api/v1/calls/{id}/output?after=N&wait=S`` answers the text after
+character ``N`` as soon as there is some, or when the call ends, or after
+``S`` seconds; ``finished`` says the call has ended and all of its posted text
+was read. ``.remote`` follows a call this way once it has printed something
+before ending (see ``wait_done_or_output``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from ..scheduler._dispatch import TaskItem
+from ..store._container_tokens import token_container
+from ..store._tasks import get_task
+from ._deps import GatewayDep, PrincipalDep, read_limited
+from ._errors import ApiError
+from ._state import Gateway
+
+router = APIRouter(prefix="/api/v1/calls")
+
+MAX_POST_BYTES = 256 * 1024
+FINISHED = frozenset(("COMPLETE", "FAILED", "CANCELLED", "EXPIRED"))
+
+
+def _item(gw: Gateway, workspace_id: str, call_id: str) -> TaskItem | None:
+    item = gw.scheduler.dispatcher.find(call_id)
+    if item is None or item.deployment is None or item.deployment.workspace_id != workspace_id:
+        return None
+    return item
+
+
+@router.post("/{call_id}/output", status_code=204, summary="Output of a running call, from its container")
+async def post_output(call_id: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> Response:
+    item = _item(gw, who.workspace_id, call_id)
+    if item is None:
+        raise ApiError(404, f"no running call {call_id!r}")
+    if item.state != "RUNNING":
+        raise ApiError(409, f"call {call_id} is {item.state}, not running")
+    if await token_container(gw.store, who.token_id) != item.container_id:
+        raise ApiError(403, "only the container running a call posts its output")
+    body = await read_limited(request, MAX_POST_BYTES, "output")
+    item.live_output().add(body.decode("utf-8", "replace"))
+    return Response(status_code=204)
+
+
+@router.get("/{call_id}/output", summary="A call's output posted live, after a character offset")
+async def read_output(
+    call_id: str,
+    gw: GatewayDep,
+    who: PrincipalDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    wait: Annotated[float, Query(ge=0, le=60)] = 0,
+) -> dict[str, Any]:
+    item = _item(gw, who.workspace_id, call_id)
+    if item is None:
+        row = await get_task(gw.store, call_id)
+        if row is None or row.workspace_id != who.workspace_id:
+            raise ApiError(404, f"no call or task {call_id!r}")
+        # Ended long enough ago to have left memory: its output is in its outcome.
+        return {"call_id": call_id, "text": "", "next": after, "state": row.state, "finished": row.state in FINISHED}
+    live = item.live_output()
+    if live.size <= after and item.state not in FINISHED and wait > 0:
+        await live.wait(wait)
+    text = live.text(after)
+    finished = item.state in FINISHED
+    return {"call_id": call_id, "text": text, "next": after + len(text), "state": item.state, "finished": finished}
+
+
+async def wait_done_or_output(item: TaskItem, timeout: float) -> bool:
+    """Wait until the call ends (True) or has posted output while running (False); ``TimeoutError`` past ``timeout``."""
+    live = item.live_output()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not item.done.is_set():
+        if live.size:
+            return False
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise TimeoutError
+        await live.wait(remaining)
+    return True
