@@ -206,6 +206,9 @@ def test_two_gateways_leader_killed_mid_run_no_task_lost(cluster: tuple[Server, 
         ("GET", "/api/v1/workers/wrk-1/orders", b"wait=20", False),
         ("GET", "/api/v1/containers", b"", False),
         ("GET", "/api/v1/maps/map-1/outputs", b"", False),
+        ("GET", "/api/v1/calls/tsk-1/output", b"after=0&wait=30", False),  # posted to the leader only
+        ("GET", "/api/v1/workspaces/default/quota", b"", False),  # the leader's limits and live usage
+        ("GET", "/api/v1/workspaces", b"", True),
         ("POST", "/api/v1/deployments", b"", False),
         ("DELETE", "/api/v1/secrets/s", b"", False),
     ],

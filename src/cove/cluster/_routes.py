@@ -3,8 +3,9 @@
 It answers what the database alone can answer: reads of the control API,
 task status and results (woken by NOTIFY), and durable task puts and spawns
 (committed as unclaimed rows the leader takes). Invocations, ``.remote``
-calls and their live output, maps, sandboxes, the worker API and every change to what runs need
-the leader's live scheduler, so they are forwarded.
+calls and their live output, quotas (the leader enforces them), maps,
+sandboxes, the worker API and every change to what runs need the leader's
+live scheduler, so they are forwarded.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ _FUNCTIONS = "/api/v1/functions/"
 _CALLS = "/calls"
 _CALLS_PREFIX = "/api/v1/calls/"
 _OUTPUT = "/output"
+_WORKSPACES = "/api/v1/workspaces/"
+_QUOTA = "/quota"
 _FALSE = frozenset({"false", "0", "no", "off", "f", "n"})
 
 
@@ -31,6 +34,13 @@ def _is_spawn(path: str, query: bytes) -> bool:
     return bool(wait) and wait[-1].lower() in _FALSE
 
 
+def _leader_state(path: str) -> bool:
+    """A read of what only the leader holds: a running call's live output, a quota with its live usage."""
+    return (path.startswith(_CALLS_PREFIX) and path.endswith(_OUTPUT)) or (
+        path.startswith(_WORKSPACES) and path.endswith(_QUOTA)
+    )
+
+
 def served_by_follower(scope: dict[str, Any]) -> bool:
     """True when a gateway that does not lead may answer this HTTP request itself."""
     path: str = scope["path"]
@@ -38,8 +48,7 @@ def served_by_follower(scope: dict[str, Any]) -> bool:
     if path in _LOCAL_PATHS or path == _RESERVOIR or path.startswith(_RESERVOIR + "/"):
         return True
     if method in ("GET", "HEAD"):
-        live_output = path.startswith(_CALLS_PREFIX) and path.endswith(_OUTPUT)  # held by the leader only
-        return path.startswith("/api/") and not path.startswith(_LIVE_READS) and not live_output
+        return path.startswith("/api/") and not path.startswith(_LIVE_READS) and not _leader_state(path)
     if method == "POST":
         return path.startswith("/taskqueue/") or _is_spawn(path, scope.get("query_string", b""))
     return False
