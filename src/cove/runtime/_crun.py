@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -727,15 +728,32 @@ class CrunRuntime:
             prepared.lease.release()
 
     async def _run(self, *args: str) -> int:
-        """Run a crun subcommand from this (the loop's) thread, which has the right mount view."""
+        """Run a crun subcommand from this (the loop's) thread, which has the right mount view.
+
+        Spawned directly and awaited through a pidfd rather than with asyncio's
+        subprocess support: a caller cancelled while asyncio is still setting up
+        a subprocess's pipes can wait forever for them (seen when a worker is
+        stopped while it discards a parked container), and a cancelled wait here
+        leaves the command to finish on its own.
+        """
         self.enter_host_view()
-        proc = await asyncio.create_subprocess_exec(
-            *self.command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        _, err = await proc.communicate()
-        if proc.returncode:
-            log.warning("%s %s failed", self.name, args[0], extra={"error": err.decode(errors="replace").strip()[:500]})
-        return proc.returncode or 0
+        with tempfile.TemporaryFile() as err:
+            pid = os.posix_spawn(
+                self.binary,
+                self.command(*args),
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, err.fileno(), 2),
+                ],
+            )
+            code = await wait_child(pid)
+            if code:
+                err.seek(0)
+                message = err.read(4000).decode(errors="replace").strip()[:500]
+                log.warning("%s %s failed", self.name, args[0], extra={"error": message})
+        return code
 
     def reap_stale(self) -> int:
         """Delete containers a previous run of this worker left behind; return how many."""
