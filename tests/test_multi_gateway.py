@@ -193,6 +193,19 @@ def test_two_gateways_leader_killed_mid_run_no_task_lost(cluster: tuple[Server, 
     assert any(row["attempt"] > 1 for row in rows)  # attempts in flight when the leader died ran again
 
 
+def test_a_follower_refuses_puts_past_max_pending_tasks(cluster: tuple[Server, Server, str]) -> None:
+    """The follower cannot see the leader's queue: it counts the waiting rows in the store instead."""
+    _, second, _ = cluster
+    second.deploy(f"{APP}:bounded")  # max_pending_tasks=3, each task takes 2 s
+    with second.http() as via_second:
+        answers = [via_second.post("/taskqueue/bounded", json={"i": i}) for i in range(8)]
+    assert [a.status_code for a in answers[:3]] == [202, 202, 202]
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused, [a.status_code for a in answers]
+    assert refused[0].headers["retry-after"] == "1"
+    assert "max_pending_tasks=3" in refused[0].json()["error"]["message"]
+
+
 @pytest.mark.parametrize(
     ("method", "path", "query", "local"),
     [

@@ -24,7 +24,7 @@ from typing import Any
 
 from .._config import DeploymentConfig
 from .._frames import FrameError, pack, unpack
-from ..store import Deployment, Store, Task, TaskWriter, claim_tasks, insert_unowned, new_id
+from ..store import Deployment, Store, Task, TaskWriter, claim_tasks, count_pending, insert_unowned, new_id
 from ._callbacks import CallbackSender
 from ._live_output import LiveOutput, merged_error, merged_result
 from ._retry import after_failure
@@ -34,6 +34,7 @@ log = logging.getLogger("cove.scheduler.tasks")
 MAX_BATCH = 64
 FINISHED_STATES = frozenset(("COMPLETE", "FAILED", "CANCELLED", "EXPIRED"))
 RECENT_RESULTS = 10_000
+PENDING_RECOUNT_SECONDS = 0.5
 
 CallFn = Callable[[str, bytes, str], Awaitable[tuple[int, bytes]]]
 
@@ -184,6 +185,8 @@ class Dispatcher:
         self.queues: dict[str, TaskQueue] = {}
         self.on_work: Callable[[Deployment], None] = lambda _dep: None
         self.callbacks = CallbackSender()
+        # Not leading: per deployment, (waiting rows last counted + puts since, when counted).
+        self._pending_seen: dict[str, tuple[int, float]] = {}
 
     async def start(self) -> None:
         self.writer.start()
@@ -252,6 +255,7 @@ class Dispatcher:
 
     async def _submit_to_leader(self, deployment: Deployment, inputs: list[tuple[str, bytes]]) -> list[TaskItem]:
         """On a gateway that does not lead: commit the rows unclaimed; the leader is woken and takes them."""
+        await self._check_pending_in_store(deployment, len(inputs))
         now = time.time()
         items = [
             TaskItem(id=new_id("tsk"), deployment=deployment, fmt=fmt, args=payload, created_at=now)
@@ -259,6 +263,24 @@ class Dispatcher:
         ]
         await insert_unowned(self.store, [item.row() for item in items])
         return items
+
+    async def _check_pending_in_store(self, deployment: Deployment, adding: int) -> None:
+        """``max_pending_tasks`` as a gateway that does not lead can see it: the store's waiting rows.
+
+        Counted at most every ``PENDING_RECOUNT_SECONDS`` per deployment, and
+        this gateway's own puts added in between, so a burst of puts costs one
+        count, not one each. Puts other gateways accept in that time can pass
+        the limit by what they accepted.
+        """
+        seen = self._pending_seen.get(deployment.id)
+        now = time.monotonic()
+        if seen is None or now - seen[1] > PENDING_RECOUNT_SECONDS:
+            seen = (await count_pending(self.store, deployment.id), now)
+        limit = self.queue_for(deployment).config.max_pending_tasks
+        if seen[0] + adding > limit:
+            self._pending_seen[deployment.id] = seen
+            raise QueueFull(f"{deployment.name} has {seen[0]} inputs waiting (max_pending_tasks={limit})")
+        self._pending_seen[deployment.id] = (seen[0] + adding, seen[1])
 
     def _enqueue(self, queue: TaskQueue, items: list[TaskItem]) -> None:
         queue.ready.extend(items)

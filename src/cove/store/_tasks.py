@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Table, insert, or_, select, text, update
+from sqlalchemy import JSON, Table, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import _models as m
@@ -255,6 +255,15 @@ async def claim_tasks(store: Store, owner: str, *, unowned_only: bool = False) -
         rows = list((await s.scalars(query, execution_options={"synchronize_session": False})).all())
     rows.sort(key=lambda row: (row.created_at, row.map_index or 0))
     return rows
+
+
+async def count_pending(store: Store, deployment_id: str) -> int:
+    """How many of a deployment's tasks wait to run (``max_pending_tasks`` as the store sees it)."""
+    query = (
+        select(func.count()).select_from(m.Task).where(m.Task.deployment_id == deployment_id, m.Task.state == "PENDING")
+    )
+    async with store.session() as s:
+        return int(await s.scalar(query) or 0)
 
 
 async def get_task(store: Store, task_id: str) -> m.Task | None:

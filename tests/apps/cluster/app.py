@@ -14,3 +14,9 @@ from cove import QueueDepthAutoscaler, TaskPolicy, task_queue
 def durable(i: int) -> int:
     time.sleep(0.25)
     return i * i
+
+
+@task_queue(autoscaler=QueueDepthAutoscaler(max_containers=1), max_pending_tasks=3)
+def bounded(i: int) -> int:
+    time.sleep(2)
+    return i
