@@ -4,7 +4,8 @@
 
 Puts go over HTTP (``POST /taskqueue/queued``, JSON, 32 connections), each one
 committed to the store before its 202. Completions/s runs from the first put
-to the last task COMPLETE in the store. The round trip is ``tq.put(1).result()``
+to the last task COMPLETE in the store; the gateway's CPU time over that span,
+per task, shows where a change moved the cost. The round trip is ``tq.put(1).result()``
 from the SDK. Ray Core, Celery and Dramatiq (Redis broker) run the same shapes when installed.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sqlite3
 import statistics
 import sys
@@ -33,6 +35,12 @@ def complete(home: Path) -> int:
     return int(count)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of one process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cove_numbers(count: int, rounds: int) -> dict[str, object]:
     server = CoveServer()
     try:
@@ -44,6 +52,7 @@ def cove_numbers(count: int, rounds: int) -> dict[str, object]:
         for _ in range(20):
             app.queued.put(0).result(timeout=60)  # containers up and warm
         base = complete(server.home)
+        gateway_cpu = cpu_seconds(server.proc.pid)
         started = time.perf_counter()
         puts = asyncio.run(
             run_load(
@@ -62,12 +71,18 @@ def cove_numbers(count: int, rounds: int) -> dict[str, object]:
         while complete(server.home) < base + count and time.monotonic() < deadline:
             time.sleep(0.05)
         drained = time.perf_counter() - started
+        gateway_cpu = cpu_seconds(server.proc.pid) - gateway_cpu
         latencies = []
         for _ in range(rounds):
             t = time.perf_counter()
             app.queued.put(1).result(timeout=60)
             latencies.append((time.perf_counter() - t) * 1000)
-        return {"put_per_s": puts.rps, "complete_per_s": count / drained, "round_trip_ms": latencies}
+        return {
+            "put_per_s": puts.rps,
+            "complete_per_s": count / drained,
+            "round_trip_ms": latencies,
+            "gateway_us_per_task": gateway_cpu / count * 1e6,
+        }
     finally:
         server.close()
 
@@ -91,6 +106,7 @@ def main() -> None:
         f"cove    puts {cove['put_per_s']:>8.0f}/s   completions {cove['complete_per_s']:>8.0f}/s   "
         f"round trip p50 {statistics.median(trips):.2f} ms p99 {pct(trips, 0.99):.2f} ms"
     )
+    print(f"cove    gateway CPU per task (puts and drain) {cove['gateway_us_per_task']:.0f} µs")
     if not args.no_peers:
         for name, numbers in PEERS:
             peer = numbers(args.count, args.rounds)
