@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 MAGIC = b"COVE\x01"
 BLOB_THRESHOLD = 1024 * 1024  # payloads over 1 MiB go through the blob store
 MAX_LOG_CHARS = 64 * 1024  # a call's captured output beyond this is cut (the container log keeps it all)
+CUT_NOTE = "\n[cove: this call printed more; the rest is in the container log]\n"
 _MAX_HEADER = 4 * 1024 * 1024  # a sanity bound: output (JSON-escaped) plus a blob reference
 
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from .._frames import FrameError, pack, unpack
 from ..scheduler._dispatch import QueueFull, TaskItem
-from ..store import Deployment, NotFound, Principal, get_task, list_tasks
+from ..store import TERMINAL_STATES, Deployment, NotFound, Principal, Task, get_task, list_tasks
 from ._deps import GatewayDep, PrincipalDep, read_limited
 from ._errors import ApiError
 from ._inputs import check_inputs
@@ -81,24 +81,36 @@ def _from_row(row: Any) -> TaskItem:
     return item
 
 
+def live_call(gw: Gateway, who: Principal, call_id: str) -> TaskItem | None:
+    """The call as this gateway's dispatcher holds it (open, or recently ended), in the caller's workspace."""
+    item = gw.scheduler.dispatcher.find(call_id)
+    if item is None or item.deployment is None or item.deployment.workspace_id != who.workspace_id:
+        return None
+    return item
+
+
+async def stored_call(gw: Gateway, who: Principal, call_id: str) -> Task:
+    """The call's row in the store; 404 when there is none in the caller's workspace."""
+    row = await get_task(gw.store, call_id)
+    if row is None or row.workspace_id != who.workspace_id:
+        raise ApiError(404, f"no call or task {call_id!r}")
+    return row
+
+
 async def wait_finished(gw: Gateway, who: Principal, call_id: str, wait: float) -> TaskItem | None:
     """The finished task, or None when it is still open after ``wait`` seconds."""
-    item = gw.scheduler.dispatcher.find(call_id)
-    if item is not None and item.deployment.workspace_id != who.workspace_id:
-        item = None
+    item = live_call(gw, who, call_id)
     if item is None:
-        row = await get_task(gw.store, call_id)
-        if row is None or row.workspace_id != who.workspace_id:
-            raise ApiError(404, f"no call or task {call_id!r}")
-        if row.state in ("COMPLETE", "FAILED", "CANCELLED", "EXPIRED"):
+        row = await stored_call(gw, who, call_id)
+        if row.state in TERMINAL_STATES:
             return _from_row(row)
         deadline = asyncio.get_running_loop().time() + wait
         while asyncio.get_running_loop().time() < deadline:
             # Woken by the NOTIFY of whichever gateway finishes it (PostgreSQL), else a short sleep.
             await gw.cluster.watch.wait(call_id, min(2.0, max(0.0, deadline - asyncio.get_running_loop().time())))
-            row = await get_task(gw.store, call_id)
-            if row is not None and row.state in ("COMPLETE", "FAILED", "CANCELLED", "EXPIRED"):
-                return _from_row(row)
+            found = await get_task(gw.store, call_id)
+            if found is not None and found.state in TERMINAL_STATES:
+                return _from_row(found)
         return None
     if not item.done.is_set() and wait > 0:
         try:
@@ -181,12 +193,9 @@ async def get_call(
 
 
 async def _cancel(gw: Gateway, who: Principal, call_id: str) -> dict[str, Any]:
-    item = gw.scheduler.dispatcher.find(call_id)
-    if item is None or item.deployment is None or item.deployment.workspace_id != who.workspace_id:
-        row = await get_task(gw.store, call_id)
-        if row is None or row.workspace_id != who.workspace_id:
-            raise ApiError(404, f"no call or task {call_id!r}")
-        return {"id": call_id, "state": row.state}
+    item = live_call(gw, who, call_id)
+    if item is None:
+        return {"id": call_id, "state": (await stored_call(gw, who, call_id)).state}
     item = gw.scheduler.dispatcher.cancel(call_id) or item
     return {"id": call_id, "state": item.state}
 

@@ -16,29 +16,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from ..scheduler._dispatch import TaskItem
+from ..scheduler._dispatch import FINISHED_STATES, TaskItem
 from ..store._container_tokens import token_container
-from ..store._tasks import get_task
 from ._deps import GatewayDep, PrincipalDep, read_limited
 from ._errors import ApiError
-from ._state import Gateway
+from ._functions_api import live_call, stored_call
 
 router = APIRouter(prefix="/api/v1/calls")
 
 MAX_POST_BYTES = 256 * 1024
-FINISHED = frozenset(("COMPLETE", "FAILED", "CANCELLED", "EXPIRED"))
-
-
-def _item(gw: Gateway, workspace_id: str, call_id: str) -> TaskItem | None:
-    item = gw.scheduler.dispatcher.find(call_id)
-    if item is None or item.deployment is None or item.deployment.workspace_id != workspace_id:
-        return None
-    return item
 
 
 @router.post("/{call_id}/output", status_code=204, summary="Output of a running call, from its container")
 async def post_output(call_id: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> Response:
-    item = _item(gw, who.workspace_id, call_id)
+    item = live_call(gw, who, call_id)
     if item is None:
         raise ApiError(404, f"no running call {call_id!r}")
     if item.state != "RUNNING":
@@ -58,18 +49,22 @@ async def read_output(
     after: Annotated[int, Query(ge=0)] = 0,
     wait: Annotated[float, Query(ge=0, le=60)] = 0,
 ) -> dict[str, Any]:
-    item = _item(gw, who.workspace_id, call_id)
+    item = live_call(gw, who, call_id)
     if item is None:
-        row = await get_task(gw.store, call_id)
-        if row is None or row.workspace_id != who.workspace_id:
-            raise ApiError(404, f"no call or task {call_id!r}")
+        row = await stored_call(gw, who, call_id)
         # Ended long enough ago to have left memory: its output is in its outcome.
-        return {"call_id": call_id, "text": "", "next": after, "state": row.state, "finished": row.state in FINISHED}
+        return {
+            "call_id": call_id,
+            "text": "",
+            "next": after,
+            "state": row.state,
+            "finished": row.state in FINISHED_STATES,
+        }
     live = item.live_output()
-    if live.size <= after and item.state not in FINISHED and wait > 0:
+    if live.size <= after and item.state not in FINISHED_STATES and wait > 0:
         await live.wait(wait)
     text = live.text(after)
-    finished = item.state in FINISHED
+    finished = item.state in FINISHED_STATES
     return {"call_id": call_id, "text": text, "next": after + len(text), "state": item.state, "finished": finished}
 
 

@@ -15,7 +15,8 @@ caller waiting on ``.remote`` sees it as it is printed. What was not posted
 gateway did not take) travels with the result. Printing never waits on the
 gateway: only the poster and the call's end take a buffer's lock.
 
-Only built-in modules are imported up front: the runner stays cheap to start.
+Only built-in modules and the stdlib-only ``cove._payload`` are imported up
+front: the runner stays cheap to start.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ import sys
 from _thread import allocate_lock, get_ident, start_new_thread
 from time import monotonic, sleep
 
+from cove._payload import CUT_NOTE, MAX_LOG_CHARS  # output not yet delivered beyond this stays in the log only
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
-MAX_LOG_CHARS = 64 * 1024  # output not yet delivered beyond this stays in the container log only
 LIVE_AFTER_SECONDS = 0.5
 LIVE_EVERY_SECONDS = 0.25
-_CUT_NOTE = "\n[cove: this call printed more; the rest is in the container log]\n"
 
 
 class _Buffer:
@@ -58,7 +59,7 @@ class _Buffer:
         if len(joined) > MAX_LOG_CHARS:
             joined = joined[:MAX_LOG_CHARS]
             if not self.cut:
-                joined += _CUT_NOTE
+                joined += CUT_NOTE
             self.cut = True
         return joined
 

@@ -24,7 +24,17 @@ from typing import Any
 
 from .._config import DeploymentConfig
 from .._frames import FrameError, pack, unpack
-from ..store import Deployment, Store, Task, TaskWriter, claim_tasks, count_pending, insert_unowned, new_id
+from ..store import (
+    TERMINAL_STATES,
+    Deployment,
+    Store,
+    Task,
+    TaskWriter,
+    claim_tasks,
+    count_pending,
+    insert_unowned,
+    new_id,
+)
 from ._callbacks import CallbackSender
 from ._live_output import LiveOutput, merged_error, merged_result
 from ._retry import after_failure
@@ -32,7 +42,7 @@ from ._retry import after_failure
 log = logging.getLogger("cove.scheduler.tasks")
 
 MAX_BATCH = 64
-FINISHED_STATES = frozenset(("COMPLETE", "FAILED", "CANCELLED", "EXPIRED"))
+FINISHED_STATES = frozenset(TERMINAL_STATES)
 RECENT_RESULTS = 10_000
 PENDING_RECOUNT_SECONDS = 0.5
 

@@ -15,10 +15,9 @@ import asyncio
 import contextlib
 from typing import Any
 
-from .._payload import MAX_LOG_CHARS, PayloadError, unwrap, wrap
+from .._payload import CUT_NOTE, MAX_LOG_CHARS, PayloadError, unwrap, wrap
 
 KEEP_CHARS = 1024 * 1024  # what followers can read; the container log keeps everything
-_CUT_NOTE = "\n[cove: this call printed more; the rest is in the container log]\n"
 
 
 class LiveOutput:
@@ -34,7 +33,7 @@ class LiveOutput:
         if self.full or not text:
             return
         if self.size + len(text) > KEEP_CHARS:
-            text = text[: KEEP_CHARS - self.size] + _CUT_NOTE
+            text = text[: KEEP_CHARS - self.size] + CUT_NOTE
             self.full = True
         self.parts.append(text)
         self.size += len(text)
@@ -57,7 +56,7 @@ class LiveOutput:
 
     def for_outcome(self) -> str:
         text = self.text()
-        return text if len(text) <= MAX_LOG_CHARS else text[:MAX_LOG_CHARS] + _CUT_NOTE
+        return text if len(text) <= MAX_LOG_CHARS else text[:MAX_LOG_CHARS] + CUT_NOTE
 
 
 def merged_result(live: LiveOutput | None, result: bytes) -> bytes:

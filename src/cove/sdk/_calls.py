@@ -148,14 +148,11 @@ def follow(call_id: str, client: Client) -> Any:
             after = int(answer.get("next", after + len(text)))
             if answer.get("finished"):
                 break
-        response = client.raw("GET", f"/api/v1/calls/{call_id}", params={"wait": 60})
-        while response.status_code == 202:  # ended as far as the output knows; the outcome is a moment behind
-            response = client.raw("GET", f"/api/v1/calls/{call_id}", params={"wait": 60})
+        return FunctionCall(call_id, client)._outcome(None, followed=True)
     except KeyboardInterrupt:
         with contextlib.suppress(CoveError):
             client.request("POST", f"/api/v1/calls/{call_id}/cancel")
         raise
-    return outcome(response.status_code, response.headers, response.content, client, followed=True)
 
 
 class FunctionCall:
@@ -177,6 +174,10 @@ class FunctionCall:
 
     def get(self, timeout: float | None = None) -> Any:
         """Wait for the result (forever with ``timeout=None``); raise ``TimeoutError`` when it is not ready."""
+        return self._outcome(timeout)
+
+    def _outcome(self, timeout: float | None, followed: bool = False) -> Any:
+        """``get``; ``followed``: the caller already showed the output the call posted live."""
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -184,7 +185,7 @@ class FunctionCall:
             wait = 30.0 if deadline is None else max(0.0, min(30.0, deadline - time.monotonic()))
             response = self.client.raw("GET", f"/api/v1/calls/{self.object_id}", params={"wait": wait})
             if response.status_code == 200:
-                return outcome(response.status_code, response.headers, response.content, self.client)
+                return outcome(response.status_code, response.headers, response.content, self.client, followed)
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"call {self.object_id} did not finish within {timeout} s")
 

@@ -53,9 +53,7 @@ async def revoke_container_tokens(store: Store, container_ids: list[str] | None 
 
 async def is_container_token(store: Store, token_id: str) -> bool:
     """Whether ``token_id`` was minted for a container: such tokens call code, they never manage tokens."""
-    async with store.session() as s:
-        name = await s.scalar(select(m.Token.name).where(m.Token.id == token_id))
-    return bool(name and name.startswith(PREFIX))
+    return await token_container(store, token_id) is not None
 
 
 async def token_container(store: Store, token_id: str) -> str | None:
