@@ -85,7 +85,7 @@ def test_image_spec_validation() -> None:
         validate_spec({"evil": 1})
     with pytest.raises(ConfigError, match="must be a list of strings"):
         validate_spec({"python_packages": "numpy"})
-    with pytest.raises(ConfigError, match="options are not allowed"):
+    with pytest.raises(ConfigError, match="are not allowed, only requirements"):
         validate_spec({"python_packages": ["--index-url=http://elsewhere"]})
 
 

@@ -90,9 +90,9 @@ def uv_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
     calls: list[list[str]] = []
     real = _uv.run_uv
 
-    async def spy(args: Any, env: Any, log: Any) -> list[str]:
+    async def spy(args: Any, env: Any, log: Any, **options: Any) -> list[str]:
         calls.append(list(args))
-        return await real(args, env, log)
+        return await real(args, env, log, **options)
 
     monkeypatch.setattr(_builder, "run_uv", spy)
     yield calls

@@ -3,41 +3,50 @@
 The script (apt-get, the image's commands) sees a writable root: an overlay
 whose lower folder is the Debian base and whose upper folder is the new
 layer, so everything it changes lands in the layer and the base stays as it
-was. It shares the host's network namespace, because apt needs the Debian
-mirror (or the reservoir's); it gets its own mount, pid, ipc, uts and user
-namespaces. The user namespace maps ids one to one (container root is host
-root as far as file ownership goes, so the layer's files belong to the same
-ids as the base's) while its capabilities reach only what that namespace
-owns: no host devices, no network configuration, no kernel modules.
+was. It gets its own mount, pid, ipc, uts, user and network namespaces, the
+runtime's seccomp filter, cgroup limits on memory, cpu and processes, and a
+time limit.
 
-All of it happens in a thread of its own: the thread enters a private mount
-namespace (so the overlay never appears on the host, and crun accepts hosts
-with the cgroup "hybrid" layout), mounts, runs crun, and unmounts. The
-namespace is freed with the thread, so a crash cannot leave the mount behind.
+Network: the only way out is :class:`._relay.IndexRelay`, to the apt source
+(the reservoir's suite, or the Debian mirror when no reservoir is configured):
+no host service and no other address is reachable, and names other than the
+source's do not resolve.
+
+User ids: the user namespace maps ids one to one. An unprivileged map was
+tried and does not work for this box: the base's files belong to host root,
+which an unprivileged map leaves unmapped (they show as ``nobody`` inside),
+and capabilities in a user namespace reach only files whose owner is mapped,
+so dpkg could neither replace files under ``/usr`` nor ``chown`` what it
+unpacks. What the map keeps away: the box's capabilities (a Docker-like build
+set) are those of its own user namespace, so they reach no host device, no
+network configuration and no kernel module, and it sees only the overlay.
+
+All of it happens in a thread of its own (see ``_buildcontainer.run_bundle``):
+the thread enters a private mount namespace (so the overlay never appears on
+the host, and crun accepts hosts with the cgroup "hybrid" layout), mounts,
+runs crun, and unmounts. The namespace is freed with the thread, so a crash
+cannot leave the mount behind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
-import os
 import secrets
 import shutil
-import signal
-import subprocess
-import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..runtime import _cgroups, _mountns
+from ..runtime import _cgroups, _oci
 from ..runtime._overlay import mount_overlay, unmount
+from ._buildcontainer import BuildLimits, crun_binary, run_bundle, timed_out_line
+from ._relay import IndexRelay, upstreams_for_url
 from ._uv import LogFn
 
 STATE_ROOT = Path("/run/cove/build")
-_TAIL_LINES = 40
+CGROUP_PARENT = "/cove-build"
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What Docker grants a build step: enough for dpkg (ownership, setuid bits, device nodes
 # refused by the missing device cgroup rules anyway), nothing that administers the host.
@@ -67,15 +76,27 @@ class BoxFailed(Exception):
         self.tail = list(tail)
 
 
-def crun_binary() -> str | None:
-    """The OCI runtime for build containers (crun preferred, runc accepted), or None."""
-    return shutil.which("crun") or shutil.which("runc")
+__all__ = ["BoxFailed", "box_config", "crun_binary", "run_in_box"]
 
 
-def box_config(root: Path, script: str, hostname: str = "cove-build") -> dict[str, Any]:
-    """The OCI config of one build container (see the module docstring for what it may do)."""
+def box_config(
+    root: Path,
+    script: str,
+    hostname: str = "cove-build",
+    *,
+    netns: str | None = None,
+    hosts: Path | None = None,
+    cgroups_path: str | None = None,
+    limits: BuildLimits | None = None,
+) -> dict[str, Any]:
+    """The OCI config of one build container (see the module docstring for what it may do).
+
+    ``netns`` is the relay's namespace (None: a fresh one with only loopback);
+    ``hosts`` a file bound read-only at ``/etc/hosts`` naming the apt source.
+    """
+    limits = limits or BuildLimits.from_env()
     caps = {key: list(_CAPABILITIES) for key in ("bounding", "effective", "permitted")}
-    tmpfs = ["nosuid", "nodev", "mode=1777", "size=1g"]
+    tmpfs = ["nosuid", "nodev", "mode=1777", f"size={limits.tmp_mib}m"]
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=64k"]},
@@ -88,12 +109,29 @@ def box_config(root: Path, script: str, hostname: str = "cove-build") -> dict[st
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "nodev", "mode=1777"]},
         {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": tmpfs},
     ]
-    resolv = Path("/etc/resolv.conf")
-    if resolv.exists():
-        # The host's resolver, so apt finds the mirror by name; read-only and not part of the layer.
-        mounts.append(
-            {"destination": str(resolv), "type": "bind", "source": str(resolv.resolve()), "options": ["rbind", "ro"]}
-        )
+    if hosts is not None:
+        mounts.append({"destination": "/etc/hosts", "type": "bind", "source": str(hosts), "options": ["rbind", "ro"]})
+    namespace_kinds = ("pid", "ipc", "uts", "mount", "user")
+    namespaces: list[dict[str, str]] = [{"type": kind} for kind in namespace_kinds]
+    namespaces.append({"type": "network", "path": netns} if netns is not None else {"type": "network"})
+    linux: dict[str, Any] = {
+        "uidMappings": _ID_MAP,
+        "gidMappings": _ID_MAP,
+        "namespaces": namespaces,
+        "resources": {
+            "memory": {"limit": limits.memory_mib * 1024 * 1024},
+            "cpu": {
+                "quota": max(1000, limits.cpu_millis * _oci.CPU_PERIOD_US // 1000),
+                "period": _oci.CPU_PERIOD_US,
+            },
+            "pids": {"limit": 4096},
+        },
+        "seccomp": _oci.seccomp_profile(),
+        "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"],
+        "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"],
+    }
+    if cgroups_path is not None:
+        linux["cgroupsPath"] = cgroups_path
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -109,127 +147,62 @@ def box_config(root: Path, script: str, hostname: str = "cove-build") -> dict[st
         "root": {"path": str(root), "readonly": False},
         "hostname": hostname,
         "mounts": mounts,
-        "linux": {
-            "uidMappings": _ID_MAP,
-            "gidMappings": _ID_MAP,
-            # No "network" entry: the host's network namespace, for the package mirror.
-            "namespaces": [{"type": kind} for kind in ("pid", "ipc", "uts", "mount", "user")],
-            "resources": {"pids": {"limit": 4096}},
-            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"],
-            "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"],
-        },
+        "linux": linux,
     }
 
 
-class _Box:
-    """One build container's run, driven from its own thread; lines go back to the event loop."""
-
-    def __init__(self, lower: Path, upper: Path, work: Path, script: str, loop: asyncio.AbstractEventLoop) -> None:
-        self.lower = lower
-        self.upper = upper
-        self.work = work
-        self.script = script
-        self.loop = loop
-        self.name = f"cove-build-{secrets.token_hex(6)}"
-        self.bundle = STATE_ROOT / "bundles" / self.name
-        self.lines: asyncio.Queue[str | None] = asyncio.Queue()
-        self.init_pid: int | None = None
-        self.done: asyncio.Future[int] = loop.create_future()
-
-    def _send(self, line: str | None) -> None:
-        self.loop.call_soon_threadsafe(self.lines.put_nowait, line)
-
-    def _finish(self, result: int | BaseException) -> None:
-        def settle() -> None:
-            if self.done.done():
-                return
-            if isinstance(result, BaseException):
-                self.done.set_exception(result)
-            else:
-                self.done.set_result(result)
-
-        self.loop.call_soon_threadsafe(settle)
-
-    def run(self) -> None:
-        """Thread body: private mount namespace, overlay, ``crun run``, then undo it all."""
-        try:
-            self._finish(self._run())
-        except BaseException as exc:  # reported to the awaiting coroutine, never lost in the thread
-            self._finish(exc)
-        finally:
-            self._send(None)
-
-    def _run(self) -> int:
-        binary = crun_binary()
-        if binary is None:
-            raise OSError("neither crun nor runc is installed")
-        _mountns.unshare_mounts()
-        if _cgroups.detect_layout() is _cgroups.Layout.HYBRID:
-            _mountns.lazy_unmount(str(_cgroups.UNIFIED))
-        merged = self.bundle / "rootfs"
-        merged.mkdir(parents=True, mode=0o700)
-        try:
-            mount_overlay(merged, [self.lower], upper=self.upper, work=self.work)
-            try:
-                (self.bundle / "config.json").write_text(json.dumps(box_config(merged, self.script)))
-                return self._crun(binary)
-            finally:
-                unmount(merged)
-        finally:
-            shutil.rmtree(self.bundle, ignore_errors=True)
-
-    def _crun(self, binary: str) -> int:
-        state = STATE_ROOT / "state"
-        pid_file = self.bundle / "pid"
-        argv = [binary, "--root", str(state), "run", "--bundle", str(self.bundle), "--pid-file", str(pid_file)]
-        with subprocess.Popen(
-            [*argv, self.name],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ) as proc:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                if self.init_pid is None:
-                    with contextlib.suppress(OSError, ValueError):
-                        self.init_pid = int(pid_file.read_text())
-                self._send(raw.decode(errors="replace").rstrip("\r\n"))
-            code = proc.wait()
-        subprocess.run([binary, "--root", str(state), "delete", "--force", self.name], capture_output=True, check=False)
-        return code
-
-    def kill(self) -> None:
-        """Kill everything in the container (its pid namespace's init), e.g. when the build is cancelled."""
-        pid = self.init_pid
-        if pid is None:
-            with contextlib.suppress(OSError, ValueError):
-                pid = int((self.bundle / "pid").read_text())
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-async def run_in_box(lower: Path, upper: Path, work: Path, script: str, log: LogFn) -> None:
+async def run_in_box(
+    lower: Path, upper: Path, work: Path, script: str, log: LogFn, source_url: str | None = None
+) -> None:
     """Run ``script`` over ``lower`` with its changes going to ``upper``; stream its output to ``log``.
 
-    Raises ``BoxFailed`` with the output's tail when the script fails. A
-    cancelled caller kills the container and waits until it is gone, so no
-    process keeps writing into a layer that is about to be removed.
+    ``source_url`` is the apt source the box may reach (default: the Debian
+    mirror). Raises ``BoxFailed`` with the output's tail when the script fails
+    or runs past the time limit. A cancelled caller kills the container and
+    waits until it is gone, so no process keeps writing into a layer that is
+    about to be removed.
     """
+    from ._debian import mirror
+
+    if crun_binary() is None:
+        raise OSError("neither crun nor runc is installed")
+    limits = BuildLimits.from_env()
+    name = f"cove-build-{secrets.token_hex(6)}"
+    bundle = STATE_ROOT / "bundles" / name
+    cgroups_path = f"{CGROUP_PARENT}/{name}"
     (STATE_ROOT / "bundles").mkdir(parents=True, exist_ok=True, mode=0o700)
-    box = _Box(lower, upper, work, script, asyncio.get_running_loop())
-    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-    thread = threading.Thread(target=box.run, name=box.name, daemon=True)
-    thread.start()
+    bundle.mkdir(mode=0o700)
+    merged = bundle / "rootfs"
+    merged.mkdir(mode=0o700)
+    relay = IndexRelay(upstreams_for_url(source_url or mirror()))
+    had_hosts = (lower / "etc" / "hosts").exists()
     try:
-        while (line := await box.lines.get()) is not None:
-            tail.append(line)
-            await log(line)
-        code = await box.done
-    except BaseException:
-        box.kill()
-        await asyncio.shield(asyncio.to_thread(thread.join))
-        raise
-    if code != 0:
-        raise BoxFailed(code, tail)
+        await relay.start()
+        hosts = bundle / "hosts"
+        hosts.write_text(relay.hosts_file)
+        hosts.chmod(0o644)
+        config = box_config(merged, script, netns=relay.netns_path, hosts=hosts, cgroups_path=cgroups_path)
+        (bundle / "config.json").write_text(json.dumps(config))
+
+        @contextlib.contextmanager
+        def overlay() -> Iterator[None]:
+            mount_overlay(merged, [lower], upper=upper, work=work)
+            try:
+                yield
+            finally:
+                unmount(merged)
+
+        finished = await run_bundle(bundle, name, log, limits.seconds, overlay)
+    finally:
+        await asyncio.shield(relay.close())
+        _cgroups.remove(_cgroups.detect_layout(), cgroups_path)
+        shutil.rmtree(bundle, ignore_errors=True)
+    if not had_hosts:
+        # The mount point of the bound hosts file, not something the script made.
+        with contextlib.suppress(OSError):
+            if (upper / "etc" / "hosts").stat().st_size == 0:
+                (upper / "etc" / "hosts").unlink()
+    if finished.timed_out:
+        raise BoxFailed(finished.returncode, [*finished.tail, timed_out_line(limits)])
+    if finished.returncode != 0:
+        raise BoxFailed(finished.returncode, finished.tail)

@@ -194,7 +194,8 @@ async def _build(
         (tmp / "fs").chmod(0o755)
         await log(f"building system layer {ident[:12]} over base {base.name} in a build container")
         try:
-            await run_in_box(base, tmp / "fs", tmp / "work", build_script(packages, commands, source), log)
+            script = build_script(packages, commands, source)
+            await run_in_box(base, tmp / "fs", tmp / "work", script, log, source.url if source else None)
         except BoxFailed as failure:
             raise BuildError(_explain(failure, packages, commands, source)) from None
         except OSError as exc:

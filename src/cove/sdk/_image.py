@@ -10,6 +10,7 @@ import os
 
 from .._config import ConfigError
 from .._frozen import Frozen
+from ._requirements import check_requirement
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,9 +51,11 @@ def _packages(value: Sequence[str] | str) -> tuple[str, ...]:
             raise ConfigError(f"python_packages {value!r} is neither a list nor a requirements file")
         with open(value) as fh:
             lines = (line.split("#", 1)[0].strip() for line in fh.read().splitlines())
-            return tuple(line for line in lines if line)
+            return _packages([line for line in lines if line])
     if not all(isinstance(item, str) and item.strip() for item in value):
         raise ConfigError("python_packages must be a list of requirement strings")
+    for item in value:
+        check_requirement(item)
     return tuple(item.strip() for item in value)
 
 
@@ -122,7 +125,9 @@ class Image(Frozen):
         Nothing is built: the folder is mounted read-only into each container and
         its ``bin/python`` runs the code. For large framework environments kept on
         the nodes or on shared storage (PyTorch with CUDA), and for machines that
-        reach no package index. The path must exist on every worker that runs it.
+        reach no package index. The path must exist on every worker that runs it
+        and lie under a folder the operator allows (``cove server
+        --python-env-root``); registering such an image needs an admin token.
         """
         return cls(python_env=os.fspath(path), env_vars=env_vars or {})
 
