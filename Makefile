@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-chaos lint bench clean
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.tools uv
@@ -22,6 +22,10 @@ run: $(VENV)/.synced
 
 test: $(VENV)/.synced
 	$(PY) -m pytest
+
+# SIGKILL of containers, the worker and the gateway during a drain (a couple of minutes); `make test` skips it.
+test-chaos: $(VENV)/.synced
+	$(PY) -m pytest -m chaos tests/security/test_chaos.py
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check src tests bench scripts examples

@@ -11,11 +11,24 @@ import base64
 import contextlib
 import json
 import pickle
+import re
 import sys
+import time
+import uuid
 from typing import Any
+
+import httpx
 
 from .._payload import BLOB_THRESHOLD, PayloadError, blob_ref, unwrap, wrap
 from ._client import Client, CoveError
+
+KEY_HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+SUBMIT_RETRY_SECONDS = 120.0  # how long a put or spawn keeps resending while the gateway cannot answer
+_RETRY_FIRST_DELAY = 0.1
+_RETRY_MAX_DELAY = 2.0
+_RETRY_STATUSES = frozenset({0, 502, 503})  # unreachable, or a proxy in front with no gateway behind it
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")
 
 
 class RemoteError(RuntimeError):
@@ -51,6 +64,40 @@ def dumps_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], client: Clien
         sha = (client or Client.shared()).put_blob(data)
         return wrap({"blob": {"sha256": sha, "size": len(data)}})
     return data
+
+
+def check_idempotency_key(key: str) -> str:
+    """A caller's key as the gateway accepts it: 1-255 visible ASCII characters."""
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH or not _KEY_CHARS.fullmatch(key):
+        raise ValueError(
+            f"idempotency_key must be 1-{MAX_KEY_LENGTH} visible ASCII characters (no spaces), not {key!r}"
+        )
+    return key
+
+
+def spawn_call(client: Client, name: str, body: bytes, key: str | None) -> str:
+    """Start a durable call of ``name`` (a spawn, or a put) and return its id.
+
+    Every such request carries an ``Idempotency-Key`` (the caller's, else one
+    made here), so sending it again is safe: when the connection breaks before
+    an answer (the gateway restarting, say), the same request goes again with
+    the same key for up to ``SUBMIT_RETRY_SECONDS``, and the gateway returns
+    the task the first one made, if it made one.
+    """
+    headers = {"Content-Type": "application/octet-stream", KEY_HEADER: key or f"sdk-{uuid.uuid4().hex}"}
+    deadline = time.monotonic() + SUBMIT_RETRY_SECONDS
+    delay = _RETRY_FIRST_DELAY
+    while True:
+        try:
+            answer = client.request(
+                "POST", f"/api/v1/functions/{name}/calls", params={"wait": False}, content=body, headers=headers
+            )
+            return str(answer["call_id"])
+        except (CoveError, httpx.TransportError) as exc:
+            if getattr(exc, "status", 0) not in _RETRY_STATUSES or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, _RETRY_MAX_DELAY)
 
 
 def show_logs(text: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -188,7 +189,7 @@ class Client:
             path += "?" + urllib.parse.urlencode({k: _query_value(v) for k, v in params.items()})
         try:
             status, answer_headers, data = self._lean.request(method, path, content, kwargs.get("headers") or {})
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:  # refused, or the connection broke mid-answer
             raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
         response = httpx.Response(status, headers=answer_headers, content=data)
         _raise_for(response)

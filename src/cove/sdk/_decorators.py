@@ -182,18 +182,26 @@ class FunctionStub(Stub[P, R]):
 
     def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
         """Start a call and return at once; the call is durable once this returns."""
-        from ._calls import FunctionCall, dumps_arguments
+        return self._spawn(args, kwargs, None)
+
+    def with_options(self, *, idempotency_key: str) -> CallOptions:
+        """Options for one call, kept apart from the function's own arguments.
+
+        ``f.with_options(idempotency_key="order-42").spawn(...)``: a spawn (or
+        ``.put``) sent again with the same key within 24 hours returns the call
+        the first one started instead of starting another; the same key with
+        different arguments raises ``CoveError`` (422).
+        """
+        from ._calls import check_idempotency_key
+
+        return CallOptions(self, check_idempotency_key(idempotency_key))
+
+    def _spawn(self, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None) -> FunctionCall:
+        from ._calls import FunctionCall, dumps_arguments, spawn_call
         from ._client import Client
 
         client = Client.shared()
-        response = client.request(
-            "POST",
-            f"/api/v1/functions/{self.name}/calls",
-            params={"wait": False},
-            content=dumps_arguments(args, kwargs),
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        return FunctionCall(response["call_id"], client)
+        return FunctionCall(spawn_call(client, self.name, dumps_arguments(args, kwargs), key), client)
 
     def map(
         self,
@@ -237,14 +245,39 @@ class FunctionStub(Stub[P, R]):
         )
 
 
+class CallOptions:
+    """``stub.with_options(...)``: ``.spawn`` and ``.put`` with per-call options such as an idempotency key."""
+
+    def __init__(self, stub: FunctionStub[Any, Any], idempotency_key: str) -> None:
+        self._stub = stub
+        self.idempotency_key = idempotency_key
+
+    def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
+        """``stub.spawn(...)`` under this idempotency key."""
+        return self._stub._spawn(args, kwargs, self.idempotency_key)
+
+    def put(self, *args: Any, **kwargs: Any) -> Task:
+        """``stub.put(...)`` under this idempotency key (task queues only)."""
+        if not isinstance(self._stub, TaskQueueStub):
+            raise TypeError(f"{self._stub!r} is not a task queue: use .spawn")
+        return _as_task(self.spawn(*args, **kwargs))
+
+    def __repr__(self) -> str:
+        return f"<cove call options of {self._stub.name!r}: idempotency_key={self.idempotency_key!r}>"
+
+
+def _as_task(call: FunctionCall) -> Task:
+    from ._calls import Task
+
+    return Task(call.object_id, call._client)
+
+
 class TaskQueueStub(FunctionStub[P, R]):
     """A ``@task_queue``: ``.put`` returns a durable ``Task`` at once."""
 
     def put(self, *args: Any, **kwargs: Any) -> Task:
-        from ._calls import Task
-
-        call = self.spawn(*args, **kwargs)
-        return Task(call.object_id, call._client)
+        """Put a task on the queue; it is durable once this returns."""
+        return _as_task(self.spawn(*args, **kwargs))
 
 
 class ScheduleStub(FunctionStub[P, R]):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from sqlalchemy import JSON, Table, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import _models as m
+from ._driver import placeholders
+from ._idempotency import KeyClaim, KeyHolder, claim_key
 from ._store import Store
 
 log = logging.getLogger("cove.store.tasks")
@@ -49,16 +52,6 @@ _INSERT_FIELDS = tuple(column.name for column in _table.columns if column.name !
 _JSON_FIELDS = frozenset(column.name for column in _table.columns if isinstance(column.type, JSON))
 
 
-def _placeholders(paramstyle: str, count: int) -> list[str]:
-    """The driver's own parameter markers: ``?`` (sqlite3) or ``$1`` (asyncpg)."""
-    if paramstyle == "qmark":
-        return ["?"] * count
-    if paramstyle in ("numeric_dollar", "numeric"):
-        mark = "$" if paramstyle == "numeric_dollar" else ":"
-        return [f"{mark}{n}" for n in range(1, count + 1)]
-    raise ValueError(f"unsupported DB-API paramstyle {paramstyle!r}")
-
-
 class _DriverSql:
     """Task INSERT/UPDATE as the driver's own SQL with positional rows.
 
@@ -70,9 +63,9 @@ class _DriverSql:
     def __init__(self, paramstyle: str, owner: str | None) -> None:
         self.owner = owner
         columns = [*_INSERT_FIELDS, "owner"]
-        marks = _placeholders(paramstyle, len(columns))
+        marks = placeholders(paramstyle, len(columns))
         self.insert = f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join(marks)})"
-        marks = _placeholders(paramstyle, len(_UPDATE_FIELDS) + 1)
+        marks = placeholders(paramstyle, len(_UPDATE_FIELDS) + 1)
         sets = ", ".join(f"{name} = {mark}" for name, mark in zip(_UPDATE_FIELDS, marks, strict=False))
         self.update = f"UPDATE tasks SET {sets} WHERE id = {marks[-1]}"
 
@@ -98,6 +91,15 @@ def _column_value(name: str, value: Any) -> Any:
     if value == []:
         return "[]"
     return json.dumps(value)
+
+
+@dataclasses.dataclass(eq=False)
+class _KeyedInsert:
+    """A task row to insert only if its idempotency key is free; ``holder`` is filled in the batch."""
+
+    row: dict[str, Any]
+    claim: KeyClaim
+    holder: KeyHolder | None = None
 
 
 class TaskWriter:
@@ -147,6 +149,19 @@ class TaskWriter:
         if done is not None:
             await done
 
+    async def insert_keyed(self, row: dict[str, Any], claim: KeyClaim) -> KeyHolder:
+        """Commit ``row`` under its idempotency key, unless the key already holds a task.
+
+        Returns the key's holder once committed: ``row``'s task when it was
+        inserted, else the task an earlier request made (and nothing is inserted).
+        """
+        keyed = _KeyedInsert(row, claim)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ops.put_nowait(("keyed", keyed, done))
+        await done
+        assert keyed.holder is not None
+        return keyed.holder
+
     def insert_nowait(self, rows: Sequence[dict[str, Any]]) -> None:
         """Queue new rows without waiting for their commit (ordered before later updates)."""
         self._ops.put_nowait(("insert", list(rows), None))
@@ -183,6 +198,12 @@ class TaskWriter:
                 for n, (op, payload, _) in enumerate(batch):
                     if op == "update" and last[payload[0]] != n:
                         continue
+                    if op == "keyed":  # its own statements: whether the row goes in depends on the key
+                        if group:
+                            await self._execute(conn, kind, group)
+                        group, kind = [], None
+                        await self._insert_keyed(conn, payload)
+                        continue
                     if op != kind and group:
                         await self._execute(conn, kind, group)
                         group = []
@@ -202,6 +223,11 @@ class TaskWriter:
         for _, _, done in batch:
             if done is not None and not done.done():
                 done.set_result(None)
+
+    async def _insert_keyed(self, conn: AsyncConnection, keyed: _KeyedInsert) -> None:
+        keyed.holder = await claim_key(conn, keyed.claim, keyed.row["id"])
+        if keyed.holder.task_id == keyed.row["id"]:
+            await self._execute(conn, "insert", [keyed.row])
 
     async def _execute(self, conn: AsyncConnection, kind: str | None, group: list[Any]) -> None:
         if kind == "insert":
@@ -226,9 +252,27 @@ async def insert_unowned(store: Store, rows: Sequence[dict[str, Any]]) -> None:
     """
     async with store.engine.begin() as conn:
         await conn.execute(insert(_table), [{**row, "owner": None} for row in rows])
-        if store.is_postgres:
-            for deployment_id in sorted({row["deployment_id"] for row in rows}):
-                await conn.execute(_NOTIFY, {"channel": NEW_TASKS_CHANNEL, "payload": deployment_id})
+        await _notify_new(store, conn, rows)
+
+
+async def insert_unowned_keyed(store: Store, row: dict[str, Any], claim: KeyClaim) -> KeyHolder:
+    """``insert_unowned`` of one task under an idempotency key: inserted only when the key is free.
+
+    Returns the key's holder: the new task, or the one an earlier request made.
+    """
+    async with store.engine.begin() as conn:
+        holder = await claim_key(conn, claim, row["id"])
+        if holder.task_id == row["id"]:
+            await conn.execute(insert(_table), [{**row, "owner": None}])
+            await _notify_new(store, conn, [row])
+    return holder
+
+
+async def _notify_new(store: Store, conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Wake the leader (PostgreSQL) to claim new unowned tasks; delivered when the transaction commits."""
+    if store.is_postgres:
+        for deployment_id in sorted({row["deployment_id"] for row in rows}):
+            await conn.execute(_NOTIFY, {"channel": NEW_TASKS_CHANNEL, "payload": deployment_id})
 
 
 async def claim_tasks(store: Store, owner: str, *, unowned_only: bool = False) -> list[m.Task]:
