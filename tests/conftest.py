@@ -61,6 +61,13 @@ class Server:
         headers = {"Authorization": f"Bearer {token or self.token}"}
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
+    def user_token(self, workspace: str, name: str = "member") -> str:
+        """A new ``user`` token of ``workspace`` (made if missing), for tests that need a tenant of their own."""
+        with self.http() as http:
+            reply = http.post("/api/v1/tokens", json={"name": name, "workspace": workspace, "role": "user"})
+            assert reply.status_code == 201, reply.text
+            return str(reply.json()["token"])
+
     def deploy(self, target: str, *extra: str) -> dict[str, Any]:
         result: dict[str, Any] = self.cli_json("deploy", target, *extra)
         return result
@@ -155,9 +162,34 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server shared by the tests that do not restart or break it."""
     # Many tests' containers stay warm side by side here: the worker offers room for all of them, so that
     # whether a test's container can be placed never depends on what earlier tests left running.
-    srv = start_server(tmp_path_factory.mktemp("home") / "cove", None, None, "--worker-cpu", "64")
+    # Callback tests post to receivers on loopback, which the server refuses unless allowed.
+    srv = start_server(
+        tmp_path_factory.mktemp("home") / "cove",
+        None,
+        None,
+        "--worker-cpu",
+        "64",
+        "--callback-allow",
+        "127.0.0.1/32",
+    )
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def sandbox(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A sandbox on the shared server, terminated after the test (it may have ended it already)."""
+    from cove import Sandbox
+    from cove.sdk._client import CoveError
+
+    monkeypatch.setenv("COVE_GATEWAY", server.url)
+    monkeypatch.setenv("COVE_TOKEN", server.token)
+    sb = Sandbox(timeout=180).create()
+    try:
+        yield sb
+    finally:
+        with contextlib.suppress(CoveError):
+            sb.terminate()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
-from conftest import APPS, Server
+from conftest import APPS, Server, start_server
 
 BASIC = APPS / "basic" / "app.py"
 
@@ -187,17 +187,21 @@ def test_requests_queue_while_container_boots(server: Server) -> None:
     assert len({r.json()["pid"] for r in results}) == 1  # max_containers=1: one container served all
 
 
-def test_autoscaler_starts_containers_for_concurrent_load(fresh_server: Server) -> None:
-    # A server of its own: containers other tests left warm would hold the worker's cpu.
-    server = fresh_server
-    server.deploy(f"{BASIC}:slow")
-    with server.http() as http, concurrent.futures.ThreadPoolExecutor(6) as pool:
-        # Long enough that the third container is up before the first two could serve all six.
-        results = list(pool.map(lambda _: http.post("/endpoint/slow", json={"seconds": 3}), range(6)))
-    assert all(r.status_code == 200 for r in results)
-    containers = {r.json()["container"] for r in results}
-    assert len(containers) == 3  # max_containers=3, one task per container
-    assert len(server.containers("slow")) <= 3
+def test_autoscaler_starts_containers_for_concurrent_load(tmp_path: Path) -> None:
+    # A server of its own: containers other tests left warm would hold the worker's cpu. Its worker offers
+    # 4 cores whatever this machine has, so three 1-core containers always fit.
+    server = start_server(tmp_path / "cove", None, None, "--worker-cpu", "4")
+    try:
+        server.deploy(f"{BASIC}:slow")
+        with server.http() as http, concurrent.futures.ThreadPoolExecutor(6) as pool:
+            # Long enough that the third container is up before the first two could serve all six.
+            results = list(pool.map(lambda _: http.post("/endpoint/slow", json={"seconds": 3}), range(6)))
+        assert all(r.status_code == 200 for r in results)
+        containers = {r.json()["container"] for r in results}
+        assert len(containers) == 3  # max_containers=3, one task per container
+        assert len(server.containers("slow")) <= 3
+    finally:
+        server.stop()
 
 
 def test_on_start_and_context(server: Server) -> None:
@@ -339,7 +343,7 @@ def test_metrics_openapi_and_audit(server: Server) -> None:
     with server.http() as http:
         assert http.post("/endpoint/add", json={"a": 1, "b": 2}).status_code == 200
         metrics = http.get("/metrics").text
-        assert 'cove_invocations_total{deployment="add/v1",status="200"}' in metrics
+        assert 'cove_invocations_total{deployment="add/v1",status="200",workspace="default"}' in metrics
         assert "cove_container_ready_seconds_count" in metrics
         spec = http.get("/api/openapi.json").json()
         assert "/api/v1/deployments" in spec["paths"]

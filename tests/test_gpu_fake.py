@@ -394,9 +394,8 @@ def test_fake_gpu_end_to_end_placement_packing_backlog(gpu_server: Server) -> No
     assert 'cove_gpu_allocated_memory_bytes{gpu="0"' in metrics
     assert "cove_container_gpu_memory_limit_bytes{" in metrics and 'deployment="half"' in metrics
 
-    # The half's container stops: its room goes to the waiting third at once.
-    (half_ctr,) = [r for r in srv.containers("half") if r["id"]]
-    srv.cli("stop", half_ctr["id"])
+    # The half's deployment stops (its floor with it): its room goes to the waiting third at once.
+    srv.cli("deployment", "stop", "half")
     placed = srv.wait_for(
         lambda: [r for r in srv.containers("third") if r["id"] and r["state"] in ("listening", "ready")], timeout=30
     )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import APPS, Server
+from conftest import APPS, Server, start_server
 
 from cove import Image
 from cove._config import ConfigError
@@ -35,15 +36,30 @@ def test_python_env_image_spec_and_validation() -> None:
         validate_spec({**image.spec(), "python_env": 3})
 
 
+@pytest.fixture(scope="module")
+def env_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder the operator allows existing environments under."""
+    root = tmp_path_factory.mktemp("python-envs")
+    root.chmod(0o755)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, env_root: Path) -> Iterator[Server]:
+    """A server whose operator allows existing environments under ``env_root`` (``--python-env-root``)."""
+    srv = start_server(tmp_path_factory.mktemp("home") / "cove", None, None, "--python-env-root", str(env_root))
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture
-def prepared_env(tmp_path: Path) -> Path:
-    """A venv made the ordinary way (not by Cove) holding a module only it has."""
-    env = tmp_path / "prepared-env"
+def prepared_env(env_root: Path) -> Path:
+    """A venv made the ordinary way (not by Cove) holding a module only it has, under the allowed root."""
+    env = env_root / "prepared-env"
     subprocess.run([sys.base_prefix + "/bin/python3", "-m", "venv", "--without-pip", str(env)], check=True)
     (site,) = env.glob("lib/python3*/site-packages")
     (site / "pyenv_marker.py").write_text("VALUE = 'from the prepared environment'\n")
     env.chmod(0o755)
-    tmp_path.chmod(0o755)
     return env
 
 
@@ -78,8 +94,8 @@ def test_python_env_image_runs_in_the_existing_environment_read_only(server: Ser
     assert set(prepared_env.rglob("*")) == before
 
 
-def test_python_env_image_missing_on_the_worker_fails_with_the_reason(server: Server, tmp_path: Path) -> None:
-    _deploy_naming(server, tmp_path / "no-such-env", "--name", "missing-env")
+def test_python_env_image_missing_on_the_worker_fails_with_the_reason(server: Server, env_root: Path) -> None:
+    _deploy_naming(server, env_root / "no-such-env", "--name", "missing-env")
     with server.http() as http:
         reply = http.post("/endpoint/missing-env", json={})
     assert reply.status_code >= 500

@@ -15,10 +15,7 @@ WORKSPACE = "quota-ws"
 @pytest.fixture(scope="module")
 def member(server: Server) -> str:
     """A user token of a workspace of the tests' own, so limits never touch other tests' deployments."""
-    with server.http() as http:
-        reply = http.post("/api/v1/tokens", json={"name": "member", "workspace": WORKSPACE, "role": "user"})
-        assert reply.status_code == 201, reply.text
-        return str(reply.json()["token"])
+    return server.user_token(WORKSPACE)
 
 
 def _rows(server: Server, token: str, deployment: str) -> list[dict[str, Any]]:
@@ -78,8 +75,9 @@ def test_starts_beyond_the_quota_wait_with_a_reason_and_resume_when_it_grows(ser
         # Raising the limit lets the waiting deployment start.
         server.cli_json("workspace", "quota", "set", WORKSPACE, "--max-containers", "2", "--max-cpu", "2")
         assert http.post("/endpoint/single", json={"i": 2}).status_code == 200
+    # Clearing a workspace's own limits puts it back under the operator's default quota.
     cleared = server.cli_json("workspace", "quota", "clear", WORKSPACE)
-    assert cleared["max_containers"] is None and cleared["max_cpu_millis"] is None
+    assert cleared["default"] is True and cleared["max_containers"] == 100 and cleared["max_cpu_millis"] == 64_000
 
 
 def test_gpu_quota_counts_whole_gpus_and_fractions_without_touching_a_gpu() -> None:

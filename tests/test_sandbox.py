@@ -6,14 +6,12 @@ network" is shown by the sandbox never reaching it and having only ``lo``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,18 +24,6 @@ pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.skipif(shutil.which("crun") is None or os.geteuid() != 0, reason="sandboxes need crun and root"),
 ]
-
-
-@pytest.fixture
-def sandbox(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    monkeypatch.setenv("COVE_GATEWAY", server.url)
-    monkeypatch.setenv("COVE_TOKEN", server.token)
-    sb = Sandbox(timeout=120).create()
-    try:
-        yield sb
-    finally:
-        with contextlib.suppress(CoveError):
-            sb.terminate()
 
 
 def test_exec_run_code_and_exit_codes(sandbox: Sandbox) -> None:

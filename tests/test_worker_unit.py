@@ -138,7 +138,11 @@ class FakeGateway:
     async def image(self, request: Request) -> Response:
         image_id = request.path_params["iid"]
         venv = self.venv if image_id == "img-ok" else Path("/nonexistent/venv")
-        return JSONResponse({"id": image_id, "status": "ready", "path": str(venv), "python": str(venv / "bin/python")})
+        # An existing environment (``python_env``), which the worker uses in place under its operator's roots.
+        spec = {"python_env": str(venv)}
+        return JSONResponse(
+            {"id": image_id, "status": "ready", "path": str(venv), "python": str(venv / "bin/python"), "spec": spec}
+        )
 
     def add_code(self, folder: Path, source: str) -> str:
         folder.mkdir(parents=True)
@@ -206,6 +210,7 @@ async def running(tmp_path: Path, venv: Path, start_worker: bool = True) -> Asyn
         heartbeat_seconds=0.2,
         stop_grace_seconds=3,
         poll_wait_seconds=1,
+        python_env_roots=(venv.parent,),
     )
     harness = Harness(gateway, settings, settings.gateway_url)
     if start_worker:
@@ -249,8 +254,10 @@ def test_start_call_logs_and_stop(tmp_path: Path, venv: Path) -> None:
             g = h.gateway
             code_hash = g.add_code(tmp_path / "src", HELLO)
             await g.until(lambda: g.registrations)
+            identity = (tmp_path / "home" / "workers" / "w-test" / "worker-id").read_text().strip()
             assert g.registrations[0] == {
                 "name": "w-test",
+                "identity": identity,
                 "cpu_millis": 2000,
                 "memory_mib": 2048,
                 "labels": {"zone": "test"},

@@ -45,35 +45,147 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _number_text(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) and not value.is_integer() else f"{int(value)}"
+
+
+class Range(Frozen):
+    """A numeric option's default and the values it accepts, declared together.
+
+    Every number a deployment carries is bounded, so no value (``1e309``,
+    ``10**40``, a million containers) can reach the store, the scheduler or a
+    worker. ``low_open`` excludes ``low`` itself (a timeout of 0 means
+    nothing); ``sentinel`` is a value with a meaning of its own (-1: never).
+    """
+
+    __slots__ = ("default", "high", "integer", "low", "low_open", "sentinel", "unit")
+    default: float
+    low: float
+    high: float
+    unit: str
+    integer: bool
+    low_open: bool
+    sentinel: str | None
+
+    def __init__(
+        self,
+        default: float,
+        low: float,
+        high: float,
+        unit: str = "",
+        *,
+        integer: bool = True,
+        low_open: bool = False,
+        sentinel: str | None = None,
+    ) -> None:
+        self._init(
+            default=default, low=low, high=high, unit=unit, integer=integer, low_open=low_open, sentinel=sentinel
+        )
+
+    def describe(self) -> str:
+        """The accepted values in words, for error messages and the docs."""
+        unit = f" {self.unit}" if self.unit else ""
+        if self.low_open:
+            text = f"more than {_number_text(self.low)} and at most {_number_text(self.high)}{unit}"
+        else:
+            text = f"from {_number_text(self.low)} to {_number_text(self.high)}{unit}"
+        return f"{text}, or -1 for {self.sentinel}" if self.sentinel else text
+
+    def check(self, name: str, value: object) -> Any:
+        """``value`` if it is in range, else a ``ConfigError`` naming ``name`` and the range."""
+        if self.integer and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ConfigError(f"{name} must be an integer {self.describe()}, got {value!r}")
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"{name} must be a number {self.describe()}, got {value!r}")
+        if self.sentinel is not None and value == -1:
+            return value if self.integer else -1.0
+        above_low = value > self.low if self.low_open else value >= self.low
+        if not (above_low and value <= self.high):  # also refuses NaN
+            raise ConfigError(f"{name} must be {self.describe()}, got {_shown(value)}")
+        return value if self.integer else float(value)
+
+
+def _shown(value: object) -> str:
+    """A refused number as a person can read it (never thousands of digits)."""
+    if isinstance(value, int) and abs(value) >= 10**18:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
+
+
+class IntRange(Range):
+    """A whole-number option: its default and bounds are ints."""
+
+    __slots__ = ()
+    default: int
+    low: int
+    high: int
+
+    def __init__(self, default: int, low: int, high: int, unit: str = "") -> None:
+        super().__init__(default, low, high, unit)
+
+
+def _seconds(default: float, high: float, *, low_open: bool = False, sentinel: str | None = None) -> Range:
+    return Range(default, 0, high, "seconds", integer=False, low_open=low_open, sentinel=sentinel)
+
+
+_DAY = 24 * 3600.0
+# Each numeric option of a deployment: its default next to the range it accepts. The gateway answers 422,
+# naming the option and its range, for anything outside.
+CPU_MILLIS = IntRange(1000, 1, 1024 * 1000, "millicores")  # 1 core; at most 1024 cores
+FUNCTION_CPU_MILLIS = 250  # @function's default, in CPU_MILLIS's range
+MEMORY_MIB = IntRange(512, 1, 16 * 1024 * 1024, "MiB")  # at most 16 TiB
+KEEP_WARM_SECONDS = _seconds(180.0, 30 * _DAY, sentinel="never")
+TASK_QUEUE_KEEP_WARM_SECONDS = 10.0  # @task_queue's default, in KEEP_WARM_SECONDS's range
+TIMEOUT = _seconds(180.0, 7 * _DAY, low_open=True, sentinel="none")
+BATCH_TIMEOUT = 3600.0  # the default of every kind but endpoints, in TIMEOUT's range
+MIN_CONTAINERS = IntRange(0, 0, 1000)
+MAX_CONTAINERS = IntRange(4, 1, 1000)
+TASKS_PER_CONTAINER = IntRange(1, 1, 1_000_000)
+CONCURRENT_REQUESTS = IntRange(1, 1, 10_000)
+WORKERS = IntRange(1, 1, 256, "processes")
+MAX_PENDING_TASKS = IntRange(1000, 1, 10_000_000)
+RETRIES = IntRange(0, 0, 100)  # endpoints; every other kind retries BATCH_RETRIES times
+BATCH_RETRIES = 3
+RETRY_DELAY_SECONDS = _seconds(1.0, _DAY)
+BACKOFF = Range(2.0, 1, 100, integer=False)
+MAX_DELAY = _seconds(60.0, _DAY)
+TASK_TIMEOUT = _seconds(0, 7 * _DAY, low_open=True)  # default None: no limit
+TASK_TTL = _seconds(0, 30 * _DAY, low_open=True)  # default None: never expires
+GPU_COUNT = IntRange(1, 1, 64, "GPUs")  # 1 when a gpu type is given
+GPU_MEMORY_MIB = IntRange(0, 1, 1024 * 1024, "MiB")  # default None: whole GPUs
+# Sanity ceilings of the unit parsers, which also read worker and quota sizes: far above any
+# deployment's range, low enough that no arithmetic on the result overflows.
+_MAX_PARSED_MILLIS = 10**12
+_MAX_PARSED_MIB = 1 << 40
+
+
 def parse_cpu(value: float | int | str) -> int:
     """Return millicores for ``1``, ``0.25`` or ``"500m"``."""
     if isinstance(value, str):
         text = value.strip()
         if text.endswith("m") and text[:-1].isdigit():
-            millis = int(text[:-1])
+            millis: float = int(text[:-1]) if len(text) < 20 else math.inf
         else:
             try:
                 number = float(text)
             except ValueError:
                 raise ConfigError(f"cpu {value!r} is not a number of cores or millicores like '500m'") from None
-            if not math.isfinite(number):
-                raise ConfigError(f"cpu must be finite, not {value!r}")
-            millis = round(number * 1000)
+            millis = number * 1000
     elif _is_number(value):
-        if not math.isfinite(value):
-            raise ConfigError(f"cpu must be finite, not {value!r}")
-        millis = round(value * 1000)
+        millis = value * 1000.0 if isinstance(value, float) or abs(value) < 10**15 else math.inf
     else:
         raise ConfigError(f"cpu must be a number or a string like '500m', not {value!r}")
-    if millis <= 0:
+    if not math.isfinite(millis) or millis > _MAX_PARSED_MILLIS:
+        raise ConfigError(f"cpu {_shown(value)} is out of range (at most {_MAX_PARSED_MILLIS // 1000} cores)")
+    if round(millis) <= 0:
         raise ConfigError(f"cpu must be more than zero, got {value!r}")
-    return millis
+    return round(millis)
 
 
 def parse_memory(value: int | str) -> int:
     """Return MiB for ``512``, ``"512Mi"``, ``"2Gi"`` or ``"1GB"``."""
     if isinstance(value, int) and not isinstance(value, bool):
-        mib = value
+        mib: float = value if abs(value) <= _MAX_PARSED_MIB else math.inf
     elif isinstance(value, str):
         text = value.strip()
         split = len(text)
@@ -86,30 +198,14 @@ def parse_memory(value: int | str) -> int:
             amount = -1.0
         if unit not in _MEMORY_UNITS or amount < 0 or not math.isfinite(amount):
             raise ConfigError(f"memory {value!r} is not a size like '512Mi', '2Gi' or '1GB'")
-        mib = int(amount * _MEMORY_UNITS[unit])
+        mib = amount * _MEMORY_UNITS[unit]
     else:
         raise ConfigError(f"memory must be MiB or a string like '2Gi', not {value!r}")
-    if mib <= 0:
+    if not math.isfinite(mib) or mib > _MAX_PARSED_MIB:
+        raise ConfigError(f"memory {_shown(value)} is out of range (at most {_MAX_PARSED_MIB >> 20} TiB)")
+    if int(mib) <= 0:
         raise ConfigError(f"memory must be more than zero, got {value!r}")
-    return mib
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _check_seconds(name: str, value: object, *, allow_zero: bool) -> float:
-    if not _is_number(value):
-        raise ConfigError(f"{name} must be a number")
-    seconds = float(value)  # type: ignore[arg-type]
-    if seconds == -1 or seconds > 0 or (allow_zero and seconds == 0):
-        return seconds
-    bound, meaning = (">= 0", "never") if allow_zero else ("> 0", "none")
-    raise ConfigError(f"{name} must be {bound}, or -1 for {meaning}")
+    return int(mib)
 
 
 class QueueDepthAutoscaler(Frozen):
@@ -124,11 +220,16 @@ class QueueDepthAutoscaler(Frozen):
     max_containers: int
     tasks_per_container: int
 
-    def __init__(self, min_containers: int = 0, max_containers: int = 4, tasks_per_container: int = 1) -> None:
+    def __init__(
+        self,
+        min_containers: int = MIN_CONTAINERS.default,
+        max_containers: int = MAX_CONTAINERS.default,
+        tasks_per_container: int = TASKS_PER_CONTAINER.default,
+    ) -> None:
         self._init(
-            min_containers=_check_int("min_containers", min_containers, 0),
-            max_containers=_check_int("max_containers", max_containers, 1),
-            tasks_per_container=_check_int("tasks_per_container", tasks_per_container, 1),
+            min_containers=MIN_CONTAINERS.check("min_containers", min_containers),
+            max_containers=MAX_CONTAINERS.check("max_containers", max_containers),
+            tasks_per_container=TASKS_PER_CONTAINER.check("tasks_per_container", tasks_per_container),
         )
         if self.min_containers > self.max_containers:
             raise ConfigError(f"min_containers ({self.min_containers}) exceeds max_containers ({self.max_containers})")
@@ -164,30 +265,22 @@ class TaskPolicy(Frozen):
 
     def __init__(
         self,
-        max_retries: int = 3,
-        retry_delay_seconds: float = 1.0,
-        backoff: float = 2.0,
-        max_delay: float = 60.0,
+        max_retries: int = BATCH_RETRIES,
+        retry_delay_seconds: float = RETRY_DELAY_SECONDS.default,
+        backoff: float = BACKOFF.default,
+        max_delay: float = MAX_DELAY.default,
         timeout: float | None = None,
         ttl: float | None = None,
         retry_for: tuple[Any, ...] | list[Any] = (),
     ) -> None:
-        for name, value in (("retry_delay_seconds", retry_delay_seconds), ("max_delay", max_delay)):
-            if not _is_number(value) or value < 0:
-                raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
-        if not _is_number(backoff) or backoff < 1:
-            raise ConfigError(f"backoff must be a number >= 1, got {backoff!r}")
-        for name, limit in (("timeout", timeout), ("ttl", ttl)):
-            if limit is not None and (not _is_number(limit) or limit <= 0):
-                raise ConfigError(f"{name} must be a number of seconds > 0, or None")
         self._init(
-            backoff=float(backoff),
-            max_delay=float(max_delay),
-            max_retries=_check_int("max_retries", max_retries, 0),
-            retry_delay_seconds=float(retry_delay_seconds),
+            backoff=BACKOFF.check("backoff", backoff),
+            max_delay=MAX_DELAY.check("max_delay", max_delay),
+            max_retries=RETRIES.check("max_retries", max_retries),
+            retry_delay_seconds=RETRY_DELAY_SECONDS.check("retry_delay_seconds", retry_delay_seconds),
             retry_for=tuple(_exception_name(item) for item in retry_for),
-            timeout=None if timeout is None else float(timeout),
-            ttl=None if ttl is None else float(ttl),
+            timeout=None if timeout is None else TASK_TIMEOUT.check("task_policy timeout", timeout),
+            ttl=None if ttl is None else TASK_TTL.check("ttl", ttl),
         )
 
     def delay(self, attempt: int, jitter: float = 1.0) -> float:
@@ -300,10 +393,24 @@ def _check_volumes(volumes: object) -> tuple[tuple[str, str], ...]:
 
 
 def _check_callback(value: object) -> str | None:
+    """The URL's form only; which hosts it may reach is the gateway's decision (its operator's allowance)."""
     if value is None:
         return None
     if not isinstance(value, str) or not value.startswith(("http://", "https://")) or len(value) > 2000:
         raise ConfigError(f"callback_url must be an http:// or https:// URL, not {value!r}")
+    from urllib.parse import urlsplit
+
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ConfigError(f"callback_url {value!r} contains spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError on a malformed port)
+    except ValueError as exc:
+        raise ConfigError(f"callback_url {value!r} is not a valid URL: {exc}") from None
+    if not parts.hostname:
+        raise ConfigError(f"callback_url {value!r} names no host")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError("callback_url may not carry credentials; receivers verify the X-Cove-Signature header")
     return value
 
 
@@ -473,15 +580,15 @@ class DeploymentConfig(Frozen):
     def __init__(
         self,
         kind: Kind = "endpoint",
-        cpu_millis: int = 1000,
-        memory_mib: int = 512,
-        keep_warm_seconds: float = 180.0,
+        cpu_millis: int = CPU_MILLIS.default,
+        memory_mib: int = MEMORY_MIB.default,
+        keep_warm_seconds: float = KEEP_WARM_SECONDS.default,
         autoscaler: QueueDepthAutoscaler | None = None,
-        concurrent_requests: int = 1,
-        workers: int = 1,
-        max_pending_tasks: int = 1000,
-        timeout: float = 180.0,
-        retries: int = 0,
+        concurrent_requests: int = CONCURRENT_REQUESTS.default,
+        workers: int = WORKERS.default,
+        max_pending_tasks: int = MAX_PENDING_TASKS.default,
+        timeout: float = TIMEOUT.default,
+        retries: int = RETRIES.default,
         authorized: bool = True,
         env: Mapping[str, str] | tuple[tuple[str, str], ...] = (),
         task_policy: TaskPolicy | None = None,
@@ -506,17 +613,17 @@ class DeploymentConfig(Frozen):
             raise ConfigError("authorized must be true or false")
         if task_policy is not None and not isinstance(task_policy, TaskPolicy):
             raise ConfigError("task_policy must be a TaskPolicy")
-        retries = _check_int("retries", retries, 0)
+        retries = RETRIES.check("retries", retries)
         self._init(
             kind=kind,
-            cpu_millis=_check_int("cpu_millis", cpu_millis, 1),
-            memory_mib=_check_int("memory_mib", memory_mib, 1),
-            keep_warm_seconds=_check_seconds("keep_warm_seconds", keep_warm_seconds, allow_zero=True),
+            cpu_millis=CPU_MILLIS.check("cpu_millis", cpu_millis),
+            memory_mib=MEMORY_MIB.check("memory_mib", memory_mib),
+            keep_warm_seconds=KEEP_WARM_SECONDS.check("keep_warm_seconds", keep_warm_seconds),
             autoscaler=autoscaler or QueueDepthAutoscaler(),
-            concurrent_requests=_check_int("concurrent_requests", concurrent_requests, 1),
-            workers=_check_int("workers", workers, 1),
-            max_pending_tasks=_check_int("max_pending_tasks", max_pending_tasks, 1),
-            timeout=_check_seconds("timeout", timeout, allow_zero=False),
+            concurrent_requests=CONCURRENT_REQUESTS.check("concurrent_requests", concurrent_requests),
+            workers=WORKERS.check("workers", workers),
+            max_pending_tasks=MAX_PENDING_TASKS.check("max_pending_tasks", max_pending_tasks),
+            timeout=TIMEOUT.check("timeout", timeout),
             retries=retries,
             authorized=authorized,
             env=_check_env(env),
@@ -543,9 +650,9 @@ class DeploymentConfig(Frozen):
         memory: int | str | None = None,
         keep_warm_seconds: float | None = None,
         autoscaler: QueueDepthAutoscaler | None = None,
-        concurrent_requests: int = 1,
-        workers: int = 1,
-        max_pending_tasks: int = 1000,
+        concurrent_requests: int = CONCURRENT_REQUESTS.default,
+        workers: int = WORKERS.default,
+        max_pending_tasks: int = MAX_PENDING_TASKS.default,
         timeout: float | None = None,
         retries: int | None = None,
         authorized: bool = True,
@@ -567,15 +674,17 @@ class DeploymentConfig(Frozen):
         serving = kind in ("endpoint", "asgi")
         return cls(
             kind=kind,
-            cpu_millis=parse_cpu((0.25 if kind == "function" else 1.0) if cpu is None else cpu),
-            memory_mib=parse_memory(512 if memory is None else memory),
-            keep_warm_seconds=(10 if kind == "task_queue" else 180) if keep_warm_seconds is None else keep_warm_seconds,
+            cpu_millis=_default_cpu(kind) if cpu is None else _parsed("cpu", parse_cpu, cpu),
+            memory_mib=MEMORY_MIB.default if memory is None else _parsed("memory", parse_memory, memory),
+            keep_warm_seconds=_default_keep_warm(kind) if keep_warm_seconds is None else keep_warm_seconds,
             autoscaler=autoscaler,
             concurrent_requests=concurrent_requests,
             workers=workers,
             max_pending_tasks=max_pending_tasks,
-            timeout=(180 if serving else 3600) if timeout is None else timeout,
-            retries=(task_policy.max_retries if task_policy else (0 if serving else 3)) if retries is None else retries,
+            timeout=(TIMEOUT.default if serving else BATCH_TIMEOUT) if timeout is None else timeout,
+            retries=(task_policy.max_retries if task_policy else (RETRIES.default if serving else BATCH_RETRIES))
+            if retries is None
+            else retries,
             authorized=authorized,
             env=env or {},
             task_policy=task_policy,
@@ -645,6 +754,25 @@ class DeploymentConfig(Frozen):
         return cls(**values)
 
 
+def _default_cpu(kind: str) -> int:
+    return FUNCTION_CPU_MILLIS if kind == "function" else CPU_MILLIS.default
+
+
+def _default_keep_warm(kind: str) -> float:
+    return TASK_QUEUE_KEEP_WARM_SECONDS if kind == "task_queue" else KEEP_WARM_SECONDS.default
+
+
+def _parsed(name: str, parse: Any, value: object) -> int:
+    """Parse a user's ``cpu``/``memory`` and say in its own terms when it is out of range."""
+    result: int = parse(value)
+    bound, unit = (CPU_MILLIS, "cpu_millis") if name == "cpu" else (MEMORY_MIB, "memory_mib")
+    try:
+        bound.check(unit, result)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}={value!r}: {exc}") from None
+    return result
+
+
 def _gpu_memory(value: int | str) -> int:
     try:
         return parse_memory(value)
@@ -655,10 +783,10 @@ def _gpu_memory(value: int | str) -> int:
 def _check_gpu_request(gpu: object, count: object, memory_mib: object, compute: object) -> dict[str, Any]:
     """Whole GPUs (``gpu`` + ``gpu_count``) or a fraction of one (``gpu`` + ``gpu_memory``), never both."""
     types = _check_gpu(gpu)
-    fraction = None if memory_mib is None else _check_int("gpu_memory", memory_mib, 1)
+    fraction = None if memory_mib is None else GPU_MEMORY_MIB.check("gpu_memory", memory_mib)
     percent = _check_gpu_compute(compute)
-    if count is not None:
-        _check_int("gpu_count", count, 0)
+    if count is not None and not (type(count) is int and count == 0):
+        GPU_COUNT.check("gpu_count", count)
     if not types:
         for name, given in (("gpu_count", count or None), ("gpu_memory", fraction), ("gpu_compute", percent)):
             if given is not None:

@@ -44,9 +44,19 @@ def request_headers(scope: Mapping[str, Any], also_drop: frozenset[bytes] = froz
     return [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_BY_HOP and k.lower() not in also_drop]
 
 
-async def stream_response(response: httpx.Response, send: Send) -> None:
-    """Send an upstream answer on as it arrives: its status, end-to-end headers and raw body."""
-    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]
+async def stream_response(
+    response: httpx.Response, send: Send, keep_header: Callable[[bytes], bool] | None = None
+) -> None:
+    """Send an upstream answer on as it arrives: its status, end-to-end headers and raw body.
+
+    ``keep_header`` (given a lower-case name) narrows the headers further, where the upstream is not
+    trusted to speak for this server (a sandbox's agent).
+    """
+    headers = [
+        (k, v)
+        for k, v in response.headers.raw
+        if k.lower() not in HOP_BY_HOP and (keep_header is None or keep_header(k.lower()))
+    ]
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
     async for chunk in response.aiter_raw():
         await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -16,11 +16,15 @@ import contextlib
 import os
 import stat
 
+from ._rmtree import remove_tree_at
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+NAME_MAX = 255  # bytes in one path component (Linux file systems)
+PATH_MAX = 4096  # bytes in a whole path, its terminating NUL included (Linux)
 
 
 class UnsafePath(ValueError):
@@ -31,12 +35,34 @@ def split(path: str) -> list[str]:
     """The components of a relative path; ``""`` and ``"."`` mean the folder itself."""
     if not isinstance(path, str) or "\0" in path:
         raise UnsafePath("a path must be text without NUL characters")
+    problem = length_problem(path)
+    if problem:
+        raise UnsafePath(problem)
     if path.startswith("/"):
         raise UnsafePath(f"{path!r} is absolute; give a path relative to the folder")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise UnsafePath(f"{path!r} climbs out with '..'")
     return parts
+
+
+def length_problem(path: str) -> str | None:
+    """Why ``path`` cannot exist on Linux (a component over ``NAME_MAX`` or the whole over ``PATH_MAX`` bytes), or None.
+
+    Checked up front so such a path is refused with a message that names the
+    limit, instead of failing deep inside a system call.
+    """
+    try:
+        encoded = os.fsencode(path)
+    except UnicodeError:
+        return f"{path!r} cannot be encoded as a file name"
+    if len(encoded) >= PATH_MAX:
+        return f"the path is {len(encoded)} bytes long; the limit is {PATH_MAX - 1}"
+    for part in encoded.split(b"/"):
+        if len(part) > NAME_MAX:
+            shown = os.fsdecode(part[:40])
+            return f"the path component {shown!r}... is {len(part)} bytes long; the limit is {NAME_MAX}"
+    return None
 
 
 def _open_dir(root: str, parts: list[str], create: bool = False, mode: int = 0o775) -> int:
@@ -94,7 +120,8 @@ def write(
     if not parts:
         raise UnsafePath("a file path is needed")
     parent = _open_dir(root, parts[:-1], create=True)
-    tmp = f".{parts[-1][:100]}.cove-tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    short = os.fsdecode(os.fsencode(parts[-1])[:100])  # in bytes: the temporary name must fit NAME_MAX too
+    tmp = f".{short}.cove-tmp-{os.getpid()}-{os.urandom(4).hex()}"
     size = 0
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=parent)
@@ -152,9 +179,7 @@ def remove(root: str, path: str, recursive: bool = False) -> None:
         if stat.S_ISDIR(info.st_mode):
             if not recursive:
                 raise IsADirectoryError(f"{path!r} is a folder; remove it recursively")
-            import shutil
-
-            shutil.rmtree(parts[-1], dir_fd=parent)
+            remove_tree_at(parent, parts[-1])
         else:
             os.unlink(parts[-1], dir_fd=parent)
     finally:
@@ -168,3 +193,19 @@ def read_chunks(fd: int, size: int = 1 << 20) -> Iterator[bytes]:
             yield chunk
     finally:
         os.close(fd)
+
+
+def resolve_within(path: str, roots: Iterable[str]) -> str | None:
+    """``path`` with every symlink resolved, if it is one of ``roots`` or lies below one; else None.
+
+    For host paths that become mounts or are read on an outside party's
+    behalf: what counts is where the path leads, not how it is spelled, so a
+    link planted anywhere on the way cannot point out of the allowed folders.
+    The roots are resolved too (an operator may name a folder through a link).
+    """
+    resolved = os.path.realpath(path)
+    for root in roots:
+        real_root = os.path.realpath(root)
+        if resolved == real_root or resolved.startswith(real_root.rstrip("/") + "/"):
+            return resolved
+    return None

@@ -26,8 +26,9 @@ from typing import Any
 import uvicorn
 
 from ._gateway_socket import gateway_socket_path, prepare_socket_folder
-from ._home import Home
+from ._home import Home, HomeLock
 from ._http_server import GatewayHttpProtocol
+from ._python_envs import ROOTS_ENV, roots_env_value, roots_from_env
 from .gateway import GatewaySettings, create_app
 from .store import Store, sqlite_url
 
@@ -49,6 +50,8 @@ class ServerSettings:
     index_url: str | None = None
     use_reservoir: bool = False
     runtime: str = "auto"
+    # Folders under which images may name an existing environment (python_env); given to the gateway and worker.
+    python_env_roots: tuple[Path, ...] = dataclasses.field(default_factory=roots_from_env)
 
     @property
     def url(self) -> str:
@@ -66,27 +69,49 @@ class ServerSettings:
         return self.database_url or os.environ.get("COVE_DATABASE_URL") or sqlite_url(self.home.database)
 
 
-async def prepare_store(settings: ServerSettings, echo: Callable[[str], None]) -> str:
-    """Migrate, create the default workspace and admin token, and a token for the local worker."""
+LOCAL_WORKER_NAME = "local"
+LOCAL_WORKER_TOKEN = "local-worker"
+
+
+async def prepare_store(settings: ServerSettings, echo: Callable[[str], None]) -> str | None:
+    """Migrate, create the default workspace and admin token, and a token for the local worker (if it runs)."""
     store = Store(settings.resolved_database_url)
     try:
         await store.migrate()
         secret = await store.bootstrap()
         if secret:
-            path = settings.home.admin_token
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secret + "\n")
-            echo(f"Created workspace 'default' and an admin token (saved to {path}, mode 0600):\n  {secret}")
-        ws = await store.get_workspace("default")
-        for token in await store.list_tokens(ws.id):
-            if token.name == "local-worker" and token.revoked_at is None:
-                with contextlib.suppress(Exception):
-                    await store.revoke_token_by_id(token.id)
-        _, worker_secret = await store.create_token("default", "local-worker", role="worker")
-        return worker_secret
+            _save_admin_token(settings.home, secret, echo)
+        if not settings.local_worker:
+            return None
+        return await _local_worker_token(store, settings.home.worker_identity(LOCAL_WORKER_NAME))
     finally:
         await store.close()
+
+
+def _save_admin_token(home: Home, secret: str, echo: Callable[[str], None]) -> None:
+    """Keep the new admin token in the home (0600); show it only on a terminal, never in a log file."""
+    path = home.admin_token
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    shown = f":\n  {secret}" if sys.stdout.isatty() else ""
+    echo(f"Created workspace 'default' and an admin token (saved to {path}, mode 0600){shown}")
+
+
+async def _local_worker_token(store: Store, identity: str) -> str:
+    """A fresh token bound to this home's local worker, replacing the one its previous run had.
+
+    Only that worker's earlier tokens (and unbound ones of older versions) are
+    revoked: servers of other homes on the same database keep theirs.
+    """
+    ws = await store.get_workspace("default")
+    for token in await store.list_tokens(ws.id):
+        stale = token.worker_identity in (None, identity)
+        if token.name == LOCAL_WORKER_TOKEN and token.revoked_at is None and stale:
+            with contextlib.suppress(Exception):
+                await store.revoke_token_by_id(token.id)
+    _, secret = await store.create_token("default", LOCAL_WORKER_TOKEN, role="worker", worker_identity=identity)
+    return secret
 
 
 def _quiet_migrations() -> None:
@@ -94,7 +119,12 @@ def _quiet_migrations() -> None:
 
 
 def _local_worker_capacity(settings: ServerSettings) -> tuple[int, int]:
-    cpu = settings.worker_cpu_millis or (os.cpu_count() or 1) * 1000 * 4
+    """What the local worker offers: this machine's cores and memory, unless ``--worker-cpu`` says otherwise.
+
+    Offering more cpu than the machine has (overcommit) is the operator's explicit choice, never the default:
+    an advertised core that does not exist lets containers be placed that then starve each other.
+    """
+    cpu = settings.worker_cpu_millis or len(os.sched_getaffinity(0)) * 1000
     if settings.worker_memory_mib:
         return cpu, settings.worker_memory_mib
     pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -102,6 +132,21 @@ def _local_worker_capacity(settings: ServerSettings) -> tuple[int, int]:
 
 
 async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
+    """Serve until stopped, holding the home all along: a second server started on it fails at once."""
+    lock = HomeLock(settings.home)
+    lock.acquire(pid=os.getpid(), port=settings.port, url=settings.url, shared=_shares_home(settings))
+    try:
+        await _serve(settings, echo)
+    finally:
+        lock.release()
+
+
+def _shares_home(settings: ServerSettings) -> bool:
+    """Gateways of one cluster (PostgreSQL, no local worker) may share a home; any other server holds it alone."""
+    return not settings.local_worker and not settings.resolved_database_url.startswith("sqlite")
+
+
+async def _serve(settings: ServerSettings, echo: Callable[[str], None]) -> None:
     settings.home.ensure()
     _quiet_migrations()
     worker_token = await prepare_store(settings, echo)
@@ -110,6 +155,7 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
         database_url=settings.resolved_database_url,
         public_url=settings.url,
         index_url=settings.build_index_url,
+        python_env_roots=settings.python_env_roots,
     )
     app = create_app(gateway)
     config = uvicorn.Config(
@@ -134,11 +180,13 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
     _settle_garbage_collector()
     info = {"url": settings.url, "pid": os.getpid(), "socket": str(socket_path)}
     settings.home.server_info.write_text(json.dumps(info))
-    supervisor = LocalWorker(settings, worker_token) if settings.local_worker else None
+    supervisor = LocalWorker(settings, worker_token) if worker_token is not None else None
     watching = asyncio.create_task(supervisor.supervise()) if supervisor else None
     echo(f"Cove is serving on {settings.url} (home {settings.home.root}); Ctrl-C stops it")
     if settings.build_index_url:
         echo(f"image builds use only the package index {settings.build_index_url}")
+    if settings.python_env_roots:
+        echo(f"images may name existing environments under {roots_env_value(settings.python_env_roots)}")
     try:
         await serving
     finally:
@@ -226,10 +274,15 @@ class LocalWorker:
 
     def __init__(self, settings: ServerSettings, token: str) -> None:
         cpu, memory = _local_worker_capacity(settings)
-        self.env = {**os.environ, "COVE_TOKEN": token, "COVE_HOME": str(settings.home.root)}
+        self.env = {
+            **os.environ,
+            "COVE_TOKEN": token,
+            "COVE_HOME": str(settings.home.root),
+            ROOTS_ENV: roots_env_value(settings.python_env_roots),
+        }
         self.argv = [
             sys.executable, "-m", "cove", "worker",
-            "--gateway", settings.url, "--name", "local",
+            "--gateway", settings.url, "--name", LOCAL_WORKER_NAME,
             "--cpu", f"{cpu}m", "--memory", str(memory), "--home", str(settings.home.root),
             "--runtime", settings.runtime,
         ]  # fmt: skip

@@ -15,7 +15,9 @@ config_app = typer.Typer(help="Contexts: which gateway and token the CLI uses.",
 def token_create(
     name: str = typer.Option("token", help="A label for the token."),
     workspace: str | None = typer.Option(None, help="Workspace (created if missing; needs an admin token)."),
-    role: str = typer.Option("user", help="'user', 'admin' or 'worker' (for `cove worker --token`)."),
+    role: str = typer.Option(
+        "user", help="'user', 'admin', 'worker' (for `cove worker --token`) or 'metrics' (reads /metrics only)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Make a token; its secret is shown only now."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import typer
 
 from ._output import JsonOption, client, console, emit, errors, stream_json, table
 
-deployment_app = typer.Typer(help="List and stop deployments.", no_args_is_help=True)
+deployment_app = typer.Typer(help="List, show and stop deployments.", no_args_is_help=True)
 
 
 def _age(ts: float | None) -> str:
@@ -105,6 +106,27 @@ def deployment_list(
             [[r["name"], r["version"], r["kind"], r["state"], _age(r["created_at"]), r["version_url"]] for r in rows],
         ),
     )
+
+
+@deployment_app.command("show")
+def deployment_show(
+    name: str = typer.Argument(..., help="Deployment name."),
+    version: int | None = typer.Option(None, help="A version (default: the newest active one)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """One deployment: its version, image, code, config and callback signing secret."""
+    api = client(as_json)
+    params = {"version": version} if version is not None else {}
+    with errors(as_json):
+        row = api.request("GET", f"/api/v1/deployments/{name}", params=params)
+    emit(row, as_json, lambda: _print_deployment(row))
+
+
+def _print_deployment(row: dict[str, Any]) -> None:
+    fields = ["name", "version", "kind", "state", "image_id", "code_hash", "url", "version_url", "callback_secret"]
+    for field in fields:
+        if row.get(field) is not None:
+            console.print(f"{field:16} {row[field]}", highlight=False)
 
 
 @deployment_app.command("stop")

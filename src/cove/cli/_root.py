@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,12 +10,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import typer
 
 from .. import _logging
-from .._home import Home
+from .._home import Home, HomeLock
+from .._python_envs import ROOTS_ENV, parse_roots, roots_env_value, roots_from_env
 from ._output import JsonOption, console, emit, fail
 
 
@@ -35,17 +38,33 @@ def server(
         False, "--use-reservoir", help="Build images only from this server's own reservoir (/reservoir/simple/)."
     ),
     worker_cpu: str | None = typer.Option(
-        None, "--worker-cpu", help="CPU the local worker offers, cores or millicores (default: 4 x this machine's)."
+        None,
+        "--worker-cpu",
+        help="CPU the local worker offers, cores or millicores (default: this machine's cores; more overcommits).",
+    ),
+    python_env_root: list[Path] = typer.Option(
+        [],
+        "--python-env-root",
+        help="A folder under which admins' images may name existing environments (python_env); repeatable. "
+        "Default: $COVE_PYTHON_ENV_ROOTS (folders separated by ':'); none: such images are refused.",
+    ),
+    callback_allow: list[str] = typer.Option(
+        [],
+        "--callback-allow",
+        help="A network (CIDR) or host name callback_url may reach besides public addresses; repeatable. "
+        "Default: $COVE_CALLBACK_ALLOW (separated by commas). Loopback, private and link-local are refused otherwise.",
     ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run everything on this machine: gateway, scheduler and a local worker."""
     cove_home = Home.resolve(home)
+    _callback_allowance(callback_allow, as_json)
     if stop:
         _stop_server(cove_home, as_json)
         return
+    env_roots = _python_env_roots(python_env_root, as_json)
     if background:
-        _start_background(cove_home, host, port, as_json)
+        _start_background(cove_home, host, port, as_json, env_roots)
         return
     import uvloop
 
@@ -61,6 +80,7 @@ def server(
         index_url=index_url,
         use_reservoir=use_reservoir,
         worker_cpu_millis=_cpu_millis(worker_cpu, as_json),
+        python_env_roots=env_roots,
     )
     try:
         # uvicorn's loop="uvloop" applies only to a loop it creates; the gateway runs in this one.
@@ -83,6 +103,28 @@ def _cpu_millis(value: str | None, as_json: bool) -> int:
         fail(f"--worker-cpu: {exc}", as_json)
 
 
+def _python_env_roots(flags: list[Path], as_json: bool) -> tuple[Path, ...]:
+    """``--python-env-root`` folders, or those of ``$COVE_PYTHON_ENV_ROOTS`` when none is given."""
+    try:
+        return parse_roots(flags) if flags else roots_from_env()
+    except ValueError as exc:
+        fail(f"--python-env-root: {exc}", as_json)
+
+
+def _callback_allowance(flags: list[str], as_json: bool) -> None:
+    """Check ``--callback-allow`` (or ``$COVE_CALLBACK_ALLOW``) and hand it on through the environment,
+    which the gateway (also one started with --background) reads."""
+    from ..scheduler._callbacks import ALLOW_ENV, CallbackPolicy, allowance_from_env
+
+    entries = tuple(flags) or allowance_from_env()
+    try:
+        CallbackPolicy.parse(entries)
+    except ValueError as exc:
+        fail(f"--callback-allow: {exc}", as_json)
+    if flags:
+        os.environ[ALLOW_ENV] = ",".join(flags)
+
+
 def _server_info(home: Home) -> dict[str, object] | None:
     try:
         info: dict[str, object] = json.loads(home.server_info.read_text())
@@ -98,19 +140,25 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _start_background(home: Home, host: str, port: int, as_json: bool) -> None:
+def _start_background(home: Home, host: str, port: int, as_json: bool, python_env_roots: tuple[Path, ...]) -> None:
     info = _server_info(home)
-    if info and _healthy(str(info["url"])):
+    if info and info.get("url") == f"http://{host}:{port}" and _healthy(str(info["url"])):
+        # The very server asked for is up: reuse it (`make run` twice).
         emit(
             {"url": info["url"], "pid": info["pid"], "started": False},
             as_json,
             lambda: console.print(f"Cove is already running at {info['url']} (pid {info['pid']})"),
         )
         return
+    lock = HomeLock(home)
+    if lock.held_by_another():
+        fail(lock.holder_message(), as_json)
+    new_admin_token = not home.admin_token.exists()
     home.ensure()
-    log = home.server_log.open("ab")
+    log = _open_server_log(home)
     proc = subprocess.Popen(
         [sys.executable, "-m", "cove", "server", "--port", str(port), "--host", host, "--home", str(home.root)],
+        env={**os.environ, ROOTS_ENV: roots_env_value(python_env_roots)},
         stdout=log,
         stderr=log,
         stdin=subprocess.DEVNULL,
@@ -121,6 +169,8 @@ def _start_background(home: Home, host: str, port: int, as_json: bool) -> None:
     with console.status(f"starting Cove at {url}", spinner="dots") if not as_json else _null():
         while time.monotonic() < deadline:
             if proc.poll() is not None:
+                if lock.held_by_another():  # another start took the home meanwhile
+                    fail(lock.holder_message(), as_json)
                 fail(f"the server exited with code {proc.returncode}; see {home.server_log}", as_json)
             if _healthy(url):
                 break
@@ -132,6 +182,24 @@ def _start_background(home: Home, host: str, port: int, as_json: bool) -> None:
         as_json,
         lambda: console.print(f"Cove is running at {url} (pid {proc.pid}; log {home.server_log})"),
     )
+    if new_admin_token and not as_json:
+        _show_admin_token(home)
+
+
+def _open_server_log(home: Home) -> BinaryIO:
+    """The detached server's output file, readable by its owner only (whatever an older version left)."""
+    fd = os.open(home.server_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
+
+
+def _show_admin_token(home: Home) -> None:
+    """The admin token this start created, shown on a terminal only: the server itself never logs it."""
+    if not sys.stdout.isatty():
+        return
+    with contextlib.suppress(OSError):
+        secret = home.admin_token.read_text().strip()
+        console.print(f"Created an admin token (saved to {home.admin_token}, mode 0600):\n  {secret}", highlight=False)
 
 
 class _null:

@@ -23,7 +23,12 @@ class Authenticator:
         self._cache: dict[str, tuple[Principal | None, float]] = {}
         self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
 
-    async def principal(self, authorization: str | None) -> Principal:
+    async def principal(self, authorization: str | None, *, metrics_reader: bool = False) -> Principal:
+        """Who the header's token speaks for; a ``metrics`` token only where ``metrics_reader`` says so.
+
+        A metrics token is what a Prometheus scrape config holds: it reads every
+        workspace's series on ``/metrics`` and can do nothing else.
+        """
         if not authorization:
             raise ApiError(401, "missing Authorization header: send 'Authorization: Bearer <token>'")
         scheme, _, secret = authorization.partition(" ")
@@ -38,6 +43,8 @@ class Authenticator:
             found = await self._lookup(secret)
         if found is None:
             raise ApiError(401, "invalid or revoked token")
+        if found.role == "metrics" and not metrics_reader:
+            raise ApiError(403, "a metrics token may only read /metrics")
         return found
 
     async def _lookup(self, secret: str) -> Principal | None:

@@ -26,6 +26,8 @@ from fastapi.responses import FileResponse
 
 from ._deps import GatewayDep, PrincipalDep
 from ._errors import ApiError
+from ._patterns import Sha256
+from ._quotas_api import check_disk_quota
 
 router = APIRouter(prefix="/api/v1/blobs")
 
@@ -55,7 +57,7 @@ def _write(fh: Any, chunks: list[bytes]) -> None:
 
 
 @router.put("/{sha256}", status_code=201, summary="Store a blob named by the sha256 of its body")
-async def put_blob(sha256: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+async def put_blob(sha256: Sha256, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     _checked(sha256)
     limit = gw.settings.max_blob_bytes
     declared = request.headers.get("content-length")
@@ -88,6 +90,7 @@ async def put_blob(sha256: str, request: Request, gw: GatewayDep, who: Principal
         actual = digest.hexdigest()
         if actual != sha256:
             raise ApiError(400, f"the body's sha256 is {actual}, not the {sha256} it was stored as")
+        await check_disk_quota(gw, who, "blob", size)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -103,7 +106,7 @@ def _found(gw: Any, who: Any, sha256: str) -> Path:
 
 
 @router.get("/{sha256}", summary="Read a blob")
-async def get_blob(sha256: str, gw: GatewayDep, who: PrincipalDep) -> FileResponse:
+async def get_blob(sha256: Sha256, gw: GatewayDep, who: PrincipalDep) -> FileResponse:
     path = _found(gw, who, sha256)
     with contextlib.suppress(OSError):
         os.utime(path)
@@ -111,7 +114,7 @@ async def get_blob(sha256: str, gw: GatewayDep, who: PrincipalDep) -> FileRespon
 
 
 @router.head("/{sha256}", summary="Whether a blob is stored, and its size")
-async def head_blob(sha256: str, gw: GatewayDep, who: PrincipalDep) -> Response:
+async def head_blob(sha256: Sha256, gw: GatewayDep, who: PrincipalDep) -> Response:
     path = _found(gw, who, sha256)
     return Response(headers={"content-length": str(path.stat().st_size)}, media_type="application/octet-stream")
 

@@ -18,6 +18,7 @@ from ..scheduler._dispatch import QueueFull
 from ..store import Deployment, Principal
 from ._errors import ApiError, error_body
 from ._functions_api import accept_put, call_deadline, outcome_parts, task_deployment, wait_finished
+from ._idempotency import accept_keyed, refuse_for_waiting_call, replay_headers
 from ._invoke import read_body
 from ._output_api import wait_done_or_output
 from ._state import Gateway
@@ -27,6 +28,7 @@ SUFFIX = "/calls"
 PUT_PREFIX = "/taskqueue/"
 RESULT_PREFIX = "/api/v1/calls/"
 FOLLOW_HEADER = b"x-cove-follow-output"
+KEY_HEADER = b"idempotency-key"
 
 
 def handles(scope: dict[str, Any]) -> bool:
@@ -87,8 +89,11 @@ async def _principal(gw: Gateway, headers: dict[bytes, bytes]) -> Principal:
     return await gw.auth.principal(authorization.decode("latin-1") if authorization else None)
 
 
-async def _request(gw: Gateway, scope: dict[str, Any], receive: Any, name: str) -> tuple[Deployment, bytes]:
-    """Authenticate, find the function or queue, and read the body within the limit."""
+async def _request(gw: Gateway, scope: dict[str, Any], receive: Any, name: str) -> tuple[Deployment, bytes, str | None]:
+    """Authenticate, find the function or queue, and read the body within the limit.
+
+    Also returns the request's ``Idempotency-Key``, if it has one.
+    """
     headers: dict[bytes, bytes] = dict(scope["headers"])
     who = await _principal(gw, headers)
     deployment = await task_deployment(gw, who, name, None)
@@ -97,18 +102,23 @@ async def _request(gw: Gateway, scope: dict[str, Any], receive: Any, name: str) 
         size = int(declared) if declared else None
     except ValueError:
         raise ApiError(400, "Content-Length is not a number") from None
-    return deployment, await read_body(receive, gw.settings.max_body_bytes, size)
+    key = headers.get(KEY_HEADER)
+    body = await read_body(receive, gw.settings.max_body_bytes, size)
+    return deployment, body, None if key is None else key.decode("latin-1")
 
 
 async def _put(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, dict[str, str], bytes, int]:
-    deployment, body = await _request(gw, scope, receive, scope["path"][len(PUT_PREFIX) :])
-    task_id = await accept_put(gw, deployment, body)
-    return "application/json", {}, b'{"task_id":"%s"}' % task_id.encode(), 202
+    deployment, body, key = await _request(gw, scope, receive, scope["path"][len(PUT_PREFIX) :])
+    task_id, replayed = await accept_put(gw, deployment, body, key)
+    return "application/json", replay_headers(replayed), b'{"task_id":"%s"}' % task_id.encode(), 202
 
 
 async def _spawn(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, dict[str, str], bytes, int]:
     """``.spawn``: the call is committed before its 202, like a put."""
-    deployment, body = await _request(gw, scope, receive, scope["path"][len(PREFIX) : -len(SUFFIX)])
+    deployment, body, key = await _request(gw, scope, receive, scope["path"][len(PREFIX) : -len(SUFFIX)])
+    if key is not None:
+        call_id, replayed = await accept_keyed(gw, deployment, "pickle", body, key)
+        return "application/json", replay_headers(replayed), b'{"call_id":"%s"}' % call_id.encode(), 202
     try:
         [item] = await gw.scheduler.dispatcher.submit(deployment, [("pickle", body)], durable=True)
     except QueueFull as exc:
@@ -136,7 +146,8 @@ async def _call(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, 
     instead as soon as the running call has posted output, and reads that
     output live (``GET /api/v1/calls/{id}/output``) before its outcome.
     """
-    deployment, body = await _request(gw, scope, receive, scope["path"][len(PREFIX) : -len(SUFFIX)])
+    deployment, body, key = await _request(gw, scope, receive, scope["path"][len(PREFIX) : -len(SUFFIX)])
+    refuse_for_waiting_call(key)
     try:
         [item] = await gw.scheduler.dispatcher.submit(deployment, [("pickle", body)], durable=False)
     except QueueFull as exc:

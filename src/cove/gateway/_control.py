@@ -13,19 +13,23 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from .._config import ConfigError, DeploymentConfig
+from .._python_envs import PythonEnvRefused, confine
 from ..images import ArchiveError, BuildError, image_roots, validate_archive
+from ..scheduler._callbacks import CallbackRefused
 from ..scheduler._cron import BadSchedule
 from ..scheduler._cron import check as check_schedule
 from ..sdk._decorators import check_name
 from ..sdk._image import image_id, validate_spec
 from ..store import Conflict, Deployment, NotFound, Principal
 from ..store._container_tokens import is_container_token
+from ._body import RequestBody
 from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep, read_limited
 from ._errors import ApiError
-from ._quotas_api import check_deploy_quota
+from ._patterns import Sha256, Version
+from ._quotas_api import check_deploy_quota, check_disk_quota
 from ._references import check_references
 from ._state import Gateway
 
@@ -44,7 +48,7 @@ def _check_hash(value: str) -> str:
 # -- images -------------------------------------------------------------------------
 
 
-class ImageRequest(BaseModel):
+class ImageRequest(RequestBody):
     spec: dict[str, Any]
 
 
@@ -62,6 +66,14 @@ async def build_image(body: ImageRequest, gw: GatewayDep, who: PrincipalDep) -> 
                     f"requirement {requirement!r} points outside the package reservoir "
                     f"({gw.settings.index_url}), the only source builds may use here",
                 )
+    if spec.get("python_env"):
+        # An existing environment is a folder of the workers' machines mounted into containers: the operator's call.
+        if who.role != "admin":
+            raise ApiError(403, "an image from an existing environment (python_env) needs an admin token")
+        try:
+            confine(spec["python_env"], gw.settings.python_env_roots)
+        except PythonEnvRefused as exc:
+            raise ApiError(422, str(exc)) from None
     iid = image_id(spec)
     lines: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -71,6 +83,7 @@ async def build_image(body: ImageRequest, gw: GatewayDep, who: PrincipalDep) -> 
     async def build() -> dict[str, Any]:
         try:
             await gw.store.put_image(iid, spec, status="building")
+            await gw.store.add_image_user(iid, who.workspace_id)
             built = await gw.builder.build(spec, log)
             await gw.store.put_image(
                 iid,
@@ -99,10 +112,19 @@ async def build_image(body: ImageRequest, gw: GatewayDep, who: PrincipalDep) -> 
     return StreamingResponse(stream(), media_type="application/x-ndjson")
 
 
+async def may_see_image(gw: Gateway, who: Principal, image_id: str) -> bool:
+    """Workers and admins see every image; a workspace only those it asked to build.
+
+    An image is shared by every workspace with the same spec, but the spec
+    (its ``env_vars`` above all) belongs to the workspaces that wrote it.
+    """
+    return who.role in ("admin", "worker") or await gw.store.image_used_by(image_id, who.workspace_id)
+
+
 @router.get("/images/{image_id}")
-async def get_image(image_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+async def get_image(image_id: Sha256, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     row = await gw.store.get_image(_check_hash(image_id))
-    if row is None:
+    if row is None or not await may_see_image(gw, who, image_id):
         raise ApiError(404, f"image {image_id} is not known")
     return {
         "id": row.id,
@@ -119,14 +141,19 @@ async def get_image(image_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[st
 # -- code ------------------------------------------------------------------------------
 
 
-@router.head("/code/{code_hash}")
-async def has_code(code_hash: str, gw: GatewayDep, who: PrincipalDep) -> Response:
-    present = await gw.store.has_code(_check_hash(code_hash))
-    return Response(status_code=200 if present else 404)
+@router.head(
+    "/code/{code_hash}", response_class=Response, summary="200 when this workspace uploaded the archive, else 404"
+)
+async def has_code(code_hash: Sha256, gw: GatewayDep, who: PrincipalDep) -> Response:
+    """Per workspace: another workspace's upload of the same bytes answers 404, so the client
+    uploads them itself, proving it holds the code (the blob is stored only once)."""
+    if not await gw.store.has_code(who.workspace_id, _check_hash(code_hash)):
+        raise ApiError(404, f"code {code_hash} is not uploaded")  # the usual error headers; HEAD drops the body
+    return Response(status_code=200)
 
 
 @router.put("/code/{code_hash}", status_code=201)
-async def upload_code(code_hash: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+async def upload_code(code_hash: Sha256, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     _check_hash(code_hash)
     data = await read_limited(request, gw.settings.max_code_bytes, "code archive")
     size = len(data)
@@ -137,6 +164,7 @@ async def upload_code(code_hash: str, request: Request, gw: GatewayDep, who: Pri
         await asyncio.to_thread(validate_archive, data)
     except ArchiveError as exc:
         raise ApiError(400, f"code archive rejected: {exc}") from None
+    await check_disk_quota(gw, who, "code", size)
     target = gw.settings.home.code_blobs / f"{code_hash}.tar.gz"
     if not target.exists():
         tmp = target.with_suffix(f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
@@ -147,7 +175,8 @@ async def upload_code(code_hash: str, request: Request, gw: GatewayDep, who: Pri
 
 
 @router.get("/code/{code_hash}", response_class=Response)
-async def download_code(code_hash: str, gw: GatewayDep, who: WorkerDep) -> Response:
+async def download_code(code_hash: Sha256, gw: GatewayDep, who: WorkerDep) -> Response:
+    """Workers fetch the code of the containers they run; tenants never read archives back."""
     path = gw.settings.home.code_blobs / f"{_check_hash(code_hash)}.tar.gz"
     if not path.exists():
         raise ApiError(404, f"code {code_hash} is not stored")
@@ -157,7 +186,7 @@ async def download_code(code_hash: str, gw: GatewayDep, who: WorkerDep) -> Respo
 # -- deployments --------------------------------------------------------------------------
 
 
-class DeployRequest(BaseModel):
+class DeployRequest(RequestBody):
     name: str
     app: str = Field(default="default", max_length=100)
     kind: str = "endpoint"
@@ -186,6 +215,11 @@ def deployment_view(gw: Gateway, row: Deployment) -> dict[str, Any]:
         "url": f"{gw.settings.public_url}/endpoint/{row.name}",
         "version_url": f"{gw.settings.public_url}/endpoint/{row.name}/v{row.version}",
         "pending_reason": gw.scheduler.pending_reason(row.id),
+        "callback_secret": (
+            gw.scheduler.dispatcher.callbacks.secret_for(row.workspace_id, row.name)
+            if row.config.get("callback_url")
+            else None
+        ),
     }
 
 
@@ -206,11 +240,8 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
     for field, value in (("module", body.module), ("function", body.function)):
         if not _IDENT.fullmatch(value):
             raise ApiError(422, f"{field} {value!r} is not a Python dotted name")
-    image = await gw.store.get_image(_check_hash(body.image_id))
-    if image is None or image.status != "ready":
-        raise ApiError(422, f"image {body.image_id} is not built; build it with POST /api/v1/images first")
-    if not await gw.store.has_code(_check_hash(body.code_hash)):
-        raise ApiError(422, f"code {body.code_hash} is not uploaded; PUT /api/v1/code/{{hash}} first")
+    await _check_image_and_code(gw, who, body.image_id, body.code_hash)
+    await check_callback_target(gw, config.callback_url)
     await check_references(gw, who, config)
     await check_deploy_quota(gw, who, config)
     try:
@@ -238,6 +269,29 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
     return {**deployment_view(gw, row), "created": created}
 
 
+async def _check_image_and_code(gw: Gateway, who: Principal, image_id: str, code_hash: str) -> None:
+    """The image and the code must be this workspace's own: built (or asked for) and uploaded by it.
+
+    Another workspace's image or code answers as if it did not exist, so a
+    hash learnt elsewhere neither runs nor reveals anything.
+    """
+    image = await gw.store.get_image(_check_hash(image_id))
+    if image is None or image.status != "ready" or not await may_see_image(gw, who, image_id):
+        raise ApiError(422, f"image {image_id} is not built; build it with POST /api/v1/images first")
+    if not await gw.store.has_code(who.workspace_id, _check_hash(code_hash)):
+        raise ApiError(422, f"code {code_hash} is not uploaded; PUT /api/v1/code/{{hash}} first")
+
+
+async def check_callback_target(gw: Gateway, url: str | None) -> None:
+    """Refuse a ``callback_url`` whose host is (or resolves to) an address the operator did not allow."""
+    if url is None:
+        return
+    try:
+        await gw.scheduler.dispatcher.callbacks.policy.check_url(url)
+    except CallbackRefused as exc:
+        raise ApiError(422, f"callback_url {url!r} is refused: {exc}") from None
+
+
 async def _retire_older(gw: Gateway, who: Principal, current: Deployment) -> None:
     """``cove serve`` reloads: only the newest version of a temporary deployment keeps containers."""
     older = [
@@ -257,7 +311,7 @@ async def list_deployments(
 
 
 @router.get("/deployments/{name}")
-async def get_deployment(name: str, gw: GatewayDep, who: PrincipalDep, version: int | None = None) -> dict[str, Any]:
+async def get_deployment(name: str, gw: GatewayDep, who: PrincipalDep, version: Version = None) -> dict[str, Any]:
     try:
         return deployment_view(gw, await gw.store.get_deployment(who.workspace_id, name, version))
     except NotFound as exc:
@@ -396,10 +450,10 @@ async def logs(
 # -- tokens, workspaces, audit ------------------------------------------------------------
 
 
-class TokenRequest(BaseModel):
+class TokenRequest(RequestBody):
     name: str = Field(default="token", min_length=1, max_length=100)
     workspace: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-    role: str = Field(default="user", pattern=r"^(user|admin|worker)$")
+    role: str = Field(default="user", pattern=r"^(user|admin|worker|metrics)$")
 
 
 async def _refuse_container_token(gw: Gateway, who: Principal) -> None:
@@ -412,8 +466,8 @@ async def _refuse_container_token(gw: Gateway, who: Principal) -> None:
 async def create_token(body: TokenRequest, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     await _refuse_container_token(gw, who)
     workspace = body.workspace or who.workspace_name
-    if (workspace != who.workspace_name or body.role in ("admin", "worker")) and who.role != "admin":
-        raise ApiError(403, "only an admin token can make tokens for other workspaces, admin or worker tokens")
+    if (workspace != who.workspace_name or body.role in ("admin", "worker", "metrics")) and who.role != "admin":
+        raise ApiError(403, "only an admin token can make tokens for other workspaces, admin, worker or metrics tokens")
     if workspace != who.workspace_name:
         await gw.store.ensure_workspace(workspace, who)
     row, secret = await gw.store.create_token(workspace, body.name, body.role, who)

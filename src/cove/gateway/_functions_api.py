@@ -13,18 +13,28 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from .._frames import FrameError, pack, unpack
 from ..scheduler._dispatch import QueueFull, TaskItem
 from ..store import TERMINAL_STATES, Deployment, NotFound, Principal, Task, get_task, list_tasks
 from ._deps import GatewayDep, PrincipalDep, read_limited
 from ._errors import ApiError
+from ._idempotency import KEY_HEADER, accept_keyed, refuse_for_waiting_call, replay_headers
 from ._inputs import check_inputs
+from ._patterns import Version
 from ._state import Gateway
 
 router = APIRouter()
 TASK_KINDS = ("function", "task_queue", "schedule")
+KeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=KEY_HEADER,
+        description="Makes a put or spawn safe to send again: a repeat within 24 h returns the first task "
+        "(with Idempotent-Replayed: true); the same key with a different body is a 422",
+    ),
+]
 
 
 async def task_deployment(gw: Gateway, who: Principal, name: str, version: int | None) -> Deployment:
@@ -127,10 +137,21 @@ async def call_function(
     gw: GatewayDep,
     who: PrincipalDep,
     wait: bool = True,
-    version: int | None = None,
+    version: Version = None,
+    idempotency_key: KeyHeader = None,
 ) -> Response:
     deployment = await task_deployment(gw, who, name, version)
     body = await read_limited(request, gw.settings.max_body_bytes)
+    if wait:
+        refuse_for_waiting_call(idempotency_key)
+    elif idempotency_key is not None:
+        call_id, replayed = await accept_keyed(gw, deployment, "pickle", body, idempotency_key)
+        return Response(
+            json.dumps({"call_id": call_id}),
+            status_code=202,
+            media_type="application/json",
+            headers=replay_headers(replayed),
+        )
     # ``.remote`` waits for its answer and needs no commit first; ``.spawn``/``put`` are durable before 202.
     [item] = await _submit(gw, deployment, [("pickle", body)], durable=not wait)
     if not wait:
@@ -157,14 +178,23 @@ def _check_arguments(deployment: Deployment, kwargs: dict[str, Any]) -> None:
 
 
 @router.post("/taskqueue/{name}", status_code=202, summary="Put a task: the JSON body is the keyword arguments")
-async def put_task(name: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+async def put_task(
+    name: str,
+    request: Request,
+    response: Response,
+    gw: GatewayDep,
+    who: PrincipalDep,
+    idempotency_key: KeyHeader = None,
+) -> dict[str, Any]:
     deployment = await task_deployment(gw, who, name, None)
     body = await read_limited(request, gw.settings.max_body_bytes)
-    return {"task_id": await accept_put(gw, deployment, body)}
+    task_id, replayed = await accept_put(gw, deployment, body, idempotency_key)
+    response.headers.update(replay_headers(replayed))
+    return {"task_id": task_id}
 
 
-async def accept_put(gw: Gateway, deployment: Deployment, body: bytes) -> str:
-    """Validate an HTTP put's JSON body and accept it durably; return the task id."""
+async def accept_put(gw: Gateway, deployment: Deployment, body: bytes, key: str | None = None) -> tuple[str, bool]:
+    """Validate an HTTP put's JSON body and accept it durably; return (task id, whether ``key`` replayed it)."""
     try:
         payload = json.loads(body or b"{}")
     except ValueError as exc:
@@ -176,8 +206,10 @@ async def accept_put(gw: Gateway, deployment: Deployment, body: bytes) -> str:
         check_inputs(described, body)
     else:
         _check_arguments(deployment, payload)
+    if key is not None:
+        return await accept_keyed(gw, deployment, "json", body or b"{}", key)
     [item] = await _submit(gw, deployment, [("json", body or b"{}")], durable=True)
-    return item.id
+    return item.id, False
 
 
 @router.get("/api/v1/calls/{call_id}", summary="A call's outcome (200) or its state while open (202)")
@@ -209,7 +241,7 @@ async def cancel_call(call_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[s
 
 
 @router.post("/api/v1/functions/{name}/maps", status_code=201)
-async def create_map(name: str, gw: GatewayDep, who: PrincipalDep, version: int | None = None) -> dict[str, Any]:
+async def create_map(name: str, gw: GatewayDep, who: PrincipalDep, version: Version = None) -> dict[str, Any]:
     deployment = await task_deployment(gw, who, name, version)
     state = gw.scheduler.dispatcher.new_map(deployment)
     return {"map_id": state.id}

@@ -2,7 +2,8 @@
 
 Images are shared by every workspace (the same spec is the same image), so
 removing and collecting them is an admin's job, and neither ever touches an
-image that an active deployment or a live container uses.
+image that an active deployment or a live container uses. A member lists
+only the images its workspace asked for.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from ..images import collect, layer_sizes, remove_image, stored_images, tree_size
-from ..store import Container, Deployment
+from ..store import Container, Deployment, Principal
 from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep
 from ._errors import ApiError
 from ._image_export import Exporter
+from ._patterns import Sha256
 from ._state import Gateway
 
 router = APIRouter(prefix="/api/v1")
@@ -77,14 +79,32 @@ async def _usage(gw: Gateway) -> _Usage:
     return _Usage(by_image, live)
 
 
-@router.get("/images", summary="Stored images: size, layers, last use and the deployments using them")
+async def _visible_to(gw: Gateway, who: Principal) -> set[str] | None:
+    """The images a workspace asked for (None: all, for admins and workers).
+
+    Another workspace's image is not listed at all: its spec (packages,
+    ``env_vars``) is that workspace's, and members never remove images.
+    """
+    if who.role in ("admin", "worker"):
+        return None
+    return await gw.store.image_ids_used_by(who.workspace_id)
+
+
+@router.get(
+    "/images",
+    summary="Stored images: size, layers, last use and the deployments using them "
+    "(a member sees its workspace's images, an admin all)",
+)
 async def list_images(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]:
     images, layers = await asyncio.gather(
         asyncio.to_thread(stored_images, gw.settings.home), asyncio.to_thread(layer_sizes, gw.settings.home)
     )
+    visible = await _visible_to(gw, who)
     usage = await _usage(gw)
     out = []
     for image in images:
+        if visible is not None and image.id not in visible:
+            continue
         deployments = usage.deployments.get(image.id, [])
         spec = image.spec
         out.append(
@@ -114,7 +134,7 @@ async def _mark_removed(gw: Gateway, image_ids: Sequence[str]) -> None:
 
 
 @router.delete("/images/{image_id}", summary="Remove one image's environment (refused while it is in use)")
-async def delete_image(image_id: str, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
+async def delete_image(image_id: Sha256, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     images = {image.id: image for image in await asyncio.to_thread(stored_images, gw.settings.home, False)}
     if image_id not in images:
         raise ApiError(404, f"image {image_id} is not stored here")
@@ -146,7 +166,10 @@ async def gc_images(gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     response_class=FileResponse,
 )
 async def export_image(
-    image_id: str, gw: GatewayDep, who: WorkerDep, part: Annotated[str, Query(max_length=16)] = "env"
+    image_id: Sha256,
+    gw: GatewayDep,
+    who: WorkerDep,
+    part: Annotated[str, Query(max_length=16, json_schema_extra={"pattern": r"^(env|base|layer[0-9]{1,4})$"})] = "env",
 ) -> FileResponse:
     try:
         archive = await _exporter(gw).archive(image_id, part)

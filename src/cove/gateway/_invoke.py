@@ -59,18 +59,20 @@ async def _respond(send: Any, status: int, body: bytes, extra: list[tuple[bytes,
 
 async def handle_invoke(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
     started = time.perf_counter()
-    label = "-"
+    labels = ("-", "-")  # workspace, deployment: unknown until the deployment is found
     status = 500
     try:
-        status, body, extra, label = await _invoke(gw, scope, receive)
+        status, body, extra, labels = await _invoke(gw, scope, receive)
     except ApiError as exc:
         status, body, extra = exc.status, error_body(exc.status, exc.message, exc.type), []
-    gw.metrics.invocations.labels(label, str(status)).inc()
-    gw.metrics.latency.labels(label).observe(time.perf_counter() - started)
+    gw.metrics.invocations.labels(*labels, str(status)).inc()
+    gw.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
     await _respond(send, status, body, extra)
 
 
-async def _invoke(gw: Gateway, scope: Scope, receive: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]], str]:
+async def _invoke(
+    gw: Gateway, scope: Scope, receive: Any
+) -> tuple[int, bytes, list[tuple[bytes, bytes]], tuple[str, str]]:
     name, version = _parse_path(scope["path"])
     if scope["method"] != "POST":
         raise ApiError(405, "endpoints are invoked with POST and a JSON body")
@@ -79,11 +81,13 @@ async def _invoke(gw: Gateway, scope: Scope, receive: Any) -> tuple[int, bytes, 
     try:
         if authorization is None:
             ws = await gw.store.get_workspace(gw.settings.default_workspace)
+            workspace = ws.name
             deployment = await gw.deployments.get(ws.id, name, version)
             if deployment.config.get("authorized", True):
                 raise ApiError(401, "missing Authorization header: send 'Authorization: Bearer <token>'")
         else:
             who = await gw.auth.principal(authorization.decode("latin-1"))
+            workspace = who.workspace_name
             deployment = await gw.deployments.get(who.workspace_id, name, version)
     except NotFound as exc:
         raise ApiError(404, str(exc)) from None
@@ -98,7 +102,7 @@ async def _invoke(gw: Gateway, scope: Scope, receive: Any) -> tuple[int, bytes, 
     described = deployment.config.get("inputs")
     if described:
         check_inputs(described, body)
-    label = f"{deployment.name}/v{deployment.version}"
+    label = (workspace, f"{deployment.name}/v{deployment.version}")
     timeout = float(deployment.config.get("timeout", 180))
     call_id = "call-" + os.urandom(8).hex()
     scheduler = gw.scheduler

@@ -1,31 +1,52 @@
-"""``/api/v1/workspaces/{name}/quota``: per-workspace limits on containers, cpu and GPUs.
+"""``/api/v1/workspaces/{name}/quota``: per-workspace limits on containers, cpu, GPUs and disk.
 
-Anyone may read their own workspace's quota; only an admin sets one. The
-deploy route calls :func:`check_deploy_quota` so a deployment whose minimum
-can never fit is refused before anything is stored.
+Anyone may read their own workspace's quota; only an admin sets one. A
+workspace without a quota of its own runs under the operator's default
+(``COVE_DEFAULT_QUOTA``). The deploy route calls :func:`check_deploy_quota`
+so a deployment that can never run is refused before anything is stored, and
+the upload routes call :func:`check_disk_quota` before an upload becomes
+visible.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from .._config import DeploymentConfig
-from ..scheduler._quotas import Quota, check_floor
-from ..store import NotFound, Principal, delete_quota, get_quota, put_quota
+from .._volumes import volumes_root
+from ..scheduler import WorkerHandle
+from ..scheduler._quotas import LIMITS, Quota, check_disk, check_floor, check_one
+from ..store import NotFound, Principal
+from ..store._quotas import code_bytes, delete_quota, get_quota, put_quota, quota_limits
+from ._body import RequestBody
 from ._deps import AdminDep, GatewayDep, PrincipalDep
 from ._errors import ApiError
 from ._state import Gateway
 
 router = APIRouter(prefix="/api/v1")
 
+DISK_KINDS = ("volume", "code", "blob")
 
-class QuotaRequest(BaseModel):
-    max_containers: int | None = Field(default=None, ge=0, le=100_000)
-    max_cpu_millis: int | None = Field(default=None, ge=0, le=100_000_000)
-    max_gpus: int | None = Field(default=None, ge=0, le=100_000)
+
+def _limit_field(name: str) -> Any:
+    return Field(default=None, ge=0, le=LIMITS[name])
+
+
+class QuotaRequest(RequestBody):
+    """Every limit of a workspace; one left out or null has no limit. Unknown fields are refused."""
+
+    max_containers: int | None = _limit_field("max_containers")
+    max_cpu_millis: int | None = _limit_field("max_cpu_millis")
+    max_gpus: int | None = _limit_field("max_gpus")
+    max_volume_bytes: int | None = _limit_field("max_volume_bytes")
+    max_code_bytes: int | None = _limit_field("max_code_bytes")
+    max_blob_bytes: int | None = _limit_field("max_blob_bytes")
 
 
 async def _workspace_id(gw: Gateway, who: Principal, name: str) -> str:
@@ -37,7 +58,7 @@ async def _workspace_id(gw: Gateway, who: Principal, name: str) -> str:
         raise ApiError(404, str(exc)) from None
 
 
-def _view(name: str, quota: Quota | None, gw: Gateway, workspace_id: str) -> dict[str, Any]:
+async def _view(name: str, gw: Gateway, workspace_id: str) -> dict[str, Any]:
     usage = {"containers": 0, "cpu_millis": 0}
     for pool in gw.scheduler.pools.values():
         if pool.deployment.workspace_id != workspace_id:
@@ -46,44 +67,132 @@ def _view(name: str, quota: Quota | None, gw: Gateway, workspace_id: str) -> dic
             if slot.state in ("pending", "listening", "ready"):
                 usage["containers"] += 1
                 usage["cpu_millis"] += pool.config.cpu_millis
-    return {"workspace": name, **(quota or Quota()).to_dict(), "usage": usage}
+    disk = {f"{kind}_bytes": await disk_used(gw, workspace_id, kind) for kind in DISK_KINDS}
+    quota = gw.scheduler.quota_of(workspace_id)
+    own = workspace_id in gw.scheduler.quotas
+    return {"workspace": name, **quota.to_dict(), "default": not own, "usage": usage, "disk": disk}
 
 
-@router.get("/workspaces/{name}/quota", summary="A workspace's limits and what its containers use now")
+@router.get("/workspaces/{name}/quota", summary="A workspace's limits and what it uses now")
 async def show_quota(name: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     workspace_id = await _workspace_id(gw, who, name)
-    return _view(name, gw.scheduler.quotas.get(workspace_id), gw, workspace_id)
+    return await _view(name, gw, workspace_id)
 
 
 @router.put("/workspaces/{name}/quota", summary="Set a workspace's limits (fields left out or null: no limit)")
 async def set_quota(name: str, body: QuotaRequest, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     workspace_id = await _workspace_id(gw, who, name)
-    quota = Quota(body.max_containers, body.max_cpu_millis, body.max_gpus)
-    if quota.unlimited:
-        await delete_quota(gw.store, workspace_id, who)
-        gw.scheduler.set_quota(workspace_id, None)
-    else:
-        await put_quota(gw.store, workspace_id, **quota.to_dict(), who=who)
-        gw.scheduler.set_quota(workspace_id, quota)
-    return _view(name, quota, gw, workspace_id)
+    quota = Quota(**body.model_dump())
+    await put_quota(gw.store, workspace_id, quota.to_dict(), who=who)
+    gw.scheduler.set_quota(workspace_id, quota)
+    return await _view(name, gw, workspace_id)
 
 
-@router.delete("/workspaces/{name}/quota", summary="Remove a workspace's limits")
+@router.delete("/workspaces/{name}/quota", summary="Remove a workspace's own limits: the default quota applies")
 async def remove_quota(name: str, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     workspace_id = await _workspace_id(gw, who, name)
     await delete_quota(gw.store, workspace_id, who)
     gw.scheduler.set_quota(workspace_id, None)
-    return _view(name, None, gw, workspace_id)
+    return await _view(name, gw, workspace_id)
+
+
+async def _quota(gw: Gateway, workspace_id: str) -> Quota:
+    """The workspace's limits: the scheduler's copy, else its row, else the default quota."""
+    quota = gw.scheduler.quotas.get(workspace_id)
+    if quota is not None:
+        return quota
+    row = await get_quota(gw.store, workspace_id)
+    return Quota.from_dict(quota_limits(row)) if row else gw.scheduler.default_quota
 
 
 async def check_deploy_quota(gw: Gateway, who: Principal, config: DeploymentConfig) -> None:
-    """Refuse (403) a deployment whose minimum number of containers can never fit the workspace quota."""
-    quota = gw.scheduler.quotas.get(who.workspace_id)
-    if quota is None:
-        row = await get_quota(gw.store, who.workspace_id)
-        quota = Quota(row.max_containers, row.max_cpu_millis, row.max_gpus) if row else None
-    if quota is None:
-        return
+    """Refuse a deployment that can never run.
+
+    422 when one container is larger than every registered worker or than the
+    workspace quota (the spec itself is impossible here); 403 when its
+    ``min_containers`` floor passes the quota.
+    """
+    check_fits_workers(gw, config)
+    quota = await _quota(gw, who.workspace_id)
+    too_big = check_one(quota, config)
+    if too_big:
+        raise ApiError(422, f"workspace {who.workspace_name!r}: {too_big}")
     reason = check_floor(quota, config)
     if reason:
         raise ApiError(403, f"workspace {who.workspace_name!r} quota exceeded: {reason}", "QuotaExceeded")
+
+
+def check_fits_workers(gw: Gateway, config: DeploymentConfig) -> None:
+    """422 when no registered worker (of the deployment's pool) could ever hold one container.
+
+    With no worker registered yet nothing is refused: the backlog names what is missing.
+    """
+    workers = [w for w in gw.scheduler.workers.values() if config.pool is None or w.labels.get("pool") == config.pool]
+    if not workers:
+        return
+    where = f" in pool {config.pool!r}" if config.pool else ""
+    most_cpu = max(w.cpu_millis for w in workers)
+    if config.cpu_millis > most_cpu:
+        raise ApiError(422, f"cpu_millis {config.cpu_millis} is more than any worker{where} has (at most {most_cpu})")
+    most_memory = max(w.memory_mib for w in workers)
+    if config.memory_mib > most_memory:
+        raise ApiError(
+            422, f"memory_mib {config.memory_mib} is more than any worker{where} has (at most {most_memory} MiB)"
+        )
+    if not any(w.cpu_millis >= config.cpu_millis and w.memory_mib >= config.memory_mib for w in workers):
+        raise ApiError(422, f"no worker{where} has both {config.cpu_millis}m cpu and {config.memory_mib} MiB memory")
+    _check_gpu_count(workers, config, where)
+
+
+def _check_gpu_count(workers: list[WorkerHandle], config: DeploymentConfig, where: str) -> None:
+    """Whole GPUs: more than the largest GPU worker has can never be placed (no GPU worker yet: no verdict)."""
+    gpu_workers = [w for w in workers if w.gpus]
+    if not config.gpu or config.gpu_fraction or not gpu_workers:
+        return
+    most = max(len(w.gpus) for w in gpu_workers)
+    if config.gpu_count > most:
+        raise ApiError(422, f"gpu_count {config.gpu_count} is more than any worker{where} has (at most {most})")
+
+
+def _folder_bytes(folder: Path) -> int:
+    """The size of every file below ``folder``, never following a symlink (a container may plant them)."""
+    total = 0
+    pending = [str(folder)]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total
+
+
+async def disk_used(gw: Gateway, workspace_id: str, kind: str) -> int:
+    """Bytes of ``kind`` (volume, code or blob) the workspace holds now."""
+    if kind == "code":
+        return await code_bytes(gw.store, workspace_id)
+    from ._blobs_api import blobs_root
+
+    root = gw.settings.home.root
+    folder = volumes_root(root) if kind == "volume" else blobs_root(root)
+    return await asyncio.to_thread(_folder_bytes, folder / workspace_id)
+
+
+async def check_disk_quota(gw: Gateway, who: Principal, kind: str, adding: int) -> None:
+    """Refuse (413, ``QuotaExceeded``) an upload of ``adding`` bytes that would pass the workspace's disk limit.
+
+    Upload routes call this before the upload becomes visible, so a refused one leaves nothing behind.
+    """
+    quota = await _quota(gw, who.workspace_id)
+    if getattr(quota, f"max_{kind}_bytes") is None:
+        return
+    reason = check_disk(quota, kind, await disk_used(gw, who.workspace_id, kind), adding)
+    if reason:
+        raise ApiError(413, f"workspace {who.workspace_name!r}: {reason}", "QuotaExceeded")

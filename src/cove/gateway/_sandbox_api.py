@@ -20,15 +20,17 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from .._config import ConfigError, DeploymentConfig, QueueDepthAutoscaler, parse_cpu, parse_memory
 from ..scheduler import StartFailed
 from ..store import Deployment, NotFound, Principal, new_id
+from ._body import RequestBody
+from ._control import may_see_image
 from ._deps import GatewayDep, PrincipalDep
 from ._errors import ApiError
 from ._references import check_references
-from ._sandbox_proxy import AgentError, agent_request
+from ._sandbox_proxy import AgentError, check_declared_length, open_agent_request
 from ._state import Gateway
 
 log = logging.getLogger("cove.gateway")
@@ -99,7 +101,7 @@ def _registry(gw: Gateway) -> _Registry:
     return registry
 
 
-class SandboxRequest(BaseModel):
+class SandboxRequest(RequestBody):
     image_id: str = Field(pattern=r"^[0-9a-f]{64}$")
     code_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     cpu: float | str = 1.0
@@ -147,9 +149,9 @@ async def create_sandbox(body: SandboxRequest, gw: GatewayDep, who: PrincipalDep
     except ConfigError as exc:
         raise ApiError(422, str(exc)) from None
     image = await gw.store.get_image(body.image_id)
-    if image is None or image.status != "ready":
+    if image is None or image.status != "ready" or not await may_see_image(gw, who, body.image_id):
         raise ApiError(422, f"image {body.image_id} is not built")
-    if not await gw.store.has_code(body.code_hash):
+    if not await gw.store.has_code(who.workspace_id, body.code_hash):
         raise ApiError(422, f"code {body.code_hash} is not uploaded")
     await check_references(gw, who, config)
     row, _ = await gw.store.create_deployment(
@@ -211,20 +213,30 @@ async def terminate_sandbox(sandbox_id: str, gw: GatewayDep, who: PrincipalDep) 
 async def relay(sandbox_id: str, rest: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> Response:
     row = await _sandbox(gw, who, sandbox_id)
     live = _registry(gw).live[row.id]
-    body = await request.body()
+    limit = gw.settings.max_body_bytes
+    length = check_declared_length(request.headers, limit)
     live.last_active = time.time()
     try:
         lease = await asyncio.wait_for(gw.scheduler.acquire(row), START_SECONDS)
     except (StartFailed, TimeoutError) as exc:
         raise ApiError(503, f"the sandbox is not running: {exc}") from None
-    try:
-        query = request.url.query
-        target = "/" + rest + (f"?{query}" if query else "")
-        status, headers, payload = await agent_request(lease.address, request.method, target, body, timeout=90)
-    except AgentError as exc:
-        raise ApiError(502, str(exc)) from None
-    finally:
+
+    def done() -> None:
         gw.scheduler.release(lease)
         live.last_active = time.time()
-    keep = {k: v for k, v in headers.items() if k.startswith("x-cove-")}
-    return Response(payload, status_code=status, media_type=headers.get("content-type"), headers=keep)
+
+    query = request.url.query
+    target = "/" + rest + (f"?{query}" if query else "")
+    try:
+        return await open_agent_request(
+            lease.address,
+            request.method,
+            target,
+            request.stream(),
+            length=length,
+            content_type=request.headers.get("content-type"),
+            limit=limit,
+            done=done,
+        )
+    except AgentError as exc:
+        raise ApiError(502, str(exc)) from None

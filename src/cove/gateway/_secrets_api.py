@@ -8,15 +8,17 @@ names the secret (see :func:`resolve_secret_env`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from .._config import ConfigError, check_object_name
 from ..store import NotFound, delete_secret, get_secrets, list_secrets, put_secret
+from ._body import RequestBody
 from ._deps import GatewayDep, PrincipalDep
 from ._errors import ApiError
+from ._patterns import OBJECT_NAME, ObjectName
 from ._secretbox import SecretKeyError
 from ._state import Gateway
 
@@ -25,11 +27,12 @@ router = APIRouter(prefix="/api/v1")
 _MAX_VALUE_BYTES = 64 * 1024
 _ENV_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _ENV_REST = _ENV_FIRST | frozenset("0123456789")
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # the same rule as _ENV_FIRST and _ENV_REST, for the published schema
 
 
-class SecretRequest(BaseModel):
-    name: str
-    values: dict[str, str] = Field(min_length=1, max_length=256)
+class SecretRequest(RequestBody):
+    name: str = Field(pattern=OBJECT_NAME)
+    values: dict[Annotated[str, Field(pattern=ENV_NAME)], str] = Field(min_length=1, max_length=256)
 
 
 def _view(row: Any) -> dict[str, Any]:
@@ -63,7 +66,7 @@ async def list_all(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]:
 
 
 @router.delete("/secrets/{name}")
-async def remove(name: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+async def remove(name: ObjectName, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     try:
         await delete_secret(gw.store, who, name)
     except NotFound as exc:

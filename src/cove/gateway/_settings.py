@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from .._home import Home
 from .._limits import MAX_BLOB_BYTES, MAX_BODY_BYTES, MAX_CODE_BYTES
+from .._python_envs import roots_from_env
+from ..scheduler._callbacks import allowance_from_env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,3 +22,7 @@ class GatewaySettings:
     index_url: str | None = None
     default_workspace: str = "default"
     token_cache_seconds: float = 5.0
+    # Networks and host names callback_url may reach besides public addresses (``--callback-allow``).
+    callback_allow: tuple[str, ...] = dataclasses.field(default_factory=allowance_from_env)
+    # Folders under which images may name an existing environment (python_env); none: such images are refused.
+    python_env_roots: tuple[Path, ...] = dataclasses.field(default_factory=roots_from_env)

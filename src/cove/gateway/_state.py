@@ -20,17 +20,24 @@ from ._upstream import UpstreamPool
 
 
 class Metrics:
-    """Prometheus metrics, in a registry of this gateway's own."""
+    """Prometheus metrics, in a registry of this gateway's own.
+
+    Series about a tenant's deployments carry a ``workspace`` label: a
+    member's scrape of ``/metrics`` shows only its own workspace's series.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.invocations = Counter(
-            "cove_invocations_total", "Endpoint invocations", ["deployment", "status"], registry=self.registry
+            "cove_invocations_total",
+            "Endpoint invocations",
+            ["workspace", "deployment", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
             "cove_invocation_seconds",
             "Invocation latency through the gateway",
-            ["deployment"],
+            ["workspace", "deployment"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=self.registry,
         )

@@ -11,21 +11,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import Field
 
 from .. import _safepath
 from .._config import ConfigError, check_object_name
+from .._rmtree import remove_tree
 from .._volumes import ensure_volume, file_owner, volume_path, volumes_root
 from ..store import Principal
+from ._body import RequestBody
 from ._deps import GatewayDep, PrincipalDep
 from ._errors import ApiError
+from ._patterns import OBJECT_NAME, ObjectName
+from ._quotas_api import check_disk_quota
 from ._state import Gateway
 
 router = APIRouter(prefix="/api/v1")
@@ -57,8 +60,8 @@ def _file_errors(path: str) -> Iterator[None]:
         raise ApiError(400, str(exc)) from None
 
 
-class VolumeRequest(BaseModel):
-    name: str
+class VolumeRequest(RequestBody):
+    name: str = Field(pattern=OBJECT_NAME)
 
 
 @router.get("/volumes")
@@ -75,15 +78,15 @@ async def create_volume(body: VolumeRequest, gw: GatewayDep, who: PrincipalDep) 
 
 
 @router.delete("/volumes/{name}")
-async def delete_volume(name: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+async def delete_volume(name: ObjectName, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     path = _existing(gw, who, name)
-    await asyncio.to_thread(shutil.rmtree, path)
+    await asyncio.to_thread(remove_tree, path)
     return {"name": name, "deleted": True}
 
 
 @router.get("/volumes/{name}/files")
 async def list_files(
-    name: str, gw: GatewayDep, who: PrincipalDep, path: Annotated[str, Query(max_length=4096)] = ""
+    name: ObjectName, gw: GatewayDep, who: PrincipalDep, path: Annotated[str, Query(max_length=4096)] = ""
 ) -> list[dict[str, Any]]:
     root = _existing(gw, who, name)
     with _file_errors(path):
@@ -91,7 +94,7 @@ async def list_files(
 
 
 @router.put("/volumes/{name}/files/{path:path}", status_code=201)
-async def put_file(name: str, path: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+async def put_file(name: ObjectName, path: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     with _file_errors(path):
         _safepath.split(path)  # refuse a bad path before reading a byte of the body
     root = await asyncio.to_thread(ensure_volume, gw.settings.home.root, who.workspace_id, _name(name))
@@ -102,6 +105,7 @@ async def put_file(name: str, path: str, request: Request, gw: GatewayDep, who: 
         with spool.open("wb") as out:
             async for chunk in request.stream():
                 await asyncio.to_thread(out.write, chunk)
+        await check_disk_quota(gw, who, "volume", spool.stat().st_size)
 
         def install() -> int:
             with spool.open("rb") as src:
@@ -114,8 +118,8 @@ async def put_file(name: str, path: str, request: Request, gw: GatewayDep, who: 
     return {"volume": name, "path": path, "size": size}
 
 
-@router.get("/volumes/{name}/files/{path:path}")
-async def get_file(name: str, path: str, gw: GatewayDep, who: PrincipalDep) -> StreamingResponse:
+@router.get("/volumes/{name}/files/{path:path}", responses={200: {"content": {"application/octet-stream": {}}}})
+async def get_file(name: ObjectName, path: str, gw: GatewayDep, who: PrincipalDep) -> StreamingResponse:
     root = _existing(gw, who, name)
     with _file_errors(path):
         fd = await asyncio.to_thread(_safepath.open_read, str(root), path)
@@ -127,7 +131,7 @@ async def get_file(name: str, path: str, gw: GatewayDep, who: PrincipalDep) -> S
 
 @router.delete("/volumes/{name}/files/{path:path}")
 async def delete_file(
-    name: str, path: str, gw: GatewayDep, who: PrincipalDep, recursive: bool = False
+    name: ObjectName, path: str, gw: GatewayDep, who: PrincipalDep, recursive: bool = False
 ) -> dict[str, Any]:
     root = _existing(gw, who, name)
     with _file_errors(path):

@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import weakref
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from .._protocol import ContainerEvent, Order
-from ..scheduler import WorkerHandle
+from ..scheduler import Scheduler, WorkerHandle
 from ..scheduler._placement import GpuRoom
+from ..store import Principal
+from ..store._store import NotAllowed
+from ._body import RequestBody
 from ._container_tokens import revoke_soon, token_env
 from ._deps import AdminDep, GatewayDep, WorkerDep
 from ._errors import ApiError
@@ -22,31 +27,55 @@ from ._state import Gateway
 router = APIRouter(prefix="/api/v1")
 
 
-class GpuReport(BaseModel):
+class GpuReport(RequestBody):
     """One GPU of a registering worker (cove.gpu.GpuDevice)."""
 
     index: int = Field(ge=0, lt=1024)
     uuid: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1, max_length=128)
-    memory_mib: int = Field(gt=0)
+    memory_mib: int = Field(gt=0, le=1 << 30)
 
 
-class GpuUsageReport(BaseModel):
+class GpuUsageReport(RequestBody):
     uuid: str = Field(min_length=1, max_length=128)
-    utilization: float | None = None
-    memory_used_mib: int | None = None
+    utilization: float | None = Field(default=None, ge=0, le=100)
+    memory_used_mib: int | None = Field(default=None, ge=0, le=1 << 30)
 
 
-class RegisterRequest(BaseModel):
+class RegisterRequest(RequestBody):
     name: str = Field(min_length=1, max_length=100)
-    cpu_millis: int = Field(gt=0)
-    memory_mib: int = Field(gt=0)
+    cpu_millis: int = Field(gt=0, le=100_000_000)
+    memory_mib: int = Field(gt=0, le=1 << 40)
     labels: dict[str, str] = Field(default_factory=dict)
     runtime: str = Field(default="process", max_length=16)
     shares_home: str | None = None
     # Set by workers on other hosts: containers listen on TCP ports of this host instead of unix sockets.
     advertise_host: str | None = Field(default=None, max_length=253, pattern=r"^[A-Za-z0-9.:\[\]_-]+$")
     gpus: list[GpuReport] = Field(default_factory=list, max_length=256)
+    # The worker's persistent id, kept in its own folder of its home; ``name`` is only what people see.
+    identity: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Registration:
+    """One life of a worker: the identity it registered as, and the token it registered with."""
+
+    identity: str
+    token_id: str
+
+
+# Per scheduler (one per gateway process), worker id → its registration. It lives exactly as long as the
+# scheduler's own list of workers: a gateway that starts afresh knows no worker until each registers again.
+_registrations: weakref.WeakKeyDictionary[Scheduler, dict[str, Registration]] = weakref.WeakKeyDictionary()
+
+
+def _registered(gw: Gateway) -> dict[str, Registration]:
+    return _registrations.setdefault(gw.scheduler, {})
+
+
+def _identity_of(body: RegisterRequest) -> str:
+    """The identity a worker registers as; one that sends none is known by its name."""
+    return body.identity or "name-" + hashlib.sha256(body.name.encode()).hexdigest()[:32]
 
 
 def _worker(gw: Gateway, worker_id: str) -> WorkerHandle:
@@ -56,11 +85,53 @@ def _worker(gw: Gateway, worker_id: str) -> WorkerHandle:
     return worker
 
 
+def _own_worker(gw: Gateway, worker_id: str, who: Principal) -> WorkerHandle:
+    """A live worker that ``who`` registered: only that token may take its orders or speak for it.
+
+    This holds for admin tokens too: an admin token may run workers of its
+    own, but never pulls another worker's orders (they carry decrypted secrets).
+    """
+    worker = _worker(gw, worker_id)
+    registration = _registered(gw).get(worker_id)
+    if registration is None or registration.token_id != who.token_id:
+        raise ApiError(403, f"worker {worker_id} registered with another token; a token acts only for its own worker")
+    return worker
+
+
+async def _token_of_worker(gw: Gateway, worker_id: str) -> str | None:
+    """The token a worker (live, lost or of an earlier gateway run) registered with."""
+    registration = _registered(gw).get(worker_id)
+    if registration is not None:
+        return registration.token_id
+    return await gw.store.worker_token_id(worker_id)
+
+
+def _check_gpus(body: RegisterRequest) -> tuple[GpuRoom, ...]:
+    if len({g.uuid for g in body.gpus}) != len(body.gpus) or len({g.index for g in body.gpus}) != len(body.gpus):
+        raise ApiError(422, "each GPU must have its own index and uuid")
+    return tuple(GpuRoom(g.index, g.uuid, g.name, g.memory_mib) for g in sorted(body.gpus, key=lambda g: g.index))
+
+
+def _supersede(gw: Gateway, identity: str) -> None:
+    """A worker registering as an identity already connected is that worker restarted.
+
+    Its previous life and the containers it ran are gone, so do not wait for
+    heartbeats to lapse. Other workers, even under the same name, are left alone.
+    """
+    for worker_id, registration in list(_registered(gw).items()):
+        if registration.identity == identity:
+            gw.scheduler.supersede_worker(worker_id)
+
+
 @router.post("/workers/register")
 async def register(body: RegisterRequest, gw: GatewayDep, who: WorkerDep) -> dict[str, Any]:
-    # A worker that registers under a name already connected is that worker restarted: its
-    # previous life and the containers it ran are gone, so do not wait for heartbeats to lapse.
-    gw.scheduler.supersede_workers(body.name)
+    gpus = _check_gpus(body)
+    identity = _identity_of(body)
+    try:
+        await gw.store.bind_worker_token(who, identity)
+    except NotAllowed as exc:
+        raise ApiError(403, str(exc)) from None
+    _supersede(gw, identity)
     row = await gw.store.register_worker(
         name=body.name,
         cpu_millis=body.cpu_millis,
@@ -68,11 +139,10 @@ async def register(body: RegisterRequest, gw: GatewayDep, who: WorkerDep) -> dic
         labels={**body.labels, **({"shares_home": body.shares_home} if body.shares_home else {})},
         runtime=body.runtime,
         who=who,
+        identity=identity,
     )
+    _registered(gw)[row.id] = Registration(identity, who.token_id)
     labels = {**body.labels, **({"advertise_host": body.advertise_host} if body.advertise_host else {})}
-    if len({g.uuid for g in body.gpus}) != len(body.gpus) or len({g.index for g in body.gpus}) != len(body.gpus):
-        raise ApiError(422, "each GPU must have its own index and uuid")
-    gpus = tuple(GpuRoom(g.index, g.uuid, g.name, g.memory_mib) for g in sorted(body.gpus, key=lambda g: g.index))
     gw.scheduler.add_worker(
         WorkerHandle(
             id=row.id,
@@ -133,7 +203,7 @@ async def drain(ref: str, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
 async def orders(
     worker_id: str, gw: GatewayDep, who: WorkerDep, wait: Annotated[float, Query(ge=0, le=60)] = 20
 ) -> dict[str, Any]:
-    worker = _worker(gw, worker_id)
+    worker = _own_worker(gw, worker_id, who)
     if not worker.orders:
         worker.has_orders.clear()
         with contextlib.suppress(TimeoutError):
@@ -162,13 +232,22 @@ async def _with_secrets(gw: Gateway, worker_id: str, orders: list[Order]) -> lis
     return out
 
 
-class EventsRequest(BaseModel):
+async def _placed_on(gw: Gateway, container_id: str, worker_id: str) -> bool:
+    """Whether the container was placed on this worker (a live one by the scheduler, an ended one by its row)."""
+    placed = gw.scheduler.worker_of(container_id)
+    if placed is None:
+        row = await gw.store.get_container(container_id)
+        placed = row.worker_id if row is not None else None
+    return placed == worker_id
+
+
+class EventsRequest(RequestBody):
     events: list[dict[str, Any]]
 
 
 @router.post("/workers/{worker_id}/events", status_code=204)
 async def events(worker_id: str, body: EventsRequest, gw: GatewayDep, who: WorkerDep) -> Response:
-    _worker(gw, worker_id)
+    _own_worker(gw, worker_id, who)
     for raw in body.events:
         try:
             event = ContainerEvent.from_dict(raw)
@@ -176,8 +255,10 @@ async def events(worker_id: str, body: EventsRequest, gw: GatewayDep, who: Worke
             raise ApiError(422, f"malformed container event: {exc}") from None
         if event.event not in ("listening", "ready", "exited"):
             raise ApiError(422, f"unknown container event {event.event!r}")
+        # Only the worker that ran a container ends its token (the scheduler ignores others' events already).
+        ended_here = event.event == "exited" and await _placed_on(gw, event.container_id, worker_id)
         gw.scheduler.on_event(worker_id, event)
-        if event.event == "exited":
+        if ended_here:
             revoke_soon(gw, event.container_id)
         if event.event == "ready" and event.timings:
             total = event.timings.get("ready_ms")
@@ -187,7 +268,7 @@ async def events(worker_id: str, body: EventsRequest, gw: GatewayDep, who: Worke
     return Response(status_code=204)
 
 
-class HeartbeatRequest(BaseModel):
+class HeartbeatRequest(RequestBody):
     containers: list[str] = Field(default_factory=list)
     # Live GPU figures (NVML; absent on workers without GPUs): per GPU, and GPU memory per container.
     gpus: list[GpuUsageReport] = Field(default_factory=list, max_length=256)
@@ -196,6 +277,7 @@ class HeartbeatRequest(BaseModel):
 
 @router.post("/workers/{worker_id}/heartbeat")
 async def heartbeat(worker_id: str, body: HeartbeatRequest, gw: GatewayDep, who: WorkerDep) -> dict[str, Any]:
+    _own_worker(gw, worker_id, who)
     gpu = {"gpus": [u.model_dump() for u in body.gpus], "gpu_containers": body.gpu_containers} if body.gpus else None
     stop = gw.scheduler.heartbeat(worker_id, body.containers, gpu)
     if stop is None:
@@ -203,21 +285,25 @@ async def heartbeat(worker_id: str, body: HeartbeatRequest, gw: GatewayDep, who:
     return {"stop": stop}
 
 
-class LogsRequest(BaseModel):
+class LogsRequest(RequestBody):
     lines: list[dict[str, Any]]
 
 
 @router.post("/containers/{container_id}/logs", status_code=204)
 async def push_logs(container_id: str, body: LogsRequest, gw: GatewayDep, who: WorkerDep) -> Response:
     deployment = gw.scheduler.deployment_of(container_id)
+    worker_id = gw.scheduler.worker_of(container_id)
     if deployment is not None:
         key = f"{deployment.workspace_id}/{deployment.name}"
     else:
         row = await gw.store.get_container(container_id)
         if row is None:
             raise ApiError(404, f"container {container_id} is not known")
+        worker_id = row.worker_id
         dep = await gw.store.get_deployment_by_id(row.deployment_id)
         key = f"{row.workspace_id}/{dep.name if dep else ''}"
+    if worker_id is None or await _token_of_worker(gw, worker_id) != who.token_id:
+        raise ApiError(403, f"container {container_id} does not run on a worker this token registered")
     lines = [
         {"ts": float(line.get("ts", 0)), "stream": str(line.get("stream", "stdout")), "text": str(line.get("text", ""))}
         for line in body.lines

@@ -9,13 +9,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..cluster import Cluster, ClusterSettings, served_by_follower
 from ..images import ImageBuilder
 from ..scheduler import Scheduler
+from ..scheduler._callbacks import CallbackPolicy
 from ..store import Store
 from . import (
     _blobs_api,
@@ -23,6 +24,7 @@ from . import (
     _functions_api,
     _gpus_api,
     _images_api,
+    _metrics_api,
     _output_api,
     _quotas_api,
     _sandbox_api,
@@ -34,6 +36,7 @@ from . import (
 from . import _calls_fast as calls_fast
 from ._auth import Authenticator
 from ._container_tokens import revoke_stale as revoke_stale_container_tokens
+from ._error_responses import ERROR_RESPONSES
 from ._errors import ApiError
 from ._invoke import PREFIX, handle_invoke
 from ._logs import LogHub
@@ -77,13 +80,18 @@ def create_app(settings: GatewaySettings) -> Any:
             auth=Authenticator(store, settings.token_cache_seconds),
             upstream=upstream,
             logs=LogHub(settings.home.container_logs),
-            builder=ImageBuilder(settings.home, index_url=settings.index_url),
+            builder=ImageBuilder(
+                settings.home, index_url=settings.index_url, python_env_roots=settings.python_env_roots
+            ),
             deployments=DeploymentCache(store),
             metrics=Metrics(),
             secret_box=SecretBox(load_key(settings.home.root)),
             cluster=cluster,
         )
         app.state.gateway = gw
+        scheduler.dispatcher.callbacks.configure(
+            CallbackPolicy.parse(settings.callback_allow), load_key(settings.home.root)
+        )
         gw.metrics.registry.register(_gpus_api.GpuCollector(scheduler))
         await cluster.start(lead, scheduler.dispatcher.adopt)
         try:
@@ -95,7 +103,12 @@ def create_app(settings: GatewaySettings) -> Any:
             await store.close()
 
     api = FastAPI(
-        title="Cove", version=__version__, lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json"
+        title="Cove",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        responses=ERROR_RESPONSES,
     )
     api.include_router(_control.router, tags=["control"])
     api.include_router(_workers_api.router, tags=["workers"])
@@ -109,10 +122,17 @@ def create_app(settings: GatewaySettings) -> Any:
     api.include_router(_blobs_api.router, tags=["blobs"])
     api.include_router(_gpus_api.router, tags=["gpus"])
     api.include_router(_output_api.router, tags=["functions"])
+    api.include_router(_metrics_api.router, tags=["ops"])
 
     @api.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.message, exc.type, exc.headers)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Errors the framework raises itself (an unparsable body, a method not allowed) in the usual shape."""
+        error = ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        return _error(error.status, error.message, error.type, error.headers)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -136,11 +156,6 @@ def create_app(settings: GatewaySettings) -> Any:
             "workers": len(gw.scheduler.workers),
             "leader": gw.cluster.leading,
         }
-
-    @api.get("/metrics", tags=["ops"])
-    async def metrics() -> PlainTextResponse:
-        gw: Gateway = api.state.gateway
-        return PlainTextResponse(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     reservoir: list[Any] = []
 

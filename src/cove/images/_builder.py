@@ -19,13 +19,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import _python_envs
 from .._home import Home
 from ..sdk._image import image_id
 from . import _debian, _layout, _lock, _system
 from ._errors import BuildError
 from ._layout import BuiltImage
 from ._python import Interpreter, find_interpreter
-from ._uv import LogFn, UvFailed, run_uv, uv_environment
+from ._uv import LogFn, UvFailed, build_box, run_uv, unisolated_install_options, uv_environment
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ class ImageBuilder:
     (default: ``$COVE_PYTHON_DIRS``, separated by ``:``). Specs with system
     packages or commands also get a system layer over the Debian base kept in
     ``base_dir`` (default ``$COVE_BASE_DIR`` or ``<home>/base``); that needs
-    root and crun, which ``system_layers=None`` detects.
+    root and crun, which ``system_layers=None`` detects. Specs naming an
+    existing environment must name a folder under ``python_env_roots``
+    (default: ``$COVE_PYTHON_ENV_ROOTS``; none means such specs are refused).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class ImageBuilder:
         *,
         base_dir: Path | None = None,
         system_layers: bool | None = None,
+        python_env_roots: Sequence[Path] | None = None,
     ) -> None:
         self.home = home
         self.index_url = index_url
@@ -78,6 +82,8 @@ class ImageBuilder:
         configured = os.environ.get("COVE_BASE_DIR")
         self.base_dir = base_dir or (Path(configured) if configured else home.root / "base")
         self.system_layers = system_layers
+        roots = _python_envs.roots_from_env() if python_env_roots is None else python_env_roots
+        self.python_env_roots = tuple(roots)
         self._builds: dict[str, _SharedBuild] = {}
 
     def building(self) -> set[str]:
@@ -93,7 +99,8 @@ class ImageBuilder:
         self._check_supported(spec)
         ident = image_id(spec)
         if spec.get("python_env"):
-            return await asyncio.to_thread(existing_env, ident, Path(str(spec["python_env"])))
+            env = Path(str(spec["python_env"]))
+            return await asyncio.to_thread(existing_env, ident, env, self.python_env_roots)
         built = _layout.load_built(self.home, ident)
         if built is not None:
             await _emit(log, f"image {ident[:12]} is cached at {built.path}")
@@ -208,18 +215,31 @@ class ImageBuilder:
         )
 
     async def _run_uv(self, tmp: Path, interpreter: Interpreter, packages: list[str], log: LogFn) -> list[str]:
-        """Create the venv and install into it; return ``uv pip freeze`` of the result."""
+        """Create the venv and install into it, in a build container; return ``uv pip freeze`` of the result.
+
+        Every uv command runs in the build's container (see ``_uv.build_box``):
+        uv starts package build backends, which are the tenant's code.
+        """
         env = uv_environment(self.home.uv_cache, self.index_url)
-        python = str(tmp / "bin" / "python")
         index = ["--no-config", "--index-url", self.index_url] if self.index_url is not None else []
         try:
-            await run_uv(
-                ["venv", "--relocatable", "--no-config", "--python", str(interpreter.path), str(tmp)], env, log
-            )
-            if packages:
-                install = ["pip", "install", "--python", python, "--compile-bytecode", "--link-mode", "hardlink"]
-                await run_uv([*install, *index, "--", *packages], env, log)
-            lines = await run_uv(["pip", "freeze", "--quiet", "--python", python], env, None)
+            async with build_box(
+                self.home.uv_cache, tmp, interpreter.path, self.index_url, log, installs=bool(packages)
+            ) as place:
+                box, venv = place.box, place.venv
+                python = str(venv / "bin" / "python")
+                await run_uv(
+                    ["venv", "--relocatable", "--no-config", "--python", str(interpreter.path), str(venv)],
+                    env,
+                    log,
+                    box=box,
+                )
+                if packages:
+                    install = ["pip", "install", "--python", python, "--compile-bytecode", "--link-mode", "hardlink"]
+                    if box is None:
+                        install += unisolated_install_options()
+                    await run_uv([*install, *index, "--", *packages], env, log, box=box)
+                lines = await run_uv(["pip", "freeze", "--quiet", "--python", python], env, None, box=box)
         except UvFailed as failure:
             wanted = " ".join(packages) or "no packages"
             raise BuildError(f"image build failed ({wanted}):\n{failure.explanation()}") from None
@@ -260,29 +280,22 @@ async def _emit(log: Callable[[str], Awaitable[None]] | None, line: str) -> None
         await log(line)
 
 
-def existing_env(ident: str, env: Path) -> BuiltImage:
+def existing_env(ident: str, env: Path, roots: Sequence[Path]) -> BuiltImage:
     """An image that names an environment already on the workers: nothing to build or store.
 
-    When the folder is on this machine too its interpreter and version are read
-    from it; otherwise the workers that run it check it exists there.
+    Only folders under the operator's python-env ``roots`` qualify (after
+    resolving symlinks): the folder is mounted into containers. Its version is
+    read from its metadata and nothing in it is run here, because whoever can
+    write into it must not get to run code on the gateway. When the folder is
+    not on this machine the version stays unknown; the workers check it.
     """
-    python = next((env / "bin" / name for name in ("python", "python3") if (env / "bin" / name).exists()), None)
-    version = find_interpreter_version(python) if python is not None else "unknown"
-    return BuiltImage(id=ident, path=env, python=python or env / "bin" / "python3", python_version=version)
-
-
-def find_interpreter_version(python: Path) -> str:
-    """``"3.11.2"``, asked from the interpreter itself (a venv's ``pyvenv.cfg`` may be missing); else ``"unknown"``."""
-    import subprocess
-
     try:
-        out = subprocess.run(
-            [str(python), "-c", "import sys; print('.'.join(map(str, sys.version_info[:3])))"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out or "unknown"
+        resolved = _python_envs.confine(env, roots)
+    except _python_envs.PythonEnvRefused as exc:
+        raise BuildError(str(exc)) from None
+    return BuiltImage(
+        id=ident,
+        path=env,
+        python=_python_envs.interpreter(env),
+        python_version=_python_envs.read_version(resolved),
+    )

@@ -10,22 +10,27 @@ content-addressed: the same hash must always mean the same files.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
 import secrets
-import shutil
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+from .._rmtree import remove_tree
+from .._safepath import NAME_MAX
 from .._units import human_size
 from ._errors import ArchiveError
 
 MAX_UNPACKED = 1024**3
 MAX_MEMBERS = 100_000
+# A member's path, in bytes. Well under PATH_MAX (4096): the archive unpacks below a folder on the worker
+# and a mount point in the container, whose paths add to it.
+MAX_MEMBER_PATH = 1024
 _CHUNK = 1024 * 1024
 # Tar headers, pax records and padding that the stream may add around each member's contents.
 _OVERHEAD_PER_MEMBER = 2048
@@ -158,7 +163,19 @@ def _safe_name(raw: str) -> str | None:
     parts = [part for part in raw.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise ArchiveError(f"code archive member {raw!r} leaves the archive with '..'")
-    return "/".join(parts) or None
+    for part in parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise ArchiveError(
+                f"code archive member {raw[:80]!r}... has a name part of {len(os.fsencode(part))} bytes; "
+                f"file systems allow at most {NAME_MAX}"
+            )
+    name = "/".join(parts)
+    if len(os.fsencode(name)) > MAX_MEMBER_PATH:
+        raise ArchiveError(
+            f"code archive member {raw[:80]!r}... has a path of {len(os.fsencode(name))} bytes; "
+            f"the limit is {MAX_MEMBER_PATH}"
+        )
+    return name or None
 
 
 def _check_type(member: tarfile.TarInfo) -> None:
@@ -202,8 +219,5 @@ def _seal(root: Path) -> None:
 
 def _force_rmtree(root: Path) -> None:
     """Remove a tree even where it was already made read-only."""
-    if not root.exists():
-        return
-    for folder, _dirs, _files in os.walk(root):
-        os.chmod(folder, 0o755)
-    shutil.rmtree(root, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        remove_tree(root)

@@ -26,10 +26,13 @@ from cove import _safepath
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Iterator
     from typing import Any
 
 _MAX_OUTPUT = 64 * 1024 * 1024  # per stream; older bytes are dropped beyond it
 _MAX_POLL = 30.0
+_MAX_LINE = 65_537  # a chunk-size or trailer line of a chunked body
+_CHUNK = 1 << 20
 
 
 class Proc:
@@ -147,12 +150,51 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _send_file(self, fd: int) -> None:
+        """Stream a file as it was when opened: exactly the length announced, whatever happens to it meanwhile."""
+        remaining = os.fstat(fd).st_size
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(remaining))
+        self.end_headers()
+        for chunk in _safepath.read_chunks(fd):
+            self.wfile.write(chunk[:remaining])
+            remaining -= min(len(chunk), remaining)
+            if not remaining:
+                break
+        if remaining:  # it shrank: the client must not wait for bytes that will never come
+            self.close_connection = True
+
     def _json(self, status: int, data: Any) -> None:
         self._send(status, json.dumps(data).encode())
 
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        return b"".join(self._body_chunks())
+
+    def _body_chunks(self) -> Iterator[bytes]:
+        """The request body as it arrives (by Content-Length or chunked); raises if it ends early.
+
+        Raising mid-way matters: a file written from a body that broke off is
+        discarded instead of being installed half written.
+        """
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while size := int(self.rfile.readline(_MAX_LINE).split(b";")[0].strip() or b"x", 16):
+                yield self._exactly(size)
+                self.rfile.readline(_MAX_LINE)
+            while self.rfile.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return
+        remaining = int(self.headers.get("Content-Length") or 0)
+        while remaining:
+            chunk = self._exactly(min(remaining, _CHUNK))
+            remaining -= len(chunk)
+            yield chunk
+
+    def _exactly(self, size: int) -> bytes:
+        data = self.rfile.read(size)
+        if len(data) < size:
+            raise ValueError("the request body ended early")
+        return data
 
     def _handle(self, method: str) -> None:
         path, query = _query(self.path)
@@ -195,10 +237,9 @@ class Handler(BaseHTTPRequestHandler):
         elif parts and parts[0] == "fs" and len(parts) == 2:
             rel = agent.relative(query.get("path", ""))
             if method == "GET" and parts[1] == "read":
-                fd = _safepath.open_read(agent.work_dir, rel)
-                self._send(200, b"".join(_safepath.read_chunks(fd)), "application/octet-stream")
+                self._send_file(_safepath.open_read(agent.work_dir, rel))
             elif method == "PUT" and parts[1] == "write":
-                size = _safepath.write(agent.work_dir, rel, [self._body()], mode=0o644)
+                size = _safepath.write(agent.work_dir, rel, self._body_chunks(), mode=0o644)
                 self._json(200, {"path": rel, "size": size})
             elif method == "GET" and parts[1] == "list":
                 self._json(200, _safepath.listing(agent.work_dir, rel))

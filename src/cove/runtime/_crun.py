@@ -73,6 +73,16 @@ def interpreter_prefix(python: Path) -> Path:
     return python.resolve().parent.parent
 
 
+def refuse_host_root(mount: _oci.Mount) -> None:
+    """Never bind the host's ``/`` into a container, whatever path or symlink led to it.
+
+    Each source is confined where it is chosen (images, environments,
+    volumes); this is the last check before crun sees the mounts.
+    """
+    if os.path.realpath(mount.source) == "/":
+        raise StartError(f"refusing to mount {mount.source} at {mount.destination}: it leads to the host's /")
+
+
 @dataclasses.dataclass
 class _Prepared:
     container_id: str
@@ -500,6 +510,8 @@ class CrunRuntime:
                 continue  # already visible (the host's /usr of the host-libs base)
             ensure_mount_point(base.root, target, host.is_dir())
             mounts.append(_oci.Mount(host, target, writable=writable))
+        for mount in mounts:
+            refuse_host_root(mount)
         return mounts, python
 
     def _env(self, spec: LaunchSpec, *, late_env: bool = False) -> dict[str, str]:

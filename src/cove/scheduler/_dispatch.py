@@ -27,13 +27,17 @@ from .._frames import FrameError, pack, unpack
 from ..store import (
     TERMINAL_STATES,
     Deployment,
+    KeyClaim,
+    KeyHolder,
     Store,
     Task,
     TaskWriter,
     claim_tasks,
     count_pending,
     insert_unowned,
+    insert_unowned_keyed,
     new_id,
+    prune_keys,
 )
 from ._callbacks import CallbackSender
 from ._live_output import LiveOutput, merged_error, merged_result
@@ -45,12 +49,17 @@ MAX_BATCH = 64
 FINISHED_STATES = frozenset(TERMINAL_STATES)
 RECENT_RESULTS = 10_000
 PENDING_RECOUNT_SECONDS = 0.5
+KEY_PRUNE_SECONDS = 600  # how often the leader deletes idempotency keys past their retention
 
 CallFn = Callable[[str, bytes, str], Awaitable[tuple[int, bytes]]]
 
 
 class QueueFull(RuntimeError):
     """More than ``max_pending_tasks`` inputs are waiting; try again later."""
+
+
+class KeyReused(ValueError):
+    """An idempotency key came back with a different request than the one that made its task."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -163,6 +172,34 @@ class TaskQueue:
         return len(self.ready) + len(self.running)
 
 
+def _check_room(queue: TaskQueue, deployment: Deployment, adding: int) -> None:
+    """Refuse inputs beyond the deployment's ``max_pending_tasks``."""
+    if len(queue.ready) + adding > queue.config.max_pending_tasks:
+        raise QueueFull(
+            f"{deployment.name} has {len(queue.ready)} inputs waiting (max_pending_tasks="
+            f"{queue.config.max_pending_tasks})"
+        )
+
+
+def _replay_of(holder: KeyHolder, claim: KeyClaim) -> tuple[str, bool]:
+    """The earlier task a repeated key returns, when the request is the same one."""
+    if holder.request_hash != claim.request_hash:
+        raise KeyReused(
+            f"Idempotency-Key {claim.key!r} was already used for task {holder.task_id} of {claim.name} "
+            "with a different request; use a new key for a different request"
+        )
+    return holder.task_id, True
+
+
+def _log_prune(task: asyncio.Task[int]) -> None:
+    if task.cancelled():
+        return
+    if task.exception() is not None:
+        log.error("pruning expired idempotency keys failed: %s", task.exception())
+    elif task.result():
+        log.info("pruned %d expired idempotency keys", task.result())
+
+
 def _outcome_payload(item: TaskItem) -> dict[str, Any]:
     """What a callback receives: the outcome, with the result when it is JSON (pickles stay opaque)."""
     result: Any = None
@@ -197,12 +234,16 @@ class Dispatcher:
         self.callbacks = CallbackSender()
         # Not leading: per deployment, (waiting rows last counted + puts since, when counted).
         self._pending_seen: dict[str, tuple[int, float]] = {}
+        self._keys_pruned = 0.0
+        self._pruning: asyncio.Task[int] | None = None
 
     async def start(self) -> None:
         self.writer.start()
         self.started = True
 
     async def close(self) -> None:
+        if self._pruning is not None:
+            self._pruning.cancel()
         await self.callbacks.close()
         await self.writer.close()
 
@@ -232,11 +273,7 @@ class Dispatcher:
         if not self.started:
             return await self._submit_to_leader(deployment, inputs)
         queue = self.queue_for(deployment)
-        if len(queue.ready) + len(inputs) > queue.config.max_pending_tasks:
-            raise QueueFull(
-                f"{deployment.name} has {len(queue.ready)} inputs waiting (max_pending_tasks="
-                f"{queue.config.max_pending_tasks})"
-            )
+        _check_room(queue, deployment, len(inputs))
         now = time.time()
         items = [
             TaskItem(
@@ -262,6 +299,29 @@ class Dispatcher:
         self._enqueue(queue, items)
         self.on_work(deployment)
         return items
+
+    async def submit_keyed(self, deployment: Deployment, fmt: str, payload: bytes, key: str) -> tuple[str, bool]:
+        """Accept one durable input under an idempotency key; return (task id, whether it was a replay).
+
+        A key that already holds a task of this deployment name in this
+        workspace (within the retention window) returns that task and accepts
+        nothing; with a different request it raises ``KeyReused``.
+        """
+        claim = KeyClaim.of(deployment.workspace_id, deployment.name, key, fmt, payload)
+        item = TaskItem(id=new_id("tsk"), deployment=deployment, fmt=fmt, args=payload, created_at=time.time())
+        if not self.started:
+            await self._check_pending_in_store(deployment, 1)
+            holder = await insert_unowned_keyed(self.store, item.row(), claim)
+            return _replay_of(holder, claim) if holder.task_id != item.id else (item.id, False)
+        queue = self.queue_for(deployment)
+        _check_room(queue, deployment, 1)
+        holder = await self.writer.insert_keyed(item.row(), claim)
+        if holder.task_id != item.id:
+            return _replay_of(holder, claim)
+        self.items[item.id] = item
+        self._enqueue(queue, [item])
+        self.on_work(deployment)
+        return item.id, False
 
     async def _submit_to_leader(self, deployment: Deployment, inputs: list[tuple[str, bytes]]) -> list[TaskItem]:
         """On a gateway that does not lead: commit the rows unclaimed; the leader is woken and takes them."""
@@ -508,7 +568,8 @@ class Dispatcher:
             self.recent.popitem(last=False)
         url = item.deployment.config.get("callback_url") if item.deployment is not None else None
         if url:
-            self.callbacks.send(url, _outcome_payload(item))
+            dep = item.deployment
+            self.callbacks.send(url, _outcome_payload(item), workspace_id=dep.workspace_id, name=dep.name)
         if item.map_id is not None:
             state = self.maps.get(item.map_id)
             if state is not None:
@@ -551,10 +612,20 @@ class Dispatcher:
     def tick(self) -> None:
         for queue in self.queues.values():
             self._expire(queue)
+        self._prune_keys()
         cutoff = time.time() - 3600
         for map_id, state in list(self.maps.items()):
             if state.touched < cutoff:
                 self.maps.pop(map_id, None)
+
+    def _prune_keys(self) -> None:
+        """Start deleting expired idempotency keys every ``KEY_PRUNE_SECONDS`` (in the background)."""
+        now = time.monotonic()
+        if now - self._keys_pruned < KEY_PRUNE_SECONDS or (self._pruning is not None and not self._pruning.done()):
+            return
+        self._keys_pruned = now
+        self._pruning = asyncio.get_running_loop().create_task(prune_keys(self.store), name="cove-prune-keys")
+        self._pruning.add_done_callback(_log_prune)
 
     # -- calls from the API -----------------------------------------------------------------
 

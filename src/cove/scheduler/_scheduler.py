@@ -14,16 +14,17 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
-from .._config import DeploymentConfig
+from .._config import ConfigError, DeploymentConfig
 from .._protocol import ContainerEvent, ContainerSpec, Order
 from ..store import Container, Deployment, Store, all_quotas, new_id
+from ..store._quotas import quota_limits
 from ._autoscaler import ContainerLoad, decide
 from ._dispatch import CallFn, Dispatcher
-from ._placement import GpuRoom, GpuShare, NoRoom, Request, WorkerRoom, choose
-from ._quotas import Quota, Usage, check_start, gpus_of
+from ._placement import GpuRoom, GpuShare, NoRoom, Placement, Request, WorkerRoom, choose
+from ._quotas import Quota, Usage, check_start, default_quota, gpus_of
 from ._ticker import CronTicker
 
 log = logging.getLogger("cove.scheduler")
@@ -32,6 +33,9 @@ START_TIMEOUT_SECONDS = 120.0
 TASK_KINDS = ("function", "task_queue", "schedule")
 WORKER_LAPSE_SECONDS = 15.0
 MAX_BACKOFF_SECONDS = 30.0
+# An idle container gives its room to waiting work once it has had nothing to do for this long
+# (not at once: a stream of requests with short gaps keeps its container).
+GIVE_WAY_IDLE_SECONDS = 2.0
 
 
 class StartFailed(RuntimeError):
@@ -151,6 +155,16 @@ class Lease:
         return self.slot.id
 
 
+def _stored_config(deployment: Deployment) -> DeploymentConfig:
+    """A deployment's config as stored; one stored before today's bounds may no longer pass them."""
+    try:
+        return DeploymentConfig.from_dict(deployment.config)
+    except ConfigError as exc:
+        raise StartFailed(
+            f"deployment {deployment.name!r} v{deployment.version} cannot run: {exc}; deploy it again within the limits"
+        ) from None
+
+
 class Scheduler:
     """Places containers on workers and routes requests to them."""
 
@@ -172,7 +186,8 @@ class Scheduler:
         self._on_container_gone = on_container_gone
         self._writes: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self.quotas: dict[str, Quota] = {}
+        self.quotas: dict[str, Quota] = {}  # workspaces with a quota of their own
+        self.default_quota = default_quota()
         # Cordon and drain outlive a worker's restart: it registers again under the same name.
         self._admin_states: dict[str, str] = {}
 
@@ -185,7 +200,10 @@ class Scheduler:
         if recovered:
             log.info("re-queued %d unfinished tasks", recovered)
         for deployment in await self.store.newest_active():
-            self.keep_warm(deployment)
+            try:
+                self.keep_warm(deployment)
+            except StartFailed as exc:
+                log.warning("%s", exc)
         self._tasks = [
             asyncio.create_task(self._write_behind(), name="cove-store-writer"),
             asyncio.create_task(self._tick_forever(), name="cove-autoscaler"),
@@ -250,6 +268,12 @@ class Scheduler:
             if worker.name == name and worker.state == "ready":
                 self._lose_worker(worker, time.time(), reason="it registered again (restarted)")
 
+    def supersede_worker(self, worker_id: str) -> None:
+        """The worker behind ``worker_id`` registered again (restarted): this earlier life of it is lost."""
+        worker = self.workers.get(worker_id)
+        if worker is not None and worker.state == "ready":
+            self._lose_worker(worker, time.time(), reason="it registered again (restarted)")
+
     def heartbeat(self, worker_id: str, running: list[str], gpu: dict[str, Any] | None = None) -> list[str] | None:
         """Record a heartbeat; return containers the worker should stop (None: unknown worker)."""
         worker = self.workers.get(worker_id)
@@ -261,10 +285,11 @@ class Scheduler:
             worker.gpu_container_memory = dict(gpu.get("gpu_containers", {}))
         return [cid for cid in running if cid not in self._slots]
 
-    def _room(self) -> list[WorkerRoom]:
+    def _room(self, excluding: Collection[str] = ()) -> list[WorkerRoom]:
+        """Each usable worker's free room; the containers in ``excluding`` count as gone."""
         used: dict[str, tuple[int, int]] = {}
         for slot in self._slots.values():
-            if slot.state == "exited":
+            if slot.state == "exited" or slot.id in excluding:
                 continue
             cpu, mem = used.get(slot.worker_id, (0, 0))
             used[slot.worker_id] = (cpu + slot.pool.config.cpu_millis, mem + slot.pool.config.memory_mib)
@@ -274,7 +299,7 @@ class Scheduler:
                 w.cpu_millis - used.get(w.id, (0, 0))[0],
                 w.memory_mib - used.get(w.id, (0, 0))[1],
                 w.labels.get("pool"),
-                self._gpu_room(w),
+                self._gpu_room(w, excluding),
             )
             for w in self.workers.values()
             if w.state == "ready" and w.admin_state == "active"
@@ -289,14 +314,16 @@ class Scheduler:
             for share in slot.gpus
         ]
 
-    def _gpu_room(self, worker: WorkerHandle) -> tuple[GpuRoom, ...]:
-        """The worker's GPUs with what its containers hold of each."""
+    def _gpu_room(self, worker: WorkerHandle, excluding: Collection[str] = ()) -> tuple[GpuRoom, ...]:
+        """The worker's GPUs with what its containers (but those in ``excluding``) hold of each."""
         if not worker.gpus:
             return ()
         whole: set[int] = set()
         memory: dict[int, int] = {}
         compute: dict[int, int] = {}
-        for _slot, share in self.gpu_holders(worker.id):
+        for slot, share in self.gpu_holders(worker.id):
+            if slot.id in excluding:
+                continue
             if share.whole:
                 whole.add(share.index)
             else:
@@ -337,14 +364,14 @@ class Scheduler:
                 and pool.config.autoscaler.min_containers
             ):
                 pool.config = pool.config.replace(autoscaler=pool.config.autoscaler.replace(min_containers=0))
-        config = DeploymentConfig.from_dict(deployment.config)
+        config = _stored_config(deployment)
         if deployment.kind != "sandbox" and config.autoscaler.min_containers > 0:
             self._scale(self.pool_for(deployment))
 
     def pool_for(self, deployment: Deployment) -> Pool:
         pool = self.pools.get(deployment.id)
         if pool is None:
-            pool = Pool(deployment=deployment, config=DeploymentConfig.from_dict(deployment.config))
+            pool = Pool(deployment=deployment, config=_stored_config(deployment))
             self.pools[deployment.id] = pool
         return pool
 
@@ -488,20 +515,19 @@ class Scheduler:
         if pool.quota_blocked:
             pool.pending_reason = pool.quota_blocked
             return None
-        placed = choose(
-            self._room(),
-            Request(
-                config.cpu_millis,
-                config.memory_mib,
-                config.pool,
-                config.gpu,
-                config.gpu_count,
-                config.gpu_memory_mib,
-                config.gpu_compute,
-            ),
+        request = Request(
+            config.cpu_millis,
+            config.memory_mib,
+            config.pool,
+            config.gpu,
+            config.gpu_count,
+            config.gpu_memory_mib,
+            config.gpu_compute,
         )
+        placed = choose(self._room(), request)
         if isinstance(placed, NoRoom):
             pool.pending_reason = placed.reason
+            self._make_room(pool, request)
             return None
         worker_id = placed.worker_id
         pool.pending_reason = None
@@ -542,6 +568,53 @@ class Scheduler:
         self.workers[worker_id].send(Order("start", slot.id, spec))
         log.info("starting container %s for %s/v%d on %s", slot.id, dep.name, dep.version, worker_id)
         return slot
+
+    def _make_room(self, waiting: Pool, request: Request) -> None:
+        """Stop idle containers that no deployment needs now when their room lets ``waiting`` start.
+
+        ``keep_warm_seconds`` keeps an idle container for requests that may come;
+        it must not make work that is already here wait that long. Only containers
+        above their deployment's floor and its current work give way, and only on
+        one worker: the fewest that make room there, longest idle first.
+        """
+        stopping = {s.id for s in self._slots.values() if s.state == "stopping"}
+        if isinstance(choose(self._room(stopping), request), Placement):
+            return  # room is already on its way
+        by_worker: dict[str, list[Slot]] = {}
+        for slot in self._idle_surplus(waiting):
+            by_worker.setdefault(slot.worker_id, []).append(slot)
+        for slots in by_worker.values():
+            freed = set(stopping)
+            for count, slot in enumerate(slots, 1):
+                freed.add(slot.id)
+                if isinstance(choose(self._room(freed), request), Placement):
+                    for idle in slots[:count]:
+                        reason = f"idle; gave its room to {waiting.deployment.name!r}, which was waiting for room"
+                        self.stop_container(idle.id, reason=reason)
+                    return
+
+    def _idle_surplus(self, waiting: Pool) -> list[Slot]:
+        """Ready, idle containers beyond what their deployment wants now (floor and work), longest idle first."""
+        now = time.time()
+        surplus: list[Slot] = []
+        for pool in self.pools.values():
+            if pool is waiting:
+                continue
+            wanted = pool.config.autoscaler.desired(pool.in_flight + self.dispatcher.load(pool.deployment.id))
+            spare = len(pool.live()) - wanted
+            idle = sorted(
+                (
+                    s
+                    for s in pool.slots.values()
+                    if s.state == "ready"
+                    and s.in_flight == 0
+                    and not s.retiring
+                    and now - s.idle_since >= GIVE_WAY_IDLE_SECONDS
+                ),
+                key=lambda s: s.idle_since,
+            )
+            surplus.extend(idle[: max(0, spare)])
+        return sorted(surplus, key=lambda s: s.idle_since)
 
     def stop_container(self, container_id: str, reason: str = "stopped") -> bool:
         slot = self._slots.get(container_id)
@@ -638,8 +711,8 @@ class Scheduler:
         take their place, so a drain never stalls on a workspace at its limit.
         """
         workspace_id = pool.deployment.workspace_id
-        quota = self.quotas.get(workspace_id)
-        if quota is None or quota.unlimited:
+        quota = self.quota_of(workspace_id)
+        if quota.unlimited:
             return None
         usage = Usage()
         for slot in self._slots.values():
@@ -651,13 +724,14 @@ class Scheduler:
 
     async def load_quotas(self) -> None:
         """Read every workspace's quota from the store (at start; changes arrive through ``set_quota``)."""
-        self.quotas = {
-            row.workspace_id: Quota(row.max_containers, row.max_cpu_millis, row.max_gpus)
-            for row in await all_quotas(self.store)
-        }
+        self.quotas = {row.workspace_id: Quota.from_dict(quota_limits(row)) for row in await all_quotas(self.store)}
+
+    def quota_of(self, workspace_id: str) -> Quota:
+        """The limits a workspace runs under: its own quota, else the default one."""
+        return self.quotas.get(workspace_id, self.default_quota)
 
     def set_quota(self, workspace_id: str, quota: Quota | None) -> None:
-        """Install a workspace's quota (None removes it) and retry pools it held back."""
+        """Install a workspace's quota (None: back to the default) and retry pools it held back."""
         if quota is None:
             self.quotas.pop(workspace_id, None)
         else:
@@ -743,6 +817,11 @@ class Scheduler:
         """The deployment a live container serves, or None once it has ended."""
         slot = self._slots.get(container_id)
         return slot.pool.deployment if slot is not None else None
+
+    def worker_of(self, container_id: str) -> str | None:
+        """The worker a live container was placed on, or None once it has ended."""
+        slot = self._slots.get(container_id)
+        return slot.worker_id if slot is not None else None
 
     def container_view(self, container_id: str) -> dict[str, Any] | None:
         slot = self._slots.get(container_id)

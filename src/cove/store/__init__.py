@@ -1,5 +1,7 @@
 """Schema, migrations and queries: the only part that speaks SQL."""
 
+from ._idempotency import RETENTION_SECONDS as IDEMPOTENCY_RETENTION_SECONDS
+from ._idempotency import KeyClaim, KeyHolder, prune_keys
 from ._ids import hash_secret, new_id
 from ._models import AuditEntry, Container, Deployment, Image, Secret, Task, Token, Worker, Workspace, WorkspaceQuota
 from ._quotas import all_quotas, delete_quota, get_quota, put_quota
@@ -16,6 +18,7 @@ from ._tasks import (
     finished_map_tasks,
     get_task,
     insert_unowned,
+    insert_unowned_keyed,
     list_tasks,
     open_tasks,
 )
@@ -23,6 +26,7 @@ from ._tasks import (
 __all__ = [
     "ACTIVE_CONTAINER_STATES",
     "DONE_TASKS_CHANNEL",
+    "IDEMPOTENCY_RETENTION_SECONDS",
     "NEW_TASKS_CHANNEL",
     "OPEN_STATES",
     "TERMINAL_STATES",
@@ -31,6 +35,8 @@ __all__ = [
     "Container",
     "Deployment",
     "Image",
+    "KeyClaim",
+    "KeyHolder",
     "NotFound",
     "Principal",
     "Secret",
@@ -52,10 +58,12 @@ __all__ = [
     "get_task",
     "hash_secret",
     "insert_unowned",
+    "insert_unowned_keyed",
     "list_secrets",
     "list_tasks",
     "new_id",
     "open_tasks",
+    "prune_keys",
     "put_quota",
     "put_secret",
     "sqlite_url",

@@ -5,7 +5,19 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -33,6 +45,9 @@ class Token(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[float] = mapped_column(Float, default=_now)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # A worker token speaks for this one worker only (set when it is created for a worker, or at its
+    # first registration): orders carry decrypted secrets, so no other worker may read them.
+    worker_identity: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class App(Base):
@@ -60,6 +75,32 @@ class CodeObject(Base):
     __tablename__ = "code_objects"
     hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float, default=_now)
+
+
+class CodeOwner(Base):
+    """A workspace that uploaded a code archive: only it may deploy that hash.
+
+    The archive itself stays one content-addressed blob however many
+    workspaces upload it; this row is each workspace's proof of possession.
+    """
+
+    __tablename__ = "code_owners"
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    hash: Mapped[str] = mapped_column(ForeignKey("code_objects.hash"), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float, default=_now)
+
+
+class ImageUser(Base):
+    """A workspace that requested an image's build: only it sees the spec and may deploy the image.
+
+    Images are shared by spec hash, but a spec can hold ``env_vars`` its
+    workspace would not show to others.
+    """
+
+    __tablename__ = "image_users"
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id"), primary_key=True)
     created_at: Mapped[float] = mapped_column(Float, default=_now)
 
 
@@ -94,6 +135,9 @@ class Worker(Base):
     runtime: Mapped[str] = mapped_column(String(16))
     registered_at: Mapped[float] = mapped_column(Float, default=_now)
     last_heartbeat: Mapped[float] = mapped_column(Float, default=_now)
+    # The persistent id of the worker's home (``name`` is only what people see), and the token it registered with.
+    identity: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    token_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class Container(Base):
@@ -158,6 +202,23 @@ class Task(Base):
     owner: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
 
 
+class IdempotencyKey(Base):
+    """A caller's ``Idempotency-Key`` for one put or spawn, and the task it made.
+
+    The primary key is what keeps a repeated key to one task, even when two
+    gateways accept it at once; ``request_hash`` tells a replay of the same
+    request from a key reused for another one.
+    """
+
+    __tablename__ = "idempotency_keys"
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(40))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float, default=_now, index=True)
+
+
 class Secret(Base):
     """A named set of environment variables; ``ciphertext`` is the encrypted JSON of the values.
 
@@ -202,6 +263,9 @@ class WorkspaceQuota(Base):
     max_containers: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_cpu_millis: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_volume_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_code_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_blob_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     updated_at: Mapped[float] = mapped_column(Float, default=_now)
 
 

@@ -36,6 +36,10 @@ class Conflict(ValueError):
     """The change clashes with what is stored (e.g. a duplicate name)."""
 
 
+class NotAllowed(PermissionError):
+    """The token may not do this, whatever it asks (e.g. a worker token bound to another worker)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Principal:
     """Who a token speaks for."""
@@ -157,14 +161,29 @@ class Store:
         return secret
 
     async def create_token(
-        self, workspace: str, name: str, role: str = "user", who: Principal | None = None
+        self,
+        workspace: str,
+        name: str,
+        role: str = "user",
+        who: Principal | None = None,
+        worker_identity: str | None = None,
     ) -> tuple[m.Token, str]:
-        if role not in ("admin", "user", "worker"):
-            raise Conflict(f"role must be 'admin', 'user' or 'worker', not {role!r}")
+        """A new token; ``worker_identity`` binds a worker token to that worker from the start."""
+        if role not in ("admin", "user", "worker", "metrics"):
+            raise Conflict(f"role must be 'admin', 'user', 'worker' or 'metrics', not {role!r}")
+        if worker_identity is not None and role != "worker":
+            raise Conflict("only a worker token can be bound to a worker")
         ws = await self.get_workspace(workspace)
         secret = new_token_secret()
         async with self.session() as s, s.begin():
-            row = m.Token(id=new_id("tok"), workspace_id=ws.id, name=name, secret_hash=hash_secret(secret), role=role)
+            row = m.Token(
+                id=new_id("tok"),
+                workspace_id=ws.id,
+                name=name,
+                secret_hash=hash_secret(secret),
+                role=role,
+                worker_identity=worker_identity,
+            )
             s.add(row)
             self._audit(s, who, "token.create", row.id, {"workspace": workspace, "name": name, "role": role}, ws.id)
         return row, secret
@@ -209,6 +228,39 @@ class Store:
         async with self.session() as s, s.begin():
             await s.execute(update(m.Token).where(m.Token.id == token_id).values(revoked_at=time.time()))
 
+    async def bind_worker_token(self, who: Principal, identity: str) -> None:
+        """Let ``who`` register the worker ``identity``, binding a worker token to it at its first registration.
+
+        Orders carry decrypted secrets, so a worker token speaks for one worker
+        only: any other identity is refused. No token may register an identity
+        that another live worker token holds (that would take the worker over).
+        Admin tokens are never bound: an operator may run several workers with one.
+        """
+        async with self.session() as s, s.begin():
+            holder = await s.scalar(
+                select(m.Token.id).where(
+                    m.Token.worker_identity == identity, m.Token.role == "worker", m.Token.revoked_at.is_(None)
+                )
+            )
+            if holder is not None and holder != who.token_id:
+                raise NotAllowed(
+                    f"worker {identity} belongs to another worker token; register it with that token, "
+                    "or revoke that token first"
+                )
+            if who.role != "worker":
+                return
+            await s.execute(
+                update(m.Token)
+                .where(m.Token.id == who.token_id, m.Token.worker_identity.is_(None))
+                .values(worker_identity=identity)
+            )
+            bound = await s.scalar(select(m.Token.worker_identity).where(m.Token.id == who.token_id))
+            if bound != identity:
+                raise NotAllowed(
+                    f"this worker token belongs to worker {bound}, not {identity}: "
+                    "each worker needs a token of its own (cove token create --role worker)"
+                )
+
     # -- images and code ---------------------------------------------------------
 
     async def get_image(self, image_id: str) -> m.Image | None:
@@ -224,14 +276,43 @@ class Store:
                 for key, value in fields.items():
                     setattr(row, key, value)
 
-    async def has_code(self, code_hash: str) -> bool:
+    async def add_image_user(self, image_id: str, workspace_id: str) -> None:
+        """Record that ``workspace_id`` asked for this image; from then on it may see and deploy it."""
+        async with self.session() as s, s.begin():
+            if await s.get(m.ImageUser, (workspace_id, image_id)) is None:
+                s.add(m.ImageUser(workspace_id=workspace_id, image_id=image_id))
+
+    async def image_used_by(self, image_id: str, workspace_id: str) -> bool:
+        async with self.session() as s:
+            return await s.get(m.ImageUser, (workspace_id, image_id)) is not None
+
+    async def image_ids_used_by(self, workspace_id: str) -> set[str]:
+        async with self.session() as s:
+            rows = await s.scalars(select(m.ImageUser.image_id).where(m.ImageUser.workspace_id == workspace_id))
+            return set(rows.all())
+
+    async def has_code(self, workspace_id: str, code_hash: str) -> bool:
+        """Whether this workspace uploaded the archive: another workspace's upload does not count.
+
+        A workspace that only knows a hash must upload the archive itself,
+        which proves it holds the code (the blob is still stored once).
+        """
+        async with self.session() as s:
+            return await s.get(m.CodeOwner, (workspace_id, code_hash)) is not None
+
+    async def code_blob_stored(self, code_hash: str) -> bool:
+        """Whether any workspace uploaded the archive (what workers may fetch)."""
         async with self.session() as s:
             return await s.get(m.CodeObject, code_hash) is not None
 
     async def add_code(self, code_hash: str, size: int, who: Principal) -> None:
+        """Store the archive's row once and make the uploading workspace one of its owners."""
         async with self.session() as s, s.begin():
             if await s.get(m.CodeObject, code_hash) is None:
                 s.add(m.CodeObject(hash=code_hash, size=size))
+                await s.flush()
+            if await s.get(m.CodeOwner, (who.workspace_id, code_hash)) is None:
+                s.add(m.CodeOwner(workspace_id=who.workspace_id, hash=code_hash))
                 self._audit(s, who, "code.upload", code_hash, {"size": size})
 
     # -- deployments ---------------------------------------------------------------
@@ -373,8 +454,17 @@ class Store:
     # -- workers ---------------------------------------------------------------------
 
     async def register_worker(
-        self, *, name: str, cpu_millis: int, memory_mib: int, labels: dict[str, Any], runtime: str, who: Principal
+        self,
+        *,
+        name: str,
+        cpu_millis: int,
+        memory_mib: int,
+        labels: dict[str, Any],
+        runtime: str,
+        who: Principal,
+        identity: str | None = None,
     ) -> m.Worker:
+        """One life of a worker: a new row per registration, with the identity and token it registered with."""
         async with self.session() as s, s.begin():
             row = m.Worker(
                 id=new_id("wrk"),
@@ -384,10 +474,17 @@ class Store:
                 memory_mib=memory_mib,
                 labels=labels,
                 runtime=runtime,
+                identity=identity,
+                token_id=who.token_id,
             )
             s.add(row)
-            self._audit(s, who, "worker.register", row.id, {"name": name, "runtime": runtime})
+            self._audit(s, who, "worker.register", row.id, {"name": name, "runtime": runtime, "identity": identity})
         return row
+
+    async def worker_token_id(self, worker_id: str) -> str | None:
+        """The token a worker registered with (None for an unknown worker)."""
+        async with self.session() as s:
+            return await s.scalar(select(m.Worker.token_id).where(m.Worker.id == worker_id))
 
     async def set_worker_state(self, worker_id: str, state: str, heartbeat: bool = False) -> None:
         values: dict[str, Any] = {"state": state}

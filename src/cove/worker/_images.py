@@ -12,6 +12,12 @@ Environments are built with ``uv venv --relocatable`` and run at ``/cove/venv``
 inside crun containers, so the unpacked folder works at the worker's path as
 is; its ``bin/python`` still points at the interpreter the gateway built it
 with, which this machine must have (it is checked, with a clear error).
+
+Every folder used in place becomes a mount, so it is resolved (symlinks
+followed) and must lie where such folders belong: a built image under this
+home's ``images`` folder, an existing environment (``python_env``) under one
+of the operator's python-env roots. Anything else, ``/`` above all, is
+refused with the reason before any mount is made.
 """
 
 from __future__ import annotations
@@ -24,12 +30,15 @@ import os
 import secrets
 import tarfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from .. import _python_envs
 from .._home import Home
+from .._safepath import resolve_within
 from ..images._layout import MARKER, image_dir, read_manifest
 from ._client import GatewayClient
 from ._paths import check_id, force_rmtree
@@ -45,6 +54,17 @@ class LocalImage:
     python: Path
     rootfs: Path | None = None
     layers: tuple[Path, ...] = ()
+
+
+def _inside(image_id: str, python: Path, venv: Path) -> Path:
+    """The interpreter's path relative to its environment (it must be the environment's own ``bin/...``)."""
+    try:
+        relative = python.relative_to(venv)
+    except ValueError:
+        raise RuntimeError(f"image {image_id[:12]} names an interpreter {python} outside its folder {venv}") from None
+    if ".." in relative.parts or relative.parts[:1] != ("bin",):
+        raise RuntimeError(f"image {image_id[:12]} names an interpreter {python} outside its folder's bin")
+    return relative
 
 
 def _unpack(archive: Path, dest: Path) -> None:
@@ -69,9 +89,18 @@ def _unpack(archive: Path, dest: Path) -> None:
 class ImageCache:
     """Resolves image ids to local folders, downloading what this worker lacks."""
 
-    def __init__(self, client: GatewayClient, home: Home, *, isolated: bool, runtime_name: str) -> None:
+    def __init__(
+        self,
+        client: GatewayClient,
+        home: Home,
+        *,
+        isolated: bool,
+        runtime_name: str,
+        python_env_roots: Sequence[Path] = (),
+    ) -> None:
         self.client = client
         self.home = home
+        self.python_env_roots = tuple(python_env_roots)
         self.isolated = isolated
         self.runtime_name = runtime_name
         self.shares_home = True  # until the gateway says otherwise at registration
@@ -112,16 +141,34 @@ class ImageCache:
             )
 
     def _in_place(self, image_id: str, info: dict[str, Any]) -> LocalImage:
-        venv = Path(str(info.get("path", "")))
-        python = Path(str(info.get("python") or venv / "bin" / "python"))
+        named = Path(str(info.get("path", "")))
+        python = Path(str(info.get("python") or named / "bin" / "python"))
         rootfs = Path(str(info["rootfs"])) if info.get("rootfs") else None
         layers = tuple(Path(str(p)) for p in info.get("layers") or ())
         self._check_root(image_id, rootfs)
-        if not venv.is_absolute() or not venv.is_dir():
-            raise RuntimeError(f"image {image_id} is not on this machine (no folder at {venv})")
+        if not named.is_absolute() or not named.is_dir():
+            raise RuntimeError(f"image {image_id} is not on this machine (no folder at {named})")
+        existing_env = bool((info.get("spec") or {}).get("python_env"))
+        venv = self._confined(image_id, named, existing_env)
+        python = venv / _inside(image_id, python, named)
         if rootfs is not None and not all(folder.is_dir() for folder in (rootfs, *layers)):
             raise RuntimeError(f"image {image_id} is not on this machine (its root filesystem is missing)")
         return LocalImage(venv, python, rootfs, layers)
+
+    def _confined(self, image_id: str, venv: Path, existing_env: bool) -> Path:
+        """``venv`` resolved, if it lies where an image's folder may (see the module's docstring)."""
+        if existing_env:
+            try:
+                return _python_envs.confine(venv, self.python_env_roots)
+            except _python_envs.PythonEnvRefused as exc:
+                raise RuntimeError(f"image {image_id[:12]} is refused on this worker: {exc}") from None
+        resolved = resolve_within(str(venv), [str(self.home.images)])
+        if resolved is None or Path(resolved) == self.home.images.resolve():
+            raise RuntimeError(
+                f"image {image_id[:12]} is refused on this worker: its folder {venv} "
+                f"(leading to {os.path.realpath(venv)}) is not inside {self.home.images}"
+            )
+        return Path(resolved)
 
     async def _pulled(self, image_id: str, info: dict[str, Any]) -> LocalImage:
         rootfs_name = Path(str(info["rootfs"])).name if info.get("rootfs") else None

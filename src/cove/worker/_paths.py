@@ -8,12 +8,12 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 import signal
 import tempfile
 from pathlib import Path
 
 import cove
+from cove._rmtree import remove_tree
 from cove.runtime import UNIX_PATH_MAX
 
 log = logging.getLogger("cove.worker")
@@ -36,14 +36,11 @@ def check_hash(value: str) -> str:
 
 
 def force_rmtree(path: Path) -> None:
-    """Remove a tree even where user code or unpacking made folders read-only."""
-    if path.is_symlink():
-        path.unlink()
-        return
-    for folder, _dirs, _files in os.walk(path):
-        with contextlib.suppress(OSError):
-            os.chmod(folder, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a tree of any depth even where user code or unpacking made folders read-only; never raises."""
+    try:
+        remove_tree(path)
+    except OSError as exc:
+        log.warning("could not remove %s: %s", path, exc)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from .._home import Home
+from .._python_envs import roots_from_env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +21,8 @@ class WorkerSettings:
     :func:`cove.runtime.select_runtime`). Code that builds settings directly gets
     ``$COVE_RUNTIME`` or ``process``; the ``cove worker`` command asks for ``auto``.
     ``advertise_host`` makes containers listen on TCP ports of that address.
+    ``python_env_roots`` are the folders an existing environment (``python_env``)
+    must lie in to be mounted (default ``$COVE_PYTHON_ENV_ROOTS``, separated by ``:``).
     """
 
     gateway_url: str
@@ -35,6 +39,7 @@ class WorkerSettings:
     # On another host than the gateway: the address gateways reach this machine at. Containers then
     # listen on TCP ports of it instead of unix sockets. None: the worker shares the gateway's machine.
     advertise_host: str | None = None
+    python_env_roots: tuple[Path, ...] = dataclasses.field(default_factory=roots_from_env)
 
 
 def detect_capacity() -> tuple[int, int]:

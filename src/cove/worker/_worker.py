@@ -68,6 +68,9 @@ class Worker:
     def __init__(self, settings: WorkerSettings, runtime: Runtime | None = None) -> None:
         self.settings = settings
         self.dirs = WorkerDirs(settings.home.worker_dir(check_id(settings.name, "worker name")))
+        # Who this worker is to gateways, kept in its folder: the name is only shown, and two workers
+        # named alike (two homes on one host) must not take each other's place.
+        self.identity = settings.home.worker_identity(settings.name)
         # Bundles and engine state live in the worker's own folder, so a restarted worker finds
         # (and deletes) exactly the containers it left behind, and no other worker's.
         self.runtime = runtime or select_runtime(settings.runtime, root=self.dirs.root / "oci")
@@ -85,7 +88,11 @@ class Worker:
         self.relay: Relay | None = None  # the containers' way to the gateway when it runs on another machine
         self.gpus = GpuManager(detect_inventory(owner=settings.name), mps_root(settings.name, self.dirs.root))
         self.images = ImageCache(
-            self.client, settings.home, isolated=self.runtime.isolated, runtime_name=self.runtime.name
+            self.client,
+            settings.home,
+            isolated=self.runtime.isolated,
+            runtime_name=self.runtime.name,
+            python_env_roots=settings.python_env_roots,
         )
         self.listen = tcp_listener(settings.advertise_host) if settings.advertise_host else unix_listener
         # Containers made ahead for recently started specs (engines that can create without running).
@@ -170,6 +177,7 @@ class Worker:
         settings = self.settings
         body = {
             "name": settings.name,
+            "identity": self.identity,
             "cpu_millis": settings.cpu_millis,
             "memory_mib": settings.memory_mib,
             "labels": dict(settings.labels),

@@ -1,0 +1,51 @@
+"""``GET /metrics``: the gateway's Prometheus series, as much of them as the token may see.
+
+Series name deployments, so they are not public: the scrape needs a bearer
+token. An admin token, or a ``metrics`` token (made for a scrape config:
+it reads this route and nothing else), sees every series; any other token
+sees only the series labelled with its own workspace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+
+from ._deps import GatewayDep
+
+router = APIRouter()
+
+# Roles that read every workspace's series.
+ALL_SERIES_ROLES = ("admin", "metrics")
+
+
+class WorkspaceView:
+    """The registry's families with only the samples of one workspace (what ``generate_latest`` reads)."""
+
+    def __init__(self, registry: CollectorRegistry, workspace: str) -> None:
+        self.registry = registry
+        self.workspace = workspace
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            mine = Metric(family.name, family.documentation, family.type, family.unit)
+            mine.samples = [s for s in family.samples if s.labels.get("workspace") == self.workspace]
+            yield mine
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    summary="Prometheus metrics: every series for admin and metrics tokens, the own workspace's for others",
+)
+async def metrics(gw: GatewayDep, authorization: Annotated[str | None, Header()] = None) -> PlainTextResponse:
+    who = await gw.auth.principal(authorization, metrics_reader=True)
+    source = (
+        gw.metrics.registry if who.role in ALL_SERIES_ROLES else WorkspaceView(gw.metrics.registry, who.workspace_name)
+    )
+    return PlainTextResponse(generate_latest(source), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,142 @@
+"""Every operation of the published OpenAPI document, fuzzed against a real server on loopback.
+
+Schemathesis generates requests from ``/api/openapi.json`` (valid and
+invalid ones) with an admin token and with a member's token, and checks that
+no answer is a server error and that every answer is one the document
+describes: its status code, content type and body schema, valid requests
+accepted and invalid ones refused. The run is bounded (a fixed number of
+examples per operation, deterministic generation, no example database) so it
+takes the same time and finds the same things on every run; the server is
+the only thing it talks to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import Server, start_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+EXAMPLES_PER_OPERATION = 40
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+    "negative_data_rejection",
+    "positive_data_acceptance",
+)
+# Operations left out, each for a reason of its own:
+EXCLUDED = {
+    # A valid spec starts a real image build, which downloads Python and packages from the package index:
+    # traffic beyond the loopback server (builds have tests of their own).
+    ("POST", "/api/v1/images"),
+    # Registering random workers would give the scheduler machines that do not exist, under a random name
+    # that could match the real worker's and supersede it (workers have tests of their own).
+    ("POST", "/api/v1/workers/register"),
+}
+
+# Operations whose well-formed requests may still be refused for what no schema can state; each also
+# accepts the status it answers then (on top of 2xx, 401, 403 and 404):
+ALSO_ACCEPTED = {
+    # The body must hash to the name it is stored under (content addressing).
+    "PUT /api/v1/blobs/{sha256}": 400,
+    "PUT /api/v1/code/{code_hash}": 400,
+    # A path that climbs out with '..' or crosses a symlink is refused.
+    "GET /api/v1/volumes/{name}/files": 400,
+    # They name an image and code that must have been built and uploaded here first.
+    "POST /api/v1/deployments": 422,
+    "POST /api/v1/sandboxes": 422,
+    # Variable names starting with COVE_ are the platform's own.
+    "POST /api/v1/secrets": 422,
+}
+
+
+def _config(path: Path) -> Path:
+    """A schemathesis.toml holding the per-operation statuses of ALSO_ACCEPTED."""
+    blocks = [
+        f'[[operations]]\ninclude-name = "{name}"\n'
+        f'checks.positive_data_acceptance.expected-statuses = ["2XX", "401", "403", "404", "{status}"]\n'
+        for name, status in ALSO_ACCEPTED.items()
+    ]
+    path.write_text("\n".join(blocks))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fuzzed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own: the run creates, changes and deletes whatever the document lets it."""
+    srv = start_server(tmp_path_factory.mktemp("fuzz") / "cove")
+    yield srv
+    srv.stop()
+
+
+def _member_token(server: Server) -> str:
+    reply = httpx.post(
+        f"{server.url}/api/v1/tokens",
+        json={"name": "fuzz-member", "role": "user"},
+        headers={"Authorization": f"Bearer {server.token}"},
+    )
+    reply.raise_for_status()
+    return str(reply.json()["token"])
+
+
+def _run(server: Server, token: str, report: Path) -> subprocess.CompletedProcess[str]:
+    excluded = [arg for method, path in sorted(EXCLUDED) for arg in ("--exclude-name", f"{method} {path}")]
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "--config-file",
+        str(_config(report.with_suffix(".toml"))),
+        "run",
+        f"{server.url}/api/openapi.json",
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--checks",
+        ",".join(CHECKS),
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        str(EXAMPLES_PER_OPERATION),
+        "--generation-deterministic",  # which also keeps no example database
+        "--request-timeout",
+        "30",
+        "--workers",
+        "2",
+        "--no-color",
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report),
+        *excluded,
+    ]
+    env = {**os.environ, "NO_PROXY": "*", "no_proxy": "*", "SCHEMATHESIS_TELEMETRY": "false"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=540)
+
+
+def test_every_operation_conforms_and_never_fails(fuzzed_server: Server, tmp_path: Path) -> None:
+    tokens = {"admin": fuzzed_server.token, "member": _member_token(fuzzed_server)}
+    problems = []
+    for role, token in tokens.items():
+        report = tmp_path / f"{role}.json"
+        started = time.monotonic()
+        done = _run(fuzzed_server, token, report)
+        assert report.exists(), done.stdout[-4000:] + done.stderr[-4000:]
+        result = json.loads(report.read_text())
+        cases = result["test_cases"]
+        print(
+            f"schemathesis as {role}: {cases['generated']} test cases on {result['operations']['tested']} "
+            f"operations in {time.monotonic() - started:.0f} s, {cases['unique_failures']} failures, "
+            f"{len(result['errors'])} errors"
+        )
+        if done.returncode != 0 or result["failures"] or result["errors"]:
+            problems.append(f"--- as {role} ---\n{done.stdout[-12000:]}{done.stderr[-2000:]}")
+    assert not problems, "\n".join(problems)
