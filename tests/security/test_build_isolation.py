@@ -19,6 +19,8 @@ import json
 import os
 import shutil
 import socket
+import ssl
+import subprocess
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -178,6 +180,64 @@ def test_build_backends_run_unprivileged_and_reach_only_the_index(
     assert record["index_reachable"], "the build must reach its package index"
     assert not record["other_reachable"], "the build reached a loopback port other than the index"
     assert not list((home.uv_cache / ".cove-builds").iterdir()), "no staging folder is left behind"
+
+
+def _private_ca(folder: Path) -> tuple[Path, ssl.SSLContext]:
+    """A certificate authority of the test's own and a server context for 127.0.0.1 signed by it."""
+    folder.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=cove-test-ca",
+    )
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-out", "leaf.pem",
+        "-days", "1", "-extfile", "san.ext", "-CAcreateserial",
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "leaf.pem", folder / "leaf.key")
+    return folder / "ca.pem", context
+
+
+@needs_isolation
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate authority")
+def test_a_build_trusts_the_certificate_authority_the_host_names(
+    tmp_path: Path, listener: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index behind a site's own CA (``SSL_CERT_FILE`` on the server) works inside the build container."""
+    monkeypatch.delenv("COVE_UV_CACHE_DIR", raising=False)
+    ca, context = _private_ca(tmp_path / "ca")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    index_port = _free_port()
+    site = tmp_path / "site"
+    _sdist(site, BACKEND.format(token="/nonexistent", index_port=index_port, other_port=listener))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", index_port), handler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        builder = ImageBuilder(Home(tmp_path / "home"), index_url=f"https://127.0.0.1:{index_port}/simple/")
+        built = asyncio.run(builder.build(Image(python_packages=["probe"]).spec()))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert list(built.path.glob("lib/python*/site-packages/probe_result.py")), "the package was not installed"
 
 
 LOCAL = ["./local", "/etc", "file:///x", "-e ."]

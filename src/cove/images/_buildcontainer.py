@@ -61,7 +61,11 @@ _TAIL_LINES = 60
 _PATH = "/usr/local/bin:/usr/bin:/bin"
 # Variables of the server's environment a build may see; everything else (tokens, keys) stays out.
 _PASSED_PREFIXES = ("UV_",)
-_PASSED_NAMES = ("NO_COLOR", "SOURCE_DATE_EPOCH", "LANG")
+# The host's trust store: a site whose index sits behind its own certificate authority (a TLS-inspecting
+# proxy, an internal reservoir with a private CA) names it with these, and uv reads them.
+_TRUST_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR")
+_PASSED_NAMES = ("NO_COLOR", "SOURCE_DATE_EPOCH", "LANG", *_TRUST_VARIABLES)
+_SYSTEM_TRUST = Path("/etc/ssl/certs")
 
 LogFn = Callable[[str], Any]
 
@@ -123,6 +127,18 @@ def container_env(env: Mapping[str, str]) -> dict[str, str]:
     """The part of ``env`` a build container gets, plus the few variables every build needs."""
     passed = {k: v for k, v in env.items() if k.startswith(_PASSED_PREFIXES) or k in _PASSED_NAMES}
     return {**passed, "PATH": _PATH, "HOME": str(_oci.TMP), "TMPDIR": str(_oci.TMP)}
+
+
+def trust_store(env: Mapping[str, str]) -> list[Path]:
+    """The host's certificate files and folders a build needs to verify its index, read-only.
+
+    Those named by ``SSL_CERT_FILE``/``SSL_CERT_DIR`` and the system's
+    ``/etc/ssl/certs``; certificates are public, so nothing secret is shown
+    to build code. Links in the folder lead into ``/usr``, which every build
+    sees already.
+    """
+    named = [Path(env[name]) for name in _TRUST_VARIABLES if env.get(name)]
+    return [path for path in dict.fromkeys([*named, _SYSTEM_TRUST]) if path.is_absolute() and path.exists()]
 
 
 def give_to_builds(path: Path) -> None:
@@ -291,7 +307,7 @@ class BuildContainer:
         upstreams: Sequence[Upstream],
         limits: BuildLimits | None = None,
     ) -> None:
-        self.reads = [Path(p) for p in reads]
+        self.reads = [*(Path(p) for p in reads), *trust_store(os.environ)]
         self.writes = [Path(p) for p in writes]
         self.limits = limits or BuildLimits.from_env()
         self.relay = IndexRelay(upstreams) if upstreams else None
