@@ -35,5 +35,10 @@ lint: $(VENV)/.synced
 bench: $(VENV)/.synced
 	$(PY) bench/endpoint.py
 
+# docs/options.md, the reference of every decorator option, rendered from the config's field documentation.
+.PHONY: docs
+docs: $(VENV)/.synced
+	$(PY) scripts/gen_options.py
+
 clean:
 	rm -rf $(VENV) .tools

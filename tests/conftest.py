@@ -180,7 +180,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def sandbox(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A sandbox on the shared server, terminated after the test (it may have ended it already)."""
     from cove import Sandbox
-    from cove.sdk._client import CoveError
+    from cove.exceptions import ResponseError
 
     monkeypatch.setenv("COVE_GATEWAY", server.url)
     monkeypatch.setenv("COVE_TOKEN", server.token)
@@ -188,7 +188,7 @@ def sandbox(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     try:
         yield sb
     finally:
-        with contextlib.suppress(CoveError):
+        with contextlib.suppress(ResponseError):
             sb.terminate()
 
 

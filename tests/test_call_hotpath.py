@@ -18,9 +18,10 @@ import pytest
 from conftest import APPS, Server, free_port
 from test_store_backends import row, run
 
+from cove.exceptions import ResponseError
 from cove.gateway._auth import Authenticator
 from cove.gateway._errors import ApiError
-from cove.sdk._client import Client, CoveError
+from cove.sdk._client import Client
 from cove.sdk._keepalive import KeptAlive
 from cove.store import Principal, Store, TaskWriter, get_task
 
@@ -234,7 +235,7 @@ def test_client_takes_the_kept_alive_path_only_where_httpx_would_send_the_same(
     assert proxied._lean is None
     proxied.close()
     gone = Client(f"http://127.0.0.1:{free_port()}", "tok", timeout=None)
-    with pytest.raises(CoveError) as refused:
+    with pytest.raises(ResponseError) as refused:
         gone.raw("POST", "/x", content=b"", headers={}, timeout=None)
     assert refused.value.status == 0 and "cannot reach the Cove gateway" in refused.value.message
 

@@ -3,7 +3,8 @@
 import pytest
 
 from cove import ConfigError, Image, QueueDepthAutoscaler, endpoint
-from cove._config import DeploymentConfig, parse_cpu, parse_memory
+from cove._wire.config import DeploymentConfig
+from cove._wire.sizes import parse_cpu, parse_memory
 
 
 @pytest.mark.parametrize(("value", "millis"), [(1, 1000), (0.25, 250), ("500m", 500), ("2", 2000), ("1.5", 1500)])
@@ -78,7 +79,7 @@ def test_image_id_is_a_hash_of_the_spec() -> None:
 
 
 def test_image_spec_validation() -> None:
-    from cove.sdk._image import validate_spec
+    from cove._wire.image_spec import validate_spec
 
     assert validate_spec(Image(python_packages=["six"]).spec()) == Image(python_packages=["six"]).spec()
     with pytest.raises(ConfigError, match="unknown image spec fields"):

@@ -346,7 +346,7 @@ class _Shipper:
 
 
 def test_worker_reports_oomkilled(tmp_path: Path, image: tuple[Path, Path], runtime: CrunRuntime) -> None:
-    from cove._protocol import ContainerEvent, ContainerSpec
+    from cove._wire.worker import ContainerEvent, ContainerSpec
     from cove.worker._containers import Container
     from cove.worker._paths import WorkerDirs
 

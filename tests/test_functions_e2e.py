@@ -130,7 +130,7 @@ def test_timeout_kills_the_attempt(funcs: ModuleType) -> None:
 
 def test_back_pressure_ttl_and_cancel(funcs: ModuleType, server: Server) -> None:
     from cove import Task
-    from cove.sdk._client import CoveError
+    from cove.exceptions import ResponseError
 
     # The queue's ttl is 0.5 s, shorter than a container's start on a busy machine: puts made while
     # it boots expire (as they should), so put the blocker until one is picked up.
@@ -144,7 +144,7 @@ def test_back_pressure_ttl_and_cancel(funcs: ModuleType, server: Server) -> None
         assert state == "EXPIRED" and time.monotonic() < deadline, state
     # what follows waits behind the running blocker
     waiting = [funcs.slow_queue.put(0.01) for _ in range(3)]
-    with pytest.raises(CoveError) as info:
+    with pytest.raises(ResponseError) as info:
         funcs.slow_queue.put(0.01)
     assert info.value.status == 429 and "max_pending_tasks=3" in info.value.message
     cancelled = waiting[0]

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from conftest import APPS, Server, start_server
 
-from cove._config import ConfigError
+from cove.exceptions import ConfigError
 from cove.gpu import (
     DriverFiles,
     FakeInventory,

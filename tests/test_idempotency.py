@@ -19,7 +19,7 @@ import pytest
 from conftest import APPS, Server
 from test_store_backends import row, run
 
-from cove.sdk._client import CoveError
+from cove.exceptions import ResponseError
 from cove.store import (
     IDEMPOTENCY_RETENTION_SECONDS,
     KeyClaim,
@@ -158,7 +158,7 @@ def test_sdk_with_options_puts_and_spawns_once_per_key(server: Server, keyed: An
     call = keyed.keyed_function.with_options(idempotency_key="sdk-spawn-1").spawn(6)
     assert keyed.keyed_function.with_options(idempotency_key="sdk-spawn-1").spawn(6).object_id == call.object_id
     assert call.get(timeout=60) == 36
-    with pytest.raises(CoveError) as reused:
+    with pytest.raises(ResponseError) as reused:
         keyed.keyed_queue.with_options(idempotency_key="sdk-put-1").put(7)
     assert reused.value.status == 422
     with pytest.raises(ValueError, match="visible ASCII"):
@@ -188,7 +188,7 @@ def test_sdk_sends_a_put_again_with_the_same_key_when_the_connection_breaks(
             if len(sent) == 1:
                 raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
             if len(sent) == 2:
-                raise CoveError(0, "Unreachable", "cannot reach the Cove gateway")
+                raise ResponseError(0, "Unreachable", "cannot reach the Cove gateway")
         return answer
 
     monkeypatch.setattr(Client, "request", flaky)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from test_crun import build_image, make_runtime, make_spec, run_inside
 
-from cove._config import ConfigError, DeploymentConfig
+from cove._wire.config import DeploymentConfig
+from cove.exceptions import ConfigError
 from cove.runtime import CrunRuntime, _network
 
 pytestmark = [

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cove._config import ConfigError, DeploymentConfig
+from cove._wire.config import DeploymentConfig
+from cove.exceptions import ConfigError
 from cove.scheduler._placement import (
     GpuRoom,
     NoRoom,

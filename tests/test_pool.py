@@ -15,7 +15,7 @@ import pytest
 from conftest import APPS, Server
 from test_crun import build_image, call, engine_missing, make_runtime, make_spec
 
-from cove._protocol import ContainerSpec
+from cove._wire.worker import ContainerSpec
 from cove.runtime import CrunRuntime, LaunchSpec, _cgroups, open_unix_listener
 from cove.worker._paths import WorkerDirs
 from cove.worker._pool import ContainerPool, PoolSettings, spec_key

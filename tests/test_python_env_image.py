@@ -13,8 +13,8 @@ import pytest
 from conftest import APPS, Server, start_server
 
 from cove import Image
-from cove._config import ConfigError
-from cove.sdk._image import validate_spec
+from cove._wire.image_spec import validate_spec
+from cove.exceptions import ConfigError
 
 APP = APPS / "pyenv" / "app.py"
 

@@ -81,7 +81,7 @@ def test_starts_beyond_the_quota_wait_with_a_reason_and_resume_when_it_grows(ser
 
 
 def test_gpu_quota_counts_whole_gpus_and_fractions_without_touching_a_gpu() -> None:
-    from cove._config import DeploymentConfig
+    from cove._wire.config import DeploymentConfig
     from cove.scheduler._quotas import Quota, Usage, exceeded, gpus_of
 
     whole_pair = DeploymentConfig.build(kind="endpoint", gpu="any", gpu_count=2)

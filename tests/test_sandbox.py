@@ -18,7 +18,7 @@ import pytest
 from conftest import Server
 
 from cove import Sandbox
-from cove.sdk._client import CoveError
+from cove.exceptions import ResponseError
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -62,18 +62,18 @@ def test_fs_round_trip_and_traversal(sandbox: Sandbox, tmp_path: Path) -> None:
     sandbox.fs.remove("notes", recursive=True)
     assert "notes" not in [f["name"] for f in sandbox.fs.list_files()]
     for bad in ("../escape", "/etc/passwd", "a/../../b", "/cove/code/x"):
-        with pytest.raises(CoveError) as info:
+        with pytest.raises(ResponseError) as info:
             sandbox.fs.write_text(bad, "x")
         assert info.value.status == 400, bad
-        with pytest.raises(CoveError) as info:
+        with pytest.raises(ResponseError) as info:
             sandbox.fs.read_text(bad)
         assert info.value.status == 400, bad
     # A symlink the sandboxed code plants does not lead the agent out.
     assert sandbox.process.exec("ln", "-s", "/etc", "link").wait() == 0
-    with pytest.raises(CoveError) as info:
+    with pytest.raises(ResponseError) as info:
         sandbox.fs.read_text("link/hostname")
     assert info.value.status == 400
-    with pytest.raises(CoveError):
+    with pytest.raises(ResponseError):
         sandbox.fs.download_file("link/passwd", str(tmp_path / "p"))
     assert not (tmp_path / "p").exists()
 
@@ -144,7 +144,7 @@ def test_connect_list_terminate_and_cli(server: Server, sandbox: Sandbox) -> Non
     other = server.cli_json("token", "create", "--workspace", "team-sandbox")["token"]
     assert server.cli("sandbox", "terminate", sandbox.object_id, token=other, check=False).returncode != 0
     server.cli_json("sandbox", "terminate", sandbox.object_id)
-    with pytest.raises(CoveError) as info:
+    with pytest.raises(ResponseError) as info:
         sandbox.fs.read_text("shared.txt")
     assert info.value.status == 404
     assert sandbox.object_id not in [r["id"] for r in server.cli_json("sandbox", "list")]
@@ -156,9 +156,9 @@ def test_idle_timeout_ends_a_sandbox(server: Server, monkeypatch: pytest.MonkeyP
     sb = Sandbox(timeout=60, idle_timeout=2).create()
     assert sb.process.exec("true").wait() == 0
     time.sleep(4)
-    with pytest.raises(CoveError) as info:
+    with pytest.raises(ResponseError) as info:
         sb.process.exec("true")
     assert info.value.status == 404
-    with pytest.raises(CoveError) as info:
+    with pytest.raises(ResponseError) as info:
         Sandbox(network=True).create()
     assert info.value.status == 422

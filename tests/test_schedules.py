@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import APPS, Server, start_server
 
-from cove.scheduler._cron import MAX_TICKS, BadSchedule, check, due_ticks
+from cove._wire.schedule import BadSchedule, check_schedule
+from cove.scheduler._cron import MAX_TICKS, due_ticks
 
 
 def ts(text: str, zone: str = "Europe/Berlin") -> float:
@@ -35,11 +36,11 @@ def test_ticks_before_start_are_missed_and_bounded() -> None:
 
 def test_bad_schedules_are_refused() -> None:
     with pytest.raises(BadSchedule, match="5 fields"):
-        check("* *", "UTC")
+        check_schedule("* *", "UTC")
     with pytest.raises(BadSchedule, match="not valid"):
-        check("61 * * * *", "UTC")
+        check_schedule("61 * * * *", "UTC")
     with pytest.raises(BadSchedule, match="time zone"):
-        check("* * * * *", "Nowhere/City")
+        check_schedule("* * * * *", "Nowhere/City")
 
 
 def test_a_tick_is_claimed_once_across_gateways(store_url: str) -> None:

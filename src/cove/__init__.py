@@ -13,22 +13,39 @@ if TYPE_CHECKING:
     from typing import Any
 
     from . import env
-    from ._config import ConfigError, QueueDepthAutoscaler, TaskPolicy
-    from .sdk import Image, Stub, endpoint, function, schedule, task_queue
-    from .sdk._calls import FunctionCall, RemoteError, Task
+    from ._wire.policies import QueueDepthAutoscaler, TaskPolicy
+    from .exceptions import ConfigError, RemoteError
+    from .sdk._calls import FunctionCall, Task
+    from .sdk._decorators import (
+        Deployable,
+        Endpoint,
+        Function,
+        Schedule,
+        TaskQueue,
+        endpoint,
+        function,
+        schedule,
+        task_queue,
+    )
+    from .sdk._decorators import Stub as Stub  # deprecated: Deployable
+    from .sdk._image import Image
     from .sdk._sandbox import Sandbox
     from .sdk._volume import Volume
 
 __all__ = [
     "ConfigError",
+    "Deployable",
+    "Endpoint",
+    "Function",
     "FunctionCall",
     "Image",
     "QueueDepthAutoscaler",
     "RemoteError",
     "Sandbox",
-    "Stub",
+    "Schedule",
     "Task",
     "TaskPolicy",
+    "TaskQueue",
     "Volume",
     "endpoint",
     "env",
@@ -39,25 +56,37 @@ __all__ = [
 __version__ = "0.1.0"
 
 _WHERE = {
-    "ConfigError": "._config",
-    "QueueDepthAutoscaler": "._config",
-    "TaskPolicy": "._config",
+    "ConfigError": ".exceptions",
+    "QueueDepthAutoscaler": "._wire.policies",
+    "TaskPolicy": "._wire.policies",
     "FunctionCall": ".sdk._calls",
-    "RemoteError": ".sdk._calls",
+    "RemoteError": ".exceptions",
     "Task": ".sdk._calls",
     "function": ".sdk._decorators",
     "task_queue": ".sdk._decorators",
     "schedule": ".sdk._decorators",
     "Image": ".sdk._image",
-    "Stub": ".sdk._decorators",
+    "Deployable": ".sdk._decorators",
+    "Endpoint": ".sdk._decorators",
+    "Function": ".sdk._decorators",
+    "TaskQueue": ".sdk._decorators",
+    "Schedule": ".sdk._decorators",
     "endpoint": ".sdk._decorators",
     "env": ".env",
     "Sandbox": ".sdk._sandbox",
     "Volume": ".sdk._volume",
 }
+# Old names, still answered for one release with a DeprecationWarning that names the new one.
+_RENAMED = {"Stub": "Deployable"}
 
 
 def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        import warnings
+
+        new = _RENAMED[name]
+        warnings.warn(f"cove.{name} is deprecated; use cove.{new}", DeprecationWarning, stacklevel=2)
+        return __getattr__(new)
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'cove' has no attribute {name!r}")

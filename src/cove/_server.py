@@ -25,12 +25,14 @@ from typing import Any
 
 import uvicorn
 
+from ._defaults import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RUNTIME
 from ._gateway_socket import gateway_socket_path, prepare_socket_folder
 from ._home import Home, HomeLock
 from ._http_server import GatewayHttpProtocol
 from ._python_envs import ROOTS_ENV, roots_env_value, roots_from_env
 from .gateway import GatewaySettings, create_app
 from .store import Store, sqlite_url
+from .worker import detect_capacity
 
 log = logging.getLogger("cove.server")
 
@@ -41,15 +43,15 @@ GC_YOUNG_THRESHOLD = 20_000
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
     home: Home
-    host: str = "127.0.0.1"
-    port: int = 8474
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
     database_url: str | None = None
     local_worker: bool = True
     worker_cpu_millis: int = 0
     worker_memory_mib: int = 0
     index_url: str | None = None
     use_reservoir: bool = False
-    runtime: str = "auto"
+    runtime: str = DEFAULT_RUNTIME
     # Folders under which images may name an existing environment (python_env); given to the gateway and worker.
     python_env_roots: tuple[Path, ...] = dataclasses.field(default_factory=roots_from_env)
 
@@ -124,11 +126,8 @@ def _local_worker_capacity(settings: ServerSettings) -> tuple[int, int]:
     Offering more cpu than the machine has (overcommit) is the operator's explicit choice, never the default:
     an advertised core that does not exist lets containers be placed that then starve each other.
     """
-    cpu = settings.worker_cpu_millis or len(os.sched_getaffinity(0)) * 1000
-    if settings.worker_memory_mib:
-        return cpu, settings.worker_memory_mib
-    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return cpu, max(1024, pages // (1024 * 1024))
+    cpu, memory = detect_capacity()  # what `cove worker` offers by default, too
+    return settings.worker_cpu_millis or cpu, settings.worker_memory_mib or memory
 
 
 async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
@@ -269,23 +268,31 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def local_worker_argv(settings: ServerSettings) -> list[str]:
+    """The local worker's command: ``cove worker``, the very command an operator runs on another host.
+
+    Its token and home come through the environment (see :class:`LocalWorker`), never on a command line.
+    """
+    cpu, memory = _local_worker_capacity(settings)
+    return [
+        sys.executable, "-m", "cove", "worker",
+        "--gateway", settings.url, "--name", LOCAL_WORKER_NAME,
+        "--cpu", f"{cpu}m", "--memory", str(memory), "--home", str(settings.home.root),
+        "--runtime", settings.runtime,
+    ]  # fmt: skip
+
+
 class LocalWorker:
     """The server's own worker process, restarted if it dies."""
 
     def __init__(self, settings: ServerSettings, token: str) -> None:
-        cpu, memory = _local_worker_capacity(settings)
         self.env = {
             **os.environ,
             "COVE_TOKEN": token,
             "COVE_HOME": str(settings.home.root),
             ROOTS_ENV: roots_env_value(settings.python_env_roots),
         }
-        self.argv = [
-            sys.executable, "-m", "cove", "worker",
-            "--gateway", settings.url, "--name", LOCAL_WORKER_NAME,
-            "--cpu", f"{cpu}m", "--memory", str(memory), "--home", str(settings.home.root),
-            "--runtime", settings.runtime,
-        ]  # fmt: skip
+        self.argv = local_worker_argv(settings)
         self.proc = self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 
+from .exceptions import CoveError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, ClassVar
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 _MISSING: Any = object()
 
 
-class SchemaError(ValueError):
+class SchemaError(CoveError, ValueError):
     """A value that does not fit its field; the message names the field."""
 
 

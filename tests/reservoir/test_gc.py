@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cove.reservoir.bundle import export_bundle
-from cove.reservoir.errors import Conflict
+from cove.reservoir.errors import ReservoirConflict
 from cove.reservoir.gc import collect
 from cove.reservoir.store import Store
 
@@ -38,7 +38,7 @@ def test_unreferenced_blobs_are_collected_after_the_grace_period(
     other = wheelhouse["beta-2.0"]
     clash = tmp_path / alpha.name
     clash.write_bytes(other.read_bytes())
-    with pytest.raises(Conflict):
+    with pytest.raises(ReservoirConflict):
         store.add_file(clash, alpha.name, origin="test")
 
     dry = collect(store, dry_run=True)

@@ -1,4 +1,4 @@
-"""The reservoir must never depend on the rest of Cove (DESIGN.md)."""
+"""The reservoir must never depend on the rest of Cove: it runs alone (docs/reservoir.md)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import pytest
 
 from cove.reservoir import indexes, keys, tokens
 from cove.reservoir.bundle import export_bundle, import_bundle
-from cove.reservoir.errors import Conflict, ReservoirError
+from cove.reservoir.errors import ReservoirConflict, ReservoirError
 from cove.reservoir.proxy import ProxyCache
 from cove.reservoir.server import create_app
 from cove.reservoir.store import Store
@@ -97,7 +97,7 @@ def test_dependency_confusion_is_refused(
     refused = _twine(served.url + "/internal", token, extra["beta-3.0"])
     assert refused.returncode != 0 and "dependency confusion" in refused.stdout + refused.stderr
     assert mirrored.get_file(extra["beta-3.0"].name) is None
-    with pytest.raises(Conflict, match="claim it first"):
+    with pytest.raises(ReservoirConflict, match="claim it first"):
         mirrored.add_file(extra["beta-3.0"], extra["beta-3.0"].name, origin="add", index="internal")
     mirrored.claim("cove_demo.beta", "internal")
     assert _twine(served.url + "/internal", token, extra["beta-3.0"]).returncode == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cove.reservoir.errors import Conflict, InvalidPackage, NotFound
+from cove.reservoir.errors import InvalidPackage, ReservoirConflict, ReservoirNotFound
 from cove.reservoir.names import normalize, parse_filename
 from cove.reservoir.store import Store
 
@@ -40,7 +40,7 @@ def test_ingest_records_event_and_pages(store: Store, wheelhouse: Wheelhouse) ->
     assert store.add_file(path, path.name, origin="test")[1] is False
     assert store.serial() == 1
     other = wheelhouse["beta-1.0"]
-    with pytest.raises(Conflict):
+    with pytest.raises(ReservoirConflict):
         store.add_file(other, path.name, origin="test")
 
 
@@ -103,7 +103,7 @@ def test_yank_quarantine_remove_are_events(filled: Store, wheelhouse: Wheelhouse
     assert filled.get_file(name) is None
     kinds = [e.kind for e in filled.events_since(start)]
     assert kinds == ["yanked", "unyanked", "quarantined", "released", "file_removed"]
-    with pytest.raises(NotFound):
+    with pytest.raises(ReservoirNotFound):
         filled.yank("nope-1.0-py3-none-any.whl")
 
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from cove._config import ConfigError
 from cove._home import Home
+from cove.exceptions import ConfigError
 from cove.images import ImageBuilder
 from cove.sdk._image import Image
 

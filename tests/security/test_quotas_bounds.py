@@ -17,7 +17,8 @@ import httpx
 import pytest
 from conftest import Server, start_server
 
-from cove._config import ConfigError, DeploymentConfig
+from cove._wire.config import DeploymentConfig
+from cove.exceptions import ConfigError
 from cove.sdk._packing import pack_directory
 
 WORKSPACE = "bounds-ws"

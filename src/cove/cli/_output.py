@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .._config import ConfigError
-from ..sdk._client import Client, CoveError
+from ..exceptions import ConfigError, ResponseError
+from ..sdk._client import Client
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,7 +34,7 @@ def errors(as_json: bool) -> Iterator[None]:
     """Turn known failures into one clear line and a non-zero exit."""
     try:
         yield
-    except CoveError as exc:
+    except ResponseError as exc:
         fail(exc.message if exc.status == 0 else f"{exc.message} ({exc.status})", as_json)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         fail(str(exc), as_json)

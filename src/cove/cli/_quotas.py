@@ -6,7 +6,8 @@ from typing import Any
 
 import typer
 
-from .._config import ConfigError, parse_cpu, parse_memory
+from .._wire.sizes import parse_cpu, parse_memory
+from ..exceptions import ConfigError
 from ..sdk._client import Client
 from ._output import JsonOption, client, console, emit, errors, fail
 

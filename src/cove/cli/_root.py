@@ -16,13 +16,14 @@ import httpx
 import typer
 
 from .. import _logging
+from .._defaults import DEFAULT_PORT
 from .._home import Home, HomeLock
 from .._python_envs import ROOTS_ENV, parse_roots, roots_env_value, roots_from_env
 from ._output import JsonOption, console, emit, fail
 
 
 def server(
-    port: int = typer.Option(8474, help="Port for the gateway."),
+    port: int = typer.Option(DEFAULT_PORT, help="Port for the gateway."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     home: Path | None = typer.Option(None, help="Cove home (default $COVE_HOME or ~/.local/share/cove)."),
     background: bool = typer.Option(False, "--background", help="Start detached; logs go to <home>/server.log."),
@@ -95,7 +96,8 @@ def _cpu_millis(value: str | None, as_json: bool) -> int:
     """``--worker-cpu`` in millicores; 0 leaves the default."""
     if value is None:
         return 0
-    from .._config import ConfigError, parse_cpu
+    from .._wire.sizes import parse_cpu
+    from ..exceptions import ConfigError
 
     try:
         return parse_cpu(value)

@@ -1,40 +1,65 @@
-"""``cove worker``: join a gateway (no subcommand), or list, cordon, uncordon and drain workers."""
+"""``cove worker``: join a gateway (no subcommand), or list, cordon, uncordon and drain workers.
+
+``python -m cove.worker`` is this very command (:mod:`cove.worker.__main__`), and ``cove server`` starts
+its local worker as ``python -m cove worker``: every way of starting a worker reads the same options, with
+the same defaults, here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from .. import _logging
-from .._config import ConfigError, parse_cpu, parse_memory
+from .._defaults import DEFAULT_RUNTIME, default_gateway_url
 from .._home import Home
+from .._python_envs import ROOTS_ENV, parse_roots, roots_from_env
+from .._wire.sizes import parse_cpu, parse_memory
+from ..exceptions import ConfigError
 from ._output import JsonOption, client, console, emit, errors, fail, table
 
+if TYPE_CHECKING:
+    from ..worker import WorkerSettings
+
+log = logging.getLogger("cove.worker")
+
+LEFTOVER_GRACE_SECONDS = 5.0
+
+# Run on its own as ``python -m cove.worker``, it must behave as it does under the ``cove`` app: same help
+# (no completion options of its own) and the same plain tracebacks.
 worker_app = typer.Typer(
     help="Run a worker (cove worker --gateway URL --token T), or manage workers: list, cordon, uncordon, drain.",
     invoke_without_command=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 
 @worker_app.callback()
 def worker(
     ctx: typer.Context,
-    gateway: str = typer.Option("http://127.0.0.1:8474", envvar="COVE_GATEWAY", help="Gateway URL."),
+    gateway: str = typer.Option(default_gateway_url(), envvar="COVE_GATEWAY", help="Gateway URL."),
     token: str | None = typer.Option(None, envvar="COVE_TOKEN", help="A worker or admin token."),
     name: str = typer.Option(os.uname().nodename, help="Name of this worker."),
-    cpu: str = typer.Option(str(os.cpu_count() or 1), help="CPU to offer, cores or millicores ('4000m')."),
-    memory: str = typer.Option("4Gi", help="Memory to offer ('16Gi')."),
-    home: Path | None = typer.Option(None, help="Cove home for this worker's files and image cache."),
+    cpu: str | None = typer.Option(
+        None, help="CPU to offer, cores or millicores ('4000m'). Default: the cores this process may run on."
+    ),
+    memory: str | None = typer.Option(None, help="Memory to offer ('16Gi'). Default: this machine's memory."),
+    home: Path | None = typer.Option(
+        None, help="Cove home for this worker's files and image cache (default $COVE_HOME or ~/.local/share/cove)."
+    ),
     runtime: str = typer.Option(
-        "auto",
+        DEFAULT_RUNTIME,
         envvar="COVE_RUNTIME",
-        help="Container engine: auto (crun, else runc, else process), crun, runc or process.",
+        help="Container engine: auto (crun, else runc, else process), crun, runc or process (no isolation).",
     ),
     advertise_host: str | None = typer.Option(
         None,
@@ -42,23 +67,42 @@ def worker(
         help="This host's address as gateways reach it; containers then listen on TCP ports of it "
         "(for workers on another host than the gateway).",
     ),
-    label: list[str] = typer.Option([], "--label", help="KEY=VALUE, repeatable (e.g. pool=gpu)."),
+    label: list[str] = typer.Option((), "--label", help="KEY=VALUE, repeatable (e.g. pool=gpu)."),
+    python_env_root: list[Path] = typer.Option(
+        (),
+        "--python-env-root",
+        help="A folder under which images may name existing environments (python_env); repeatable. "
+        f"Default: ${ROOTS_ENV} (folders separated by ':'); none: such images fail to start here.",
+    ),
+    as_json: bool = JsonOption,
 ) -> None:
     """Join a gateway and run its containers on this machine."""
     if ctx.invoked_subcommand is not None:
+        if as_json:
+            # `cove worker --json list` asks for what `cove worker list --json` does; the subcommand's
+            # context, made after this callback returns, takes its defaults from this map.
+            ctx.default_map = {**(ctx.default_map or {}), ctx.invoked_subcommand: {"as_json": True}}
         return
-    from ..worker import WorkerRefused, WorkerSettings
-    from ..worker.__main__ import run_until_signalled
+    from ..worker import WorkerRefused, WorkerSettings, detect_capacity
 
     if not token:
-        fail("a token is required to join a gateway: --token or COVE_TOKEN (`cove token create --role worker`)")
+        fail(
+            "a token is required to join a gateway: --token or COVE_TOKEN (`cove token create --role worker`)",
+            as_json,
+        )
     bad = [item for item in label if "=" not in item]
     if bad:
-        fail(f"labels must be KEY=VALUE, not {', '.join(repr(b) for b in bad)}")
+        fail(f"labels must be KEY=VALUE, not {', '.join(repr(b) for b in bad)}", as_json)
+    detected_cpu, detected_memory = detect_capacity()
     try:
-        cpu_millis, memory_mib = parse_cpu(cpu), parse_memory(memory)
+        cpu_millis = parse_cpu(cpu) if cpu is not None else detected_cpu
+        memory_mib = parse_memory(memory) if memory is not None else detected_memory
     except ConfigError as exc:
-        fail(str(exc))
+        fail(str(exc), as_json)
+    try:
+        env_roots = parse_roots(python_env_root) if python_env_root else roots_from_env()
+    except ValueError as exc:
+        fail(f"--python-env-root: {exc}", as_json)
     _logging.setup()
     settings = WorkerSettings(
         gateway_url=gateway.rstrip("/"),
@@ -70,13 +114,57 @@ def worker(
         runtime=runtime,
         labels=dict(item.split("=", 1) for item in label),
         advertise_host=advertise_host,
+        python_env_roots=env_roots,
     )
     # SIGTERM (from `cove server`, or the death of its parent) must stop the containers first.
     with contextlib.suppress(KeyboardInterrupt):
         try:
             asyncio.run(run_until_signalled(settings))
         except WorkerRefused as exc:
-            fail(str(exc))
+            fail(str(exc), as_json)
+
+
+async def run_until_signalled(settings: WorkerSettings) -> None:
+    """Run the worker until SIGTERM or SIGINT, then let its shutdown finish.
+
+    Only the first signal cancels: a local worker often gets two (its server's
+    SIGTERM, then the parent-death signal as the server exits), and a second
+    cancel would cut short the shutdown that stops its containers.
+    """
+    from ..worker import run_worker
+
+    task = asyncio.ensure_future(run_worker(settings))
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if not task.cancelling():
+            task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await _end_leftovers()
+
+
+async def _end_leftovers() -> None:
+    """Cancel the tasks still running, and exit anyway if some will not end.
+
+    ``asyncio.run`` would wait for them without a bound, so a task that never
+    finishes would keep the worker alive after its server is gone.
+    """
+    leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    for leftover in leftovers:
+        leftover.cancel()
+    if not leftovers:
+        return
+    _, stuck = await asyncio.wait(leftovers, timeout=LEFTOVER_GRACE_SECONDS)
+    if stuck:
+        log.error(
+            "tasks did not end after the worker stopped; exiting anyway", extra={"tasks": [repr(t) for t in stuck]}
+        )
+        logging.shutdown()
+        os._exit(1)
 
 
 def _ago(stamp: float) -> str:

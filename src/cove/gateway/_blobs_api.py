@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
+from .._wire import api as wire
 from ._deps import GatewayDep, PrincipalDep
 from ._errors import ApiError
 from ._patterns import Sha256
@@ -56,7 +57,9 @@ def _write(fh: Any, chunks: list[bytes]) -> None:
     fh.write(b"".join(chunks))
 
 
-@router.put("/{sha256}", status_code=201, summary="Store a blob named by the sha256 of its body")
+@router.put(
+    "/{sha256}", status_code=201, summary="Store a blob named by the sha256 of its body", response_model=wire.BlobStored
+)
 async def put_blob(sha256: Sha256, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     _checked(sha256)
     limit = gw.settings.max_blob_bytes
@@ -105,7 +108,12 @@ def _found(gw: Any, who: Any, sha256: str) -> Path:
     return path
 
 
-@router.get("/{sha256}", summary="Read a blob")
+@router.get(
+    "/{sha256}",
+    summary="Read a blob",
+    response_class=FileResponse,
+    responses={200: wire.binary("application/octet-stream", "The blob's bytes")},
+)
 async def get_blob(sha256: Sha256, gw: GatewayDep, who: PrincipalDep) -> FileResponse:
     path = _found(gw, who, sha256)
     with contextlib.suppress(OSError):
@@ -113,7 +121,12 @@ async def get_blob(sha256: Sha256, gw: GatewayDep, who: PrincipalDep) -> FileRes
     return FileResponse(path, media_type="application/octet-stream")
 
 
-@router.head("/{sha256}", summary="Whether a blob is stored, and its size")
+@router.head(
+    "/{sha256}",
+    summary="Whether a blob is stored, and its size",
+    response_class=Response,
+    responses={200: wire.no_body("The blob is stored", headers={"Content-Length": "Its size in bytes"})},
+)
 async def head_blob(sha256: Sha256, gw: GatewayDep, who: PrincipalDep) -> Response:
     path = _found(gw, who, sha256)
     return Response(headers={"content-length": str(path.stat().st_size)}, media_type="application/octet-stream")

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 
-from .._protocol import ContainerSpec
+from .._wire.worker import ContainerSpec
 from ..store import Store
 from ..store._container_tokens import create_container_token, revoke_container_tokens
 from ._state import Gateway

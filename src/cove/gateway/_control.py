@@ -15,15 +15,17 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from .._config import ConfigError, DeploymentConfig
 from .._python_envs import PythonEnvRefused, confine
+from .._wire import api as wire
+from .._wire.config import DeploymentConfig
+from .._wire.image_spec import image_id, validate_spec
+from .._wire.kinds import DEPLOYABLE_KINDS
+from .._wire.names import check_name
+from .._wire.schedule import BadSchedule, check_schedule
+from ..exceptions import ConfigError, Conflict, NotFound
 from ..images import ArchiveError, BuildError, image_roots, validate_archive
 from ..scheduler._callbacks import CallbackRefused
-from ..scheduler._cron import BadSchedule
-from ..scheduler._cron import check as check_schedule
-from ..sdk._decorators import check_name
-from ..sdk._image import image_id, validate_spec
-from ..store import Conflict, Deployment, NotFound, Principal
+from ..store import Deployment, Principal
 from ..store._container_tokens import is_container_token
 from ._body import RequestBody
 from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep, read_limited
@@ -52,7 +54,12 @@ class ImageRequest(RequestBody):
     spec: dict[str, Any]
 
 
-@router.post("/images", summary="Build an image (NDJSON stream of build log lines, then a result)")
+@router.post(
+    "/images",
+    summary="Build an image (NDJSON stream of build log lines, then a result)",
+    response_class=StreamingResponse,
+    responses={200: wire.ndjson(wire.BuildEvent, "Build log lines as they come, then one done or error event")},
+)
 async def build_image(body: ImageRequest, gw: GatewayDep, who: PrincipalDep) -> StreamingResponse:
     try:
         spec = validate_spec(body.spec)
@@ -121,7 +128,7 @@ async def may_see_image(gw: Gateway, who: Principal, image_id: str) -> bool:
     return who.role in ("admin", "worker") or await gw.store.image_used_by(image_id, who.workspace_id)
 
 
-@router.get("/images/{image_id}")
+@router.get("/images/{image_id}", response_model=wire.ImageView, response_model_exclude_unset=True)
 async def get_image(image_id: Sha256, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     row = await gw.store.get_image(_check_hash(image_id))
     if row is None or not await may_see_image(gw, who, image_id):
@@ -142,7 +149,10 @@ async def get_image(image_id: Sha256, gw: GatewayDep, who: PrincipalDep) -> dict
 
 
 @router.head(
-    "/code/{code_hash}", response_class=Response, summary="200 when this workspace uploaded the archive, else 404"
+    "/code/{code_hash}",
+    response_class=Response,
+    summary="200 when this workspace uploaded the archive, else 404",
+    responses={200: wire.no_body("This workspace uploaded the archive")},
 )
 async def has_code(code_hash: Sha256, gw: GatewayDep, who: PrincipalDep) -> Response:
     """Per workspace: another workspace's upload of the same bytes answers 404, so the client
@@ -152,7 +162,7 @@ async def has_code(code_hash: Sha256, gw: GatewayDep, who: PrincipalDep) -> Resp
     return Response(status_code=200)
 
 
-@router.put("/code/{code_hash}", status_code=201)
+@router.put("/code/{code_hash}", status_code=201, response_model=wire.CodeStored)
 async def upload_code(code_hash: Sha256, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     _check_hash(code_hash)
     data = await read_limited(request, gw.settings.max_code_bytes, "code archive")
@@ -174,7 +184,11 @@ async def upload_code(code_hash: Sha256, request: Request, gw: GatewayDep, who: 
     return {"hash": code_hash, "size": size}
 
 
-@router.get("/code/{code_hash}", response_class=Response)
+@router.get(
+    "/code/{code_hash}",
+    response_class=Response,
+    responses={200: wire.binary("application/gzip", "The code archive (tar.gz)")},
+)
 async def download_code(code_hash: Sha256, gw: GatewayDep, who: WorkerDep) -> Response:
     """Workers fetch the code of the containers they run; tenants never read archives back."""
     path = gw.settings.home.code_blobs / f"{_check_hash(code_hash)}.tar.gz"
@@ -223,14 +237,19 @@ def deployment_view(gw: Gateway, row: Deployment) -> dict[str, Any]:
     }
 
 
-@router.post("/deployments", status_code=201)
+@router.post(
+    "/deployments",
+    status_code=201,
+    response_model=wire.DeploymentCreated,
+    responses={200: {"model": wire.DeploymentCreated, "description": "The same deployment existed already"}},
+)
 async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, response: Response) -> dict[str, Any]:
     try:
-        check_name(body.name)
+        check_name("deployment", body.name)
         config = DeploymentConfig.from_dict({**body.config, "kind": body.kind})
     except ConfigError as exc:
         raise ApiError(422, str(exc)) from None
-    if body.kind not in ("endpoint", "function", "task_queue", "schedule"):
+    if body.kind not in DEPLOYABLE_KINDS:
         raise ApiError(422, f"kind {body.kind!r} is not supported by this server")
     if config.schedule is not None:
         try:
@@ -302,7 +321,7 @@ async def _retire_older(gw: Gateway, who: Principal, current: Deployment) -> Non
     gw.scheduler.stop_deployment(older, reason=f"replaced by v{current.version}")
 
 
-@router.get("/deployments")
+@router.get("/deployments", response_model=list[wire.DeploymentView])
 async def list_deployments(
     gw: GatewayDep, who: PrincipalDep, all: Annotated[bool, Query()] = False
 ) -> list[dict[str, Any]]:
@@ -310,7 +329,7 @@ async def list_deployments(
     return [deployment_view(gw, r) for r in rows if r.state != "deleted"]
 
 
-@router.get("/deployments/{name}")
+@router.get("/deployments/{name}", response_model=wire.DeploymentView)
 async def get_deployment(name: str, gw: GatewayDep, who: PrincipalDep, version: Version = None) -> dict[str, Any]:
     try:
         return deployment_view(gw, await gw.store.get_deployment(who.workspace_id, name, version))
@@ -328,12 +347,12 @@ async def _stop(gw: Gateway, who: Principal, name: str, delete: bool) -> dict[st
     return {"name": name, "stopped_versions": [r.version for r in rows]}
 
 
-@router.post("/deployments/{name}/stop")
+@router.post("/deployments/{name}/stop", response_model=wire.DeploymentStopped)
 async def stop_deployment(name: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     return await _stop(gw, who, name, delete=False)
 
 
-@router.delete("/deployments/{name}")
+@router.delete("/deployments/{name}", response_model=wire.DeploymentStopped)
 async def delete_deployment(name: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     return await _stop(gw, who, name, delete=True)
 
@@ -341,7 +360,7 @@ async def delete_deployment(name: str, gw: GatewayDep, who: PrincipalDep) -> dic
 # -- containers and logs -------------------------------------------------------------------
 
 
-@router.get("/containers")
+@router.get("/containers", response_model=list[wire.ContainerView], response_model_exclude_unset=True)
 async def list_containers(
     gw: GatewayDep, who: PrincipalDep, all: Annotated[bool, Query()] = False
 ) -> list[dict[str, Any]]:
@@ -398,7 +417,7 @@ def _backlog(gw: Gateway, workspace_id: str) -> list[dict[str, Any]]:
     return rows
 
 
-@router.post("/containers/{container_id}/stop")
+@router.post("/containers/{container_id}/stop", response_model=wire.ContainerStopping)
 async def stop_container(container_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     row = await gw.store.get_container(container_id)
     if row is None or row.workspace_id != who.workspace_id:
@@ -407,7 +426,12 @@ async def stop_container(container_id: str, gw: GatewayDep, who: PrincipalDep) -
     return {"id": container_id, "stopping": stopping}
 
 
-@router.get("/logs", summary="Logs of a deployment or a container (NDJSON; follow streams new lines)")
+@router.get(
+    "/logs",
+    summary="Logs of a deployment or a container (NDJSON; follow streams new lines)",
+    response_class=StreamingResponse,
+    responses={200: wire.ndjson(wire.LogRecord, "Log lines, oldest first; a follow sends empty lines while idle")},
+)
 async def logs(
     gw: GatewayDep,
     who: PrincipalDep,
@@ -462,7 +486,7 @@ async def _refuse_container_token(gw: Gateway, who: Principal) -> None:
         raise ApiError(403, "a container's token cannot make or revoke tokens")
 
 
-@router.post("/tokens", status_code=201)
+@router.post("/tokens", status_code=201, response_model=wire.TokenCreated)
 async def create_token(body: TokenRequest, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     await _refuse_container_token(gw, who)
     workspace = body.workspace or who.workspace_name
@@ -474,7 +498,7 @@ async def create_token(body: TokenRequest, gw: GatewayDep, who: PrincipalDep) ->
     return {"id": row.id, "name": row.name, "workspace": workspace, "role": row.role, "token": secret}
 
 
-@router.get("/tokens")
+@router.get("/tokens", response_model=list[wire.TokenView])
 async def list_tokens(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]:
     rows = await gw.store.list_tokens(who.workspace_id)
     return [
@@ -483,7 +507,7 @@ async def list_tokens(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]
     ]
 
 
-@router.delete("/tokens/{token_id}")
+@router.delete("/tokens/{token_id}", response_model=wire.TokenRevoked)
 async def revoke_token(token_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     await _refuse_container_token(gw, who)
     try:
@@ -494,12 +518,12 @@ async def revoke_token(token_id: str, gw: GatewayDep, who: PrincipalDep) -> dict
     return {"id": token_id, "revoked": True}
 
 
-@router.get("/whoami")
+@router.get("/whoami", response_model=wire.Whoami)
 async def whoami(who: PrincipalDep) -> dict[str, Any]:
     return {"token_id": who.token_id, "workspace": who.workspace_name, "role": who.role}
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=list[wire.AuditEntry])
 async def audit(
     gw: GatewayDep, who: AdminDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
 ) -> list[dict[str, Any]]:

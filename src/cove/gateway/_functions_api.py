@@ -15,10 +15,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from .._frames import FrameError, pack, unpack
+from .._wire import api as wire
+from .._wire.defaults import stored
+from .._wire.frames import FrameError, pack, unpack
+from .._wire.kinds import TASK_KINDS
+from ..exceptions import NotFound
 from ..scheduler._dispatch import QueueFull, TaskItem
-from ..store import TERMINAL_STATES, Deployment, NotFound, Principal, Task, get_task, list_tasks
+from ..store import TERMINAL_STATES, Deployment, Principal, Task, get_task, list_tasks
 from ._deps import GatewayDep, PrincipalDep, read_limited
+from ._error_responses import ErrorBody
 from ._errors import ApiError
 from ._idempotency import KEY_HEADER, accept_keyed, refuse_for_waiting_call, replay_headers
 from ._inputs import check_inputs
@@ -26,7 +31,6 @@ from ._patterns import Version
 from ._state import Gateway
 
 router = APIRouter()
-TASK_KINDS = ("function", "task_queue", "schedule")
 KeyHeader = Annotated[
     str | None,
     Header(
@@ -77,8 +81,9 @@ def _outcome(item: TaskItem) -> Response:
 
 def call_deadline(deployment: Deployment) -> float:
     """How long a waiting caller may wait: every attempt's timeout, plus slack for retries' delays."""
-    timeout = deployment.config.get("timeout", 3600)
-    return 1e9 if timeout < 0 else timeout * (1 + deployment.config.get("retries", 0)) + 60
+    timeout = float(stored(deployment.config, deployment.kind, "timeout"))
+    retries = int(stored(deployment.config, deployment.kind, "retries"))
+    return 1e9 if timeout < 0 else timeout * (1 + retries) + 60
 
 
 def _from_row(row: Any) -> TaskItem:
@@ -130,7 +135,15 @@ async def wait_finished(gw: Gateway, who: Principal, call_id: str, wait: float) 
     return item if item.done.is_set() else None
 
 
-@router.post("/api/v1/functions/{name}/calls", summary="Call a function: body is pickled (args, kwargs)")
+@router.post(
+    "/api/v1/functions/{name}/calls",
+    summary="Call a function: body is pickled (args, kwargs)",
+    responses={
+        200: wire.call_outcome(),
+        202: {"model": wire.CallAccepted, "description": "Accepted without waiting (wait=false)"},
+        504: {"model": ErrorBody, "description": "The call did not finish within its deadline"},
+    },
+)
 async def call_function(
     name: str,
     request: Request,
@@ -177,7 +190,12 @@ def _check_arguments(deployment: Deployment, kwargs: dict[str, Any]) -> None:
             raise ApiError(422, f"missing required argument {name!r} for {deployment.name}")
 
 
-@router.post("/taskqueue/{name}", status_code=202, summary="Put a task: the JSON body is the keyword arguments")
+@router.post(
+    "/taskqueue/{name}",
+    status_code=202,
+    summary="Put a task: the JSON body is the keyword arguments",
+    response_model=wire.TaskAccepted,
+)
 async def put_task(
     name: str,
     request: Request,
@@ -212,7 +230,11 @@ async def accept_put(gw: Gateway, deployment: Deployment, body: bytes, key: str 
     return item.id, False
 
 
-@router.get("/api/v1/calls/{call_id}", summary="A call's outcome (200) or its state while open (202)")
+@router.get(
+    "/api/v1/calls/{call_id}",
+    summary="A call's outcome (200) or its state while open (202)",
+    responses={200: wire.call_outcome(), 202: {"model": wire.CallPending, "description": "The call is still open"}},
+)
 async def get_call(
     call_id: str, gw: GatewayDep, who: PrincipalDep, wait: Annotated[float, Query(ge=0, le=60)] = 0
 ) -> Response:
@@ -232,7 +254,7 @@ async def _cancel(gw: Gateway, who: Principal, call_id: str) -> dict[str, Any]:
     return {"id": call_id, "state": item.state}
 
 
-@router.post("/api/v1/calls/{call_id}/cancel")
+@router.post("/api/v1/calls/{call_id}/cancel", response_model=wire.CallState)
 async def cancel_call(call_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     return await _cancel(gw, who, call_id)
 
@@ -240,7 +262,7 @@ async def cancel_call(call_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[s
 # -- maps -------------------------------------------------------------------------------------
 
 
-@router.post("/api/v1/functions/{name}/maps", status_code=201)
+@router.post("/api/v1/functions/{name}/maps", status_code=201, response_model=wire.MapCreated)
 async def create_map(name: str, gw: GatewayDep, who: PrincipalDep, version: Version = None) -> dict[str, Any]:
     deployment = await task_deployment(gw, who, name, version)
     state = gw.scheduler.dispatcher.new_map(deployment)
@@ -254,7 +276,12 @@ def _map(gw: Gateway, who: Principal, map_id: str) -> Any:
     return state
 
 
-@router.post("/api/v1/maps/{map_id}/inputs", status_code=202, summary="Add framed inputs {index} to a map")
+@router.post(
+    "/api/v1/maps/{map_id}/inputs",
+    status_code=202,
+    summary="Add framed inputs {index} to a map",
+    response_model=wire.MapInputsAccepted,
+)
 async def map_inputs(map_id: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     state = _map(gw, who, map_id)
     if state.cancelled:
@@ -274,7 +301,18 @@ async def map_inputs(map_id: str, request: Request, gw: GatewayDep, who: Princip
     return {"accepted": len(items), "submitted": state.submitted}
 
 
-@router.get("/api/v1/maps/{map_id}/outputs", summary="Finished outputs after a cursor, framed")
+@router.get(
+    "/api/v1/maps/{map_id}/outputs",
+    summary="Finished outputs after a cursor, framed",
+    response_class=Response,
+    responses={
+        200: wire.binary(
+            "application/octet-stream",
+            "A frame: the header {next, submitted, finished}, then per finished output {index, ok, error} "
+            "and its payload (the pickled result or exception)",
+        )
+    },
+)
 async def map_outputs(
     map_id: str,
     gw: GatewayDep,
@@ -311,7 +349,7 @@ async def map_outputs(
     return Response(body, media_type="application/octet-stream")
 
 
-@router.delete("/api/v1/maps/{map_id}")
+@router.delete("/api/v1/maps/{map_id}", response_model=wire.MapCancelled)
 async def cancel_map(map_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     _map(gw, who, map_id)
     return {"map_id": map_id, "cancelled": gw.scheduler.dispatcher.cancel_map(map_id)}
@@ -341,7 +379,7 @@ def _task_view(row: Any) -> dict[str, Any]:
     }
 
 
-@router.get("/api/v1/tasks/{task_id}")
+@router.get("/api/v1/tasks/{task_id}", response_model=wire.TaskView, response_model_exclude_unset=True)
 async def get_task_view(task_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     await asyncio.sleep(0)
     row = await get_task(gw.store, task_id)
@@ -370,7 +408,7 @@ async def get_task_view(task_id: str, gw: GatewayDep, who: PrincipalDep) -> dict
     return view
 
 
-@router.get("/api/v1/tasks")
+@router.get("/api/v1/tasks", response_model=list[wire.TaskView], response_model_exclude_unset=True)
 async def list_task_views(
     gw: GatewayDep,
     who: PrincipalDep,
@@ -382,6 +420,6 @@ async def list_task_views(
     return [_task_view(r) for r in rows]
 
 
-@router.post("/api/v1/tasks/{task_id}/cancel")
+@router.post("/api/v1/tasks/{task_id}/cancel", response_model=wire.CallState)
 async def cancel_task(task_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     return await _cancel(gw, who, task_id)

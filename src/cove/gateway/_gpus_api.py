@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .._wire import api as wire
 from ..scheduler import Scheduler
 from ._deps import GatewayDep, PrincipalDep
 
@@ -66,7 +67,11 @@ def _holder(used: dict[str, int], slot: Any, share: Any, workspace_id: str | Non
     }
 
 
-@router.get("/gpus", summary="GPUs per worker: type, memory, UUID, the shares containers hold, live usage")
+@router.get(
+    "/gpus",
+    summary="GPUs per worker: type, memory, UUID, the shares containers hold, live usage",
+    response_model=list[wire.GpuWorker],
+)
 async def list_gpus(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]:
     return gpu_views(gw.scheduler, None if who.role == "admin" else who.workspace_id)
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
+from .._wire import api as wire
 from ..images import collect, layer_sizes, remove_image, stored_images, tree_size
 from ..store import Container, Deployment, Principal
 from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep
@@ -94,6 +95,7 @@ async def _visible_to(gw: Gateway, who: Principal) -> set[str] | None:
     "/images",
     summary="Stored images: size, layers, last use and the deployments using them "
     "(a member sees its workspace's images, an admin all)",
+    response_model=list[wire.StoredImage],
 )
 async def list_images(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]:
     images, layers = await asyncio.gather(
@@ -133,7 +135,11 @@ async def _mark_removed(gw: Gateway, image_ids: Sequence[str]) -> None:
             await gw.store.put_image(image_id, row.spec, status="removed", path=None, python=None)
 
 
-@router.delete("/images/{image_id}", summary="Remove one image's environment (refused while it is in use)")
+@router.delete(
+    "/images/{image_id}",
+    summary="Remove one image's environment (refused while it is in use)",
+    response_model=wire.ImageRemoved,
+)
 async def delete_image(image_id: Sha256, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     images = {image.id: image for image in await asyncio.to_thread(stored_images, gw.settings.home, False)}
     if image_id not in images:
@@ -151,7 +157,9 @@ async def delete_image(image_id: Sha256, gw: GatewayDep, who: AdminDep) -> dict[
     return {"id": image_id, "removed": removed, "freed_bytes": size if removed else 0}
 
 
-@router.post("/images/gc", summary="Remove images, system layers and bases that nothing uses")
+@router.post(
+    "/images/gc", summary="Remove images, system layers and bases that nothing uses", response_model=wire.GcReport
+)
 async def gc_images(gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     usage = await _usage(gw)
     report = await asyncio.to_thread(collect, gw.settings.home, usage.in_use_ids(), [gw.builder.base_dir])
@@ -164,6 +172,11 @@ async def gc_images(gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     "/images/{image_id}/export",
     summary="A built image as a tar.gz archive with its sha256 (for workers that do not share this home)",
     response_class=FileResponse,
+    responses={
+        200: wire.binary(
+            "application/gzip", "The part's archive", headers={"X-Cove-Sha256": "The sha256 of the archive"}
+        )
+    },
 )
 async def export_image(
     image_id: Sha256,

@@ -12,8 +12,9 @@ import os
 import time
 from typing import Any
 
+from .._wire.defaults import stored
+from ..exceptions import NotFound
 from ..scheduler import DeploymentStopped, StartFailed
-from ..store import NotFound
 from ._errors import ApiError, error_body
 from ._inputs import check_inputs
 from ._state import Gateway
@@ -83,7 +84,7 @@ async def _invoke(
             ws = await gw.store.get_workspace(gw.settings.default_workspace)
             workspace = ws.name
             deployment = await gw.deployments.get(ws.id, name, version)
-            if deployment.config.get("authorized", True):
+            if stored(deployment.config, deployment.kind, "authorized"):
                 raise ApiError(401, "missing Authorization header: send 'Authorization: Bearer <token>'")
         else:
             who = await gw.auth.principal(authorization.decode("latin-1"))
@@ -103,7 +104,7 @@ async def _invoke(
     if described:
         check_inputs(described, body)
     label = (workspace, f"{deployment.name}/v{deployment.version}")
-    timeout = float(deployment.config.get("timeout", 180))
+    timeout = float(stored(deployment.config, deployment.kind, "timeout"))
     call_id = "call-" + os.urandom(8).hex()
     scheduler = gw.scheduler
     try:

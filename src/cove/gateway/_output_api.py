@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from .._wire import api as wire
 from ..scheduler._dispatch import FINISHED_STATES, TaskItem
 from ..store._container_tokens import token_container
 from ._deps import GatewayDep, PrincipalDep, read_limited
@@ -41,7 +42,9 @@ async def post_output(call_id: str, request: Request, gw: GatewayDep, who: Princ
     return Response(status_code=204)
 
 
-@router.get("/{call_id}/output", summary="A call's output posted live, after a character offset")
+@router.get(
+    "/{call_id}/output", summary="A call's output posted live, after a character offset", response_model=wire.CallOutput
+)
 async def read_output(
     call_id: str,
     gw: GatewayDep,

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
-OBJECT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"  # secrets and volumes (cove._config.check_object_name)
+OBJECT_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"  # secrets and volumes (cove._wire.names.check_name)
 SHA256 = r"^[0-9a-f]{64}$"
 
 ObjectName = Annotated[str, Path(json_schema_extra={"pattern": OBJECT_NAME})]

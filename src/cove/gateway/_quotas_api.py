@@ -18,11 +18,13 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import Field
 
-from .._config import DeploymentConfig
 from .._volumes import volumes_root
+from .._wire import api as wire
+from .._wire.config import DeploymentConfig
+from ..exceptions import NotFound
 from ..scheduler import WorkerHandle
 from ..scheduler._quotas import LIMITS, Quota, check_disk, check_floor, check_one
-from ..store import NotFound, Principal
+from ..store import Principal
 from ..store._quotas import code_bytes, delete_quota, get_quota, put_quota, quota_limits
 from ._body import RequestBody
 from ._deps import AdminDep, GatewayDep, PrincipalDep
@@ -73,13 +75,19 @@ async def _view(name: str, gw: Gateway, workspace_id: str) -> dict[str, Any]:
     return {"workspace": name, **quota.to_dict(), "default": not own, "usage": usage, "disk": disk}
 
 
-@router.get("/workspaces/{name}/quota", summary="A workspace's limits and what it uses now")
+@router.get(
+    "/workspaces/{name}/quota", summary="A workspace's limits and what it uses now", response_model=wire.QuotaView
+)
 async def show_quota(name: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     workspace_id = await _workspace_id(gw, who, name)
     return await _view(name, gw, workspace_id)
 
 
-@router.put("/workspaces/{name}/quota", summary="Set a workspace's limits (fields left out or null: no limit)")
+@router.put(
+    "/workspaces/{name}/quota",
+    summary="Set a workspace's limits (fields left out or null: no limit)",
+    response_model=wire.QuotaView,
+)
 async def set_quota(name: str, body: QuotaRequest, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     workspace_id = await _workspace_id(gw, who, name)
     quota = Quota(**body.model_dump())
@@ -88,7 +96,11 @@ async def set_quota(name: str, body: QuotaRequest, gw: GatewayDep, who: AdminDep
     return await _view(name, gw, workspace_id)
 
 
-@router.delete("/workspaces/{name}/quota", summary="Remove a workspace's own limits: the default quota applies")
+@router.delete(
+    "/workspaces/{name}/quota",
+    summary="Remove a workspace's own limits: the default quota applies",
+    response_model=wire.QuotaView,
+)
 async def remove_quota(name: str, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     workspace_id = await _workspace_id(gw, who, name)
     await delete_quota(gw.store, workspace_id, who)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from .._config import DeploymentConfig
 from .._volumes import ensure_volume
+from .._wire.config import DeploymentConfig
 from ..store import Principal
 from ._errors import ApiError
 from ._secrets_api import missing_secrets

@@ -22,12 +22,17 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
-from .._config import ConfigError, DeploymentConfig, QueueDepthAutoscaler, parse_cpu, parse_memory
+from .._wire import api as wire
+from .._wire.config import DeploymentConfig
+from .._wire.defaults import defaults_for, stored
+from .._wire.sizes import parse_cpu, parse_memory
+from ..exceptions import ConfigError, NotFound
 from ..scheduler import StartFailed
-from ..store import Deployment, NotFound, Principal, new_id
+from ..store import Deployment, Principal, new_id
 from ._body import RequestBody
 from ._control import may_see_image
 from ._deps import GatewayDep, PrincipalDep
+from ._error_responses import ErrorBody
 from ._errors import ApiError
 from ._references import check_references
 from ._sandbox_proxy import AgentError, check_declared_length, open_agent_request
@@ -101,12 +106,15 @@ def _registry(gw: Gateway) -> _Registry:
     return registry
 
 
+_DEFAULTS = defaults_for("sandbox")
+
+
 class SandboxRequest(RequestBody):
     image_id: str = Field(pattern=r"^[0-9a-f]{64}$")
     code_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
-    cpu: float | str = 1.0
-    memory: int | str = 512
-    timeout: float = Field(default=300, gt=0, le=7 * 24 * 3600)
+    cpu: float | str = _DEFAULTS.cpu_millis / 1000
+    memory: int | str = _DEFAULTS.memory_mib
+    timeout: float = Field(default=_DEFAULTS.timeout, gt=0, le=7 * 24 * 3600)
     idle_timeout: float | None = Field(default=None, gt=0)
     network: bool = False
     volumes: list[list[str]] = Field(default_factory=list)
@@ -123,12 +131,12 @@ def _view(gw: Gateway, row: Deployment) -> dict[str, Any]:
         "idle_timeout": live.idle_timeout if live else None,
         "last_active": live.last_active if live else None,
         "image_id": row.image_id,
-        "cpu_millis": row.config.get("cpu_millis"),
-        "memory_mib": row.config.get("memory_mib"),
+        "cpu_millis": stored(row.config, row.kind, "cpu_millis"),
+        "memory_mib": stored(row.config, row.kind, "memory_mib"),
     }
 
 
-@router.post("/sandboxes", status_code=201)
+@router.post("/sandboxes", status_code=201, response_model=wire.SandboxView)
 async def create_sandbox(body: SandboxRequest, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     if body.network:
         raise ApiError(422, "network=True is not supported yet: sandboxes have only a loopback interface")
@@ -139,10 +147,7 @@ async def create_sandbox(body: SandboxRequest, gw: GatewayDep, who: PrincipalDep
             kind="sandbox",
             cpu_millis=parse_cpu(body.cpu),
             memory_mib=parse_memory(body.memory),
-            keep_warm_seconds=-1,
-            autoscaler=QueueDepthAutoscaler(min_containers=1, max_containers=1),
-            concurrent_requests=64,
-            timeout=body.timeout,
+            timeout=body.timeout,  # kept warm, one container, 64 requests at once: the kind's defaults
             secrets=body.secrets,
             volumes=[tuple(pair) for pair in body.volumes],
         )
@@ -178,7 +183,7 @@ async def create_sandbox(body: SandboxRequest, gw: GatewayDep, who: PrincipalDep
     return _view(gw, row)
 
 
-@router.get("/sandboxes")
+@router.get("/sandboxes", response_model=list[wire.SandboxView])
 async def list_sandboxes(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]:
     rows = await gw.store.list_deployments(who.workspace_id)
     return [_view(gw, r) for r in rows if r.kind == "sandbox" and r.id in _registry(gw).live]
@@ -197,19 +202,51 @@ async def _sandbox(gw: Gateway, who: Principal, sandbox_id: str) -> Deployment:
     return row
 
 
-@router.get("/sandboxes/{sandbox_id}")
+@router.get("/sandboxes/{sandbox_id}", response_model=wire.SandboxView)
 async def get_sandbox(sandbox_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     return _view(gw, await _sandbox(gw, who, sandbox_id))
 
 
-@router.delete("/sandboxes/{sandbox_id}")
+@router.delete("/sandboxes/{sandbox_id}", response_model=wire.SandboxTerminated)
 async def terminate_sandbox(sandbox_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     row = await _sandbox(gw, who, sandbox_id)
     await _registry(gw).terminate(who.workspace_id, row.name, "terminated by user")
     return {"id": sandbox_id, "terminated": True}
 
 
-@router.api_route("/sandboxes/{sandbox_id}/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
+# The agent's answers, relayed unchanged (its errors have the gateway's shape), one operation per method.
+_AGENT_PATH = "/sandboxes/{sandbox_id}/{rest:path}"
+_AGENT_DOWN: dict[int | str, dict[str, Any]] = {
+    502: {"model": ErrorBody, "description": "The sandbox's agent did not answer"}
+}
+
+
+@router.get(
+    _AGENT_PATH,
+    responses={
+        200: {
+            "model": wire.SandboxHealth | wire.SandboxExit | list[wire.FileEntry],
+            "description": "health, exec/{id}/wait or fs/list; fs/read and exec/{id}/stdout|stderr answer bytes",
+            "content": {"application/octet-stream": {"schema": wire.BINARY_SCHEMA}},
+            "headers": {
+                "X-Cove-Next": {"description": "Output: the offset to read from next", "schema": {"type": "string"}},
+                "X-Cove-Eof": {"description": "Output: 1 once the stream has ended", "schema": {"type": "string"}},
+            },
+        },
+        **_AGENT_DOWN,
+    },
+)
+@router.post(
+    _AGENT_PATH,
+    responses={
+        200: {"model": wire.SandboxProcess | wire.SandboxKilled, "description": "exec or exec/{id}/kill"},
+        **_AGENT_DOWN,
+    },
+)
+@router.put(_AGENT_PATH, responses={200: {"model": wire.SandboxFileWritten, "description": "fs/write"}, **_AGENT_DOWN})
+@router.delete(
+    _AGENT_PATH, responses={200: {"model": wire.SandboxFileRemoved, "description": "fs/remove"}, **_AGENT_DOWN}
+)
 async def relay(sandbox_id: str, rest: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> Response:
     row = await _sandbox(gw, who, sandbox_id)
     live = _registry(gw).live[row.id]

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from .._wire import api as wire
 from ..scheduler._cron import next_tick
 from ..store import get_task
 from ..store._schedules import schedule_runs
@@ -15,7 +16,7 @@ from ._deps import GatewayDep, PrincipalDep
 router = APIRouter()
 
 
-@router.get("/api/v1/schedules")
+@router.get("/api/v1/schedules", response_model=list[wire.ScheduleView])
 async def list_schedules(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]:
     out = []
     for deployment in await gw.store.active_schedules():

@@ -13,8 +13,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import Field
 
-from .._config import ConfigError, check_object_name
-from ..store import NotFound, delete_secret, get_secrets, list_secrets, put_secret
+from .._wire import api as wire
+from .._wire.names import check_name
+from ..exceptions import ConfigError, NotFound
+from ..store import delete_secret, get_secrets, list_secrets, put_secret
 from ._body import RequestBody
 from ._deps import GatewayDep, PrincipalDep
 from ._errors import ApiError
@@ -49,10 +51,12 @@ def _check_values(values: dict[str, str]) -> None:
             raise ApiError(422, f"the value of {key} is over {_MAX_VALUE_BYTES} bytes or holds a NUL")
 
 
-@router.post("/secrets", status_code=201, summary="Create a secret, or replace its values")
+@router.post(
+    "/secrets", status_code=201, summary="Create a secret, or replace its values", response_model=wire.SecretView
+)
 async def create_secret(body: SecretRequest, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     try:
-        check_object_name("secret", body.name)
+        check_name("secret", body.name)
     except ConfigError as exc:
         raise ApiError(422, str(exc)) from None
     _check_values(body.values)
@@ -60,12 +64,12 @@ async def create_secret(body: SecretRequest, gw: GatewayDep, who: PrincipalDep) 
     return _view(row)
 
 
-@router.get("/secrets")
+@router.get("/secrets", response_model=list[wire.SecretView])
 async def list_all(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]:
     return [_view(row) for row in await list_secrets(gw.store, who.workspace_id)]
 
 
-@router.delete("/secrets/{name}")
+@router.delete("/secrets/{name}", response_model=wire.SecretDeleted)
 async def remove(name: ObjectName, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     try:
         await delete_secret(gw.store, who, name)

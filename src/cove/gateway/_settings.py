@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from .._defaults import default_gateway_url
 from .._home import Home
 from .._limits import MAX_BLOB_BYTES, MAX_BODY_BYTES, MAX_CODE_BYTES
 from .._python_envs import roots_from_env
@@ -15,7 +16,7 @@ from ..scheduler._callbacks import allowance_from_env
 class GatewaySettings:
     home: Home
     database_url: str
-    public_url: str = "http://127.0.0.1:8474"
+    public_url: str = default_gateway_url()
     max_body_bytes: int = MAX_BODY_BYTES
     max_code_bytes: int = MAX_CODE_BYTES
     max_blob_bytes: int = MAX_BLOB_BYTES

@@ -20,9 +20,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from .. import _safepath
-from .._config import ConfigError, check_object_name
 from .._rmtree import remove_tree
 from .._volumes import ensure_volume, file_owner, volume_path, volumes_root
+from .._wire import api as wire
+from .._wire.names import check_name
+from ..exceptions import ConfigError
 from ..store import Principal
 from ._body import RequestBody
 from ._deps import GatewayDep, PrincipalDep
@@ -36,7 +38,7 @@ router = APIRouter(prefix="/api/v1")
 
 def _name(name: str) -> str:
     try:
-        return check_object_name("volume", name)
+        return check_name("volume", name)
     except ConfigError as exc:
         raise ApiError(400, str(exc)) from None
 
@@ -64,27 +66,27 @@ class VolumeRequest(RequestBody):
     name: str = Field(pattern=OBJECT_NAME)
 
 
-@router.get("/volumes")
+@router.get("/volumes", response_model=list[wire.VolumeRef])
 async def list_volumes(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]:
     folder = volumes_root(gw.settings.home.root) / who.workspace_id
     names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     return [{"name": name} for name in names]
 
 
-@router.post("/volumes", status_code=201)
+@router.post("/volumes", status_code=201, response_model=wire.VolumeRef)
 async def create_volume(body: VolumeRequest, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     await asyncio.to_thread(ensure_volume, gw.settings.home.root, who.workspace_id, _name(body.name))
     return {"name": body.name}
 
 
-@router.delete("/volumes/{name}")
+@router.delete("/volumes/{name}", response_model=wire.VolumeDeleted)
 async def delete_volume(name: ObjectName, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     path = _existing(gw, who, name)
     await asyncio.to_thread(remove_tree, path)
     return {"name": name, "deleted": True}
 
 
-@router.get("/volumes/{name}/files")
+@router.get("/volumes/{name}/files", response_model=list[wire.FileEntry])
 async def list_files(
     name: ObjectName, gw: GatewayDep, who: PrincipalDep, path: Annotated[str, Query(max_length=4096)] = ""
 ) -> list[dict[str, Any]]:
@@ -93,7 +95,7 @@ async def list_files(
         return await asyncio.to_thread(_safepath.listing, str(root), path)
 
 
-@router.put("/volumes/{name}/files/{path:path}", status_code=201)
+@router.put("/volumes/{name}/files/{path:path}", status_code=201, response_model=wire.FileStored)
 async def put_file(name: ObjectName, path: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     with _file_errors(path):
         _safepath.split(path)  # refuse a bad path before reading a byte of the body
@@ -118,7 +120,11 @@ async def put_file(name: ObjectName, path: str, request: Request, gw: GatewayDep
     return {"volume": name, "path": path, "size": size}
 
 
-@router.get("/volumes/{name}/files/{path:path}", responses={200: {"content": {"application/octet-stream": {}}}})
+@router.get(
+    "/volumes/{name}/files/{path:path}",
+    response_class=StreamingResponse,
+    responses={200: wire.binary("application/octet-stream", "The file's bytes")},
+)
 async def get_file(name: ObjectName, path: str, gw: GatewayDep, who: PrincipalDep) -> StreamingResponse:
     root = _existing(gw, who, name)
     with _file_errors(path):
@@ -129,7 +135,7 @@ async def get_file(name: ObjectName, path: str, gw: GatewayDep, who: PrincipalDe
     )
 
 
-@router.delete("/volumes/{name}/files/{path:path}")
+@router.delete("/volumes/{name}/files/{path:path}", response_model=wire.FileDeleted)
 async def delete_file(
     name: ObjectName, path: str, gw: GatewayDep, who: PrincipalDep, recursive: bool = False
 ) -> dict[str, Any]:

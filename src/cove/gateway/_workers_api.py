@@ -1,4 +1,4 @@
-"""The HTTP protocol workers speak, from this host or another (see ``cove._protocol``)."""
+"""The HTTP protocol workers speak, from this host or another (see ``cove._wire.worker``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import Field
 
-from .._protocol import ContainerEvent, Order
+from .._wire import api as wire
+from .._wire.worker import ContainerEvent, Order
 from ..scheduler import Scheduler, WorkerHandle
 from ..scheduler._placement import GpuRoom
 from ..store import Principal
@@ -123,7 +124,7 @@ def _supersede(gw: Gateway, identity: str) -> None:
             gw.scheduler.supersede_worker(worker_id)
 
 
-@router.post("/workers/register")
+@router.post("/workers/register", response_model=wire.WorkerRegistered)
 async def register(body: RegisterRequest, gw: GatewayDep, who: WorkerDep) -> dict[str, Any]:
     gpus = _check_gpus(body)
     identity = _identity_of(body)
@@ -159,7 +160,11 @@ async def register(body: RegisterRequest, gw: GatewayDep, who: WorkerDep) -> dic
     return {"worker_id": row.id, "heartbeat_seconds": 2.0, "shares_home": shares_home}
 
 
-@router.get("/workers", summary="Workers: capacity, free resources, state, runtime, labels, containers")
+@router.get(
+    "/workers",
+    summary="Workers: capacity, free resources, state, runtime, labels, containers",
+    response_model=list[wire.WorkerView],
+)
 async def list_workers(gw: GatewayDep, who: WorkerDep) -> list[dict[str, Any]]:
     return gw.scheduler.worker_views()
 
@@ -181,12 +186,16 @@ async def _set_state(gw: Gateway, ref: str, state: str) -> dict[str, Any]:
     return next(view for view in gw.scheduler.worker_views() if view["id"] == worker.id)
 
 
-@router.post("/workers/{ref}/cordon", summary="Place no new containers on a worker")
+@router.post("/workers/{ref}/cordon", summary="Place no new containers on a worker", response_model=wire.WorkerView)
 async def cordon(ref: str, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     return await _set_state(gw, ref, "cordoned")
 
 
-@router.post("/workers/{ref}/uncordon", summary="Let a cordoned or draining worker take containers again")
+@router.post(
+    "/workers/{ref}/uncordon",
+    summary="Let a cordoned or draining worker take containers again",
+    response_model=wire.WorkerView,
+)
 async def uncordon(ref: str, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     return await _set_state(gw, ref, "active")
 
@@ -194,12 +203,13 @@ async def uncordon(ref: str, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
 @router.post(
     "/workers/{ref}/drain",
     summary="Cordon a worker and move its containers elsewhere: replacements start first, old ones stop once idle",
+    response_model=wire.WorkerView,
 )
 async def drain(ref: str, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     return await _set_state(gw, ref, "draining")
 
 
-@router.get("/workers/{worker_id}/orders")
+@router.get("/workers/{worker_id}/orders", response_model=wire.WorkerOrders)
 async def orders(
     worker_id: str, gw: GatewayDep, who: WorkerDep, wait: Annotated[float, Query(ge=0, le=60)] = 20
 ) -> dict[str, Any]:
@@ -275,7 +285,7 @@ class HeartbeatRequest(RequestBody):
     gpu_containers: dict[str, int] = Field(default_factory=dict)
 
 
-@router.post("/workers/{worker_id}/heartbeat")
+@router.post("/workers/{worker_id}/heartbeat", response_model=wire.HeartbeatReply)
 async def heartbeat(worker_id: str, body: HeartbeatRequest, gw: GatewayDep, who: WorkerDep) -> dict[str, Any]:
     _own_worker(gw, worker_id, who)
     gpu = {"gpus": [u.model_dump() for u in body.gpus], "gpu_containers": body.gpu_containers} if body.gpus else None

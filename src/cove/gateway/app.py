@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from .._wire import api as wire
 from ..cluster import Cluster, ClusterSettings, served_by_follower
 from ..images import ImageBuilder
 from ..scheduler import Scheduler
@@ -24,6 +25,7 @@ from . import (
     _functions_api,
     _gpus_api,
     _images_api,
+    _invoke_api,
     _metrics_api,
     _output_api,
     _quotas_api,
@@ -123,6 +125,7 @@ def create_app(settings: GatewaySettings) -> Any:
     api.include_router(_gpus_api.router, tags=["gpus"])
     api.include_router(_output_api.router, tags=["functions"])
     api.include_router(_metrics_api.router, tags=["ops"])
+    api.include_router(_invoke_api.router, tags=["endpoints"])
 
     @api.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -147,7 +150,7 @@ def create_app(settings: GatewaySettings) -> Any:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error(500, f"internal error: {type(exc).__name__}", "InternalError")
 
-    @api.get("/healthz", tags=["ops"])
+    @api.get("/healthz", tags=["ops"], response_model=wire.Health)
     async def healthz() -> dict[str, Any]:
         gw: Gateway = api.state.gateway
         return {

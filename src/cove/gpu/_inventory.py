@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from .._config import ConfigError, parse_memory
+from .._wire.sizes import parse_memory
+from ..exceptions import ConfigError
 
 log = logging.getLogger("cove.gpu")
 

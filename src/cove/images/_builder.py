@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import _python_envs
 from .._home import Home
-from ..sdk._image import image_id
+from .._wire.image_spec import image_id
 from . import _debian, _layout, _lock, _system
 from ._errors import BuildError
 from ._layout import BuiltImage

@@ -1,7 +1,9 @@
 """Errors the reservoir reports to people.
 
 Every error carries an HTTP status so the server can answer bad input with a
-clear 4xx, and the CLI can print the same message and exit non-zero.
+clear 4xx, and the CLI can print the same message and exit non-zero. The
+reservoir stands alone (it imports nothing else of Cove), so these do not
+derive from ``cove.exceptions``; their names say they are the reservoir's.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ class InvalidPackage(ReservoirError):
     """A package file (wheel or sdist) or its metadata is malformed."""
 
 
-class Conflict(ReservoirError):
-    """The file already exists; files are immutable, so it is never overwritten."""
+class ReservoirConflict(ReservoirError):
+    """The change clashes with what exists: files are immutable and never overwritten, a name has one index."""
 
     status = 409
 
 
-class NotFound(ReservoirError):
+class ReservoirNotFound(ReservoirError):
+    """No file, package or index of that name."""
+
     status = 404
 
 

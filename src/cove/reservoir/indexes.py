@@ -32,7 +32,7 @@ import re
 import sqlite3
 from collections.abc import Iterable
 
-from .errors import Conflict, ReservoirError
+from .errors import ReservoirConflict, ReservoirError
 
 DEFAULT_HOSTED = "internal"
 DEFAULT_MIRROR = "pypi"
@@ -114,21 +114,21 @@ def is_contested(conn: sqlite3.Connection, project: str) -> bool:
 def admit_hosted(conn: sqlite3.Connection, index: str, project: str) -> bool:
     """Check that ``project`` may be added to hosted ``index``; True when this addition should claim it.
 
-    Raises :class:`Conflict` when the name belongs to another index, or another
+    Raises :class:`ReservoirConflict` when the name belongs to another index, or another
     index holds it and nobody claimed it (see the module docstring for why).
     """
     claim = claim_of(conn, project)
     if claim == index:
         return False
     if claim is not None:
-        raise Conflict(
+        raise ReservoirConflict(
             f"{project!r} is claimed by index {claim!r}; it cannot be uploaded to {index!r} "
             f"(an operator can move the claim: cove reservoir claim {project} --index {index})",
             status=403,
         )
     others = sorted(holders(conn, project) - {index})
     if others:
-        raise Conflict(
+        raise ReservoirConflict(
             f"{project!r} already exists on index {others[0]!r} and no index claims it; uploading it to {index!r} "
             "would mix two sources of one name (dependency confusion). If the name is yours, claim it first: "
             f"cove reservoir claim {project} --index {index}"

@@ -24,7 +24,7 @@ from . import indexes, render
 from .blobs import BlobStore, check_sha256
 from .db import connect
 from .debian import records as deb_records
-from .errors import Conflict, InvalidPackage, NotFound, ReservoirError
+from .errors import InvalidPackage, ReservoirConflict, ReservoirError, ReservoirNotFound
 from .metadata import CoreMetadata, read_sdist_metadata, read_wheel_metadata
 from .names import normalize, parse_filename
 from .paths import Layout
@@ -498,7 +498,7 @@ class Store:
             if current is not None:
                 if current.sha256 == record.sha256:
                     return None
-                raise Conflict(f"{filename} already exists with different content; files are immutable")
+                raise ReservoirConflict(f"{filename} already exists with different content; files are immutable")
             conn.execute(
                 "INSERT OR IGNORE INTO projects(name, display) VALUES (?, ?)",
                 (record.project, data.get("display") or record.project),
@@ -516,7 +516,7 @@ class Store:
             )
             return record.project
         if current is None:
-            raise NotFound(f"no such file {filename!r}")
+            raise ReservoirNotFound(f"no such file {filename!r}")
         if kind == "file_removed":
             conn.execute("DELETE FROM files WHERE filename=?", (filename,))
         elif kind == "yanked":
@@ -553,7 +553,7 @@ class Store:
 
         ``added`` is False when the same file (same name, same hash) is already
         held, which keeps syncs idempotent; the same name with other content is
-        a :class:`Conflict`. With ``move`` the source (a temp file in the
+        a :class:`ReservoirConflict`. With ``move`` the source (a temp file in the
         store's ``tmp``) is renamed into the blob store instead of copied.
         ``upload_time`` is the upstream's; with ``stamp_now`` a missing one
         becomes now (uploads), otherwise it stays unknown (mirrored files).
@@ -571,7 +571,7 @@ class Store:
         if existing is not None:
             if existing.sha256 == sha256:
                 return existing, False
-            raise Conflict(f"File already exists: {filename} (files are immutable and never overwritten)")
+            raise ReservoirConflict(f"File already exists: {filename} (files are immutable and never overwritten)")
         meta: CoreMetadata | None
         meta = read_wheel_metadata(path, dist) if dist.kind == "wheel" else read_sdist_metadata(path, dist)
         metadata_sha256 = metadata_size = None
@@ -605,7 +605,7 @@ class Store:
         data["display"] = display or (meta.name if meta else dist.project)
         with self.transaction():
             if self.get_file(filename) is not None:  # lost a race with another writer
-                raise Conflict(f"File already exists: {filename} (files are immutable and never overwritten)")
+                raise ReservoirConflict(f"File already exists: {filename} (files are immutable and never overwritten)")
             if target.kind == "hosted" and indexes.admit_hosted(self._conn, target.name, record.project):
                 self.apply(
                     "claimed", None, {"project": record.project, "index": target.name, "display": data["display"]}
@@ -639,7 +639,7 @@ class Store:
             raise ReservoirError(f"index kind must be one of {', '.join(indexes.KINDS)}")
         with self.transaction():
             if self._conn.execute("SELECT 1 FROM indexes WHERE name=?", (name,)).fetchone():
-                raise Conflict(f"index {name!r} already exists")
+                raise ReservoirConflict(f"index {name!r} already exists")
             return self.apply("index_created", None, {"name": name, "kind": kind})
 
     def claim(self, project: str, index: str) -> int:
@@ -653,13 +653,13 @@ class Store:
         name = normalize(project)
         with self.transaction():
             if indexes.claim_of(self._conn, name) is None:
-                raise NotFound(f"no index claims {name!r}")
+                raise ReservoirNotFound(f"no index claims {name!r}")
             return self.apply("unclaimed", None, {"project": name})
 
     def _require(self, filename: str) -> FileRecord:
         record = self.get_file(filename)
         if record is None:
-            raise NotFound(f"no such file {filename!r}")
+            raise ReservoirNotFound(f"no such file {filename!r}")
         return record
 
 

@@ -11,7 +11,7 @@ import sys
 import threading
 import types
 
-from cove._payload import BLOB_THRESHOLD, MAGIC, blob_ref, unwrap, wrap
+from cove._wire.payload import BLOB_THRESHOLD, MAGIC, blob_ref, unwrap, wrap
 from cove.runner import _capture
 from cove.runner._bind import Binder
 from cove.runner._http import error_payload
@@ -190,7 +190,7 @@ class BatchCaller:
         self.function = function
 
     def call(self, body: bytes) -> tuple[int, bytes]:
-        from cove._frames import FrameError, pack, unpack
+        from cove._wire.frames import FrameError, pack, unpack
 
         try:
             _, inputs = unpack(body, "inputs")

@@ -15,7 +15,7 @@ caller waiting on ``.remote`` sees it as it is printed. What was not posted
 gateway did not take) travels with the result. Printing never waits on the
 gateway: only the poster and the call's end take a buffer's lock.
 
-Only built-in modules and the stdlib-only ``cove._payload`` are imported up
+Only built-in modules and the stdlib-only ``cove._wire.payload`` are imported up
 front: the runner stays cheap to start.
 """
 
@@ -25,7 +25,7 @@ import sys
 from _thread import allocate_lock, get_ident, start_new_thread
 from time import monotonic, sleep
 
-from cove._payload import CUT_NOTE, MAX_LOG_CHARS  # output not yet delivered beyond this stays in the log only
+from cove._wire.payload import CUT_NOTE, MAX_LOG_CHARS  # output not yet delivered beyond this stays in the log only
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

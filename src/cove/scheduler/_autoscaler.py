@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from .._config import QueueDepthAutoscaler
+from .._wire.policies import QueueDepthAutoscaler
 
 
 @dataclasses.dataclass(frozen=True)

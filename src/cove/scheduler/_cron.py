@@ -1,37 +1,19 @@
 """When scheduled functions run: cron expressions in a time zone, and which ticks are due.
 
 Pure functions over times, so the rules (time zones, daylight-saving jumps,
-what counts as missed) are tested without a server.
+what counts as missed) are tested without a server. Whether an expression can
+be used at all is checked where it is given (``cove._wire.schedule``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadCronError, croniter
+from croniter import croniter
 
 MAX_TICKS = 1000
-
-
-class BadSchedule(ValueError):
-    """A cron expression or time zone that cannot be used."""
-
-
-def check(when: str, timezone: str) -> None:
-    """Raise ``BadSchedule`` naming what is wrong."""
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadSchedule(f"unknown time zone {timezone!r} (use an IANA name like 'Europe/Berlin')") from None
-    fields = when.split()
-    if len(fields) not in (5, 6):
-        raise BadSchedule(f"cron expression {when!r} must have 5 fields (or 6, the last being seconds)")
-    try:
-        croniter(when, datetime.now(UTC))
-    except (CroniterBadCronError, ValueError, KeyError) as exc:
-        raise BadSchedule(f"cron expression {when!r} is not valid: {exc}") from None
 
 
 @dataclasses.dataclass(frozen=True)

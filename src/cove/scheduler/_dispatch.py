@@ -22,8 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._config import DeploymentConfig
-from .._frames import FrameError, pack, unpack
+from .._wire.config import DeploymentConfig
+from .._wire.frames import FrameError, pack, unpack
 from ..store import (
     TERMINAL_STATES,
     Deployment,

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from .._payload import CUT_NOTE, MAX_LOG_CHARS, PayloadError, unwrap, wrap
+from .._wire.payload import CUT_NOTE, MAX_LOG_CHARS, PayloadError, unwrap, wrap
 
 KEEP_CHARS = 1024 * 1024  # what followers can read; the container log keeps everything
 

@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from .._config import ConfigError, DeploymentConfig
+from .._wire.config import DeploymentConfig
+from ..exceptions import ConfigError
 
 GiB = 1 << 30
 DEFAULT_QUOTA_ENV = "COVE_DEFAULT_QUOTA"

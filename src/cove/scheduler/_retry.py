@@ -6,7 +6,7 @@ import dataclasses
 import random
 from typing import Any
 
-from .._config import TaskPolicy
+from .._wire.policies import TaskPolicy
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,8 +17,10 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
-from .._config import ConfigError, DeploymentConfig
-from .._protocol import ContainerEvent, ContainerSpec, Order
+from .._wire.config import DeploymentConfig
+from .._wire.kinds import TASK_KINDS
+from .._wire.worker import ContainerEvent, ContainerSpec, Order
+from ..exceptions import ConfigError
 from ..store import Container, Deployment, Store, all_quotas, new_id
 from ..store._quotas import quota_limits
 from ._autoscaler import ContainerLoad, decide
@@ -30,7 +32,6 @@ from ._ticker import CronTicker
 log = logging.getLogger("cove.scheduler")
 
 START_TIMEOUT_SECONDS = 120.0
-TASK_KINDS = ("function", "task_queue", "schedule")
 WORKER_LAPSE_SECONDS = 15.0
 MAX_BACKOFF_SECONDS = 30.0
 # An idle container gives its room to waiting work once it has had nothing to do for this long
@@ -156,9 +157,12 @@ class Lease:
 
 
 def _stored_config(deployment: Deployment) -> DeploymentConfig:
-    """A deployment's config as stored; one stored before today's bounds may no longer pass them."""
+    """A deployment's config as stored, its kind's defaults filling what it lacks.
+
+    One stored before today's bounds may no longer pass them.
+    """
     try:
-        return DeploymentConfig.from_dict(deployment.config)
+        return DeploymentConfig.from_dict({"kind": deployment.kind, **deployment.config})
     except ConfigError as exc:
         raise StartFailed(
             f"deployment {deployment.name!r} v{deployment.version} cannot run: {exc}; deploy it again within the limits"

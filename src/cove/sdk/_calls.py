@@ -15,12 +15,13 @@ import re
 import sys
 import time
 import uuid
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
-from .._payload import BLOB_THRESHOLD, PayloadError, blob_ref, unwrap, wrap
-from ._client import Client, CoveError
+from .._wire.payload import BLOB_THRESHOLD, PayloadError, blob_ref, unwrap, wrap
+from ..exceptions import ConfigError, RemoteError, ResponseError, TimedOut
+from ._client import Client
 
 KEY_HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -30,15 +31,7 @@ _RETRY_MAX_DELAY = 2.0
 _RETRY_STATUSES = frozenset({0, 502, 503})  # unreachable, or a proxy in front with no gateway behind it
 _KEY_CHARS = re.compile(r"[\x21-\x7e]+")
 
-
-class RemoteError(RuntimeError):
-    """A remote failure whose exception could not be rebuilt here."""
-
-    def __init__(self, type_: str, message: str, traceback: str = "") -> None:
-        super().__init__(f"{type_}: {message}")
-        self.type = type_
-        self.message = message
-        self.remote_traceback = traceback
+R = TypeVar("R")  # what the call returns: the function's result
 
 
 def dumps_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], client: Client | None = None) -> bytes:
@@ -69,7 +62,7 @@ def dumps_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], client: Clien
 def check_idempotency_key(key: str) -> str:
     """A caller's key as the gateway accepts it: 1-255 visible ASCII characters."""
     if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH or not _KEY_CHARS.fullmatch(key):
-        raise ValueError(
+        raise ConfigError(
             f"idempotency_key must be 1-{MAX_KEY_LENGTH} visible ASCII characters (no spaces), not {key!r}"
         )
     return key
@@ -93,7 +86,7 @@ def spawn_call(client: Client, name: str, body: bytes, key: str | None) -> str:
                 "POST", f"/api/v1/functions/{name}/calls", params={"wait": False}, content=body, headers=headers
             )
             return str(answer["call_id"])
-        except (CoveError, httpx.TransportError) as exc:
+        except (ResponseError, httpx.TransportError) as exc:
             if getattr(exc, "status", 0) not in _RETRY_STATUSES or time.monotonic() + delay > deadline:
                 raise
         time.sleep(delay)
@@ -126,7 +119,7 @@ def loads_result(data: bytes, client: Client | None = None, followed: bool = Fal
         show_logs(_unseen(header, followed))
         sha = blob_ref(header)
     except PayloadError as exc:
-        raise CoveError(502, "BadResult", f"the call's result cannot be read: {exc}") from None
+        raise ResponseError(502, "BadResult", f"the call's result cannot be read: {exc}") from None
     if sha is not None:
         data = (client or Client.shared()).get_blob(sha)
     try:
@@ -170,7 +163,7 @@ def outcome(status: int, headers: Any, content: bytes, client: Client | None = N
     body = json.loads(content)
     error = body.get("error") or {}
     if state in ("CANCELLED", "EXPIRED"):
-        raise CoveError(409, state.title(), error.get("message", state.lower()))
+        raise ResponseError(409, state.title(), error.get("message", state.lower()))
     raise_failure(error, followed)
     return None
 
@@ -197,13 +190,18 @@ def follow(call_id: str, client: Client) -> Any:
                 break
         return FunctionCall(call_id, client)._outcome(None, followed=True)
     except KeyboardInterrupt:
-        with contextlib.suppress(CoveError):
+        with contextlib.suppress(ResponseError):
             client.request("POST", f"/api/v1/calls/{call_id}/cancel")
         raise
 
 
-class FunctionCall:
-    """A call started with ``.spawn``; its result can be fetched later, even from another process."""
+class FunctionCall(Generic[R]):
+    """A call started with ``.spawn``; its result can be fetched later, even from another process.
+
+    ``FunctionCall[R]``: ``get()`` returns the called function's ``R``. One
+    rebuilt with ``from_id`` cannot know the function, so it is
+    ``FunctionCall[Any]`` unless annotated.
+    """
 
     def __init__(self, call_id: str, client: Client | None = None) -> None:
         self.object_id = call_id
@@ -216,12 +214,14 @@ class FunctionCall:
         return self._client
 
     @classmethod
-    def from_id(cls, call_id: str) -> FunctionCall:
+    def from_id(cls, call_id: str) -> FunctionCall[Any]:
+        """The call with this id, started elsewhere (another process, another machine)."""
         return cls(call_id)
 
-    def get(self, timeout: float | None = None) -> Any:
-        """Wait for the result (forever with ``timeout=None``); raise ``TimeoutError`` when it is not ready."""
-        return self._outcome(timeout)
+    def get(self, timeout: float | None = None) -> R:
+        """Wait for the result (forever with ``timeout=None``); ``TimedOut`` when it is not ready in time."""
+        result: R = self._outcome(timeout)
+        return result
 
     def _outcome(self, timeout: float | None, followed: bool = False) -> Any:
         """``get``; ``followed``: the caller already showed the output the call posted live."""
@@ -234,7 +234,7 @@ class FunctionCall:
             if response.status_code == 200:
                 return outcome(response.status_code, response.headers, response.content, self.client, followed)
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"call {self.object_id} did not finish within {timeout} s")
+                raise TimedOut(f"call {self.object_id} did not finish within {timeout} s")
 
     def status(self) -> str:
         task: dict[str, Any] = self.client.request("GET", f"/api/v1/tasks/{self.object_id}")
@@ -252,13 +252,18 @@ class FunctionCall:
         return f"<{type(self).__name__} {self.object_id}>"
 
 
-class Task(FunctionCall):
-    """A task put on a task queue."""
+class Task(FunctionCall[R]):
+    """A task put on a task queue; ``Task[R]``: ``result()`` returns the queue function's ``R``."""
+
+    @classmethod
+    def from_id(cls, call_id: str) -> Task[Any]:
+        """The task with this id, put elsewhere (another process, another machine)."""
+        return cls(call_id)
 
     @property
     def task_id(self) -> str:
         return self.object_id
 
-    def result(self, wait: bool = True, timeout: float | None = None) -> Any:
-        """The task's result; with ``wait=False`` raise ``TimeoutError`` at once when it is not finished."""
+    def result(self, wait: bool = True, timeout: float | None = None) -> R:
+        """The task's result; with ``wait=False`` raise ``TimedOut`` at once when it is not finished."""
         return self.get(timeout=timeout if wait else 0)

@@ -16,18 +16,9 @@ from typing import Any
 import httpx
 
 from .._home import Home
+from ..exceptions import ConfigError, ResponseError
 from ._keepalive import KeptAlive
 from ._settings import ClientSettings, config_path
-
-
-class CoveError(RuntimeError):
-    """An error answered by the gateway, with its status, type and message."""
-
-    def __init__(self, status: int, type_: str, message: str) -> None:
-        super().__init__(f"{message} ({status} {type_})")
-        self.status = status
-        self.type = type_
-        self.message = message
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -35,9 +26,9 @@ def _raise_for(response: httpx.Response) -> None:
         return
     try:
         error = response.json().get("error", {})
-        raise CoveError(response.status_code, error.get("type", "Error"), error.get("message", response.text))
+        raise ResponseError(response.status_code, error.get("type", "Error"), error.get("message", response.text))
     except (ValueError, AttributeError):
-        raise CoveError(response.status_code, "Error", response.text[:500] or response.reason_phrase) from None
+        raise ResponseError(response.status_code, "Error", response.text[:500] or response.reason_phrase) from None
 
 
 _SHARED: dict[tuple[str, str | None], Client] = {}
@@ -86,7 +77,7 @@ def _http_client(gateway: str, headers: dict[str, str], timeout: float | None) -
     if gateway.startswith(UNIX_PREFIX):
         path = gateway[len(UNIX_PREFIX) :]
         if not path.startswith("/"):
-            raise ValueError(f"gateway {gateway!r}: a unix gateway needs an absolute path, as in unix:/run/cove.sock")
+            raise ConfigError(f"gateway {gateway!r}: a unix gateway needs an absolute path, as in unix:/run/cove.sock")
         transport = httpx.HTTPTransport(uds=path)
         return httpx.Client(base_url="http://cove", headers=headers, timeout=timeout, transport=transport)
     return httpx.Client(base_url=gateway, headers=headers, timeout=timeout)
@@ -156,14 +147,14 @@ class Client:
         self.close()
 
     def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A request whose successful response the caller reads itself; errors raise ``CoveError``."""
+        """A request whose successful response the caller reads itself; errors raise ``ResponseError``."""
         lean = self._lean_request(method, path, kwargs)
         if lean is not None:
             return lean
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
-            raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+            raise ResponseError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
         _raise_for(response)
         return response
 
@@ -190,7 +181,7 @@ class Client:
         try:
             status, answer_headers, data = self._lean.request(method, path, content, kwargs.get("headers") or {})
         except (OSError, http.client.HTTPException) as exc:  # refused, or the connection broke mid-answer
-            raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+            raise ResponseError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
         response = httpx.Response(status, headers=answer_headers, content=data)
         _raise_for(response)
         return response
@@ -201,7 +192,9 @@ class Client:
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.ConnectError as exc:
-                raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+                raise ResponseError(
+                    0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}"
+                ) from None
             _raise_for(response)
         if response.status_code == 204 or not response.content:
             return None
@@ -217,7 +210,7 @@ class Client:
                     if line.strip():
                         yield json.loads(line)
         except httpx.ConnectError as exc:
-            raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+            raise ResponseError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
 
     @contextlib.contextmanager
     def stream_bytes(self, method: str, path: str, **kwargs: Any) -> Iterator[Iterator[bytes]]:
@@ -229,7 +222,7 @@ class Client:
                     _raise_for(response)
                 yield response.iter_bytes()
         except httpx.ConnectError as exc:
-            raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+            raise ResponseError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
 
     # -- images, code, deployments ----------------------------------------------
 
@@ -242,9 +235,9 @@ class Client:
             else:
                 result = event
         if result.get("event") == "error":
-            raise CoveError(422, "ImageBuildFailed", result.get("message", "image build failed"))
+            raise ResponseError(422, "ImageBuildFailed", result.get("message", "image build failed"))
         if result.get("event") != "done":
-            raise CoveError(502, "ImageBuildFailed", "the build stream ended without a result")
+            raise ResponseError(502, "ImageBuildFailed", "the build stream ended without a result")
         return result
 
     def has_code(self, code_hash: str) -> bool:
@@ -269,7 +262,7 @@ class Client:
         try:
             stored = self._http.head(f"/api/v1/blobs/{sha}").status_code == 200
         except httpx.ConnectError as exc:
-            raise CoveError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+            raise ResponseError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
         if not stored:
             self.request(
                 "PUT",
@@ -286,7 +279,7 @@ class Client:
 
         data = self.raw("GET", f"/api/v1/blobs/{sha256}", timeout=None).content
         if hashlib.sha256(data).hexdigest() != sha256:
-            raise CoveError(502, "BlobCorrupt", f"blob {sha256} arrived with different content")
+            raise ResponseError(502, "BlobCorrupt", f"blob {sha256} arrived with different content")
         return data
 
     def deploy(self, **body: Any) -> dict[str, Any]:

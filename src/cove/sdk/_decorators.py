@@ -1,36 +1,60 @@
-"""The compute decorators: ``@endpoint``, ``@function`` and ``@task_queue``.
+"""The compute decorators: ``@endpoint``, ``@function``, ``@task_queue`` and ``@schedule``.
 
 Decorating does no work: it records the function and a ``DeploymentConfig``.
 Calls go over HTTP only when ``.remote``/``.map``/``.put`` are used, so
 importing a user module (on a laptop for ``cove deploy``, or inside a
 container) stays cheap. Like the rest of what containers import, this module
-imports nothing heavy.
+imports nothing heavy: not even ``typing``, which only type checkers read, so
+the ``@overload`` variants sit under ``if TYPE_CHECKING:`` before the one
+definition that runs.
+
+Each decorator keeps the function's signature (a ``ParamSpec``) and its
+result type, so a type checker reports ``add.remote("2", 3, 4)`` as it would
+``add("2", 3, 4)``: ``Function[P, R]`` calls as ``(*P) -> R`` remotely,
+``spawn`` returns ``FunctionCall[R]``, ``map`` yields ``R``. An ``async def``
+runs to completion in the container, so its remote result is the awaited
+value: the third parameter, ``L``, keeps what a local call returns (the
+coroutine). With ``inputs=Schema`` the call takes the schema's fields instead
+of the function's parameters; those calls are not checked (``Function[..., R]``).
 """
 
 from __future__ import annotations
 
-from .._config import ConfigError, DeploymentConfig
+from .._wire.config import DeploymentConfig
+from .._wire.names import check_name
+from ..exceptions import ConfigError
 from ._image import Image
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
-    from typing import Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack
+    from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+    from typing import Any, Generic, Literal, ParamSpec, Protocol, Required, TypedDict, Unpack, overload
 
-    from .._config import Kind, QueueDepthAutoscaler, TaskPolicy
+    from typing_extensions import TypeVar  # a default for L; ``typing.TypeVar`` takes one from Python 3.13
+
+    from .._wire.kinds import Kind
+    from .._wire.policies import QueueDepthAutoscaler, TaskPolicy
+    from ..schema import Schema
     from ._calls import FunctionCall, Task
     from ._volume import Volume
 
     P = ParamSpec("P")
-    R = TypeVar("R")
-
-    class _Generic(Generic[P, R]):
-        pass
+    R = TypeVar("R")  # what a remote call returns
+    L = TypeVar("L", default=R)  # what a local call returns: R, or a coroutine of R for an ``async def``
+    A = TypeVar("A")
+    B = TypeVar("B")
+    C = TypeVar("C")
+    D = TypeVar("D")
 
     class ComputeOptions(TypedDict, total=False):
-        """What every compute decorator accepts (defaults: ``DeploymentConfig.build``)."""
+        """What every compute decorator accepts (``docs/options.md`` lists each with its defaults and bounds).
+
+        The options the deployment's config keeps are documented once, on
+        their ``DeploymentConfig`` field; the ones the SDK keeps, here.
+        """
 
         image: Image
+        """The container image (``cove.Image``): Python version, packages, files; default ``Image()``."""
         cpu: float | str
         memory: int | str
         keep_warm_seconds: float
@@ -47,42 +71,91 @@ if TYPE_CHECKING:
         secrets: list[str]
         volumes: list[Volume] | Mapping[str, Volume]
         name: str
+        """The deployment's name; default: the function's, lower case with ``-`` for ``_``."""
         app: str
+        """The app that groups deployments; default: the folder that holds the function's file."""
         on_start: Callable[[], Any]
-        inputs: type
+        """Runs once in each container before its first call; its value reaches ``context.on_start_value``."""
         gpu: str | list[str]
         gpu_count: int
         gpu_memory: int | str
         gpu_compute: int
         pool: str
-        network: list[str]  # "host:port" TCP destinations the container may reach; default: none
-else:
-    P = R = None
+        network: list[str]
 
-    class _Generic:
+    class InputsOptions(ComputeOptions, total=False):
+        """``ComputeOptions`` with ``inputs``: calls then take the schema's fields, not the function's parameters."""
+
+        inputs: Required[type[Schema]]
+
+    # What ``@endpoint(...)`` and the others return: a decorator that keeps the function's types.
+    class _EndpointDecorator(Protocol):
+        @overload
+        def __call__(self, f: Callable[P, Coroutine[Any, Any, R]], /) -> Endpoint[P, R, Coroutine[Any, Any, R]]: ...
+        @overload
+        def __call__(self, f: Callable[P, R], /) -> Endpoint[P, R]: ...
+
+    class _EndpointInputsDecorator(Protocol):
+        @overload
+        def __call__(self, f: Callable[..., Coroutine[Any, Any, R]], /) -> Endpoint[..., R, Coroutine[Any, Any, R]]: ...
+        @overload
+        def __call__(self, f: Callable[..., R], /) -> Endpoint[..., R]: ...
+
+    class _FunctionDecorator(Protocol):
+        @overload
+        def __call__(self, f: Callable[P, Coroutine[Any, Any, R]], /) -> Function[P, R, Coroutine[Any, Any, R]]: ...
+        @overload
+        def __call__(self, f: Callable[P, R], /) -> Function[P, R]: ...
+
+    class _FunctionInputsDecorator(Protocol):
+        @overload
+        def __call__(self, f: Callable[..., Coroutine[Any, Any, R]], /) -> Function[..., R, Coroutine[Any, Any, R]]: ...
+        @overload
+        def __call__(self, f: Callable[..., R], /) -> Function[..., R]: ...
+
+    class _TaskQueueDecorator(Protocol):
+        @overload
+        def __call__(self, f: Callable[P, Coroutine[Any, Any, R]], /) -> TaskQueue[P, R, Coroutine[Any, Any, R]]: ...
+        @overload
+        def __call__(self, f: Callable[P, R], /) -> TaskQueue[P, R]: ...
+
+    class _TaskQueueInputsDecorator(Protocol):
+        @overload
+        def __call__(
+            self, f: Callable[..., Coroutine[Any, Any, R]], /
+        ) -> TaskQueue[..., R, Coroutine[Any, Any, R]]: ...
+        @overload
+        def __call__(self, f: Callable[..., R], /) -> TaskQueue[..., R]: ...
+
+    class _ScheduleDecorator(Protocol):
+        @overload
+        def __call__(self, f: Callable[P, Coroutine[Any, Any, R]], /) -> Schedule[P, R, Coroutine[Any, Any, R]]: ...
+        @overload
+        def __call__(self, f: Callable[P, R], /) -> Schedule[P, R]: ...
+
+
+else:
+    P = R = L = None
+
+    class Generic:
+        """Stands in for ``typing.Generic`` at run time, where ``Function[P, R]`` needs no more than a class."""
+
         def __class_getitem__(cls, _item: object) -> type:
             return cls
 
 
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
-_STUB_OPTIONS = frozenset({"image", "name", "app", "on_start", "inputs"})
+_STUB_OPTIONS = frozenset({"image", "name", "app", "on_start", "inputs"})  # kept by the object, not the config
 
 
-def check_name(name: str) -> str:
-    """Deployment names go into URLs: lowercase letters, digits, '-' and '_'."""
-    if not isinstance(name, str) or not name or len(name) > 63 or not set(name) <= _NAME_CHARS or not name[0].isalnum():
-        raise ConfigError(
-            f"name {name!r} must be 1-63 characters of lowercase letters, digits, '-' or '_', starting alphanumeric"
-        )
-    return name
+class Deployable(Generic[P, R, L]):
+    """What every compute decorator returns: the function, callable here as before, and what deploys it.
 
-
-class Stub(_Generic[P, R]):
-    """A decorated function: callable locally and deployable."""
+    Named ``Stub`` before; that name stays, as a deprecated alias, for one release.
+    """
 
     def __init__(
         self,
-        raw_f: Callable[P, R],
+        raw_f: Callable[P, L],
         *,
         kind: Kind,
         image: Image,
@@ -90,7 +163,7 @@ class Stub(_Generic[P, R]):
         name: str | None,
         app: str | None,
         on_start: Callable[[], Any] | None,
-        inputs: type | None = None,
+        inputs: type[Schema] | None = None,
     ) -> None:
         if not callable(raw_f):
             raise ConfigError(f"@{kind} must decorate a function, not {type(raw_f).__name__}")
@@ -102,7 +175,7 @@ class Stub(_Generic[P, R]):
         self.kind = kind
         self.image = image
         self.config = config
-        self.name = check_name(name or raw_f.__name__.replace("_", "-").lower())
+        self.name = check_name("deployment", name or raw_f.__name__.replace("_", "-").lower())
         self._app = app
         self.on_start = on_start
         self.inputs = inputs
@@ -123,34 +196,70 @@ class Stub(_Generic[P, R]):
         source = inspect.getsourcefile(self.raw_f)
         return os.path.basename(os.path.dirname(os.path.abspath(source))) if source else "default"
 
-    def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def local(self, *args: P.args, **kwargs: P.kwargs) -> L:
         """Run the function here, in this process."""
         return self.raw_f(*args, **kwargs)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> L:
+        """Run the function here, as if it were not decorated (a coroutine for an ``async def``)."""
         return self.raw_f(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<cove {self.kind} {self.name!r}>"
 
 
-class EndpointStub(Stub[P, R]):
-    """An ``@endpoint``: JSON in, JSON out, over ``POST /endpoint/{name}``."""
+class Endpoint(Deployable[P, R, L]):
+    """An ``@endpoint``: JSON in, JSON out, over ``POST /endpoint/{name}``.
 
-    def remote(self, **kwargs: Any) -> Any:
-        """Invoke the deployed endpoint over HTTP and return its JSON result."""
+    Named ``EndpointStub`` before; that name stays, as a deprecated alias, for one release.
+    """
+
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Invoke the deployed endpoint over HTTP and return its result.
+
+        The arguments travel as one JSON object, so positional ones are sent
+        under their parameter names, and the result is what JSON carries back
+        (a tuple returns as a list).
+        """
         from ._client import Client
 
-        return Client.shared().invoke(self.name, kwargs, timeout=self.config.timeout)
+        result: R = Client.shared().invoke(self.name, self._by_name(args, kwargs), timeout=self.config.timeout)
+        return result
+
+    def _by_name(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's arguments as the endpoint's JSON body: each positional one under its parameter's name."""
+        if not args:
+            return kwargs
+        if self.inputs is not None:
+            raise TypeError(f"{self.name}.remote takes the fields of {self.inputs.__name__} by name")
+        import inspect
+
+        names = [
+            parameter.name
+            for parameter in inspect.signature(self.raw_f).parameters.values()
+            if parameter.kind is parameter.POSITIONAL_OR_KEYWORD and parameter.name != "context"
+        ]
+        if len(args) > len(names):
+            raise TypeError(
+                f"{self.name}.remote takes at most {len(names)} arguments by position ({len(args)} given): "
+                "an endpoint's arguments travel as one JSON object"
+            )
+        body = dict(zip(names[: len(args)], args, strict=True))
+        for name, value in kwargs.items():
+            if name in body:
+                raise TypeError(f"{self.name}.remote got multiple values for argument {name!r}")
+            body[name] = value
+        return body
 
 
-class _Remote:
-    """``f.remote(...)`` blocks; ``await f.remote.aio(...)`` does not block the event loop."""
+class Remote(Generic[P, R]):
+    """``f.remote``: ``f.remote(...)`` blocks; ``await f.remote.aio(...)`` does not block the event loop."""
 
-    def __init__(self, stub: FunctionStub[Any, Any]) -> None:
-        self._stub = stub
+    def __init__(self, function: Function[P, R, Any]) -> None:
+        self._function = function
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function in a container and return its result (its exception, raised here, if it fails)."""
         from ._calls import FOLLOW_OUTPUT_HEADER, dumps_arguments, follow, outcome
         from ._client import Client
 
@@ -158,50 +267,145 @@ class _Remote:
         body = dumps_arguments(args, kwargs)
         response = client.raw(
             "POST",
-            f"/api/v1/functions/{self._stub.name}/calls",
+            f"/api/v1/functions/{self._function.name}/calls",
             content=body,
             headers={"Content-Type": "application/octet-stream", FOLLOW_OUTPUT_HEADER: "1"},
             timeout=None,
         )
         if response.status_code == 202:  # still running, and printing: show it as it comes
-            return follow(response.json()["call_id"], client)
-        return outcome(response.status_code, response.headers, response.content)
+            followed: R = follow(response.json()["call_id"], client)
+            return followed
+        result: R = outcome(response.status_code, response.headers, response.content)
+        return result
 
-    async def aio(self, *args: Any, **kwargs: Any) -> Any:
+    async def aio(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``.remote`` from async code: the call waits in a thread, the event loop runs on."""
         import asyncio
 
         return await asyncio.to_thread(self, *args, **kwargs)
 
 
-class FunctionStub(Stub[P, R]):
-    """A ``@function``: ``.remote``, ``.spawn``, ``.map``, ``.starmap``, ``.local``."""
+class Function(Deployable[P, R, L]):
+    """A ``@function``: ``.remote``, ``.spawn``, ``.map``, ``.starmap``, ``.local``.
+
+    Named ``FunctionStub`` before; that name stays, as a deprecated alias, for one release.
+    """
 
     @property
-    def remote(self) -> _Remote:
-        return _Remote(self)
+    def remote(self) -> Remote[P, R]:
+        """Call the function in a container: ``f.remote(...)``, or ``await f.remote.aio(...)``."""
+        return Remote(self)
 
-    def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
+    def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         """Start a call and return at once; the call is durable once this returns."""
         return self._spawn(args, kwargs, None)
 
-    def with_options(self, *, idempotency_key: str) -> CallOptions:
+    def with_options(self, *, idempotency_key: str) -> CallOptions[P, R]:
         """Options for one call, kept apart from the function's own arguments.
 
         ``f.with_options(idempotency_key="order-42").spawn(...)``: a spawn (or
         ``.put``) sent again with the same key within 24 hours returns the call
         the first one started instead of starting another; the same key with
-        different arguments raises ``CoveError`` (422).
+        different arguments raises ``cove.exceptions.ResponseError`` (422).
         """
         from ._calls import check_idempotency_key
 
         return CallOptions(self, check_idempotency_key(idempotency_key))
 
-    def _spawn(self, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None) -> FunctionCall:
+    def _spawn(self, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None) -> FunctionCall[R]:
         from ._calls import FunctionCall, dumps_arguments, spawn_call
         from ._client import Client
 
         client = Client.shared()
         return FunctionCall(spawn_call(client, self.name, dumps_arguments(args, kwargs), key), client)
+
+    # One typed variant per number of iterables, up to four: each iterable's items must fit the parameter
+    # in its position. More iterables, ``kwargs=`` or ``return_exceptions=`` leave the inputs unchecked.
+    if TYPE_CHECKING:
+
+        @overload
+        def map(
+            self: Callable[[A], object],
+            a: Iterable[A],
+            /,
+            *,
+            order_outputs: bool = True,
+            return_exceptions: Literal[False] = False,
+            kwargs: None = None,
+            progress: bool | None = None,
+        ) -> Iterator[R]: ...
+        @overload
+        def map(
+            self: Callable[[A, B], object],
+            a: Iterable[A],
+            b: Iterable[B],
+            /,
+            *,
+            order_outputs: bool = True,
+            return_exceptions: Literal[False] = False,
+            kwargs: None = None,
+            progress: bool | None = None,
+        ) -> Iterator[R]: ...
+        @overload
+        def map(
+            self: Callable[[A, B, C], object],
+            a: Iterable[A],
+            b: Iterable[B],
+            c: Iterable[C],
+            /,
+            *,
+            order_outputs: bool = True,
+            return_exceptions: Literal[False] = False,
+            kwargs: None = None,
+            progress: bool | None = None,
+        ) -> Iterator[R]: ...
+        @overload
+        def map(
+            self: Callable[[A, B, C, D], object],
+            a: Iterable[A],
+            b: Iterable[B],
+            c: Iterable[C],
+            d: Iterable[D],
+            /,
+            *,
+            order_outputs: bool = True,
+            return_exceptions: Literal[False] = False,
+            kwargs: None = None,
+            progress: bool | None = None,
+        ) -> Iterator[R]: ...
+        @overload
+        def map(
+            self,
+            a: Iterable[Any],
+            b: Iterable[Any],
+            c: Iterable[Any],
+            d: Iterable[Any],
+            e: Iterable[Any],
+            /,
+            *more: Iterable[Any],
+            order_outputs: bool = True,
+            return_exceptions: Literal[False] = False,
+            kwargs: Mapping[str, Any] | None = None,
+            progress: bool | None = None,
+        ) -> Iterator[R]: ...
+        @overload
+        def map(
+            self,
+            *iterables: Iterable[Any],
+            kwargs: Mapping[str, Any],
+            order_outputs: bool = True,
+            return_exceptions: Literal[False] = False,
+            progress: bool | None = None,
+        ) -> Iterator[R]: ...
+        @overload
+        def map(
+            self,
+            *iterables: Iterable[Any],
+            return_exceptions: bool,
+            order_outputs: bool = True,
+            kwargs: Mapping[str, Any] | None = None,
+            progress: bool | None = None,
+        ) -> Iterator[R | Exception]: ...
 
     def map(
         self,
@@ -211,11 +415,88 @@ class FunctionStub(Stub[P, R]):
         kwargs: Mapping[str, Any] | None = None,
         progress: bool | None = None,
     ) -> Iterator[Any]:
-        """Run the function on each input (zipped across ``iterables``) in parallel containers."""
+        """Run the function on each input (zipped across ``iterables``) in parallel containers.
+
+        ``kwargs`` go to every call; with ``return_exceptions`` a failed input
+        yields its exception instead of raising it.
+        """
         extra = dict(kwargs or {})
         return self._map(
             ((args, extra) for args in zip(*iterables, strict=False)), order_outputs, return_exceptions, progress
         )
+
+    if TYPE_CHECKING:
+
+        @overload
+        def starmap(
+            self: Callable[[A], object],
+            arg_tuples: Iterable[tuple[A]],
+            *,
+            order_outputs: bool = True,
+            return_exceptions: Literal[False] = False,
+            kwargs: None = None,
+            progress: bool | None = None,
+        ) -> Iterator[R]: ...
+        @overload
+        def starmap(
+            self: Callable[[A, B], object],
+            arg_tuples: Iterable[tuple[A, B]],
+            *,
+            order_outputs: bool = True,
+            return_exceptions: Literal[False] = False,
+            kwargs: None = None,
+            progress: bool | None = None,
+        ) -> Iterator[R]: ...
+        @overload
+        def starmap(
+            self: Callable[[A, B, C], object],
+            arg_tuples: Iterable[tuple[A, B, C]],
+            *,
+            order_outputs: bool = True,
+            return_exceptions: Literal[False] = False,
+            kwargs: None = None,
+            progress: bool | None = None,
+        ) -> Iterator[R]: ...
+        @overload
+        def starmap(
+            self: Callable[[A, B, C, D], object],
+            arg_tuples: Iterable[tuple[A, B, C, D]],
+            *,
+            order_outputs: bool = True,
+            return_exceptions: Literal[False] = False,
+            kwargs: None = None,
+            progress: bool | None = None,
+        ) -> Iterator[R]: ...
+        @overload
+        def starmap(
+            self,
+            arg_tuples: Iterable[tuple[Any, Any, Any, Any, Any, *tuple[Any, ...]]],
+            *,
+            order_outputs: bool = True,
+            return_exceptions: Literal[False] = False,
+            kwargs: Mapping[str, Any] | None = None,
+            progress: bool | None = None,
+        ) -> Iterator[R]: ...
+        @overload
+        def starmap(
+            self,
+            arg_tuples: Iterable[tuple[Any, ...]],
+            *,
+            kwargs: Mapping[str, Any],
+            order_outputs: bool = True,
+            return_exceptions: Literal[False] = False,
+            progress: bool | None = None,
+        ) -> Iterator[R]: ...
+        @overload
+        def starmap(
+            self,
+            arg_tuples: Iterable[tuple[Any, ...]],
+            *,
+            return_exceptions: bool,
+            order_outputs: bool = True,
+            kwargs: Mapping[str, Any] | None = None,
+            progress: bool | None = None,
+        ) -> Iterator[R | Exception]: ...
 
     def starmap(
         self,
@@ -245,48 +526,76 @@ class FunctionStub(Stub[P, R]):
         )
 
 
-class CallOptions:
-    """``stub.with_options(...)``: ``.spawn`` and ``.put`` with per-call options such as an idempotency key."""
+class CallOptions(Generic[P, R]):
+    """``f.with_options(...)``: ``.spawn`` with per-call options such as an idempotency key."""
 
-    def __init__(self, stub: FunctionStub[Any, Any], idempotency_key: str) -> None:
-        self._stub = stub
+    def __init__(self, function: Function[P, R, Any], idempotency_key: str) -> None:
+        self._function = function
         self.idempotency_key = idempotency_key
 
-    def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
-        """``stub.spawn(...)`` under this idempotency key."""
-        return self._stub._spawn(args, kwargs, self.idempotency_key)
+    def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
+        """``f.spawn(...)`` under this idempotency key."""
+        return self._function._spawn(args, kwargs, self.idempotency_key)
 
-    def put(self, *args: Any, **kwargs: Any) -> Task:
-        """``stub.put(...)`` under this idempotency key (task queues only)."""
-        if not isinstance(self._stub, TaskQueueStub):
-            raise TypeError(f"{self._stub!r} is not a task queue: use .spawn")
-        return _as_task(self.spawn(*args, **kwargs))
+    if not TYPE_CHECKING:  # only a task queue's options have ``put``: a type error elsewhere, and this at run time
+
+        def put(self, *args, **kwargs):
+            raise TypeError(f"{self._function!r} is not a task queue: use .spawn")
 
     def __repr__(self) -> str:
-        return f"<cove call options of {self._stub.name!r}: idempotency_key={self.idempotency_key!r}>"
+        return f"<cove call options of {self._function.name!r}: idempotency_key={self.idempotency_key!r}>"
 
 
-def _as_task(call: FunctionCall) -> Task:
+class TaskQueueCallOptions(CallOptions[P, R]):
+    """``queue.with_options(...)``: ``.put`` (and ``.spawn``) with per-call options such as an idempotency key."""
+
+    def put(self, *args: P.args, **kwargs: P.kwargs) -> Task[R]:
+        """``queue.put(...)`` under this idempotency key."""
+        return _as_task(self.spawn(*args, **kwargs))
+
+
+def _as_task(call: FunctionCall[R]) -> Task[R]:
     from ._calls import Task
 
     return Task(call.object_id, call._client)
 
 
-class TaskQueueStub(FunctionStub[P, R]):
-    """A ``@task_queue``: ``.put`` returns a durable ``Task`` at once."""
+class TaskQueue(Function[P, R, L]):
+    """A ``@task_queue``: ``.put`` returns a durable ``Task`` at once.
 
-    def put(self, *args: Any, **kwargs: Any) -> Task:
+    Named ``TaskQueueStub`` before; that name stays, as a deprecated alias, for one release.
+    """
+
+    def put(self, *args: P.args, **kwargs: P.kwargs) -> Task[R]:
         """Put a task on the queue; it is durable once this returns."""
         return _as_task(self.spawn(*args, **kwargs))
 
+    def with_options(self, *, idempotency_key: str) -> TaskQueueCallOptions[P, R]:
+        """Options for one put or spawn; see ``Function.with_options``."""
+        from ._calls import check_idempotency_key
 
-class ScheduleStub(FunctionStub[P, R]):
-    """A ``@schedule``: runs on its cron ticks once deployed; ``.remote`` runs it now."""
+        return TaskQueueCallOptions(self, check_idempotency_key(idempotency_key))
 
 
-def _decorate(kind: Kind, stub_type: type[Stub[Any, Any]], f: Any, options: dict[str, Any], **fixed: Any) -> Any:
-    def wrap(fn: Callable[..., Any]) -> Stub[Any, Any]:
-        # Everything that is not about the stub itself is configuration; build() names any unknown option.
+class Schedule(Function[P, R, L]):
+    """A ``@schedule``: runs on its cron ticks once deployed; ``.remote`` runs it now.
+
+    Named ``ScheduleStub`` before; that name stays, as a deprecated alias, for one release.
+    """
+
+
+# The earlier names ("stub" was Modal's word, since retired there too): deprecated aliases, kept for one release
+# so that code and pickles that name them still work. ``cove.Stub`` also warns (``cove/__init__.py``).
+Stub = Deployable
+EndpointStub = Endpoint
+FunctionStub = Function
+TaskQueueStub = TaskQueue
+ScheduleStub = Schedule
+
+
+def _decorate(kind: Kind, cls: type[Deployable[Any, Any]], f: Any, options: dict[str, Any], **fixed: Any) -> Any:
+    def wrap(fn: Callable[..., Any]) -> Deployable[Any, Any]:
+        # Everything that is not about the object itself is configuration; build() names any unknown option.
         settings = {k: v for k, v in options.items() if k not in _STUB_OPTIONS}
         inputs = options.get("inputs")
         if inputs is not None:
@@ -299,7 +608,7 @@ def _decorate(kind: Kind, stub_type: type[Stub[Any, Any]], f: Any, options: dict
             config = DeploymentConfig.build(kind, **settings, **fixed)
         except TypeError as exc:
             raise ConfigError(f"@{kind}: {str(exc).replace('build()', 'option')}") from None
-        return stub_type(
+        return cls(
             fn,
             kind=kind,
             image=options.get("image") or Image(),
@@ -313,22 +622,64 @@ def _decorate(kind: Kind, stub_type: type[Stub[Any, Any]], f: Any, options: dict
     return wrap(f) if f is not None else wrap
 
 
-def endpoint(_f: Callable[P, R] | None = None, /, **options: Unpack[ComputeOptions]) -> Any:
+if TYPE_CHECKING:
+
+    @overload
+    def endpoint(
+        f: Callable[P, Coroutine[Any, Any, R]], /, **options: Unpack[ComputeOptions]
+    ) -> Endpoint[P, R, Coroutine[Any, Any, R]]: ...
+    @overload
+    def endpoint(f: Callable[P, R], /, **options: Unpack[ComputeOptions]) -> Endpoint[P, R]: ...
+    @overload
+    def endpoint(**options: Unpack[InputsOptions]) -> _EndpointInputsDecorator: ...
+    @overload
+    def endpoint(**options: Unpack[ComputeOptions]) -> _EndpointDecorator: ...
+
+
+def endpoint(f: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """A synchronous HTTP endpoint: the JSON body arrives as keyword arguments."""
-    return _decorate("endpoint", EndpointStub, _f, dict(options))
+    return _decorate("endpoint", Endpoint, f, dict(options))
 
 
-def function(_f: Callable[P, R] | None = None, /, **options: Unpack[ComputeOptions]) -> Any:
+if TYPE_CHECKING:
+
+    @overload
+    def function(
+        f: Callable[P, Coroutine[Any, Any, R]], /, **options: Unpack[ComputeOptions]
+    ) -> Function[P, R, Coroutine[Any, Any, R]]: ...
+    @overload
+    def function(f: Callable[P, R], /, **options: Unpack[ComputeOptions]) -> Function[P, R]: ...
+    @overload
+    def function(**options: Unpack[InputsOptions]) -> _FunctionInputsDecorator: ...
+    @overload
+    def function(**options: Unpack[ComputeOptions]) -> _FunctionDecorator: ...
+
+
+def function(f: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """A function called from Python with ``.remote``, ``.spawn`` and ``.map``."""
-    return _decorate("function", FunctionStub, _f, dict(options))
+    return _decorate("function", Function, f, dict(options))
 
 
-def task_queue(_f: Callable[P, R] | None = None, /, **options: Unpack[ComputeOptions]) -> Any:
+if TYPE_CHECKING:
+
+    @overload
+    def task_queue(
+        f: Callable[P, Coroutine[Any, Any, R]], /, **options: Unpack[ComputeOptions]
+    ) -> TaskQueue[P, R, Coroutine[Any, Any, R]]: ...
+    @overload
+    def task_queue(f: Callable[P, R], /, **options: Unpack[ComputeOptions]) -> TaskQueue[P, R]: ...
+    @overload
+    def task_queue(**options: Unpack[InputsOptions]) -> _TaskQueueInputsDecorator: ...
+    @overload
+    def task_queue(**options: Unpack[ComputeOptions]) -> _TaskQueueDecorator: ...
+
+
+def task_queue(f: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """A durable queue of tasks: ``.put`` from Python, ``POST /taskqueue/{name}`` over HTTP."""
-    return _decorate("task_queue", TaskQueueStub, _f, dict(options))
+    return _decorate("task_queue", TaskQueue, f, dict(options))
 
 
-def schedule(when: str, timezone: str = "UTC", **options: Unpack[ComputeOptions]) -> Any:
+def schedule(when: str, timezone: str = "UTC", **options: Unpack[ComputeOptions]) -> _ScheduleDecorator:
     """Run the function at every tick of the cron expression ``when`` in ``timezone``.
 
     Five fields as in crontab, or six with seconds last. Runs missed while no
@@ -337,10 +688,8 @@ def schedule(when: str, timezone: str = "UTC", **options: Unpack[ComputeOptions]
     import os
 
     if not os.environ.get("COVE_CONTAINER_ID"):  # the container need not pay for croniter
-        from ..scheduler._cron import BadSchedule, check
+        from .._wire.schedule import check_schedule
 
-        try:
-            check(when, timezone)
-        except BadSchedule as exc:
-            raise ConfigError(str(exc)) from None
-    return _decorate("schedule", ScheduleStub, None, dict(options), schedule=(when, timezone))
+        check_schedule(when, timezone)  # a BadSchedule, which is a ConfigError, names what is wrong
+    decorator: _ScheduleDecorator = _decorate("schedule", Schedule, None, dict(options), schedule=(when, timezone))
+    return decorator

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._config import ConfigError
+from ..exceptions import ConfigError
 from ._client import Client
 from ._decorators import Stub
 from ._packing import pack_directory

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .._frames import pack, unpack
+from .._wire.frames import pack, unpack
 from ._calls import dumps_arguments, loads_result, raise_failure
 from ._client import Client
 

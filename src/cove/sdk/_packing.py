@@ -33,6 +33,8 @@ import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..exceptions import CoveError
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -43,7 +45,7 @@ _ALWAYS_SKIPPED_SUFFIXES = (".pyc", ".pyo")
 _BIGGEST_SHOWN = 5
 
 
-class PackingError(ValueError):
+class PackingError(CoveError, ValueError):
     """The project folder cannot be packed as it is (too big, unreadable, not a folder)."""
 
 

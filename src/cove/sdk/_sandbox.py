@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 
-from .._config import ConfigError
+from .._wire.defaults import defaults_for
+from ..exceptions import ConfigError, TimedOut
 from ._image import Image
 
 TYPE_CHECKING = False
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
     from ._client import Client
     from ._volume import Volume
+
+_DEFAULTS = defaults_for("sandbox")
 
 
 def _empty_code(client: Client) -> str:
@@ -92,7 +95,7 @@ class ContainerProcess:
         return self.exit_code
 
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the exit code; ``TimeoutError`` after ``timeout`` seconds."""
+        """Wait for the exit code; ``TimedOut`` (a ``TimeoutError``) after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = 20.0 if deadline is None else max(0.0, min(20.0, deadline - time.monotonic()))
@@ -100,7 +103,7 @@ class ContainerProcess:
             if code is not None:
                 return code
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"process {self.id} still runs after {timeout} s")
+                raise TimedOut(f"process {self.id} still runs after {timeout} s")
 
     def kill(self) -> None:
         self._sandbox._json("POST", f"exec/{self.id}/kill")
@@ -163,9 +166,9 @@ class Sandbox:
     def __init__(
         self,
         image: Image | None = None,
-        cpu: float | str = 1.0,
-        memory: int | str = 512,
-        timeout: float = 300,
+        cpu: float | str = _DEFAULTS.cpu_millis / 1000,
+        memory: int | str = _DEFAULTS.memory_mib,
+        timeout: float = _DEFAULTS.timeout,
         idle_timeout: float | None = None,
         network: bool = False,
         volumes: Sequence[Volume] = (),

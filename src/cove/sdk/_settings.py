@@ -2,7 +2,8 @@
 
 In order: ``COVE_GATEWAY``/``COVE_TOKEN``; the current context in
 ``~/.config/cove/config.toml``; the server running from this machine's Cove
-home (``server.json`` and ``admin-token``); then ``http://127.0.0.1:8474``.
+home (``server.json`` and ``admin-token``); then the default gateway,
+:func:`cove._defaults.default_gateway_url`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from .._defaults import default_gateway_url
 from .._home import Home
-
-DEFAULT_GATEWAY = "http://127.0.0.1:8474"
 
 
 def config_path() -> Path:
@@ -84,7 +84,7 @@ class ClientSettings:
                 local_token = home.admin_token.read_text().strip() or None
             except OSError:
                 local_token = None
-        gateway = os.environ.get("COVE_GATEWAY") or ctx.get("gateway") or local_url or DEFAULT_GATEWAY
+        gateway = os.environ.get("COVE_GATEWAY") or ctx.get("gateway") or local_url or default_gateway_url()
         token = os.environ.get("COVE_TOKEN") or ctx.get("token") or local_token
         source = "environment" if os.environ.get("COVE_GATEWAY") else (f"context {name}" if ctx else "local home")
         return cls(gateway=gateway.rstrip("/"), token=token, source=source)

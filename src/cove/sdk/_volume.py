@@ -8,8 +8,8 @@ only.
 
 from __future__ import annotations
 
-from .._config import check_mount_path, check_object_name
 from .._frozen import Frozen
+from .._wire.names import check_mount_path, check_name
 
 
 class Volume(Frozen):
@@ -20,4 +20,4 @@ class Volume(Frozen):
     mount_path: str
 
     def __init__(self, name: str, mount_path: str) -> None:
-        self._init(name=check_object_name("volume", name), mount_path=check_mount_path(mount_path))
+        self._init(name=check_name("volume", name), mount_path=check_mount_path(mount_path))

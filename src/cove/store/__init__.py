@@ -6,7 +6,7 @@ from ._ids import hash_secret, new_id
 from ._models import AuditEntry, Container, Deployment, Image, Secret, Task, Token, Worker, Workspace, WorkspaceQuota
 from ._quotas import all_quotas, delete_quota, get_quota, put_quota
 from ._secrets import delete_secret, get_secrets, list_secrets, put_secret
-from ._store import ACTIVE_CONTAINER_STATES, Conflict, NotFound, Principal, Store, sqlite_url
+from ._store import ACTIVE_CONTAINER_STATES, Principal, Store, sqlite_url
 from ._tasks import (
     DONE_TASKS_CHANNEL,
     NEW_TASKS_CHANNEL,
@@ -31,13 +31,11 @@ __all__ = [
     "OPEN_STATES",
     "TERMINAL_STATES",
     "AuditEntry",
-    "Conflict",
     "Container",
     "Deployment",
     "Image",
     "KeyClaim",
     "KeyHolder",
-    "NotFound",
     "Principal",
     "Secret",
     "Store",

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 
 from sqlalchemy import delete, select
 
+from ..exceptions import NotFound
 from . import _models as m
 from ._ids import new_id
-from ._store import NotFound, Principal, Store
+from ._store import Principal, Store
 
 
 async def put_secret(store: Store, who: Principal, name: str, keys: list[str], ciphertext: bytes) -> m.Secret:

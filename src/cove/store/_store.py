@@ -20,20 +20,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from ..exceptions import Conflict, NotFound
 from . import _models as m
 from ._ids import hash_secret, new_id, new_token_secret
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x636F7665  # "cove": the advisory lock key that serialises migrations
 ACTIVE_CONTAINER_STATES = ("pending", "starting", "listening", "ready", "stopping")
-
-
-class NotFound(LookupError):
-    """The named object does not exist in this workspace."""
-
-
-class Conflict(ValueError):
-    """The change clashes with what is stored (e.g. a duplicate name)."""
 
 
 class NotAllowed(PermissionError):

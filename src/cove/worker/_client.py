@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from .._protocol import ContainerEvent, Order
+from .._wire.worker import ContainerEvent, Order
 
 
 class WorkerUnknown(Exception):

@@ -10,10 +10,10 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from .._config import check_mount_path, check_object_name
 from .._gateway_socket import gateway_socket_path
-from .._protocol import ContainerEvent, ContainerSpec
 from .._volumes import ensure_volume
+from .._wire.names import check_mount_path, check_name
+from .._wire.worker import ContainerEvent, ContainerSpec
 from ..gpu import GpuError, GpuManager
 from ..runtime import ContainerHandle, LaunchSpec, Runtime
 from ._listen import Listen, unix_listener
@@ -83,7 +83,7 @@ class Container:
             raise RuntimeError("this worker has no Cove home for volumes")
         out = []
         for mount_path, name in spec.volumes:
-            check_object_name("volume", name)
+            check_name("volume", name)
             check_mount_path(mount_path)
             out.append((ensure_volume(self.home, check_id(spec.workspace_id, "workspace id"), name), mount_path, name))
         return tuple(out)

@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from .._protocol import ContainerSpec
+from .._wire.worker import ContainerSpec
 from ..runtime import LaunchSpec
 from ._listen import Listen, unix_listener
 from ._paths import WorkerDirs, force_rmtree

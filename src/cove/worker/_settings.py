@@ -19,10 +19,12 @@ class WorkerSettings:
     before it is killed; ``poll_wait_seconds`` is the long-poll length for orders.
     ``runtime`` names the engine (``auto``, ``crun``, ``runc`` or ``process``; see
     :func:`cove.runtime.select_runtime`). Code that builds settings directly gets
-    ``$COVE_RUNTIME`` or ``process``; the ``cove worker`` command asks for ``auto``.
+    ``$COVE_RUNTIME`` or ``process``; ``cove worker`` (and so ``python -m cove.worker``
+    and ``cove server``'s local worker) asks for :data:`cove._defaults.DEFAULT_RUNTIME`.
     ``advertise_host`` makes containers listen on TCP ports of that address.
     ``python_env_roots`` are the folders an existing environment (``python_env``)
-    must lie in to be mounted (default ``$COVE_PYTHON_ENV_ROOTS``, separated by ``:``).
+    must lie in to be mounted (``cove worker --python-env-root DIR``; default
+    ``$COVE_PYTHON_ENV_ROOTS``, separated by ``:``).
     """
 
     gateway_url: str

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from .._protocol import ContainerEvent, ContainerSpec, Order
+from .._wire.worker import ContainerEvent, ContainerSpec, Order
 from ..gpu import GpuManager, detect_inventory, mps_root
 from ..runtime import LaunchSpec, Runtime, select_runtime
 from ._client import GatewayClient, WorkerUnknown

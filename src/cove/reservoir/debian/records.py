@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..blobs import check_sha256
-from ..errors import Conflict, InvalidPackage, NotFound, ReservoirError
+from ..errors import InvalidPackage, ReservoirConflict, ReservoirError, ReservoirNotFound
 from . import control
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ def apply_event(conn: sqlite3.Connection, kind: str, filename: str | None, data:
     if kind in ("deb_quarantined", "deb_released"):
         suite = control.check_suite(str(data.get("suite")))
         if get(conn, suite, filename) is None:
-            raise NotFound(f"no package {filename!r} in suite {suite!r}")
+            raise ReservoirNotFound(f"no package {filename!r} in suite {suite!r}")
         if kind == "deb_quarantined":
             reason = str(data.get("reason") or "quarantined")
             conn.execute(
@@ -173,7 +173,9 @@ def apply_event(conn: sqlite3.Connection, kind: str, filename: str | None, data:
         record = record_from_event(filename, data)
         for row in conn.execute("SELECT suite, sha256 FROM debs WHERE filename=?", (filename,)):
             if row[1] != record.sha256:
-                raise Conflict(f"{filename} already exists (suite {row[0]}) with other content; packages are immutable")
+                raise ReservoirConflict(
+                    f"{filename} already exists (suite {row[0]}) with other content; packages are immutable"
+                )
         values = record.event_data()
         cols = ", ".join(values)
         conn.execute(
@@ -217,7 +219,7 @@ def add_deb(
     if existing is not None:
         if existing.sha256 == sha:
             return existing, False
-        raise Conflict(f"{filename} already exists in {suite} with other content; packages are immutable")
+        raise ReservoirConflict(f"{filename} already exists in {suite} with other content; packages are immutable")
     with path.open("rb") as fh:
         _, size = store.blobs.put_file(fh, expected_sha256=sha)
     record = DebRecord(
@@ -237,19 +239,19 @@ def add_deb(
 
 def quarantine_deb(store: Store, suite: str, filename: str, reason: str) -> int:
     if get(store.conn, suite, filename) is None:
-        raise NotFound(f"no package {filename!r} in suite {suite!r}")
+        raise ReservoirNotFound(f"no package {filename!r} in suite {suite!r}")
     return store.apply("deb_quarantined", filename, {"suite": suite, "reason": reason})
 
 
 def release_deb(store: Store, suite: str, filename: str) -> int:
     if get(store.conn, suite, filename) is None:
-        raise NotFound(f"no package {filename!r} in suite {suite!r}")
+        raise ReservoirNotFound(f"no package {filename!r} in suite {suite!r}")
     return store.apply("deb_released", filename, {"suite": suite})
 
 
 def remove_deb(store: Store, suite: str, filename: str) -> int:
     if get(store.conn, suite, filename) is None:
-        raise NotFound(f"no package {filename!r} in suite {suite!r}")
+        raise ReservoirNotFound(f"no package {filename!r} in suite {suite!r}")
     return store.apply("deb_removed", filename, {"suite": suite})
 
 

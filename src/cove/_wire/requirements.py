@@ -3,19 +3,21 @@
 An image is built on the server, so a local path (``./pkg``, ``/etc``, a
 ``file:`` URL) would name the *server's* files, and pip-style options
 (``-e``, ``-r``, ``--index-url``) would change where or how the build reads
-them. Both are refused before anything is sent, with the reason.
+them. Both are refused, with the reason, by the SDK before anything is sent
+and by the gateway for a spec that arrives.
 """
 
 from __future__ import annotations
 
 import re
 
-from .._config import ConfigError
+from ..exceptions import ConfigError
 
 _ARCHIVES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
 _LOCAL_STARTS = (".", "/", "~", "\\")
 # PEP 508 without the marker grammar (markers are checked by the installer); the SDK also runs in
-# containers whose images need not have ``packaging``, so this does not import it.
+# containers whose images need not have ``packaging``, and the gateway checks the same rules, so this
+# does not import it.
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 _VERSION_ONE = r"(?:~=|===|==|!=|<=|>=|<|>)\s*[A-Za-z0-9_.*+!-]+"
 _VERSIONS = rf"{_VERSION_ONE}(?:\s*,\s*{_VERSION_ONE})*"

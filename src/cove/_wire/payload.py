@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 
+from ..exceptions import CoveError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -26,7 +28,7 @@ CUT_NOTE = "\n[cove: this call printed more; the rest is in the container log]\n
 _MAX_HEADER = 4 * 1024 * 1024  # a sanity bound: output (JSON-escaped) plus a blob reference
 
 
-class PayloadError(ValueError):
+class PayloadError(CoveError, ValueError):
     """An envelope that is not framed as promised."""
 
 

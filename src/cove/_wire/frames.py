@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+from ..exceptions import CoveError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 MAX_HEADER = 16 * 1024 * 1024
 
 
-class FrameError(ValueError):
+class FrameError(CoveError, ValueError):
     """A batch that is not framed as promised."""
 
 
