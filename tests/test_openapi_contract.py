@@ -11,6 +11,7 @@ no database: the schema does not need them).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 from typing import Any
@@ -19,6 +20,8 @@ import httpx
 import pytest
 
 from cove._home import Home
+from cove._wire import api
+from cove._wire.worker import ContainerSpec, Order
 from cove.gateway import GatewaySettings, create_app
 
 JSON_TYPES = ("application/json",)
@@ -107,3 +110,13 @@ def test_the_sdk_loads_neither_pydantic_nor_the_response_models() -> None:
     code = "import sys, cove, cove.sdk; print(sorted(m for m in ('pydantic', 'cove._wire.api') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_published_worker_order_has_the_fields_of_the_one_workers_read() -> None:
+    """The order schema mirrors ``_wire.worker``'s dataclasses; a field added to one alone fails here.
+
+    The route's model forbids unknown keys, so a field added only to the
+    dataclass would turn every start order into a 500 at run time.
+    """
+    assert set(api.ContainerStartSpec.model_fields) == {f.name for f in dataclasses.fields(ContainerSpec)}
+    assert set(api.WorkerOrder.model_fields) == {f.name for f in dataclasses.fields(Order)}

@@ -40,9 +40,11 @@ from .sizes import parse_cpu, parse_memory
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any
+    from typing import Any, TypeVar
 
     from .kinds import Kind
+
+    _P = TypeVar("_P", QueueDepthAutoscaler, TaskPolicy)
 
 # "Not given": the kind's default applies. Not None, so that an explicit null from the wire is still refused.
 _KIND_DEFAULT: Any = object()
@@ -311,22 +313,10 @@ class DeploymentConfig(Frozen):
         if unknown:
             raise ConfigError(f"unknown config fields: {', '.join(sorted(unknown))}")
         values = dict(data)
-        auto = values.get("autoscaler")
-        if auto is not None:
-            if not isinstance(auto, dict):
-                raise ConfigError("autoscaler must be an object")
-            try:
-                values["autoscaler"] = QueueDepthAutoscaler(**auto)
-            except TypeError as exc:
-                raise ConfigError(f"autoscaler: {exc}") from None
-        policy = values.get("task_policy")
-        if policy is not None:
-            if not isinstance(policy, dict):
-                raise ConfigError("task_policy must be an object")
-            try:
-                values["task_policy"] = TaskPolicy(**policy)
-            except TypeError as exc:
-                raise ConfigError(f"task_policy: {exc}") from None
+        if values.get("autoscaler") is not None:
+            values["autoscaler"] = _policy_from_dict("autoscaler", QueueDepthAutoscaler, values["autoscaler"])
+        if values.get("task_policy") is not None:
+            values["task_policy"] = _policy_from_dict("task_policy", TaskPolicy, values["task_policy"])
         if "env" in values and not isinstance(values["env"], dict):
             raise ConfigError("env must map names to strings")
         return cls(**values)
@@ -343,3 +333,13 @@ def _parsed(name: str, value: Any) -> int:
     except ConfigError as exc:
         raise ConfigError(f"{name}={value!r}: {exc}") from None
     return result
+
+
+def _policy_from_dict(name: str, policy_class: type[_P], data: object) -> _P:
+    """A stored policy object (``autoscaler``, ``task_policy``) rebuilt through its own checks."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name} must be an object")
+    try:
+        return policy_class(**data)
+    except TypeError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
