@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cove._home import Home
+from cove._host.home import Home
 from cove.images import ImageBuilder, remove_image
 from cove.sdk._image import Image
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from cove._http_server import GatewayHttpProtocol
+from cove.server._http_protocol import GatewayHttpProtocol
 
 
 class _CountingTransport:

@@ -18,7 +18,7 @@ import pytest
 from test_crun import make_spec, run_inside
 
 import cove
-from cove._home import Home
+from cove._host.home import Home
 from cove.images import BuildError, BuiltImage, ImageBuilder
 from cove.images._debian import base_path
 from cove.runtime import CrunRuntime

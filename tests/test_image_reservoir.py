@@ -32,7 +32,7 @@ from test_crun import make_spec, run_inside
 from test_image_layers import BASE_CACHE
 
 import cove
-from cove._home import Home
+from cove._host.home import Home
 from cove.images import _debian, _system
 from cove.images._buildbox import BoxFailed
 from cove.images._layout import load_built
@@ -46,7 +46,7 @@ SYNC_MARKER = ".cove-test-synced-v1"
 BUILD_SCRIPT = """
 import asyncio, json, subprocess, sys, time, urllib.request
 from pathlib import Path
-from cove._home import Home
+from cove._host.home import Home
 from cove.images import BuildError, ImageBuilder
 from cove.sdk._image import Image
 

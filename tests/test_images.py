@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from cove._home import Home
+from cove._host.home import Home
 from cove.images import (
     MARKER,
     BuildError,
@@ -222,7 +222,7 @@ def test_builders_sharing_a_home_take_turns(home: Home, index_url: str, uv_calls
 _BUILD_IN_A_PROCESS = """
 import asyncio, sys
 from pathlib import Path
-from cove._home import Home
+from cove._host.home import Home
 from cove.images import ImageBuilder
 from cove.sdk._image import Image
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import APPS, Server, start_server
 
-from cove._gateway_socket import gateway_socket_path
+from cove._net.gateway_socket import gateway_socket_path
 
 NESTED = APPS / "nested" / "app.py"
 DEPLOYED = ("nested_double", "nested_record", "nested_fan_out", "nested_endpoint", "nested_probe")

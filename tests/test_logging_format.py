@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from cove import _logging
-from cove._home import Home
-from cove._server import ServerSettings, local_worker_argv
+from cove._host.home import Home
 from cove.cli import _workers
 from cove.cli import app as cove_app
+from cove.server import ServerSettings, local_worker_argv
+from cove.server import json_logs as _logging
 from cove.worker import WorkerSettings
 
 
@@ -65,7 +65,7 @@ def test_the_local_workers_log_lines_keep_extra_fields(
 
 
 def test_the_server_and_the_worker_install_one_formatter(capsys: pytest.CaptureFixture[str]) -> None:
-    """``cove server`` and ``cove worker`` both call :func:`cove._logging.setup`; its lines keep extras."""
+    """``cove server`` and ``cove worker`` both call :func:`cove.server.json_logs.setup`; its lines keep extras."""
     _logging.setup()
     [handler] = logging.getLogger().handlers
     assert type(handler.formatter) is _logging.JsonFormatter

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cove._home import Home
+from cove._host.home import Home
 from cove._wire import api
 from cove._wire.worker import ContainerSpec, Order
 from cove.gateway import GatewaySettings, create_app

@@ -5,7 +5,7 @@ disagreed on the gateway's port and on isolation (one ran containers with the
 unisolated ``process`` engine by default). These tests start both spellings in
 this process, catch the settings they would run a worker with, and compare them;
 and they check that every front end's idea of "the gateway nobody named" is the
-one in :mod:`cove._defaults`.
+one in :mod:`cove._wire.server_defaults`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import typer
 
-from cove import _defaults
-from cove._home import Home
+from cove._host.home import Home
+from cove._wire import server_defaults as _defaults
 from cove.cli import _workers
 from cove.cli import app as cove_app
 from cove.worker import WorkerSettings, detect_capacity
@@ -218,9 +218,9 @@ def _click_default(command: Any, option: str) -> object:
 
 
 def test_every_front_end_defaults_to_the_one_gateway(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from cove._server import ServerSettings
     from cove.gateway import GatewaySettings
     from cove.sdk._settings import ClientSettings
+    from cove.server import ServerSettings
 
     url = _defaults.default_gateway_url()
     assert url == f"http://{_defaults.DEFAULT_HOST}:{_defaults.DEFAULT_PORT}"
@@ -241,4 +241,4 @@ def test_the_port_is_declared_once() -> None:
     naming = sorted(
         str(path.relative_to(SRC)) for path in SRC.rglob("*.py") if port in path.read_text(errors="replace")
     )
-    assert naming == ["_defaults.py"]
+    assert naming == ["_wire/server_defaults.py"]

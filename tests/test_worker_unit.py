@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cove._home import Home
+from cove._host.home import Home
 from cove._wire.worker import ContainerEvent, ContainerSpec, Order
 from cove.sdk._packing import pack_directory
 from cove.worker import WorkerSettings, run_worker

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from cove._home import Home
+from cove._host.home import Home
 from cove.exceptions import ConfigError
 from cove.images import ImageBuilder
 from cove.sdk._image import Image

@@ -24,7 +24,7 @@ import pytest
 from conftest import APPS, UV_CACHE, Server, free_port, start_server
 from pg_cluster import PgCluster
 
-from cove._home import Home, HomeInUse, HomeLock
+from cove._host.home import Home, HomeInUse, HomeLock
 
 WARM_APP = APPS / "warm" / "app.py"
 

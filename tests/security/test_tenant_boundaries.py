@@ -22,7 +22,7 @@ import pytest
 from conftest import APPS, Server
 
 from cove import Image
-from cove._home import Home
+from cove._host.home import Home
 from cove.scheduler import _callbacks
 from cove.scheduler._callbacks import SIGNATURE_HEADER, CallbackPolicy, CallbackSender, verify_signature
 from cove.sdk._packing import pack_directory

@@ -9,7 +9,8 @@ in every container: it imports nothing heavy.
 
 from __future__ import annotations
 
-from .._frozen import Frozen
+from cove._wire.frozen import Frozen
+
 from ..exceptions import ConfigError
 from .defaults import defaults_for
 from .fields import (

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from .._frozen import Frozen
+from cove._wire.frozen import Frozen
+
 from ..exceptions import ConfigError
 
 TYPE_CHECKING = False

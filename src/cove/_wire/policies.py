@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 
-from .._frozen import Frozen
+from cove._wire.frozen import Frozen
+
 from ..exceptions import ConfigError
 from .defaults import BATCH, SERVING
 from .ranges import (

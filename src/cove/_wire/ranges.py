@@ -9,7 +9,8 @@ anything outside. Defaults are not here: they depend on the kind
 
 from __future__ import annotations
 
-from .._frozen import Frozen
+from cove._wire.frozen import Frozen
+
 from ..exceptions import ConfigError
 
 TYPE_CHECKING = False

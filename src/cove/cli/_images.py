@@ -7,7 +7,8 @@ from typing import Any
 
 import typer
 
-from .._units import human_size
+from cove._wire.units import human_size
+
 from ._output import JsonOption, client, console, emit, errors, table
 
 image_app = typer.Typer(help="List, remove and garbage-collect built images and their layers.", no_args_is_help=True)

@@ -15,10 +15,11 @@ from typing import BinaryIO
 import httpx
 import typer
 
-from .. import _logging
-from .._defaults import DEFAULT_PORT
-from .._home import Home, HomeLock
-from .._python_envs import ROOTS_ENV, parse_roots, roots_env_value, roots_from_env
+from cove._host.home import Home, HomeLock
+from cove._host.python_envs import ROOTS_ENV, parse_roots, roots_env_value, roots_from_env
+from cove._wire.server_defaults import DEFAULT_PORT
+from cove.server import json_logs
+
 from ._output import JsonOption, console, emit, fail
 
 
@@ -69,9 +70,9 @@ def server(
         return
     import uvloop
 
-    from .._server import ServerSettings, run
+    from cove.server._launch import ServerSettings, run
 
-    _logging.setup()
+    json_logs.setup()
     settings = ServerSettings(
         home=cove_home,
         host=host,

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from .. import _logging
-from .._defaults import DEFAULT_RUNTIME, default_gateway_url
-from .._home import Home
-from .._python_envs import ROOTS_ENV, parse_roots, roots_from_env
+from cove._host.home import Home
+from cove._host.python_envs import ROOTS_ENV, parse_roots, roots_from_env
+from cove._wire.server_defaults import DEFAULT_RUNTIME, default_gateway_url
+from cove.server import json_logs
+
 from .._wire.sizes import parse_cpu, parse_memory
 from ..exceptions import ConfigError
 from ._output import JsonOption, client, console, emit, errors, fail, table
@@ -103,7 +104,7 @@ def worker(
         env_roots = parse_roots(python_env_root) if python_env_root else roots_from_env()
     except ValueError as exc:
         fail(f"--python-env-root: {exc}", as_json)
-    _logging.setup()
+    json_logs.setup()
     settings = WorkerSettings(
         gateway_url=gateway.rstrip("/"),
         token=token,

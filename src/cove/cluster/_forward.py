@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from .._proxy import request_headers, stream_response, upstream_url
+from cove._net.proxy import request_headers, stream_response, upstream_url
 
 log = logging.getLogger("cove.cluster.forward")
 

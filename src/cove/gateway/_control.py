@@ -15,7 +15,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from .._python_envs import PythonEnvRefused, confine
+from cove._host.python_envs import PythonEnvRefused, confine
+
 from .._wire import api as wire
 from .._wire.config import DeploymentConfig
 from .._wire.image_spec import image_id, validate_spec

@@ -19,7 +19,8 @@ import secrets
 import tarfile
 from pathlib import Path
 
-from .._home import Home
+from cove._host.home import Home
+
 from ..images._layout import image_dir, read_manifest, roots
 
 _PART = re.compile(r"env|base|layer(\d{1,3})")

@@ -18,7 +18,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import Field
 
-from .._volumes import volumes_root
+from cove._host.volumes import volumes_root
+
 from .._wire import api as wire
 from .._wire.config import DeploymentConfig
 from ..exceptions import NotFound

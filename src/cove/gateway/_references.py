@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from .._volumes import ensure_volume
+from cove._host.volumes import ensure_volume
+
 from .._wire.config import DeploymentConfig
 from ..store import Principal
 from ._errors import ApiError

@@ -4,7 +4,7 @@ Sandbox traffic is long polls and file bodies, so nothing here is held in
 gateway memory: the request body flows to the agent as it arrives, counted
 against the gateway's body limit (413 the moment it passes, or at once when
 the declared length is over it), and the agent's answer flows back chunk by
-chunk (``cove._proxy``). Each request gets its own short-lived connection.
+chunk (``cove._net.proxy``). Each request gets its own short-lived connection.
 The agent sees only the method, path, body and its type: never the caller's
 token or other headers.
 """
@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 from starlette.responses import Response
 
-from .._proxy import stream_response
+from cove._net.proxy import stream_response
+
 from ._errors import ApiError
 
 # Read (long polls wait up to 30 s) and write timeouts of the hop to the agent, per socket operation.

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .._defaults import default_gateway_url
-from .._home import Home
-from .._limits import MAX_BLOB_BYTES, MAX_BODY_BYTES, MAX_CODE_BYTES
-from .._python_envs import roots_from_env
+from cove._host.home import Home
+from cove._host.python_envs import roots_from_env
+from cove._wire.limits import MAX_BLOB_BYTES, MAX_BODY_BYTES, MAX_CODE_BYTES
+from cove._wire.server_defaults import default_gateway_url
+
 from ..scheduler._callbacks import allowance_from_env
 
 

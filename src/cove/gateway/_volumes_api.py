@@ -1,7 +1,7 @@
 """``/api/v1/volumes``: a workspace's persistent folders and the files in them.
 
 Every path is relative to the volume and opened component by component
-without following symlinks (``cove._safepath``): a container that plants a
+without following symlinks (``cove._host.safepath``): a container that plants a
 symlink in a volume cannot make the gateway read or write outside it.
 Uploads stream to a spool file first and are renamed into place whole.
 """
@@ -19,9 +19,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from .. import _safepath
-from .._rmtree import remove_tree
-from .._volumes import ensure_volume, file_owner, volume_path, volumes_root
+from cove._host import safepath
+from cove._host.rmtree import remove_tree
+from cove._host.volumes import ensure_volume, file_owner, volume_path, volumes_root
+
 from .._wire import api as wire
 from .._wire.names import check_name
 from ..exceptions import ConfigError
@@ -54,7 +55,7 @@ def _existing(gw: Gateway, who: Principal, name: str) -> Path:
 def _file_errors(path: str) -> Iterator[None]:
     try:
         yield
-    except _safepath.UnsafePath as exc:
+    except safepath.UnsafePath as exc:
         raise ApiError(400, f"unsafe path: {exc}") from None
     except FileNotFoundError:
         raise ApiError(404, f"{path!r} does not exist") from None
@@ -92,13 +93,13 @@ async def list_files(
 ) -> list[dict[str, Any]]:
     root = _existing(gw, who, name)
     with _file_errors(path):
-        return await asyncio.to_thread(_safepath.listing, str(root), path)
+        return await asyncio.to_thread(safepath.listing, str(root), path)
 
 
 @router.put("/volumes/{name}/files/{path:path}", status_code=201, response_model=wire.FileStored)
 async def put_file(name: ObjectName, path: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     with _file_errors(path):
-        _safepath.split(path)  # refuse a bad path before reading a byte of the body
+        safepath.split(path)  # refuse a bad path before reading a byte of the body
     root = await asyncio.to_thread(ensure_volume, gw.settings.home.root, who.workspace_id, _name(name))
     spool_dir = volumes_root(gw.settings.home.root) / ".incoming"
     spool_dir.mkdir(mode=0o700, exist_ok=True)
@@ -111,7 +112,7 @@ async def put_file(name: ObjectName, path: str, request: Request, gw: GatewayDep
 
         def install() -> int:
             with spool.open("rb") as src:
-                return _safepath.write(str(root), path, iter(lambda: src.read(1 << 20), b""), owner=file_owner())
+                return safepath.write(str(root), path, iter(lambda: src.read(1 << 20), b""), owner=file_owner())
 
         with _file_errors(path):
             size = await asyncio.to_thread(install)
@@ -128,10 +129,10 @@ async def put_file(name: ObjectName, path: str, request: Request, gw: GatewayDep
 async def get_file(name: ObjectName, path: str, gw: GatewayDep, who: PrincipalDep) -> StreamingResponse:
     root = _existing(gw, who, name)
     with _file_errors(path):
-        fd = await asyncio.to_thread(_safepath.open_read, str(root), path)
+        fd = await asyncio.to_thread(safepath.open_read, str(root), path)
     size = os.fstat(fd).st_size
     return StreamingResponse(
-        _safepath.read_chunks(fd), media_type="application/octet-stream", headers={"Content-Length": str(size)}
+        safepath.read_chunks(fd), media_type="application/octet-stream", headers={"Content-Length": str(size)}
     )
 
 
@@ -141,5 +142,5 @@ async def delete_file(
 ) -> dict[str, Any]:
     root = _existing(gw, who, name)
     with _file_errors(path):
-        await asyncio.to_thread(_safepath.remove, str(root), path, recursive)
+        await asyncio.to_thread(safepath.remove, str(root), path, recursive)
     return {"volume": name, "path": path, "deleted": True}

@@ -19,8 +19,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import _python_envs
-from .._home import Home
+from cove._host import python_envs
+from cove._host.home import Home
+
 from .._wire.image_spec import image_id
 from . import _debian, _layout, _lock, _system
 from ._errors import BuildError
@@ -82,7 +83,7 @@ class ImageBuilder:
         configured = os.environ.get("COVE_BASE_DIR")
         self.base_dir = base_dir or (Path(configured) if configured else home.root / "base")
         self.system_layers = system_layers
-        roots = _python_envs.roots_from_env() if python_env_roots is None else python_env_roots
+        roots = python_envs.roots_from_env() if python_env_roots is None else python_env_roots
         self.python_env_roots = tuple(roots)
         self._builds: dict[str, _SharedBuild] = {}
 
@@ -290,12 +291,12 @@ def existing_env(ident: str, env: Path, roots: Sequence[Path]) -> BuiltImage:
     not on this machine the version stays unknown; the workers check it.
     """
     try:
-        resolved = _python_envs.confine(env, roots)
-    except _python_envs.PythonEnvRefused as exc:
+        resolved = python_envs.confine(env, roots)
+    except python_envs.PythonEnvRefused as exc:
         raise BuildError(str(exc)) from None
     return BuiltImage(
         id=ident,
         path=env,
-        python=_python_envs.interpreter(env),
-        python_version=_python_envs.read_version(resolved),
+        python=python_envs.interpreter(env),
+        python_version=python_envs.read_version(resolved),
     )

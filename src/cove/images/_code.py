@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .._rmtree import remove_tree
-from .._safepath import NAME_MAX
-from .._units import human_size
+from cove._host.rmtree import remove_tree
+from cove._host.safepath import NAME_MAX
+from cove._wire.units import human_size
+
 from ._errors import ArchiveError
 
 MAX_UNPACKED = 1024**3

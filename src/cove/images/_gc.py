@@ -9,7 +9,8 @@ from __future__ import annotations
 import secrets
 import shutil
 
-from .._home import Home
+from cove._host.home import Home
+
 from . import _layout, _lock
 from ._layout import BuiltImage
 

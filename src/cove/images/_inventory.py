@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .._home import Home
+from cove._host.home import Home
+
 from . import _layout, _lock, _system
 from ._gc import remove_image
 

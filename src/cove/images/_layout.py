@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from .._home import Home
+from cove._host.home import Home
 
 MARKER = "cove-image.json"
 TMP_PREFIX = ".tmp-"

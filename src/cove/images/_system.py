@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._home import Home
+from cove._host.home import Home
+
 from . import _lock
 from ._buildbox import BoxFailed, run_in_box
 from ._debian import AptSource

@@ -93,7 +93,7 @@ def main() -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(line_buffering=True)
-    from cove._secretfd import load_secret_env
+    from cove._host.secretfd import load_secret_env
 
     load_secret_env()  # before any user code: its variables are part of the environment it sees
     env = os.environ

@@ -5,7 +5,7 @@ processes and page through their output, and read, write, list and remove
 files. Output is kept in memory per process and read by offset with a long
 poll, so a client that reconnects (``Sandbox.connect``) misses nothing and no
 streaming connection has to survive the gateway's proxy. File paths are
-confined to the work dir (``cove._safepath``), whatever symlinks the
+confined to the work dir (``cove._host.safepath``), whatever symlinks the
 sandboxed code plants there. Stdlib only.
 """
 
@@ -21,7 +21,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from cove import _safepath
+from cove._host import safepath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,9 +89,9 @@ class Agent:
             if path.rstrip("/") == self.work_dir.rstrip("/"):
                 return ""
             if not path.startswith(prefix):
-                raise _safepath.UnsafePath(f"{path!r} is outside the sandbox's work dir {self.work_dir}")
+                raise safepath.UnsafePath(f"{path!r} is outside the sandbox's work dir {self.work_dir}")
             path = path[len(prefix) :]
-        _safepath.split(path)
+        safepath.split(path)
         return path
 
     def start(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +157,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(remaining))
         self.end_headers()
-        for chunk in _safepath.read_chunks(fd):
+        for chunk in safepath.read_chunks(fd):
             self.wfile.write(chunk[:remaining])
             remaining -= min(len(chunk), remaining)
             if not remaining:
@@ -200,7 +200,7 @@ class Handler(BaseHTTPRequestHandler):
         path, query = _query(self.path)
         try:
             self._route(method, path, query)
-        except _safepath.UnsafePath as exc:
+        except safepath.UnsafePath as exc:
             self._json(400, {"error": {"type": "UnsafePath", "message": str(exc)}})
         except (FileNotFoundError, LookupError) as exc:
             self._json(404, {"error": {"type": "NotFound", "message": str(exc)}})
@@ -237,14 +237,14 @@ class Handler(BaseHTTPRequestHandler):
         elif parts and parts[0] == "fs" and len(parts) == 2:
             rel = agent.relative(query.get("path", ""))
             if method == "GET" and parts[1] == "read":
-                self._send_file(_safepath.open_read(agent.work_dir, rel))
+                self._send_file(safepath.open_read(agent.work_dir, rel))
             elif method == "PUT" and parts[1] == "write":
-                size = _safepath.write(agent.work_dir, rel, self._body_chunks(), mode=0o644)
+                size = safepath.write(agent.work_dir, rel, self._body_chunks(), mode=0o644)
                 self._json(200, {"path": rel, "size": size})
             elif method == "GET" and parts[1] == "list":
-                self._json(200, _safepath.listing(agent.work_dir, rel))
+                self._json(200, safepath.listing(agent.work_dir, rel))
             elif method == "DELETE" and parts[1] == "remove":
-                _safepath.remove(agent.work_dir, rel, query.get("recursive") == "1")
+                safepath.remove(agent.work_dir, rel, query.get("recursive") == "1")
                 self._json(200, {"path": rel, "removed": True})
             else:
                 self._json(404, {"error": {"type": "NotFound", "message": path}})

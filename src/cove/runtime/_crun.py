@@ -29,8 +29,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from .._secretfd import SECRET_FD, SECRET_FD_ENV, secret_memfd
-from .._volumes import CONTAINER_VOLUME_GID, VOLUME_GID
+from cove._host.secretfd import SECRET_FD, SECRET_FD_ENV, secret_memfd
+from cove._host.volumes import CONTAINER_VOLUME_GID, VOLUME_GID
+
 from . import _cgroups, _mountns, _network, _oci
 from ._base import LaunchSpec, StartError
 from ._layers import LayeredBase
@@ -565,7 +566,7 @@ class CrunRuntime:
                 host_id=lease.host_id,
                 cgroups_path=f"{CGROUP_PARENT}/{spec.container_id}",
                 swap_limit=self.swap_limit,
-                # Volumes are shared through a group, not an owner (see cove._volumes).
+                # Volumes are shared through a group, not an owner (see cove._host.volumes).
                 extra_gids=((CONTAINER_VOLUME_GID, VOLUME_GID),) if spec.volumes else (),
                 umask=0o002 if spec.volumes else None,
                 network_ns=network.netns_path if network is not None else None,

@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from .._home import Home
+from cove._host.home import Home
+
 from ..exceptions import ConfigError, ResponseError
 from ._keepalive import KeptAlive
 from ._settings import ClientSettings, config_path

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 
-from .._frozen import Frozen
+from cove._wire.frozen import Frozen
+
 from .._wire.image_spec import canonical_spec, image_fields, image_id
 from ..exceptions import ConfigError
 

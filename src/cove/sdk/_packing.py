@@ -168,7 +168,7 @@ def _archive(files: Sequence[_File], max_bytes: int, root: Path) -> tuple[bytes,
                 raise PackingError(f"cannot read {file.path}: {exc.strerror}") from None
             total += len(content)
             if total > max_bytes:
-                from cove._units import human_size
+                from cove._wire.units import human_size
 
                 raise PackingError(f"{root} grew past the {human_size(max_bytes)} limit while it was being packed")
             tar.addfile(_member(file, len(content)), io.BytesIO(content))
@@ -191,7 +191,7 @@ def _member(file: _File, size: int) -> tarfile.TarInfo:
 
 
 def _too_big(root: Path, files: Sequence[_File], total: int, max_bytes: int) -> str:
-    from cove._units import human_size
+    from cove._wire.units import human_size
 
     biggest = sorted(files, key=lambda f: (-f.size, f.name))[:_BIGGEST_SHOWN]
     listed = ", ".join(f"{f.name} ({human_size(f.size)})" for f in biggest)

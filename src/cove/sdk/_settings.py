@@ -3,7 +3,7 @@
 In order: ``COVE_GATEWAY``/``COVE_TOKEN``; the current context in
 ``~/.config/cove/config.toml``; the server running from this machine's Cove
 home (``server.json`` and ``admin-token``); then the default gateway,
-:func:`cove._defaults.default_gateway_url`.
+:func:`cove._wire.server_defaults.default_gateway_url`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .._defaults import default_gateway_url
-from .._home import Home
+from cove._host.home import Home
+from cove._wire.server_defaults import default_gateway_url
 
 
 def config_path() -> Path:

@@ -8,7 +8,8 @@ only.
 
 from __future__ import annotations
 
-from .._frozen import Frozen
+from cove._wire.frozen import Frozen
+
 from .._wire.names import check_mount_path, check_name
 
 

@@ -10,8 +10,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from .._gateway_socket import gateway_socket_path
-from .._volumes import ensure_volume
+from cove._host.volumes import ensure_volume
+from cove._net.gateway_socket import gateway_socket_path
+
 from .._wire.names import check_mount_path, check_name
 from .._wire.worker import ContainerEvent, ContainerSpec
 from ..gpu import GpuError, GpuManager

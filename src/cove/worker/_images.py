@@ -36,9 +36,10 @@ from typing import Any
 
 import httpx
 
-from .. import _python_envs
-from .._home import Home
-from .._safepath import resolve_within
+from cove._host import python_envs
+from cove._host.home import Home
+from cove._host.safepath import resolve_within
+
 from ..images._layout import MARKER, image_dir, read_manifest
 from ._client import GatewayClient
 from ._paths import check_id, force_rmtree
@@ -159,8 +160,8 @@ class ImageCache:
         """``venv`` resolved, if it lies where an image's folder may (see the module's docstring)."""
         if existing_env:
             try:
-                return _python_envs.confine(venv, self.python_env_roots)
-            except _python_envs.PythonEnvRefused as exc:
+                return python_envs.confine(venv, self.python_env_roots)
+            except python_envs.PythonEnvRefused as exc:
                 raise RuntimeError(f"image {image_id[:12]} is refused on this worker: {exc}") from None
         resolved = resolve_within(str(venv), [str(self.home.images)])
         if resolved is None or Path(resolved) == self.home.images.resolve():

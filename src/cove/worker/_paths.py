@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import cove
-from cove._rmtree import remove_tree
+from cove._host.rmtree import remove_tree
 from cove.runtime import UNIX_PATH_MAX
 
 log = logging.getLogger("cove.worker")

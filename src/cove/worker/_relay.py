@@ -32,9 +32,9 @@ from typing import Any
 import httpx
 import uvicorn
 
-from .._gateway_socket import SOCKET_NAME, UNIX_PATH_MAX
-from .._limits import MAX_BLOB_BYTES, MAX_BODY_BYTES, MAX_CODE_BYTES
-from .._proxy import request_headers, stream_response, upstream_url
+from cove._net.gateway_socket import SOCKET_NAME, UNIX_PATH_MAX
+from cove._net.proxy import request_headers, stream_response, upstream_url
+from cove._wire.limits import MAX_BLOB_BYTES, MAX_BODY_BYTES, MAX_CODE_BYTES
 
 log = logging.getLogger("cove.worker")
 

@@ -7,8 +7,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from .._home import Home
-from .._python_envs import roots_from_env
+from cove._host.home import Home
+from cove._host.python_envs import roots_from_env
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +20,7 @@ class WorkerSettings:
     ``runtime`` names the engine (``auto``, ``crun``, ``runc`` or ``process``; see
     :func:`cove.runtime.select_runtime`). Code that builds settings directly gets
     ``$COVE_RUNTIME`` or ``process``; ``cove worker`` (and so ``python -m cove.worker``
-    and ``cove server``'s local worker) asks for :data:`cove._defaults.DEFAULT_RUNTIME`.
+    and ``cove server``'s local worker) asks for :data:`cove._wire.server_defaults.DEFAULT_RUNTIME`.
     ``advertise_host`` makes containers listen on TCP ports of that address.
     ``python_env_roots`` are the folders an existing environment (``python_env``)
     must lie in to be mounted (``cove worker --python-env-root DIR``; default

@@ -16,7 +16,7 @@ import contextlib
 import os
 import stat
 
-from ._rmtree import remove_tree_at
+from .rmtree import remove_tree_at
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -25,14 +25,15 @@ from typing import Any
 
 import uvicorn
 
-from ._defaults import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RUNTIME
-from ._gateway_socket import gateway_socket_path, prepare_socket_folder
-from ._home import Home, HomeLock
-from ._http_server import GatewayHttpProtocol
-from ._python_envs import ROOTS_ENV, roots_env_value, roots_from_env
-from .gateway import GatewaySettings, create_app
-from .store import Store, sqlite_url
-from .worker import detect_capacity
+from cove._host.home import Home, HomeLock
+from cove._host.python_envs import ROOTS_ENV, roots_env_value, roots_from_env
+from cove._net.gateway_socket import gateway_socket_path, prepare_socket_folder
+from cove._wire.server_defaults import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RUNTIME
+from cove.gateway import GatewaySettings, create_app
+from cove.store import Store, sqlite_url
+from cove.worker import detect_capacity
+
+from ._http_protocol import GatewayHttpProtocol
 
 log = logging.getLogger("cove.server")
 

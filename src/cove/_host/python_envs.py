@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from . import _safepath
+from . import safepath
 
 ROOTS_ENV = "COVE_PYTHON_ENV_ROOTS"
 ROOT_FLAG = "--python-env-root"
@@ -68,7 +68,7 @@ def describe_roots(roots: Sequence[Path]) -> str:
 
 def confine(path: str | Path, roots: Sequence[Path]) -> Path:
     """``path`` with every symlink resolved, when it lies under one of ``roots``; else ``PythonEnvRefused``."""
-    resolved = _safepath.resolve_within(os.fspath(path), [str(root) for root in roots])
+    resolved = safepath.resolve_within(os.fspath(path), [str(root) for root in roots])
     if resolved is None or resolved == "/":
         leads = os.path.realpath(path)
         where = "" if leads == os.fspath(path) else f" (it leads to {leads})"
@@ -93,8 +93,8 @@ def read_version(env: Path) -> str:
 def _version_from_cfg(env: Path) -> str | None:
     """``version_info`` (uv, virtualenv) or ``version`` (the stdlib's venv) of ``pyvenv.cfg``."""
     try:
-        fd = _safepath.open_read(str(env), "pyvenv.cfg")  # no symlinks, regular files only
-    except (OSError, _safepath.UnsafePath):
+        fd = safepath.open_read(str(env), "pyvenv.cfg")  # no symlinks, regular files only
+    except (OSError, safepath.UnsafePath):
         return None
     with os.fdopen(fd, "rb") as fh:
         text = fh.read(_CFG_LIMIT).decode(errors="replace")
@@ -113,8 +113,8 @@ def _version_from_cfg(env: Path) -> str | None:
 def _version_from_lib(env: Path) -> str | None:
     """The ``X.Y`` of the single ``lib/pythonX.Y`` folder, when the environment has exactly one."""
     try:
-        entries = _safepath.listing(str(env), "lib")
-    except (OSError, _safepath.UnsafePath):
+        entries = safepath.listing(str(env), "lib")
+    except (OSError, safepath.UnsafePath):
         return None
     versions = {
         found.group(1)

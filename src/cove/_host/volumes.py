@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._safepath import UnsafePath
+from .safepath import UnsafePath
 
 VOLUME_GID = 99_999  # host gid owning volume folders (below the uid blocks containers use)
 CONTAINER_VOLUME_GID = 65_536  # the same group as seen inside a container (just above its 65 536 ids)
