@@ -21,8 +21,8 @@ from test_store_backends import row, run
 from cove.exceptions import ResponseError
 from cove.gateway._auth import Authenticator
 from cove.gateway._errors import ApiError
-from cove.sdk._client import Client
 from cove.sdk._keepalive import KeptAlive
+from cove.sdk.client import Client
 from cove.store import Principal, Store, TaskWriter, get_task
 
 FUNCS = APPS / "funcs" / "app.py"

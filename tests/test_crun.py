@@ -27,8 +27,8 @@ from cove.runtime import (
     CrunRuntime,
     LaunchSpec,
     ProcessRuntime,
-    _cgroups,
-    _oci,
+    cgroups,
+    oci,
     open_unix_listener,
     select_runtime,
 )
@@ -142,17 +142,17 @@ async def run_inside(runtime: Any, spec: LaunchSpec, sock: Path, code: str) -> A
 
 
 def test_config_isolates_and_limits(tmp_path: Path) -> None:
-    bundle = _oci.Bundle(
+    bundle = oci.Bundle(
         container_id="x",
         rootfs=tmp_path,
         args=["/cove/venv/bin/python", "-P", "-m", "cove.runner"],
         env={"A": "1"},
-        mounts=[_oci.Mount(tmp_path / "v", _oci.VENV), _oci.Mount(tmp_path / "w", _oci.WORK, writable=True)],
-        limits=_oci.Limits(memory_mib=128, cpu_millis=500, pids=50, tmp_mib=8),
+        mounts=[oci.Mount(tmp_path / "v", oci.VENV), oci.Mount(tmp_path / "w", oci.WORK, writable=True)],
+        limits=oci.Limits(memory_mib=128, cpu_millis=500, pids=50, tmp_mib=8),
         host_id=165536,
         cgroups_path="/cove/x",
     )
-    config = _oci.build_config(bundle)
+    config = oci.build_config(bundle)
     linux = config["linux"]
     assert {ns["type"] for ns in linux["namespaces"]} >= {"pid", "ipc", "uts", "mount", "user", "network"}
     assert linux["uidMappings"] == [{"containerID": 0, "hostID": 165536, "size": 65536}]
@@ -177,7 +177,7 @@ def test_config_isolates_and_limits(tmp_path: Path) -> None:
         hard = resource.getrlimit(kind)[1]
         assert hard == resource.RLIM_INFINITY or limit["hard"] <= hard, limit
     mounts = {m["destination"]: m for m in config["mounts"]}
-    assert "ro" in mounts[str(_oci.VENV)]["options"] and "rw" in mounts[str(_oci.WORK)]["options"]
+    assert "ro" in mounts[str(oci.VENV)]["options"] and "rw" in mounts[str(oci.WORK)]["options"]
     assert "size=8m" in mounts["/tmp"]["options"]
     assert config["process"]["args"][0] == "/cove/venv/bin/python"
 
@@ -261,15 +261,15 @@ def test_limits_are_in_the_cgroup_and_stop_removes_everything(
 
     exit_code, handle = asyncio.run(scenario())
     assert exit_code in (0, -15)
-    assert _cgroups.cgroup_dirs(runtime.layout, cgroup) == []
+    assert cgroups.cgroup_dirs(runtime.layout, cgroup) == []
     assert not handle.bundle_dir.exists()
     assert not (runtime.state_dir / spec.container_id).exists()
 
 
-def read_limits(layout: _cgroups.Layout, cgroup: str) -> dict[str, Any]:
+def read_limits(layout: cgroups.Layout, cgroup: str) -> dict[str, Any]:
     rel = cgroup.lstrip("/")
-    root = _cgroups.ROOT
-    if layout is _cgroups.Layout.V2:
+    root = cgroups.ROOT
+    if layout is cgroups.Layout.V2:
         folder = root / rel
         quota, period = (folder / "cpu.max").read_text().split()
         return {

@@ -40,7 +40,7 @@ from cove.gpu import (
     parse_ldconfig,
     whole_gpu_grant,
 )
-from cove.runtime import _oci
+from cove.runtime import oci
 
 GPU_APP = APPS / "gpu" / "app.py"
 H100 = GpuDevice(0, "GPU-11111111-aaaa", "NVIDIA H100 80GB HBM3", 81559, minor=0)
@@ -119,18 +119,18 @@ def test_fake_gpu_whole_gpu_oci_spec_has_exactly_its_devices() -> None:
         ),
         (Path("/usr/bin/nvidia-smi"), Path("/usr/bin/nvidia-smi"), False),
     )
-    bundle = _oci.Bundle(
+    bundle = oci.Bundle(
         container_id="ctr-gpu",
         rootfs=Path("/rootfs"),
         args=["python"],
         env=dict(grant.env),
-        mounts=[_oci.Mount(h, t, w) for h, t, w in grant.mounts],
-        limits=_oci.Limits(memory_mib=512, cpu_millis=1000, pids=64, tmp_mib=64),
+        mounts=[oci.Mount(h, t, w) for h, t, w in grant.mounts],
+        limits=oci.Limits(memory_mib=512, cpu_millis=1000, pids=64, tmp_mib=64),
         host_id=100000,
         cgroups_path="/cove/ctr-gpu",
         devices=grant.devices,
     )
-    config = _oci.build_config(bundle)
+    config = oci.build_config(bundle)
     # GPU 1 only (not /dev/nvidia0), the control nodes; no uvm-tools on this host, so none.
     assert config["linux"]["devices"] == [
         {"path": "/dev/nvidia1", "type": "c", "major": 195, "minor": 1, "fileMode": 0o666, "uid": 0, "gid": 0},
@@ -146,7 +146,7 @@ def test_fake_gpu_whole_gpu_oci_spec_has_exactly_its_devices() -> None:
     libcuda = next(m for m in config["mounts"] if m["destination"].endswith("libcuda.so.1"))
     assert "ro" in libcuda["options"] and libcuda["type"] == "bind"
     # And a container without GPUs gets no device at all.
-    plain = _oci.build_config(dataclasses.replace(bundle, devices=()))
+    plain = oci.build_config(dataclasses.replace(bundle, devices=()))
     assert "devices" not in plain["linux"] and plain["linux"]["resources"]["devices"] == [
         {"allow": False, "access": "rwm"}
     ]

@@ -176,7 +176,7 @@ def test_sdk_sends_a_put_again_with_the_same_key_when_the_connection_breaks(
 ) -> None:
     """The first answer is lost after the gateway committed the task: the resend gets that same task."""
     from cove.sdk import _calls
-    from cove.sdk._client import Client
+    from cove.sdk.client import Client
 
     sent: list[str] = []
     real = Client.request

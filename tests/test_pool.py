@@ -16,7 +16,7 @@ from conftest import APPS, Server
 from test_crun import build_image, call, engine_missing, make_runtime, make_spec
 
 from cove._wire.worker import ContainerSpec
-from cove.runtime import CrunRuntime, LaunchSpec, _cgroups, open_unix_listener
+from cove.runtime import CrunRuntime, LaunchSpec, cgroups, open_unix_listener
 from cove.worker._paths import WorkerDirs
 from cove.worker._pool import ContainerPool, PoolSettings, spec_key
 
@@ -46,7 +46,7 @@ def leftovers(runtime: CrunRuntime, container_id: str) -> list[str]:
         found.append("crun state")
     if (runtime.bundles / container_id).exists():
         found.append("bundle")
-    if _cgroups.cgroup_dirs(runtime.layout, f"/cove/{container_id}"):
+    if cgroups.cgroup_dirs(runtime.layout, f"/cove/{container_id}"):
         found.append("cgroup")
     return found
 

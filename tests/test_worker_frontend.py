@@ -219,7 +219,7 @@ def _click_default(command: Any, option: str) -> object:
 
 def test_every_front_end_defaults_to_the_one_gateway(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from cove.gateway import GatewaySettings
-    from cove.sdk._settings import ClientSettings
+    from cove.sdk.settings import ClientSettings
     from cove.server import ServerSettings
 
     url = _defaults.default_gateway_url()

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cove.reservoir import keys
+from cove.reservoir import keys, policy
 from cove.reservoir.bundle import export_bundle, import_bundle
 from cove.reservoir.debian import control, gpg, publish, records
 from cove.reservoir.debian.fetch import sync_deb
@@ -55,7 +55,7 @@ def _copy_into(source: Store, root: Path) -> Store:
     for record in records.listing(source.conn, SUITE):
         path = tmp / record.filename
         shutil.copy(source.blobs.path(record.sha256), path)
-        records.add_deb(store, path, SUITE)
+        records.add_deb(store, path, SUITE, judge=policy.deb_reason)
     publish.publish(store, SUITE)
     return store
 
@@ -189,5 +189,5 @@ def test_control_data_is_checked(synced: Store, tmp_path: Path) -> None:
     not_deb = tmp_path / "x.deb"
     not_deb.write_bytes(b"not an archive")
     with pytest.raises(InvalidPackage, match="not a Debian package"):
-        records.add_deb(synced, not_deb, SUITE)
+        records.add_deb(synced, not_deb, SUITE, judge=policy.deb_reason)
     assert _debs(synced)

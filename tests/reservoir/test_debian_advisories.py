@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from cove.reservoir import vulndb
+from cove.reservoir import policy, vulndb
 from cove.reservoir.bundle import export_bundle, import_bundle
 from cove.reservoir.debian import publish, records
 from cove.reservoir.errors import ReservoirError
@@ -125,8 +125,8 @@ def test_vulnerable_debs_are_quarantined_on_ingest_and_released_by_audit(
     store: Store, debs: dict[str, Path], tmp_path: Path
 ) -> None:
     import_vulndb(store, osv_zip(tmp_path / "v1.zip", [advisory("DSA-1-1", "cove-demo", "1.2-3+deb12u1")]), "Debian")
-    demo, _ = records.add_deb(store, debs["libdemo"], "bookworm")
-    tool, _ = records.add_deb(store, debs["tool"], "bookworm")
+    demo, _ = records.add_deb(store, debs["libdemo"], "bookworm", judge=policy.deb_reason)
+    tool, _ = records.add_deb(store, debs["tool"], "bookworm", judge=policy.deb_reason)
     assert demo.source == ("cove-demo", "1.2-3")
     assert demo.status == "quarantined" and demo.reason == "policy: vulnerable (DSA-1-1)"
     assert tool.status == "active"
@@ -162,7 +162,7 @@ def test_vulnerable_debs_are_quarantined_on_ingest_and_released_by_audit(
 def test_operator_quarantine_is_left_alone_and_bundles_carry_the_state(
     store: Store, debs: dict[str, Path], tmp_path: Path
 ) -> None:
-    record, _ = records.add_deb(store, debs["fixed"], "bookworm")
+    record, _ = records.add_deb(store, debs["fixed"], "bookworm", judge=policy.deb_reason)
     records.quarantine_deb(store, "bookworm", record.filename, "held for review")
     import_vulndb(store, osv_zip(tmp_path / "v.zip", [advisory("DSA-5-1", "cove-safe", "5.0-1+deb12u4")]), "Debian")
     report = audit(store, apply=False)

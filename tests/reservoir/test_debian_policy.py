@@ -68,9 +68,9 @@ def test_block_rules_match_names_and_dpkg_versions(store: Store, old_debs: dict[
         debian = ["cove-demo (<< 1.2-3+deb12u1)", "cove-tool (>= 2.0-1)", "cove-safe (= 1:5.0-1+deb12u4)"]
         """,
     )
-    demo, _ = records.add_deb(store, old_debs["libdemo"], SUITE)
-    tool, _ = records.add_deb(store, old_debs["tool"], SUITE)
-    safe, _ = records.add_deb(store, old_debs["safe"], SUITE)
+    demo, _ = records.add_deb(store, old_debs["libdemo"], SUITE, judge=policy.deb_reason)
+    tool, _ = records.add_deb(store, old_debs["tool"], SUITE, judge=policy.deb_reason)
+    safe, _ = records.add_deb(store, old_debs["safe"], SUITE, judge=policy.deb_reason)
     # The rule on the source package catches its binary (1.2-3 << 1.2-3+deb12u1); "~rc1" sorts before 2.0-1.
     assert demo.status == "quarantined" and demo.reason == "policy: blocked by rule 'cove-demo (<< 1.2-3+deb12u1)'"
     assert tool.status == "active"
@@ -113,8 +113,8 @@ def test_minimum_release_age_uses_the_packages_build_time(
     _policy(store, tmp_path, "[age]\nminimum_days = 3\n")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(time.time()) - 3600))  # built an hour ago
     fresh_deb = build_deb(tmp_path / "debs", "cove-fresh", "1.0-1")
-    old, _ = records.add_deb(store, old_debs["tool"], SUITE)
-    fresh, _ = records.add_deb(store, fresh_deb, SUITE)
+    old, _ = records.add_deb(store, old_debs["tool"], SUITE, judge=policy.deb_reason)
+    fresh, _ = records.add_deb(store, fresh_deb, SUITE, judge=policy.deb_reason)
     assert old.release_time == "2020-09-13T12:26:40Z" and old.status == "active"
     assert fresh.status == "quarantined" and fresh.reason == "policy: released 0 days ago; the minimum age is 3 days"
     # The release time travels in the event, so the closed side judges by the same clock.
@@ -136,9 +136,9 @@ def test_gc_deletes_blobs_of_removed_debs_and_bundles_still_replay(
 ) -> None:
     if shutil.which("gpg") is None:
         pytest.skip("gpg is not installed (publishing signs the suite)")
-    kept, _ = records.add_deb(store, old_debs["tool"], SUITE)
-    gone, _ = records.add_deb(store, old_debs["libdemo"], SUITE)
-    held, _ = records.add_deb(store, old_debs["safe"], SUITE)
+    kept, _ = records.add_deb(store, old_debs["tool"], SUITE, judge=policy.deb_reason)
+    gone, _ = records.add_deb(store, old_debs["libdemo"], SUITE, judge=policy.deb_reason)
+    held, _ = records.add_deb(store, old_debs["safe"], SUITE, judge=policy.deb_reason)
     records.quarantine_deb(store, SUITE, held.filename, "held for review")
     publish.publish(store, SUITE)
     records.remove_deb(store, SUITE, gone.filename)
@@ -172,7 +172,7 @@ def test_gc_deletes_blobs_of_removed_debs_and_bundles_still_replay(
         other.close()
 
     # Re-adding the removed package brings its blob back, and the history still exports.
-    again, added = records.add_deb(store, old_debs["libdemo"], SUITE)
+    again, added = records.add_deb(store, old_debs["libdemo"], SUITE, judge=policy.deb_reason)
     assert added and store.blobs.has(again.sha256)
     assert collect(store, grace=0).blobs_deleted == 0
     assert export_bundle(store, tmp_path / "bundle2")["blobs"] == 3

@@ -5,6 +5,9 @@ from __future__ import annotations
 import typer
 
 from . import _admin, _data, _deploy, _gpu, _images, _inspect, _quotas, _root, _sandbox, _tasks, _workers
+from ._workers import worker_app
+
+__all__ = ["app", "main", "worker_app"]
 
 app = typer.Typer(
     name="cove",

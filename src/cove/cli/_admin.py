@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ..sdk._settings import ClientSettings, config_path, load_config, save_config
+from ..sdk.settings import ClientSettings, config_path, load_config, save_config
 from ._output import JsonOption, client, console, emit, errors, fail, table
 
 token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)

@@ -9,8 +9,8 @@ from typing import Any
 
 import typer
 
-from ..sdk._client import Client
-from ..sdk._deploy import Target, deploy_stub, load_stub, parse_target
+from ..sdk.client import Client
+from ..sdk.deploy import Target, deploy_stub, load_stub, parse_target
 from ._output import JsonOption, client, console, emit, err_console, errors
 
 

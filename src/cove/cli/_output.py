@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..exceptions import ConfigError, ResponseError
-from ..sdk._client import Client
+from ..sdk.client import Client
 
 console = Console()
 err_console = Console(stderr=True)

@@ -8,7 +8,7 @@ import typer
 
 from .._wire.sizes import parse_cpu, parse_memory
 from ..exceptions import ConfigError
-from ..sdk._client import Client
+from ..sdk.client import Client
 from ._output import JsonOption, client, console, emit, errors, fail
 
 workspace_app = typer.Typer(help="Workspace settings: quotas.", no_args_is_help=True)

@@ -27,7 +27,7 @@ def sandbox_exec(
     as_json: bool = JsonOption,
 ) -> None:
     """Run a command in a sandbox; its output streams here and its exit code becomes ours."""
-    from ..sdk._sandbox import Sandbox
+    from .. import Sandbox
 
     with errors(as_json):
         sandbox = Sandbox.connect(sandbox_id)

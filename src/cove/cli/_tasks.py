@@ -129,8 +129,8 @@ def run(
     """Run a local function (e.g. ``main``) that calls deployed functions with .remote and .map."""
     import json
 
-    from ..sdk._decorators import Stub
-    from ..sdk._deploy import import_target, parse_target
+    from ..sdk import Stub
+    from ..sdk.deploy import import_target, parse_target
 
     with errors(as_json):
         parsed = parse_target(target)

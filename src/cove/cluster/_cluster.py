@@ -23,9 +23,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..store import DONE_TASKS_CHANNEL, NEW_TASKS_CHANNEL, Store, new_id
-from ..store._leases import read_lease, release_lease, take_lease
-from ..store._notify import Listener, TaskWatch
+from ..store import (
+    DONE_TASKS_CHANNEL,
+    NEW_TASKS_CHANNEL,
+    Listener,
+    Store,
+    TaskWatch,
+    new_id,
+    read_lease,
+    release_lease,
+    take_lease,
+)
 from ._forward import FORWARDED, Forwarder, unavailable
 
 log = logging.getLogger("cove.cluster")

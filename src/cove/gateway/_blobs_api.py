@@ -25,6 +25,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
 from .._wire import api as wire
+from ._blob_paths import blob_path, blobs_root
 from ._deps import GatewayDep, PrincipalDep
 from ._errors import ApiError
 from ._patterns import Sha256
@@ -37,14 +38,6 @@ _FLUSH_BYTES = 4 * 1024 * 1024
 BLOB_TTL_SECONDS = 24 * 3600
 SWEEP_EVERY_SECONDS = 3600
 _last_sweep = [0.0]
-
-
-def blobs_root(home_root: Path) -> Path:
-    return home_root / "blobs" / "data"
-
-
-def blob_path(home_root: Path, workspace_id: str, sha256: str) -> Path:
-    return blobs_root(home_root) / workspace_id / sha256[:2] / sha256
 
 
 def _checked(sha256: str) -> str:

@@ -14,7 +14,7 @@ import asyncio
 import json
 from typing import Any
 
-from ..scheduler._dispatch import QueueFull
+from ..scheduler import QueueFull
 from ..store import Deployment, Principal
 from ._errors import ApiError, error_body
 from ._functions_api import accept_put, call_deadline, outcome_parts, task_deployment, wait_finished

@@ -12,8 +12,7 @@ import contextlib
 import logging
 
 from .._wire.worker import ContainerSpec
-from ..store import Store
-from ..store._container_tokens import create_container_token, revoke_container_tokens
+from ..store import Store, create_container_token, revoke_container_tokens
 from ._state import Gateway
 
 log = logging.getLogger("cove.gateway")

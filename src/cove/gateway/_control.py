@@ -25,9 +25,8 @@ from .._wire.names import check_name
 from .._wire.schedule import BadSchedule, check_schedule
 from ..exceptions import ConfigError, Conflict, NotFound
 from ..images import ArchiveError, BuildError, image_roots, validate_archive
-from ..scheduler._callbacks import CallbackRefused
-from ..store import Deployment, Principal
-from ..store._container_tokens import is_container_token
+from ..scheduler import CallbackRefused
+from ..store import Deployment, Principal, is_container_token
 from ._body import RequestBody
 from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep, read_limited
 from ._errors import ApiError

@@ -20,7 +20,7 @@ from .._wire.defaults import stored
 from .._wire.frames import FrameError, pack, unpack
 from .._wire.kinds import TASK_KINDS
 from ..exceptions import NotFound
-from ..scheduler._dispatch import QueueFull, TaskItem
+from ..scheduler import QueueFull, TaskItem
 from ..store import TERMINAL_STATES, Deployment, Principal, Task, get_task, list_tasks
 from ._deps import GatewayDep, PrincipalDep, read_limited
 from ._error_responses import ErrorBody

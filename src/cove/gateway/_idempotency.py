@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import re
 
-from ..scheduler._dispatch import KeyReused, QueueFull
-from ..store import Deployment
-from ..store._idempotency import MAX_KEY_LENGTH
+from ..scheduler import KeyReused, QueueFull
+from ..store import MAX_KEY_LENGTH, Deployment
 from ._errors import ApiError
 from ._state import Gateway
 

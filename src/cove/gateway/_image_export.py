@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cove._host.home import Home
 
-from ..images._layout import image_dir, read_manifest, roots
+from ..images import image_dir, read_manifest, roots
 
 _PART = re.compile(r"env|base|layer(\d{1,3})")
 _CHUNK = 1024 * 1024

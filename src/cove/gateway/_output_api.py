@@ -17,8 +17,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from .._wire import api as wire
-from ..scheduler._dispatch import FINISHED_STATES, TaskItem
-from ..store._container_tokens import token_container
+from ..scheduler import FINISHED_STATES, TaskItem
+from ..store import token_container
 from ._deps import GatewayDep, PrincipalDep, read_limited
 from ._errors import ApiError
 from ._functions_api import live_call, stored_call

@@ -23,10 +23,9 @@ from cove._host.volumes import volumes_root
 from .._wire import api as wire
 from .._wire.config import DeploymentConfig
 from ..exceptions import NotFound
-from ..scheduler import WorkerHandle
-from ..scheduler._quotas import LIMITS, Quota, check_disk, check_floor, check_one
-from ..store import Principal
-from ..store._quotas import code_bytes, delete_quota, get_quota, put_quota, quota_limits
+from ..scheduler import LIMITS, Quota, WorkerHandle, check_disk, check_floor, check_one
+from ..store import Principal, code_bytes, delete_quota, get_quota, put_quota, quota_limits
+from ._blob_paths import blobs_root
 from ._body import RequestBody
 from ._deps import AdminDep, GatewayDep, PrincipalDep
 from ._errors import ApiError
@@ -191,8 +190,6 @@ async def disk_used(gw: Gateway, workspace_id: str, kind: str) -> int:
     """Bytes of ``kind`` (volume, code or blob) the workspace holds now."""
     if kind == "code":
         return await code_bytes(gw.store, workspace_id)
-    from ._blobs_api import blobs_root
-
     root = gw.settings.home.root
     folder = volumes_root(root) if kind == "volume" else blobs_root(root)
     return await asyncio.to_thread(_folder_bytes, folder / workspace_id)

@@ -8,9 +8,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from .._wire import api as wire
-from ..scheduler._cron import next_tick
-from ..store import get_task
-from ..store._schedules import schedule_runs
+from ..scheduler import next_tick
+from ..store import get_task, schedule_runs
 from ._deps import GatewayDep, PrincipalDep
 
 router = APIRouter()

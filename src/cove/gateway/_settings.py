@@ -10,7 +10,7 @@ from cove._host.python_envs import roots_from_env
 from cove._wire.limits import MAX_BLOB_BYTES, MAX_BODY_BYTES, MAX_CODE_BYTES
 from cove._wire.server_defaults import default_gateway_url
 
-from ..scheduler._callbacks import allowance_from_env
+from ..scheduler import allowance_from_env
 
 
 @dataclasses.dataclass(frozen=True)

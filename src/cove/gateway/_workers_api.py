@@ -14,10 +14,8 @@ from pydantic import Field
 
 from .._wire import api as wire
 from .._wire.worker import ContainerEvent, Order
-from ..scheduler import Scheduler, WorkerHandle
-from ..scheduler._placement import GpuRoom
-from ..store import Principal
-from ..store._store import NotAllowed
+from ..scheduler import GpuRoom, Scheduler, WorkerHandle
+from ..store import NotAllowed, Principal
 from ._body import RequestBody
 from ._container_tokens import revoke_soon, token_env
 from ._deps import AdminDep, GatewayDep, WorkerDep

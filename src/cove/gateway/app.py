@@ -16,8 +16,7 @@ from .. import __version__
 from .._wire import api as wire
 from ..cluster import Cluster, ClusterSettings, served_by_follower
 from ..images import ImageBuilder
-from ..scheduler import Scheduler
-from ..scheduler._callbacks import CallbackPolicy
+from ..scheduler import CallbackPolicy, Scheduler
 from ..store import Store
 from . import (
     _blobs_api,

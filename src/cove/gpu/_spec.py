@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from ..runtime._oci import Device
+from ..runtime import Device
 from ._inventory import GpuDevice, GpuError
 
 # The driver's user-space libraries a CUDA program may load (no graphics, no video).

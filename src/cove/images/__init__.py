@@ -10,7 +10,7 @@ from ._code import extract_code, validate_archive
 from ._errors import ArchiveError, BuildError
 from ._gc import find_image, garbage_collect, list_images, remove_image
 from ._inventory import GcReport, collect, layer_sizes, stored_images, tree_size
-from ._layout import MARKER, BuiltImage, image_roots
+from ._layout import MARKER, BuiltImage, image_dir, image_roots, read_manifest, roots
 
 __all__ = [
     "MARKER",
@@ -23,10 +23,13 @@ __all__ = [
     "extract_code",
     "find_image",
     "garbage_collect",
+    "image_dir",
     "image_roots",
     "layer_sizes",
     "list_images",
+    "read_manifest",
     "remove_image",
+    "roots",
     "stored_images",
     "tree_size",
     "validate_archive",

@@ -39,8 +39,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..runtime import _cgroups, _oci
-from ..runtime._overlay import mount_overlay, unmount
+from ..runtime import cgroups, mount_overlay, oci, unmount
 from ._buildcontainer import BuildLimits, crun_binary, run_bundle, timed_out_line
 from ._relay import IndexRelay, upstreams_for_url
 from ._uv import LogFn
@@ -121,12 +120,12 @@ def box_config(
         "resources": {
             "memory": {"limit": limits.memory_mib * 1024 * 1024},
             "cpu": {
-                "quota": max(1000, limits.cpu_millis * _oci.CPU_PERIOD_US // 1000),
-                "period": _oci.CPU_PERIOD_US,
+                "quota": max(1000, limits.cpu_millis * oci.CPU_PERIOD_US // 1000),
+                "period": oci.CPU_PERIOD_US,
             },
             "pids": {"limit": 4096},
         },
-        "seccomp": _oci.seccomp_profile(),
+        "seccomp": oci.seccomp_profile(),
         "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"],
         "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"],
     }
@@ -195,7 +194,7 @@ async def run_in_box(
         finished = await run_bundle(bundle, name, log, limits.seconds, overlay)
     finally:
         await asyncio.shield(relay.close())
-        _cgroups.remove(_cgroups.detect_layout(), cgroups_path)
+        cgroups.remove(cgroups.detect_layout(), cgroups_path)
         shutil.rmtree(bundle, ignore_errors=True)
     if not had_hosts:
         # The mount point of the bound hosts file, not something the script made.

@@ -3,7 +3,7 @@
 A package's build backend (``setup.py``, a PEP 517 hook) and anything a
 package ships that runs at install time are code the tenant chose. They run
 in a container made from the same pieces as the containers user code runs in
-(:mod:`cove.runtime._oci`, ``_rootfs``, ``_cgroups``):
+(:mod:`cove.runtime.oci`, ``_rootfs``, ``cgroups``):
 
 * its root is an unprivileged block of host uids (:data:`BUILD_HOST_ID`, a
   block of its own above every container's), with no capabilities,
@@ -46,16 +46,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..runtime import _cgroups, _mountns, _oci
-from ..runtime._rootfs import HostLibsBase, ensure_mount_point
-from ..runtime._uids import FIRST_HOST_ID, SLOTS
+from ..runtime import FIRST_HOST_ID, SLOTS, HostLibsBase, cgroups, ensure_mount_point, mountns, oci
 from ._relay import IndexRelay, Upstream
 
 STATE_ROOT = Path("/run/cove/build")
 ROOTS = STATE_ROOT / "roots"
 CGROUP_PARENT = "/cove-build"
 # Above the blocks handed to containers (see runtime._uids), so no container ever shares it.
-BUILD_HOST_ID = FIRST_HOST_ID + SLOTS * _oci.ID_RANGE
+BUILD_HOST_ID = FIRST_HOST_ID + SLOTS * oci.ID_RANGE
 ISOLATION_VARIABLE = "COVE_BUILD_ISOLATION"  # "process" opts out of build containers
 _TAIL_LINES = 60
 _PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -118,7 +116,7 @@ def unavailable() -> str | None:
         return "neither crun nor runc is installed"
     if shutil.which("ip", path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
         return "the 'ip' command is missing (install iproute2)"
-    if _cgroups.detect_layout() is _cgroups.Layout.NONE:
+    if cgroups.detect_layout() is cgroups.Layout.NONE:
         return "no cgroup filesystem is mounted"
     return None
 
@@ -126,7 +124,7 @@ def unavailable() -> str | None:
 def container_env(env: Mapping[str, str]) -> dict[str, str]:
     """The part of ``env`` a build container gets, plus the few variables every build needs."""
     passed = {k: v for k, v in env.items() if k.startswith(_PASSED_PREFIXES) or k in _PASSED_NAMES}
-    return {**passed, "PATH": _PATH, "HOME": str(_oci.TMP), "TMPDIR": str(_oci.TMP)}
+    return {**passed, "PATH": _PATH, "HOME": str(oci.TMP), "TMPDIR": str(oci.TMP)}
 
 
 def trust_store(env: Mapping[str, str]) -> list[Path]:
@@ -209,9 +207,9 @@ class CrunRun:
         binary = crun_binary()
         if binary is None:
             raise OSError("neither crun nor runc is installed")
-        _mountns.unshare_mounts()
-        if _cgroups.detect_layout() is _cgroups.Layout.HYBRID:
-            _mountns.lazy_unmount(str(_cgroups.UNIFIED))
+        mountns.unshare_mounts()
+        if cgroups.detect_layout() is cgroups.Layout.HYBRID:
+            mountns.lazy_unmount(str(cgroups.UNIFIED))
         with self.setup() if self.setup is not None else contextlib.nullcontext():
             return self._crun(binary)
 
@@ -287,8 +285,8 @@ async def run_bundle(
     return Finished(code, lines, list(tail))
 
 
-def _swap_limit(layout: _cgroups.Layout) -> bool:
-    return layout is _cgroups.Layout.V2 or (_cgroups.ROOT / "memory" / "memory.memsw.limit_in_bytes").exists()
+def _swap_limit(layout: cgroups.Layout) -> bool:
+    return layout is cgroups.Layout.V2 or (cgroups.ROOT / "memory" / "memory.memsw.limit_in_bytes").exists()
 
 
 class BuildContainer:
@@ -313,8 +311,8 @@ class BuildContainer:
         self.relay = IndexRelay(upstreams) if upstreams else None
         self.name = f"cove-build-{secrets.token_hex(6)}"
         self.root = ROOTS / self.name
-        self.layout = _cgroups.detect_layout()
-        self._mounts: list[_oci.Mount] = []
+        self.layout = cgroups.detect_layout()
+        self._mounts: list[oci.Mount] = []
         self._runs = 0
 
     async def __aenter__(self) -> BuildContainer:
@@ -350,18 +348,18 @@ class BuildContainer:
             if not writable and base.covers(path):
                 continue
             ensure_mount_point(self.root, path, path.is_dir())
-            mounts.append(_oci.Mount(path, path, writable=writable))
+            mounts.append(oci.Mount(path, path, writable=writable))
         self._mounts = mounts
 
     def config(self, argv: Sequence[str], env: Mapping[str, str], cgroups_path: str) -> dict[str, Any]:
         """The OCI config of one command: the runtime's isolated container, with this build's mounts."""
-        bundle = _oci.Bundle(
+        bundle = oci.Bundle(
             container_id=self.name,
             rootfs=self.root,
             args=list(argv),
             env=container_env(env),
             mounts=self._mounts,
-            limits=_oci.Limits(
+            limits=oci.Limits(
                 memory_mib=self.limits.memory_mib,
                 cpu_millis=self.limits.cpu_millis,
                 pids=self.limits.pids,
@@ -369,12 +367,12 @@ class BuildContainer:
             ),
             host_id=BUILD_HOST_ID,
             cgroups_path=cgroups_path,
-            cwd=_oci.TMP,
+            cwd=oci.TMP,
             network_ns=self.relay.netns_path if self.relay is not None else None,
             umask=0o022,
             swap_limit=_swap_limit(self.layout),
         )
-        config = _oci.build_config(bundle)
+        config = oci.build_config(bundle)
         config["hostname"] = "cove-build"
         return config
 
@@ -390,7 +388,7 @@ class BuildContainer:
             (bundle / "config.json").write_text(json.dumps(self.config(argv, env, cgroups_path)))
             return await run_bundle(bundle, name, log, self.limits.seconds)
         finally:
-            _cgroups.remove(self.layout, cgroups_path)
+            cgroups.remove(self.layout, cgroups_path)
             shutil.rmtree(bundle, ignore_errors=True)
 
 

@@ -29,7 +29,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..runtime._rootfs import base_key, build_debootstrap_base
+from ..runtime import base_key, build_debootstrap_base
 from ._errors import BuildError
 from ._python import Interpreter, probe
 from ._uv import LogFn

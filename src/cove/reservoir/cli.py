@@ -606,6 +606,7 @@ def add_deb(
     """Add local Debian packages to a suite."""
     from .debian import publish as pub
     from .debian import records
+    from .policy import deb_reason
 
     store = _store(root)
     added: list[dict[str, Any]] = []
@@ -613,7 +614,7 @@ def add_deb(
     for path in paths:
         if not path.is_file():
             raise ReservoirError(f"{path}: not a file")
-        record, new = records.add_deb(store, path, suite, component=component, origin="add")
+        record, new = records.add_deb(store, path, suite, judge=deb_reason, component=component, origin="add")
         added.append({"filename": record.filename, "added": new})
         count += new
     published = pub.publish(store, suite) if publish else None

@@ -45,6 +45,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
 from . import licenses, vulndb
+from .debian import publish, records
 from .debian.version import DebianVersion
 from .errors import ReservoirError
 from .names import normalize
@@ -364,8 +365,6 @@ def audit(store: Store, *, verify_blobs: bool = False, apply: bool = True) -> di
 
 def _audit_debs(store: Store, policy: Policy, apply: bool) -> list[dict[str, Any]]:
     """Re-judge every Debian package; quarantine or release the way ``audit`` does for Python files."""
-    from .debian import records
-
     out = []
     now = dt.datetime.now(dt.UTC)
     for record in records.listing(store.conn):
@@ -403,8 +402,6 @@ def _audit_debs(store: Store, policy: Policy, apply: bool) -> list[dict[str, Any
 
 def _republish(suites: set[str], store: Store) -> dict[str, Any]:
     """Publish the suites whose packages changed state, so apt stops (or starts) seeing them."""
-    from .debian import publish
-
     done: list[str] = []
     try:
         for suite in sorted(suites):

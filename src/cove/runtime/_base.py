@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from ._oci import Device
+from .oci import Device
 
 
 class StartError(Exception):

@@ -32,7 +32,7 @@ from typing import Protocol
 from cove._host.secretfd import SECRET_FD, SECRET_FD_ENV, secret_memfd
 from cove._host.volumes import CONTAINER_VOLUME_GID, VOLUME_GID
 
-from . import _cgroups, _mountns, _network, _oci
+from . import _network, cgroups, mountns, oci
 from ._base import LaunchSpec, StartError
 from ._layers import LayeredBase
 from ._process import _reader, _stage, build_env
@@ -60,7 +60,7 @@ class Base(Protocol):
 
     def prepare(self) -> None: ...
 
-    def mounts(self) -> list[_oci.Mount]: ...
+    def mounts(self) -> list[oci.Mount]: ...
 
     def covers(self, python: Path) -> bool: ...
 
@@ -74,7 +74,7 @@ def interpreter_prefix(python: Path) -> Path:
     return python.resolve().parent.parent
 
 
-def refuse_host_root(mount: _oci.Mount) -> None:
+def refuse_host_root(mount: oci.Mount) -> None:
     """Never bind the host's ``/`` into a container, whatever path or symlink led to it.
 
     Each source is confined where it is chosen (images, environments,
@@ -449,11 +449,11 @@ class CrunRuntime:
         self.uids = uids or UidAllocator()
         # The runner's library, byte-compiled once instead of at every start (see ``_pylib``).
         self.pylib = CompiledPylib(self.root / "pylib")
-        self.layout = _cgroups.detect_layout()
-        if self.layout is _cgroups.Layout.NONE:
+        self.layout = cgroups.detect_layout()
+        if self.layout is cgroups.Layout.NONE:
             raise StartError("no cgroup filesystem is mounted; containers cannot be limited")
         self.swap_limit = (
-            self.layout is _cgroups.Layout.V2 or (_cgroups.ROOT / "memory" / "memory.memsw.limit_in_bytes").exists()
+            self.layout is cgroups.Layout.V2 or (cgroups.ROOT / "memory" / "memory.memsw.limit_in_bytes").exists()
         )
         DEFAULT_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
         for folder in (self.root, self.state_dir, self.bundles):
@@ -462,9 +462,9 @@ class CrunRuntime:
     # --- host view -------------------------------------------------------------------------
 
     def enter_host_view(self) -> None:
-        """Make this thread's mount view one crun accepts (see :mod:`._mountns`); cheap after the first call."""
-        if self.layout is _cgroups.Layout.HYBRID and self.name == "crun":
-            _mountns.hide_in_private_namespace(str(_cgroups.UNIFIED))
+        """Make this thread's mount view one crun accepts (see :mod:`.mountns`); cheap after the first call."""
+        if self.layout is cgroups.Layout.HYBRID and self.name == "crun":
+            mountns.hide_in_private_namespace(str(cgroups.UNIFIED))
 
     def command(self, *args: str) -> list[str]:
         return [self.binary, "--root", str(self.state_dir), *args]
@@ -482,35 +482,35 @@ class CrunRuntime:
             base = self._bases[spec.rootfs] = DebootstrapBase(spec.rootfs)
         return base
 
-    def _mounts(self, spec: LaunchSpec, base: Base) -> tuple[list[_oci.Mount], str]:
+    def _mounts(self, spec: LaunchSpec, base: Base) -> tuple[list[oci.Mount], str]:
         """The container's bind mounts, and the interpreter path to run inside it."""
         mounts = base.mounts()
         if not base.covers(spec.python.resolve()):
             prefix = interpreter_prefix(spec.python)
             ensure_mount_point(base.root, prefix)
-            mounts.append(_oci.Mount(prefix, prefix))
+            mounts.append(oci.Mount(prefix, prefix))
         if spec.venv is not None:
-            mounts.append(_oci.Mount(spec.venv, _oci.VENV))
+            mounts.append(oci.Mount(spec.venv, oci.VENV))
             try:
-                python = str(_oci.VENV / spec.python.relative_to(spec.venv))
+                python = str(oci.VENV / spec.python.relative_to(spec.venv))
             except ValueError:
                 python = str(spec.python.resolve())
         else:
             python = str(spec.python.resolve())
         cove_pkg = self.pylib.mount_source((spec.pylib_dir / "cove").resolve())
         mounts += [
-            _oci.Mount(spec.code_dir, _oci.CODE),
-            _oci.Mount(cove_pkg, _oci.PYLIB / "cove"),
-            _oci.Mount(spec.work_dir, _oci.WORK, writable=True),
+            oci.Mount(spec.code_dir, oci.CODE),
+            oci.Mount(cove_pkg, oci.PYLIB / "cove"),
+            oci.Mount(spec.work_dir, oci.WORK, writable=True),
         ]
         for source, inside, _name in spec.volumes:
             ensure_mount_point(base.root, Path(inside))
-            mounts.append(_oci.Mount(source, Path(inside), writable=True))
+            mounts.append(oci.Mount(source, Path(inside), writable=True))
         for host, target, writable in spec.extra_mounts:
             if not writable and host == target and base.covers(host):
                 continue  # already visible (the host's /usr of the host-libs base)
             ensure_mount_point(base.root, target, host.is_dir())
-            mounts.append(_oci.Mount(host, target, writable=writable))
+            mounts.append(oci.Mount(host, target, writable=writable))
         for mount in mounts:
             refuse_host_root(mount)
         return mounts, python
@@ -518,17 +518,17 @@ class CrunRuntime:
     def _env(self, spec: LaunchSpec, *, late_env: bool = False) -> dict[str, str]:
         inside = dataclasses.replace(
             spec,
-            venv=_oci.VENV if spec.venv is not None else None,
-            code_dir=_oci.CODE,
-            work_dir=_oci.WORK,
-            pylib_dir=_oci.PYLIB,
+            venv=oci.VENV if spec.venv is not None else None,
+            code_dir=oci.CODE,
+            work_dir=oci.WORK,
+            pylib_dir=oci.PYLIB,
             volumes=tuple((Path(path), path, name) for _source, path, name in spec.volumes),
             secret_env={},
         )
         env = build_env(inside)
         if spec.secret_env or late_env:
             env[SECRET_FD_ENV] = str(SECRET_FD)
-        env["TMPDIR"] = str(_oci.TMP)
+        env["TMPDIR"] = str(oci.TMP)
         return env
 
     def _prepare(
@@ -548,16 +548,16 @@ class CrunRuntime:
             os.chown(spec.work_dir, lease.host_id, lease.host_id)
             mounts, python = self._mounts(spec, base)
             if network is not None:
-                mounts.append(_oci.Mount(network.hosts_file, Path("/etc/hosts")))
+                mounts.append(oci.Mount(network.hosts_file, Path("/etc/hosts")))
             timings["mount_ms"] = _ms(mark)
             mark = time.perf_counter()
-            bundle = _oci.Bundle(
+            bundle = oci.Bundle(
                 container_id=spec.container_id,
                 rootfs=base.root,
                 args=[python, "-P", "-m", "cove.runner"],
                 env=self._env(spec, late_env=action == "create"),
                 mounts=mounts,
-                limits=_oci.Limits(
+                limits=oci.Limits(
                     memory_mib=spec.memory_mib,
                     cpu_millis=spec.cpu_millis,
                     pids=spec.pids_limit or self.pids_limit,
@@ -576,7 +576,7 @@ class CrunRuntime:
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(bundle_dir)
             bundle_dir.mkdir(mode=0o700, parents=True)
-            (bundle_dir / "config.json").write_text(json.dumps(_oci.build_config(bundle)))
+            (bundle_dir / "config.json").write_text(json.dumps(oci.build_config(bundle)))
             timings["spec_ms"] = _ms(mark)
         except BaseException:
             lease.release()
@@ -733,7 +733,7 @@ class CrunRuntime:
         try:
             if (self.state_dir / container_id).exists():
                 await self._run("delete", "--force", container_id)
-            _cgroups.remove(self.layout, f"{CGROUP_PARENT}/{container_id}")
+            cgroups.remove(self.layout, f"{CGROUP_PARENT}/{container_id}")
             shutil.rmtree(prepared.bundle_dir, ignore_errors=True)
             if prepared.network is not None:
                 await _network.release(prepared.network)
@@ -775,7 +775,7 @@ class CrunRuntime:
         with contextlib.suppress(OSError):
             for entry in self.state_dir.iterdir():
                 subprocess.run(self.command("delete", "--force", entry.name), capture_output=True, check=False)
-                _cgroups.remove(self.layout, f"{CGROUP_PARENT}/{entry.name}")
+                cgroups.remove(self.layout, f"{CGROUP_PARENT}/{entry.name}")
                 count += 1
         with contextlib.suppress(OSError):
             for entry in self.bundles.iterdir():

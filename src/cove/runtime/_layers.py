@@ -14,9 +14,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._oci import Mount
 from ._overlay import mount_overlay
 from ._rootfs import ensure_mount_points
+from .oci import Mount
 
 
 def stack_key(lowers: Sequence[Path]) -> str:

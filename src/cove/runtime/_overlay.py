@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._mountns import _check, _lib, lazy_unmount
+from .mountns import _check, _lib, lazy_unmount
 
 MS_RDONLY = 1
 

@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ._oci import Mount
+from .oci import Mount
 
 log = logging.getLogger("cove.runtime")
 

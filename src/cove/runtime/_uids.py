@@ -16,7 +16,7 @@ import os
 import random
 from pathlib import Path
 
-from ._oci import ID_RANGE
+from .oci import ID_RANGE
 
 FIRST_HOST_ID = 100_000
 SLOTS = 4096

@@ -1,19 +1,38 @@
 """Placement, autoscaling and container life cycle; runs inside the gateway."""
 
 from ._autoscaler import ContainerLoad, ScaleDecision, decide
-from ._placement import WorkerRoom, place
+from ._callbacks import ALLOW_ENV, CallbackPolicy, CallbackRefused, allowance_from_env
+from ._cron import next_tick
+from ._dispatch import FINISHED_STATES, KeyReused, QueueFull, TaskItem
+from ._placement import GpuRoom, WorkerRoom, place
+from ._quotas import LIMITS, Quota, check_disk, check_floor, check_one
 from ._scheduler import DeploymentStopped, Lease, Pool, Scheduler, StartFailed, WorkerHandle
 
 __all__ = [
+    "ALLOW_ENV",
+    "FINISHED_STATES",
+    "LIMITS",
+    "CallbackPolicy",
+    "CallbackRefused",
     "ContainerLoad",
     "DeploymentStopped",
+    "GpuRoom",
+    "KeyReused",
     "Lease",
     "Pool",
+    "QueueFull",
+    "Quota",
     "ScaleDecision",
     "Scheduler",
     "StartFailed",
+    "TaskItem",
     "WorkerHandle",
     "WorkerRoom",
+    "allowance_from_env",
+    "check_disk",
+    "check_floor",
+    "check_one",
     "decide",
+    "next_tick",
     "place",
 ]

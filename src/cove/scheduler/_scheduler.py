@@ -21,8 +21,7 @@ from .._wire.config import DeploymentConfig
 from .._wire.kinds import TASK_KINDS
 from .._wire.worker import ContainerEvent, ContainerSpec, Order
 from ..exceptions import ConfigError
-from ..store import Container, Deployment, Store, all_quotas, new_id
-from ..store._quotas import quota_limits
+from ..store import Container, Deployment, Store, all_quotas, new_id, quota_limits
 from ._autoscaler import ContainerLoad, decide
 from ._dispatch import CallFn, Dispatcher
 from ._placement import GpuRoom, GpuShare, NoRoom, Placement, Request, WorkerRoom, choose

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..store import Deployment, Store
-from ..store._schedules import claim_tick, last_tick, set_tick_task
+from ..store import Deployment, Store, claim_tick, last_tick, set_tick_task
 from ._cron import due_ticks
 from ._dispatch import Dispatcher, QueueFull
 

@@ -21,7 +21,7 @@ import httpx
 
 from .._wire.payload import BLOB_THRESHOLD, PayloadError, blob_ref, unwrap, wrap
 from ..exceptions import ConfigError, RemoteError, ResponseError, TimedOut
-from ._client import Client
+from .client import Client
 
 KEY_HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255

@@ -221,7 +221,7 @@ class Endpoint(Deployable[P, R, L]):
         under their parameter names, and the result is what JSON carries back
         (a tuple returns as a list).
         """
-        from ._client import Client
+        from .client import Client
 
         result: R = Client.shared().invoke(self.name, self._by_name(args, kwargs), timeout=self.config.timeout)
         return result
@@ -261,7 +261,7 @@ class Remote(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function in a container and return its result (its exception, raised here, if it fails)."""
         from ._calls import FOLLOW_OUTPUT_HEADER, dumps_arguments, follow, outcome
-        from ._client import Client
+        from .client import Client
 
         client = Client.shared()
         body = dumps_arguments(args, kwargs)
@@ -314,7 +314,7 @@ class Function(Deployable[P, R, L]):
 
     def _spawn(self, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None) -> FunctionCall[R]:
         from ._calls import FunctionCall, dumps_arguments, spawn_call
-        from ._client import Client
+        from .client import Client
 
         client = Client.shared()
         return FunctionCall(spawn_call(client, self.name, dumps_arguments(args, kwargs), key), client)
@@ -512,8 +512,8 @@ class Function(Deployable[P, R, L]):
         return self._map(((tuple(args), extra) for args in arg_tuples), order_outputs, return_exceptions, progress)
 
     def _map(self, inputs: Any, order_outputs: bool, return_exceptions: bool, progress: bool | None) -> Iterator[Any]:
-        from ._client import Client
         from ._map import run_map
+        from .client import Client
 
         client = Client.shared()
         yield from run_map(

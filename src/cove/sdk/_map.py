@@ -17,7 +17,7 @@ from typing import Any
 
 from .._wire.frames import pack, unpack
 from ._calls import dumps_arguments, loads_result, raise_failure
-from ._client import Client
+from .client import Client
 
 BATCH = 512
 BATCH_BYTES = 8 * 1024 * 1024  # well under the gateway's limit for one batch of inputs

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from ._client import Client
     from ._volume import Volume
+    from .client import Client
 
 _DEFAULTS = defaults_for("sandbox")
 
@@ -197,7 +197,7 @@ class Sandbox:
     @property
     def client(self) -> Client:
         if self._client is None:
-            from ._client import Client
+            from .client import Client
 
             self._client = Client.shared()
         return self._client

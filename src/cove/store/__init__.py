@@ -1,12 +1,16 @@
 """Schema, migrations and queries: the only part that speaks SQL."""
 
+from ._container_tokens import create_container_token, is_container_token, revoke_container_tokens, token_container
+from ._idempotency import MAX_KEY_LENGTH, KeyClaim, KeyHolder, prune_keys
 from ._idempotency import RETENTION_SECONDS as IDEMPOTENCY_RETENTION_SECONDS
-from ._idempotency import KeyClaim, KeyHolder, prune_keys
 from ._ids import hash_secret, new_id
+from ._leases import read_lease, release_lease, take_lease
 from ._models import AuditEntry, Container, Deployment, Image, Secret, Task, Token, Worker, Workspace, WorkspaceQuota
-from ._quotas import all_quotas, delete_quota, get_quota, put_quota
+from ._notify import Listener, TaskWatch
+from ._quotas import all_quotas, code_bytes, delete_quota, get_quota, put_quota, quota_limits
+from ._schedules import claim_tick, last_tick, schedule_runs, set_tick_task
 from ._secrets import delete_secret, get_secrets, list_secrets, put_secret
-from ._store import ACTIVE_CONTAINER_STATES, Principal, Store, sqlite_url
+from ._store import ACTIVE_CONTAINER_STATES, NotAllowed, Principal, Store, sqlite_url
 from ._tasks import (
     DONE_TASKS_CHANNEL,
     NEW_TASKS_CHANNEL,
@@ -27,6 +31,7 @@ __all__ = [
     "ACTIVE_CONTAINER_STATES",
     "DONE_TASKS_CHANNEL",
     "IDEMPOTENCY_RETENTION_SECONDS",
+    "MAX_KEY_LENGTH",
     "NEW_TASKS_CHANNEL",
     "OPEN_STATES",
     "TERMINAL_STATES",
@@ -36,10 +41,13 @@ __all__ = [
     "Image",
     "KeyClaim",
     "KeyHolder",
+    "Listener",
+    "NotAllowed",
     "Principal",
     "Secret",
     "Store",
     "Task",
+    "TaskWatch",
     "TaskWriter",
     "Token",
     "Worker",
@@ -47,7 +55,10 @@ __all__ = [
     "WorkspaceQuota",
     "all_quotas",
     "claim_tasks",
+    "claim_tick",
+    "code_bytes",
     "count_pending",
+    "create_container_token",
     "delete_quota",
     "delete_secret",
     "finished_map_tasks",
@@ -57,6 +68,8 @@ __all__ = [
     "hash_secret",
     "insert_unowned",
     "insert_unowned_keyed",
+    "is_container_token",
+    "last_tick",
     "list_secrets",
     "list_tasks",
     "new_id",
@@ -64,5 +77,13 @@ __all__ = [
     "prune_keys",
     "put_quota",
     "put_secret",
+    "quota_limits",
+    "read_lease",
+    "release_lease",
+    "revoke_container_tokens",
+    "schedule_runs",
+    "set_tick_task",
     "sqlite_url",
+    "take_lease",
+    "token_container",
 ]

@@ -7,7 +7,7 @@ spellings take the same options with the same defaults and the same help
 
 from __future__ import annotations
 
-from ..cli._workers import worker_app
+from cove.cli import worker_app
 
 PROG_NAME = "python -m cove.worker"
 

@@ -40,7 +40,7 @@ from cove._host import python_envs
 from cove._host.home import Home
 from cove._host.safepath import resolve_within
 
-from ..images._layout import MARKER, image_dir, read_manifest
+from ..images import MARKER, image_dir, read_manifest
 from ._client import GatewayClient
 from ._paths import check_id, force_rmtree
 

@@ -12,8 +12,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from ..runtime import open_unix_listener
-from ..runtime._sockets import BACKLOG
+from ..runtime import BACKLOG, open_unix_listener
 
 Listen = Callable[[Path], tuple[socket.socket, str]]
 

@@ -40,7 +40,7 @@ def nested_endpoint(x: int) -> dict[str, Any]:
 @function
 def nested_probe(port: int, admin_token_id: str = "") -> dict[str, Any]:
     """What this container's own token may do, and whether the gateway's TCP port is reachable from here."""
-    from cove.sdk._client import Client
+    from cove.sdk.client import Client
 
     http = Client.shared()._http
 

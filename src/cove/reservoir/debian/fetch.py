@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ReservoirError
+from ..policy import deb_reason
 from . import control, publish, records
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def sync_deb(
             base=base,
         )
         for path in debs:
-            record, added = records.add_deb(store, path, suite, origin=f"apt:{mirror} {suite}")
+            record, added = records.add_deb(store, path, suite, judge=deb_reason, origin=f"apt:{mirror} {suite}")
             (report.added if added else report.present).append(record.filename)
     report.published = publish.publish(store, suite)
     return report

@@ -25,6 +25,7 @@ import hashlib
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -200,9 +201,20 @@ def is_noop(conn: sqlite3.Connection, kind: str, filename: str | None, data: dic
 
 
 def add_deb(
-    store: Store, path: Path, suite: str, *, component: str = "main", origin: str = "add"
+    store: Store,
+    path: Path,
+    suite: str,
+    *,
+    judge: Callable[[Store, DebRecord], str | None],
+    component: str = "main",
+    origin: str = "add",
 ) -> tuple[DebRecord, bool]:
-    """Validate and store one ``.deb`` in ``suite``; ``added`` is False when the same package is already held."""
+    """Validate and store one ``.deb`` in ``suite``; ``added`` is False when the same package is already held.
+
+    ``judge`` is the policy's verdict (:func:`cove.reservoir.policy.deb_reason`): a package it refuses is
+    quarantined in the same transaction that adds it. The caller passes it in because the policy reads these
+    records; importing it from here would tie the two modules into a cycle.
+    """
     control.check_suite(suite)
     control.check_suite(component)
     if path.stat().st_size > MAX_DEB:
@@ -225,11 +237,9 @@ def add_deb(
     record = DebRecord(
         suite, component, filename, package, version, arch, sha, size, text, origin, read_release_time(path)
     )
-    from ..policy import deb_reason
-
     with store.transaction():
         store.apply("deb_added", filename, record.event_data())
-        reason = deb_reason(store, record)
+        reason = judge(store, record)
         if reason:
             store.apply("deb_quarantined", filename, {"suite": suite, "reason": reason})
     stored = get(store.conn, suite, filename)

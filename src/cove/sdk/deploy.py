@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import ConfigError
-from ._client import Client
 from ._decorators import Stub
 from ._packing import pack_directory
+from .client import Client
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Three layouts exist in the wild: pure v2 (production default today), pure v1,
 and "hybrid" (v1 controllers plus a cgroup2 mount at ``/sys/fs/cgroup/unified``,
 the layout of the team's machines). crun handles v1 and v2 but not hybrid;
-see :mod:`._mountns` for how the launching thread hides the hybrid part.
+see :mod:`.mountns` for how the launching thread hides the hybrid part.
 """
 
 from __future__ import annotations

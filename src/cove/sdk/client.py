@@ -19,7 +19,7 @@ from cove._host.home import Home
 
 from ..exceptions import ConfigError, ResponseError
 from ._keepalive import KeptAlive
-from ._settings import ClientSettings, config_path
+from .settings import ClientSettings, config_path
 
 
 def _raise_for(response: httpx.Response) -> None:
