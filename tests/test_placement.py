@@ -249,7 +249,7 @@ def test_request_from_config() -> None:
     assert DeploymentConfig.build("endpoint", gpu="A10G").gpu_count == 1
     with pytest.raises(ConfigError, match="gpu_memory needs gpu="):
         DeploymentConfig.build("endpoint", gpu_memory="1Gi")
-    with pytest.raises(ConfigError, match="gpu_compute must be a whole percentage"):
+    with pytest.raises(ConfigError, match="gpu_compute must be from 1 to 100 percent of the GPU's SMs, got 150"):
         DeploymentConfig.build("endpoint", gpu="H100", gpu_memory="1Gi", gpu_compute=150)
     with pytest.raises(ConfigError, match="pool name"):
         DeploymentConfig.build("endpoint", pool="Bad Pool")

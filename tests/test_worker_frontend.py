@@ -242,3 +242,20 @@ def test_the_port_is_declared_once() -> None:
         str(path.relative_to(SRC)) for path in SRC.rglob("*.py") if port in path.read_text(errors="replace")
     )
     assert naming == ["_wire/server_defaults.py"]
+
+
+def test_settings_built_in_code_default_to_the_best_isolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code that builds WorkerSettings itself (an embedding, a test) gets the same engine as `cove worker`."""
+    monkeypatch.delenv("COVE_RUNTIME", raising=False)
+    settings = WorkerSettings(
+        gateway_url="http://x", token="t", name="n", home=Home(Path("/nowhere")), cpu_millis=1, memory_mib=1
+    )
+    assert settings.runtime == _defaults.DEFAULT_RUNTIME == "auto"
+    monkeypatch.setenv("COVE_RUNTIME", "runc")
+    assert dataclasses.replace(settings).runtime == "auto"  # the value is fixed when the settings are made
+    assert (
+        WorkerSettings(
+            gateway_url="http://x", token="t", name="n", home=Home(Path("/nowhere")), cpu_millis=1, memory_mib=1
+        ).runtime
+        == "runc"
+    )

@@ -210,6 +210,7 @@ async def running(tmp_path: Path, venv: Path, start_worker: bool = True) -> Asyn
         heartbeat_seconds=0.2,
         stop_grace_seconds=3,
         poll_wait_seconds=1,
+        runtime="process",  # the fake gateway's images are plain venvs on this host
         python_env_roots=(venv.parent,),
     )
     harness = Harness(gateway, settings, settings.gateway_url)

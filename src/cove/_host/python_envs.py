@@ -61,7 +61,7 @@ def describe_roots(roots: Sequence[Path]) -> str:
     if not roots:
         return (
             f"no python-env roots are configured here (an operator allows existing environments with "
-            f"`cove server {ROOT_FLAG} DIR` or ${ROOTS_ENV})"
+            f"`cove server {ROOT_FLAG} DIR`, `cove worker {ROOT_FLAG} DIR` or ${ROOTS_ENV})"
         )
     return f"the configured python-env roots are {', '.join(str(root) for root in roots)}"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..exceptions import ConfigError
-from .ranges import GPU_COUNT, GPU_MEMORY_MIB
+from .ranges import GPU_COMPUTE, GPU_COUNT, GPU_MEMORY_MIB
 from .sizes import parse_memory
 
 TYPE_CHECKING = False
@@ -34,14 +34,6 @@ def _check_gpu(value: object) -> tuple[str, ...]:
     return tuple(types)
 
 
-def _check_gpu_compute(value: object) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
-        raise ConfigError(f"gpu_compute must be a whole percentage of the GPU's SMs from 1 to 100, not {value!r}")
-    return value
-
-
 def parse_gpu_memory(value: int | str) -> int:
     """MiB of a ``gpu_memory`` share, in the same forms as ``memory``."""
     try:
@@ -54,7 +46,7 @@ def check_gpu_request(gpu: object, count: object, memory_mib: object, compute: o
     """Whole GPUs (``gpu`` + ``gpu_count``) or a fraction of one (``gpu`` + ``gpu_memory``), never both."""
     types = _check_gpu(gpu)
     fraction = None if memory_mib is None else GPU_MEMORY_MIB.check("gpu_memory", memory_mib)
-    percent = _check_gpu_compute(compute)
+    percent = None if compute is None else GPU_COMPUTE.check("gpu_compute", compute)
     if count is not None and not (type(count) is int and count == 0):
         GPU_COUNT.check("gpu_count", count)
     if not types:

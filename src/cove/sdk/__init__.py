@@ -1,6 +1,29 @@
 """The user-facing SDK: decorators, images and the HTTP client."""
 
-from ._decorators import Stub, endpoint, function, schedule, task_queue
+from ._decorators import (
+    Deployable,
+    Endpoint,
+    Function,
+    Schedule,
+    Stub,
+    TaskQueue,
+    endpoint,
+    function,
+    schedule,
+    task_queue,
+)
 from ._image import Image
 
-__all__ = ["Image", "Stub", "endpoint", "function", "schedule", "task_queue"]
+__all__ = [
+    "Deployable",
+    "Endpoint",
+    "Function",
+    "Image",
+    "Schedule",
+    "Stub",
+    "TaskQueue",
+    "endpoint",
+    "function",
+    "schedule",
+    "task_queue",
+]

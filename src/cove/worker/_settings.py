@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cove._host.home import Home
 from cove._host.python_envs import roots_from_env
+from cove._wire.server_defaults import DEFAULT_RUNTIME
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,9 +19,9 @@ class WorkerSettings:
     ``stop_grace_seconds`` is how long a stopping container may finish its calls
     before it is killed; ``poll_wait_seconds`` is the long-poll length for orders.
     ``runtime`` names the engine (``auto``, ``crun``, ``runc`` or ``process``; see
-    :func:`cove.runtime.select_runtime`). Code that builds settings directly gets
-    ``$COVE_RUNTIME`` or ``process``; ``cove worker`` (and so ``python -m cove.worker``
-    and ``cove server``'s local worker) asks for :data:`cove._wire.server_defaults.DEFAULT_RUNTIME`.
+    :func:`cove.runtime.select_runtime`); left out, ``$COVE_RUNTIME`` or
+    :data:`cove._wire.server_defaults.DEFAULT_RUNTIME`, the best isolation available, as
+    for ``cove worker``, ``python -m cove.worker`` and ``cove server``'s local worker.
     ``advertise_host`` makes containers listen on TCP ports of that address.
     ``python_env_roots`` are the folders an existing environment (``python_env``)
     must lie in to be mounted (``cove worker --python-env-root DIR``; default
@@ -37,7 +38,7 @@ class WorkerSettings:
     heartbeat_seconds: float = 2.0
     stop_grace_seconds: float = 10.0
     poll_wait_seconds: float = 20.0
-    runtime: str = dataclasses.field(default_factory=lambda: os.environ.get("COVE_RUNTIME", "process"))
+    runtime: str = dataclasses.field(default_factory=lambda: os.environ.get("COVE_RUNTIME", DEFAULT_RUNTIME))
     # On another host than the gateway: the address gateways reach this machine at. Containers then
     # listen on TCP ports of it instead of unix sockets. None: the worker shares the gateway's machine.
     advertise_host: str | None = None
