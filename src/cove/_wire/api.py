@@ -195,12 +195,20 @@ class DeploymentView(ApiModel):
     version_url: str
     pending_reason: str | None
     callback_secret: str | None
+    live: bool
+    """Whether this version takes the deployment's calls: the newest active version does."""
 
 
 class DeploymentCreated(DeploymentView):
     """``POST /api/v1/deployments``: 201 with ``created`` true, or 200 for an identical existing one."""
 
     created: bool
+
+
+class DeploymentRolledBack(DeploymentCreated):
+    """``POST /api/v1/deployments/{name}/rollback``: the live version now, made from ``source_version``."""
+
+    source_version: int
 
 
 class DeploymentStopped(ApiModel):

@@ -10,7 +10,7 @@ import typer
 
 from ._output import JsonOption, client, console, emit, errors, stream_json, table
 
-deployment_app = typer.Typer(help="List, show and stop deployments.", no_args_is_help=True)
+deployment_app = typer.Typer(help="List, show, roll back and stop deployments.", no_args_is_help=True)
 
 
 def _age(ts: float | None) -> str:
@@ -102,8 +102,19 @@ def deployment_list(
         rows,
         as_json,
         lambda: table(
-            ["NAME", "VERSION", "KIND", "STATE", "AGE", "URL"],
-            [[r["name"], r["version"], r["kind"], r["state"], _age(r["created_at"]), r["version_url"]] for r in rows],
+            ["NAME", "VERSION", "LIVE", "KIND", "STATE", "AGE", "URL"],
+            [
+                [
+                    r["name"],
+                    r["version"],
+                    "✓" if r["live"] else "",
+                    r["kind"],
+                    r["state"],
+                    _age(r["created_at"]),
+                    r["version_url"],
+                ]
+                for r in rows
+            ],
         ),
     )
 
@@ -123,10 +134,44 @@ def deployment_show(
 
 
 def _print_deployment(row: dict[str, Any]) -> None:
-    fields = ["name", "version", "kind", "state", "image_id", "code_hash", "url", "version_url", "callback_secret"]
+    fields = [
+        "name",
+        "version",
+        "live",
+        "kind",
+        "state",
+        "image_id",
+        "code_hash",
+        "url",
+        "version_url",
+        "callback_secret",
+    ]
     for field in fields:
         if row.get(field) is not None:
             console.print(f"{field:16} {row[field]}", highlight=False)
+
+
+@deployment_app.command("rollback")
+def deployment_rollback(
+    name: str = typer.Argument(..., help="Deployment name."),
+    to: int | None = typer.Option(
+        None, "--to", help="The version to go back to (default: the one before the live one)."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Make an earlier version live again, from its stored image and code: nothing is rebuilt."""
+    api = client(as_json)
+    body = {"to": to} if to is not None else {}
+    with errors(as_json):
+        row = api.request("POST", f"/api/v1/deployments/{name}/rollback", json=body)
+
+    def show() -> None:
+        if row["created"]:
+            console.print(f"{name}: v{row['version']} is live, with the code and image of v{row['source_version']}")
+        else:
+            console.print(f"{name}: v{row['version']} is live already (the content of v{row['source_version']})")
+
+    emit(row, as_json, show)
 
 
 @deployment_app.command("stop")

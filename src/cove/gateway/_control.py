@@ -212,7 +212,8 @@ class DeployRequest(RequestBody):
     ephemeral: bool = False
 
 
-def deployment_view(gw: Gateway, row: Deployment) -> dict[str, Any]:
+def deployment_view(gw: Gateway, row: Deployment, *, live: bool) -> dict[str, Any]:
+    """A deployment version as the API shows it; ``live`` when it is the newest active version."""
     return {
         "id": row.id,
         "name": row.name,
@@ -229,6 +230,7 @@ def deployment_view(gw: Gateway, row: Deployment) -> dict[str, Any]:
         "url": f"{gw.settings.public_url}/endpoint/{row.name}",
         "version_url": f"{gw.settings.public_url}/endpoint/{row.name}/v{row.version}",
         "pending_reason": gw.scheduler.pending_reason(row.id),
+        "live": live,
         "callback_secret": (
             gw.scheduler.dispatcher.callbacks.secret_for(row.workspace_id, row.name)
             if row.config.get("callback_url")
@@ -285,7 +287,8 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
         response.status_code = 200
     if created and row.version > 1 and body.ephemeral:
         await _retire_older(gw, who, row)
-    return {**deployment_view(gw, row), "created": created}
+    # A new version, or the identical newest one: either way the version that takes calls now.
+    return {**deployment_view(gw, row, live=True), "created": created}
 
 
 async def _check_image_and_code(gw: Gateway, who: Principal, image_id: str, code_hash: str) -> None:
@@ -326,15 +329,21 @@ async def list_deployments(
     gw: GatewayDep, who: PrincipalDep, all: Annotated[bool, Query()] = False
 ) -> list[dict[str, Any]]:
     rows = await gw.store.list_deployments(who.workspace_id, include_stopped=all)
-    return [deployment_view(gw, r) for r in rows if r.state != "deleted"]
+    newest: dict[str, int] = {}
+    for r in rows:
+        if r.state == "active":
+            newest[r.name] = max(newest.get(r.name, 0), r.version)
+    return [deployment_view(gw, r, live=newest.get(r.name) == r.version) for r in rows if r.state != "deleted"]
 
 
 @router.get("/deployments/{name}", response_model=wire.DeploymentView)
 async def get_deployment(name: str, gw: GatewayDep, who: PrincipalDep, version: Version = None) -> dict[str, Any]:
     try:
-        return deployment_view(gw, await gw.store.get_deployment(who.workspace_id, name, version))
+        row = await gw.store.get_deployment(who.workspace_id, name, version)
+        live = version is None or (await gw.store.get_deployment(who.workspace_id, name)).id == row.id
     except NotFound as exc:
         raise ApiError(404, str(exc)) from None
+    return deployment_view(gw, row, live=live)
 
 
 async def _stop(gw: Gateway, who: Principal, name: str, delete: bool) -> dict[str, Any]:

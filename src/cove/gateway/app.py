@@ -28,6 +28,7 @@ from . import (
     _metrics_api,
     _output_api,
     _quotas_api,
+    _rollouts_api,
     _sandbox_api,
     _schedules_api,
     _secrets_api,
@@ -52,6 +53,26 @@ RESERVOIR = "/reservoir"
 
 def _error(status: int, message: str, type_: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status, headers=headers)
+
+
+# The control API's routers in the order the OpenAPI document lists them, each with its tag.
+_ROUTERS = (
+    (_control, "control"),
+    (_rollouts_api, "control"),
+    (_workers_api, "workers"),
+    (_functions_api, "functions"),
+    (_schedules_api, "schedules"),
+    (_secrets_api, "secrets"),
+    (_volumes_api, "volumes"),
+    (_sandbox_api, "sandboxes"),
+    (_images_api, "images"),
+    (_quotas_api, "quotas"),
+    (_blobs_api, "blobs"),
+    (_gpus_api, "gpus"),
+    (_output_api, "functions"),
+    (_metrics_api, "ops"),
+    (_invoke_api, "endpoints"),
+)
 
 
 def create_app(settings: GatewaySettings) -> Any:
@@ -111,20 +132,8 @@ def create_app(settings: GatewaySettings) -> Any:
         openapi_url="/api/openapi.json",
         responses=ERROR_RESPONSES,
     )
-    api.include_router(_control.router, tags=["control"])
-    api.include_router(_workers_api.router, tags=["workers"])
-    api.include_router(_functions_api.router, tags=["functions"])
-    api.include_router(_schedules_api.router, tags=["schedules"])
-    api.include_router(_secrets_api.router, tags=["secrets"])
-    api.include_router(_volumes_api.router, tags=["volumes"])
-    api.include_router(_sandbox_api.router, tags=["sandboxes"])
-    api.include_router(_images_api.router, tags=["images"])
-    api.include_router(_quotas_api.router, tags=["quotas"])
-    api.include_router(_blobs_api.router, tags=["blobs"])
-    api.include_router(_gpus_api.router, tags=["gpus"])
-    api.include_router(_output_api.router, tags=["functions"])
-    api.include_router(_metrics_api.router, tags=["ops"])
-    api.include_router(_invoke_api.router, tags=["endpoints"])
+    for module, tag in _ROUTERS:
+        api.include_router(module.router, tags=[tag])
 
     @api.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

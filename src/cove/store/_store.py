@@ -323,10 +323,13 @@ class Store:
         code_hash: str,
         config: dict[str, Any],
         ephemeral: bool = False,
+        rollback_of: int | None = None,
     ) -> tuple[m.Deployment, bool]:
         """Register a new version, or return the current one when nothing changed.
 
         Returns the deployment and whether a new version was created.
+        ``rollback_of`` is the earlier version whose content this repeats (the
+        audit log says so).
         """
         for _ in range(5):
             async with self.session() as s:
@@ -370,13 +373,11 @@ class Store:
                         ephemeral=ephemeral,
                     )
                     s.add(row)
-                    self._audit(
-                        s,
-                        who,
-                        "deployment.create",
-                        f"{name}/v{row.version}",
-                        {"image_id": image_id, "code_hash": code_hash, "app": app},
-                    )
+                    details: dict[str, Any] = {"image_id": image_id, "code_hash": code_hash, "app": app}
+                    if rollback_of is not None:
+                        details["source_version"] = rollback_of
+                    action = "deployment.create" if rollback_of is None else "deployment.rollback"
+                    self._audit(s, who, action, f"{name}/v{row.version}", details)
                 return row, True
             except IntegrityError:
                 continue  # another deploy took this version number; read again
@@ -423,6 +424,36 @@ class Store:
         for row in rows:
             newest[(row.workspace_id, row.name)] = row
         return list(newest.values())
+
+    async def rollback_source(self, who: Principal, name: str, to: int | None = None) -> tuple[m.Deployment, str]:
+        """The version a rollback makes live again, with its app's name.
+
+        ``to`` names the version; left out, the newest one before the live
+        (newest active) version. A rollback itself is a new version with this
+        one's code, image and config (:meth:`create_deployment`), so the
+        history keeps what happened and a later rollback can undo it.
+        """
+        live = await self.get_deployment(who.workspace_id, name)
+        async with self.session() as s:
+            if to is not None:
+                source = await self.get_deployment(who.workspace_id, name, to)
+            else:
+                earlier = await s.scalar(
+                    select(m.Deployment)
+                    .where(
+                        m.Deployment.workspace_id == who.workspace_id,
+                        m.Deployment.name == name,
+                        m.Deployment.version < live.version,
+                        m.Deployment.state != "deleted",
+                    )
+                    .order_by(m.Deployment.version.desc())
+                    .limit(1)
+                )
+                if earlier is None:
+                    raise Conflict(f"deployment {name!r} has no version before v{live.version} to roll back to")
+                source = earlier
+            app = await s.get(m.App, source.app_id)
+        return source, app.name if app is not None else name
 
     async def stop_deployment(self, who: Principal, name: str, *, delete: bool = False) -> list[m.Deployment]:
         """Stop every version of a deployment; returns the versions stopped."""

@@ -1,0 +1,104 @@
+"""Going back to an earlier version: `cove deployment rollback`, which version is live, and no failed call."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import httpx
+from conftest import Server
+
+APP = """
+from cove import endpoint
+
+@endpoint()
+def which(x: int = 0) -> dict:
+    return {{"release": "{release}", "x": x}}
+"""
+
+
+def _deploy(server: Server, folder: Path, release: str) -> dict[str, object]:
+    path = folder / "which_app.py"
+    path.write_text(APP.format(release=release))
+    return server.deploy(f"{path}:which", "--name", "rollback-demo")
+
+
+def _release(http: httpx.Client) -> str:
+    reply = http.post("/endpoint/rollback-demo", json={"x": 1})
+    assert reply.status_code == 200, reply.text
+    return str(reply.json()["release"])
+
+
+def test_rollback_makes_an_earlier_version_live_without_a_rebuild(server: Server, tmp_path: Path) -> None:
+    first = _deploy(server, tmp_path, "one")
+    second = _deploy(server, tmp_path, "two")
+    assert second["version"] == int(str(first["version"])) + 1
+    with server.http() as http:
+        assert _release(http) == "two"
+
+        failures: list[str] = []
+        calls = 0
+        stop = threading.Event()
+
+        def hammer() -> None:
+            nonlocal calls
+            with server.http() as own:
+                while not stop.is_set():
+                    reply = own.post("/endpoint/rollback-demo", json={"x": 2})
+                    calls += 1
+                    if reply.status_code != 200:
+                        failures.append(f"{reply.status_code} {reply.text}")
+
+        load = threading.Thread(target=hammer)
+        load.start()
+        try:
+            back = server.cli_json("deployment", "rollback", "rollback-demo")
+            server.wait_for(lambda: _release(http) == "one", timeout=60)
+        finally:
+            stop.set()
+            load.join()
+        assert failures == [], f"{len(failures)} of {calls} calls failed during the rollback"
+        assert calls > 0
+
+        # A new version with v1's image and code: nothing was built or uploaded again.
+        assert back["created"] is True
+        assert back["source_version"] == first["version"]
+        assert back["version"] == int(str(second["version"])) + 1
+        assert (back["image_id"], back["code_hash"]) == (first["image_id"], first["code_hash"])
+
+        listed = {
+            r["version"]: r["live"] for r in server.cli_json("deployment", "list") if r["name"] == "rollback-demo"
+        }
+        assert listed[back["version"]] is True
+        assert [v for v, live in listed.items() if live] == [back["version"]]
+
+        # --to names any version; going to the live content again changes nothing.
+        forward = server.cli_json("deployment", "rollback", "rollback-demo", "--to", str(second["version"]))
+        assert forward["source_version"] == second["version"] and forward["created"] is True
+        assert _release(http) == "two"
+        again = server.cli_json("deployment", "rollback", "rollback-demo", "--to", str(second["version"]))
+        assert again["created"] is False and again["version"] == forward["version"]
+
+        shown = server.cli_json("deployment", "show", "rollback-demo", "--version", str(first["version"]))
+        assert shown["live"] is False
+
+
+def test_rollback_says_what_is_wrong(server: Server, tmp_path: Path) -> None:
+    with server.http() as http:
+        path = tmp_path / "lonely.py"
+        path.write_text(APP.format(release="x"))
+        server.deploy(f"{path}:which", "--name", "rollback-lonely")
+        lonely = http.post("/api/v1/deployments/rollback-lonely/rollback", json={})
+        assert lonely.status_code == 409, lonely.text
+        assert "no version before v1" in lonely.json()["error"]["message"]
+
+        missing = http.post("/api/v1/deployments/rollback-lonely/rollback", json={"to": 99})
+        assert missing.status_code == 404 and "rollback-lonely/v99" in missing.text
+        unknown = http.post("/api/v1/deployments/no-such-deployment/rollback", json={})
+        assert unknown.status_code == 404
+        bad = http.post("/api/v1/deployments/rollback-lonely/rollback", json={"to": "three"})
+        assert bad.status_code == 422
+
+    done = server.cli("deployment", "rollback", "rollback-lonely", check=False)
+    assert done.returncode != 0
+    assert "no version before v1" in done.stderr + done.stdout
