@@ -120,6 +120,8 @@ def test_the_table_covers_every_kind_within_its_ranges_and_is_immutable() -> Non
         "min_containers": ranges.MIN_CONTAINERS,
         "max_containers": ranges.MAX_CONTAINERS,
         "tasks_per_container": ranges.TASKS_PER_CONTAINER,
+        "buffer_containers": ranges.BUFFER_CONTAINERS,
+        "scale_down_window": ranges.SCALE_DOWN_WINDOW,
         "retry_delay_seconds": ranges.RETRY_DELAY_SECONDS,
         "backoff": ranges.BACKOFF,
         "max_delay": ranges.MAX_DELAY,

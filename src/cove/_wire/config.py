@@ -183,7 +183,13 @@ class DeploymentConfig(Frozen):
                 "keep_warm_seconds", given(keep_warm_seconds, "keep_warm_seconds")
             ),
             autoscaler=autoscaler
-            or QueueDepthAutoscaler(default.min_containers, default.max_containers, default.tasks_per_container),
+            or QueueDepthAutoscaler(
+                default.min_containers,
+                default.max_containers,
+                default.tasks_per_container,
+                default.buffer_containers,
+                default.scale_down_window,
+            ),
             concurrent_requests=CONCURRENT_REQUESTS.check(
                 "concurrent_requests", given(concurrent_requests, "concurrent_requests")
             ),

@@ -29,6 +29,7 @@ class KindDefaults(Frozen):
     __slots__ = (
         "authorized",
         "backoff",
+        "buffer_containers",
         "concurrent_requests",
         "cpu_millis",
         "keep_warm_seconds",
@@ -39,12 +40,14 @@ class KindDefaults(Frozen):
         "min_containers",
         "retries",
         "retry_delay_seconds",
+        "scale_down_window",
         "tasks_per_container",
         "timeout",
         "workers",
     )
     authorized: bool  # calls need a token of the workspace
     backoff: float  # task policy: each retry waits this many times longer than the one before
+    buffer_containers: int  # the autoscaler: idle containers kept ahead of demand while there is work
     concurrent_requests: int  # per container
     cpu_millis: int
     keep_warm_seconds: float  # an idle container stops after this; -1: never
@@ -55,6 +58,7 @@ class KindDefaults(Frozen):
     min_containers: int
     retries: int  # attempts after the first
     retry_delay_seconds: float  # task policy: the wait after the first failed attempt
+    scale_down_window: float  # the autoscaler: seconds the wanted count must stay low before containers stop
     tasks_per_container: int  # the autoscaler's target of in-flight inputs per container
     timeout: float  # seconds per request or attempt; -1: none
     workers: int  # processes per container
@@ -64,6 +68,7 @@ class KindDefaults(Frozen):
         *,
         authorized: bool,
         backoff: float,
+        buffer_containers: int,
         concurrent_requests: int,
         cpu_millis: int,
         keep_warm_seconds: float,
@@ -74,6 +79,7 @@ class KindDefaults(Frozen):
         min_containers: int,
         retries: int,
         retry_delay_seconds: float,
+        scale_down_window: float,
         tasks_per_container: int,
         timeout: float,
         workers: int,
@@ -81,6 +87,7 @@ class KindDefaults(Frozen):
         self._init(
             authorized=authorized,
             backoff=backoff,
+            buffer_containers=buffer_containers,
             concurrent_requests=concurrent_requests,
             cpu_millis=cpu_millis,
             keep_warm_seconds=keep_warm_seconds,
@@ -91,6 +98,7 @@ class KindDefaults(Frozen):
             min_containers=min_containers,
             retries=retries,
             retry_delay_seconds=retry_delay_seconds,
+            scale_down_window=scale_down_window,
             tasks_per_container=tasks_per_container,
             timeout=timeout,
             workers=workers,
@@ -101,6 +109,7 @@ class KindDefaults(Frozen):
 SERVING = KindDefaults(
     authorized=True,
     backoff=2.0,
+    buffer_containers=0,
     concurrent_requests=1,
     cpu_millis=1000,
     keep_warm_seconds=180.0,
@@ -111,6 +120,7 @@ SERVING = KindDefaults(
     min_containers=0,
     retries=0,
     retry_delay_seconds=1.0,
+    scale_down_window=0.0,
     tasks_per_container=1,
     timeout=180.0,
     workers=1,

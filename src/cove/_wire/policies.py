@@ -15,11 +15,13 @@ from ..exceptions import ConfigError
 from .defaults import BATCH, SERVING
 from .ranges import (
     BACKOFF,
+    BUFFER_CONTAINERS,
     MAX_CONTAINERS,
     MAX_DELAY,
     MIN_CONTAINERS,
     RETRIES,
     RETRY_DELAY_SECONDS,
+    SCALE_DOWN_WINDOW,
     TASK_TIMEOUT,
     TASK_TTL,
     TASKS_PER_CONTAINER,
@@ -33,28 +35,39 @@ if TYPE_CHECKING:
 class QueueDepthAutoscaler(Frozen):
     """Sets the container count from the work in flight.
 
-    ``desired = ceil(in_flight / tasks_per_container)`` clamped to
-    ``[min_containers, max_containers]``.
+    ``desired = ceil(in_flight / tasks_per_container)``, plus
+    ``buffer_containers`` while there is any work, clamped to
+    ``[min_containers, max_containers]``. Containers stop only when the
+    desired count has stayed below the live count for ``scale_down_window``
+    seconds (and each has been idle for the deployment's ``keep_warm_seconds``).
     """
 
-    __slots__ = ("max_containers", "min_containers", "tasks_per_container")
+    __slots__ = ("buffer_containers", "max_containers", "min_containers", "scale_down_window", "tasks_per_container")
     min_containers: int
     """Containers kept running with no work at all: no cold start for the first calls, at the cost of idling."""
     max_containers: int
     """The most containers at once; work beyond what they take waits in the queue."""
     tasks_per_container: int
     """In-flight inputs per container the autoscaler aims for; fewer means more, emptier containers."""
+    buffer_containers: int
+    """Idle containers kept ready ahead of demand while there is work, so a burst finds them warm."""
+    scale_down_window: float
+    """Seconds the wanted count must stay low before containers stop: a dip in traffic keeps its containers."""
 
     def __init__(
         self,
         min_containers: int = SERVING.min_containers,
         max_containers: int = SERVING.max_containers,
         tasks_per_container: int = SERVING.tasks_per_container,
+        buffer_containers: int = SERVING.buffer_containers,
+        scale_down_window: float = SERVING.scale_down_window,
     ) -> None:
         self._init(
             min_containers=MIN_CONTAINERS.check("min_containers", min_containers),
             max_containers=MAX_CONTAINERS.check("max_containers", max_containers),
             tasks_per_container=TASKS_PER_CONTAINER.check("tasks_per_container", tasks_per_container),
+            buffer_containers=BUFFER_CONTAINERS.check("buffer_containers", buffer_containers),
+            scale_down_window=SCALE_DOWN_WINDOW.check("scale_down_window", scale_down_window),
         )
         if self.min_containers > self.max_containers:
             raise ConfigError(f"min_containers ({self.min_containers}) exceeds max_containers ({self.max_containers})")
@@ -62,9 +75,11 @@ class QueueDepthAutoscaler(Frozen):
     def desired(self, in_flight: int) -> int:
         """How many containers the given number of in-flight inputs asks for."""
         wanted = math.ceil(max(in_flight, 0) / self.tasks_per_container)
+        if wanted:
+            wanted += self.buffer_containers
         return max(self.min_containers, min(self.max_containers, wanted))
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in self.__slots__}
 
 

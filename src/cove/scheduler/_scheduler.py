@@ -22,7 +22,7 @@ from .._wire.kinds import TASK_KINDS
 from .._wire.worker import ContainerEvent, ContainerSpec, Order
 from ..exceptions import ConfigError
 from ..store import Container, Deployment, Store, all_quotas, new_id, quota_limits
-from ._autoscaler import ContainerLoad, decide
+from ._autoscaler import ContainerLoad, DesiredHistory, decide
 from ._dispatch import CallFn, Dispatcher
 from ._placement import GpuRoom, GpuShare, NoRoom, Placement, Request, WorkerRoom, choose
 from ._quotas import Quota, Usage, check_start, default_quota, gpus_of
@@ -99,6 +99,7 @@ class Pool:
     pending_reason: str | None = None
     quota_blocked: str | None = None
     scale_soon: bool = False  # a scaling pass is already queued for this loop turn
+    history: DesiredHistory = dataclasses.field(default_factory=DesiredHistory)  # for scale_down_window
 
     def live(self) -> list[Slot]:
         return [s for s in self.slots.values() if s.state in ("pending", "listening", "ready")]
@@ -504,9 +505,17 @@ class Scheduler:
             [ContainerLoad(s.id, s.in_flight, s.idle_since, s.state != "ready") for s in live],
             keep_warm_seconds=pool.config.keep_warm_seconds,
             now=now,
+            history=pool.history,
         )
+        if decision.start or decision.stop:
+            log.info(
+                "scaling %s: %s",
+                pool.deployment.name,
+                decision.reason,
+                extra={"deployment": pool.deployment.name, "start": decision.start, "stop": len(decision.stop)},
+            )
         for container_id in decision.stop:
-            self.stop_container(container_id, reason="idle past keep_warm_seconds")
+            self.stop_container(container_id, reason=decision.reason)
         if decision.start and now >= pool.retry_after:
             for _ in range(decision.start):
                 if not self._start_container(pool):
