@@ -23,8 +23,8 @@ def _deploy(server: Server, folder: Path, release: str) -> dict[str, object]:
     return server.deploy(f"{path}:which", "--name", "rollback-demo")
 
 
-def _release(http: httpx.Client) -> str:
-    reply = http.post("/endpoint/rollback-demo", json={"x": 1})
+def _release(http: httpx.Client, name: str = "rollback-demo") -> str:
+    reply = http.post(f"/endpoint/{name}", json={"x": 1})
     assert reply.status_code == 200, reply.text
     return str(reply.json()["release"])
 
@@ -102,3 +102,57 @@ def test_rollback_says_what_is_wrong(server: Server, tmp_path: Path) -> None:
     done = server.cli("deployment", "rollback", "rollback-lonely", check=False)
     assert done.returncode != 0
     assert "no version before v1" in done.stderr + done.stdout
+
+
+def test_a_traffic_split_shares_calls_between_versions_until_the_next_deploy(server: Server, tmp_path: Path) -> None:
+    path = tmp_path / "canary.py"
+    path.write_text(APP.format(release="stable"))
+    stable = server.deploy(f"{path}:which", "--name", "canary-demo")
+    path.write_text(APP.format(release="canary"))
+    canary = server.deploy(f"{path}:which", "--name", "canary-demo")
+
+    split = server.cli_json(
+        "deployment", "traffic", "canary-demo", f"v{stable['version']}=50", f"v{canary['version']}=50"
+    )
+    assert split["weights"] == {str(stable["version"]): 50, str(canary["version"]): 50}
+    rows = {r["version"]: r for r in server.cli_json("deployment", "list") if r["name"] == "canary-demo"}
+    assert rows[stable["version"]]["traffic_percent"] == rows[canary["version"]]["traffic_percent"] == 50
+    assert rows[stable["version"]]["live"] and rows[canary["version"]]["live"]
+
+    seen = {"stable": 0, "canary": 0}
+    with server.http() as http:
+        for _ in range(120):
+            reply = http.post("/endpoint/canary-demo", json={})
+            assert reply.status_code == 200, reply.text
+            seen[reply.json()["release"]] += 1
+        # 120 draws at 50 %: each side below 30 would happen about once in 10^8 runs.
+        assert seen["stable"] >= 30 and seen["canary"] >= 30, seen
+
+        bad = [
+            ({"weights": {str(stable["version"]): 60, str(canary["version"]): 50}}, 422, "add up to 110 %"),
+            ({"weights": {"99": 100}}, 404, "no active version v99"),
+            ({"weights": {str(canary["version"]): 0, str(stable["version"]): 100}}, 422, "from 1 to 100"),
+            ({"weights": "all"}, 422, ""),
+        ]
+        for body, status, words in bad:
+            reply = http.put("/api/v1/deployments/canary-demo/traffic", json=body)
+            assert reply.status_code == status, (body, reply.text)
+            assert words in reply.text
+        missing = http.put("/api/v1/deployments/no-such-thing/traffic", json={"weights": {"1": 100}})
+        assert missing.status_code == 404
+
+        # A new version ends the split: it takes every call.
+        path.write_text(APP.format(release="third"))
+        third = server.deploy(f"{path}:which", "--name", "canary-demo")
+        assert third["traffic_percent"] == 100
+        assert {_release(http, "canary-demo") for _ in range(10)} == {"third"}
+
+        # --clear after a split: the newest version takes all again.
+        server.cli_json("deployment", "traffic", "canary-demo", f"v{stable['version']}=100")
+        assert {_release(http, "canary-demo") for _ in range(10)} == {"stable"}
+        cleared = server.cli_json("deployment", "traffic", "canary-demo", "--clear")
+        assert cleared["weights"] == {str(third["version"]): 100}
+        assert {_release(http, "canary-demo") for _ in range(10)} == {"third"}
+
+    wrong = server.cli("deployment", "traffic", "canary-demo", "three=100", check=False)
+    assert wrong.returncode != 0 and "VERSION=PERCENT" in wrong.stderr + wrong.stdout

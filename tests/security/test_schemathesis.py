@@ -55,6 +55,10 @@ ALSO_ACCEPTED = {
     "GET /api/v1/volumes/{name}/files": 400,
     # They name an image and code that must have been built and uploaded here first.
     "POST /api/v1/deployments": 422,
+    # The shares must add up to 100 %, which a schema cannot say.
+    "PUT /api/v1/deployments/{name}/traffic": 422,
+    # A deployment with one version has nothing earlier to go back to.
+    "POST /api/v1/deployments/{name}/rollback": 409,
     "POST /api/v1/sandboxes": 422,
     # Variable names starting with COVE_ are the platform's own.
     "POST /api/v1/secrets": 422,

@@ -196,7 +196,9 @@ class DeploymentView(ApiModel):
     pending_reason: str | None
     callback_secret: str | None
     live: bool
-    """Whether this version takes the deployment's calls: the newest active version does."""
+    """Whether this version takes calls: the newest active version does, or those a traffic split names."""
+    traffic_percent: int
+    """The percentage of the deployment's calls this version takes."""
 
 
 class DeploymentCreated(DeploymentView):
@@ -209,6 +211,13 @@ class DeploymentRolledBack(DeploymentCreated):
     """``POST /api/v1/deployments/{name}/rollback``: the live version now, made from ``source_version``."""
 
     source_version: int
+
+
+class TrafficSplitView(ApiModel):
+    """``PUT``/``DELETE /api/v1/deployments/{name}/traffic``: how calls are shared now (empty: newest takes all)."""
+
+    name: str
+    weights: dict[int, int]
 
 
 class DeploymentStopped(ApiModel):

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from ..exceptions import ConfigError
 from ._output import JsonOption, client, console, emit, errors, stream_json, table
 
 deployment_app = typer.Typer(help="List, show, roll back and stop deployments.", no_args_is_help=True)
@@ -172,6 +173,36 @@ def deployment_rollback(
             console.print(f"{name}: v{row['version']} is live already (the content of v{row['source_version']})")
 
     emit(row, as_json, show)
+
+
+@deployment_app.command("traffic")
+def deployment_traffic(
+    name: str = typer.Argument(..., help="Deployment name."),
+    shares: list[str] = typer.Argument(None, help="VERSION=PERCENT for each version, e.g. v3=90 v4=10 (sum 100)."),
+    clear: bool = typer.Option(False, "--clear", help="End the split: the newest version takes every call."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Share a deployment's calls between versions (a canary), or end the split with --clear."""
+    api = client(as_json)
+    with errors(as_json):
+        if clear == bool(shares):
+            raise ConfigError("give VERSION=PERCENT shares, or --clear, not both or neither")
+        if clear:
+            split = api.request("DELETE", f"/api/v1/deployments/{name}/traffic")
+        else:
+            weights = dict(_share(text) for text in shares)
+            split = api.request("PUT", f"/api/v1/deployments/{name}/traffic", json={"weights": weights})
+    shown = ", ".join(f"v{version} {percent} %" for version, percent in split["weights"].items())
+    emit(split, as_json, lambda: console.print(f"{name}: {shown}", highlight=False))
+
+
+def _share(text: str) -> tuple[int, int]:
+    """``v3=90`` (or ``3=90``) as (3, 90)."""
+    version, sep, percent = text.partition("=")
+    version = version.removeprefix("v")
+    if not sep or not version.isdigit() or not percent.strip().isdigit():
+        raise ConfigError(f"{text!r} is not VERSION=PERCENT, like v3=90")
+    return int(version), int(percent)
 
 
 @deployment_app.command("stop")

@@ -26,7 +26,7 @@ from .._wire.schedule import BadSchedule, check_schedule
 from ..exceptions import ConfigError, Conflict, NotFound
 from ..images import ArchiveError, BuildError, image_roots, validate_archive
 from ..scheduler import CallbackRefused
-from ..store import Deployment, Principal, is_container_token
+from ..store import Deployment, Principal, get_split, is_container_token, share_of, splits_of
 from ._body import RequestBody
 from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep, read_limited
 from ._errors import ApiError
@@ -212,8 +212,8 @@ class DeployRequest(RequestBody):
     ephemeral: bool = False
 
 
-def deployment_view(gw: Gateway, row: Deployment, *, live: bool) -> dict[str, Any]:
-    """A deployment version as the API shows it; ``live`` when it is the newest active version."""
+def deployment_view(gw: Gateway, row: Deployment, *, traffic: int) -> dict[str, Any]:
+    """A deployment version as the API shows it, with the percentage of the name's calls it takes."""
     return {
         "id": row.id,
         "name": row.name,
@@ -230,7 +230,8 @@ def deployment_view(gw: Gateway, row: Deployment, *, live: bool) -> dict[str, An
         "url": f"{gw.settings.public_url}/endpoint/{row.name}",
         "version_url": f"{gw.settings.public_url}/endpoint/{row.name}/v{row.version}",
         "pending_reason": gw.scheduler.pending_reason(row.id),
-        "live": live,
+        "live": traffic > 0,
+        "traffic_percent": traffic,
         "callback_secret": (
             gw.scheduler.dispatcher.callbacks.secret_for(row.workspace_id, row.name)
             if row.config.get("callback_url")
@@ -287,8 +288,7 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
         response.status_code = 200
     if created and row.version > 1 and body.ephemeral:
         await _retire_older(gw, who, row)
-    # A new version, or the identical newest one: either way the version that takes calls now.
-    return {**deployment_view(gw, row, live=True), "created": created}
+    return {**deployment_view(gw, row, traffic=await traffic_share(gw, who, row)), "created": created}
 
 
 async def _check_image_and_code(gw: Gateway, who: Principal, image_id: str, code_hash: str) -> None:
@@ -333,17 +333,30 @@ async def list_deployments(
     for r in rows:
         if r.state == "active":
             newest[r.name] = max(newest.get(r.name, 0), r.version)
-    return [deployment_view(gw, r, live=newest.get(r.name) == r.version) for r in rows if r.state != "deleted"]
+    splits = await splits_of(gw.store, who.workspace_id)
+    return [
+        deployment_view(gw, r, traffic=share_of(r.version, newest.get(r.name), splits.get(r.name)))
+        for r in rows
+        if r.state != "deleted"
+    ]
 
 
 @router.get("/deployments/{name}", response_model=wire.DeploymentView)
 async def get_deployment(name: str, gw: GatewayDep, who: PrincipalDep, version: Version = None) -> dict[str, Any]:
     try:
         row = await gw.store.get_deployment(who.workspace_id, name, version)
-        live = version is None or (await gw.store.get_deployment(who.workspace_id, name)).id == row.id
     except NotFound as exc:
         raise ApiError(404, str(exc)) from None
-    return deployment_view(gw, row, live=live)
+    return deployment_view(gw, row, traffic=await traffic_share(gw, who, row))
+
+
+async def traffic_share(gw: Gateway, who: Principal, row: Deployment) -> int:
+    """The percentage of its name's calls ``row`` takes now: by the split if there is one, else newest-takes-all."""
+    split = await get_split(gw.store, who.workspace_id, row.name)
+    if split or row.state != "active":
+        return share_of(row.version, None, split)
+    newest = await gw.store.get_deployment(who.workspace_id, row.name)
+    return share_of(row.version, newest.version, None)
 
 
 async def _stop(gw: Gateway, who: Principal, name: str, delete: bool) -> dict[str, Any]:

@@ -1,24 +1,25 @@
-"""Which version of a deployment is live, and going back to an earlier one without a rebuild.
+"""Which versions of a deployment take calls: rollbacks without a rebuild, and traffic splits.
 
 The live version is the newest active one (see ``deployment_view``'s ``live``).
 A rollback makes a new version from an earlier one's code, image and config:
 the images and code are already stored, so nothing is built, and the new
-version takes calls the way any new version does.
+version takes calls the way any new version does. A traffic split shares the
+calls between active versions by percentage until the next version is deployed.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from .._wire import api as wire
 from .._wire.config import DeploymentConfig
-from ..exceptions import Conflict, NotFound
-from ..store import Principal
+from ..exceptions import ConfigError, Conflict, NotFound
+from ..store import Principal, clear_split, put_split
 from ._body import RequestBody
-from ._control import deployment_view
+from ._control import deployment_view, traffic_share
 from ._deps import GatewayDep, PrincipalDep
 from ._errors import ApiError
 from ._quotas_api import check_deploy_quota
@@ -70,4 +71,61 @@ async def _rollback(gw: Gateway, who: Principal, name: str, to: int | None) -> d
     gw.deployments.invalidate()
     if created:
         gw.scheduler.keep_warm(row)
-    return {**deployment_view(gw, row, live=True), "created": created, "source_version": source.version}
+    view = deployment_view(gw, row, traffic=await traffic_share(gw, who, row))
+    return {**view, "created": created, "source_version": source.version}
+
+
+VersionKey = Annotated[str, StringConstraints(pattern=r"^v?[1-9][0-9]{0,8}$")]
+Percent = Annotated[int, Field(ge=1, le=100)]
+
+
+class TrafficRequest(RequestBody):
+    weights: dict[VersionKey, Percent] = Field(
+        description='Percent of the calls per version, adding up to 100: ``{"3": 90, "4": 10}`` (or ``"v3"``)',
+        min_length=1,
+        max_length=10,
+    )
+
+    def by_version(self) -> dict[int, int]:
+        """The weights keyed by version number; a key that is not one is a ``ConfigError``."""
+        out = {}
+        for key, percent in self.weights.items():
+            number = key.removeprefix("v")
+            if not number.isdigit() or len(number) > 9:
+                raise ConfigError(f"{key!r} is not a version number (like '3' or 'v3')")
+            out[int(number)] = percent
+        return out
+
+
+@router.put(
+    "/deployments/{name}/traffic",
+    response_model=wire.TrafficSplitView,
+    summary="Share a deployment's calls between active versions by percentage (a canary)",
+)
+async def put_traffic(name: str, body: TrafficRequest, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    try:
+        weights = await put_split(gw.store, who, name, body.by_version())
+    except ConfigError as exc:
+        raise ApiError(422, str(exc)) from None
+    except NotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    gw.deployments.invalidate()
+    for version in weights:
+        row = await gw.store.get_deployment(who.workspace_id, name, version)
+        gw.scheduler.keep_warm(row)
+    return {"name": name, "weights": weights}
+
+
+@router.delete(
+    "/deployments/{name}/traffic",
+    response_model=wire.TrafficSplitView,
+    summary="End a traffic split: the newest active version takes every call again",
+)
+async def clear_traffic(name: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
+    try:
+        newest = await gw.store.get_deployment(who.workspace_id, name)
+    except NotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    await clear_split(gw.store, who, name)
+    gw.deployments.invalidate()
+    return {"name": name, "weights": {newest.version: 100}}

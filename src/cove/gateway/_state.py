@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -11,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from ..cluster import Cluster
 from ..images import ImageBuilder
 from ..scheduler import Scheduler
-from ..store import Deployment, Store
+from ..store import Deployment, Store, get_split
 from ._auth import Authenticator
 from ._logs import LogHub
 from ._secretbox import SecretBox
@@ -59,11 +60,17 @@ class DeploymentCache:
     def __init__(self, store: Store, ttl: float = 5.0) -> None:
         self._store = store
         self._ttl = ttl
+        self._splits: dict[tuple[str, str], tuple[dict[int, int] | None, float]] = {}
         self._cache: dict[tuple[str, str, int | None], tuple[Deployment, float]] = {}
         self._loading: dict[tuple[str, str, int | None], asyncio.Future[Deployment]] = {}
         self._generation = 0
 
     async def get(self, workspace_id: str, name: str, version: int | None) -> Deployment:
+        """The version asked for; left out, the one this call goes to: the newest, or one drawn by its traffic share."""
+        if version is None:
+            split = await self._split(workspace_id, name)
+            if split:
+                version = random.choices(list(split), weights=list(split.values()))[0]
         key = (workspace_id, name, version)
         now = time.monotonic()
         hit = self._cache.get(key)
@@ -87,7 +94,19 @@ class DeploymentCache:
             if generation == self._generation:
                 self._loading.pop(key, None)
 
+    async def _split(self, workspace_id: str, name: str) -> dict[int, int] | None:
+        key = (workspace_id, name)
+        hit = self._splits.get(key)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        generation = self._generation
+        split = await get_split(self._store, workspace_id, name)
+        if generation == self._generation:
+            self._splits[key] = (split, time.monotonic() + self._ttl)
+        return split
+
     def invalidate(self) -> None:
+        self._splits.clear()
         self._cache.clear()
         self._loading.clear()
         self._generation += 1

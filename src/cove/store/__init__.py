@@ -26,6 +26,7 @@ from ._tasks import (
     list_tasks,
     open_tasks,
 )
+from ._traffic import clear_split, get_split, put_split, share_of, splits_of
 
 __all__ = [
     "ACTIVE_CONTAINER_STATES",
@@ -56,6 +57,7 @@ __all__ = [
     "all_quotas",
     "claim_tasks",
     "claim_tick",
+    "clear_split",
     "code_bytes",
     "count_pending",
     "create_container_token",
@@ -64,6 +66,7 @@ __all__ = [
     "finished_map_tasks",
     "get_quota",
     "get_secrets",
+    "get_split",
     "get_task",
     "hash_secret",
     "insert_unowned",
@@ -77,12 +80,15 @@ __all__ = [
     "prune_keys",
     "put_quota",
     "put_secret",
+    "put_split",
     "quota_limits",
     "read_lease",
     "release_lease",
     "revoke_container_tokens",
     "schedule_runs",
     "set_tick_task",
+    "share_of",
+    "splits_of",
     "sqlite_url",
     "take_lease",
     "token_container",

@@ -202,6 +202,21 @@ class Task(Base):
     owner: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
 
 
+class TrafficSplit(Base):
+    """How a deployment's calls are shared between versions, when not all go to the newest (a canary).
+
+    ``weights`` maps a version number (as a string: JSON keys are strings) to
+    its percentage; the percentages add up to 100. A new version deployed
+    under the name removes the row, so the newest version takes every call again.
+    """
+
+    __tablename__ = "traffic_splits"
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    weights: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Float, default=_now)
+
+
 class IdempotencyKey(Base):
     """A caller's ``Idempotency-Key`` for one put or spawn, and the task it made.
 

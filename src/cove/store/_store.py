@@ -15,7 +15,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import delete, event, func, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -373,6 +373,12 @@ class Store:
                         ephemeral=ephemeral,
                     )
                     s.add(row)
+                    # The new version takes every call: a split chosen among the older ones ends here.
+                    await s.execute(
+                        delete(m.TrafficSplit).where(
+                            m.TrafficSplit.workspace_id == who.workspace_id, m.TrafficSplit.name == name
+                        )
+                    )
                     details: dict[str, Any] = {"image_id": image_id, "code_hash": code_hash, "app": app}
                     if rollback_of is not None:
                         details["source_version"] = rollback_of
