@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from . import env
     from ._wire.policies import QueueDepthAutoscaler, TaskPolicy
     from .exceptions import ConfigError, RemoteError
+    from .sdk._batched import batched
     from .sdk._calls import FunctionCall, Task
     from .sdk._decorators import (
         Deployable,
@@ -47,6 +48,7 @@ __all__ = [
     "TaskPolicy",
     "TaskQueue",
     "Volume",
+    "batched",
     "endpoint",
     "env",
     "function",
@@ -62,6 +64,7 @@ _WHERE = {
     "FunctionCall": ".sdk._calls",
     "RemoteError": ".exceptions",
     "Task": ".sdk._calls",
+    "batched": ".sdk._batched",
     "function": ".sdk._decorators",
     "task_queue": ".sdk._decorators",
     "schedule": ".sdk._decorators",

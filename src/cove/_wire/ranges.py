@@ -115,4 +115,6 @@ TASK_TIMEOUT = _seconds(7 * _DAY, low_open=True)  # no default: no limit beyond 
 TASK_TTL = _seconds(30 * _DAY, low_open=True)  # no default: a task never expires
 GPU_COUNT = IntRange(1, 64, "GPUs")  # 1 when a gpu type is given
 GPU_MEMORY_MIB = IntRange(1, 1024 * 1024, "MiB")  # no default: whole GPUs
+BATCH_SIZE = IntRange(1, 1000, "calls")  # @batched: calls gathered into one
+BATCH_WAIT_MS = Range(0, 60_000, "ms", integer=False)  # @batched: how long the first call waits for others
 GPU_COMPUTE = IntRange(1, 100, "percent of the GPU's SMs")  # no default: MPS shares the SMs freely

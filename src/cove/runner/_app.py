@@ -11,8 +11,10 @@ import sys
 import threading
 import types
 
+from cove._wire.batching import MARK
 from cove._wire.payload import BLOB_THRESHOLD, MAGIC, blob_ref, unwrap, wrap
 from cove.runner import _capture
+from cove.runner._batching import Batcher
 from cove.runner._bind import Binder
 from cove.runner._http import error_payload
 
@@ -90,6 +92,11 @@ class UserFunction:
         self._bind = Binder(target, skip="context" if self.wants_context else None)
         if self._bind.is_coroutine:
             self._loop = _LoopThread()
+        self.batcher: Batcher | None = None
+        batched = getattr(target, MARK, None)
+        if batched is not None:
+            max_size, wait_ms = batched
+            self.batcher = Batcher(target, int(max_size), float(wait_ms), lambda c: self._async().run(c))
 
     def run_on_start(self, on_start: Callable[[], Any] | None) -> None:
         """Run the user's on_start hook once; its value reaches every call's context."""
@@ -127,7 +134,8 @@ class UserFunction:
                 return 422, error_payload("InvalidArguments", "'context' is supplied by Cove and cannot be sent")
             kwargs["context"] = Context(call_id, self.container_id, self.on_start_value)
         try:
-            result = self.target(**kwargs)
+            batcher = self.batcher
+            result = batcher.submit((), kwargs).result() if batcher is not None else self.target(**kwargs)
             if type(result) is types.CoroutineType:
                 result = self._async().run(result)
         except BaseException as exc:  # the user's failure, whatever it is, becomes a 500
@@ -184,6 +192,8 @@ class BatchCaller:
     the result goes back in the same format. Failures carry the exception's
     type, message, traceback and class hierarchy (for ``retry_for``), and the
     pickled exception when it pickles, so the caller can raise it as it was.
+    A ``@batched`` handler gets the frame's calls together (with any that other
+    requests hand it meanwhile) instead of one at a time.
     """
 
     def __init__(self, function: UserFunction) -> None:
@@ -196,34 +206,19 @@ class BatchCaller:
             _, inputs = unpack(body, "inputs")
         except FrameError as exc:
             return 400, error_payload("BadBatch", str(exc))
-        items: list[dict[str, Any]] = []
-        payloads: list[bytes] = []
-        for meta, payload in inputs:
-            item, data = self._one(meta, payload)
-            items.append(item)
-            payloads.append(data)
-        return 200, pack({}, items, payloads, "outputs")
+        outcomes = self._gathered(inputs) if self.function.batcher is not None else [self._one(*i) for i in inputs]
+        return 200, pack({}, [item for item, _ in outcomes], [data for _, data in outcomes], "outputs")
 
     def _one(self, meta: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
-        call_id = str(meta.get("id", ""))
-        fmt = "json" if meta.get("format") == "json" else "pickle"
-        out: dict[str, Any] = {"id": call_id, "format": fmt}
+        call_id, fmt, out = _start(meta)
         fn = self.function
-        try:
-            if fmt == "json":
-                args: Any = ()
-                kwargs = _decode(payload) if payload else {}
-                if type(kwargs) is not dict:
-                    raise TypeError(f"arguments must be a JSON object, not {type(kwargs).__name__}")
-            else:
-                import pickle
-
-                args, kwargs = pickle.loads(_inline(payload))
-            fn._bind(*args, **kwargs)
-        except OSError as exc:  # the blob store was unreachable: another attempt may succeed
-            out.update(ok=False, error={**_plain_error("BlobUnavailable", str(exc)), "retryable": True})
+        decoded = _arguments(fmt, payload, out)
+        if decoded is None:
             return out, b""
-        except Exception as exc:  # undecodable or unbindable arguments will never succeed on retry
+        args, kwargs = decoded
+        try:
+            fn._bind(*args, **kwargs)
+        except TypeError as exc:  # unbindable arguments will never succeed on retry
             out.update(ok=False, error=_plain_error("InvalidArguments", f"{type(exc).__name__}: {exc}"))
             return out, b""
         if fn.wants_context:
@@ -234,35 +229,97 @@ class BatchCaller:
             if type(result) is types.CoroutineType:
                 result = fn._async().run(result)
         except BaseException as exc:  # the user's failure, whatever it is, is reported, not raised
-            import traceback
+            return _failed(out, exc, call_id, _capture.finish())
+        return _encoded(out, result, fmt, call_id, _capture.finish())
 
-            logs = _capture.finish()
-            frames = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
-            text = "".join(traceback.format_exception(type(exc), exc, frames))
-            sys.stderr.write(f"cove: call {call_id or '-'} raised {type(exc).__name__}:\n{text}")
+    def _gathered(self, inputs: list[tuple[dict[str, Any], bytes]]) -> list[tuple[dict[str, Any], bytes]]:
+        """A ``@batched`` handler's calls: all queued first, so they can share a batch, then awaited in order."""
+        batcher = self.function.batcher
+        assert batcher is not None
+        queued = []
+        for meta, payload in inputs:
+            call_id, fmt, out = _start(meta)
+            decoded = _arguments(fmt, payload, out)
+            pending = None
+            if decoded is not None:
+                try:
+                    pending = batcher.submit(*decoded)
+                except TypeError as exc:
+                    out.update(ok=False, error=_plain_error("InvalidArguments", f"{type(exc).__name__}: {exc}"))
+            queued.append((call_id, fmt, out, pending))
+        outcomes = []
+        for call_id, fmt, out, pending in queued:
+            if pending is None:
+                outcomes.append((out, b""))
+                continue
             try:
-                blob = _dumps(exc)
-            except Exception:
-                blob = b""
-            out.update(ok=False, error=_exception_info(exc, text))
-            if logs:
-                out["error"]["logs"] = logs
-            return out, blob
-        logs = _capture.finish()
-        try:
-            data = _encode(result).encode() if fmt == "json" else _enveloped(_dumps(result), logs)
-        except OSError as exc:
-            message = f"the large result could not be stored in the blob store: {exc}"
-            print(f"cove: call {call_id or '-'}: {message}", file=sys.stderr)
-            out.update(ok=False, error={**_plain_error("BlobUnavailable", message), "retryable": True})
-            return out, b""
-        except Exception as exc:
-            message = f"the return value cannot be encoded ({fmt}): {type(exc).__name__}: {exc}"
-            print(f"cove: call {call_id or '-'}: {message}", file=sys.stderr)
-            out.update(ok=False, error=_plain_error("ResultNotSerializable", message))
-            return out, b""
-        out["ok"] = True
-        return out, data
+                value = pending.result()
+            except BaseException as exc:  # this call's own failure, or its batch's
+                outcomes.append(_failed(out, exc, call_id, ""))
+                continue
+            outcomes.append(_encoded(out, value, fmt, call_id, ""))
+        return outcomes
+
+
+def _start(meta: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """A call's id, its format (``json`` or ``pickle``) and the outcome record to fill in."""
+    call_id = str(meta.get("id", ""))
+    fmt = "json" if meta.get("format") == "json" else "pickle"
+    return call_id, fmt, {"id": call_id, "format": fmt}
+
+
+def _arguments(fmt: str, payload: bytes, out: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+    """A call's positional and keyword arguments; None, with the error recorded in ``out``, when unreadable."""
+    try:
+        if fmt == "json":
+            kwargs = _decode(payload) if payload else {}
+            if type(kwargs) is not dict:
+                raise TypeError(f"arguments must be a JSON object, not {type(kwargs).__name__}")
+            return (), kwargs
+        import pickle
+
+        args, kwargs = pickle.loads(_inline(payload))
+        return tuple(args), dict(kwargs)
+    except OSError as exc:  # the blob store was unreachable: another attempt may succeed
+        out.update(ok=False, error={**_plain_error("BlobUnavailable", str(exc)), "retryable": True})
+    except Exception as exc:  # undecodable arguments will never succeed on retry
+        out.update(ok=False, error=_plain_error("InvalidArguments", f"{type(exc).__name__}: {exc}"))
+    return None
+
+
+def _failed(out: dict[str, Any], exc: BaseException, call_id: str, logs: str) -> tuple[dict[str, Any], bytes]:
+    """The outcome of a call whose handler raised: the error framed, the exception pickled when it pickles."""
+    import traceback
+
+    frames = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+    text = "".join(traceback.format_exception(type(exc), exc, frames))
+    sys.stderr.write(f"cove: call {call_id or '-'} raised {type(exc).__name__}:\n{text}")
+    try:
+        blob = _dumps(exc)
+    except Exception:
+        blob = b""
+    out.update(ok=False, error=_exception_info(exc, text))
+    if logs:
+        out["error"]["logs"] = logs
+    return out, blob
+
+
+def _encoded(out: dict[str, Any], result: Any, fmt: str, call_id: str, logs: str) -> tuple[dict[str, Any], bytes]:
+    """The outcome of a call that returned: its result encoded, or why it could not be."""
+    try:
+        data = _encode(result).encode() if fmt == "json" else _enveloped(_dumps(result), logs)
+    except OSError as exc:
+        message = f"the large result could not be stored in the blob store: {exc}"
+        print(f"cove: call {call_id or '-'}: {message}", file=sys.stderr)
+        out.update(ok=False, error={**_plain_error("BlobUnavailable", message), "retryable": True})
+        return out, b""
+    except Exception as exc:
+        message = f"the return value cannot be encoded ({fmt}): {type(exc).__name__}: {exc}"
+        print(f"cove: call {call_id or '-'}: {message}", file=sys.stderr)
+        out.update(ok=False, error=_plain_error("ResultNotSerializable", message))
+        return out, b""
+    out["ok"] = True
+    return out, data
 
 
 def _inline(payload: bytes) -> bytes:

@@ -20,6 +20,7 @@ of the function's parameters; those calls are not checked (``Function[..., R]``)
 
 from __future__ import annotations
 
+from .._wire.batching import MARK
 from .._wire.config import DeploymentConfig
 from .._wire.names import check_name
 from ..exceptions import ConfigError
@@ -604,6 +605,11 @@ def _decorate(kind: Kind, cls: type[Deployable[Any, Any]], f: Any, options: dict
             if not (isinstance(inputs, type) and issubclass(inputs, Schema)):
                 raise ConfigError(f"inputs must be a cove.schema.Schema subclass, not {inputs!r}")
             settings["inputs"] = inputs.describe()
+        if hasattr(fn, MARK):  # @batched: its module (and typing) is imported only when used
+            from .._wire.defaults import defaults_for
+            from ._batched import batching_defaults
+
+            settings = batching_defaults(fn, settings, defaults_for(kind))
         try:
             config = DeploymentConfig.build(kind, **settings, **fixed)
         except TypeError as exc:
