@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .exceptions import ConfigError, RemoteError
     from .sdk._batched import batched
     from .sdk._calls import FunctionCall, Task
+    from .sdk._classes import enter, exit, method
     from .sdk._decorators import (
         Deployable,
         Endpoint,
@@ -50,8 +51,11 @@ __all__ = [
     "Volume",
     "batched",
     "endpoint",
+    "enter",
     "env",
+    "exit",
     "function",
+    "method",
     "schedule",
     "task_queue",
 ]
@@ -65,6 +69,9 @@ _WHERE = {
     "RemoteError": ".exceptions",
     "Task": ".sdk._calls",
     "batched": ".sdk._batched",
+    "enter": ".sdk._classes",
+    "exit": ".sdk._classes",
+    "method": ".sdk._classes",
     "function": ".sdk._decorators",
     "task_queue": ".sdk._decorators",
     "schedule": ".sdk._decorators",

@@ -50,23 +50,42 @@ def _fail(message: str) -> int:
     return EXIT_BAD_LAUNCH
 
 
-def _load(module_name: str, function_name: str) -> tuple[Any, Any]:
-    """Import the user's module; return the handler and its on_start hook (or None)."""
+def _load(module_name: str, function_name: str) -> tuple[Any, Any, Any]:
+    """Import the user's module; return the handler, its on_start hook and its on_stop hook (or None).
+
+    ``function_name`` may be dotted: ``Classifier.predict`` is a ``@cove.method``
+    of a decorated class, served bound to an instance the container makes once.
+    """
     import importlib
 
     module = importlib.import_module(module_name)
+    target: Any = module
     try:
-        target = getattr(module, function_name)
+        for part in function_name.split("."):
+            target = getattr(target, part)
     except AttributeError:
         raise LookupError(f"module {module_name!r} has no attribute {function_name!r}") from None
     raw = getattr(target, "raw_f", target)
     on_start = getattr(target, "on_start", None)
+    on_stop = None
+    owner = getattr(target, "__cove_owner__", None)
+    if owner is not None:
+        raw, on_start, on_stop = _bound_method(owner, raw)
     if not callable(raw):
         raise TypeError(f"{module_name}.{function_name} is not callable")
     schema = getattr(target, "inputs", None)
     if schema is not None:
         raw = _with_inputs(raw, schema)
-    return raw, on_start
+    return raw, on_start, on_stop
+
+
+def _bound_method(owner: Any, function: Any) -> tuple[Any, Any, Any]:
+    """A class's method bound to the instance this container serves, made now (its ``@enter`` methods
+    run here, before the runner reports ready), with the instance's ``@exit`` methods as on_stop."""
+    import types
+
+    made = owner.instance()
+    return types.MethodType(function, made), None, lambda: owner.stop(made)
 
 
 def _with_inputs(raw: Any, schema: Any) -> Any:
@@ -140,7 +159,7 @@ def main() -> int:
     phase = f"loading {module_name}.{function_name}"
     try:
         try:
-            raw, on_start = _load(module_name, function_name)
+            raw, on_start, on_stop = _load(module_name, function_name)
             from cove.runner._app import UserFunction
 
             app = UserFunction(raw, container_id)
@@ -155,13 +174,19 @@ def main() -> int:
             traceback.print_exception(type(exc), exc, exc.__traceback__)
             sys.stderr.flush()
             return EXIT_USER_CODE
-        return _serve(app, concurrency, max_body, drain_seconds, listen_address, ready_fd)
+        return _serve(app, concurrency, max_body, drain_seconds, listen_address, ready_fd, on_stop)
     except _Shutdown:
         return 0
 
 
 def _serve(
-    app: Any, concurrency: int, max_body: int, drain_seconds: float, listen_address: str | None, ready_fd: int | None
+    app: Any,
+    concurrency: int,
+    max_body: int,
+    drain_seconds: float,
+    listen_address: str | None,
+    ready_fd: int | None,
+    on_stop: Any = None,
 ) -> int:
     import contextlib
 
@@ -175,12 +200,29 @@ def _serve(
         os.close(ready_fd)
     with contextlib.suppress(_Shutdown):
         server.serve_forever()
-    if not server.stop(drain_seconds):
+    drained = server.stop(drain_seconds)
+    _run_on_stop(on_stop)
+    if not drained:
         print(f"cove runner: calls still running after {drain_seconds:g}s; exiting anyway", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _run_on_stop(on_stop: Any) -> None:
+    """The user's stop hooks (a class's ``@exit`` methods); a failure there is reported, not fatal."""
+    if on_stop is None:
+        return
+    try:
+        on_stop()
+    except BaseException as exc:
+        import traceback
+
+        sys.stderr.write("cove runner: exit hook failed:\n")
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 def _listener(address: str | None) -> Any:

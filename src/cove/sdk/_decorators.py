@@ -595,7 +595,14 @@ ScheduleStub = Schedule
 
 
 def _decorate(kind: Kind, cls: type[Deployable[Any, Any]], f: Any, options: dict[str, Any], **fixed: Any) -> Any:
-    def wrap(fn: Callable[..., Any]) -> Deployable[Any, Any]:
+    def wrap(fn: Callable[..., Any]) -> Any:
+        if isinstance(fn, type):  # a class: one deployable per @cove.method (see _classes)
+            from ._classes import DeployableClass
+
+            return DeployableClass(fn, lambda method, name: make(method, name), options.get("name"))
+        return make(fn, options.get("name"))
+
+    def make(fn: Callable[..., Any], name: str | None) -> Deployable[Any, Any]:
         # Everything that is not about the object itself is configuration; build() names any unknown option.
         settings = {k: v for k, v in options.items() if k not in _STUB_OPTIONS}
         inputs = options.get("inputs")
@@ -619,7 +626,7 @@ def _decorate(kind: Kind, cls: type[Deployable[Any, Any]], f: Any, options: dict
             kind=kind,
             image=options.get("image") or Image(),
             config=config,
-            name=options.get("name"),
+            name=name,
             app=options.get("app"),
             on_start=options.get("on_start"),
             inputs=inputs,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import ConfigError
+from ._classes import DeployableClass
 from ._decorators import Stub
 from ._packing import pack_directory
 from .client import Client
@@ -49,13 +50,13 @@ def signature_of(fn: Any) -> tuple[tuple[str, str, bool], ...]:
 
 
 def parse_target(text: str) -> Target:
-    """``FILE.py:FUNC`` (``FUNC`` may be left out when the file defines exactly one)."""
+    """``FILE.py:FUNC`` or ``FILE.py:Class.method`` (``FUNC`` may be left out when the file defines exactly one)."""
     file, _, attribute = text.partition(":")
     path = Path(file).expanduser().resolve()
     if not path.is_file() or path.suffix != ".py":
         raise ConfigError(f"{file!r} is not a Python file")
-    if attribute and not attribute.isidentifier():
-        raise ConfigError(f"{attribute!r} is not a Python name")
+    if attribute and not all(part.isidentifier() for part in attribute.split(".")):
+        raise ConfigError(f"{attribute!r} is not a Python name (or Class.method)")
     return Target(path, attribute)
 
 
@@ -79,20 +80,37 @@ def import_target(target: Target) -> Any:
 
 
 def load_stub(target: Target) -> tuple[str, Stub[Any, Any]]:
-    """Import the user's file and find the decorated function to deploy."""
+    """Import the user's file and find the decorated function (or ``Class.method``) to deploy."""
     module = import_target(target)
-    stubs = {name: value for name, value in vars(module).items() if isinstance(value, Stub)}
+    stubs = dict(_deployables(vars(module)))
     if target.attribute:
-        found = getattr(module, target.attribute, None)
-        if not isinstance(found, Stub):
-            raise ConfigError(f"{target.path.name} has no Cove function named {target.attribute!r}")
-        return target.attribute, found
+        found: Any = module
+        for part in target.attribute.split("."):
+            found = getattr(found, part, None)
+        if isinstance(found, Stub):
+            return target.attribute, found
+        if isinstance(found, DeployableClass):
+            choices = ", ".join(f"{target.attribute}.{m}" for m in found.methods)
+            raise ConfigError(f"{target.attribute} is a class: deploy one of its methods, {choices}")
+        raise ConfigError(f"{target.path.name} has no Cove function named {target.attribute!r}")
     if len(stubs) != 1:
         raise ConfigError(
             f"{target.path.name} defines {len(stubs)} Cove functions ({', '.join(stubs) or 'none'}); "
             "name one as FILE:FUNC"
         )
     return next(iter(stubs.items()))
+
+
+def _deployables(namespace: dict[str, Any]) -> list[tuple[str, Stub[Any, Any]]]:
+    """The module's deployables by the attribute path the runner finds them at; a class counts each method."""
+    found: list[tuple[str, Stub[Any, Any]]] = []
+    for name, value in namespace.items():
+        if isinstance(value, Stub):
+            found.append((name, value))
+            continue
+        if isinstance(value, DeployableClass):
+            found.extend((f"{name}.{attr}", m) for attr, m in value.methods.items())
+    return found
 
 
 def deploy_stub(
