@@ -94,6 +94,8 @@ async def _invoke(
         raise ApiError(404, str(exc)) from None
     if deployment.kind not in ("endpoint",):
         raise ApiError(404, f"{name!r} is a {deployment.kind}, not an endpoint")
+    if version is None:
+        deployment = gw.scheduler.serving_version(deployment)
     declared = headers.get(b"content-length")
     try:
         declared_size = int(declared) if declared is not None else None

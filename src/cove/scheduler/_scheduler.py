@@ -372,6 +372,33 @@ class Scheduler:
         if deployment.kind != "sandbox" and config.autoscaler.min_containers > 0:
             self._scale(self.pool_for(deployment))
 
+    def serving_version(self, newest: Deployment) -> Deployment:
+        """The version that answers a call to its name now: the newest one, once it has a ready container.
+
+        Until then, an older version of the same name with a ready container keeps
+        answering while the newest starts its first one, so a deploy (or a
+        rollback) moves traffic only to containers whose loading (``@enter``,
+        ``on_start``) is done, and a new version that cannot start leaves the
+        old one serving. With no older container ready, the newest answers.
+        """
+        pool = self.pools.get(newest.id)
+        if pool is not None and _has_ready(pool):
+            return newest
+        older = [
+            p
+            for p in self.pools.values()
+            if p.deployment.workspace_id == newest.workspace_id
+            and p.deployment.name == newest.name
+            and p.deployment.version < newest.version
+            and _has_ready(p)
+        ]
+        if not older:
+            return newest
+        warming = self.pool_for(newest)
+        if not warming.live() and not warming.quota_blocked and time.time() >= warming.retry_after:
+            self._start_container(warming)
+        return max(older, key=lambda p: p.deployment.version).deployment
+
     def pool_for(self, deployment: Deployment) -> Pool:
         pool = self.pools.get(deployment.id)
         if pool is None:
@@ -846,3 +873,7 @@ class Scheduler:
         if pool is None:
             return None
         return pool.pending_reason or (pool.last_failure if time.time() < pool.retry_after else None)
+
+
+def _has_ready(pool: Pool) -> bool:
+    return any(slot.state == "ready" for slot in pool.slots.values())
