@@ -42,7 +42,19 @@ def _mount_reservoir() -> None:
         from ..reservoir.cli import app as reservoir_app
     except ImportError:
         return
-    app.add_typer(reservoir_app, name="reservoir", help="The package reservoir: serve, sync, export, import, audit.")
+    app.add_typer(
+        reservoir_app,
+        name="reservoir",
+        help="The package reservoir: serve, sync, export, import, audit.",
+        callback=_needs_reservoir,
+    )
+
+
+def _needs_reservoir() -> None:
+    """Before any ``cove reservoir`` command (not its help): the reservoir extra must be installed."""
+    from ._extras import require
+
+    require("reservoir", "cove reservoir")
 
 
 _mount_reservoir()

@@ -17,21 +17,21 @@ import typer
 
 from cove._host.home import Home, HomeLock
 from cove._host.python_envs import ROOTS_ENV, parse_roots, roots_env_value, roots_from_env
-from cove._wire.server_defaults import DEFAULT_PORT
-from cove.server import json_logs
+from cove._wire.server_defaults import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RUNTIME
 
+from ._extras import require
 from ._output import JsonOption, console, emit, fail
 
 
 def server(
     port: int = typer.Option(DEFAULT_PORT, help="Port for the gateway."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    host: str = typer.Option(DEFAULT_HOST, help="Address to listen on."),
     home: Path | None = typer.Option(None, help="Cove home (default $COVE_HOME or ~/.local/share/cove)."),
     background: bool = typer.Option(False, "--background", help="Start detached; logs go to <home>/server.log."),
     stop: bool = typer.Option(False, "--stop", help="Stop the server running from this home."),
     no_worker: bool = typer.Option(False, "--no-worker", help="Run without the local worker."),
     runtime: str = typer.Option(
-        "auto", envvar="COVE_RUNTIME", help="Container engine of the local worker: auto, crun, runc, process."
+        DEFAULT_RUNTIME, envvar="COVE_RUNTIME", help="Container engine of the local worker: auto, crun, runc, process."
     ),
     index_url: str | None = typer.Option(
         None, envvar="COVE_RESERVOIR_URL", help="The only package index image builds may use (a reservoir)."
@@ -59,6 +59,7 @@ def server(
     as_json: bool = JsonOption,
 ) -> None:
     """Run everything on this machine: gateway, scheduler and a local worker."""
+    require("server", "cove server", as_json)
     cove_home = Home.resolve(home)
     _callback_allowance(callback_allow, as_json)
     if stop:
@@ -70,7 +71,7 @@ def server(
         return
     import uvloop
 
-    from cove.server._launch import ServerSettings, run
+    from cove.server import ServerSettings, json_logs, run
 
     json_logs.setup()
     settings = ServerSettings(
@@ -117,7 +118,7 @@ def _python_env_roots(flags: list[Path], as_json: bool) -> tuple[Path, ...]:
 def _callback_allowance(flags: list[str], as_json: bool) -> None:
     """Check ``--callback-allow`` (or ``$COVE_CALLBACK_ALLOW``) and hand it on through the environment,
     which the gateway (also one started with --background) reads."""
-    from ..scheduler._callbacks import ALLOW_ENV, CallbackPolicy, allowance_from_env
+    from ..scheduler import ALLOW_ENV, CallbackPolicy, allowance_from_env
 
     entries = tuple(flags) or allowance_from_env()
     try:

@@ -21,10 +21,10 @@ import typer
 from cove._host.home import Home
 from cove._host.python_envs import ROOTS_ENV, parse_roots, roots_from_env
 from cove._wire.server_defaults import DEFAULT_RUNTIME, default_gateway_url
-from cove.server import json_logs
 
 from .._wire.sizes import parse_cpu, parse_memory
 from ..exceptions import ConfigError
+from ._extras import require
 from ._output import JsonOption, client, console, emit, errors, fail, table
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ def worker(
             # context, made after this callback returns, takes its defaults from this map.
             ctx.default_map = {**(ctx.default_map or {}), ctx.invoked_subcommand: {"as_json": True}}
         return
+    require("server", "cove worker", as_json)
+    from ..server import json_logs
     from ..worker import WorkerRefused, WorkerSettings, detect_capacity
 
     if not token:
