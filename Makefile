@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-chaos lint bench clean
+.PHONY: run test test-unit test-asgi test-e2e test-chaos lint bench clean
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.tools uv
@@ -20,8 +20,23 @@ run: $(VENV)/.synced
 		apt-get update -qq && apt-get install -y -qq crun nftables >/dev/null || true; fi
 	$(PY) scripts/quickstart.py
 
+# The whole suite, as CI runs it: the unit tests first, so that a broken one fails in seconds, then the rest.
+# Each test is of one kind, unit, asgi or e2e (tests/conftest.py says which is which); the targets below run one.
 test: $(VENV)/.synced
-	$(PY) -m pytest
+	$(PY) -m pytest -m 'unit and not chaos'
+	$(PY) -m pytest -m 'not unit and not chaos'
+
+# In-process tests only: no server, container, socket or build.
+test-unit: $(VENV)/.synced
+	$(PY) -m pytest -m 'unit and not chaos'
+
+# The gateway's app in-process through httpx's ASGITransport.
+test-asgi: $(VENV)/.synced
+	$(PY) -m pytest -m 'asgi and not chaos'
+
+# Real servers, workers, containers, PostgreSQL, builds and sockets.
+test-e2e: $(VENV)/.synced
+	$(PY) -m pytest -m 'e2e and not chaos'
 
 # SIGKILL of containers, the worker and the gateway during a drain (a couple of minutes); `make test` skips it.
 test-chaos: $(VENV)/.synced
@@ -30,7 +45,7 @@ test-chaos: $(VENV)/.synced
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check src tests bench scripts examples
 	$(VENV)/bin/ruff format --check src tests bench scripts examples
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy src tests
 
 bench: $(VENV)/.synced
 	$(PY) bench/endpoint.py

@@ -1,4 +1,22 @@
-"""Shared fixtures: real ``cove server`` processes on free loopback ports."""
+"""Shared fixtures: real ``cove server`` processes on free loopback ports; every test's kind.
+
+Each test is of one kind, a marker that ``make test-unit``, ``make test-asgi`` and
+``make test-e2e`` (and ``pytest -m KIND``) select by:
+
+- ``unit``: runs in the pytest process: no server, no container, no socket, no
+  build. It may run a short-lived command to completion that checks a fact (a
+  fresh interpreter for what an import loads, mypy, ``dpkg --compare-versions``).
+- ``asgi``: the gateway's app in this process, called through httpx's
+  ``ASGITransport``: no server process, no socket.
+- ``e2e``: real ``cove server`` and worker processes, containers (crun, runc or
+  the process engine), a PostgreSQL cluster, environment builds, real sockets.
+
+A test's kind is, first, a kind marker it carries itself (a decorator, its
+module's ``pytestmark``, a parameter's marks); else ``e2e`` if it uses one of
+``SERVER_FIXTURES``; else its folder's: ``tests/unit`` and ``tests/asgi`` say
+theirs, and every other folder (``e2e``, ``security``; ``reservoir`` marks its
+own) means ``e2e``.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +40,39 @@ import httpx
 import pytest
 from pg_cluster import pg_url, postgres, store_url  # noqa: F401  (PostgreSQL fixtures for every module)
 
-ROOT = Path(__file__).resolve().parent.parent
-APPS = Path(__file__).resolve().parent / "apps"
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+APPS = TESTS / "apps"
 UV_CACHE = Path(os.environ.get("COVE_TEST_UV_CACHE", Path.home() / ".cache" / "cove-test-uv"))
+
+KINDS = ("unit", "asgi", "e2e")
+# The fixtures here that start a server (the database's included): a test that uses one is e2e wherever it lives.
+SERVER_FIXTURES = frozenset({"server", "fresh_server", "sandbox", "postgres", "pg_url"})
+FOLDER_KINDS = {"unit": "unit", "asgi": "asgi"}
+
+
+def _kind_of(item: pytest.Item) -> str:
+    carried = {mark.name for mark in item.iter_markers() if mark.name in KINDS}
+    if len(carried) > 1:
+        raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(sorted(carried))}: a test is of one kind")
+    uses_a_server = SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    if carried:
+        (kind,) = carried
+        if kind != "e2e" and uses_a_server:
+            raise pytest.UsageError(f"{item.nodeid} is marked {kind} but uses {', '.join(sorted(uses_a_server))}")
+        return kind
+    if uses_a_server:
+        return "e2e"
+    folder = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
+    return FOLDER_KINDS.get(folder, "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give each test its kind (see the module's documentation)."""
+    for item in items:
+        kind = _kind_of(item)
+        if item.get_closest_marker(kind) is None:
+            item.add_marker(kind)
 
 
 def free_port() -> int:
@@ -128,16 +176,14 @@ def start_server(
         **(extra_env or {}),
     }
     env.pop("COVE_TOKEN", None)
-    log = (home / "test-server.log").open("ab") if home.exists() else None
-    if log is None:
-        home.mkdir(parents=True)
-        log = (home / "test-server.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cove", "server", "--port", str(port), "--home", str(home), *extra_args],
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "test-server.log").open("ab") as log:  # the server writes to its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cove", "server", "--port", str(port), "--home", str(home), *extra_args],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -118,9 +118,9 @@ def pg_url(postgres: PgCluster) -> str:
     return postgres.url(postgres.create_database())
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.e2e)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The store's URL: the test runs once on SQLite and once on PostgreSQL."""
+    """The store's URL: the test runs once on SQLite and once on PostgreSQL (a server: that run is e2e)."""
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'cove.db'}"
     cluster: PgCluster = request.getfixturevalue("postgres")

@@ -22,6 +22,20 @@ from cove.reservoir.server import create_app
 from cove.reservoir.store import Store
 
 BACKEND = Path(__file__).parent / "backend" / "cove_test_backend.py"
+HERE = Path(__file__).resolve().parent
+
+# What builds distributions or Debian packages, serves on loopback, makes a venv or a network namespace: a test
+# that uses one of these is e2e; the rest (the store, policies, Debian versions) run in-process and are unit.
+E2E_FIXTURES = frozenset({"wheelhouse", "native", "extra", "served", "pip_venv", "synced", "debs", "old_debs", "netns"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The reservoir's tests are unit or e2e by the fixtures they use, before the folder rule of tests/conftest.py."""
+    for item in items:
+        if item.path.is_relative_to(HERE) and not any(item.iter_markers(k) for k in ("unit", "asgi", "e2e")):
+            uses = E2E_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            item.add_marker("e2e" if uses else "unit")
 
 
 def build_dist(
@@ -101,7 +115,7 @@ class Wheelhouse:
         return self.files[key]
 
 
-STANDARD = {
+STANDARD: dict[str, dict[str, Any]] = {
     "alpha-1.0": dict(name="cove-demo-alpha", version="1.0", deps=("cove-demo-beta>=1.0",), license="MIT"),
     "beta-1.0": dict(name="cove_demo.beta", version="1.0", license="Apache-2.0"),
     "beta-2.0": dict(name="cove_demo.beta", version="2.0", requires_python=">=3.8", license="Apache-2.0"),

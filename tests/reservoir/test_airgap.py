@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,14 +47,14 @@ def netns() -> Iterator[str]:
         _ip("netns", "del", name)
 
 
-def _in(ns: str, *cmd: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _in(ns: str, *cmd: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["ip", "netns", "exec", ns, *cmd],
         capture_output=True,
         text=True,
         env=client_env(),
         timeout=120,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 

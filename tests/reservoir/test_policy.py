@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ def test_bad_policies_are_refused(text: str) -> None:
         Policy.parse(text)
 
 
-def _osv(path: Path, records: list[dict[str, object]]) -> Path:
+def _osv(path: Path, records: Sequence[Mapping[str, object]]) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         for record in records:
             zf.writestr(f"{record['id']}.json", json.dumps(record))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -93,7 +94,7 @@ def test_proxy_listing_is_refreshed_after_the_ttl(tmp_path: Path, wheelhouse: Wh
 
     with LiveServer(create_app(upstream.layout.root, store=upstream)) as up:
         proxy = ProxyCache(cache, f"{up.url}/simple/", ttl=300, clock=lambda: now[0])
-        with LiveServer(create_app(cache.layout.root, store=cache, proxy=proxy)) as live:
+        with closing(proxy), LiveServer(create_app(cache.layout.root, store=cache, proxy=proxy)) as live:
             assert listed(live.url) == {wheelhouse["beta-1.0"].name}
             upstream.add_file(wheelhouse["beta-2.0"], wheelhouse["beta-2.0"].name, origin="test")
             now[0] += 299
@@ -113,7 +114,7 @@ def test_proxy_listing_is_refreshed_after_the_ttl(tmp_path: Path, wheelhouse: Wh
         up_url = up.url
     # Upstream gone: a stale listing is still served, and the retry waits instead of hammering it.
     proxy = ProxyCache(cache, up_url + "/simple/", ttl=300, clock=lambda: now[0], timeout=2)
-    with LiveServer(create_app(cache.layout.root, store=cache, proxy=proxy)) as live:
+    with closing(proxy), LiveServer(create_app(cache.layout.root, store=cache, proxy=proxy)) as live:
         now[0] += 1000
         assert listed(live.url) == {name}
         assert proxy._due["cove-demo-beta"] == now[0] + 60

@@ -147,7 +147,8 @@ def test_pip_install(served: LiveServer, filled: Store, pip_venv: Path, tmp_path
 
 def test_uv_pip_install_under_a_prefix(filled: Store, tmp_path: Path, wheelhouse: Wheelhouse) -> None:
     """``cove server`` mounts the app under ``/reservoir/``; links and redirects must still work."""
-    outer = Starlette(routes=[Mount("/reservoir", app=create_app(filled.layout.root, store=filled))])
+    # ReservoirApp is an ASGI app; Starlette types ``app`` with its own MutableMapping-based callable.
+    outer = Starlette(routes=[Mount("/reservoir", app=create_app(filled.layout.root, store=filled))])  # type: ignore[arg-type]
     filled.yank(wheelhouse["beta-2.0"].name, "do not use")
     with LiveServer(outer) as live:
         r = httpx.get(f"{live.url}/reservoir/simple/COVE_demo_alpha/")

@@ -243,6 +243,7 @@ def test_a_build_trusts_the_certificate_authority_the_host_names(
 LOCAL = ["./local", "/etc", "file:///x", "-e ."]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("requirement", LOCAL)
 def test_the_sdk_refuses_local_requirements(requirement: str) -> None:
     with pytest.raises(ConfigError, match="refused") as refused:
@@ -259,6 +260,7 @@ def test_the_api_refuses_local_requirements(server: Any) -> None:
             assert repr(requirement) in reply.text.replace('\\"', '"'), reply.text
 
 
+@pytest.mark.unit
 def test_a_requirements_file_with_options_is_refused(tmp_path: Path) -> None:
     listed = tmp_path / "requirements.txt"
     listed.write_text("numpy\n--index-url http://elsewhere/simple\n")

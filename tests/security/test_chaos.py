@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import APPS, Server, start_server
-from test_durability import _container_pids, _worker_pids
+from e2e.test_durability import _container_pids, _worker_pids
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

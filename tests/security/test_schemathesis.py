@@ -62,6 +62,9 @@ ALSO_ACCEPTED = {
     "POST /api/v1/sandboxes": 422,
     # Variable names starting with COVE_ are the platform's own.
     "POST /api/v1/secrets": 422,
+    # An app's name is unique in its workspace; only a script's ephemeral app takes heartbeats.
+    "POST /api/v1/apps": 409,
+    "POST /api/v1/apps/{app}/heartbeat": 409,
 }
 
 

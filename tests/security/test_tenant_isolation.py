@@ -75,13 +75,15 @@ class World:
     worker_id: str
     sandbox_id: str
     hidden: str  # a value only A knows: its image's env var and its secret
+    app_id: str
+    app_name: str
     volume: str = "iso-volume"
     secret: str = "iso-secret"
 
     def markers(self) -> list[str]:
         """Strings of A's that no answer to B may contain."""
         found = [self.workspace, self.image_id, self.code_hash, self.call_id, self.map_id, self.task_id]
-        found += [self.container_id, self.token_id, self.blob, self.hidden, self.volume, self.secret]
+        found += [self.container_id, self.token_id, self.blob, self.hidden, self.volume, self.secret, self.app_id]
         found += ["iso-echo", "iso-square", "iso-tasks"]
         return found + ([self.sandbox_id] if not self.sandbox_id.startswith("missing") else [])
 
@@ -109,6 +111,7 @@ class World:
             "worker_id": self.worker_id,
             "ref": self.worker_id,
             "sandbox_id": self.sandbox_id,
+            "app": self.app_id,
             "path": "data.txt",
             "rest": "fs/read",
             "version": "1",
@@ -180,6 +183,12 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/deployments/{name}/rollback"): Rule(SCOPED, (404,), lambda w: {"json": {"to": 1}}),
     ("PUT", "/api/v1/deployments/{name}/traffic"): Rule(SCOPED, (404,), lambda w: {"json": {"weights": {"1": 100}}}),
     ("DELETE", "/api/v1/deployments/{name}/traffic"): Rule(SCOPED, (404,)),
+    # apps: names are per workspace; B making an app named like A's makes B's own
+    ("POST", "/api/v1/apps"): Rule(OWN, (201,), lambda w: {"json": {"name": w.app_name, "ephemeral": True}}),
+    ("GET", "/api/v1/apps"): Rule(LIST),
+    ("GET", "/api/v1/apps/{app}"): Rule(SCOPED),
+    ("DELETE", "/api/v1/apps/{app}"): Rule(SCOPED),
+    ("POST", "/api/v1/apps/{app}/heartbeat"): Rule(SCOPED),
     ("GET", "/api/v1/containers"): Rule(LIST),
     ("POST", "/api/v1/containers/{container_id}/stop"): Rule(SCOPED),
     ("GET", "/api/v1/logs"): Rule(SCOPED, (404,), lambda w: {"params": {"target": w.container_id}}),
@@ -203,6 +212,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/containers/{container_id}/logs"): Rule(WORKER, request=lambda w: {"json": {"lines": []}}),
     # calls, maps, tasks and schedules
     ("POST", "/api/v1/functions/{name}/calls"): Rule(SCOPED, request=_pickled_call),
+    ("POST", "/api/v1/functions/{name}/stream"): Rule(SCOPED, request=_pickled_call),
     ("POST", "/taskqueue/{name}"): Rule(SCOPED, request=lambda w: {"json": {"n": 1}}),
     ("GET", "/api/v1/calls/{call_id}"): Rule(SCOPED),
     ("POST", "/api/v1/calls/{call_id}/cancel"): Rule(SCOPED),
@@ -315,6 +325,7 @@ def world(server: Server, tmp_path_factory: pytest.TempPathFactory) -> World:
         server.wait_for(lambda: http.get(f"/api/v1/tasks/{task_id}").json()["state"] == "COMPLETE", 120)
         container_id = next(c["id"] for c in http.get("/api/v1/containers", params={"all": True}).json() if c["id"])
         worker_id = admin.get("/api/v1/workers").json()[0]["id"]
+        [app] = [row for row in http.get("/api/v1/apps").json() if "iso-echo" in row["deployments"]]
     return World(
         a=a,
         b=b,
@@ -330,6 +341,8 @@ def world(server: Server, tmp_path_factory: pytest.TempPathFactory) -> World:
         worker_id=worker_id,
         sandbox_id=sandbox_id,
         hidden=hidden,
+        app_id=app["id"],
+        app_name=app["name"],
     )
 
 
@@ -350,6 +363,7 @@ def a_view(http: httpx.Client, w: World) -> dict[str, Any]:
         "code": http.head(f"/api/v1/code/{w.code_hash}").status_code,
         "blob": http.get(f"/api/v1/blobs/{w.blob}").content,
         "endpoint": http.post("/endpoint/iso-echo", json={"x": 5}).json(),
+        "apps": sorted((a["id"], a["name"], tuple(a["deployments"])) for a in http.get("/api/v1/apps").json()),
     }
     if not w.sandbox_id.startswith("missing"):
         view["sandbox"] = http.get(f"/api/v1/sandboxes/{w.sandbox_id}").json()["state"]

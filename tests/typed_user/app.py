@@ -1,6 +1,6 @@
 """A user's module, written against Cove's public API as the README shows it.
 
-``tests/test_typing.py`` runs ``mypy --strict`` over it. A line whose comment
+``tests/unit/test_typing.py`` runs ``mypy --strict`` over it. A line whose comment
 starts with ``E:`` must be reported with exactly the error codes listed after
 it, a ``reveal_type`` line whose comment starts with ``T:`` must reveal the type
 written after it, and no other line may be reported.
@@ -8,9 +8,10 @@ written after it, and no other line may be reported.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, reveal_type
 
+import cove
 from cove import (
     Endpoint,
     Function,
@@ -60,6 +61,17 @@ def refresh() -> None:
     pass
 
 
+@function
+def countdown(n: int) -> Iterator[int]:
+    yield from range(n, 0, -1)
+
+
+@function
+async def letters(word: str) -> AsyncIterator[str]:
+    for letter in word:
+        yield letter
+
+
 class Prompt(schema.Schema):
     text = schema.String(max_length=200)
 
@@ -92,6 +104,8 @@ def calls_that_fit() -> None:
     reveal_type(ingest.put("s3://bucket/file").result(timeout=60))  # T: dict[str, str]
     reveal_type(ingest.with_options(idempotency_key="k").put("s3://f"))  # T: cove.sdk._calls.Task[dict[str, str]]
     reveal_type(generate.remote(text="hi"))  # T: str
+    reveal_type(countdown.remote_gen(3))  # T: typing.Iterator[int]
+    reveal_type(letters.remote_gen(word="abc"))  # T: typing.Iterator[str]
     reveal_type(FunctionCall.from_id("fc-1"))  # T: cove.sdk._calls.FunctionCall[Any]
     reveal_type(Task.from_id("fc-1"))  # T: cove.sdk._calls.Task[Any]
     refresh.remote()
@@ -130,6 +144,7 @@ def calls_that_do_not_fit(words: list[str], anything: Any) -> None:
     square.with_options(idempotency_key="k").put(1)  # E: attr-defined
     square.put(1)  # E: attr-defined
     refresh.remote(1)  # E: call-arg
+    countdown.remote_gen("3")  # E: call-overload
     total: str = square.remote(2)  # E: assignment
     print(total, anything)
 
@@ -142,3 +157,24 @@ def misspelt_option() -> None:
 @task_queue(memory=[512])  # E: call-overload untyped-decorator
 def wrong_option_type() -> None:
     pass
+
+
+# An app's decorators are the module-level ones, types and all.
+vision = cove.App("vision")
+
+
+@vision.function(cpu=2)
+def preprocess(url: str) -> list[float]:
+    return [float(len(url))]
+
+
+@vision.endpoint
+def classify(urls: list[str]) -> int:
+    return len(list(preprocess.map(urls)))
+
+
+def use_the_app() -> None:
+    reveal_type(preprocess.remote("u"))  # T: list[float]
+    reveal_type(classify.remote(["u"]))  # T: int
+    preprocess.remote(3)  # E: arg-type
+    vision.function(cpus=2)  # E: call-overload

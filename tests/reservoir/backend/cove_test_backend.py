@@ -15,14 +15,16 @@ import os
 import tarfile
 import tomllib
 import zipfile
+from typing import Any
 
 
-def _project() -> dict:
+def _project() -> dict[str, Any]:
     with open("pyproject.toml", "rb") as fh:
-        return tomllib.load(fh)["project"]
+        project: dict[str, Any] = tomllib.load(fh)["project"]
+    return project
 
 
-def _metadata(project: dict) -> str:
+def _metadata(project: dict[str, Any]) -> str:
     lines = ["Metadata-Version: 2.4", f"Name: {project['name']}", f"Version: {project['version']}"]
     if project.get("description"):
         lines.append(f"Summary: {project['description']}")
@@ -39,7 +41,7 @@ def _metadata(project: dict) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def _module(project: dict) -> tuple[str, str]:
+def _module(project: dict[str, Any]) -> tuple[str, str]:
     module = project["name"].replace("-", "_").replace(".", "_").lower()
     return module, f"VERSION = {project['version']!r}\n"
 
@@ -49,15 +51,17 @@ def _record_line(path: str, data: bytes) -> str:
     return f"{path},sha256={digest},{len(data)}"
 
 
-def get_requires_for_build_wheel(config_settings=None):
+def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:
     return []
 
 
-def get_requires_for_build_sdist(config_settings=None):
+def get_requires_for_build_sdist(config_settings: dict[str, Any] | None = None) -> list[str]:
     return []
 
 
-def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+def build_wheel(
+    wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None
+) -> str:
     project = _project()
     dist = project["name"].replace("-", "_").replace(".", "_")
     version = project["version"]
@@ -81,7 +85,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     return name
 
 
-def build_sdist(sdist_directory, config_settings=None):
+def build_sdist(sdist_directory: str, config_settings: dict[str, Any] | None = None) -> str:
     project = _project()
     dist = project["name"].replace("-", "_").replace(".", "_").lower()
     base = f"{dist}-{project['version']}"
