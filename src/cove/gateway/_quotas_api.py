@@ -3,7 +3,7 @@
 Anyone may read their own workspace's quota; only an admin sets one. A
 workspace without a quota of its own runs under the operator's default
 (``COVE_DEFAULT_QUOTA``). The deploy route calls :func:`check_deploy_quota`
-so a deployment that can never run is refused before anything is stored, and
+so a deployment the quota can never run is refused before anything is stored, and
 the upload routes call :func:`check_disk_quota` before an upload becomes
 visible.
 """
@@ -23,7 +23,7 @@ from cove._host.volumes import volumes_root
 from .._wire import api as wire
 from .._wire.config import DeploymentConfig
 from ..exceptions import NotFound
-from ..scheduler import LIMITS, Quota, WorkerHandle, check_disk, check_floor, check_one
+from ..scheduler import LIMITS, Quota, check_disk, check_floor, check_one
 from ..store import Principal, code_bytes, delete_quota, get_quota, put_quota, quota_limits
 from ._blob_paths import blobs_root
 from ._body import RequestBody
@@ -118,13 +118,12 @@ async def _quota(gw: Gateway, workspace_id: str) -> Quota:
 
 
 async def check_deploy_quota(gw: Gateway, who: Principal, config: DeploymentConfig) -> None:
-    """Refuse a deployment that can never run.
+    """Refuse a deployment that its workspace's quota can never run.
 
-    422 when one container is larger than every registered worker or than the
-    workspace quota (the spec itself is impossible here); 403 when its
-    ``min_containers`` floor passes the quota.
+    422 when one container is larger than the workspace quota (the spec itself
+    is impossible here; one larger than every worker is ``check_capacity``'s);
+    403 when its ``min_containers`` floor passes the quota.
     """
-    check_fits_workers(gw, config)
     quota = await _quota(gw, who.workspace_id)
     too_big = check_one(quota, config)
     if too_big:
@@ -132,38 +131,6 @@ async def check_deploy_quota(gw: Gateway, who: Principal, config: DeploymentConf
     reason = check_floor(quota, config)
     if reason:
         raise ApiError(403, f"workspace {who.workspace_name!r} quota exceeded: {reason}", "QuotaExceeded")
-
-
-def check_fits_workers(gw: Gateway, config: DeploymentConfig) -> None:
-    """422 when no registered worker (of the deployment's pool) could ever hold one container.
-
-    With no worker registered yet nothing is refused: the backlog names what is missing.
-    """
-    workers = [w for w in gw.scheduler.workers.values() if config.pool is None or w.labels.get("pool") == config.pool]
-    if not workers:
-        return
-    where = f" in pool {config.pool!r}" if config.pool else ""
-    most_cpu = max(w.cpu_millis for w in workers)
-    if config.cpu_millis > most_cpu:
-        raise ApiError(422, f"cpu_millis {config.cpu_millis} is more than any worker{where} has (at most {most_cpu})")
-    most_memory = max(w.memory_mib for w in workers)
-    if config.memory_mib > most_memory:
-        raise ApiError(
-            422, f"memory_mib {config.memory_mib} is more than any worker{where} has (at most {most_memory} MiB)"
-        )
-    if not any(w.cpu_millis >= config.cpu_millis and w.memory_mib >= config.memory_mib for w in workers):
-        raise ApiError(422, f"no worker{where} has both {config.cpu_millis}m cpu and {config.memory_mib} MiB memory")
-    _check_gpu_count(workers, config, where)
-
-
-def _check_gpu_count(workers: list[WorkerHandle], config: DeploymentConfig, where: str) -> None:
-    """Whole GPUs: more than the largest GPU worker has can never be placed (no GPU worker yet: no verdict)."""
-    gpu_workers = [w for w in workers if w.gpus]
-    if not config.gpu or config.gpu_fraction or not gpu_workers:
-        return
-    most = max(len(w.gpus) for w in gpu_workers)
-    if config.gpu_count > most:
-        raise ApiError(422, f"gpu_count {config.gpu_count} is more than any worker{where} has (at most {most})")
 
 
 def _folder_bytes(folder: Path) -> int:

@@ -6,7 +6,7 @@ from ._cron import next_tick
 from ._dispatch import FINISHED_STATES, KeyReused, QueueFull, TaskItem
 from ._placement import GpuRoom, WorkerRoom, place
 from ._quotas import LIMITS, Quota, check_disk, check_floor, check_one
-from ._scheduler import DeploymentStopped, Lease, Pool, Scheduler, StartFailed, WorkerHandle
+from ._scheduler import DeploymentStopped, Fit, Lease, NoCapacity, Pool, Scheduler, StartFailed, WorkerHandle
 
 __all__ = [
     "ALLOW_ENV",
@@ -16,9 +16,11 @@ __all__ = [
     "CallbackRefused",
     "ContainerLoad",
     "DeploymentStopped",
+    "Fit",
     "GpuRoom",
     "KeyReused",
     "Lease",
+    "NoCapacity",
     "Pool",
     "QueueFull",
     "Quota",

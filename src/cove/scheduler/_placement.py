@@ -9,6 +9,10 @@ sentence naming the first filter that left no candidate, for ``cove ps``.
 GPU rules: a whole GPU is free only when nothing holds any of it; fractions
 are packed best-fit by memory onto one GPU each (never spanning two), never
 over-committing its memory or compute, and never onto a GPU held whole.
+
+Whether a request could *ever* be placed (``never_fits``) is the same ``choose``
+asked of the workers as if nothing ran on them, so deploy-time refusals and
+fail-fast calls use one definition of what fits.
 """
 
 from __future__ import annotations
@@ -122,7 +126,7 @@ def place(workers: Sequence[WorkerRoom], cpu_millis: int, memory_mib: int) -> st
 
 def choose(workers: Sequence[WorkerRoom], request: Request) -> Placement | NoRoom:
     """Where a container with ``request`` goes now, or why it cannot go anywhere."""
-    pooled = [w for w in workers if request.pool is None or w.pool == request.pool]
+    pooled = [w for w in workers if _in_pool(w, request)]
     if not pooled:
         if request.pool is not None and workers:
             return NoRoom(f"no worker in pool {request.pool!r}")
@@ -154,6 +158,10 @@ _Option = tuple[tuple[Any, ...], WorkerRoom, tuple[GpuShare, ...]]
 
 def _sort_key(option: _Option) -> tuple[Any, ...]:
     return option[0]
+
+
+def _in_pool(worker: WorkerRoom, request: Request) -> bool:
+    return request.pool is None or worker.pool == request.pool
 
 
 def _fits(worker: WorkerRoom, request: Request) -> bool:
@@ -223,3 +231,98 @@ def _gpu_reason(workers: Sequence[WorkerRoom], request: Request) -> str:
     compute = f" and {request.gpu_compute}% compute" if request.gpu_compute is not None else ""
     suffix = "" if request.gpu == (ANY_GPU,) else f" of type {_types_text(request)}"
     return f"no GPU with {size_text(request.gpu_memory_mib)}{compute} free{suffix}"
+
+
+# -- could it ever fit? -------------------------------------------------------------------
+
+
+def never_fits(capacity: Sequence[WorkerRoom], request: Request) -> str | None:
+    """Why no worker could hold one container of ``request`` even with nothing else on it; None: one could.
+
+    ``capacity`` is each worker's whole room: all it offers, its GPUs untouched. The verdict is
+    ``choose``'s on those empty workers. The reason names the first need no worker meets (the pool,
+    the GPU, cpu, memory, else all of them on one worker) and what the workers offer instead.
+    """
+    if isinstance(choose(capacity, request), Placement):
+        return None
+    if not capacity:
+        return "no worker is available to run containers"
+    pooled = [w for w in capacity if _in_pool(w, request)]
+    if not pooled:
+        pools = ", ".join(repr(pool) if pool else "(none)" for pool in sorted({w.pool or "" for w in capacity}))
+        return f"pool {request.pool!r}: no worker is in that pool (the workers' pools: {pools})"
+    where = f" in pool {request.pool!r}" if request.pool else ""
+    if request.gpu and isinstance(choose(pooled, dataclasses.replace(request, cpu_millis=0, memory_mib=0)), NoRoom):
+        return _gpu_misfit(pooled, request, where)
+    if isinstance(choose(pooled, Request(request.cpu_millis, 0)), NoRoom):
+        most = max(w.free_cpu_millis for w in pooled)
+        return (
+            f"cpu {cores_text(request.cpu_millis)} (cpu_millis {request.cpu_millis}) is more than any worker{where}"
+            f" has: the largest worker has {cores_text(most)}"
+        )
+    if isinstance(choose(pooled, Request(0, request.memory_mib)), NoRoom):
+        most = max(w.free_memory_mib for w in pooled)
+        return (
+            f"memory {memory_text(request.memory_mib)} (memory_mib {request.memory_mib}) is more than any worker{where}"
+            f" has: the largest worker has {memory_text(most)} ({most} MiB)"
+        )
+    cpu, memory = cores_text(request.cpu_millis), f"{memory_text(request.memory_mib)} memory"
+    need = f"{cpu}, {memory} and {_gpu_need(request)}" if request.gpu else f"{cpu} and {memory}"
+    shapes = sorted({_shape(w) for w in pooled}, key=lambda text: text)[:4]
+    return f"no worker{where} has {need} together (workers offer: {'; '.join(shapes)})"
+
+
+def cores_text(millis: int) -> str:
+    """``64 cores``, ``1 core``, ``0.25 cores``."""
+    cores = millis / 1000
+    return f"{cores:g} core" + ("" if cores == 1 else "s")
+
+
+def memory_text(mib: int) -> str:
+    """``64 GiB``, ``15.5 GiB``, ``512 MiB``, ``4 TiB``: sizes as people compare them (to a tenth)."""
+    if mib < 1024:
+        return f"{mib} MiB"
+    if mib < 1024 * 1024:
+        return f"{mib / 1024:.1f}".removesuffix(".0") + " GiB"
+    return f"{mib / 1024 / 1024:.1f}".removesuffix(".0") + " TiB"
+
+
+def _gpu_need(request: Request) -> str:
+    types = ANY_GPU if request.gpu == (ANY_GPU,) else _types_text(request)
+    if request.gpu_memory_mib is not None:
+        return f"gpu {types} with gpu_memory {memory_text(request.gpu_memory_mib)}"
+    return f"gpu {request.gpu_count}×{types}" if request.gpu_count > 1 else f"gpu {types}"
+
+
+def _inventory(workers: Iterable[WorkerRoom]) -> str:
+    """The GPUs of ``workers`` counted by type: a count, the multiplication sign, the type's name."""
+    counts: dict[str, int] = {}
+    for worker in workers:
+        for g in worker.gpus:
+            counts[g.name] = counts.get(g.name, 0) + 1
+    return ", ".join(f"{count}×{name}" for name, count in sorted(counts.items()))
+
+
+def _wanted(gpu: GpuRoom, request: Request) -> bool:
+    return any(type_matches(wanted, gpu.name) for wanted in request.gpu)
+
+
+def _gpu_misfit(workers: Sequence[WorkerRoom], request: Request, where: str) -> str:
+    """Why no empty worker has the GPUs ``request`` asks for, with what the workers have."""
+    need = _gpu_need(request)
+    if not any(w.gpus for w in workers):
+        return f"{need}: no worker{where} has a GPU"
+    matching = [[g for g in w.gpus if _wanted(g, request)] for w in workers]
+    if not any(matching):
+        return f"{need}: the workers{where} have {_inventory(workers)}, none of type {_types_text(request)}"
+    if request.gpu_memory_mib is None:
+        most = max(len(gpus) for gpus in matching)
+        return f"{need}: at most {most} on one worker{where} (the workers have {_inventory(workers)})"
+    largest = max(g.memory_mib for gpus in matching for g in gpus)
+    return f"{need}: the largest such GPU{where} has {memory_text(largest)} ({largest} MiB)"
+
+
+def _shape(worker: WorkerRoom) -> str:
+    text = f"{cores_text(worker.free_cpu_millis)}, {memory_text(worker.free_memory_mib)}"
+    inventory = _inventory([worker])
+    return f"{text}, {inventory}" if inventory else text

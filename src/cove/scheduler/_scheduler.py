@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
+from .._wire.apps import app_names_env
 from .._wire.config import DeploymentConfig
 from .._wire.kinds import TASK_KINDS
 from .._wire.worker import ContainerEvent, ContainerSpec, Order
@@ -24,7 +25,7 @@ from ..exceptions import ConfigError
 from ..store import Container, Deployment, Store, all_quotas, new_id, quota_limits
 from ._autoscaler import ContainerLoad, DesiredHistory, decide
 from ._dispatch import CallFn, Dispatcher
-from ._placement import GpuRoom, GpuShare, NoRoom, Placement, Request, WorkerRoom, choose
+from ._placement import GpuRoom, GpuShare, NoRoom, Placement, Request, WorkerRoom, choose, never_fits
 from ._quotas import Quota, Usage, check_start, default_quota, gpus_of
 from ._ticker import CronTicker
 
@@ -42,8 +43,38 @@ class StartFailed(RuntimeError):
     """No container could be started for the deployment; the message says why."""
 
 
+class NoCapacity(StartFailed):
+    """No live worker could ever hold one container of the deployment; the message names the unmet need."""
+
+
 class DeploymentStopped(RuntimeError):
     """The deployment was stopped while the request waited."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """Whether the registered workers could ever hold one container of a deployment.
+
+    ``misfit``: why none of the live workers could, even with nothing else on it (a deploy is
+    refused). ``warning``: it may be placed later, but nothing can run it now (no live worker
+    is registered yet, or only cordoned or draining workers could hold it).
+    """
+
+    misfit: str | None = None
+    warning: str | None = None
+
+
+def request_for(config: DeploymentConfig) -> Request:
+    """What one container of a deployment asks placement for."""
+    return Request(
+        config.cpu_millis,
+        config.memory_mib,
+        config.pool,
+        config.gpu,
+        config.gpu_count,
+        config.gpu_memory_mib,
+        config.gpu_compute,
+    )
 
 
 @dataclasses.dataclass(eq=False)
@@ -309,6 +340,67 @@ class Scheduler:
             if w.state == "ready" and w.admin_state == "active"
         ]
 
+    def _capacity(self, *, active_only: bool) -> list[WorkerRoom]:
+        """Each live worker's whole room, as if nothing ran on it (``active_only``: not cordoned or draining)."""
+        return [
+            _whole_room(w)
+            for w in self.workers.values()
+            if w.state == "ready" and (w.admin_state == "active" or not active_only)
+        ]
+
+    def fit(self, config: DeploymentConfig) -> Fit:
+        """Whether one container of ``config`` could ever be placed on the workers registered now (at deploy)."""
+        live = self._capacity(active_only=False)
+        if not live:
+            return Fit(
+                warning="no live worker is registered yet: nothing runs it until a worker that can hold it joins"
+            )
+        request = request_for(config)
+        misfit = never_fits(live, request)
+        if misfit is not None:
+            return Fit(misfit=misfit)
+        if never_fits(self._capacity(active_only=True), request) is None:
+            return Fit()
+        return Fit(warning=self._only_inactive_fit(request))
+
+    def _only_inactive_fit(self, request: Request) -> str:
+        names = sorted(
+            w.name
+            for w in self.workers.values()
+            if w.state == "ready" and w.admin_state != "active" and never_fits([_whole_room(w)], request) is None
+        )
+        listed = ", ".join(names)
+        return f"only cordoned or draining workers could hold it ({listed}): nothing runs it until one is uncordoned"
+
+    def unplaceable(self, deployment: Deployment) -> str | None:
+        """Why a call of ``deployment`` cannot be placed while the workers stay as they are; None: it may be.
+
+        Only asked while the deployment has no live container. None too when no worker is
+        registered at all: one may join (endpoints answer that case themselves, at once).
+        """
+        pool = self.pools.get(deployment.id)
+        if pool is not None and pool.live():
+            return None
+        if not any(w.state == "ready" for w in self.workers.values()):
+            return None
+        config = pool.config if pool is not None else _stored_config(deployment)
+        return self._misfit(deployment, config)
+
+    def _misfit(self, deployment: Deployment, config: DeploymentConfig) -> str | None:
+        request = request_for(config)
+        misfit = never_fits(self._capacity(active_only=True), request)
+        if misfit is None:
+            return None
+        if never_fits(self._capacity(active_only=False), request) is None:
+            misfit = self._only_inactive_fit(request)
+        return f"no worker can hold a container of {deployment.name!r}: {misfit}"
+
+    def _capacity_shrank(self) -> None:
+        """A worker left or was cordoned: requests waiting for a first container look again at what can hold them."""
+        for pool in self.pools.values():
+            if pool.waiters and not pool.live():
+                pool.wake()
+
     def gpu_holders(self, worker_id: str) -> list[tuple[Slot, GpuShare]]:
         """The live containers holding GPUs (or shares of them) on a worker."""
         return [
@@ -424,6 +516,9 @@ class Scheduler:
                         raise StartFailed(pool.quota_blocked)
                     if not self.workers or not any(w.state == "ready" for w in self.workers.values()):
                         raise StartFailed("no worker is available to run containers")
+                    misfit = self._misfit(deployment, pool.config) if pool.pending_reason else None
+                    if misfit is not None:
+                        raise NoCapacity(misfit)
                     if pool.last_failure and time.time() < pool.retry_after:
                         raise StartFailed(pool.last_failure)
                 waiter = asyncio.get_running_loop().create_future()
@@ -554,15 +649,7 @@ class Scheduler:
         if pool.quota_blocked:
             pool.pending_reason = pool.quota_blocked
             return None
-        request = Request(
-            config.cpu_millis,
-            config.memory_mib,
-            config.pool,
-            config.gpu,
-            config.gpu_count,
-            config.gpu_memory_mib,
-            config.gpu_compute,
-        )
+        request = request_for(config)
         placed = choose(self._room(), request)
         if isinstance(placed, NoRoom):
             pool.pending_reason = placed.reason
@@ -588,7 +675,7 @@ class Scheduler:
             cpu_millis=config.cpu_millis,
             memory_mib=config.memory_mib,
             concurrent_requests=config.concurrent_requests,
-            env=dict(config.env),
+            env={**dict(config.env), **app_names_env(dep.app_names)},
             secrets=list(config.secrets),
             volumes=[list(pair) for pair in config.volumes],
             network=list(config.network),
@@ -740,6 +827,7 @@ class Scheduler:
         self._writes.put_nowait(lambda: self.store.set_worker_state(worker.id, "lost"))
         for slot in [s for s in self._slots.values() if s.worker_id == worker.id]:
             self._container_ended(slot, f"worker {worker.name} was lost", failed=False)
+        self._capacity_shrank()
 
     # -- quotas and worker operations ----------------------------------------------------
 
@@ -795,8 +883,10 @@ class Scheduler:
                     slot.retiring = False
             for pool in list(self.pools.values()):
                 self._scale(pool)
-        elif state == "draining":
-            self._drain_step()
+        else:
+            if state == "draining":
+                self._drain_step()
+            self._capacity_shrank()
         return worker
 
     def _drain_step(self) -> None:
@@ -873,6 +963,11 @@ class Scheduler:
         if pool is None:
             return None
         return pool.pending_reason or (pool.last_failure if time.time() < pool.retry_after else None)
+
+
+def _whole_room(worker: WorkerHandle) -> WorkerRoom:
+    """All a worker offers, as placement sees a worker with nothing on it (its GPUs as registered: untouched)."""
+    return WorkerRoom(worker.id, worker.cpu_millis, worker.memory_mib, worker.labels.get("pool"), worker.gpus)
 
 
 def _has_ready(pool: Pool) -> bool:
