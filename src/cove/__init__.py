@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from . import env
     from ._wire.policies import QueueDepthAutoscaler, TaskPolicy
     from .exceptions import ConfigError, RemoteError
+    from .sdk._app import App
     from .sdk._batched import batched
     from .sdk._calls import FunctionCall, Task
     from .sdk._classes import enter, exit, method
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .sdk._volume import Volume
 
 __all__ = [
+    "App",
     "ConfigError",
     "Deployable",
     "Endpoint",
@@ -62,6 +64,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 _WHERE = {
+    "App": ".sdk._app",
     "ConfigError": ".exceptions",
     "QueueDepthAutoscaler": "._wire.policies",
     "TaskPolicy": "._wire.policies",

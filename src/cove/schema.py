@@ -140,8 +140,36 @@ class Schema:
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._fields}
 
+    def to_json(self) -> dict[str, Any]:
+        """The instance as a request body carries it: a file as ``{"name", "data"}``, unset fields left out."""
+        return {
+            name: _encoded(getattr(self, name))
+            for name in self._fields
+            if getattr(self, name, _MISSING) is not _MISSING
+        }
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={getattr(self, k)!r}' for k in self._fields)})"
+
+
+def _encoded(value: Any) -> Any:
+    if isinstance(value, UploadedFile):
+        return {"name": value.name, "data": base64.b64encode(value.content).decode()}
+    return value
+
+
+def call_body(schema: type[Schema], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body of a call to a handler declared with ``inputs=schema``.
+
+    The call passes one instance of the schema (``queue.put(Input(...))``) or
+    its fields by name (``queue.put(url=...)``); anything else is a ``TypeError``.
+    """
+    if not args:
+        return {name: _encoded(value) for name, value in kwargs.items()}
+    if len(args) == 1 and not kwargs and isinstance(args[0], schema):
+        return args[0].to_json()
+    given = ", ".join(type(a).__name__ for a in args)
+    raise TypeError(f"takes one {schema.__name__} or its fields by name, not positional {given}")
 
 
 def validate(description: dict[str, dict[str, Any]], body: Any) -> dict[str, Any]:

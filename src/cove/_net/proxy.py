@@ -8,6 +8,8 @@ upstream URL is formed, and how an answer is streamed back.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -30,6 +32,7 @@ HOP_BY_HOP = frozenset(
 )
 
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 def upstream_url(base_url: str, scope: Mapping[str, Any]) -> str:
@@ -61,3 +64,28 @@ async def stream_response(
     async for chunk in response.aiter_raw():
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
+
+
+async def stream_until_gone(
+    response: httpx.Response, send: Send, receive: Receive, keep_header: Callable[[bytes], bool] | None = None
+) -> None:
+    """``stream_response``, stopped when the caller hangs up; call it once the request's body was sent.
+
+    The server drops what is sent to a closed connection without a word, so an
+    endless answer (a generator's items) would otherwise be read on for
+    nobody, and the container would never learn that its caller left.
+    """
+    relay = asyncio.ensure_future(stream_response(response, send, keep_header))
+    watch = asyncio.ensure_future(_gone(receive))
+    try:
+        await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        relay.cancel()  # a no-op once it is done
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+
+
+async def _gone(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -191,8 +191,11 @@ class DeploymentView(ApiModel):
     config: dict[str, Any]
     ephemeral: bool
     created_at: Number
-    url: str
-    version_url: str
+    url: str | None
+    """Where it answers calls (``cove._wire.urls``): ``/endpoint/NAME``, ``/taskqueue/NAME`` or
+    ``/api/v1/functions/NAME/calls`` by kind; none for a schedule."""
+    version_url: str | None
+    """The same, pinned to this version."""
     pending_reason: str | None
     callback_secret: str | None
     live: bool
@@ -205,6 +208,8 @@ class DeploymentCreated(DeploymentView):
     """``POST /api/v1/deployments``: 201 with ``created`` true, or 200 for an identical existing one."""
 
     created: bool
+    warnings: list[str]
+    """Why it may not run yet: no worker is registered, only cordoned workers could hold it, or none could (force)."""
 
 
 class DeploymentRolledBack(DeploymentCreated):
@@ -223,6 +228,44 @@ class TrafficSplitView(ApiModel):
 class DeploymentStopped(ApiModel):
     name: str
     stopped_versions: list[int]
+
+
+# -- apps ------------------------------------------------------------------------------------------
+
+
+class AppView(ApiModel):
+    """An app: the deployments deployed together from one file, or a script's ephemeral run."""
+
+    id: str
+    name: str
+    ephemeral: bool
+    """A script's run: stopped when the script exits or its heartbeats stop."""
+    source: str | None
+    """Where it was last deployed from, as the deploying client named the file."""
+    created_at: Number
+    heartbeat_at: Number | None
+    heartbeat_timeout: Number | None
+    """For an ephemeral app: the seconds without a heartbeat after which the gateway stops it."""
+    stopped_at: Number | None
+    deployments: list[str]
+    """The names whose live version belongs to this app."""
+
+
+class AppHeartbeat(ApiModel):
+    """``POST /api/v1/apps/{app}/heartbeat``: the ephemeral app lives on."""
+
+    id: str
+    name: str
+    heartbeat_at: Number
+
+
+class AppStopped(ApiModel):
+    """``DELETE /api/v1/apps/{app}``: the versions of the app's deployments that were stopped."""
+
+    id: str
+    name: str
+    stopped: list[str]
+    """Each stopped version as ``NAME/vN``."""
 
 
 class ContainerView(ApiModel):

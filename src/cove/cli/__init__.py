@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import _admin, _data, _deploy, _gpu, _images, _inspect, _quotas, _root, _sandbox, _tasks, _workers
+from . import _admin, _apps, _data, _deploy, _gpu, _images, _inspect, _quotas, _root, _sandbox, _tasks, _workers
 from ._workers import worker_app
 
 __all__ = ["app", "main", "worker_app"]
@@ -26,6 +26,7 @@ app.command()(_tasks.run)
 app.add_typer(_tasks.task_app, name="task")
 app.add_typer(_tasks.schedule_app, name="schedule")
 app.add_typer(_inspect.deployment_app, name="deployment")
+app.add_typer(_apps.app_app, name="app")
 app.add_typer(_admin.token_app, name="token")
 app.add_typer(_admin.config_app, name="config")
 app.add_typer(_data.secret_app, name="secret")

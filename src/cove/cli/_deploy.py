@@ -8,16 +8,29 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from rich.markup import escape
 
+from .._wire.urls import how_to_call
 from ..sdk.client import Client
-from ..sdk.deploy import Target, deploy_stub, load_stub, parse_target
-from ._output import JsonOption, client, console, emit, err_console, errors
+from ..sdk.deploy import AppPlacement, Target, deploy_app, deploy_stub, load_app, load_stub, parse_target
+from ._output import JsonOption, client, console, emit, err_console, errors, fail
 
 
-def _deploy_once(api: Client, target: Target, name: str | None, ephemeral: bool, as_json: bool) -> dict[str, Any]:
+def _deploy_once(
+    api: Client,
+    target: Target,
+    name: str | None,
+    ephemeral: bool,
+    as_json: bool,
+    force: bool = False,
+    replace: bool = False,
+) -> dict[str, Any]:
     attribute, stub = load_stub(target)
-    if as_json:
-        return deploy_stub(api, stub, attribute, target, name=name, ephemeral=ephemeral)
+    app = AppPlacement(replace=replace)
+    if as_json:  # the result's "warnings" carry what _print_warnings shows
+        return deploy_stub(
+            api, stub, attribute, target, name=name, ephemeral=ephemeral, force=force, on_warning=_kept, app=app
+        )
     with console.status("deploying", spinner="dots") as status:
         return deploy_stub(
             api,
@@ -26,16 +39,64 @@ def _deploy_once(api: Client, target: Target, name: str | None, ephemeral: bool,
             target,
             name=name,
             ephemeral=ephemeral,
+            force=force,
             on_log=lambda line: console.print(f"  | {line}", style="dim", highlight=False, markup=False),
             on_phase=lambda msg: status.update(msg),
+            on_warning=_kept,
+            app=app,
         )
+
+
+def _deploy_file(api: Client, target: Target, as_json: bool, force: bool, replace: bool) -> dict[str, Any]:
+    """``cove deploy FILE.py``: every function the file defines, each into its app, under one progress display."""
+    stubs = load_app(target)
+    app = AppPlacement(replace=replace)
+    if as_json:
+        results = deploy_app(api, target, stubs, app=app, force=force, on_warning=_kept)
+    else:
+        with console.status(f"deploying {target.path.name}", spinner="dots") as status:
+            results = deploy_app(
+                api,
+                target,
+                stubs,
+                app=app,
+                force=force,
+                on_log=lambda line: console.print(f"  | {line}", style="dim", highlight=False, markup=False),
+                on_phase=lambda msg: status.update(msg),
+                on_warning=_kept,
+            )
+    deployed = [{**result, "app": stub.app} for result, (_, stub) in zip(results, stubs, strict=True)]
+    return {"source": str(target.path), "apps": sorted({d["app"] for d in deployed}), "deployments": deployed}
+
+
+def _print_file(result: dict[str, Any]) -> None:
+    apps = ", ".join(repr(app) for app in result["apps"])
+    count = len(result["deployments"])
+    console.print(f"[green]✓[/] app {escape(apps)}: {count} function{'s' if count != 1 else ''}", highlight=False)
+    for deployed in result["deployments"]:
+        _print_result(deployed, "deployed")
+        _print_warnings(deployed)
+
+
+def _kept(_warning: str) -> None:
+    """Warnings stay in the result, printed after it (``_print_warnings``) or in its JSON."""
+
+
+def _print_warnings(result: dict[str, Any]) -> None:
+    for warning in result.get("warnings") or []:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def _print_result(result: dict[str, Any], verb: str) -> None:
     state = "created" if result["created"] else "unchanged"
+    how = how_to_call(result["kind"])
+    where = (
+        f"  URL:     {result['url']}\n  pinned:  {result['version_url']}\n  calls:   {how}"
+        if result.get("url")
+        else f"  URL:     {how}"
+    )
     console.print(
-        f"[green]✓[/] {verb} [bold]{result['name']}[/] version {result['version']} ({state})\n"
-        f"  URL:     {result['url']}\n  pinned:  {result['version_url']}",
+        f"[green]✓[/] {verb} [bold]{result['name']}[/] version {result['version']} ({state})\n{escape(where)}",
         highlight=False,
     )
 
@@ -49,15 +110,42 @@ def _event(data: dict[str, Any], as_json: bool, human: Callable[[], None]) -> No
 
 
 def deploy(
-    target: str = typer.Argument(..., help="FILE.py:FUNCTION"),
+    target: str = typer.Argument(..., help="FILE.py:FUNCTION, or FILE.py for every function of the file (an app)"),
     name: str | None = typer.Option(None, help="Deployment name (default: from the decorator)."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Register it even when no worker could hold one container now (one is coming); calls fail until then.",
+    ),
+    replace: bool = typer.Option(
+        False, "--replace", help="Move names whose live version belongs to another app into this one (else refused)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Build the image, upload the code and register a new version."""
+    """Build the image, upload the code and register a new version (of each function of FILE.py, without :FUNCTION)."""
     api = client(as_json)
+    parsed = _parsed(target, as_json)
+    if not parsed.attribute:
+        if name:
+            fail("--name names one function: deploy it as FILE.py:FUNCTION", as_json)
+        with errors(as_json):
+            deployed = _deploy_file(api, parsed, as_json, force, replace)
+        emit(deployed, as_json, lambda: _print_file(deployed))
+        return
     with errors(as_json):
-        result = _deploy_once(api, parse_target(target), name, False, as_json)
-    emit(result, as_json, lambda: _print_result(result, "deployed"))
+        result = _deploy_once(api, parsed, name, False, as_json, force, replace)
+
+    def show() -> None:
+        _print_result(result, "deployed")
+        _print_warnings(result)
+
+    emit(result, as_json, show)
+
+
+def _parsed(target: str, as_json: bool) -> Target:
+    with errors(as_json):
+        return parse_target(target)
+    raise AssertionError("unreachable")
 
 
 def serve(
@@ -76,6 +164,7 @@ def serve(
         result = _deploy_once(api, parsed, dev_name, True, as_json)
     _event({**result, "event": "deployed"}, as_json, lambda: _print_result(result, "serving"))
     if not as_json:
+        _print_warnings(result)
         console.print(f"watching {parsed.root} for changes; Ctrl-C stops and removes {dev_name}")
     try:
         for changes in watch(parsed.root, debounce=300, raise_interrupt=True):

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from .._wire.urls import how_to_call
 from ..exceptions import ConfigError
 from ._output import JsonOption, client, console, emit, errors, stream_json, table
 
@@ -112,7 +113,7 @@ def deployment_list(
                     r["kind"],
                     r["state"],
                     _age(r["created_at"]),
-                    r["version_url"],
+                    r["version_url"] or "none",  # a schedule: it runs on its cron ticks
                 ]
                 for r in rows
             ],
@@ -149,7 +150,11 @@ def _print_deployment(row: dict[str, Any]) -> None:
     ]
     for field in fields:
         if row.get(field) is not None:
-            console.print(f"{field:16} {row[field]}", highlight=False)
+            console.print(f"{field:16} {row[field]}", highlight=False, markup=False)
+        elif field == "url":  # a kind with no URL (a schedule): say why
+            console.print(f"{field:16} {how_to_call(row['kind'])}", highlight=False, markup=False)
+    if row.get("url"):
+        console.print(f"{'calls':16} {how_to_call(row['kind'])}", highlight=False, markup=False)
 
 
 @deployment_app.command("rollback")

@@ -31,12 +31,12 @@ def sandbox_exec(
 
     with errors(as_json):
         sandbox = Sandbox.connect(sandbox_id)
-        process = sandbox.process.exec(*cmd)
         if as_json:
-            out, err = process.stdout.read(), process.stderr.read()
-            code = process.wait()
-            emit({"exit_code": code, "stdout": out, "stderr": err}, True, lambda: None)
+            done = sandbox.process.exec(*cmd)
+            code = done.exit_code
+            emit({"exit_code": code, "stdout": done.stdout, "stderr": done.stderr}, True, lambda: None)
         else:
+            process = sandbox.process.exec(*cmd, wait=False)
             for chunk in process.stdout.iter_bytes():
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()

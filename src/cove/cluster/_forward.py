@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from cove._net.proxy import request_headers, stream_response, upstream_url
+from cove._net.proxy import request_headers, stream_until_gone, upstream_url
 
 log = logging.getLogger("cove.cluster.forward")
 
@@ -66,7 +66,7 @@ class Forwarder:
             await unavailable(send, f"the leading gateway at {base_url} did not answer ({type(exc).__name__}); retry")
             return
         try:
-            await stream_response(response, send)
+            await stream_until_gone(response, send, receive)
         except httpx.HTTPError as exc:
             log.warning("the leader's answer to %s %s broke off: %r", scope["method"], scope["path"], exc)
         finally:

@@ -17,7 +17,7 @@ from typing import Any
 from ..scheduler import QueueFull
 from ..store import Deployment, Principal
 from ._errors import ApiError, error_body
-from ._functions_api import accept_put, call_deadline, outcome_parts, task_deployment, wait_finished
+from ._functions_api import accept_put, call_deadline, late_call, outcome_parts, task_deployment, wait_finished
 from ._idempotency import accept_keyed, refuse_for_waiting_call, replay_headers
 from ._invoke import read_body
 from ._output_api import wait_done_or_output
@@ -77,7 +77,8 @@ async def handle_call(gw: Gateway, scope: dict[str, Any], receive: Any, send: An
         else:
             media, headers, body, status = await _call(gw, scope, receive)
     except ApiError as exc:
-        status, media, headers, body = exc.status, "application/json", exc.headers, error_body(exc.status, exc.message)
+        body = error_body(exc.status, exc.message, exc.type)
+        status, media, headers = exc.status, "application/json", exc.headers
     raw = [(b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -160,5 +161,5 @@ async def _call(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, 
         else:
             await asyncio.wait_for(item.done.wait(), call_deadline(deployment))
     except TimeoutError:
-        raise ApiError(504, f"call {item.id} did not finish in time") from None
+        raise late_call(gw, deployment, item.id) from None
     return (*outcome_parts(item), 200)

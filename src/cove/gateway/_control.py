@@ -18,16 +18,19 @@ from pydantic import Field
 from cove._host.python_envs import PythonEnvRefused, confine
 
 from .._wire import api as wire
+from .._wire.apps import check_app_names
 from .._wire.config import DeploymentConfig
 from .._wire.image_spec import image_id, validate_spec
 from .._wire.kinds import DEPLOYABLE_KINDS
 from .._wire.names import check_name
 from .._wire.schedule import BadSchedule, check_schedule
+from .._wire.urls import call_url
 from ..exceptions import ConfigError, Conflict, NotFound
 from ..images import ArchiveError, BuildError, image_roots, validate_archive
 from ..scheduler import CallbackRefused
 from ..store import Deployment, Principal, get_split, is_container_token, share_of, splits_of
 from ._body import RequestBody
+from ._capacity import check_capacity
 from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep, read_limited
 from ._errors import ApiError
 from ._patterns import Sha256, Version
@@ -210,6 +213,21 @@ class DeployRequest(RequestBody):
     code_hash: str
     config: dict[str, Any] = Field(default_factory=dict)
     ephemeral: bool = False
+    force: bool = Field(
+        default=False,
+        description="Accept it even when no registered worker could ever hold one container (capacity is coming);"
+        " the answer's warnings say so and calls fail at once (503) until such a worker joins.",
+    )
+    replace: bool = Field(
+        default=False,
+        description="Take the name over when its live version belongs to another app (else 409 names that app).",
+    )
+    source: str | None = Field(default=None, max_length=4096, description="Where the app is deployed from (a path).")
+    app_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="The names the app's functions run under where not their own (a script's run deploys f as"
+        " f--RUN); its containers call them by these.",
+    )
 
 
 def deployment_view(gw: Gateway, row: Deployment, *, traffic: int) -> dict[str, Any]:
@@ -227,8 +245,8 @@ def deployment_view(gw: Gateway, row: Deployment, *, traffic: int) -> dict[str, 
         "config": row.config,
         "ephemeral": row.ephemeral,
         "created_at": row.created_at,
-        "url": f"{gw.settings.public_url}/endpoint/{row.name}",
-        "version_url": f"{gw.settings.public_url}/endpoint/{row.name}/v{row.version}",
+        "url": call_url(gw.settings.public_url, row.kind, row.name),
+        "version_url": call_url(gw.settings.public_url, row.kind, row.name, row.version),
         "pending_reason": gw.scheduler.pending_reason(row.id),
         "live": traffic > 0,
         "traffic_percent": traffic,
@@ -249,6 +267,7 @@ def deployment_view(gw: Gateway, row: Deployment, *, traffic: int) -> dict[str, 
 async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, response: Response) -> dict[str, Any]:
     try:
         check_name("deployment", body.name)
+        app_names = check_app_names(body.app_names)
         config = DeploymentConfig.from_dict({**body.config, "kind": body.kind})
     except ConfigError as exc:
         raise ApiError(422, str(exc)) from None
@@ -265,6 +284,7 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
     await _check_image_and_code(gw, who, body.image_id, body.code_hash)
     await check_callback_target(gw, config.callback_url)
     await check_references(gw, who, config)
+    warnings = check_capacity(gw, config, force=body.force)
     await check_deploy_quota(gw, who, config)
     try:
         row, created = await gw.store.create_deployment(
@@ -278,6 +298,9 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
             code_hash=body.code_hash,
             config=config.to_dict(),
             ephemeral=body.ephemeral,
+            replace=body.replace,
+            source=body.source,
+            app_names=app_names,
         )
     except Conflict as exc:
         raise ApiError(409, str(exc)) from None
@@ -288,7 +311,8 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
         response.status_code = 200
     if created and row.version > 1 and body.ephemeral:
         await _retire_older(gw, who, row)
-    return {**deployment_view(gw, row, traffic=await traffic_share(gw, who, row)), "created": created}
+    view = deployment_view(gw, row, traffic=await traffic_share(gw, who, row))
+    return {**view, "created": created, "warnings": warnings}
 
 
 async def _check_image_and_code(gw: Gateway, who: Principal, image_id: str, code_hash: str) -> None:

@@ -22,6 +22,7 @@ from .._wire.kinds import TASK_KINDS
 from ..exceptions import NotFound
 from ..scheduler import QueueFull, TaskItem
 from ..store import TERMINAL_STATES, Deployment, Principal, Task, get_task, list_tasks
+from ._capacity import refuse_unplaceable
 from ._deps import GatewayDep, PrincipalDep, read_limited
 from ._error_responses import ErrorBody
 from ._errors import ApiError
@@ -48,6 +49,7 @@ async def task_deployment(gw: Gateway, who: Principal, name: str, version: int |
         raise ApiError(404, str(exc)) from None
     if deployment.kind not in TASK_KINDS:
         raise ApiError(404, f"{name!r} is a {deployment.kind}, not a function or task queue")
+    refuse_unplaceable(gw, deployment)  # every caller submits work: none waits for room no worker has
     return deployment
 
 
@@ -171,8 +173,14 @@ async def call_function(
         return Response(json.dumps({"call_id": item.id}), status_code=202, media_type="application/json")
     finished = await wait_finished(gw, who, item.id, call_deadline(deployment))
     if finished is None:
-        raise ApiError(504, f"call {item.id} did not finish in time")
+        raise late_call(gw, deployment, item.id)
     return _outcome(finished)
+
+
+def late_call(gw: Gateway, deployment: Deployment, call_id: str) -> ApiError:
+    """The 504 of a call that outlived its deadline, saying what it waited for if it never got a container."""
+    waiting = gw.scheduler.pending_reason(deployment.id)
+    return ApiError(504, f"call {call_id} did not finish in time" + (f" while waiting: {waiting}" if waiting else ""))
 
 
 def _check_arguments(deployment: Deployment, kwargs: dict[str, Any]) -> None:
@@ -203,8 +211,9 @@ async def put_task(
     gw: GatewayDep,
     who: PrincipalDep,
     idempotency_key: KeyHeader = None,
+    version: Version = None,
 ) -> dict[str, Any]:
-    deployment = await task_deployment(gw, who, name, None)
+    deployment = await task_deployment(gw, who, name, version)
     body = await read_limited(request, gw.settings.max_body_bytes)
     task_id, replayed = await accept_put(gw, deployment, body, idempotency_key)
     response.headers.update(replay_headers(replayed))

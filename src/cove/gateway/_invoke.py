@@ -13,12 +13,15 @@ import time
 from typing import Any
 
 from .._wire.defaults import stored
+from .._wire.urls import call_url, how_to_call
 from ..exceptions import NotFound
-from ..scheduler import DeploymentStopped, StartFailed
+from ..scheduler import DeploymentStopped, Lease, NoCapacity, Scheduler, StartFailed
+from ._capacity import NO_CAPACITY
 from ._errors import ApiError, error_body
 from ._inputs import check_inputs
 from ._state import Gateway
-from ._upstream import UpstreamError
+from ._streams import relay, stream_accept
+from ._upstream import UpstreamError, UpstreamStream
 
 Scope = dict[str, Any]
 PREFIX = "/endpoint/"
@@ -67,13 +70,32 @@ async def handle_invoke(gw: Gateway, scope: Scope, receive: Any, send: Any) -> N
     except ApiError as exc:
         status, body, extra = exc.status, error_body(exc.status, exc.message, exc.type), []
     gw.metrics.invocations.labels(*labels, str(status)).inc()
+    # A stream's latency is the time to its first item: what the caller waited for before anything came.
     gw.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
-    await _respond(send, status, body, extra)
+    if type(body) is bytes:
+        await _respond(send, status, body, extra)
+    else:
+        await body.relay(receive, send, extra)  # type: ignore[union-attr]
+
+
+class _Streaming:
+    """A generator endpoint's answer, begun: the container's stream and the lease it holds until it ends."""
+
+    __slots__ = ("deadline", "lease", "scheduler", "stream")
+
+    def __init__(self, stream: UpstreamStream, scheduler: Scheduler, lease: Lease, deadline: float | None) -> None:
+        self.stream = stream
+        self.scheduler = scheduler
+        self.lease = lease
+        self.deadline = deadline
+
+    async def relay(self, receive: Any, send: Any, extra: list[tuple[bytes, bytes]]) -> None:
+        await relay(self.stream, lambda: self.scheduler.release(self.lease), self.deadline, receive, send, extra)
 
 
 async def _invoke(
     gw: Gateway, scope: Scope, receive: Any
-) -> tuple[int, bytes, list[tuple[bytes, bytes]], tuple[str, str]]:
+) -> tuple[int, bytes | _Streaming, list[tuple[bytes, bytes]], tuple[str, str]]:
     name, version = _parse_path(scope["path"])
     if scope["method"] != "POST":
         raise ApiError(405, "endpoints are invoked with POST and a JSON body")
@@ -93,7 +115,12 @@ async def _invoke(
     except NotFound as exc:
         raise ApiError(404, str(exc)) from None
     if deployment.kind not in ("endpoint",):
-        raise ApiError(404, f"{name!r} is a {deployment.kind}, not an endpoint")
+        where = call_url("", deployment.kind, name)
+        raise ApiError(
+            404,
+            f"{name!r} is a {deployment.kind}, not an endpoint: "
+            + (f"it answers on {where}" if where else how_to_call(deployment.kind)),
+        )
     if version is None:
         deployment = gw.scheduler.serving_version(deployment)
     declared = headers.get(b"content-length")
@@ -109,11 +136,12 @@ async def _invoke(
     timeout = float(stored(deployment.config, deployment.kind, "timeout"))
     call_id = "call-" + os.urandom(8).hex()
     scheduler = gw.scheduler
+    deadline = None if timeout < 0 else asyncio.get_running_loop().time() + timeout
     try:
-        async with asyncio.timeout(None if timeout < 0 else timeout):
+        async with asyncio.timeout_at(deadline):
             lease = await scheduler.acquire(deployment)
             try:
-                status, payload = await gw.upstream.invoke(lease.address, body, call_id)
+                status, payload = await gw.upstream.invoke(lease.address, body, call_id, stream_accept(headers))
             except UpstreamError as exc:
                 scheduler.release(lease, served=False)
                 reason = await lease.slot.exit_reason()
@@ -121,18 +149,22 @@ async def _invoke(
                     raise ApiError(502, f"container {lease.container_id} failed: {exc}") from None
                 started_ok = lease.slot.served > 0
                 raise ApiError(502 if started_ok else 503, f"container {lease.container_id} exited: {reason}") from None
-            scheduler.release(lease)
+            except BaseException:
+                scheduler.release(lease, served=False)  # timed out (or cancelled) before the answer came
+                raise
+            if type(payload) is bytes:
+                scheduler.release(lease)
     except TimeoutError:
         waiting = scheduler.pending_reason(deployment.id)
         detail = f" while waiting: {waiting}" if waiting else ""
         raise ApiError(504, f"no response within the deployment's timeout of {timeout:g} s{detail}") from None
+    except NoCapacity as exc:
+        raise ApiError(503, str(exc), NO_CAPACITY) from None
     except StartFailed as exc:
         raise ApiError(503, str(exc)) from None
     except DeploymentStopped as exc:
         raise ApiError(503, str(exc)) from None
-    return (
-        status,
-        payload,
-        [(b"x-cove-container", lease.container_id.encode()), (b"x-cove-call-id", call_id.encode())],
-        label,
-    )
+    extra = [(b"x-cove-container", lease.container_id.encode()), (b"x-cove-call-id", call_id.encode())]
+    if isinstance(payload, UpstreamStream):
+        return status, _Streaming(payload, scheduler, lease, deadline), extra, label  # the lease goes with it
+    return status, payload, extra, label

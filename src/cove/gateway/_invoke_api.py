@@ -20,8 +20,17 @@ router = APIRouter()
 
 ENDPOINT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "The function's return value",
-        "content": {"application/json": {"schema": {"description": "Whatever the function returned, as JSON"}}},
+        "description": (
+            "The function's return value; a generator's items as it yields them (chunked; the content type "
+            "follows the first item, or the Accept header: application/x-ndjson, text/event-stream)"
+        ),
+        "content": {
+            "application/json": {"schema": {"description": "Whatever the function returned, as JSON"}},
+            "application/x-ndjson": {"schema": {"type": "string", "description": "One JSON line per item"}},
+            "text/event-stream": {"schema": {"type": "string", "description": "One server-sent event per item"}},
+            "text/plain": {"schema": {"type": "string", "description": "The str items, one after another"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
         "headers": {
             "X-Cove-Call-Id": {"description": "This invocation's id", "schema": {"type": "string"}},
             "X-Cove-Container": {"description": "The container that answered", "schema": {"type": "string"}},
@@ -38,7 +47,8 @@ ENDPOINT_RESPONSES: dict[int | str, dict[str, Any]] = {
 # free-form object schema here makes the schema-driven fuzzer crash inside its generator (Python 3.11).
 DESCRIPTION = (
     "The body is the function's keyword arguments as a JSON object (none: no arguments). "
-    "The answer is the function's return value as JSON. Without a token, the default workspace's "
+    "The answer is the function's return value as JSON; a generator function's items stream as they are "
+    "made (see docs/streaming.md). Without a token, the default workspace's "
     "endpoints deployed with authorized=False answer; every other one needs a token of its workspace."
 )
 

@@ -19,6 +19,7 @@ from .._wire.config import DeploymentConfig
 from ..exceptions import ConfigError, Conflict, NotFound
 from ..store import Principal, clear_split, put_split
 from ._body import RequestBody
+from ._capacity import check_capacity
 from ._control import deployment_view, traffic_share
 from ._deps import GatewayDep, PrincipalDep
 from ._errors import ApiError
@@ -50,7 +51,9 @@ async def _rollback(gw: Gateway, who: Principal, name: str, to: int | None) -> d
     try:
         source, app = await gw.store.rollback_source(who, name, to)
         # Quotas and workers may have changed since that version was deployed.
-        await check_deploy_quota(gw, who, DeploymentConfig.from_dict({**source.config, "kind": source.kind}))
+        config = DeploymentConfig.from_dict({**source.config, "kind": source.kind})
+        warnings = check_capacity(gw, config)
+        await check_deploy_quota(gw, who, config)
         row, created = await gw.store.create_deployment(
             who,
             name=name,
@@ -63,6 +66,8 @@ async def _rollback(gw: Gateway, who: Principal, name: str, to: int | None) -> d
             config=source.config,
             ephemeral=source.ephemeral,
             rollback_of=source.version,
+            replace=True,  # the version goes back to the app it was deployed in, whichever holds the name now
+            app_names=source.app_names,
         )
     except NotFound as exc:
         raise ApiError(404, str(exc)) from None
@@ -72,7 +77,7 @@ async def _rollback(gw: Gateway, who: Principal, name: str, to: int | None) -> d
     if created:
         gw.scheduler.keep_warm(row)
     view = deployment_view(gw, row, traffic=await traffic_share(gw, who, row))
-    return {**view, "created": created, "source_version": source.version}
+    return {**view, "created": created, "warnings": warnings, "source_version": source.version}
 
 
 VersionKey = Annotated[str, StringConstraints(pattern=r"^v?[1-9][0-9]{0,8}$")]

@@ -12,6 +12,23 @@ from cove._wire.server_defaults import default_gateway_url
 
 from ..scheduler import allowance_from_env
 
+APP_HEARTBEAT_TIMEOUT_ENV = "COVE_APP_HEARTBEAT_TIMEOUT"
+DEFAULT_APP_HEARTBEAT_TIMEOUT = 30.0
+
+
+def heartbeat_timeout_from_env() -> float:
+    """Seconds without a heartbeat after which a script's ephemeral app is stopped (``COVE_APP_HEARTBEAT_TIMEOUT``)."""
+    import os
+
+    text = os.environ.get(APP_HEARTBEAT_TIMEOUT_ENV, "")
+    try:
+        value = float(text) if text else DEFAULT_APP_HEARTBEAT_TIMEOUT
+    except ValueError:
+        raise ValueError(f"{APP_HEARTBEAT_TIMEOUT_ENV}={text!r} is not a number of seconds") from None
+    if not 1 <= value <= 86400:
+        raise ValueError(f"{APP_HEARTBEAT_TIMEOUT_ENV}={text!r} must be from 1 to 86400 seconds")
+    return value
+
 
 @dataclasses.dataclass(frozen=True)
 class GatewaySettings:
@@ -28,3 +45,5 @@ class GatewaySettings:
     callback_allow: tuple[str, ...] = dataclasses.field(default_factory=allowance_from_env)
     # Folders under which images may name an existing environment (python_env); none: such images are refused.
     python_env_roots: tuple[Path, ...] = dataclasses.field(default_factory=roots_from_env)
+    # A script's ephemeral app whose client sent no heartbeat for this long is stopped (the client died).
+    app_heartbeat_timeout: float = dataclasses.field(default_factory=heartbeat_timeout_from_env)

@@ -1,8 +1,11 @@
 """A lean HTTP/1.1 client from the gateway to container sockets.
 
-This is the invocation hot path. Both ends are ours and the runner always
-answers with ``Content-Length``, so a small keep-alive client over asyncio
-streams replaces a general-purpose HTTP client and its per-request cost.
+This is the invocation hot path. Both ends are ours and the runner answers
+with ``Content-Length``, so a small keep-alive client over asyncio streams
+replaces a general-purpose HTTP client and its per-request cost. The one
+exception is a generator handler's answer, chunked as its items come: it is
+handed over as an :class:`UpstreamStream`, read a piece at a time, and its
+connection goes back to the pool only once its last chunk was read.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections import defaultdict
 
 _MAX_IDLE_PER_ADDRESS = 64
 _MAX_HEADER_BYTES = 64 * 1024
+_PIECE = 64 * 1024  # the most of a streamed body read at once
 
 
 class UpstreamError(ConnectionError):
@@ -42,23 +46,102 @@ async def _open(address: str) -> _Connection:
     return _Connection(reader, writer)
 
 
+class UpstreamStream:
+    """A container's chunked answer (a generator's items), read as it arrives.
+
+    :meth:`read` returns the body a piece at a time, never more than
+    ``_PIECE`` bytes, so a large item is not held whole; ``at_boundary`` says
+    whether the pieces so far end on a chunk's end (one item, or one record).
+    The connection belongs to the stream: back to the pool after the last
+    chunk, closed by :meth:`close` before that (which the runner sees as its
+    caller going away, and so closes the generator).
+    """
+
+    __slots__ = ("_conn", "_keep_alive", "_left", "_pool", "address", "at_boundary", "complete", "content_type")
+
+    def __init__(
+        self, pool: UpstreamPool, address: str, conn: _Connection, content_type: str, keep_alive: bool
+    ) -> None:
+        self._pool = pool
+        self.address = address
+        self._conn = conn
+        self.content_type = content_type
+        self._keep_alive = keep_alive
+        self._left = 0  # bytes of the current chunk still to read
+        self.at_boundary = True
+        self.complete = False
+
+    async def read(self) -> bytes:
+        """The next piece of the body; ``b""`` once it ended. ``UpstreamError`` when it broke off."""
+        if self.complete:
+            return b""
+        reader = self._conn.reader
+        try:
+            if not self._left:
+                size = _chunk_size(await reader.readuntil(b"\r\n"))
+                if size == 0:
+                    if await reader.readuntil(b"\r\n") != b"\r\n":
+                        raise ValueError("trailers after the last chunk")
+                    self._finished()
+                    return b""
+                self._left = size
+                self.at_boundary = False
+            piece = await reader.read(min(self._left, _PIECE))
+            if not piece:
+                raise asyncio.IncompleteReadError(b"", self._left)
+            self._left -= len(piece)
+            if not self._left:
+                if await reader.readexactly(2) != b"\r\n":
+                    raise ValueError("a chunk does not end with CRLF")
+                self.at_boundary = True
+            return piece
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+            self._conn.close()
+            raise UpstreamError(f"the container's stream broke off: {exc or type(exc).__name__}") from exc
+        except BaseException:
+            self._conn.close()  # cancelled mid-read: the connection's state is unknown
+            raise
+
+    def _finished(self) -> None:
+        self.complete = True
+        self._pool._give_back(self.address, self._conn, self._keep_alive)
+
+    def close(self) -> None:
+        """Stop reading: the connection closes unless the stream already ended."""
+        if not self.complete:
+            self._conn.close()
+
+
 class UpstreamPool:
     """Keep-alive connections to containers, reused across requests."""
 
     def __init__(self) -> None:
         self._idle: defaultdict[str, list[_Connection]] = defaultdict(list)
 
-    async def invoke(self, address: str, body: bytes, call_id: str) -> tuple[int, bytes]:
-        """POST a JSON body to the runner's ``/invoke`` (an endpoint call); return (status, body)."""
-        return await self._post(address, b"/invoke", b"application/json", body, call_id)
+    async def invoke(
+        self, address: str, body: bytes, call_id: str, accept: bytes = b""
+    ) -> tuple[int, bytes | UpstreamStream]:
+        """POST a JSON body to the runner's ``/invoke`` (an endpoint call); return (status, body).
+
+        A generator handler's answer is an :class:`UpstreamStream`, in the format ``accept`` asks for.
+        """
+        return await self._post(address, b"/invoke", b"application/json", body, call_id, accept)
+
+    async def stream(self, address: str, body: bytes, call_id: str) -> tuple[int, bytes | UpstreamStream]:
+        """POST pickled arguments to the runner's ``/stream`` (``.remote_gen``); the records come as a stream."""
+        return await self._post(address, b"/stream", b"application/octet-stream", body, call_id, b"")
 
     async def call(self, address: str, body: bytes, call_id: str) -> tuple[int, bytes]:
         """POST a framed batch of task inputs to the runner's ``/call``; return (status, body)."""
-        return await self._post(address, b"/call", b"application/octet-stream", body, call_id)
+        status, payload = await self._post(address, b"/call", b"application/octet-stream", body, call_id, b"")
+        if type(payload) is not bytes:
+            payload.close()  # type: ignore[union-attr]
+            raise UpstreamError("the container streamed its answer to a batch of calls")
+        return status, payload
 
     async def _post(
-        self, address: str, path: bytes, content_type: bytes, body: bytes, call_id: str
-    ) -> tuple[int, bytes]:
+        self, address: str, path: bytes, content_type: bytes, body: bytes, call_id: str, accept: bytes
+    ) -> tuple[int, bytes | UpstreamStream]:
         idle = self._idle.get(address)
         conn = idle.pop() if idle else None
         if conn is None:
@@ -68,11 +151,14 @@ class UpstreamPool:
                 raise UpstreamError(f"cannot connect to container: {exc}") from exc
         try:
             conn.writer.write(
-                b"POST %s HTTP/1.1\r\nHost: c\r\nContent-Type: %s\r\nX-Cove-Call-Id: %s\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (path, content_type, call_id.encode(), len(body), body)
+                b"POST %s HTTP/1.1\r\nHost: c\r\nContent-Type: %s\r\nX-Cove-Call-Id: %s\r\n%s"
+                b"Content-Length: %d\r\n\r\n%s"
+                % (path, content_type, call_id.encode(), b"Accept: %s\r\n" % accept if accept else b"", len(body), body)
             )
             head = await conn.reader.readuntil(b"\r\n\r\n")
-            status, length, keep_alive = _parse_head(head)
+            status, length, keep_alive, streamed = _parse_head(head)
+            if streamed is not None:
+                return status, UpstreamStream(self, address, conn, streamed, keep_alive)
             payload = await conn.reader.readexactly(length) if length else b""
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             conn.close()
@@ -80,12 +166,15 @@ class UpstreamPool:
         except BaseException:
             conn.close()  # cancelled or timed out mid-request: the stream state is unknown
             raise
+        self._give_back(address, conn, keep_alive)
+        return status, payload
+
+    def _give_back(self, address: str, conn: _Connection, keep_alive: bool) -> None:
         pool = self._idle[address]
         if keep_alive and len(pool) < _MAX_IDLE_PER_ADDRESS:
             pool.append(conn)
         else:
             conn.close()
-        return status, payload
 
     def forget(self, address: str) -> None:
         """Close idle connections to a container that is gone."""
@@ -97,7 +186,8 @@ class UpstreamPool:
             self.forget(address)
 
 
-def _parse_head(head: bytes) -> tuple[int, int, bool]:
+def _parse_head(head: bytes) -> tuple[int, int, bool, str | None]:
+    """Status, length, keep-alive, and the content type when the body is chunked (a stream), else None."""
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
@@ -105,6 +195,8 @@ def _parse_head(head: bytes) -> tuple[int, int, bool]:
     status = int(parts[1])
     length = 0
     keep_alive = True
+    chunked = False
+    media = b"application/octet-stream"
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         lowered = name.strip().lower()
@@ -112,4 +204,18 @@ def _parse_head(head: bytes) -> tuple[int, int, bool]:
             length = int(value.strip())
         elif lowered == b"connection" and value.strip().lower() == b"close":
             keep_alive = False
-    return status, length, keep_alive
+        elif lowered == b"transfer-encoding":
+            if value.strip().lower() != b"chunked":
+                raise ValueError(f"unsupported transfer encoding {value.strip()[:40]!r}")
+            chunked = True
+        elif lowered == b"content-type":
+            media = value.strip()
+    return status, length, keep_alive, media.decode("latin-1") if chunked else None
+
+
+def _chunk_size(line: bytes) -> int:
+    """The size on a chunk's first line (extensions ignored)."""
+    digits = line.split(b";", 1)[0].strip()
+    if not digits or len(digits) > 15 or digits.strip(b"0123456789abcdefABCDEF"):
+        raise ValueError(f"malformed chunk size line {line[:40]!r}")
+    return int(digits, 16)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from ..images import ImageBuilder
 from ..scheduler import CallbackPolicy, Scheduler
 from ..store import Store
 from . import (
+    _apps_api,
     _blobs_api,
     _control,
     _functions_api,
@@ -32,6 +34,7 @@ from . import (
     _sandbox_api,
     _schedules_api,
     _secrets_api,
+    _stream_calls,
     _volumes_api,
     _workers_api,
 )
@@ -59,8 +62,10 @@ def _error(status: int, message: str, type_: str, headers: dict[str, str] | None
 _ROUTERS = (
     (_control, "control"),
     (_rollouts_api, "control"),
+    (_apps_api, "control"),
     (_workers_api, "workers"),
     (_functions_api, "functions"),
+    (_stream_calls, "functions"),
     (_schedules_api, "schedules"),
     (_secrets_api, "secrets"),
     (_volumes_api, "volumes"),
@@ -86,6 +91,7 @@ def create_app(settings: GatewaySettings) -> Any:
         cluster = Cluster(store, ClusterSettings.for_gateway(settings.public_url))
         upstream = UpstreamPool()
         scheduler = Scheduler(store, upstream.call, on_container_gone=upstream.forget, owner=cluster.gateway_id)
+        leader_tasks: list[asyncio.Task[None]] = []
 
         async def lead() -> None:
             """Start the scheduler: at once on SQLite, when this gateway wins the lease on PostgreSQL."""
@@ -94,6 +100,8 @@ def create_app(settings: GatewaySettings) -> Any:
                 log.info("marked %d containers of the previous run as exited", orphaned)
             await revoke_stale_container_tokens(store)
             await scheduler.start()
+            # Scripts' ephemeral apps whose client went away without a word (SIGKILL, a lost laptop).
+            leader_tasks.append(asyncio.create_task(_apps_api.reap_forever(gw), name="cove-app-reaper"))
 
         gw = Gateway(
             settings=settings,
@@ -119,6 +127,10 @@ def create_app(settings: GatewaySettings) -> Any:
         try:
             yield
         finally:
+            for task in leader_tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await scheduler.close()
             await cluster.close()
             upstream.close()
@@ -190,6 +202,9 @@ def create_app(settings: GatewaySettings) -> Any:
                 return
             if calls_fast.handles(scope):
                 await calls_fast.handle_call(api.state.gateway, scope, receive, send)
+                return
+            if _stream_calls.handles(scope):
+                await _stream_calls.handle_stream(api.state.gateway, scope, receive, send)
                 return
             if path == RESERVOIR or path.startswith(RESERVOIR + "/"):
                 inner = {

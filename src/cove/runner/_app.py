@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from cove.runner._stream import ItemStream
+
 
 class Context:
     """What an optional ``context`` parameter receives."""
@@ -112,8 +114,11 @@ class UserFunction:
             self._loop = _LoopThread()
         return self._loop
 
-    def invoke(self, body: bytes, call_id: str | None) -> tuple[int, bytes]:
-        """Return the status and JSON payload for one call."""
+    def invoke(self, body: bytes, call_id: str | None, accept: bytes = b"") -> tuple[int, bytes | ItemStream]:
+        """Return the status and JSON payload for one call, or the items to stream when the handler is a generator.
+
+        ``accept`` (the request's ``Accept``) picks the stream's format (see ``_stream``).
+        """
         if body:
             try:
                 kwargs = _decode(body)
@@ -140,12 +145,66 @@ class UserFunction:
                 result = self._async().run(result)
         except BaseException as exc:  # the user's failure, whatever it is, becomes a 500
             return 500, self._failure(exc, call_id)
+        kind = type(result)
+        if kind is types.GeneratorType or kind is types.AsyncGeneratorType:
+            return 200, self._endpoint_stream(result, accept, call_id)
         try:
             return 200, _encode(result).encode()
         except (TypeError, ValueError, RecursionError) as exc:
             message = f"the return value cannot be encoded as JSON: {exc}"
             print(f"cove: call {call_id or '-'}: {message}", file=sys.stderr)
             return 500, error_payload("ResultNotSerializable", message)
+
+    def _endpoint_stream(self, result: Any, accept: bytes, call_id: str | None) -> ItemStream:
+        from cove.runner._stream import ItemStream, stream_format, sync_items
+
+        return ItemStream(
+            sync_items(result, self._run),
+            stream_format(accept),
+            call_id,
+            encode=_encode,
+            fail=lambda exc: self._failure(exc, call_id),
+        )
+
+    def stream(self, body: bytes, call_id: str | None) -> ItemStream:
+        """A ``.remote_gen`` call: pickled arguments in, the generator's items out as pickled records."""
+        from cove.runner._stream import ItemStream, failure_stream, sync_items
+
+        out: dict[str, Any] = {}
+        decoded = _arguments("pickle", body, out)
+        if decoded is None:
+            return failure_stream(out["error"], call_id)
+        args, kwargs = decoded
+        try:
+            self._bind(*args, **kwargs)
+        except TypeError as exc:
+            return failure_stream(_plain_error("InvalidArguments", f"{type(exc).__name__}: {exc}"), call_id)
+        if self.wants_context:
+            kwargs["context"] = Context(call_id, self.container_id, self.on_start_value)
+        try:
+            result = self.target(*args, **kwargs)
+            if type(result) is types.CoroutineType:
+                result = self._async().run(result)
+        except BaseException as exc:  # the user's failure travels as the exception it is
+            return failure_stream(_error_with_pickle(exc, call_id), call_id)
+        kind = type(result)
+        if kind is not types.GeneratorType and kind is not types.AsyncGeneratorType:
+            message = f"{_name(self.target)} is not a generator function: call it with .remote(...)"
+            return failure_stream(_plain_error("NotAGenerator", message), call_id)
+        _capture.start()  # what the generator prints travels with its items
+        return ItemStream(
+            sync_items(result, self._run),
+            "records",
+            call_id,
+            encode=_encode,
+            fail=lambda exc: json.dumps({"error": _error_with_pickle(exc, call_id)}).encode(),
+            pickle=_dumps,
+            output=_capture.taken,
+            done=_capture.finish,
+        )
+
+    def _run(self, coroutine: Any) -> Any:
+        return self._async().run(coroutine)
 
     def _failure(self, exc: BaseException, call_id: str | None) -> bytes:
         import traceback
@@ -155,6 +214,35 @@ class UserFunction:
         text = "".join(traceback.format_exception(type(exc), exc, frames))
         sys.stderr.write(f"cove: call {call_id or '-'} raised {type(exc).__name__}:\n{text}")
         return error_payload(type(exc).__name__, str(exc), text)
+
+
+def _name(target: Any) -> str:
+    return str(getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or "the function")
+
+
+def _error_with_pickle(exc: BaseException, call_id: str | None) -> dict[str, Any]:
+    """A failure as ``.remote`` reports it: the error, and the exception pickled (base64) when it pickles."""
+    import base64
+
+    out, blob = _failed({}, exc, call_id or "", "")
+    error: dict[str, Any] = out["error"]
+    if blob:
+        error["exception_pickle"] = base64.b64encode(blob).decode()
+    return error
+
+
+def _generator_result(out: dict[str, Any], result: Any, target: Any, logs: str) -> tuple[dict[str, Any], bytes]:
+    """A ``.remote``/``.spawn``/``.map``/put of a generator function: refused, pointing to ``.remote_gen``."""
+    if type(result) is types.GeneratorType:
+        result.close()  # never started: nothing of its body runs
+    message = (
+        f"{_name(target)} returned a generator: iterate over its items with .remote_gen(...); "
+        ".remote, .spawn, .map and task queues need a function that returns its result"
+    )
+    out.update(ok=False, error=_plain_error("GeneratorResult", message))
+    if logs:
+        out["error"]["logs"] = logs
+    return out, b""
 
 
 def _exception_info(exc: BaseException, traceback_text: str) -> dict[str, Any]:
@@ -230,6 +318,9 @@ class BatchCaller:
                 result = fn._async().run(result)
         except BaseException as exc:  # the user's failure, whatever it is, is reported, not raised
             return _failed(out, exc, call_id, _capture.finish())
+        kind = type(result)
+        if kind is types.GeneratorType or kind is types.AsyncGeneratorType:
+            return _generator_result(out, result, fn.target, _capture.finish())
         return _encoded(out, result, fmt, call_id, _capture.finish())
 
     def _gathered(self, inputs: list[tuple[dict[str, Any], bytes]]) -> list[tuple[dict[str, Any], bytes]]:

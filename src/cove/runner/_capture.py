@@ -122,6 +122,15 @@ def finish() -> str:
         return buffer.take()
 
 
+def taken() -> str:
+    """What this thread's call printed since the last look, leaving its capture on (a streamed call's output)."""
+    buffer = _buffers.get(get_ident())
+    if buffer is None or not buffer.parts:
+        return ""
+    with buffer.lock:
+        return buffer.take()
+
+
 def _post_forever() -> None:
     while True:
         sleep(LIVE_EVERY_SECONDS)

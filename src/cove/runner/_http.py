@@ -48,14 +48,17 @@ class HttpError(Exception):
 class Request:
     """One parsed request; slots because one is built per call on the hot path."""
 
-    __slots__ = ("body", "call_id", "keep_alive", "method", "path")
+    __slots__ = ("accept", "body", "call_id", "keep_alive", "method", "path")
 
-    def __init__(self, method: bytes, path: bytes, call_id: str | None, body: bytes, keep_alive: bool) -> None:
+    def __init__(
+        self, method: bytes, path: bytes, call_id: str | None, body: bytes, keep_alive: bool, accept: bytes = b""
+    ) -> None:
         self.method = method
         self.path = path
         self.call_id = call_id
         self.body = body
         self.keep_alive = keep_alive
+        self.accept = accept  # lower case; it picks a generator's stream format
 
 
 def read_request(rfile: IO[bytes], send: object, max_body: int) -> Request | None:
@@ -82,6 +85,7 @@ def read_request(rfile: IO[bytes], send: object, max_body: int) -> Request | Non
         raise HttpError(505, "BadRequest", "only HTTP/1.1 and HTTP/1.0 are served")
     length: int | None = None
     call_id: str | None = None
+    accept = b""
     expect_continue = False
     for _ in range(MAX_HEADERS + 1):
         line = rfile.readline(MAX_LINE + 1)
@@ -97,12 +101,7 @@ def read_request(rfile: IO[bytes], send: object, max_body: int) -> Request | Non
         name = name.lower()
         value = value.strip()
         if name == b"content-length":
-            if not value.isdigit() or len(value) > 18:
-                raise HttpError(400, "BadRequest", "invalid Content-Length")
-            number = int(value)
-            if length is not None and length != number:
-                raise HttpError(400, "BadRequest", "conflicting Content-Length headers")
-            length = number
+            length = _content_length(value, length)
         elif name == b"transfer-encoding":
             raise HttpError(411, "LengthRequired", "Transfer-Encoding is not accepted; send a Content-Length")
         elif name == b"connection":
@@ -113,6 +112,8 @@ def read_request(rfile: IO[bytes], send: object, max_body: int) -> Request | Non
                 keep_alive = True
         elif name == b"x-cove-call-id":
             call_id = value.decode("latin-1")
+        elif name == b"accept":
+            accept = value.lower()
         elif name == b"expect":
             if value.lower() != b"100-continue":
                 raise HttpError(417, "BadRequest", "unsupported Expect header")
@@ -129,7 +130,16 @@ def read_request(rfile: IO[bytes], send: object, max_body: int) -> Request | Non
         if len(body) != length:
             raise ConnectionResetError("peer closed the connection inside the body")
     path = target.partition(b"?")[0]
-    return Request(method, path, call_id, body, keep_alive)
+    return Request(method, path, call_id, body, keep_alive, accept)
+
+
+def _content_length(value: bytes, earlier: int | None) -> int:
+    if not value.isdigit() or len(value) > 18:
+        raise HttpError(400, "BadRequest", "invalid Content-Length")
+    number = int(value)
+    if earlier is not None and earlier != number:
+        raise HttpError(400, "BadRequest", "conflicting Content-Length headers")
+    return number
 
 
 def response(status: int, payload: bytes, keep_alive: bool) -> bytes:

@@ -58,7 +58,13 @@ def _load(module_name: str, function_name: str) -> tuple[Any, Any, Any]:
     """
     import importlib
 
-    module = importlib.import_module(module_name)
+    # Calls the module makes while it is imported (a script's guard-free ``results = f.map(...)``) are the
+    # script's, not this container's: the SDK skips them while this is set (``cove._wire.apps.LOADING_ENV``).
+    os.environ["COVE_LOADING"] = "1"
+    try:
+        module = importlib.import_module(module_name)
+    finally:
+        os.environ.pop("COVE_LOADING", None)
     target: Any = module
     try:
         for part in function_name.split("."):

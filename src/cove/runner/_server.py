@@ -18,15 +18,25 @@ import time
 from cove.runner._app import BatchCaller, UserFunction
 from cove.runner._http import HttpError, Request, error_payload, read_request, response
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 _HEALTH = b'{"status":"ok"}'
 _POST = b"POST"
 _INVOKE = b"/invoke"
 _CALL = b"/call"
+_STREAM = b"/stream"
 _HEALTH_PATH = b"/health"
 
 
 class Server:
-    """Serves ``/invoke`` and ``/health`` until :meth:`stop` is called."""
+    """Serves ``/invoke``, ``/call``, ``/stream`` and ``/health`` until :meth:`stop` is called.
+
+    A generator handler's items are written by the connection's thread as they
+    come (``_stream``), which keeps its place under the concurrency limit.
+    """
 
     def __init__(self, listener: socket.socket, app: UserFunction, concurrency: int, max_body: int) -> None:
         self.listener = listener
@@ -108,9 +118,12 @@ class Server:
                         return
                     self._active += 1
                 try:
-                    status, payload = self._dispatch(request)
-                    keep_alive = request.keep_alive and not self.stopping
-                    send(response(status, payload, keep_alive))
+                    answer = self._dispatch(request, send)
+                    if type(answer) is tuple:
+                        keep_alive = request.keep_alive and not self.stopping
+                        send(response(*answer, keep_alive))
+                    else:  # a stream, answered as it ran
+                        keep_alive = bool(answer)
                 finally:
                     with lock:
                         self._active -= 1
@@ -126,21 +139,36 @@ class Server:
             rfile.close()
             conn.close()
 
-    def _dispatch(self, request: Request) -> tuple[int, bytes]:
+    def _dispatch(self, request: Request, send: Callable[[bytes], Any]) -> tuple[int, bytes] | bool:
+        """The answer to send; or, for a generator's items, written here as they come, whether to keep the connection.
+
+        A stream holds its place under the concurrency limit until its last item is sent.
+        """
         method = request.method
         path = request.path
         if path == _INVOKE:
             if method != _POST:
                 return 405, error_payload("MethodNotAllowed", "use POST /invoke")
             with self.gate:
-                return self.app.invoke(request.body, request.call_id)
+                status, payload = self.app.invoke(request.body, request.call_id, request.accept)
+                if type(payload) is bytes:
+                    return status, payload
+                return payload.write(send, self._keep(request))  # type: ignore[union-attr]
         if path == _CALL:
             if method != _POST:
                 return 405, error_payload("MethodNotAllowed", "use POST /call")
             with self.gate:
                 return self.batch.call(request.body)
+        if path == _STREAM:
+            if method != _POST:
+                return 405, error_payload("MethodNotAllowed", "use POST /stream")
+            with self.gate:
+                return self.app.stream(request.body, request.call_id).write(send, self._keep(request))
         if path == _HEALTH_PATH:
             if method != b"GET":
                 return 405, error_payload("MethodNotAllowed", "use GET /health")
             return 200, _HEALTH
         return 404, error_payload("NotFound", f"no route {path.decode('latin-1')!r}; use POST /invoke")
+
+    def _keep(self, request: Request) -> bool:
+        return request.keep_alive and not self.stopping

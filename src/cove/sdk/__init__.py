@@ -9,10 +9,14 @@ from ._decorators import (
     TaskQueue,
     endpoint,
     function,
+    route_calls,
     schedule,
     task_queue,
 )
+from ._ephemeral import target_name as _target_name
 from ._image import Image
+
+route_calls(_target_name)  # calls go where their app runs: see _ephemeral
 
 __all__ = [
     "Deployable",

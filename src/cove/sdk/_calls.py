@@ -15,6 +15,7 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -193,6 +194,53 @@ def follow(call_id: str, client: Client) -> Any:
         with contextlib.suppress(ResponseError):
             client.request("POST", f"/api/v1/calls/{call_id}/cancel")
         raise
+
+
+def stream_items(client: Client, name: str, body: bytes) -> Iterator[Any]:
+    """``f.remote_gen``: the items of a generator function's call, unpickled as they arrive.
+
+    What the call prints shows on stderr between them; its failure is raised
+    here as ``.remote`` raises it. Closing the iterator early (a ``break``)
+    hangs up, which stops the generator in its container.
+    """
+    from .._wire import stream as wire
+
+    records = wire.Records()
+    headers = {"Content-Type": "application/octet-stream", "Accept": wire.RECORDS}
+    with client.streamed("POST", f"/api/v1/functions/{name}/stream", content=body, headers=headers) as response:
+        try:
+            for chunk in response.iter_raw():
+                for kind, payload in records.feed(chunk):
+                    if kind == wire.ITEM:
+                        yield loads_result(payload, client)
+                    elif kind == wire.OUTPUT:
+                        show_logs(payload.decode("utf-8", "replace"))
+                    elif kind == wire.ERROR:
+                        raise_failure(json.loads(payload).get("error") or {})
+                    else:
+                        return
+        except (httpx.HTTPError, wire.StreamError) as exc:
+            raise ResponseError(502, "StreamBroken", f"the stream of {name} broke off: {exc}") from None
+    raise ResponseError(502, "StreamBroken", f"the stream of {name} ended before its last item")
+
+
+def stream_json(client: Client, path: str, body: Any) -> Iterator[Any]:
+    """An endpoint's ``remote_gen``: its items as JSON lines (``Accept: application/x-ndjson``), decoded as they come.
+
+    A broken body (the generator failed midway; the traceback is in the
+    container's log) raises ``ResponseError``.
+    """
+    from .._wire.stream import NDJSON
+
+    with client.streamed("POST", path, json=body, headers={"Accept": NDJSON}) as response:
+        if not response.headers.get("content-type", "").startswith(NDJSON):
+            raise TypeError(f"{path} did not stream (it is not a generator): call it with .remote(...)")
+        try:
+            for line in response.iter_lines():
+                if line:
+                    yield json.loads(line)
+        except httpx.HTTPError as exc:
+            raise ResponseError(502, "StreamBroken", f"the stream of {path} broke off: {exc}") from None
 
 
 class FunctionCall(Generic[R]):

@@ -24,11 +24,21 @@ from .._wire.batching import MARK
 from .._wire.config import DeploymentConfig
 from .._wire.names import check_name
 from ..exceptions import ConfigError
+from ..schema import SchemaError, validate
 from ._image import Image
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+    from collections.abc import (
+        AsyncGenerator,
+        AsyncIterator,
+        Callable,
+        Coroutine,
+        Generator,
+        Iterable,
+        Iterator,
+        Mapping,
+    )
     from typing import Any, Generic, Literal, ParamSpec, Protocol, Required, TypedDict, Unpack, overload
 
     from typing_extensions import TypeVar  # a default for L; ``typing.TypeVar`` takes one from Python 3.13
@@ -40,6 +50,8 @@ if TYPE_CHECKING:
     from ._volume import Volume
 
     P = ParamSpec("P")
+    Q = ParamSpec("Q")  # a generator function's parameters, for ``remote_gen``
+    T = TypeVar("T")  # the items a generator function yields
     R = TypeVar("R")  # what a remote call returns
     L = TypeVar("L", default=R)  # what a local call returns: R, or a coroutine of R for an ``async def``
     A = TypeVar("A")
@@ -146,6 +158,14 @@ else:
 
 
 _STUB_OPTIONS = frozenset({"image", "name", "app", "on_start", "inputs"})  # kept by the object, not the config
+# Which deployment a call goes to: set by ``cove.sdk`` to ``_ephemeral.target_name``, which may deploy a
+# script's app, so this module (which deploying imports) does not import it.
+_ROUTE: list[Callable[[Deployable[Any, Any, Any]], str | None]] = []
+
+
+def route_calls(resolve: Callable[[Deployable[Any, Any, Any]], str | None]) -> None:
+    """Send every call through ``resolve``, which names the deployment it goes to (None: skip the call)."""
+    _ROUTE[:] = [resolve]
 
 
 class Deployable(Generic[P, R, L]):
@@ -197,6 +217,40 @@ class Deployable(Generic[P, R, L]):
         source = inspect.getsourcefile(self.raw_f)
         return os.path.basename(os.path.dirname(os.path.abspath(source))) if source else "default"
 
+    def _target(self) -> str | None:
+        """The deployment a call goes to now (None: skip the call); see ``cove.sdk._ephemeral``.
+
+        Its own name, or its app's name for it; from a script, its app is first deployed
+        ephemerally when it is not deployed as the script has it.
+        """
+        return _ROUTE[0](self) if _ROUTE else self.name
+
+    def _arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """A pickled call's arguments as its handler takes them.
+
+        With ``inputs=Schema``: one instance of the schema, or its fields by
+        name, become the fields by name, checked here against the schema (the
+        gateway checks JSON bodies; it never unpickles a call).
+        """
+        if self.inputs is None:
+            return args, kwargs
+        body = self._schema_body(args, kwargs)
+        try:
+            validate(self.inputs.describe(), body)
+        except SchemaError as exc:
+            raise SchemaError(f"{self.name}: {exc}") from None
+        return (), body
+
+    def _schema_body(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The JSON body of a call with ``inputs=Schema`` (``cove.schema.call_body``), naming this deployment."""
+        from ..schema import call_body
+
+        assert self.inputs is not None
+        try:
+            return call_body(self.inputs, args, kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name} {exc}") from None
+
     def local(self, *args: P.args, **kwargs: P.kwargs) -> L:
         """Run the function here, in this process."""
         return self.raw_f(*args, **kwargs)
@@ -207,6 +261,19 @@ class Deployable(Generic[P, R, L]):
 
     def __repr__(self) -> str:
         return f"<cove {self.kind} {self.name!r}>"
+
+
+def _refuse_generator(deployable: Deployable[Any, Any, Any], method: str) -> None:
+    """A generator function's items come with ``remote_gen``; ``.remote`` (which returns one value) says so."""
+    code = getattr(deployable.raw_f, "__code__", None)
+    if code is not None and code.co_flags & _GENERATOR_FLAGS:
+        raise TypeError(
+            f"{deployable.name} is a generator function: iterate over its items with "
+            f"{deployable.__name__}.remote_gen(...), not .{method}(...)"
+        )
+
+
+_GENERATOR_FLAGS = 0x20 | 0x200  # inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR, without importing inspect
 
 
 class Endpoint(Deployable[P, R, L]):
@@ -224,15 +291,31 @@ class Endpoint(Deployable[P, R, L]):
         """
         from .client import Client
 
-        result: R = Client.shared().invoke(self.name, self._by_name(args, kwargs), timeout=self.config.timeout)
+        _refuse_generator(self, "remote")
+        body = self._by_name(args, kwargs)
+        name = self._target()
+        if name is None:  # made while its module is imported to be served or deployed: not run
+            return None  # type: ignore[return-value]
+        result: R = Client.shared().invoke(name, body, timeout=self.config.timeout)
         return result
+
+    def remote_gen(self, *args: P.args, **kwargs: P.kwargs) -> Iterator[Any]:
+        """Invoke a generator endpoint and iterate over its items as it yields them (each as JSON carries it)."""
+        from ._calls import stream_json
+        from .client import Client
+
+        body = self._by_name(args, kwargs)
+        name = self._target()
+        if name is None:  # made while its module is imported to be served or deployed: not run
+            return iter(())
+        return stream_json(Client.shared(), f"/endpoint/{name}", body)
 
     def _by_name(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments as the endpoint's JSON body: each positional one under its parameter's name."""
+        if self.inputs is not None:  # one instance of the schema, or its fields by name; the gateway checks them
+            return self._schema_body(args, kwargs)
         if not args:
             return kwargs
-        if self.inputs is not None:
-            raise TypeError(f"{self.name}.remote takes the fields of {self.inputs.__name__} by name")
         import inspect
 
         names = [
@@ -264,11 +347,15 @@ class Remote(Generic[P, R]):
         from ._calls import FOLLOW_OUTPUT_HEADER, dumps_arguments, follow, outcome
         from .client import Client
 
+        _refuse_generator(self._function, "remote")
+        name = self._function._target()
+        if name is None:  # made while its module is imported to be served or deployed: not run
+            return None  # type: ignore[return-value]
         client = Client.shared()
-        body = dumps_arguments(args, kwargs)
+        body = dumps_arguments(*self._function._arguments(args, kwargs))
         response = client.raw(
             "POST",
-            f"/api/v1/functions/{self._function.name}/calls",
+            f"/api/v1/functions/{name}/calls",
             content=body,
             headers={"Content-Type": "application/octet-stream", FOLLOW_OUTPUT_HEADER: "1"},
             timeout=None,
@@ -297,6 +384,38 @@ class Function(Deployable[P, R, L]):
         """Call the function in a container: ``f.remote(...)``, or ``await f.remote.aio(...)``."""
         return Remote(self)
 
+    if TYPE_CHECKING:  # the items' type, from the generator's annotation (``Iterator[T]``, ``Generator[T, ...]``...)
+
+        @overload
+        def remote_gen(self: Function[Q, Iterator[T], Any], *args: Q.args, **kwargs: Q.kwargs) -> Iterator[T]: ...
+        @overload
+        def remote_gen(
+            self: Function[Q, Generator[T, Any, Any], Any], *args: Q.args, **kwargs: Q.kwargs
+        ) -> Iterator[T]: ...
+        @overload
+        def remote_gen(self: Function[Q, AsyncIterator[T], Any], *args: Q.args, **kwargs: Q.kwargs) -> Iterator[T]: ...
+        @overload
+        def remote_gen(
+            self: Function[Q, AsyncGenerator[T, Any], Any], *args: Q.args, **kwargs: Q.kwargs
+        ) -> Iterator[T]: ...
+        @overload
+        def remote_gen(self, *args: P.args, **kwargs: P.kwargs) -> Iterator[Any]: ...
+
+    def remote_gen(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Run a generator function in a container and iterate over its items as it yields them.
+
+        The call is live, not durable: it runs once (no retries), within the
+        function's ``timeout``; a ``break`` stops the generator in its container.
+        """
+        from ._calls import dumps_arguments, stream_items
+        from .client import Client
+
+        name = self._target()
+        if name is None:  # made while its module is imported to be served or deployed: not run
+            return iter(())
+        client = Client.shared()
+        return stream_items(client, name, dumps_arguments(*self._arguments(args, kwargs), client))
+
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         """Start a call and return at once; the call is durable once this returns."""
         return self._spawn(args, kwargs, None)
@@ -317,8 +436,12 @@ class Function(Deployable[P, R, L]):
         from ._calls import FunctionCall, dumps_arguments, spawn_call
         from .client import Client
 
+        _refuse_generator(self, "put" if self.kind == "task_queue" else "spawn")
+        name = self._target()
+        if name is None:  # made while its module is imported to be served or deployed: not run
+            return None  # type: ignore[return-value]
         client = Client.shared()
-        return FunctionCall(spawn_call(client, self.name, dumps_arguments(args, kwargs), key), client)
+        return FunctionCall(spawn_call(client, name, dumps_arguments(*self._arguments(args, kwargs)), key), client)
 
     # One typed variant per number of iterables, up to four: each iterable's items must fit the parameter
     # in its position. More iterables, ``kwargs=`` or ``return_exceptions=`` leave the inputs unchecked.
@@ -422,9 +545,12 @@ class Function(Deployable[P, R, L]):
         yields its exception instead of raising it.
         """
         extra = dict(kwargs or {})
-        return self._map(
-            ((args, extra) for args in zip(*iterables, strict=False)), order_outputs, return_exceptions, progress
-        )
+        _refuse_generator(self, "map")
+        name = self._target()
+        if name is None:  # made while its module is imported to be served or deployed: not run
+            return iter(())
+        inputs = (self._arguments(args, extra) for args in zip(*iterables, strict=False))
+        return self._map(name, inputs, order_outputs, return_exceptions, progress)
 
     if TYPE_CHECKING:
 
@@ -510,16 +636,23 @@ class Function(Deployable[P, R, L]):
     ) -> Iterator[Any]:
         """Like ``map``, with each item unpacked as the positional arguments."""
         extra = dict(kwargs or {})
-        return self._map(((tuple(args), extra) for args in arg_tuples), order_outputs, return_exceptions, progress)
+        _refuse_generator(self, "starmap")
+        name = self._target()
+        if name is None:  # made while its module is imported to be served or deployed: not run
+            return iter(())
+        inputs = (self._arguments(tuple(args), extra) for args in arg_tuples)
+        return self._map(name, inputs, order_outputs, return_exceptions, progress)
 
-    def _map(self, inputs: Any, order_outputs: bool, return_exceptions: bool, progress: bool | None) -> Iterator[Any]:
+    def _map(
+        self, name: str, inputs: Any, order_outputs: bool, return_exceptions: bool, progress: bool | None
+    ) -> Iterator[Any]:
         from ._map import run_map
         from .client import Client
 
         client = Client.shared()
         yield from run_map(
             client,
-            self.name,
+            name,
             inputs,
             order_outputs=order_outputs,
             return_exceptions=return_exceptions,
@@ -558,6 +691,8 @@ class TaskQueueCallOptions(CallOptions[P, R]):
 def _as_task(call: FunctionCall[R]) -> Task[R]:
     from ._calls import Task
 
+    if call is None:  # a put made while its module is imported to be served or deployed: not run
+        return None
     return Task(call.object_id, call._client)
 
 

@@ -1,10 +1,13 @@
 """``Sandbox``: an isolated container to run commands and move files in.
 
 ``Sandbox(...).create()`` builds the image, starts the container and returns
-at once; ``sb.process.exec(...)`` starts a command whose output streams back
-by long polls through the gateway; ``sb.fs`` reads and writes files in the
-sandbox's work dir. Nothing is imported before it is used: this module is
-reachable from ``import cove`` inside containers.
+at once; ``sb.process.exec(...)`` and ``sb.process.run_code(...)`` run a
+command and return its ``ProcessResult`` (exit code, stdout and stderr as
+text) once it ends; with ``wait=False`` they return the running
+``ContainerProcess`` at once, whose output streams back by long polls through
+the gateway. ``sb.fs`` reads and writes files in the sandbox's work dir.
+Nothing is imported before it is used: this module is reachable from
+``import cove`` inside containers.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from ._image import Image
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
-    from typing import Any
+    from typing import Any, Literal, overload
 
     import httpx
 
@@ -109,18 +112,134 @@ class ContainerProcess:
         self._sandbox._json("POST", f"exec/{self.id}/kill")
 
 
+class ProcessResult:
+    """A command that ended: its exit code and all it wrote, as text.
+
+    ``result`` is stdout followed by stderr, as beta9's ``run_code`` answers it.
+    Output that is not UTF-8 is decoded with replacement characters.
+    """
+
+    __slots__ = ("exit_code", "id", "stderr", "stdout")
+
+    def __init__(self, process_id: str, exit_code: int, stdout: str, stderr: str) -> None:
+        self.id = process_id
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+
+    @property
+    def result(self) -> str:
+        """stdout, then stderr."""
+        return self.stdout + self.stderr
+
+    def __repr__(self) -> str:
+        return f"ProcessResult(exit_code={self.exit_code}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+
+
 class _Process:
     def __init__(self, sandbox: Sandbox) -> None:
         self._sandbox = sandbox
 
-    def exec(self, *cmd: str, cwd: str | None = None, env: Mapping[str, str] | None = None) -> ContainerProcess:
-        """Start ``cmd`` (no shell) in the sandbox; the returned process streams its output."""
-        body = {"argv": [str(c) for c in cmd], "cwd": cwd, "env": dict(env or {})}
-        return ContainerProcess(self._sandbox, self._sandbox._json("POST", "exec", json=body)["id"])
+    if TYPE_CHECKING:  # ``wait=False`` gives the running process; otherwise (the default) its result
 
-    def run_code(self, code: str, env: Mapping[str, str] | None = None) -> ContainerProcess:
-        """Run Python source with the image's interpreter."""
-        return self.exec("python", "-c", code, env=env)
+        @overload
+        def exec(
+            self,
+            *cmd: str,
+            cwd: str | None = None,
+            env: Mapping[str, str] | None = None,
+            wait: Literal[True] = True,
+            timeout: float | None = None,
+        ) -> ProcessResult: ...
+        @overload
+        def exec(
+            self, *cmd: str, cwd: str | None = None, env: Mapping[str, str] | None = None, wait: Literal[False]
+        ) -> ContainerProcess: ...
+        @overload
+        def exec(
+            self,
+            *cmd: str,
+            cwd: str | None = None,
+            env: Mapping[str, str] | None = None,
+            wait: bool,
+            timeout: float | None = None,
+        ) -> ProcessResult | ContainerProcess: ...
+
+    def exec(
+        self,
+        *cmd: str,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> ProcessResult | ContainerProcess:
+        """Run ``cmd`` (no shell) in the sandbox and return its ``ProcessResult`` once it ends.
+
+        ``timeout`` (seconds) kills a command that runs longer and raises
+        ``TimedOut`` (a ``TimeoutError``), as ``subprocess.run`` does. With
+        ``wait=False`` the ``ContainerProcess`` returns at once: iterate over
+        its ``stdout``/``stderr`` as the output comes, ``wait()`` for its exit code.
+        """
+        if not wait and timeout is not None:
+            raise ConfigError("timeout applies while exec waits: with wait=False, use process.wait(timeout=...)")
+        body = {"argv": [str(c) for c in cmd], "cwd": cwd, "env": dict(env or {})}
+        process = ContainerProcess(self._sandbox, self._sandbox._json("POST", "exec", json=body)["id"])
+        if not wait:
+            return process
+        try:
+            code = process.wait(timeout)
+        except TimedOut:
+            import contextlib
+
+            process.kill()
+            with contextlib.suppress(TimedOut):
+                process.wait(10)  # reaped before the caller hears of it, as subprocess.run does
+            raise
+        return ProcessResult(process.id, code, process.stdout.read(), process.stderr.read())
+
+    if TYPE_CHECKING:
+
+        @overload
+        def run_code(
+            self,
+            code: str,
+            env: Mapping[str, str] | None = None,
+            *,
+            cwd: str | None = None,
+            wait: Literal[True] = True,
+            timeout: float | None = None,
+        ) -> ProcessResult: ...
+        @overload
+        def run_code(
+            self,
+            code: str,
+            env: Mapping[str, str] | None = None,
+            *,
+            cwd: str | None = None,
+            wait: Literal[False],
+        ) -> ContainerProcess: ...
+        @overload
+        def run_code(
+            self,
+            code: str,
+            env: Mapping[str, str] | None = None,
+            *,
+            cwd: str | None = None,
+            wait: bool,
+            timeout: float | None = None,
+        ) -> ProcessResult | ContainerProcess: ...
+
+    def run_code(
+        self,
+        code: str,
+        env: Mapping[str, str] | None = None,
+        *,
+        cwd: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> ProcessResult | ContainerProcess:
+        """Run Python source with the image's interpreter; ``wait`` and ``timeout`` as for ``exec``."""
+        return self.exec("python", "-c", code, cwd=cwd, env=env, wait=wait, timeout=timeout)
 
 
 class _Files:

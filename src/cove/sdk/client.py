@@ -214,6 +214,21 @@ class Client:
             raise ResponseError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
 
     @contextlib.contextmanager
+    def streamed(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A response to read as it arrives (a generator's items); an error status raises ``ResponseError``.
+
+        Leaving the block early closes the connection, which ends the call at the other end.
+        """
+        try:
+            with self._http.stream(method, path, timeout=None, **kwargs) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                yield response
+        except httpx.ConnectError as exc:
+            raise ResponseError(0, "Unreachable", f"cannot reach the Cove gateway at {self.gateway}: {exc}") from None
+
+    @contextlib.contextmanager
     def stream_bytes(self, method: str, path: str, **kwargs: Any) -> Iterator[Iterator[bytes]]:
         """A response body as chunks, for downloads that should not sit in memory whole."""
         try:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import os
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from .._wire.apps import LOADING_ENV
 from ..exceptions import ConfigError
 from ._classes import DeployableClass
 from ._decorators import Stub
-from ._packing import pack_directory
+from ._packing import PackedCode, pack_directory
 from .client import Client
 
 
@@ -28,6 +33,21 @@ class Target:
     @property
     def module(self) -> str:
         return self.path.stem
+
+
+@dataclasses.dataclass(frozen=True)
+class AppPlacement:
+    """Which app a deploy puts its function in, and how.
+
+    ``name``: the app (None: the function's own, ``Stub.app``); ``replace``: take
+    over a name whose live version belongs to another app; ``names``: the
+    names the app's functions run under where they differ from their own (an
+    ephemeral run's ``f--RUN``), which the containers call them by.
+    """
+
+    name: str | None = None
+    replace: bool = False
+    names: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def signature_of(fn: Any) -> tuple[tuple[str, str, bool], ...]:
@@ -50,7 +70,7 @@ def signature_of(fn: Any) -> tuple[tuple[str, str, bool], ...]:
 
 
 def parse_target(text: str) -> Target:
-    """``FILE.py:FUNC`` or ``FILE.py:Class.method`` (``FUNC`` may be left out when the file defines exactly one)."""
+    """``FILE.py:FUNC``, ``FILE.py:Class.method``, or ``FILE.py``: every function the file defines (an app)."""
     file, _, attribute = text.partition(":")
     path = Path(file).expanduser().resolve()
     if not path.is_file() or path.suffix != ".py":
@@ -79,9 +99,48 @@ def import_target(target: Target) -> Any:
     return module
 
 
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """While a module is imported to deploy it: its import-time calls are skipped, its prints go to stderr.
+
+    A script's guard-free ``results = f.map(...)`` is for ``python script.py``, not for
+    ``cove deploy`` (``cove._wire.apps.LOADING_ENV``), and ``--json`` keeps stdout to itself.
+    """
+    before = os.environ.get(LOADING_ENV)
+    os.environ[LOADING_ENV] = "1"
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop(LOADING_ENV, None)
+        else:
+            os.environ[LOADING_ENV] = before
+
+
+def import_for_deploy(target: Target) -> Any:
+    """:func:`import_target` for a deploy: see :func:`loading`."""
+    with loading():
+        return import_target(target)
+
+
+def load_app(target: Target) -> list[tuple[str, Stub[Any, Any]]]:
+    """Every function the file defines (``FILE.py`` without ``:FUNC``), by attribute path; at least one."""
+    module = import_for_deploy(target)
+    stubs = app_functions(module)
+    if not stubs:
+        raise ConfigError(f"{target.path.name} defines no Cove function (@endpoint, @function, ...)")
+    return stubs
+
+
+def app_functions(module: ModuleType) -> list[tuple[str, Stub[Any, Any]]]:
+    """The deployables defined in ``module`` itself (not imported into it), by attribute path."""
+    return [(attr, stub) for attr, stub in _deployables(vars(module)) if stub.__module__ == module.__name__]
+
+
 def load_stub(target: Target) -> tuple[str, Stub[Any, Any]]:
     """Import the user's file and find the decorated function (or ``Class.method``) to deploy."""
-    module = import_target(target)
+    module = import_for_deploy(target)
     stubs = dict(_deployables(vars(module)))
     if target.attribute:
         found: Any = module
@@ -121,15 +180,28 @@ def deploy_stub(
     *,
     name: str | None = None,
     ephemeral: bool = False,
+    force: bool = False,
     on_log: Callable[[str], None] | None = None,
     on_phase: Callable[[str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    app: AppPlacement | None = None,
+    packed: PackedCode | None = None,
 ) -> dict[str, Any]:
-    """Build the image, upload the code if the gateway lacks it, register a version."""
+    """Build the image, upload the code if the gateway lacks it, register a version.
+
+    ``force`` registers it even when no worker could hold one container of it now (capacity is
+    coming); the gateway refuses such a deploy otherwise. Its warnings (``result["warnings"]``: no
+    worker registered yet, nothing can hold it now) go to ``on_warning``, else to ``warnings.warn``.
+    ``app`` says which app it goes in (default: the function's own); ``packed`` is the
+    target's folder when the caller packed it already (an app's functions share it).
+    """
     phase = on_phase or (lambda _msg: None)
     phase("building image")
     image = client.build_image(stub.image.spec(), on_log)
-    phase("packing code")
-    packed = pack_directory(target.root)
+    if packed is None:
+        phase("packing code")
+        packed = pack_directory(target.root)
+    app = app or AppPlacement()
     uploaded = False
     if not client.has_code(packed.sha256):
         phase(f"uploading code ({packed.size} bytes, {packed.file_count} files)")
@@ -138,7 +210,7 @@ def deploy_stub(
     phase("registering deployment")
     result = client.deploy(
         name=name or stub.name,
-        app=stub.app,
+        app=app.name or stub.app,
         kind=stub.kind,
         module=target.module,
         function=attribute,
@@ -146,5 +218,60 @@ def deploy_stub(
         code_hash=packed.sha256,
         config=stub.config.replace(parameters=signature_of(stub.raw_f)).to_dict(),
         ephemeral=ephemeral,
+        source=str(target.path),
+        **({"replace": True} if app.replace else {}),
+        **({"app_names": dict(app.names)} if app.names else {}),
+        **({"force": True} if force else {}),
     )
+    for warning in result.get("warnings") or []:
+        if on_warning is not None:
+            on_warning(warning)
+        else:
+            warnings.warn(f"deployment {result.get('name')!r}: {warning}", stacklevel=2)
     return {**result, "code_uploaded": uploaded, "code_files": packed.file_count}
+
+
+def deploy_app(
+    client: Client,
+    target: Target,
+    stubs: list[tuple[str, Stub[Any, Any]]],
+    *,
+    app: AppPlacement | None = None,
+    names: Mapping[str, str] | None = None,
+    ephemeral: bool = False,
+    force: bool = False,
+    on_log: Callable[[str], None] | None = None,
+    on_phase: Callable[[str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Deploy a file's functions together: its folder packed and uploaded once, then each function in turn.
+
+    ``names`` gives the deployment name of a function (by its own name) where it
+    is not its own; each phase reaches ``on_phase`` with the function's name.
+    """
+    phase = on_phase or (lambda _msg: None)
+    phase("packing code")
+    packed = pack_directory(target.root)
+    results = []
+    for attribute, stub in stubs:
+        results.append(
+            deploy_stub(
+                client,
+                stub,
+                attribute,
+                target,
+                name=(names or {}).get(stub.name),
+                ephemeral=ephemeral,
+                force=force,
+                on_log=on_log,
+                on_phase=_prefixed(phase, stub.name),
+                on_warning=on_warning,
+                app=app,
+                packed=packed,
+            )
+        )
+    return results
+
+
+def _prefixed(phase: Callable[[str], None], who: str) -> Callable[[str], None]:
+    return lambda message: phase(f"{who}: {message}")

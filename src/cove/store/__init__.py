@@ -1,16 +1,29 @@
 """Schema, migrations and queries: the only part that speaks SQL."""
 
+from ._apps import create_app, find_app, heartbeat_app, list_apps, stale_ephemeral_apps, stop_app
 from ._container_tokens import create_container_token, is_container_token, revoke_container_tokens, token_container
 from ._idempotency import MAX_KEY_LENGTH, KeyClaim, KeyHolder, prune_keys
 from ._idempotency import RETENTION_SECONDS as IDEMPOTENCY_RETENTION_SECONDS
 from ._ids import hash_secret, new_id
 from ._leases import read_lease, release_lease, take_lease
-from ._models import AuditEntry, Container, Deployment, Image, Secret, Task, Token, Worker, Workspace, WorkspaceQuota
+from ._models import (
+    App,
+    AuditEntry,
+    Container,
+    Deployment,
+    Image,
+    Secret,
+    Task,
+    Token,
+    Worker,
+    Workspace,
+    WorkspaceQuota,
+)
 from ._notify import Listener, TaskWatch
 from ._quotas import all_quotas, code_bytes, delete_quota, get_quota, put_quota, quota_limits
 from ._schedules import claim_tick, last_tick, schedule_runs, set_tick_task
 from ._secrets import delete_secret, get_secrets, list_secrets, put_secret
-from ._store import ACTIVE_CONTAINER_STATES, NotAllowed, Principal, Store, sqlite_url
+from ._store import ACTIVE_CONTAINER_STATES, AppConflict, NotAllowed, Principal, Store, sqlite_url
 from ._tasks import (
     DONE_TASKS_CHANNEL,
     NEW_TASKS_CHANNEL,
@@ -36,6 +49,8 @@ __all__ = [
     "NEW_TASKS_CHANNEL",
     "OPEN_STATES",
     "TERMINAL_STATES",
+    "App",
+    "AppConflict",
     "AuditEntry",
     "Container",
     "Deployment",
@@ -60,19 +75,23 @@ __all__ = [
     "clear_split",
     "code_bytes",
     "count_pending",
+    "create_app",
     "create_container_token",
     "delete_quota",
     "delete_secret",
+    "find_app",
     "finished_map_tasks",
     "get_quota",
     "get_secrets",
     "get_split",
     "get_task",
     "hash_secret",
+    "heartbeat_app",
     "insert_unowned",
     "insert_unowned_keyed",
     "is_container_token",
     "last_tick",
+    "list_apps",
     "list_secrets",
     "list_tasks",
     "new_id",
@@ -90,6 +109,8 @@ __all__ = [
     "share_of",
     "splits_of",
     "sqlite_url",
+    "stale_ephemeral_apps",
+    "stop_app",
     "take_lease",
     "token_container",
 ]

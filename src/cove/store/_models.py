@@ -51,12 +51,24 @@ class Token(Base):
 
 
 class App(Base):
+    """The deployments deployed together from one file; a deployment's live version belongs to one app.
+
+    An ephemeral app is a script's run (``python script.py``): its client sends
+    heartbeats, and the gateway stops the app's deployments when they stop
+    coming (or when the script asks, on its way out); ``stopped_at`` says it ended.
+    """
+
     __tablename__ = "apps"
     __table_args__ = (UniqueConstraint("workspace_id", "name"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[float] = mapped_column(Float, default=_now)
+    # Where it was last deployed from (the file, as the deploying client named it): shown in conflicts.
+    source: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ephemeral: Mapped[bool] = mapped_column(Boolean, default=False)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Image(Base):
@@ -122,6 +134,9 @@ class Deployment(Base):
     ephemeral: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float, default=_now)
     stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The names its app's functions run under where not their own (an ephemeral run's ``f--RUN``), which its
+    # containers call them by (``cove._wire.apps``); NULL: every function of the app runs under its own name.
+    app_names: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Worker(Base):

@@ -33,6 +33,22 @@ class NotAllowed(PermissionError):
     """The token may not do this, whatever it asks (e.g. a worker token bound to another worker)."""
 
 
+class AppConflict(Conflict):
+    """A deployment name whose live version belongs to another app: deploying it there would take it over."""
+
+
+def _check_owner(name: str, app: m.App | None, owner: m.App | None, replace: bool) -> None:
+    """Refuse to give ``name`` to ``app`` while its live version belongs to ``owner``, unless ``replace``."""
+    if owner is None or replace or (app is not None and owner.id == app.id):
+        return
+    where = f" (from {owner.source})" if owner.source else ""
+    what = "a script's run" if owner.ephemeral else "app"
+    raise AppConflict(
+        f"deployment {name!r} belongs to {what} {owner.name!r}{where}; "
+        "rename it with name=..., or move it with --replace"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Principal:
     """Who a token speaks for."""
@@ -324,40 +340,49 @@ class Store:
         config: dict[str, Any],
         ephemeral: bool = False,
         rollback_of: int | None = None,
+        replace: bool = False,
+        source: str | None = None,
+        app_names: dict[str, str] | None = None,
     ) -> tuple[m.Deployment, bool]:
         """Register a new version, or return the current one when nothing changed.
 
         Returns the deployment and whether a new version was created.
         ``rollback_of`` is the earlier version whose content this repeats (the
-        audit log says so).
+        audit log says so). A name whose live version belongs to another app is
+        refused (``AppConflict``) unless ``replace`` moves it to ``app``; ``source``
+        records where ``app`` was deployed from; ``app_names`` are the names the
+        app's functions run under where not their own (``cove._wire.apps``).
         """
         for _ in range(5):
             async with self.session() as s:
-                latest = await s.scalar(
-                    select(m.Deployment)
-                    .where(m.Deployment.workspace_id == who.workspace_id, m.Deployment.name == name)
-                    .order_by(m.Deployment.version.desc())
-                    .limit(1)
+                named = select(m.Deployment).where(
+                    m.Deployment.workspace_id == who.workspace_id, m.Deployment.name == name
                 )
+                latest = await s.scalar(named.order_by(m.Deployment.version.desc()).limit(1))
+                live = await s.scalar(
+                    named.where(m.Deployment.state == "active").order_by(m.Deployment.version.desc()).limit(1)
+                )
+                app_row = await s.scalar(select(m.App).where(m.App.workspace_id == who.workspace_id, m.App.name == app))
+                owner = None if live is None else await s.get(m.App, live.app_id)
+            _check_owner(name, app_row, owner, replace)
             same = (
                 latest is not None
                 and latest.state == "active"
+                and app_row is not None
+                and latest.app_id == app_row.id
+                and (latest.app_names or {}) == (app_names or {})
                 and (
                     (latest.kind, latest.module, latest.function, latest.image_id, latest.code_hash, latest.config)
                     == (kind, module, function, image_id, code_hash, config)
                 )
             )
             if latest is not None and same:
+                if source and app_row is not None and app_row.source != source:
+                    await self._set_app_source(app_row.id, source)
                 return latest, False
             try:
                 async with self.session() as s, s.begin():
-                    app_row = await s.scalar(
-                        select(m.App).where(m.App.workspace_id == who.workspace_id, m.App.name == app)
-                    )
-                    if app_row is None:
-                        app_row = m.App(id=new_id("app"), workspace_id=who.workspace_id, name=app)
-                        s.add(app_row)
-                        await s.flush()
+                    app_row = await self._app_for_deploy(s, who, app, source)
                     row = m.Deployment(
                         id=new_id("dep"),
                         workspace_id=who.workspace_id,
@@ -370,7 +395,8 @@ class Store:
                         image_id=image_id,
                         code_hash=code_hash,
                         config=config,
-                        ephemeral=ephemeral,
+                        ephemeral=ephemeral or app_row.ephemeral,
+                        app_names=app_names or None,
                     )
                     s.add(row)
                     # The new version takes every call: a split chosen among the older ones ends here.
@@ -380,14 +406,33 @@ class Store:
                         )
                     )
                     details: dict[str, Any] = {"image_id": image_id, "code_hash": code_hash, "app": app}
+                    if owner is not None and owner.name != app:
+                        details["moved_from_app"] = owner.name
                     if rollback_of is not None:
                         details["source_version"] = rollback_of
                     action = "deployment.create" if rollback_of is None else "deployment.rollback"
                     self._audit(s, who, action, f"{name}/v{row.version}", details)
                 return row, True
             except IntegrityError:
-                continue  # another deploy took this version number; read again
+                continue  # another deploy took this version number (or made the app); read again
         raise Conflict(f"deployment {name!r} is being changed concurrently; try again")
+
+    async def _app_for_deploy(self, s: AsyncSession, who: Principal, app: str, source: str | None) -> m.App:
+        """The app a new version goes into, made on its first deploy; an ephemeral app that ended takes none."""
+        app_row = await s.scalar(select(m.App).where(m.App.workspace_id == who.workspace_id, m.App.name == app))
+        if app_row is None:
+            app_row = m.App(id=new_id("app"), workspace_id=who.workspace_id, name=app, source=source)
+            s.add(app_row)
+            await s.flush()
+        elif app_row.stopped_at is not None and app_row.ephemeral:
+            raise Conflict(f"app {app!r} has ended: its script's run is over")
+        elif source and app_row.source != source:
+            app_row.source = source
+        return app_row
+
+    async def _set_app_source(self, app_id: str, source: str) -> None:
+        async with self.session() as s, s.begin():
+            await s.execute(update(m.App).where(m.App.id == app_id).values(source=source))
 
     async def get_deployment(self, workspace_id: str, name: str, version: int | None = None) -> m.Deployment:
         """The given version, or the newest active one."""

@@ -192,6 +192,8 @@ class RelayApp:
             return
         try:
             await stream_response(response, send)
+        except httpx.HTTPError as exc:  # the answer broke off: the container sees its body end early
+            log.warning("relay: the gateway's answer broke off", extra={"error": repr(exc)})
         finally:
             await response.aclose()
 
