@@ -198,6 +198,7 @@ def start_server(
         time.sleep(0.1)
     else:
         proc.kill()
+        proc.wait()
         raise RuntimeError(f"server did not become healthy:\n{(home / 'test-server.log').read_text()}")
     token = (home / "admin-token").read_text().strip()
     return Server(url=url, home=home, token=token, proc=proc, env=env)

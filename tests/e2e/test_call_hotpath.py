@@ -214,6 +214,7 @@ def test_kept_alive_survives_a_connection_the_server_dropped_while_idle() -> Non
     finally:
         lean.close()
         listener.close()
+        listener.close()
 
 
 def test_client_takes_the_kept_alive_path_only_where_httpx_would_send_the_same(

@@ -66,6 +66,7 @@ def test_callbacks_and_argument_checks(server: Server, tmp_path: Path) -> None:
     while time.monotonic() < deadline and len(receiver.received) < 2:
         time.sleep(0.1)
     receiver.server.shutdown()
+    receiver.server.server_close()
     by_id = {r["task_id"]: r for r in receiver.received}
     assert receiver.refused == 1  # the first delivery was refused and sent again
     assert by_id[ok]["state"] == "COMPLETE" and by_id[ok]["result"] == {"double": 42, "label": "hi"}

@@ -26,7 +26,7 @@ from cove.cli._extras import missing
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RESERVOIR = ROOT / "src" / "cove" / "reservoir"
 UV = uv.find_uv_bin()
 SERVER_STACK = {"fastapi", "sqlalchemy", "uvicorn", "alembic", "aiosqlite", "asyncpg", "prometheus-client"}

@@ -150,6 +150,7 @@ def receiver() -> Iterator[Receiver]:
     found = Receiver()
     yield found
     found.server.shutdown()
+    found.server.server_close()
 
 
 def test_callback_url_refuses_internal_addresses_and_signs_deliveries(
