@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .sdk._app import App
     from .sdk._batched import batched
     from .sdk._calls import FunctionCall, Task
-    from .sdk._classes import enter, exit, method
+    from .sdk._classes import enter, exit, method, parameter
     from .sdk._decorators import (
         Deployable,
         Endpoint,
@@ -34,9 +34,11 @@ if TYPE_CHECKING:
     from .sdk._image import Image
     from .sdk._sandbox import Sandbox
     from .sdk._volume import Volume
+    from .sdk._web import AsgiApp, WebApp, WsgiApp, asgi, wsgi
 
 __all__ = [
     "App",
+    "AsgiApp",
     "ConfigError",
     "Deployable",
     "Endpoint",
@@ -51,6 +53,9 @@ __all__ = [
     "TaskPolicy",
     "TaskQueue",
     "Volume",
+    "WebApp",
+    "WsgiApp",
+    "asgi",
     "batched",
     "endpoint",
     "enter",
@@ -58,8 +63,10 @@ __all__ = [
     "exit",
     "function",
     "method",
+    "parameter",
     "schedule",
     "task_queue",
+    "wsgi",
 ]
 __version__ = "0.1.0"
 
@@ -75,6 +82,7 @@ _WHERE = {
     "enter": ".sdk._classes",
     "exit": ".sdk._classes",
     "method": ".sdk._classes",
+    "parameter": ".sdk._classes",
     "function": ".sdk._decorators",
     "task_queue": ".sdk._decorators",
     "schedule": ".sdk._decorators",
@@ -88,6 +96,11 @@ _WHERE = {
     "env": ".env",
     "Sandbox": ".sdk._sandbox",
     "Volume": ".sdk._volume",
+    "AsgiApp": ".sdk._web",
+    "WebApp": ".sdk._web",
+    "WsgiApp": ".sdk._web",
+    "asgi": ".sdk._web",
+    "wsgi": ".sdk._web",
 }
 # Old names, still answered for one release with a DeprecationWarning that names the new one.
 _RENAMED = {"Stub": "Deployable"}

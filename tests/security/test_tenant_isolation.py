@@ -203,6 +203,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
         WORKER, request=lambda w: {"json": {"name": "impostor", "cpu_millis": 1000, "memory_mib": 512}}
     ),
     ("GET", "/api/v1/workers"): Rule(WORKER),
+    ("GET", "/api/v1/worker-pools"): Rule(WORKER),
     ("POST", "/api/v1/workers/{ref}/cordon"): Rule(ADMIN),
     ("POST", "/api/v1/workers/{ref}/uncordon"): Rule(ADMIN),
     ("POST", "/api/v1/workers/{ref}/drain"): Rule(ADMIN),

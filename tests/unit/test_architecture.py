@@ -61,8 +61,23 @@ LAYERS: Mapping[str, frozenset[str]] = {
     "images": frozenset({"exceptions", "_host", "_wire", "runtime"}),
     "scheduler": frozenset({"exceptions", "_wire", "store", "gpu"}),
     "cluster": frozenset({"_net", "store"}),
+    # The worker pool controller that the leading gateway runs on Kubernetes.
+    "k8s": frozenset({"exceptions", "_wire", "scheduler"}),
     "gateway": frozenset(
-        {ROOT, "exceptions", "schema", "_host", "_net", "_wire", "cluster", "images", "reservoir", "scheduler", "store"}
+        {
+            ROOT,
+            "exceptions",
+            "schema",
+            "_host",
+            "_net",
+            "_wire",
+            "cluster",
+            "images",
+            "k8s",
+            "reservoir",
+            "scheduler",
+            "store",
+        }
     ),
     # The worker talks to the gateway over HTTP only: no store, scheduler or gateway.
     "worker": frozenset({ROOT, "_host", "_net", "_wire", "gpu", "images", "runtime"}),

@@ -197,6 +197,8 @@ class DeploymentView(ApiModel):
     version_url: str | None
     """The same, pinned to this version."""
     pending_reason: str | None
+    parameter_sets: list[dict[str, str | int | float | bool]] = []
+    """A class's sets of constructor parameters that have containers (or calls waiting) now, one pool each."""
     callback_secret: str | None
     live: bool
     """Whether this version takes calls: the newest active version does, or those a traffic split names."""
@@ -291,6 +293,8 @@ class ContainerView(ApiModel):
     in_flight: int | SkipJsonSchema[None] = None
     served: int | SkipJsonSchema[None] = None
     idle_since: Number | SkipJsonSchema[None] = None
+    parameters: dict[str, str | int | float | bool] | SkipJsonSchema[None] = None
+    """The constructor parameters of a class's container (``Model(size="large")``): it serves only these."""
 
 
 class ContainerStopping(ApiModel):
@@ -381,6 +385,17 @@ class WorkerView(ApiModel):
     last_heartbeat: Number
 
 
+class WorkerPoolView(ApiModel):
+    """One worker pool as the Kubernetes pool controller of the leading gateway saw it on its last pass."""
+
+    pool: str
+    min: int
+    max: int
+    pending: int  # pods not yet registered as workers (Pending, or Running and starting)
+    ready: int
+    draining: int
+
+
 class GpuShareSpec(ApiModel):
     """The part of one GPU a container gets: the whole card, or memory and compute of it."""
 
@@ -414,6 +429,8 @@ class ContainerStartSpec(ApiModel):
     secret_env: dict[str, str]
     network: list[str]
     gpus: list[GpuShareSpec]
+    class_parameters: dict[str, str | int | float | bool] = {}
+    """The constructor parameters the container's class instance is made with (``cove._wire.parameters``)."""
 
 
 class WorkerOrder(ApiModel):

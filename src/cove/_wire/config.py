@@ -24,6 +24,7 @@ from .fields import (
     check_volumes,
 )
 from .gpus import check_gpu_request, parse_gpu_memory
+from .parameters import check_declared
 from .policies import QueueDepthAutoscaler, TaskPolicy
 from .ranges import (
     CONCURRENT_REQUESTS,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     from .kinds import Kind
+    from .parameters import Declared
 
     _P = TypeVar("_P", QueueDepthAutoscaler, TaskPolicy)
 
@@ -58,6 +60,7 @@ class DeploymentConfig(Frozen):
         "authorized",
         "autoscaler",
         "callback_url",
+        "class_parameters",
         "concurrent_requests",
         "cpu_millis",
         "env",
@@ -117,6 +120,8 @@ class DeploymentConfig(Frozen):
     """A ``cove.schema.Schema`` subclass: the gateway checks each body against it; the function gets one instance."""
     parameters: tuple[tuple[str, str, bool], ...]  # (name, kind, required), recorded by `cove deploy`
     """The function's signature, so the gateway refuses calls that do not fit it; ``cove deploy`` records it."""
+    class_parameters: tuple[Declared, ...]  # (name, type, required, default) of a class's cove.parameter()s
+    """A class's ``cove.parameter()`` attributes: each distinct set of their values gets containers of its own."""
     volumes: tuple[tuple[str, str], ...]  # (mount_path, volume name), sorted by path
     """Volumes to mount: ``[Volume("models", "/models")]``, or ``{"/models": volume}``."""
     gpu: tuple[str, ...]  # GPU types in order of preference, ("any",), or () for none
@@ -132,7 +137,7 @@ class DeploymentConfig(Frozen):
     network: tuple[str, ...]  # "host:port" TCP destinations the container may reach; () = no network
     """``"host:port"`` TCP destinations the container may reach; left out, it has no network at all."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - one keyword per stored field: from_dict and replace pass each by name
         self,
         kind: Kind = "endpoint",
         cpu_millis: int = _KIND_DEFAULT,
@@ -152,6 +157,7 @@ class DeploymentConfig(Frozen):
         schedule: tuple[str, str] | list[str] | None = None,
         callback_url: str | None = None,
         parameters: Any = (),
+        class_parameters: Any = (),
         inputs: str | dict[str, Any] | None = None,
         gpu: str | tuple[str, ...] | list[str] | None = (),
         gpu_count: int | None = None,
@@ -213,6 +219,7 @@ class DeploymentConfig(Frozen):
             schedule=check_shape(schedule),
             callback_url=check_callback(callback_url),
             parameters=check_parameters(parameters),
+            class_parameters=check_declared(class_parameters),
             inputs=check_inputs(inputs),
             pool=check_pool(pool),
             network=check_network(network),
@@ -300,6 +307,7 @@ class DeploymentConfig(Frozen):
         data["volumes"] = [list(pair) for pair in self.volumes]
         data["schedule"] = list(self.schedule) if self.schedule else None
         data["parameters"] = [list(p) for p in self.parameters]
+        data["class_parameters"] = [list(p) for p in self.class_parameters]
         data["gpu"] = list(self.gpu)
         data["network"] = list(self.network)
         if self.inputs is not None:

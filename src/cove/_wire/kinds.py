@@ -17,5 +17,5 @@ KINDS = ("endpoint", "function", "task_queue", "asgi", "sandbox", "schedule")
 SERVING_KINDS = ("endpoint", "asgi")
 # Calls are durable tasks: queued, dispatched to containers by the scheduler, retried by their policy.
 TASK_KINDS = ("function", "task_queue", "schedule")
-# What ``POST /api/v1/deployments`` accepts (sandboxes have their own route, ASGI apps none yet).
-DEPLOYABLE_KINDS = ("endpoint", "function", "task_queue", "schedule")
+# What ``POST /api/v1/deployments`` accepts (sandboxes have their own route). ``asgi`` is a web app, ASGI or WSGI.
+DEPLOYABLE_KINDS = ("endpoint", "function", "task_queue", "asgi", "schedule")

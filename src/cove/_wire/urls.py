@@ -23,11 +23,13 @@ ENDPOINT_PREFIX = "/endpoint/"
 TASK_QUEUE_PREFIX = "/taskqueue/"
 FUNCTION_PREFIX = "/api/v1/functions/"
 FUNCTION_SUFFIX = "/calls"
+ASGI_PREFIX = "/asgi/"
 
 _HOW = {
     "endpoint": "POST its arguments as a JSON object; answers the result",
     "task_queue": "POST its arguments as a JSON object; answers 202 and the task id",
     "function": "POST pickled (args, kwargs) as .remote() does; answers the result",
+    "asgi": "any method and path under it, and WebSockets: the web app answers as it would at its root",
 }
 
 
@@ -44,6 +46,8 @@ def call_url(base: str, kind: str, name: str, version: int | None = None) -> str
         return f"{base}{TASK_QUEUE_PREFIX}{name}{pinned}"
     if kind == "function":
         return f"{base}{FUNCTION_PREFIX}{name}{FUNCTION_SUFFIX}{pinned}"
+    if kind == "asgi":
+        return f"{base}{ASGI_PREFIX}{name}/" + ("" if version is None else f"v{version}/")
     return None
 
 

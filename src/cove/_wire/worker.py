@@ -43,6 +43,10 @@ class ContainerSpec:
     network: Sequence[str] = ()
     # GPUs placed for it (see cove.scheduler._placement.GpuShare): whole cards, or one share of one.
     gpus: Sequence[Mapping[str, Any]] = ()
+    # The constructor parameters its instance is made with (``cove._wire.parameters``), checked and with
+    # defaults filled in; empty for a function or a class without parameters. Part of what a worker keys
+    # containers made ahead by, so one made for a set of values never serves another.
+    class_parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -52,6 +56,7 @@ class ContainerSpec:
         data["secrets"] = list(self.secrets)
         data["volumes"] = [list(pair) for pair in self.volumes]
         data["secret_env"] = dict(self.secret_env)
+        data["class_parameters"] = dict(self.class_parameters)
         return data
 
     @classmethod

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from .._wire.parameters import label
 from .._wire.urls import how_to_call
 from ..exceptions import ConfigError
 from ._output import JsonOption, client, console, emit, errors, stream_json, table
@@ -34,12 +35,16 @@ def ps(
         rows,
         as_json,
         lambda: table(
-            ["CONTAINER", "DEPLOYMENT", "VERSION", "STATE", "AGE", "IN FLIGHT", "SERVED", "READY MS", "REASON"],
+            [
+                *("CONTAINER", "DEPLOYMENT", "VERSION", "PARAMETERS", "STATE", "AGE"),
+                *("IN FLIGHT", "SERVED", "READY MS", "REASON"),
+            ],
             [
                 [
                     r["id"] or "(backlog)",
                     r["deployment"],
                     r["version"],
+                    label(r.get("parameters") or {}),
                     r["state"],
                     _age(r["created_at"]),
                     r.get("in_flight"),
@@ -104,7 +109,7 @@ def deployment_list(
         rows,
         as_json,
         lambda: table(
-            ["NAME", "VERSION", "LIVE", "KIND", "STATE", "AGE", "URL"],
+            ["NAME", "VERSION", "LIVE", "KIND", "STATE", "AGE", "URL", "PARAMETER SETS"],
             [
                 [
                     r["name"],
@@ -114,6 +119,7 @@ def deployment_list(
                     r["state"],
                     _age(r["created_at"]),
                     r["version_url"] or "none",  # a schedule: it runs on its cron ticks
+                    "; ".join(label(values) for values in r.get("parameter_sets") or []),
                 ]
                 for r in rows
             ],

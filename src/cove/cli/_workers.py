@@ -202,6 +202,26 @@ def worker_list(as_json: bool = JsonOption) -> None:
     emit(rows, as_json, lambda: _show(rows))
 
 
+@worker_app.command("pools")
+def worker_pools(as_json: bool = JsonOption) -> None:
+    """Worker pools on Kubernetes: the pods the pool controller has pending, ready and draining."""
+    api = client(as_json)
+    with errors(as_json):
+        rows = api.request("GET", "/api/v1/worker-pools")
+
+    def show() -> None:
+        if not rows:
+            console.print("no worker pools (the gateway runs no Kubernetes pool controller)", highlight=False)
+        for r in rows:
+            console.print(
+                f"{r['pool']}: {r['ready']} ready, {r['pending']} pending, {r['draining']} draining "
+                f"(min {r['min']}, max {r['max']})",
+                highlight=False,
+            )
+
+    emit(rows, as_json, show)
+
+
 def _change(action: str, worker: str, as_json: bool) -> dict[str, Any]:
     api = client(as_json)
     with errors(as_json):

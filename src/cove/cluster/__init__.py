@@ -6,6 +6,7 @@ database. On SQLite there is one gateway, and it always leads.
 """
 
 from ._cluster import Cluster, ClusterSettings
+from ._presence import Presence
 from ._routes import served_by_follower
 
-__all__ = ["Cluster", "ClusterSettings", "served_by_follower"]
+__all__ = ["Cluster", "ClusterSettings", "Presence", "served_by_follower"]

@@ -35,6 +35,7 @@ from ..store import (
     take_lease,
 )
 from ._forward import FORWARDED, Forwarder, unavailable
+from ._presence import Presence
 
 log = logging.getLogger("cove.cluster")
 
@@ -78,6 +79,7 @@ class Cluster:
         self.new_work = asyncio.Event()
         self._on_deposed = on_deposed
         self._listener = Listener(store.url) if self.shared else None
+        self.presence = Presence(store, self.gateway_id, settings.advertise_url, settings.lease_seconds)
         self._forwarder: Forwarder | None = None
         self._holding = False
         self._renewed_at = 0.0
@@ -100,12 +102,14 @@ class Cluster:
         self._listener.on_reconnect(self.watch.wake_all)
         self._listener.on_reconnect(self.new_work.set)
         self._listener.start()
+        await self.presence.renew()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._listener.connected.wait(), self.settings.lease_seconds)
         if await self._try_lease():
             await self._lead(lead)  # the first gateway up leads before it serves its first request
         self._tasks.append(asyncio.create_task(self._campaign(lead), name="cove-lease"))
         self._tasks.append(asyncio.create_task(self._adopt_forever(adopt), name="cove-adopt"))
+        self._tasks.append(asyncio.create_task(self._present_forever(), name="cove-presence"))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -116,6 +120,8 @@ class Cluster:
         if self._holding:
             with contextlib.suppress(Exception):
                 await release_lease(self.store, self.gateway_id)
+        if self.shared:
+            await self.presence.leave()
         if self._listener is not None:
             await self._listener.close()
         if self._forwarder is not None:
@@ -166,6 +172,12 @@ class Cluster:
                 # Renewals go on in this loop while the scheduler starts (recovery may take a while).
                 self._holding = True
                 self._tasks.append(asyncio.create_task(self._lead(lead), name="cove-lead"))
+
+    async def _present_forever(self) -> None:
+        """Renew this gateway's row apart from the lease, so a slow query here never delays a renewal."""
+        while True:
+            await asyncio.sleep(self.settings.poll_seconds)
+            await self.presence.renew()
 
     async def _adopt_forever(self, adopt: Callable[[], Awaitable[int]]) -> None:
         while True:

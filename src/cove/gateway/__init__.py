@@ -1,6 +1,7 @@
 """The gateway: control API, invocation routes, auth and metrics (ASGI)."""
 
+from ._secretbox import SecretKeyError, check_cluster_key, load_key
 from ._settings import GatewaySettings
 from .app import create_app
 
-__all__ = ["GatewaySettings", "create_app"]
+__all__ = ["GatewaySettings", "SecretKeyError", "check_cluster_key", "create_app", "load_key"]

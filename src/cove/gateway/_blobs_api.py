@@ -94,11 +94,12 @@ async def put_blob(sha256: Sha256, request: Request, gw: GatewayDep, who: Princi
     return {"sha256": sha256, "size": size, "stored": True}
 
 
-def _found(gw: Any, who: Any, sha256: str) -> Path:
-    path = blob_path(gw.settings.home.root, who.workspace_id, _checked(sha256))
-    if not path.is_file():
+async def _found(gw: Any, who: Any, sha256: str) -> Path:
+    """The blob's file here, fetched from the gateway of the cluster that stored it if this one lacks it."""
+    path = await gw.content.blob(who.workspace_id, _checked(sha256))
+    if path is None:
         raise ApiError(404, f"no blob {sha256} in this workspace (blobs unused for a day are removed)")
-    return path
+    return Path(path)
 
 
 @router.get(
@@ -108,7 +109,7 @@ def _found(gw: Any, who: Any, sha256: str) -> Path:
     responses={200: wire.binary("application/octet-stream", "The blob's bytes")},
 )
 async def get_blob(sha256: Sha256, gw: GatewayDep, who: PrincipalDep) -> FileResponse:
-    path = _found(gw, who, sha256)
+    path = await _found(gw, who, sha256)
     with contextlib.suppress(OSError):
         os.utime(path)
     return FileResponse(path, media_type="application/octet-stream")
@@ -121,7 +122,7 @@ async def get_blob(sha256: Sha256, gw: GatewayDep, who: PrincipalDep) -> FileRes
     responses={200: wire.no_body("The blob is stored", headers={"Content-Length": "Its size in bytes"})},
 )
 async def head_blob(sha256: Sha256, gw: GatewayDep, who: PrincipalDep) -> Response:
-    path = _found(gw, who, sha256)
+    path = await _found(gw, who, sha256)
     return Response(headers={"content-length": str(path.stat().st_size)}, media_type="application/octet-stream")
 
 

@@ -14,6 +14,7 @@ import asyncio
 import json
 from typing import Any
 
+from .._wire.parameters import ParameterError
 from ..scheduler import QueueFull
 from ..store import Deployment, Principal
 from ._errors import ApiError, error_body
@@ -124,6 +125,8 @@ async def _spawn(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str,
         [item] = await gw.scheduler.dispatcher.submit(deployment, [("pickle", body)], durable=True)
     except QueueFull as exc:
         raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
+    except ParameterError as exc:  # the class's constructor parameters the call names do not fit
+        raise ApiError(422, str(exc)) from None
     return "application/json", {}, b'{"call_id":"%s"}' % item.id.encode(), 202
 
 
@@ -153,6 +156,8 @@ async def _call(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, 
         [item] = await gw.scheduler.dispatcher.submit(deployment, [("pickle", body)], durable=False)
     except QueueFull as exc:
         raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
+    except ParameterError as exc:  # the class's constructor parameters the call names do not fit
+        raise ApiError(422, str(exc)) from None
     try:
         if any(name == FOLLOW_HEADER for name, _ in scope["headers"]):
             if not await wait_done_or_output(item, call_deadline(deployment)):

@@ -183,7 +183,7 @@ async def upload_code(code_hash: Sha256, request: Request, gw: GatewayDep, who: 
         tmp = target.with_suffix(f".tmp-{os.getpid()}-{os.urandom(4).hex()}")
         await asyncio.to_thread(tmp.write_bytes, data)
         os.replace(tmp, target)
-    await gw.store.add_code(code_hash, size, who)
+    await gw.store.add_code(code_hash, size, who, data=data if gw.content.keeps_in_database(size) else None)
     return {"hash": code_hash, "size": size}
 
 
@@ -194,8 +194,8 @@ async def upload_code(code_hash: Sha256, request: Request, gw: GatewayDep, who: 
 )
 async def download_code(code_hash: Sha256, gw: GatewayDep, who: WorkerDep) -> Response:
     """Workers fetch the code of the containers they run; tenants never read archives back."""
-    path = gw.settings.home.code_blobs / f"{_check_hash(code_hash)}.tar.gz"
-    if not path.exists():
+    path = await gw.content.code(_check_hash(code_hash))  # uploaded through another gateway, maybe
+    if path is None:
         raise ApiError(404, f"code {code_hash} is not stored")
     return Response(await asyncio.to_thread(path.read_bytes), media_type="application/gzip")
 
@@ -248,6 +248,7 @@ def deployment_view(gw: Gateway, row: Deployment, *, traffic: int) -> dict[str, 
         "url": call_url(gw.settings.public_url, row.kind, row.name),
         "version_url": call_url(gw.settings.public_url, row.kind, row.name, row.version),
         "pending_reason": gw.scheduler.pending_reason(row.id),
+        "parameter_sets": gw.scheduler.parameter_sets(row.id),
         "live": traffic > 0,
         "traffic_percent": traffic,
         "callback_secret": (
@@ -458,6 +459,7 @@ def _backlog(gw: Gateway, workspace_id: str) -> list[dict[str, Any]]:
                 "exit_code": None,
                 "reason": pool.pending_reason,
                 "timings": {},
+                **({"parameters": dict(pool.parameters)} if pool.parameters else {}),
             }
         )
     return rows

@@ -19,6 +19,7 @@ from .._wire import api as wire
 from .._wire.defaults import stored
 from .._wire.frames import FrameError, pack, unpack
 from .._wire.kinds import TASK_KINDS
+from .._wire.parameters import ParameterError
 from ..exceptions import NotFound
 from ..scheduler import QueueFull, TaskItem
 from ..store import TERMINAL_STATES, Deployment, Principal, Task, get_task, list_tasks
@@ -58,6 +59,8 @@ async def _submit(gw: Gateway, deployment: Deployment, inputs: list[tuple[str, b
         return await gw.scheduler.dispatcher.submit(deployment, inputs, **kw)
     except QueueFull as exc:
         raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
+    except ParameterError as exc:  # the class's constructor parameters the call names do not fit
+        raise ApiError(422, str(exc)) from None
 
 
 def outcome_parts(item: TaskItem) -> tuple[str, dict[str, str], bytes]:

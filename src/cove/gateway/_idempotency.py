@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from .._wire.parameters import ParameterError
 from ..scheduler import KeyReused, QueueFull
 from ..store import MAX_KEY_LENGTH, Deployment
 from ._errors import ApiError
@@ -41,7 +42,7 @@ async def accept_keyed(gw: Gateway, deployment: Deployment, fmt: str, body: byte
         return await gw.scheduler.dispatcher.submit_keyed(deployment, fmt, body, check_key(key))
     except QueueFull as exc:
         raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
-    except KeyReused as exc:
+    except (KeyReused, ParameterError) as exc:
         raise ApiError(422, str(exc)) from None
 
 

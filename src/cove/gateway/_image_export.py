@@ -46,6 +46,11 @@ def exports_dir(home: Home) -> Path:
     return home.root / "exports"
 
 
+def peer_exports_dir(home: Home) -> Path:
+    """Parts of images built on other gateways of the cluster, as fetched from them."""
+    return exports_dir(home) / "peers"
+
+
 def resolve_part(home: Home, image_id: str, part: str) -> ExportPart:
     """The folder behind ``part`` of a built image; ValueError says what is wrong with the request."""
     match = _PART.fullmatch(part)
@@ -110,7 +115,9 @@ class Exporter:
         return await asyncio.shield(task)
 
     def forget(self, image_ids: list[str]) -> None:
-        """Remove the environment archives of images that were removed."""
+        """Remove the environment archives of images that were removed (and parts fetched from other gateways)."""
         for image_id in image_ids:
             for suffix in (".tar.gz", ".sha256"):
                 (exports_dir(self.home) / f"env-{image_id}{suffix}").unlink(missing_ok=True)
+            for fetched in peer_exports_dir(self.home).glob(f"{image_id}-*"):
+                fetched.unlink(missing_ok=True)

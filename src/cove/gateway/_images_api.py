@@ -34,7 +34,7 @@ router = APIRouter(prefix="/api/v1")
 _EXPORTERS: dict[Path, Exporter] = {}
 
 
-def _exporter(gw: Gateway) -> Exporter:
+def exporter(gw: Gateway) -> Exporter:
     """One exporter per Cove home, made on first use (only gateways with remote workers need one)."""
     root = gw.settings.home.root
     if root not in _EXPORTERS:
@@ -153,7 +153,7 @@ async def delete_image(image_id: Sha256, gw: GatewayDep, who: AdminDep) -> dict[
     size = await asyncio.to_thread(tree_size, path)
     removed = await asyncio.to_thread(remove_image, gw.settings.home, image_id)
     await _mark_removed(gw, [image_id])
-    _exporter(gw).forget([image_id])
+    exporter(gw).forget([image_id])
     return {"id": image_id, "removed": removed, "freed_bytes": size if removed else 0}
 
 
@@ -164,7 +164,7 @@ async def gc_images(gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     usage = await _usage(gw)
     report = await asyncio.to_thread(collect, gw.settings.home, usage.in_use_ids(), [gw.builder.base_dir])
     await _mark_removed(gw, report.images)
-    _exporter(gw).forget(list(report.images))
+    exporter(gw).forget(list(report.images))
     return report.to_dict()
 
 
@@ -185,11 +185,14 @@ async def export_image(
     part: Annotated[str, Query(max_length=16, json_schema_extra={"pattern": r"^(env|base|layer[0-9]{1,4})$"})] = "env",
 ) -> FileResponse:
     try:
-        archive = await _exporter(gw).archive(image_id, part)
+        archive = await exporter(gw).archive(image_id, part)
     except ValueError as exc:
         raise ApiError(422, str(exc)) from None
     except LookupError as exc:
-        raise ApiError(404, str(exc)) from None
+        fetched = await gw.content.export(image_id, part)  # built on another gateway of the cluster
+        if fetched is None:
+            raise ApiError(404, str(exc)) from None
+        archive = fetched
     return FileResponse(
         archive.path,
         media_type="application/gzip",

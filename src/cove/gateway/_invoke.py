@@ -8,17 +8,21 @@ and no framework routing happen per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from .._wire.defaults import stored
 from .._wire.urls import call_url, how_to_call
 from ..exceptions import NotFound
 from ..scheduler import DeploymentStopped, Lease, NoCapacity, Scheduler, StartFailed
+from ..store import Deployment
 from ._capacity import NO_CAPACITY
 from ._errors import ApiError, error_body
 from ._inputs import check_inputs
+from ._parameters import header_parameters
 from ._state import Gateway
 from ._streams import relay, stream_accept
 from ._upstream import UpstreamError, UpstreamStream
@@ -26,6 +30,7 @@ from ._upstream import UpstreamError, UpstreamStream
 Scope = dict[str, Any]
 PREFIX = "/endpoint/"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_KIND_NAMES = {"endpoint": "an endpoint", "asgi": "a web app"}
 
 
 def _parse_path(path: str) -> tuple[str, int | None]:
@@ -59,6 +64,61 @@ async def _respond(send: Any, status: int, body: bytes, extra: list[tuple[bytes,
     headers = _JSON_HEADERS + [(b"content-length", str(len(body)).encode())] + (extra or [])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def find_deployment(
+    gw: Gateway, authorization: bytes | None, name: str, version: int | None, kind: str
+) -> tuple[str, Deployment]:
+    """The caller's workspace and the deployment ``name`` of ``kind`` a call reaches (pinned to ``version``).
+
+    A caller without a token reaches the default workspace's deployments that
+    are not ``authorized``; one of another kind is a 404 that says where it answers.
+    """
+    try:
+        if authorization is None:
+            ws = await gw.store.get_workspace(gw.settings.default_workspace)
+            workspace = ws.name
+            deployment = await gw.deployments.get(ws.id, name, version)
+            if stored(deployment.config, deployment.kind, "authorized"):
+                raise ApiError(401, "missing Authorization header: send 'Authorization: Bearer <token>'")
+        else:
+            who = await gw.auth.principal(authorization.decode("latin-1"))
+            workspace = who.workspace_name
+            deployment = await gw.deployments.get(who.workspace_id, name, version)
+    except NotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    if deployment.kind != kind:
+        where = call_url("", deployment.kind, name)
+        raise ApiError(
+            404,
+            f"{name!r} is a {deployment.kind}, not {_KIND_NAMES.get(kind, kind)}: "
+            + (f"it answers on {where}" if where else how_to_call(deployment.kind)),
+        )
+    return workspace, deployment
+
+
+@contextlib.contextmanager
+def waiting_errors(scheduler: Scheduler, deployment: Deployment, timeout: float) -> Iterator[None]:
+    """The caller's error when no container answered: past the ``timeout`` (504) or none could start (503)."""
+    try:
+        yield
+    except TimeoutError:
+        waiting = scheduler.pending_reason(deployment.id)
+        detail = f" while waiting: {waiting}" if waiting else ""
+        raise ApiError(504, f"no response within the deployment's timeout of {timeout:g} s{detail}") from None
+    except NoCapacity as exc:
+        raise ApiError(503, str(exc), NO_CAPACITY) from None
+    except (StartFailed, DeploymentStopped) as exc:
+        raise ApiError(503, str(exc)) from None
+
+
+async def container_failure(lease: Lease, exc: UpstreamError) -> ApiError:
+    """The error for a container that broke a call off: 502, or 503 when it never served one (it failed to start)."""
+    reason = await lease.slot.exit_reason()
+    if reason is None:
+        return ApiError(502, f"container {lease.container_id} failed: {exc}")
+    started_ok = lease.slot.served > 0
+    return ApiError(502 if started_ok else 503, f"container {lease.container_id} exited: {reason}")
 
 
 async def handle_invoke(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
@@ -100,29 +160,10 @@ async def _invoke(
     if scope["method"] != "POST":
         raise ApiError(405, "endpoints are invoked with POST and a JSON body")
     headers: dict[bytes, bytes] = dict(scope["headers"])
-    authorization = headers.get(b"authorization")
-    try:
-        if authorization is None:
-            ws = await gw.store.get_workspace(gw.settings.default_workspace)
-            workspace = ws.name
-            deployment = await gw.deployments.get(ws.id, name, version)
-            if stored(deployment.config, deployment.kind, "authorized"):
-                raise ApiError(401, "missing Authorization header: send 'Authorization: Bearer <token>'")
-        else:
-            who = await gw.auth.principal(authorization.decode("latin-1"))
-            workspace = who.workspace_name
-            deployment = await gw.deployments.get(who.workspace_id, name, version)
-    except NotFound as exc:
-        raise ApiError(404, str(exc)) from None
-    if deployment.kind not in ("endpoint",):
-        where = call_url("", deployment.kind, name)
-        raise ApiError(
-            404,
-            f"{name!r} is a {deployment.kind}, not an endpoint: "
-            + (f"it answers on {where}" if where else how_to_call(deployment.kind)),
-        )
+    workspace, deployment = await find_deployment(gw, headers.get(b"authorization"), name, version, "endpoint")
+    parameters = header_parameters(deployment, headers)
     if version is None:
-        deployment = gw.scheduler.serving_version(deployment)
+        deployment = gw.scheduler.serving_version(deployment, parameters)
     declared = headers.get(b"content-length")
     try:
         declared_size = int(declared) if declared is not None else None
@@ -137,33 +178,19 @@ async def _invoke(
     call_id = "call-" + os.urandom(8).hex()
     scheduler = gw.scheduler
     deadline = None if timeout < 0 else asyncio.get_running_loop().time() + timeout
-    try:
+    with waiting_errors(scheduler, deployment, timeout):
         async with asyncio.timeout_at(deadline):
-            lease = await scheduler.acquire(deployment)
+            lease = await scheduler.acquire(deployment, parameters)
             try:
                 status, payload = await gw.upstream.invoke(lease.address, body, call_id, stream_accept(headers))
             except UpstreamError as exc:
                 scheduler.release(lease, served=False)
-                reason = await lease.slot.exit_reason()
-                if reason is None:
-                    raise ApiError(502, f"container {lease.container_id} failed: {exc}") from None
-                started_ok = lease.slot.served > 0
-                raise ApiError(502 if started_ok else 503, f"container {lease.container_id} exited: {reason}") from None
+                raise await container_failure(lease, exc) from None
             except BaseException:
                 scheduler.release(lease, served=False)  # timed out (or cancelled) before the answer came
                 raise
             if type(payload) is bytes:
                 scheduler.release(lease)
-    except TimeoutError:
-        waiting = scheduler.pending_reason(deployment.id)
-        detail = f" while waiting: {waiting}" if waiting else ""
-        raise ApiError(504, f"no response within the deployment's timeout of {timeout:g} s{detail}") from None
-    except NoCapacity as exc:
-        raise ApiError(503, str(exc), NO_CAPACITY) from None
-    except StartFailed as exc:
-        raise ApiError(503, str(exc)) from None
-    except DeploymentStopped as exc:
-        raise ApiError(503, str(exc)) from None
     extra = [(b"x-cove-container", lease.container_id.encode()), (b"x-cove-call-id", call_id.encode())]
     if isinstance(payload, UpstreamStream):
         return status, _Streaming(payload, scheduler, lease, deadline), extra, label  # the lease goes with it

@@ -14,6 +14,7 @@ from ..images import ImageBuilder
 from ..scheduler import Scheduler
 from ..store import Deployment, Store, get_split
 from ._auth import Authenticator
+from ._content import Content
 from ._logs import LogHub
 from ._secretbox import SecretBox
 from ._settings import GatewaySettings
@@ -125,3 +126,4 @@ class Gateway:
     metrics: Metrics
     secret_box: SecretBox
     cluster: Cluster
+    content: Content

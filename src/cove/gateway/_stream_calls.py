@@ -21,6 +21,7 @@ from ._error_responses import ErrorBody
 from ._errors import ApiError, error_body
 from ._functions_api import task_deployment
 from ._invoke import read_body
+from ._parameters import payload_parameters
 from ._state import Gateway
 from ._streams import open_stream, relay
 from ._upstream import UpstreamStream
@@ -93,5 +94,8 @@ async def _open(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[Upstr
         raise ApiError(400, "Content-Length is not a number") from None
     body = await read_body(receive, gw.settings.max_body_bytes, size)
     return await open_stream(
-        gw.scheduler, deployment, lambda address, call_id: gw.upstream.stream(address, body, call_id)
+        gw.scheduler,
+        deployment,
+        lambda address, call_id: gw.upstream.stream(address, body, call_id),
+        payload_parameters(deployment, body),
     )

@@ -133,7 +133,10 @@ async def _end_early(stream: UpstreamStream, send: Any, kind: str, message: str)
 
 
 async def open_stream(
-    scheduler: Scheduler, deployment: Deployment, post: Callable[[str, str], Any]
+    scheduler: Scheduler,
+    deployment: Deployment,
+    post: Callable[[str, str], Any],
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[UpstreamStream, Lease, float | None]:
     """Lease a container of ``deployment`` and start the call with ``post(address, call_id)``.
 
@@ -147,7 +150,7 @@ async def open_stream(
     call_id = "call-" + os.urandom(8).hex()
     try:
         async with asyncio.timeout_at(deadline):
-            lease = await scheduler.acquire(deployment)
+            lease = await scheduler.acquire(deployment, parameters)
             try:
                 status, payload = await post(lease.address, call_id)
             except UpstreamError as exc:

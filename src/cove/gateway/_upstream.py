@@ -142,13 +142,7 @@ class UpstreamPool:
     async def _post(
         self, address: str, path: bytes, content_type: bytes, body: bytes, call_id: str, accept: bytes
     ) -> tuple[int, bytes | UpstreamStream]:
-        idle = self._idle.get(address)
-        conn = idle.pop() if idle else None
-        if conn is None:
-            try:
-                conn = await _open(address)
-            except OSError as exc:
-                raise UpstreamError(f"cannot connect to container: {exc}") from exc
+        conn = await self.borrow(address)
         try:
             conn.writer.write(
                 b"POST %s HTTP/1.1\r\nHost: c\r\nContent-Type: %s\r\nX-Cove-Call-Id: %s\r\n%s"
@@ -168,6 +162,23 @@ class UpstreamPool:
             raise
         self._give_back(address, conn, keep_alive)
         return status, payload
+
+    async def borrow(self, address: str) -> _Connection:
+        """A connection to the container at ``address``, kept-alive or new, for a request of the caller's own.
+
+        Hand it back with :meth:`give_back` once its answer was read whole, or close it.
+        """
+        idle = self._idle.get(address)
+        if idle:
+            return idle.pop()
+        try:
+            return await _open(address)
+        except OSError as exc:
+            raise UpstreamError(f"cannot connect to container: {exc}") from exc
+
+    def give_back(self, address: str, conn: _Connection, keep_alive: bool) -> None:
+        """Return a borrowed connection whose last answer was read whole (``keep_alive``: it may serve another)."""
+        self._give_back(address, conn, keep_alive)
 
     def _give_back(self, address: str, conn: _Connection, keep_alive: bool) -> None:
         pool = self._idle[address]

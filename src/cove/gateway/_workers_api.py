@@ -167,6 +167,16 @@ async def list_workers(gw: GatewayDep, who: WorkerDep) -> list[dict[str, Any]]:
     return gw.scheduler.worker_views()
 
 
+@router.get(
+    "/worker-pools",
+    summary="Worker pools on Kubernetes: pods pending, ready and draining (empty without the pool controller)",
+    response_model=list[wire.WorkerPoolView],
+)
+async def list_worker_pools(gw: GatewayDep, who: WorkerDep) -> list[dict[str, Any]]:
+    states = gw.scheduler.pool_states()
+    return [{"pool": name, **state} for name, state in sorted(states.items())]
+
+
 def _find(gw: Gateway, ref: str) -> WorkerHandle:
     """A live worker by id or by name (names are unique among live workers)."""
     workers = gw.scheduler.workers

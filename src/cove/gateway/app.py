@@ -17,6 +17,7 @@ from .. import __version__
 from .._wire import api as wire
 from ..cluster import Cluster, ClusterSettings, served_by_follower
 from ..images import ImageBuilder
+from ..k8s import start_if_configured as start_pool_controller
 from ..scheduler import CallbackPolicy, Scheduler
 from ..store import Store
 from . import (
@@ -29,6 +30,7 @@ from . import (
     _invoke_api,
     _metrics_api,
     _output_api,
+    _peer_api,
     _quotas_api,
     _rollouts_api,
     _sandbox_api,
@@ -39,13 +41,15 @@ from . import (
     _workers_api,
 )
 from . import _calls_fast as calls_fast
+from ._asgi_relay import web_apps_in_front
 from ._auth import Authenticator
 from ._container_tokens import revoke_stale as revoke_stale_container_tokens
+from ._content import Content
 from ._error_responses import ERROR_RESPONSES
 from ._errors import ApiError
 from ._invoke import PREFIX, handle_invoke
 from ._logs import LogHub
-from ._secretbox import SecretBox, load_key
+from ._secretbox import SecretBox, load_key, peer_token
 from ._settings import GatewaySettings
 from ._state import DeploymentCache, Gateway, Metrics
 from ._upstream import UpstreamPool
@@ -89,6 +93,7 @@ def create_app(settings: GatewaySettings) -> Any:
         store = Store(settings.database_url)
         await store.migrate()
         cluster = Cluster(store, ClusterSettings.for_gateway(settings.public_url))
+        secret_key = load_key(settings.home.root)
         upstream = UpstreamPool()
         scheduler = Scheduler(store, upstream.call, on_container_gone=upstream.forget, owner=cluster.gateway_id)
         leader_tasks: list[asyncio.Task[None]] = []
@@ -102,6 +107,10 @@ def create_app(settings: GatewaySettings) -> Any:
             await scheduler.start()
             # Scripts' ephemeral apps whose client went away without a word (SIGKILL, a lost laptop).
             leader_tasks.append(asyncio.create_task(_apps_api.reap_forever(gw), name="cove-app-reaper"))
+            # On Kubernetes (the Helm chart sets COVE_K8S_CONFIG): worker pods follow the backlog.
+            controller = start_pool_controller(scheduler, store)
+            if controller is not None:
+                leader_tasks.append(controller)
 
         gw = Gateway(
             settings=settings,
@@ -115,13 +124,12 @@ def create_app(settings: GatewaySettings) -> Any:
             ),
             deployments=DeploymentCache(store),
             metrics=Metrics(),
-            secret_box=SecretBox(load_key(settings.home.root)),
+            secret_box=SecretBox(secret_key),
             cluster=cluster,
+            content=Content(settings.home, store, cluster.presence, peer_token(secret_key)),
         )
         app.state.gateway = gw
-        scheduler.dispatcher.callbacks.configure(
-            CallbackPolicy.parse(settings.callback_allow), load_key(settings.home.root)
-        )
+        scheduler.dispatcher.callbacks.configure(CallbackPolicy.parse(settings.callback_allow), secret_key)
         gw.metrics.registry.register(_gpus_api.GpuCollector(scheduler))
         await cluster.start(lead, scheduler.dispatcher.adopt)
         try:
@@ -133,6 +141,7 @@ def create_app(settings: GatewaySettings) -> Any:
                     await task
             await scheduler.close()
             await cluster.close()
+            await gw.content.close()
             upstream.close()
             await store.close()
 
@@ -146,6 +155,7 @@ def create_app(settings: GatewaySettings) -> Any:
     )
     for module, tag in _ROUTERS:
         api.include_router(module.router, tags=[tag])
+    api.include_router(_peer_api.router)  # between the cluster's gateways only: not in the published API
 
     @api.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -216,5 +226,4 @@ def create_app(settings: GatewaySettings) -> Any:
                 return
         await api(scope, receive, send)
 
-    app.api = api  # type: ignore[attr-defined]
-    return app
+    return web_apps_in_front(app, api)  # /asgi/: the web apps' HTTP and WebSockets

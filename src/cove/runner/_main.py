@@ -6,7 +6,8 @@ machinery is imported afterwards. Requests that arrive meanwhile wait in the
 listening socket's backlog, which the worker created before spawning us.
 
 Exit codes: 0 after a requested stop, 2 for a bad launch (missing variables or
-socket), 3 when the user's module or ``on_start`` fails.
+socket), 3 when the user's module or ``on_start`` fails (for a web app, also
+its factory or its lifespan startup: ``_asgi_server``).
 """
 
 from __future__ import annotations
@@ -87,10 +88,16 @@ def _load(module_name: str, function_name: str) -> tuple[Any, Any, Any]:
 
 def _bound_method(owner: Any, function: Any) -> tuple[Any, Any, Any]:
     """A class's method bound to the instance this container serves, made now (its ``@enter`` methods
-    run here, before the runner reports ready), with the instance's ``@exit`` methods as on_stop."""
+    run here, before the runner reports ready), with the instance's ``@exit`` methods as on_stop.
+
+    The instance gets the constructor parameters of this container's start order, which its
+    worker hands over as a variable (``cove._wire.parameters``).
+    """
     import types
 
-    made = owner.instance()
+    from cove._wire.parameters import of_container
+
+    made = owner.instance(of_container(os.environ))
     return types.MethodType(function, made), None, lambda: owner.stop(made)
 
 
@@ -129,8 +136,6 @@ def main() -> int:
     kind = env.get("COVE_KIND", "endpoint")
     if not (code_dir and module_name and function_name):
         return _fail("COVE_CODE_DIR, COVE_MODULE and COVE_FUNCTION must be set")
-    if kind == "asgi":
-        return _fail("kind 'asgi' is not served by this runner yet")
     try:
         concurrency = max(1, int(env.get("COVE_CONCURRENCY", "1")))
         max_body = int(env.get("COVE_MAX_BODY_BYTES", str(64 * 1024 * 1024)))
@@ -158,7 +163,7 @@ def main() -> int:
     if platform_site:
         # Last, so the image's own versions of these packages win where it has them.
         sys.path.append(platform_site)
-    if kind != "endpoint":
+    if kind not in ("endpoint", "asgi"):  # a web app's output goes to its log as it is
         from cove.runner import _capture
 
         _capture.install()  # before user code: loggers it creates write through the capture too
@@ -166,11 +171,14 @@ def main() -> int:
     try:
         try:
             raw, on_start, on_stop = _load(module_name, function_name)
-            from cove.runner._app import UserFunction
+            if kind == "asgi":  # on_start and the factory run later, in the server's event loop
+                adapter = _web_adapter(module_name, function_name, concurrency)
+            else:
+                from cove.runner._app import UserFunction
 
-            app = UserFunction(raw, container_id)
-            phase = "on_start"
-            app.run_on_start(on_start)
+                app = UserFunction(raw, container_id)
+                phase = "on_start"
+                app.run_on_start(on_start)
         except _Shutdown:
             return 0
         except BaseException as exc:  # any failure of user code is reported the same way
@@ -180,9 +188,32 @@ def main() -> int:
             traceback.print_exception(type(exc), exc, exc.__traceback__)
             sys.stderr.flush()
             return EXIT_USER_CODE
+        if kind == "asgi":
+            return _serve_web(raw, adapter, on_start, _listener(listen_address), ready_fd, max_body, drain_seconds)
         return _serve(app, concurrency, max_body, drain_seconds, listen_address, ready_fd, on_stop)
     except _Shutdown:
         return 0
+
+
+def _web_adapter(module_name: str, function_name: str, concurrency: int) -> Any:
+    """What makes the factory's app an ASGI one: nothing for ``@asgi``, a thread pool for ``@wsgi``."""
+    target: Any = sys.modules[module_name]
+    for part in function_name.split("."):
+        target = getattr(target, part)
+    if getattr(target, "interface", "asgi") == "wsgi":
+        from cove.runner._wsgi import WsgiAdapter
+
+        return lambda app: WsgiAdapter(app, concurrency)
+    return lambda app: app
+
+
+def _serve_web(
+    factory: Any, adapter: Any, on_start: Any, listener: Any, ready_fd: int | None, max_body: int, drain: float
+) -> int:
+    """Serve a web app (``cove.runner._asgi_server``); its own failures to build are reported there."""
+    from cove.runner._asgi_server import serve
+
+    return serve(factory, adapter, on_start, listener, ready_fd, max_body, drain)
 
 
 def _serve(

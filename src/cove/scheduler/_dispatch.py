@@ -1,5 +1,9 @@
 """Durable tasks in flight: queues per deployment version, pushed to warm containers.
 
+A class with constructor parameters has one queue per set of values (like its
+pools, see ``cove._wire.parameters``): an input goes to containers made with
+the values it names.
+
 Each accepted input is a row in the store and an item here. A container of
 a ``@function`` or ``@task_queue`` deployment gets ``concurrent_requests``
 dispatch loops; each takes a batch of queued items, sends it over the
@@ -24,6 +28,8 @@ from typing import Any
 
 from .._wire.config import DeploymentConfig
 from .._wire.frames import FrameError, pack, unpack
+from .._wire.parameters import check_declared, of_payload, pool_key
+from .._wire.payload import MAGIC
 from ..store import (
     TERMINAL_STATES,
     Deployment,
@@ -54,6 +60,19 @@ KEY_PRUNE_SECONDS = 600  # how often the leader deletes idempotency keys past th
 CallFn = Callable[[str, bytes, str], Awaitable[tuple[int, bytes]]]
 
 
+def call_parameters(deployment: Deployment, fmt: str, payload: bytes) -> dict[str, Any]:
+    """The constructor parameters an input is for: those its envelope names, defaults filled in.
+
+    Read from the arguments as stored, so a task recovered after a restart goes to the
+    same pool it was accepted for. A ``ParameterError`` says what does not fit the class.
+    A JSON put (``POST /taskqueue/NAME``) names none: it takes the defaults.
+    """
+    declared = deployment.config.get("class_parameters") or ()
+    if not declared and not payload.startswith(MAGIC):
+        return {}
+    return of_payload(check_declared(declared), payload if fmt == "pickle" else b"", deployment.name)
+
+
 class QueueFull(RuntimeError):
     """More than ``max_pending_tasks`` inputs are waiting; try again later."""
 
@@ -79,11 +98,17 @@ class TaskItem:
     container_id: str | None = None
     result: bytes | None = None
     error: dict[str, Any] | None = None
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)  # the class's values it runs with
     _done: asyncio.Event | None = dataclasses.field(default=None, init=False, repr=False)
     live: LiveOutput | None = dataclasses.field(default=None, init=False, repr=False)
     # A ``.remote`` call is written once, when it ends (or first retries): its caller is waiting
     # for the answer, so a row before dispatch would only slow the round trip down.
     stored: bool = True
+
+    @property
+    def key(self) -> str:
+        """The pool (and queue) it goes to: its deployment, and its constructor parameters if any."""
+        return pool_key(self.deployment.id, self.parameters)
 
     @property
     def done(self) -> asyncio.Event:
@@ -230,7 +255,8 @@ class Dispatcher:
         self.recent: collections.OrderedDict[str, TaskItem] = collections.OrderedDict()
         self.maps: dict[str, MapState] = {}
         self.queues: dict[str, TaskQueue] = {}
-        self.on_work: Callable[[Deployment], None] = lambda _dep: None
+        # Inputs were queued for a deployment's pool of these constructor parameters.
+        self.on_work: Callable[[Deployment, dict[str, Any]], None] = lambda _dep, _values: None
         self.callbacks = CallbackSender()
         # Not leading: per deployment, (waiting rows last counted + puts since, when counted).
         self._pending_seen: dict[str, tuple[int, float]] = {}
@@ -247,16 +273,28 @@ class Dispatcher:
         await self.callbacks.close()
         await self.writer.close()
 
-    def queue_for(self, deployment: Deployment) -> TaskQueue:
-        queue = self.queues.get(deployment.id)
+    def queue_for(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> TaskQueue:
+        """The queue of a deployment's pool for one set of constructor parameters (none: the only one)."""
+        key = pool_key(deployment.id, parameters or {})
+        queue = self.queues.get(key)
         if queue is None:
             queue = TaskQueue(DeploymentConfig.from_dict(deployment.config))
-            self.queues[deployment.id] = queue
+            self.queues[key] = queue
         return queue
 
-    def load(self, deployment_id: str) -> int:
-        queue = self.queues.get(deployment_id)
+    def load(self, key: str) -> int:
+        """Queued and running items of one pool (``cove._wire.parameters.pool_key``)."""
+        queue = self.queues.get(key)
         return queue.load if queue else 0
+
+    def _enqueue_all(self, deployment: Deployment, items: list[TaskItem]) -> None:
+        """Queue items, each in its pool's queue, and say once per pool that work arrived."""
+        by_key: dict[str, list[TaskItem]] = {}
+        for item in items:
+            by_key.setdefault(item.key, []).append(item)
+        for group in by_key.values():
+            self._enqueue(self.queue_for(deployment, group[0].parameters), group)
+            self.on_work(deployment, group[0].parameters)
 
     # -- accepting ------------------------------------------------------------------
 
@@ -272,7 +310,8 @@ class Dispatcher:
         """Accept inputs of (format, payload); durable ones are committed before this returns."""
         if not self.started:
             return await self._submit_to_leader(deployment, inputs)
-        queue = self.queue_for(deployment)
+        values = [call_parameters(deployment, fmt, payload) for fmt, payload in inputs]
+        queue = self.queue_for(deployment, values[0] if values else None)
         _check_room(queue, deployment, len(inputs))
         now = time.time()
         items = [
@@ -284,8 +323,9 @@ class Dispatcher:
                 created_at=now,
                 map_id=map_state.id if map_state else None,
                 map_index=first_index + n if map_state else None,
+                parameters=parameters,
             )
-            for n, (fmt, payload) in enumerate(inputs)
+            for n, ((fmt, payload), parameters) in enumerate(zip(inputs, values, strict=True))
         ]
         if durable:
             await self.writer.insert([item.row() for item in items], durable=True)
@@ -296,8 +336,7 @@ class Dispatcher:
             map_state.submitted += len(items)
         for item in items:
             self.items[item.id] = item
-        self._enqueue(queue, items)
-        self.on_work(deployment)
+        self._enqueue_all(deployment, items)
         return items
 
     async def submit_keyed(self, deployment: Deployment, fmt: str, payload: bytes, key: str) -> tuple[str, bool]:
@@ -308,23 +347,25 @@ class Dispatcher:
         nothing; with a different request it raises ``KeyReused``.
         """
         claim = KeyClaim.of(deployment.workspace_id, deployment.name, key, fmt, payload)
-        item = TaskItem(id=new_id("tsk"), deployment=deployment, fmt=fmt, args=payload, created_at=time.time())
+        parameters = call_parameters(deployment, fmt, payload)
+        now = time.time()
+        item = TaskItem(new_id("tsk"), deployment, fmt, payload, now, parameters=parameters)
         if not self.started:
             await self._check_pending_in_store(deployment, 1)
             holder = await insert_unowned_keyed(self.store, item.row(), claim)
             return _replay_of(holder, claim) if holder.task_id != item.id else (item.id, False)
-        queue = self.queue_for(deployment)
-        _check_room(queue, deployment, 1)
+        _check_room(self.queue_for(deployment, parameters), deployment, 1)
         holder = await self.writer.insert_keyed(item.row(), claim)
         if holder.task_id != item.id:
             return _replay_of(holder, claim)
         self.items[item.id] = item
-        self._enqueue(queue, [item])
-        self.on_work(deployment)
+        self._enqueue_all(deployment, [item])
         return item.id, False
 
     async def _submit_to_leader(self, deployment: Deployment, inputs: list[tuple[str, bytes]]) -> list[TaskItem]:
         """On a gateway that does not lead: commit the rows unclaimed; the leader is woken and takes them."""
+        for fmt, payload in inputs:  # refused here, not later by the leader
+            call_parameters(deployment, fmt, payload)
         await self._check_pending_in_store(deployment, len(inputs))
         now = time.time()
         items = [
@@ -387,9 +428,10 @@ class Dispatcher:
                 map_index=row.map_index,
                 attempt=row.attempt,
                 attempts=list(row.attempts or []),
+                parameters=call_parameters(deployment, row.format, row.args),  # checked when it was accepted
             )
             self.items[item.id] = item
-            queue = self.queue_for(deployment)
+            queue = self.queue_for(deployment, item.parameters)
             if row.state == "RUNNING":
                 # The attempt in flight died with the gateway: it counts, and the policy decides.
                 self._failed(
@@ -406,9 +448,11 @@ class Dispatcher:
             else:
                 self._enqueue(queue, [item])
             count += 1
-        for deployment in deployments.values():
-            if self.load(deployment.id):
-                self.on_work(deployment)
+        woken: set[str] = set()
+        for item in [self.items[row.id] for row in rows if row.id in self.items]:
+            if item.key not in woken and self.load(item.key):
+                woken.add(item.key)
+                self.on_work(item.deployment, item.parameters)
         return count
 
     # -- dispatching --------------------------------------------------------------------
@@ -557,7 +601,7 @@ class Dispatcher:
     def _requeue(self, queue: TaskQueue, item: TaskItem) -> None:
         if item.state == "PENDING":
             self._enqueue(queue, [item])
-            self.on_work(item.deployment)
+            self.on_work(item.deployment, item.parameters)
 
     def _finish(self, item: TaskItem) -> None:
         self._persist(item, finished=True)
@@ -636,7 +680,7 @@ class Dispatcher:
         item = self.items.get(task_id)
         if item is None or item.state not in ("PENDING", "RUNNING"):
             return item
-        queue = self.queues.get(item.deployment.id)
+        queue = self.queues.get(item.key)
         if queue is not None:
             queue.running.pop(item.id, None)
         item.state = "CANCELLED"

@@ -20,6 +20,7 @@ from typing import Any
 from .._wire.apps import app_names_env
 from .._wire.config import DeploymentConfig
 from .._wire.kinds import TASK_KINDS
+from .._wire.parameters import ParameterError, dumps, pool_key, resolve
 from .._wire.worker import ContainerEvent, ContainerSpec, Order
 from ..exceptions import ConfigError
 from ..store import Container, Deployment, Store, all_quotas, new_id, quota_limits
@@ -117,10 +118,16 @@ class Slot:
 
 @dataclasses.dataclass(eq=False)
 class Pool:
-    """The containers and waiting requests of one deployment version."""
+    """The containers and waiting requests of one deployment version (and one set of its class's parameters).
+
+    A class with constructor parameters has a pool per distinct set of values, each
+    scaled on its own work, so ``Model(size="large")`` never lands in a container
+    whose ``@enter`` loaded ``size="small"``.
+    """
 
     deployment: Deployment
     config: DeploymentConfig
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)  # checked, defaults filled in
     slots: dict[str, Slot] = dataclasses.field(default_factory=dict)
     waiters: collections.deque[asyncio.Future[None]] = dataclasses.field(default_factory=collections.deque)
     in_flight: int = 0
@@ -131,6 +138,11 @@ class Pool:
     quota_blocked: str | None = None
     scale_soon: bool = False  # a scaling pass is already queued for this loop turn
     history: DesiredHistory = dataclasses.field(default_factory=DesiredHistory)  # for scale_down_window
+
+    @property
+    def key(self) -> str:
+        """Its key in ``Scheduler.pools`` (and the dispatcher's queues)."""
+        return pool_key(self.deployment.id, self.parameters)
 
     def live(self) -> list[Slot]:
         return [s for s in self.slots.values() if s.state in ("pending", "listening", "ready")]
@@ -223,6 +235,11 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self.quotas: dict[str, Quota] = {}  # workspaces with a quota of their own
         self.default_quota = default_quota()
+        # Each worker pool's pods as the Kubernetes pool controller last saw them (cove.k8s sets it on the leader).
+        self.pool_states: Callable[[], dict[str, dict[str, int]]] = dict
+        # Whether a worker that can hold ``request`` is coming without anyone's action (a Kubernetes worker pool
+        # below maxWorkers): then calls wait for it and deploys are accepted, instead of 503 and 422.
+        self.capacity_coming: Callable[[Request], bool] = lambda request: False
         # Cordon and drain outlive a worker's restart: it registers again under the same name.
         self._admin_states: dict[str, str] = {}
 
@@ -357,6 +374,8 @@ class Scheduler:
             )
         request = request_for(config)
         misfit = never_fits(live, request)
+        if misfit is not None and self.capacity_coming(request):
+            return Fit(warning=f"no worker can hold a container of it now ({misfit}): its worker pool adds one")
         if misfit is not None:
             return Fit(misfit=misfit)
         if never_fits(self._capacity(active_only=True), request) is None:
@@ -378,13 +397,18 @@ class Scheduler:
         Only asked while the deployment has no live container. None too when no worker is
         registered at all: one may join (endpoints answer that case themselves, at once).
         """
-        pool = self.pools.get(deployment.id)
-        if pool is not None and pool.live():
+        if any(pool.live() for pool in self._pools_of(deployment.id)):
             return None
         if not any(w.state == "ready" for w in self.workers.values()):
             return None
-        config = pool.config if pool is not None else _stored_config(deployment)
+        config = _stored_config(deployment)
+        if self.capacity_coming(request_for(config)):
+            return None
         return self._misfit(deployment, config)
+
+    def _pools_of(self, deployment_id: str) -> list[Pool]:
+        """Every pool of one deployment version: one per set of constructor parameters in use."""
+        return [pool for pool in self.pools.values() if pool.deployment.id == deployment_id]
 
     def _misfit(self, deployment: Deployment, config: DeploymentConfig) -> str | None:
         request = request_for(config)
@@ -462,18 +486,24 @@ class Scheduler:
                 pool.config = pool.config.replace(autoscaler=pool.config.autoscaler.replace(min_containers=0))
         config = _stored_config(deployment)
         if deployment.kind != "sandbox" and config.autoscaler.min_containers > 0:
-            self._scale(self.pool_for(deployment))
+            try:  # a class's floor is for its default parameters; one with a required parameter has none
+                defaults = resolve(config.class_parameters, {}, deployment.name)
+            except ParameterError:
+                return
+            self._scale(self.pool_for(deployment, defaults))
 
-    def serving_version(self, newest: Deployment) -> Deployment:
+    def serving_version(self, newest: Deployment, parameters: dict[str, Any] | None = None) -> Deployment:
         """The version that answers a call to its name now: the newest one, once it has a ready container.
 
         Until then, an older version of the same name with a ready container keeps
         answering while the newest starts its first one, so a deploy (or a
         rollback) moves traffic only to containers whose loading (``@enter``,
         ``on_start``) is done, and a new version that cannot start leaves the
-        old one serving. With no older container ready, the newest answers.
+        old one serving. With no older container ready, the newest answers. For a
+        class, only containers made with the same ``parameters`` count.
         """
-        pool = self.pools.get(newest.id)
+        values = parameters or {}
+        pool = self.pools.get(pool_key(newest.id, values))
         if pool is not None and _has_ready(pool):
             return newest
         older = [
@@ -482,30 +512,33 @@ class Scheduler:
             if p.deployment.workspace_id == newest.workspace_id
             and p.deployment.name == newest.name
             and p.deployment.version < newest.version
+            and p.parameters == values
             and _has_ready(p)
         ]
         if not older:
             return newest
-        warming = self.pool_for(newest)
+        warming = self.pool_for(newest, values)
         if not warming.live() and not warming.quota_blocked and time.time() >= warming.retry_after:
             self._start_container(warming)
         return max(older, key=lambda p: p.deployment.version).deployment
 
-    def pool_for(self, deployment: Deployment) -> Pool:
-        pool = self.pools.get(deployment.id)
+    def pool_for(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> Pool:
+        """The pool of a deployment version for one set of its class's parameters (checked by the caller)."""
+        values = parameters or {}
+        pool = self.pools.get(pool_key(deployment.id, values))
         if pool is None:
-            pool = Pool(deployment=deployment, config=_stored_config(deployment))
-            self.pools[deployment.id] = pool
+            pool = Pool(deployment=deployment, config=_stored_config(deployment), parameters=dict(values))
+            self.pools[pool.key] = pool
         return pool
 
-    async def acquire(self, deployment: Deployment) -> Lease:
-        """Wait for a container slot of the deployment, starting containers as needed."""
-        pool = self.pool_for(deployment)
+    async def acquire(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> Lease:
+        """Wait for a container slot of the deployment (made with ``parameters``), starting containers as needed."""
+        pool = self.pool_for(deployment, parameters)
         pool.in_flight += 1
         try:
             self._scale(pool)
             while True:
-                if pool.deployment.id not in self.pools:
+                if self.pools.get(pool.key) is not pool:
                     raise DeploymentStopped(f"deployment {deployment.name!r} was stopped")
                 slot = self._pick(pool)
                 if slot is not None:
@@ -514,9 +547,10 @@ class Scheduler:
                 if not pool.live():
                     if pool.quota_blocked:
                         raise StartFailed(pool.quota_blocked)
-                    if not self.workers or not any(w.state == "ready" for w in self.workers.values()):
+                    coming = self.capacity_coming(request_for(pool.config))
+                    if not coming and not any(w.state == "ready" for w in self.workers.values()):
                         raise StartFailed("no worker is available to run containers")
-                    misfit = self._misfit(deployment, pool.config) if pool.pending_reason else None
+                    misfit = self._misfit(deployment, pool.config) if pool.pending_reason and not coming else None
                     if misfit is not None:
                         raise NoCapacity(misfit)
                     if pool.last_failure and time.time() < pool.retry_after:
@@ -559,7 +593,7 @@ class Scheduler:
     async def _dispatch_loop(self, slot: Slot) -> None:
         """Feed one container connection with batches of the deployment's queued tasks."""
         pool = slot.pool
-        queue = self.dispatcher.queue_for(pool.deployment)
+        queue = self.dispatcher.queue_for(pool.deployment, pool.parameters)
 
         def alive() -> bool:
             return slot.live
@@ -601,21 +635,21 @@ class Scheduler:
             if (
                 not pool.slots
                 and not pool.in_flight
-                and not self.dispatcher.load(pool.deployment.id)
+                and not self.dispatcher.load(pool.key)
                 and pool.config.autoscaler.min_containers == 0
             ):
-                self.pools.pop(pool.deployment.id, None)
+                self.pools.pop(pool.key, None)
 
-    def _work_arrived(self, deployment: Deployment) -> None:
+    def _work_arrived(self, deployment: Deployment, parameters: dict[str, Any]) -> None:
         """Inputs were queued: scale the pool once this loop turn is over, not once per put."""
-        pool = self.pool_for(deployment)
+        pool = self.pool_for(deployment, parameters)
         if not pool.scale_soon:
             pool.scale_soon = True
             asyncio.get_running_loop().call_soon(self._scale_soon, pool)
 
     def _scale_soon(self, pool: Pool) -> None:
         pool.scale_soon = False
-        if self.pools.get(pool.deployment.id) is pool:
+        if self.pools.get(pool.key) is pool:
             self._scale(pool)
 
     def _scale(self, pool: Pool, now: float | None = None) -> None:
@@ -623,7 +657,7 @@ class Scheduler:
         live = pool.live()
         decision = decide(
             pool.config.autoscaler,
-            pool.in_flight + self.dispatcher.load(pool.deployment.id),
+            pool.in_flight + self.dispatcher.load(pool.key),
             [ContainerLoad(s.id, s.in_flight, s.idle_since, s.state != "ready") for s in live],
             keep_warm_seconds=pool.config.keep_warm_seconds,
             now=now,
@@ -680,6 +714,7 @@ class Scheduler:
             volumes=[list(pair) for pair in config.volumes],
             network=list(config.network),
             gpus=[share.to_dict() for share in placed.gpus],
+            class_parameters=dict(pool.parameters),
         )
         row = Container(
             id=slot.id,
@@ -726,7 +761,7 @@ class Scheduler:
         for pool in self.pools.values():
             if pool is waiting:
                 continue
-            wanted = pool.config.autoscaler.desired(pool.in_flight + self.dispatcher.load(pool.deployment.id))
+            wanted = pool.config.autoscaler.desired(pool.in_flight + self.dispatcher.load(pool.key))
             spare = len(pool.live()) - wanted
             idle = sorted(
                 (
@@ -761,12 +796,11 @@ class Scheduler:
             for worker in self.workers.values():
                 if worker.state == "ready":  # containers a worker made ahead for it go too
                     worker.send(Order("drain", "", deployment_id=dep_id))
-            pool = self.pools.pop(dep_id, None)
-            if pool is None:
-                continue
-            for slot in list(pool.slots.values()):
-                self.stop_container(slot.id, reason)
-            pool.wake()
+            for pool in self._pools_of(dep_id):
+                self.pools.pop(pool.key, None)
+                for slot in list(pool.slots.values()):
+                    self.stop_container(slot.id, reason)
+                pool.wake()
 
     # -- worker events ------------------------------------------------------------------
 
@@ -899,7 +933,7 @@ class Scheduler:
                     continue
                 pool = slot.pool
                 slot.retiring = True
-                if pool.deployment.id not in self.pools or slot.state == "pending":
+                if self.pools.get(pool.key) is not pool or slot.state == "pending":
                     self.stop_container(slot.id, reason=f"worker {worker.name} is draining")
                     continue
                 replacement = self._slots.get(slot.replacement) if slot.replacement else None
@@ -956,13 +990,22 @@ class Scheduler:
         slot = self._slots.get(container_id)
         if slot is None:
             return None
-        return {"in_flight": slot.in_flight, "served": slot.served, "idle_since": slot.idle_since}
+        view: dict[str, Any] = {"in_flight": slot.in_flight, "served": slot.served, "idle_since": slot.idle_since}
+        if slot.pool.parameters:
+            view["parameters"] = dict(slot.pool.parameters)
+        return view
+
+    def parameter_sets(self, deployment_id: str) -> list[dict[str, Any]]:
+        """The sets of class parameters a deployment version has pools for now (none for a function)."""
+        return sorted((dict(p.parameters) for p in self._pools_of(deployment_id) if p.parameters), key=dumps)
 
     def pending_reason(self, deployment_id: str) -> str | None:
-        pool = self.pools.get(deployment_id)
-        if pool is None:
-            return None
-        return pool.pending_reason or (pool.last_failure if time.time() < pool.retry_after else None)
+        """Why calls of a deployment version wait (in any of its pools), or None."""
+        for pool in self._pools_of(deployment_id):
+            reason = pool.pending_reason or (pool.last_failure if time.time() < pool.retry_after else None)
+            if reason:
+                return reason
+        return None
 
 
 def _whole_room(worker: WorkerHandle) -> WorkerRoom:

@@ -15,10 +15,12 @@ from ._decorators import (
 )
 from ._ephemeral import target_name as _target_name
 from ._image import Image
+from ._web import AsgiApp, WebApp, WsgiApp, asgi, wsgi
 
 route_calls(_target_name)  # calls go where their app runs: see _ephemeral
 
 __all__ = [
+    "AsgiApp",
     "Deployable",
     "Endpoint",
     "Function",
@@ -26,8 +28,12 @@ __all__ = [
     "Schedule",
     "Stub",
     "TaskQueue",
+    "WebApp",
+    "WsgiApp",
+    "asgi",
     "endpoint",
     "function",
     "schedule",
     "task_queue",
+    "wsgi",
 ]

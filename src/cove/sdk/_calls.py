@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
+from .._wire.parameters import ENVELOPE_KEY
 from .._wire.payload import BLOB_THRESHOLD, PayloadError, blob_ref, unwrap, wrap
 from ..exceptions import ConfigError, RemoteError, ResponseError, TimedOut
 from .client import Client
@@ -35,11 +36,18 @@ _KEY_CHARS = re.compile(r"[\x21-\x7e]+")
 R = TypeVar("R")  # what the call returns: the function's result
 
 
-def dumps_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], client: Client | None = None) -> bytes:
+def dumps_arguments(
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    client: Client | None = None,
+    *,
+    parameters: dict[str, Any] | None = None,
+) -> bytes:
     """Pickle a call's arguments, naming the object that cannot be pickled.
 
     Over ``BLOB_THRESHOLD`` bytes the pickle goes to the blob store first and
-    only a reference travels with the call.
+    only a reference travels with the call. A class's constructor ``parameters``
+    ride in the envelope's header, as JSON the gateway reads to pick the pool.
     """
     import cloudpickle
 
@@ -54,10 +62,11 @@ def dumps_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], client: Clien
                     f"argument {position!r} ({type(value).__name__}) cannot be pickled to send it: {exc}"
                 ) from exc
         raise TypeError(f"the arguments cannot be pickled: {exc}") from exc
+    header: dict[str, Any] = {ENVELOPE_KEY: parameters} if parameters else {}
     if len(data) > BLOB_THRESHOLD:
         sha = (client or Client.shared()).put_blob(data)
-        return wrap({"blob": {"sha256": sha, "size": len(data)}})
-    return data
+        return wrap({**header, "blob": {"sha256": sha, "size": len(data)}})
+    return wrap(header, data) if header else data
 
 
 def check_idempotency_key(key: str) -> str:
@@ -224,7 +233,7 @@ def stream_items(client: Client, name: str, body: bytes) -> Iterator[Any]:
     raise ResponseError(502, "StreamBroken", f"the stream of {name} ended before its last item")
 
 
-def stream_json(client: Client, path: str, body: Any) -> Iterator[Any]:
+def stream_json(client: Client, path: str, body: Any, headers: dict[str, str] | None = None) -> Iterator[Any]:
     """An endpoint's ``remote_gen``: its items as JSON lines (``Accept: application/x-ndjson``), decoded as they come.
 
     A broken body (the generator failed midway; the traceback is in the
@@ -232,7 +241,7 @@ def stream_json(client: Client, path: str, body: Any) -> Iterator[Any]:
     """
     from .._wire.stream import NDJSON
 
-    with client.streamed("POST", path, json=body, headers={"Accept": NDJSON}) as response:
+    with client.streamed("POST", path, json=body, headers={"Accept": NDJSON, **(headers or {})}) as response:
         if not response.headers.get("content-type", "").startswith(NDJSON):
             raise TypeError(f"{path} did not stream (it is not a generator): call it with .remote(...)")
         try:

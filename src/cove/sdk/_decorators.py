@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         Iterator,
         Mapping,
     )
-    from typing import Any, Generic, Literal, ParamSpec, Protocol, Required, TypedDict, Unpack, overload
+    from typing import Any, Generic, Literal, ParamSpec, Protocol, Required, Self, TypedDict, Unpack, overload
 
     from typing_extensions import TypeVar  # a default for L; ``typing.TypeVar`` takes one from Python 3.13
 
@@ -200,6 +200,8 @@ class Deployable(Generic[P, R, L]):
         self._app = app
         self.on_start = on_start
         self.inputs = inputs
+        # A class's constructor parameters for this handle's calls (``Model(size="large").predict``); see _classes.
+        self.class_parameters: dict[str, Any] = {}
         self.__name__ = getattr(raw_f, "__name__", self.name)
         self.__qualname__ = getattr(raw_f, "__qualname__", self.name)
         self.__doc__ = raw_f.__doc__
@@ -251,6 +253,22 @@ class Deployable(Generic[P, R, L]):
         except TypeError as exc:
             raise TypeError(f"{self.name} {exc}") from None
 
+    def with_parameters(self, values: dict[str, Any]) -> Self:
+        """A copy whose calls go to containers made with these constructor parameters (checked by the caller)."""
+        import copy
+
+        bound = copy.copy(self)
+        bound.class_parameters = dict(values)
+        return bound
+
+    def _parameter_headers(self) -> dict[str, str]:
+        """An endpoint call's header naming its constructor parameters (none: the defaults)."""
+        if not self.class_parameters:
+            return {}
+        from .._wire.parameters import HEADER, dumps
+
+        return {HEADER: dumps(self.class_parameters)}
+
     def local(self, *args: P.args, **kwargs: P.kwargs) -> L:
         """Run the function here, in this process."""
         return self.raw_f(*args, **kwargs)
@@ -296,7 +314,7 @@ class Endpoint(Deployable[P, R, L]):
         name = self._target()
         if name is None:  # made while its module is imported to be served or deployed: not run
             return None  # type: ignore[return-value]
-        result: R = Client.shared().invoke(name, body, timeout=self.config.timeout)
+        result: R = Client.shared().invoke(name, body, timeout=self.config.timeout, headers=self._parameter_headers())
         return result
 
     def remote_gen(self, *args: P.args, **kwargs: P.kwargs) -> Iterator[Any]:
@@ -308,7 +326,7 @@ class Endpoint(Deployable[P, R, L]):
         name = self._target()
         if name is None:  # made while its module is imported to be served or deployed: not run
             return iter(())
-        return stream_json(Client.shared(), f"/endpoint/{name}", body)
+        return stream_json(Client.shared(), f"/endpoint/{name}", body, self._parameter_headers())
 
     def _by_name(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's arguments as the endpoint's JSON body: each positional one under its parameter's name."""
@@ -352,7 +370,8 @@ class Remote(Generic[P, R]):
         if name is None:  # made while its module is imported to be served or deployed: not run
             return None  # type: ignore[return-value]
         client = Client.shared()
-        body = dumps_arguments(*self._function._arguments(args, kwargs))
+        function = self._function
+        body = dumps_arguments(*function._arguments(args, kwargs), parameters=function.class_parameters)
         response = client.raw(
             "POST",
             f"/api/v1/functions/{name}/calls",
@@ -414,7 +433,8 @@ class Function(Deployable[P, R, L]):
         if name is None:  # made while its module is imported to be served or deployed: not run
             return iter(())
         client = Client.shared()
-        return stream_items(client, name, dumps_arguments(*self._arguments(args, kwargs), client))
+        body = dumps_arguments(*self._arguments(args, kwargs), client, parameters=self.class_parameters)
+        return stream_items(client, name, body)
 
     def spawn(self, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         """Start a call and return at once; the call is durable once this returns."""
@@ -441,7 +461,8 @@ class Function(Deployable[P, R, L]):
         if name is None:  # made while its module is imported to be served or deployed: not run
             return None  # type: ignore[return-value]
         client = Client.shared()
-        return FunctionCall(spawn_call(client, name, dumps_arguments(*self._arguments(args, kwargs)), key), client)
+        body = dumps_arguments(*self._arguments(args, kwargs), parameters=self.class_parameters)
+        return FunctionCall(spawn_call(client, name, body, key), client)
 
     # One typed variant per number of iterables, up to four: each iterable's items must fit the parameter
     # in its position. More iterables, ``kwargs=`` or ``return_exceptions=`` leave the inputs unchecked.
@@ -657,6 +678,7 @@ class Function(Deployable[P, R, L]):
             order_outputs=order_outputs,
             return_exceptions=return_exceptions,
             progress=progress,
+            parameters=self.class_parameters,
         )
 
 
@@ -734,10 +756,10 @@ def _decorate(kind: Kind, cls: type[Deployable[Any, Any]], f: Any, options: dict
         if isinstance(fn, type):  # a class: one deployable per @cove.method (see _classes)
             from ._classes import DeployableClass
 
-            return DeployableClass(fn, lambda method, name: make(method, name), options.get("name"))
+            return DeployableClass(fn, make, options.get("name"))
         return make(fn, options.get("name"))
 
-    def make(fn: Callable[..., Any], name: str | None) -> Deployable[Any, Any]:
+    def make(fn: Callable[..., Any], name: str | None, class_parameters: tuple[Any, ...] = ()) -> Deployable[Any, Any]:
         # Everything that is not about the object itself is configuration; build() names any unknown option.
         settings = {k: v for k, v in options.items() if k not in _STUB_OPTIONS}
         inputs = options.get("inputs")
@@ -756,6 +778,8 @@ def _decorate(kind: Kind, cls: type[Deployable[Any, Any]], f: Any, options: dict
             config = DeploymentConfig.build(kind, **settings, **fixed)
         except TypeError as exc:
             raise ConfigError(f"@{kind}: {str(exc).replace('build()', 'option')}") from None
+        if class_parameters:
+            config = config.replace(class_parameters=class_parameters)
         return cls(
             fn,
             kind=kind,

@@ -25,11 +25,18 @@ WINDOW = 20_000
 
 
 class _Producer(threading.Thread):
-    def __init__(self, client: Client, map_id: str, inputs: Iterable[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        client: Client,
+        map_id: str,
+        inputs: Iterable[tuple[tuple[Any, ...], dict[str, Any]]],
+        parameters: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(name="cove-map-inputs", daemon=True)
         self.client = client
         self.map_id = map_id
         self.inputs = inputs
+        self.parameters = parameters  # a class's constructor parameters, sent with every input
         self.sent = 0
         self.total: int | None = None
         self.error: BaseException | None = None
@@ -44,7 +51,7 @@ class _Producer(threading.Thread):
             for args, kwargs in self.inputs:
                 if self.stop.is_set():
                     return
-                batch.append(dumps_arguments(args, kwargs, self.client))
+                batch.append(dumps_arguments(args, kwargs, self.client, parameters=self.parameters))
                 size += len(batch[-1])
                 if len(batch) >= BATCH or size >= BATCH_BYTES:
                     self._send(batch)
@@ -56,6 +63,7 @@ class _Producer(threading.Thread):
         except BaseException as exc:
             self.error = exc
         finally:
+            self.client.close()  # its own connections: nothing else sends on them
             with self.room:
                 self.room.notify_all()
 
@@ -94,10 +102,11 @@ def run_map(
     order_outputs: bool = True,
     return_exceptions: bool = False,
     progress: bool | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> Iterator[Any]:
     """Yield the function's outputs for ``inputs``; see the module docstring."""
     map_id = client.request("POST", f"/api/v1/functions/{name}/maps")["map_id"]
-    producer = _Producer(Client(client.gateway, client.token), map_id, inputs)
+    producer = _Producer(Client(client.gateway, client.token), map_id, inputs, parameters)
     producer.start()
     bar = _progress(progress, name)
     task = None

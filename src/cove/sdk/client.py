@@ -302,11 +302,18 @@ class Client:
         result: dict[str, Any] = self.request("POST", "/api/v1/deployments", json=body)
         return result
 
-    def invoke(self, name: str, payload: Any, *, version: int | None = None, timeout: float | None = None) -> Any:
+    def invoke(
+        self,
+        name: str,
+        payload: Any,
+        *,
+        version: int | None = None,
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         path = f"/endpoint/{name}" + (f"/v{version}" if version else "")
-        return self.request(
-            "POST", path, json=payload, timeout=None if timeout is None or timeout < 0 else timeout + 10
-        )
+        wait = None if timeout is None or timeout < 0 else timeout + 10
+        return self.request("POST", path, json=payload, timeout=wait, headers=headers or {})
 
     def logs(self, target: str, *, follow: bool = False, tail: int | None = None) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {"target": target, "follow": follow}

@@ -29,7 +29,7 @@ from cove._host.home import Home, HomeLock
 from cove._host.python_envs import ROOTS_ENV, roots_env_value, roots_from_env
 from cove._net.gateway_socket import gateway_socket_path, prepare_socket_folder
 from cove._wire.server_defaults import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RUNTIME
-from cove.gateway import GatewaySettings, create_app
+from cove.gateway import GatewaySettings, check_cluster_key, create_app, load_key
 from cove.store import Store, sqlite_url
 from cove.worker import detect_capacity
 
@@ -77,11 +77,14 @@ LOCAL_WORKER_TOKEN = "local-worker"
 
 
 async def prepare_store(settings: ServerSettings, echo: Callable[[str], None]) -> str | None:
-    """Migrate, create the default workspace and admin token, and a token for the local worker (if it runs)."""
+    """Migrate, check the secret key against the cluster's, create the default workspace and admin token,
+    and a token for the local worker (if it runs)."""
     store = Store(settings.resolved_database_url)
     try:
         await store.migrate()
-        secret = await store.bootstrap()
+        await check_cluster_key(store, load_key(settings.home.root))
+        # Under the Helm chart the admin token comes from a Secret, so every gateway and the operator know it.
+        secret = await store.bootstrap(admin_secret=os.environ.get("COVE_ADMIN_TOKEN") or None)
         if secret:
             _save_admin_token(settings.home, secret, echo)
         if not settings.local_worker:

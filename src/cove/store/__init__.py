@@ -2,6 +2,7 @@
 
 from ._apps import create_app, find_app, heartbeat_app, list_apps, stale_ephemeral_apps, stop_app
 from ._container_tokens import create_container_token, is_container_token, revoke_container_tokens, token_container
+from ._gateways import announce_gateway, claim_value, code_data, forget_gateway, live_gateway_urls
 from ._idempotency import MAX_KEY_LENGTH, KeyClaim, KeyHolder, prune_keys
 from ._idempotency import RETENTION_SECONDS as IDEMPOTENCY_RETENTION_SECONDS
 from ._ids import hash_secret, new_id
@@ -70,10 +71,13 @@ __all__ = [
     "Workspace",
     "WorkspaceQuota",
     "all_quotas",
+    "announce_gateway",
     "claim_tasks",
     "claim_tick",
+    "claim_value",
     "clear_split",
     "code_bytes",
+    "code_data",
     "count_pending",
     "create_app",
     "create_container_token",
@@ -81,6 +85,7 @@ __all__ = [
     "delete_secret",
     "find_app",
     "finished_map_tasks",
+    "forget_gateway",
     "get_quota",
     "get_secrets",
     "get_split",
@@ -94,6 +99,7 @@ __all__ = [
     "list_apps",
     "list_secrets",
     "list_tasks",
+    "live_gateway_urls",
     "new_id",
     "open_tasks",
     "prune_keys",

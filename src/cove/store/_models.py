@@ -88,6 +88,8 @@ class CodeObject(Base):
     hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[float] = mapped_column(Float, default=_now)
+    # The archive itself when it is small and gateways share no folder (PostgreSQL): any gateway can serve it.
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
 
 
 class CodeOwner(Base):
@@ -297,6 +299,23 @@ class WorkspaceQuota(Base):
     max_code_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     max_blob_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     updated_at: Mapped[float] = mapped_column(Float, default=_now)
+
+
+class GatewayRow(Base):
+    """A live gateway and the URL other gateways fetch content-addressed files from; ``seen_at`` is renewed."""
+
+    __tablename__ = "gateways"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    seen_at: Mapped[float] = mapped_column(Float)
+
+
+class ClusterValue(Base):
+    """A value every gateway of the cluster must agree on, written once by the first (the secret key's check)."""
+
+    __tablename__ = "cluster_values"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class ClusterLease(Base):

@@ -156,9 +156,10 @@ class Store:
             self._audit(s, who, "workspace.create", name, workspace_id=row.id)
         return row
 
-    async def bootstrap(self, workspace: str = "default") -> str | None:
+    async def bootstrap(self, workspace: str = "default", admin_secret: str | None = None) -> str | None:
         """Create the default workspace and an admin token on first start.
 
+        ``admin_secret`` is the operator's own (``COVE_ADMIN_TOKEN``, from a Kubernetes Secret), else one is made.
         Returns the admin secret when one was made now, else None.
         """
         async with self.session() as s:
@@ -166,7 +167,7 @@ class Store:
         if existing:
             return None
         ws = await self.ensure_workspace(workspace)
-        _, secret = await self.create_token(ws.name, "admin", role="admin")
+        _, secret = await self.create_token(ws.name, "admin", role="admin", secret=admin_secret)
         return secret
 
     async def create_token(
@@ -176,14 +177,18 @@ class Store:
         role: str = "user",
         who: Principal | None = None,
         worker_identity: str | None = None,
+        secret: str | None = None,
     ) -> tuple[m.Token, str]:
-        """A new token; ``worker_identity`` binds a worker token to that worker from the start."""
+        """A new token; ``worker_identity`` binds a worker token to that worker from the start.
+
+        ``secret`` is only for the bootstrap admin token an operator supplies; every other token is random.
+        """
         if role not in ("admin", "user", "worker", "metrics"):
             raise Conflict(f"role must be 'admin', 'user', 'worker' or 'metrics', not {role!r}")
         if worker_identity is not None and role != "worker":
             raise Conflict("only a worker token can be bound to a worker")
         ws = await self.get_workspace(workspace)
-        secret = new_token_secret()
+        secret = secret or new_token_secret()
         async with self.session() as s, s.begin():
             row = m.Token(
                 id=new_id("tok"),
@@ -314,11 +319,14 @@ class Store:
         async with self.session() as s:
             return await s.get(m.CodeObject, code_hash) is not None
 
-    async def add_code(self, code_hash: str, size: int, who: Principal) -> None:
-        """Store the archive's row once and make the uploading workspace one of its owners."""
+    async def add_code(self, code_hash: str, size: int, who: Principal, data: bytes | None = None) -> None:
+        """Store the archive's row once and make the uploading workspace one of its owners.
+
+        ``data``, when given, is kept in the row: any gateway can then serve the archive without a shared folder.
+        """
         async with self.session() as s, s.begin():
             if await s.get(m.CodeObject, code_hash) is None:
-                s.add(m.CodeObject(hash=code_hash, size=size))
+                s.add(m.CodeObject(hash=code_hash, size=size, data=data))
                 await s.flush()
             if await s.get(m.CodeOwner, (who.workspace_id, code_hash)) is None:
                 s.add(m.CodeOwner(workspace_id=who.workspace_id, hash=code_hash))

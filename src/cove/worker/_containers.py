@@ -14,6 +14,7 @@ from cove._host.volumes import ensure_volume
 from cove._net.gateway_socket import gateway_socket_path
 
 from .._wire.names import check_mount_path, check_name
+from .._wire.parameters import container_env
 from .._wire.worker import ContainerEvent, ContainerSpec
 from ..gpu import GpuError, GpuManager
 from ..runtime import ContainerHandle, LaunchSpec, Runtime
@@ -163,7 +164,7 @@ class Container:
             function=spec.function,
             kind=spec.kind,
             concurrency=spec.concurrent_requests,
-            env={**spec.env, **platform_env},
+            env={**spec.env, **container_env(spec.class_parameters), **platform_env},
             secret_env=dict(spec.secret_env),
             volumes=self._volumes(spec) + platform_mounts,
             cpu_millis=spec.cpu_millis,

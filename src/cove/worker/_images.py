@@ -1,7 +1,8 @@
 """Images on this worker: read in place from a shared home, or pulled from the gateway and cached.
 
 A worker on the gateway's machine and home uses the built folders where they
-are. Any other worker downloads each part of an image (the environment, and
+are (an image built by another gateway of the cluster is pulled into that
+home first). Any other worker downloads each part of an image (the environment, and
 for images with system layers the Debian base and each layer) as an archive
 whose sha256 the gateway announces, unpacks it into its own home under the
 same layout, and keeps it there: the next container of that image, and of
@@ -43,6 +44,7 @@ from cove._host.safepath import resolve_within
 from ..images import MARKER, image_dir, read_manifest
 from ._client import GatewayClient
 from ._paths import check_id, force_rmtree
+from ._untar import extract_tar
 
 log = logging.getLogger("cove.worker")
 
@@ -76,7 +78,7 @@ def _unpack(archive: Path, dest: Path) -> None:
         with tarfile.open(archive, "r:gz") as tar:
             # "tar" filter: nothing may land outside the folder; absolute symlinks (a venv's
             # interpreter link) are kept, since they are resolved only where the image runs.
-            tar.extractall(tmp, filter="tar")
+            extract_tar(tar, tmp)
         try:
             tmp.rename(dest)
         except OSError:
@@ -123,7 +125,10 @@ class ImageCache:
         if info.get("status") != "ready":
             raise RuntimeError(f"image {image_id} is not ready (status {info.get('status')!r})")
         # An existing environment (Image.from_python_env) is never shipped: it must be on this machine.
-        in_place = self.shares_home or bool((info.get("spec") or {}).get("python_env"))
+        # Beside the gateway, an image another gateway of the cluster built is pulled into the shared home.
+        existing_env = bool((info.get("spec") or {}).get("python_env"))
+        built_here = resolve_within(str(info.get("path", "")), [str(self.home.images)]) is not None
+        in_place = existing_env or (self.shares_home and built_here)
         image = self._in_place(image_id, info) if in_place else await self._pulled(image_id, info)
         if image.rootfs is None and not image.python.exists():
             target = os.readlink(image.python) if image.python.is_symlink() else image.python
