@@ -103,6 +103,31 @@ def test_the_admin_token_never_reaches_a_log_file(tmp_path: Path) -> None:
         _cove(env, "server", "--stop", "--home", str(home))
 
 
+def test_a_background_server_keeps_the_options_it_was_given(tmp_path: Path) -> None:
+    """``--background`` starts a detached server with the same options, the local worker's size among them."""
+    home, port = tmp_path / "cove", free_port()
+    env = {**os.environ, "COVE_HOME": str(home), "COVE_UV_CACHE_DIR": str(UV_CACHE)}
+    env.pop("COVE_TOKEN", None)
+    args = ("--home", str(home), "--port", str(port), "--worker-cpu", "3", "--worker-memory", "5Gi")
+    started = _cove(env, "server", "--background", *args, "--json", timeout=90)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        client = {
+            **env,
+            "COVE_GATEWAY": f"http://127.0.0.1:{port}",
+            "COVE_TOKEN": (home / "admin-token").read_text().strip(),
+        }
+        deadline = time.monotonic() + 30
+        while not (workers := json.loads(_cove(client, "worker", "list", "--json").stdout)):
+            assert time.monotonic() < deadline, "the local worker never registered"
+            time.sleep(0.2)
+        assert [(w["name"], w["cpu_millis"], w["memory_mib"]) for w in workers] == [("local", 3000, 5120)]
+    finally:
+        _cove(env, "server", "--stop", "--home", str(home))
+    refused = _cove(env, "server", "--home", str(home), "--worker-memory", "lots", "--json")
+    assert refused.returncode != 0 and "--worker-memory" in json.loads(refused.stdout)["error"]
+
+
 def test_a_foreground_server_writing_to_a_file_does_not_print_the_admin_token(tmp_path: Path) -> None:
     server = start_server(tmp_path / "cove")  # its output goes to test-server.log
     try:

@@ -44,6 +44,11 @@ def server(
         "--worker-cpu",
         help="CPU the local worker offers, cores or millicores (default: this machine's cores; more overcommits).",
     ),
+    worker_memory: str | None = typer.Option(
+        None,
+        "--worker-memory",
+        help="Memory the local worker offers, MiB or with a unit (16Gi) (default: this machine's memory).",
+    ),
     python_env_root: list[Path] = typer.Option(
         [],
         "--python-env-root",
@@ -66,8 +71,16 @@ def server(
         _stop_server(cove_home, as_json)
         return
     env_roots = _python_env_roots(python_env_root, as_json)
+    worker_cpu_millis = _size(worker_cpu, "--worker-cpu", as_json)
+    worker_memory_mib = _size(worker_memory, "--worker-memory", as_json)
     if background:
-        _start_background(cove_home, host, port, as_json, env_roots)
+        # The detached server gets the same options (the environment carries the rest).
+        forward = [f"--runtime={runtime}", *(f"--callback-allow={c}" for c in callback_allow)]
+        forward += ["--no-worker"] * no_worker + ["--use-reservoir"] * use_reservoir
+        forward += [f"--index-url={index_url}"] * (index_url is not None)
+        forward += [f"--worker-cpu={worker_cpu_millis}m"] * bool(worker_cpu_millis)
+        forward += [f"--worker-memory={worker_memory_mib}"] * bool(worker_memory_mib)
+        _start_background(cove_home, host, port, as_json, env_roots, forward)
         return
     import uvloop
 
@@ -82,7 +95,8 @@ def server(
         runtime=runtime,
         index_url=index_url,
         use_reservoir=use_reservoir,
-        worker_cpu_millis=_cpu_millis(worker_cpu, as_json),
+        worker_cpu_millis=worker_cpu_millis,
+        worker_memory_mib=worker_memory_mib,
         python_env_roots=env_roots,
     )
     try:
@@ -94,17 +108,17 @@ def server(
         pass
 
 
-def _cpu_millis(value: str | None, as_json: bool) -> int:
-    """``--worker-cpu`` in millicores; 0 leaves the default."""
+def _size(value: str | None, flag: str, as_json: bool) -> int:
+    """``--worker-cpu`` in millicores or ``--worker-memory`` in MiB; 0 leaves the default."""
     if value is None:
         return 0
-    from .._wire.sizes import parse_cpu
+    from .._wire.sizes import parse_cpu, parse_memory
     from ..exceptions import ConfigError
 
     try:
-        return parse_cpu(value)
+        return parse_cpu(value) if flag == "--worker-cpu" else parse_memory(value)
     except ConfigError as exc:
-        fail(f"--worker-cpu: {exc}", as_json)
+        fail(f"{flag}: {exc}", as_json)
 
 
 def _python_env_roots(flags: list[Path], as_json: bool) -> tuple[Path, ...]:
@@ -144,7 +158,9 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _start_background(home: Home, host: str, port: int, as_json: bool, python_env_roots: tuple[Path, ...]) -> None:
+def _start_background(
+    home: Home, host: str, port: int, as_json: bool, python_env_roots: tuple[Path, ...], forward: list[str]
+) -> None:
     info = _server_info(home)
     if info and info.get("url") == f"http://{host}:{port}" and _healthy(str(info["url"])):
         # The very server asked for is up: reuse it (`make run` twice).
@@ -161,7 +177,19 @@ def _start_background(home: Home, host: str, port: int, as_json: bool, python_en
     home.ensure()
     log = _open_server_log(home)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cove", "server", "--port", str(port), "--host", host, "--home", str(home.root)],
+        [
+            sys.executable,
+            "-m",
+            "cove",
+            "server",
+            "--port",
+            str(port),
+            "--host",
+            host,
+            "--home",
+            str(home.root),
+            *forward,
+        ],
         env={**os.environ, ROOTS_ENV: roots_env_value(python_env_roots)},
         stdout=log,
         stderr=log,

@@ -100,6 +100,23 @@ class UserFunction:
             max_size, wait_ms = batched
             self.batcher = Batcher(target, int(max_size), float(wait_ms), lambda c: self._async().run(c))
 
+    def _body_hint(self, kwargs: dict[str, Any]) -> str:
+        """What to send instead, when a body's keys miss a handler that takes one dict by name.
+
+        ``def f(input_data: dict)`` called with the dict itself as the body is the commonest
+        mistake: the body is the handler's arguments by name, so it needs one more level.
+        """
+        import inspect
+
+        wanted = [
+            name
+            for name, parameter in inspect.signature(self.target).parameters.items()
+            if name != "context" and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+        ]
+        if len(wanted) != 1 or wanted[0] in kwargs:
+            return ""
+        return f'; the body holds the arguments by name: send {{"{wanted[0]}": ...}}'
+
     def run_on_start(self, on_start: Callable[[], Any] | None) -> None:
         """Run the user's on_start hook once; its value reaches every call's context."""
         if on_start is None:
@@ -133,7 +150,7 @@ class UserFunction:
         try:
             self._bind(**kwargs)
         except TypeError as exc:
-            return 422, error_payload("InvalidArguments", str(exc))
+            return 422, error_payload("InvalidArguments", f"{exc}{self._body_hint(kwargs)}")
         if self.wants_context:
             if "context" in kwargs:
                 return 422, error_payload("InvalidArguments", "'context' is supplied by Cove and cannot be sent")

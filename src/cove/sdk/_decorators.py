@@ -25,6 +25,7 @@ from .._wire.config import DeploymentConfig
 from .._wire.names import check_name
 from ..exceptions import ConfigError
 from ..schema import SchemaError, validate
+from ._classes import OWNER
 from ._image import Image
 
 TYPE_CHECKING = False
@@ -341,6 +342,8 @@ class Endpoint(Deployable[P, R, L]):
             for parameter in inspect.signature(self.raw_f).parameters.values()
             if parameter.kind is parameter.POSITIONAL_OR_KEYWORD and parameter.name != "context"
         ]
+        if hasattr(self, OWNER):  # a class's @method: the container binds ``self`` to its instance
+            names = names[1:]
         if len(args) > len(names):
             raise TypeError(
                 f"{self.name}.remote takes at most {len(names)} arguments by position ({len(args)} given): "

@@ -91,12 +91,48 @@ def import_target(target: Target) -> Any:
     sys.modules[target.module] = module
     try:
         spec.loader.exec_module(module)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(missing_package(target.path.name, exc)) from exc
     except Exception as exc:
         raise ConfigError(f"importing {target.path.name} failed: {type(exc).__name__}: {exc}") from exc
     finally:
         if sys.path and sys.path[0] == root:
             sys.path.pop(0)
     return module
+
+
+# Modules whose distribution on PyPI has another name: what to ``pip install`` for them.
+DISTRIBUTIONS = {
+    "cv2": "opencv-python",
+    "PIL": "pillow",
+    "sklearn": "scikit-learn",
+    "skimage": "scikit-image",
+    "yaml": "pyyaml",
+    "bs4": "beautifulsoup4",
+    "dateutil": "python-dateutil",
+}
+
+
+def missing_package(filename: str, exc: ModuleNotFoundError) -> str:
+    """What to do when the user's file imports, at its top level, a package this machine lacks.
+
+    The file is imported here only to find its functions; the image installs its packages in the
+    container, so an import that only the container needs belongs where only the container runs it.
+    """
+    if not exc.name:
+        return f"importing {filename} failed: ModuleNotFoundError: {exc}"
+    package = exc.name.partition(".")[0]
+    install = DISTRIBUTIONS.get(package, package)
+    return (
+        f"importing {filename} failed: ModuleNotFoundError: {exc}.\n"
+        f"Cove imports {filename} on this machine to find its functions, and {package!r} is not installed here "
+        "(an image's python_packages are installed in its containers, not on this machine). Either:\n"
+        f"  - install it here: pip install {install}\n"
+        f"  - or import {package} where only the container runs it: inside the function that uses it "
+        "(or in a class's @cove.enter method, to load a model once per container), or in a "
+        "`with image.imports():` block at the top of the file.\n"
+        'See "Packages your machine does not have" in docs/packages.md.'
+    )
 
 
 @contextlib.contextmanager
