@@ -39,19 +39,19 @@ def test_two_parameter_sets_run_in_their_own_containers(server: Server) -> None:
 
 
 def test_an_endpoint_takes_its_parameters_in_a_header(server: Server) -> None:
-    with server.deployed_app(APP, ["Greeter.greet"], "params_endpoint_app") as app:
-        assert app.Greeter(greeting="hey").greet.remote(name="ann")["text"] == "HEY, ann"
+    with server.deployed_app(APP, ["Salutation.greet"], "params_endpoint_app") as app:
+        assert app.Salutation(greeting="hey").greet.remote(name="ann")["text"] == "HEY, ann"
         with pytest.raises(ParameterError, match="'greeting'"):
-            app.Greeter()  # no default, and nothing was sent
+            app.Salutation()  # no default, and nothing was sent
     with server.http() as http:
         hello = http.post(
-            "/endpoint/greeter-greet", json={"name": "bo"}, headers={HEADER: json.dumps({"greeting": "hi"})}
+            "/endpoint/salutation-greet", json={"name": "bo"}, headers={HEADER: json.dumps({"greeting": "hi"})}
         )
         assert hello.status_code == 200, hello.text
         assert hello.json()["text"] == "HI, bo"
-        missing = http.post("/endpoint/greeter-greet", json={"name": "bo"})
+        missing = http.post("/endpoint/salutation-greet", json={"name": "bo"})
         assert missing.status_code == 422 and "greeting" in missing.json()["error"]["message"]
-        wrong = http.post("/endpoint/greeter-greet", json={"name": "bo"}, headers={HEADER: '{"greeting": 7}'})
+        wrong = http.post("/endpoint/salutation-greet", json={"name": "bo"}, headers={HEADER: '{"greeting": 7}'})
         assert wrong.status_code == 422 and "must be a str" in wrong.json()["error"]["message"]
-        unknown = http.post("/endpoint/greeter-greet", json={"name": "bo"}, headers={HEADER: '{"tone": "x"}'})
+        unknown = http.post("/endpoint/salutation-greet", json={"name": "bo"}, headers={HEADER: '{"tone": "x"}'})
         assert unknown.status_code == 422 and "'tone'" in unknown.json()["error"]["message"]

@@ -125,7 +125,9 @@ def test_the_wheel_leaves_the_server_stack_to_extras(wheel: Path) -> None:
     reservoir = _names(wheel, "reservoir")
     assert reservoir >= {"uvicorn", "cryptography", "python-multipart", "uv"}
     assert not reservoir & (SERVER_STACK - {"uvicorn"}), "the reservoir runs without the server stack"
-    assert _names(wheel, "all") == server | reservoir
+    kubernetes = _names(wheel, "kubernetes")
+    assert "kubernetes" in kubernetes and not kubernetes & SERVER_STACK, "the controller's client alone"
+    assert _names(wheel, "all") == server | reservoir | kubernetes
 
 
 def test_every_import_of_the_reservoir_is_in_its_extra(wheel: Path) -> None:

@@ -44,6 +44,10 @@ EXCLUDED = {
     # that could match the real worker's and supersede it (workers have tests of their own).
     ("POST", "/api/v1/workers/register"),
 }
+# Left out for the admin only: the admin may revoke any token, and token ids are small numbers the fuzzer
+# generates, so it revokes the local worker's token and the worker is lost for the rest of the run. The member
+# still fuzzes it (a member may revoke only its workspace's user tokens); revocation has tests of its own.
+ADMIN_EXCLUDED = {("DELETE", "/api/v1/tokens/{token_id}")}
 
 # Operations whose well-formed requests may still be refused for what no schema can state; each also
 # accepts the statuses it answers then (on top of 2xx, 401, 403 and 404):
@@ -101,8 +105,8 @@ def _member_token(server: Server) -> str:
     return str(reply.json()["token"])
 
 
-def _run(server: Server, token: str, report: Path) -> subprocess.CompletedProcess[str]:
-    excluded = [arg for method, path in sorted(EXCLUDED) for arg in ("--exclude-name", f"{method} {path}")]
+def _run(server: Server, token: str, report: Path, left_out: set[tuple[str, str]]) -> subprocess.CompletedProcess[str]:
+    excluded = [arg for method, path in sorted(left_out) for arg in ("--exclude-name", f"{method} {path}")]
     command = [
         str(Path(sys.executable).parent / "schemathesis"),
         "--config-file",
@@ -141,7 +145,7 @@ def test_every_operation_conforms_and_never_fails(fuzzed_server: Server, tmp_pat
     for role, token in tokens.items():
         report = tmp_path / f"{role}.json"
         started = time.monotonic()
-        done = _run(fuzzed_server, token, report)
+        done = _run(fuzzed_server, token, report, EXCLUDED | (ADMIN_EXCLUDED if role == "admin" else set()))
         assert report.exists(), done.stdout[-4000:] + done.stderr[-4000:]
         result = json.loads(report.read_text())
         cases = result["test_cases"]

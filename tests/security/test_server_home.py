@@ -8,6 +8,7 @@ by side instead of taking each other's place forever.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -136,6 +137,9 @@ def test_a_foreground_server_writing_to_a_file_does_not_print_the_admin_token(tm
         server.stop()
 
 
+CLUSTER_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()  # a Fernet key
+
+
 def _start(home: Path, database_url: str, admin_token: str | None) -> tuple[subprocess.Popen[bytes], str]:
     """``cove server`` with its local worker on the shared database, once it answers."""
     home.mkdir(parents=True)
@@ -143,7 +147,13 @@ def _start(home: Path, database_url: str, admin_token: str | None) -> tuple[subp
         (home / "admin-token").write_text(admin_token + "\n")
         (home / "admin-token").chmod(0o600)
     port = free_port()
-    env = {**os.environ, "COVE_HOME": str(home), "COVE_UV_CACHE_DIR": str(UV_CACHE), "COVE_DATABASE_URL": database_url}
+    env = {
+        **os.environ,
+        "COVE_HOME": str(home),
+        "COVE_UV_CACHE_DIR": str(UV_CACHE),
+        "COVE_DATABASE_URL": database_url,
+        "COVE_SECRET_KEY": CLUSTER_KEY,  # gateways of one database share it (a home's own key is its alone)
+    }
     env.pop("COVE_TOKEN", None)
     with (home / "test-server.log").open("ab") as log:
         proc = subprocess.Popen(

@@ -17,9 +17,26 @@ from __future__ import annotations
 import http.client
 import select
 import threading
+import weakref
 from urllib.parse import urlsplit
 
 _DEAD = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+class _ThreadConnection:
+    """A thread's connection, closed when the thread ends (its ``threading.local`` entry is dropped then).
+
+    Without this, a connection of a thread that ended (``asyncio.to_thread``'s pool,
+    ``.map``'s senders) would be left to the garbage collector, open.
+    """
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: http.client.HTTPConnection) -> None:
+        self.conn = conn
+
+    def __del__(self) -> None:
+        self.conn.close()
 
 
 class KeptAlive:
@@ -34,6 +51,7 @@ class KeptAlive:
         self.prefix = parts.path.rstrip("/")
         self.headers = headers
         self._local = threading.local()
+        self._every: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()  # every thread's, for close()
 
     def request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
@@ -60,23 +78,25 @@ class KeptAlive:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            self._drop(conn)
+        """Close every thread's connection; a later request opens a new one."""
+        for held in list(self._every):
+            held.conn.close()
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is not None and conn.sock is not None:
-            readable, _, _ = select.select([conn.sock], [], [], 0)
+        held: _ThreadConnection | None = getattr(self._local, "held", None)
+        if held is not None and held.conn.sock is not None:
+            readable, _, _ = select.select([held.conn.sock], [], [], 0)
             if not readable:
-                return conn, True
-            self._drop(conn)  # closed by the gateway while idle (or sent something unasked)
+                return held.conn, True
+            self._drop(held.conn)  # closed by the gateway while idle (or sent something unasked)
         conn = http.client.HTTPConnection(self.host, self.port)
         conn.connect()
-        self._local.conn = conn
+        self._local.held = held = _ThreadConnection(conn)
+        self._every.add(held)
         return conn, False
 
     def _drop(self, conn: http.client.HTTPConnection) -> None:
         conn.close()
-        if getattr(self._local, "conn", None) is conn:
-            self._local.conn = None
+        held = getattr(self._local, "held", None)
+        if held is not None and held.conn is conn:
+            self._local.held = None

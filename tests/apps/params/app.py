@@ -20,7 +20,7 @@ class Model:
 
 
 @cove.endpoint(keep_warm_seconds=30)
-class Greeter:
+class Salutation:
     greeting: str = cove.parameter()  # no default: every caller names it
 
     @cove.enter()
