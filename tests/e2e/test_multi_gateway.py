@@ -216,7 +216,7 @@ def test_a_follower_refuses_puts_past_max_pending_tasks(cluster: tuple[Server, S
         ("POST", "/taskqueue/durable", b"", True),  # committed unclaimed; the leader takes it
         ("POST", "/api/v1/functions/f/calls", b"wait=false", True),  # .spawn: the same
         ("POST", "/api/v1/functions/f/calls", b"", False),  # .remote needs a container now
-        ("POST", "/endpoint/predict", b"", False),
+        ("POST", "/endpoint/predict", b"", True),  # relayed to a ready container; a cold one goes to the leader
         ("GET", "/api/v1/workers/wrk-1/orders", b"wait=20", False),
         ("GET", "/api/v1/containers", b"", False),
         ("GET", "/api/v1/maps/map-1/outputs", b"", False),

@@ -56,13 +56,15 @@ def _health(url: str) -> dict[str, Any] | None:
         return None
 
 
-def _launch(home: Path, database_url: str, key: bytes) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+def _launch(
+    home: Path, database_url: str, key: bytes, *options: str
+) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = _env(home, database_url, port, key)
     with (home / "test-server.log").open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cove", "server", "--port", str(port), "--home", str(home)],
+            [sys.executable, "-m", "cove", "server", "--port", str(port), "--home", str(home), *options],
             env=env,
             stdout=log,
             stderr=log,
@@ -70,8 +72,9 @@ def _launch(home: Path, database_url: str, key: bytes) -> tuple[subprocess.Popen
     return proc, f"http://127.0.0.1:{port}", env
 
 
-def _start(home: Path, database_url: str, key: bytes, token: str | None = None) -> Server:
-    proc, url, env = _launch(home, database_url, key)
+def _start(home: Path, database_url: str, key: bytes, token: str | None = None, *options: str) -> Server:
+    """A ``cove server`` (with ``options``) on its own home, once healthy; ``token``: its admin's, else its own."""
+    proc, url, env = _launch(home, database_url, key, *options)
     deadline = time.monotonic() + 60
     while _health(url) is None:
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -257,6 +257,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("HEAD", "/api/v1/blobs/{sha256}"): Rule(SCOPED, (404,)),
     # operations
     ("GET", "/api/v1/gpus"): Rule(LIST),
+    ("GET", "/api/v1/events"): Rule(LIST),
     ("GET", "/metrics"): Rule(SELF),
     ("GET", "/healthz"): Rule(PUBLIC),
     # endpoints: answered by the invocation path before routing, but listed in the document

@@ -60,7 +60,7 @@ LAYERS: Mapping[str, frozenset[str]] = {
     "gpu": frozenset({"exceptions", "_wire", "runtime"}),
     "images": frozenset({"exceptions", "_host", "_wire", "runtime"}),
     "scheduler": frozenset({"exceptions", "_wire", "store", "gpu"}),
-    "cluster": frozenset({"_net", "store"}),
+    "cluster": frozenset({"_net", "_wire", "store"}),
     # The worker pool controller that the leading gateway runs on Kubernetes.
     "k8s": frozenset({"exceptions", "_wire", "scheduler"}),
     "gateway": frozenset(

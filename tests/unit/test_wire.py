@@ -19,7 +19,7 @@ from cove._wire.image_spec import FIELDS
 from cove._wire.kinds import KINDS
 from cove.exceptions import ConfigError
 from cove.gateway._functions_api import call_deadline
-from cove.scheduler._scheduler import _stored_config
+from cove.scheduler._scheduler import stored_config
 from cove.sdk._image import Image
 from cove.store import Deployment
 
@@ -145,7 +145,7 @@ def test_the_gateway_and_scheduler_read_a_missing_setting_as_the_kind_declares(k
     assert stored(row.config, kind, "timeout") == declared.timeout
     assert stored(row.config, kind, "authorized") is declared.authorized
     assert stored({"timeout": 5.0}, kind, "timeout") == 5.0
-    assert _stored_config(row) == DeploymentConfig(kind=kind, **_extra_for(kind))  # type: ignore[arg-type]
+    assert stored_config(row) == DeploymentConfig(kind=kind, **_extra_for(kind))  # type: ignore[arg-type]
     if kind in ("function", "task_queue", "schedule"):
         assert call_deadline(row) == declared.timeout * (1 + declared.retries) + 60
 

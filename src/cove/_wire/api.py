@@ -733,3 +733,26 @@ class GpuWorker(ApiModel):
     worker: str
     state: str
     gpus: list[GpuView]
+
+
+class Event(ApiModel):
+    """A control-plane decision: what the scheduler did or why work waits, with the numbers it went by.
+
+    ``deployment`` and ``version`` are null on a cluster event (a worker, the
+    scheduler lease), which only admin tokens see.
+    """
+
+    id: int
+    ts: Number
+    kind: str
+    deployment: str | None
+    version: int | None
+    reason: str
+    inputs: dict[str, Any]
+
+
+class EventPage(ApiModel):
+    """Events oldest first; ``cursor`` is what the next poll passes as ``since`` to get only newer ones."""
+
+    events: list[Event]
+    cursor: int

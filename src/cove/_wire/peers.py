@@ -6,9 +6,16 @@ with a token derived from the cluster's secret key (only gateways hold it);
 it checks the bytes against the hash before keeping them. A gateway answers
 only from what it holds itself (never by asking further), so requests cannot
 go round in circles. Standard library only.
+
+Gateways that do not lead also serve endpoint invocations themselves, relaying
+straight to ready containers; they report what they hold to the leader (a
+:class:`DemandReport`) so its autoscaler counts it, and learn from its
+:class:`DemandReply` how busy each container is elsewhere.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 PEER_PREFIX = "/api/v1/peer"
 TOKEN_HEADER = "x-cove-peer"
@@ -28,3 +35,66 @@ def blob_route(workspace_id: str, sha256: str) -> str:
 def export_route(image_id: str, part: str) -> str:
     """A part of a built image as an archive (its sha256 in ``SHA256_HEADER``)."""
     return f"{PEER_PREFIX}/images/{image_id}/{part}"
+
+
+DEMAND_ROUTE = f"{PEER_PREFIX}/demand"
+
+
+def _counts(raw: object, what: str) -> dict[str, int]:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{what} must be an object of counts")
+    counts: dict[str, int] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or type(value) is not int or value < 0:
+            raise ValueError(f"{what} must map ids to counts >= 0")
+        counts[key] = value
+    return counts
+
+
+@dataclasses.dataclass(frozen=True)
+class DemandReport:
+    """What a gateway that does not lead tells the leader, several times a second, about the requests it serves.
+
+    ``deployments``: the requests it holds per deployment version, waiting or
+    running (the autoscaler counts them as it counts its own).
+    ``containers``: the requests running now per container it relays to; a
+    container listed with 0 was used since the last report (it is not idle,
+    so keep-warm must not stop it).
+    """
+
+    gateway_id: str
+    deployments: dict[str, int]
+    containers: dict[str, int]
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> DemandReport:
+        if not isinstance(data, dict) or not isinstance(data.get("gateway_id"), str):
+            raise ValueError("a demand report is an object with a gateway_id")
+        return cls(
+            gateway_id=data["gateway_id"],
+            deployments=_counts(data.get("deployments", {}), "deployments"),
+            containers=_counts(data.get("containers", {}), "containers"),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class DemandReply:
+    """The leader's answer: per container, the requests others (the leader and other gateways) run there now.
+
+    A container left out runs none elsewhere. The reporting gateway sends a
+    container at most what its ``concurrent_requests`` leaves after these.
+    """
+
+    busy: dict[str, int]
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> DemandReply:
+        if not isinstance(data, dict):
+            raise ValueError("a demand reply is an object")
+        return cls(busy=_counts(data.get("busy", {}), "busy"))

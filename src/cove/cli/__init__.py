@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import typer
 
-from . import _admin, _apps, _data, _deploy, _gpu, _images, _inspect, _quotas, _root, _sandbox, _tasks, _workers
+from . import (
+    _admin,
+    _apps,
+    _data,
+    _deploy,
+    _events,
+    _gpu,
+    _images,
+    _inspect,
+    _quotas,
+    _root,
+    _sandbox,
+    _tasks,
+    _workers,
+)
 from ._workers import worker_app
 
 __all__ = ["app", "main", "worker_app"]
@@ -22,6 +36,7 @@ app.command()(_deploy.serve)
 app.command()(_inspect.ps)
 app.command()(_inspect.logs)
 app.command()(_inspect.stop)
+app.command()(_events.events)
 app.command()(_tasks.run)
 app.add_typer(_tasks.task_app, name="task")
 app.add_typer(_tasks.schedule_app, name="schedule")

@@ -6,7 +6,19 @@ database. On SQLite there is one gateway, and it always leads.
 """
 
 from ._cluster import Cluster, ClusterSettings
+from ._demand import DemandReporter
+from ._forward import FORWARDED
 from ._presence import Presence
+from ._ready_view import ReadyMap, ReadyView
 from ._routes import served_by_follower
 
-__all__ = ["Cluster", "ClusterSettings", "Presence", "served_by_follower"]
+__all__ = [
+    "FORWARDED",
+    "Cluster",
+    "ClusterSettings",
+    "DemandReporter",
+    "Presence",
+    "ReadyMap",
+    "ReadyView",
+    "served_by_follower",
+]

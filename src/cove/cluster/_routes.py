@@ -2,10 +2,11 @@
 
 It answers what the database alone can answer: reads of the control API,
 task status and results (woken by NOTIFY), and durable task puts and spawns
-(committed as unclaimed rows the leader takes). Invocations, ``.remote``
-calls and their live output, quotas (the leader enforces them), maps,
-sandboxes, the worker API and every change to what runs need the leader's
-live scheduler, so they are forwarded.
+(committed as unclaimed rows the leader takes). Endpoint invocations it
+relays to ready containers itself (``cove.gateway._follower_slots``), handing
+only cold ones to the leader. ``.remote`` calls and their live output,
+quotas (the leader enforces them), maps, sandboxes, the worker API and every
+change to what runs need the leader's live scheduler, so they are forwarded.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-_LOCAL_PATHS = frozenset({"/healthz", "/metrics", "/api/docs", "/api/openapi.json"})
+_LOCAL_PATHS = frozenset({"/healthz", "/metrics", "/api/docs", "/redoc", "/api/openapi.json"})
 # Reads that show the leader's live state (workers, containers and their logs, maps, sandboxes).
 _LIVE_READS = ("/api/v1/workers", "/api/v1/containers", "/api/v1/logs", "/api/v1/maps/", "/api/v1/sandboxes")
 _RESERVOIR = "/reservoir"
+_ENDPOINT = "/endpoint/"
 _FUNCTIONS = "/api/v1/functions/"
 _CALLS = "/calls"
 _CALLS_PREFIX = "/api/v1/calls/"
@@ -50,5 +52,5 @@ def served_by_follower(scope: dict[str, Any]) -> bool:
     if method in ("GET", "HEAD"):
         return path.startswith("/api/") and not path.startswith(_LIVE_READS) and not _leader_state(path)
     if method == "POST":
-        return path.startswith("/taskqueue/") or _is_spawn(path, scope.get("query_string", b""))
+        return path.startswith(("/taskqueue/", _ENDPOINT)) or _is_spawn(path, scope.get("query_string", b""))
     return False

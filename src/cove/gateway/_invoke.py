@@ -3,6 +3,10 @@
 It authenticates from a cache, finds a container slot in memory and relays the
 body to the container's socket over a kept-alive connection. No database write
 and no framework routing happen per request.
+
+The leader takes slots from its scheduler; a gateway that does not lead takes
+them from its mirror of the ready containers (``_follower_slots``) and hands
+the request to the leader only when it cannot serve it itself (cold).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from .._wire.defaults import stored
 from .._wire.urls import call_url, how_to_call
@@ -21,6 +25,7 @@ from ..scheduler import DeploymentStopped, Lease, NoCapacity, Scheduler, StartFa
 from ..store import Deployment
 from ._capacity import NO_CAPACITY
 from ._errors import ApiError, error_body
+from ._follower_slots import ForwardToLeader
 from ._inputs import check_inputs
 from ._parameters import header_parameters
 from ._state import Gateway
@@ -31,6 +36,24 @@ Scope = dict[str, Any]
 PREFIX = "/endpoint/"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _KIND_NAMES = {"endpoint": "an endpoint", "asgi": "a web app"}
+
+
+class Leases(Protocol):
+    """Where a request gets its container slot: the leader's scheduler, or a follower's mirror of ready containers."""
+
+    async def acquire(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> Lease: ...
+
+    def release(self, lease: Lease, *, served: bool = True) -> None: ...
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """``receive`` for a request whose body was read already: the body once, then the client's own messages."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def again() -> Any:
+        return pending.pop() if pending else await receive()
+
+    return again
 
 
 def _parse_path(path: str) -> tuple[str, int | None]:
@@ -127,6 +150,9 @@ async def handle_invoke(gw: Gateway, scope: Scope, receive: Any, send: Any) -> N
     status = 500
     try:
         status, body, extra, labels = await _invoke(gw, scope, receive)
+    except ForwardToLeader as exc:
+        await gw.cluster.forward(scope, _replay(exc.body, receive), send)  # the leader counts it
+        return
     except ApiError as exc:
         status, body, extra = exc.status, error_body(exc.status, exc.message, exc.type), []
     gw.metrics.invocations.labels(*labels, str(status)).inc()
@@ -141,16 +167,16 @@ async def handle_invoke(gw: Gateway, scope: Scope, receive: Any, send: Any) -> N
 class _Streaming:
     """A generator endpoint's answer, begun: the container's stream and the lease it holds until it ends."""
 
-    __slots__ = ("deadline", "lease", "scheduler", "stream")
+    __slots__ = ("deadline", "lease", "slots", "stream")
 
-    def __init__(self, stream: UpstreamStream, scheduler: Scheduler, lease: Lease, deadline: float | None) -> None:
+    def __init__(self, stream: UpstreamStream, slots: Leases, lease: Lease, deadline: float | None) -> None:
         self.stream = stream
-        self.scheduler = scheduler
+        self.slots = slots
         self.lease = lease
         self.deadline = deadline
 
     async def relay(self, receive: Any, send: Any, extra: list[tuple[bytes, bytes]]) -> None:
-        await relay(self.stream, lambda: self.scheduler.release(self.lease), self.deadline, receive, send, extra)
+        await relay(self.stream, lambda: self.slots.release(self.lease), self.deadline, receive, send, extra)
 
 
 async def _invoke(
@@ -176,22 +202,28 @@ async def _invoke(
     label = (workspace, f"{deployment.name}/v{deployment.version}")
     timeout = float(stored(deployment.config, deployment.kind, "timeout"))
     call_id = "call-" + os.urandom(8).hex()
-    scheduler = gw.scheduler
+    follower = None if gw.cluster.leading else gw.follower
+    slots: Leases = gw.scheduler if follower is None else follower
     deadline = None if timeout < 0 else asyncio.get_running_loop().time() + timeout
-    with waiting_errors(scheduler, deployment, timeout):
-        async with asyncio.timeout_at(deadline):
-            lease = await scheduler.acquire(deployment, parameters)
-            try:
-                status, payload = await gw.upstream.invoke(lease.address, body, call_id, stream_accept(headers))
-            except UpstreamError as exc:
-                scheduler.release(lease, served=False)
-                raise await container_failure(lease, exc) from None
-            except BaseException:
-                scheduler.release(lease, served=False)  # timed out (or cancelled) before the answer came
-                raise
-            if type(payload) is bytes:
-                scheduler.release(lease)
+    try:
+        with waiting_errors(gw.scheduler, deployment, timeout):
+            async with asyncio.timeout_at(deadline):
+                lease = await slots.acquire(deployment, parameters)
+                try:
+                    status, payload = await gw.upstream.invoke(lease.address, body, call_id, stream_accept(headers))
+                except UpstreamError as exc:
+                    slots.release(lease, served=False)
+                    if follower is not None and await follower.never_reached(lease, exc):
+                        raise ForwardToLeader from None
+                    raise await container_failure(lease, exc) from None
+                except BaseException:
+                    slots.release(lease, served=False)  # timed out (or cancelled) before the answer came
+                    raise
+                if type(payload) is bytes:
+                    slots.release(lease)
+    except ForwardToLeader:
+        raise ForwardToLeader(body) from None
     extra = [(b"x-cove-container", lease.container_id.encode()), (b"x-cove-call-id", call_id.encode())]
     if isinstance(payload, UpstreamStream):
-        return status, _Streaming(payload, scheduler, lease, deadline), extra, label  # the lease goes with it
+        return status, _Streaming(payload, slots, lease, deadline), extra, label  # the lease goes with it
     return status, payload, extra, label

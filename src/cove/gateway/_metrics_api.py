@@ -3,7 +3,9 @@
 Series name deployments, so they are not public: the scrape needs a bearer
 token. An admin token, or a ``metrics`` token (made for a scrape config:
 it reads this route and nothing else), sees every series; any other token
-sees only the series labelled with its own workspace.
+sees only the series labelled with its own workspace. An operator whose
+scrapers cannot send a token opens the route with ``COVE_METRICS_PUBLIC=1``:
+then anyone reads every series.
 """
 
 from __future__ import annotations
@@ -41,11 +43,14 @@ class WorkspaceView:
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
-    summary="Prometheus metrics: every series for admin and metrics tokens, the own workspace's for others",
+    summary="Prometheus metrics: every series for admin and metrics tokens (or anyone, when opened), "
+    "the own workspace's for others",
 )
 async def metrics(gw: GatewayDep, authorization: Annotated[str | None, Header()] = None) -> PlainTextResponse:
-    who = await gw.auth.principal(authorization, metrics_reader=True)
-    source = (
-        gw.metrics.registry if who.role in ALL_SERIES_ROLES else WorkspaceView(gw.metrics.registry, who.workspace_name)
-    )
+    if gw.settings.metrics_public:
+        source: CollectorRegistry | WorkspaceView = gw.metrics.registry
+    else:
+        who = await gw.auth.principal(authorization, metrics_reader=True)
+        all_series = who.role in ALL_SERIES_ROLES
+        source = gw.metrics.registry if all_series else WorkspaceView(gw.metrics.registry, who.workspace_name)
     return PlainTextResponse(generate_latest(source), media_type=CONTENT_TYPE_LATEST)

@@ -3,7 +3,8 @@
 Only gateways know the token (it is derived from the cluster's secret key),
 and the routes are not part of the published API. Each answers from this
 gateway's own home only, never by asking another peer, so a file nobody has
-is a 404 at once rather than a loop.
+is a 404 at once rather than a loop. The leader also takes the followers'
+demand reports here (the requests they hold), for its autoscaler.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hmac
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import FileResponse
 
 from .._wire import peers as wire
@@ -43,6 +44,18 @@ def _hash(value: str) -> str:
 
 def _missing(what: str) -> ApiError:
     return ApiError(404, f"{what} is not on this gateway")
+
+
+@router.post("/demand")
+async def peer_demand(request: Request, gw: PeerDep) -> dict[str, object]:
+    """A follower's requests per deployment and container; the answer says what runs on each container elsewhere."""
+    if not gw.cluster.leading:
+        raise ApiError(409, "this gateway does not lead the cluster; report to the leader")
+    try:
+        report = wire.DemandReport.from_dict(await request.json())
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    return gw.scheduler.report_demand(report).to_dict()
 
 
 @router.get("/code/{code_hash}")

@@ -11,6 +11,7 @@ from cove._wire.limits import MAX_BLOB_BYTES, MAX_BODY_BYTES, MAX_CODE_BYTES
 from cove._wire.server_defaults import default_gateway_url
 
 from ..scheduler import allowance_from_env
+from ..store import events_retention_from_env
 
 APP_HEARTBEAT_TIMEOUT_ENV = "COVE_APP_HEARTBEAT_TIMEOUT"
 DEFAULT_APP_HEARTBEAT_TIMEOUT = 30.0
@@ -30,6 +31,24 @@ def heartbeat_timeout_from_env() -> float:
     return value
 
 
+METRICS_PUBLIC_ENV = "COVE_METRICS_PUBLIC"
+
+
+def metrics_public_from_env() -> bool:
+    """Whether ``/metrics`` answers without a token (``COVE_METRICS_PUBLIC=1``; default: it needs one).
+
+    Series name deployments and workspaces, so opening them is the operator's explicit choice.
+    """
+    import os
+
+    text = os.environ.get(METRICS_PUBLIC_ENV, "").strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{METRICS_PUBLIC_ENV}={text!r} must be 1 or 0")
+
+
 @dataclasses.dataclass(frozen=True)
 class GatewaySettings:
     home: Home
@@ -47,3 +66,7 @@ class GatewaySettings:
     python_env_roots: tuple[Path, ...] = dataclasses.field(default_factory=roots_from_env)
     # A script's ephemeral app whose client sent no heartbeat for this long is stopped (the client died).
     app_heartbeat_timeout: float = dataclasses.field(default_factory=heartbeat_timeout_from_env)
+    # How long the event log keeps the scheduler's decisions (``COVE_EVENTS_RETENTION``, seconds).
+    events_retention: float = dataclasses.field(default_factory=events_retention_from_env)
+    # ``/metrics`` answers every series to anyone, without a token (``COVE_METRICS_PUBLIC=1``).
+    metrics_public: bool = dataclasses.field(default_factory=metrics_public_from_env)

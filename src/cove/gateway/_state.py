@@ -15,6 +15,7 @@ from ..scheduler import Scheduler
 from ..store import Deployment, Store, get_split
 from ._auth import Authenticator
 from ._content import Content
+from ._follower_slots import FollowerSlots
 from ._logs import LogHub
 from ._secretbox import SecretBox
 from ._settings import GatewaySettings
@@ -53,6 +54,13 @@ class Metrics:
             registry=self.registry,
         )
         self.containers = Gauge("cove_containers", "Live containers", registry=self.registry)
+        # On the leader: requests that followers forwarded to it (a follower serves warm invocations itself).
+        self.forwarded = Counter(
+            "cove_forwarded_requests_total",
+            "Requests other gateways forwarded to this one (route: endpoint, or other)",
+            ["route"],
+            registry=self.registry,
+        )
 
 
 class DeploymentCache:
@@ -127,3 +135,4 @@ class Gateway:
     secret_box: SecretBox
     cluster: Cluster
     content: Content
+    follower: FollowerSlots  # the ready containers a gateway that does not lead relays invocations to

@@ -23,6 +23,19 @@ class UpstreamError(ConnectionError):
     """The container closed or refused the connection before answering."""
 
 
+class UpstreamUnreachable(UpstreamError):
+    """The request never reached the container: it refused the connection (it is gone, or stopping)."""
+
+
+class UpstreamClosedIdle(UpstreamError):
+    """A kept-alive connection ended before any byte of the answer.
+
+    Either the container closed it as idle (a container that is stopping does
+    so: the request never reached its handler) or it died while running the
+    request; only the container's state tells which.
+    """
+
+
 class _Connection:
     __slots__ = ("reader", "writer")
 
@@ -142,7 +155,10 @@ class UpstreamPool:
     async def _post(
         self, address: str, path: bytes, content_type: bytes, body: bytes, call_id: str, accept: bytes
     ) -> tuple[int, bytes | UpstreamStream]:
+        idle = self._idle.get(address)
+        reused = bool(idle)
         conn = await self.borrow(address)
+        head = b""
         try:
             conn.writer.write(
                 b"POST %s HTTP/1.1\r\nHost: c\r\nContent-Type: %s\r\nX-Cove-Call-Id: %s\r\n%s"
@@ -156,7 +172,9 @@ class UpstreamPool:
             payload = await conn.reader.readexactly(length) if length else b""
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             conn.close()
-            raise UpstreamError(f"container closed the connection: {exc or type(exc).__name__}") from exc
+            message = f"container closed the connection: {exc or type(exc).__name__}"
+            unused = reused and not head and isinstance(exc, asyncio.IncompleteReadError) and not exc.partial
+            raise (UpstreamClosedIdle if unused else UpstreamError)(message) from exc
         except BaseException:
             conn.close()  # cancelled or timed out mid-request: the stream state is unknown
             raise
@@ -174,7 +192,7 @@ class UpstreamPool:
         try:
             return await _open(address)
         except OSError as exc:
-            raise UpstreamError(f"cannot connect to container: {exc}") from exc
+            raise UpstreamUnreachable(f"cannot connect to container: {exc}") from exc
 
     def give_back(self, address: str, conn: _Connection, keep_alive: bool) -> None:
         """Return a borrowed connection whose last answer was read whole (``keep_alive``: it may serve another)."""

@@ -15,15 +15,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from .._wire import api as wire
-from ..cluster import Cluster, ClusterSettings, served_by_follower
+from ..cluster import FORWARDED, Cluster, ClusterSettings, served_by_follower
 from ..images import ImageBuilder
 from ..k8s import start_if_configured as start_pool_controller
 from ..scheduler import CallbackPolicy, Scheduler
 from ..store import Store
 from . import (
+    _api_docs,
     _apps_api,
     _blobs_api,
     _control,
+    _events_api,
     _functions_api,
     _gpus_api,
     _images_api,
@@ -47,6 +49,8 @@ from ._container_tokens import revoke_stale as revoke_stale_container_tokens
 from ._content import Content
 from ._error_responses import ERROR_RESPONSES
 from ._errors import ApiError
+from ._follower_loops import FollowerLoops
+from ._follower_slots import FollowerSlots
 from ._invoke import PREFIX, handle_invoke
 from ._logs import LogHub
 from ._secretbox import SecretBox, load_key, peer_token
@@ -79,9 +83,22 @@ _ROUTERS = (
     (_blobs_api, "blobs"),
     (_gpus_api, "gpus"),
     (_output_api, "functions"),
+    (_events_api, "ops"),
     (_metrics_api, "ops"),
+    (_api_docs, "ops"),  # the documentation pages and their scripts: not in the document they render
     (_invoke_api, "endpoints"),
 )
+
+
+def _for_the_leader(gw: Gateway, scope: dict[str, Any]) -> bool:
+    """Whether this gateway hands the request to the leader (it does not lead, and cannot answer it itself).
+
+    The leader counts the requests that reach it that way: a follower serves warm invocations itself.
+    """
+    cluster = gw.cluster
+    if cluster.shared and any(name == FORWARDED for name, _ in scope["headers"]):
+        gw.metrics.forwarded.labels("endpoint" if scope["path"].startswith(PREFIX) else "other").inc()
+    return not cluster.leading and not served_by_follower(scope)
 
 
 def create_app(settings: GatewaySettings) -> Any:
@@ -95,7 +112,13 @@ def create_app(settings: GatewaySettings) -> Any:
         cluster = Cluster(store, ClusterSettings.for_gateway(settings.public_url))
         secret_key = load_key(settings.home.root)
         upstream = UpstreamPool()
-        scheduler = Scheduler(store, upstream.call, on_container_gone=upstream.forget, owner=cluster.gateway_id)
+        scheduler = Scheduler(
+            store,
+            upstream.call,
+            on_container_gone=upstream.forget,
+            owner=cluster.gateway_id,
+            events_retention=settings.events_retention,
+        )
         leader_tasks: list[asyncio.Task[None]] = []
 
         async def lead() -> None:
@@ -127,11 +150,13 @@ def create_app(settings: GatewaySettings) -> Any:
             secret_box=SecretBox(secret_key),
             cluster=cluster,
             content=Content(settings.home, store, cluster.presence, peer_token(secret_key)),
+            follower=FollowerSlots(store, cluster.gateway_id, on_container_gone=upstream.forget),
         )
         app.state.gateway = gw
         scheduler.dispatcher.callbacks.configure(CallbackPolicy.parse(settings.callback_allow), secret_key)
         gw.metrics.registry.register(_gpus_api.GpuCollector(scheduler))
         await cluster.start(lead, scheduler.dispatcher.adopt)
+        follower_loops = FollowerLoops.start(store, cluster, gw.follower, peer_token(secret_key))
         try:
             yield
         finally:
@@ -139,6 +164,7 @@ def create_app(settings: GatewaySettings) -> Any:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await follower_loops.close()
             await scheduler.close()
             await cluster.close()
             await gw.content.close()
@@ -149,8 +175,9 @@ def create_app(settings: GatewaySettings) -> Any:
         title="Cove",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/api/docs",
-        openapi_url="/api/openapi.json",
+        docs_url=None,  # _api_docs serves the documentation pages with their scripts (no CDN)
+        redoc_url=None,
+        openapi_url=_api_docs.OPENAPI_URL,
         responses=ERROR_RESPONSES,
     )
     for module, tag in _ROUTERS:
@@ -202,9 +229,8 @@ def create_app(settings: GatewaySettings) -> Any:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            cluster = api.state.gateway.cluster
-            if not cluster.leading and not served_by_follower(scope):
-                await cluster.forward(scope, receive, send)  # the leader's live scheduler answers it
+            if _for_the_leader(api.state.gateway, scope):
+                await api.state.gateway.cluster.forward(scope, receive, send)  # its live scheduler answers it
                 return
             path = scope["path"]
             if path.startswith(PREFIX):

@@ -13,9 +13,12 @@ from ._scheduler import (
     NoCapacity,
     Pool,
     Scheduler,
+    Slot,
     StartFailed,
     WorkerHandle,
+    pick_slot,
     request_for,
+    stored_config,
 )
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "Quota",
     "ScaleDecision",
     "Scheduler",
+    "Slot",
     "StartFailed",
     "TaskItem",
     "WorkerHandle",
@@ -47,6 +51,8 @@ __all__ = [
     "check_one",
     "decide",
     "next_tick",
+    "pick_slot",
     "place",
     "request_for",
+    "stored_config",
 ]

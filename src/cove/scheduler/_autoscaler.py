@@ -21,11 +21,23 @@ class ContainerLoad:
 
 @dataclasses.dataclass(frozen=True)
 class ScaleDecision:
-    """Containers to start, containers to stop, and why, in words an operator reads in the logs."""
+    """Containers to start, containers to stop, and why, in words an operator reads in the logs.
+
+    ``desired``, ``live``, ``in_flight`` and ``floor`` are the numbers the decision
+    was taken on; the event log keeps them beside the reason.
+    """
 
     start: int
     stop: tuple[str, ...]
     reason: str = ""
+    desired: int = dataclasses.field(default=0, compare=False)
+    live: int = dataclasses.field(default=0, compare=False)
+    in_flight: int = dataclasses.field(default=0, compare=False)
+    floor: int = dataclasses.field(default=0, compare=False)
+
+    def inputs(self) -> dict[str, int]:
+        """The numbers behind the decision, by name."""
+        return {"desired": self.desired, "live": self.live, "in_flight": self.in_flight, "floor": self.floor}
 
 
 @dataclasses.dataclass
@@ -65,11 +77,15 @@ def decide(
     desired = autoscaler.desired(in_flight)
     floor = history.peak(now, desired, autoscaler.scale_down_window) if history is not None else desired
     live = len(containers)
+
+    def made(start: int, stop: tuple[str, ...], reason: str = "") -> ScaleDecision:
+        return ScaleDecision(start, stop, reason, desired=desired, live=live, in_flight=in_flight, floor=floor)
+
     wanted = f"{in_flight} in flight want {desired} container(s)"
     if desired > live:
-        return ScaleDecision(start=desired - live, stop=(), reason=f"{wanted}, {live} live")
+        return made(desired - live, (), f"{wanted}, {live} live")
     if keep_warm_seconds < 0:
-        return ScaleDecision(start=0, stop=())
+        return made(0, ())
     idle = sorted(
         (c for c in containers if c.in_flight == 0 and not c.starting and now - c.idle_since >= keep_warm_seconds),
         key=lambda c: c.idle_since,
@@ -77,8 +93,6 @@ def decide(
     removable = max(0, live - floor)
     stop = tuple(c.container_id for c in idle[:removable])
     if not stop:
-        return ScaleDecision(start=0, stop=())
+        return made(0, ())
     held = f"; {floor} wanted within the last {autoscaler.scale_down_window:g} s" if floor > desired else ""
-    return ScaleDecision(
-        start=0, stop=stop, reason=f"{wanted}{held}, {live} live: idle past keep_warm_seconds ({keep_warm_seconds:g} s)"
-    )
+    return made(0, stop, f"{wanted}{held}, {live} live: idle past keep_warm_seconds ({keep_warm_seconds:g} s)")

@@ -257,6 +257,8 @@ class Dispatcher:
         self.queues: dict[str, TaskQueue] = {}
         # Inputs were queued for a deployment's pool of these constructor parameters.
         self.on_work: Callable[[Deployment, dict[str, Any]], None] = lambda _dep, _values: None
+        # An attempt failed: the item, its error, whether it is retried and after how long (the event log).
+        self.on_attempt_failed: Callable[[TaskItem, dict[str, Any], bool, float], None] = lambda *_: None
         self.callbacks = CallbackSender()
         # Not leading: per deployment, (waiting rows last counted + puts since, when counted).
         self._pending_seen: dict[str, tuple[int, float]] = {}
@@ -587,6 +589,7 @@ class Dispatcher:
             }
         )
         step = after_failure(queue.config.task_policy, attempt, error)
+        self.on_attempt_failed(item, error, step.retry, step.delay)
         if step.retry:
             item.state = "PENDING"
             item.not_before = time.time() + step.delay

@@ -84,6 +84,8 @@ class GpuShare:
 class Placement:
     worker_id: str
     gpus: tuple[GpuShare, ...] = ()
+    # Why this worker, in words (for the event log); not part of what the placement is.
+    reason: str = dataclasses.field(default="", compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,14 +140,23 @@ def choose(workers: Sequence[WorkerRoom], request: Request) -> Placement | NoRoo
             return NoRoom(f"no worker with {resources}")
         # Plain work prefers workers without GPUs: it must not crowd out the GPU hosts' cpu.
         best = min(fitting, key=lambda w: (bool(w.gpus), *_left(w, request), w.worker_id))
-        return Placement(best.worker_id)
+        cpu_left, memory_left = _left(best, request)
+        why = (
+            f"{len(fitting)} of {len(pooled)} worker(s) have {resources}; this one is left with the least "
+            f"({cpu_left}m cpu, {memory_left} MiB){' of those without GPUs' if not best.gpus else ''}"
+        )
+        return Placement(best.worker_id, reason=why)
     short_of_cpu = False
     for wanted in request.gpu:  # in order of preference: a later type only when no earlier one fits
         options: list[_Option] = list(_gpu_options(pooled, request, wanted))
         usable = [option for option in options if _fits(option[1], request)]
         if usable:
             best_option = min(usable, key=_sort_key)
-            return Placement(best_option[1].worker_id, best_option[2])
+            why = (
+                f"{len(usable)} way(s) to give {_gpu_phrase(request)} ({wanted}) with {resources}; "
+                "this one leaves the fewest GPUs and the least room unused"
+            )
+            return Placement(best_option[1].worker_id, best_option[2], reason=why)
         short_of_cpu = short_of_cpu or bool(options)
     if short_of_cpu:
         # The GPUs exist and are free, but not on a worker with the cpu and memory to go with them.

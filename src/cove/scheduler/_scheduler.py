@@ -21,13 +21,25 @@ from .._wire.apps import app_names_env
 from .._wire.config import DeploymentConfig
 from .._wire.kinds import TASK_KINDS
 from .._wire.parameters import ParameterError, dumps, pool_key, resolve
+from .._wire.peers import DemandReply, DemandReport
 from .._wire.worker import ContainerEvent, ContainerSpec, Order
 from ..exceptions import ConfigError
-from ..store import Container, Deployment, Store, all_quotas, new_id, quota_limits
-from ._autoscaler import ContainerLoad, DesiredHistory, decide
-from ._dispatch import CallFn, Dispatcher
+from ..store import (
+    DEFAULT_EVENTS_RETENTION_SECONDS,
+    Container,
+    Deployment,
+    EventWriter,
+    Store,
+    all_quotas,
+    new_id,
+    quota_limits,
+)
+from ._autoscaler import ContainerLoad, DesiredHistory, ScaleDecision, decide
+from ._dispatch import CallFn, Dispatcher, TaskItem
+from ._events import START_TIMEOUT_REASON, EventLog
 from ._placement import GpuRoom, GpuShare, NoRoom, Placement, Request, WorkerRoom, choose, never_fits
 from ._quotas import Quota, Usage, check_start, default_quota, gpus_of
+from ._remote_load import RemoteLoad
 from ._ticker import CronTicker
 
 log = logging.getLogger("cove.scheduler")
@@ -88,6 +100,9 @@ class Slot:
     state: str = "pending"
     address: str | None = None
     in_flight: int = 0
+    # Requests other gateways run here now: on the leader, what followers report; on a follower, what the
+    # leader's reply says runs here elsewhere. Both count against ``concurrent_requests``.
+    remote_in_flight: int = 0
     served: int = 0
     stop_reason: str | None = None
     # Draining: this container serves until ``replacement`` (on another worker) is ready, then stops.
@@ -113,7 +128,7 @@ class Slot:
     @property
     def accepting(self) -> bool:
         """Listening sockets take requests even while the runner boots: they queue in the backlog."""
-        return self.live and self.in_flight < self.pool.config.concurrent_requests
+        return self.live and self.in_flight + self.remote_in_flight < self.pool.config.concurrent_requests
 
 
 @dataclasses.dataclass(eq=False)
@@ -131,12 +146,15 @@ class Pool:
     slots: dict[str, Slot] = dataclasses.field(default_factory=dict)
     waiters: collections.deque[asyncio.Future[None]] = dataclasses.field(default_factory=collections.deque)
     in_flight: int = 0
+    remote_in_flight: int = 0  # requests other gateways hold for it (waiting or running), as they report them
     failures: int = 0
     last_failure: str | None = None
     retry_after: float = 0.0
     pending_reason: str | None = None
     quota_blocked: str | None = None
     scale_soon: bool = False  # a scaling pass is already queued for this loop turn
+    waiting_since: float | None = None  # when ``pending_reason`` was first set (for the event log)
+    last_scale: tuple[int, int] | None = None  # (desired, live) of the last scale event recorded
     history: DesiredHistory = dataclasses.field(default_factory=DesiredHistory)  # for scale_down_window
 
     @property
@@ -199,7 +217,22 @@ class Lease:
         return self.slot.id
 
 
-def _stored_config(deployment: Deployment) -> DeploymentConfig:
+def pick_slot(pool: Pool) -> Slot | None:
+    """The container a request of ``pool`` goes to now, or None when none has room."""
+    best: Slot | None = None
+    for slot in pool.slots.values():
+        # Ready first, then not retiring (a draining worker's container serves until its replacement is
+        # ready), then the least busy (counting what other gateways run there).
+        if slot.accepting and (
+            best is None
+            or (slot.state == "ready", not slot.retiring, -slot.in_flight - slot.remote_in_flight)
+            > (best.state == "ready", not best.retiring, -best.in_flight - best.remote_in_flight)
+        ):
+            best = slot
+    return best
+
+
+def stored_config(deployment: Deployment) -> DeploymentConfig:
     """A deployment's config as stored, its kind's defaults filling what it lacks.
 
     One stored before today's bounds may no longer pass them.
@@ -221,10 +254,14 @@ class Scheduler:
         call: CallFn,
         on_container_gone: Callable[[str], None] | None = None,
         owner: str = "local",
+        events_retention: float = DEFAULT_EVENTS_RETENTION_SECONDS,
     ) -> None:
         self.store = store
+        self.owner = owner
+        self.events = EventLog(EventWriter(store, events_retention))
         self.dispatcher = Dispatcher(store, call, owner=owner)
         self.dispatcher.on_work = self._work_arrived
+        self.dispatcher.on_attempt_failed = self._attempt_failed
         self.ticker = CronTicker(store, self.dispatcher)
         self._loops: set[asyncio.Task[None]] = set()
         self.pools: dict[str, Pool] = {}
@@ -242,15 +279,24 @@ class Scheduler:
         self.capacity_coming: Callable[[Request], bool] = lambda request: False
         # Cordon and drain outlive a worker's restart: it registers again under the same name.
         self._admin_states: dict[str, str] = {}
+        self.remote = RemoteLoad()  # what the gateways that do not lead hold
 
     # -- life cycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        self.events.writer.start()
         await self.load_quotas()
         await self.dispatcher.start()
         recovered = await self.dispatcher.recover()
         if recovered:
             log.info("re-queued %d unfinished tasks", recovered)
+        self.events.cluster(
+            "lease",
+            f"gateway {self.owner} holds the scheduler lease and runs the scheduler"
+            + (f"; it re-queued {recovered} unfinished task(s)" if recovered else ""),
+            gateway=self.owner,
+            recovered_tasks=recovered,
+        )
         for deployment in await self.store.newest_active():
             try:
                 self.keep_warm(deployment)
@@ -271,6 +317,7 @@ class Scheduler:
             loop.cancel()
         await self._drain_writes()
         await self.dispatcher.close()
+        await self.events.writer.close()
 
     async def _drain_writes(self) -> None:
         while not self._writes.empty():
@@ -311,6 +358,18 @@ class Scheduler:
     def add_worker(self, worker: WorkerHandle) -> None:
         worker.admin_state = self._admin_states.get(worker.name, worker.admin_state)
         self.workers[worker.id] = worker
+        self.events.cluster(
+            "worker",
+            f"worker {worker.name} joined with {worker.cpu_millis}m cpu, {worker.memory_mib} MiB memory"
+            + (f" and {len(worker.gpus)} GPU(s)" if worker.gpus else "")
+            + (f"; it stays {worker.admin_state}" if worker.admin_state != "active" else ""),
+            worker=worker.name,
+            worker_id=worker.id,
+            cpu_millis=worker.cpu_millis,
+            memory_mib=worker.memory_mib,
+            gpus=len(worker.gpus),
+            labels=dict(worker.labels),
+        )
         for pool in list(self.pools.values()):
             self._scale(pool)
 
@@ -401,7 +460,7 @@ class Scheduler:
             return None
         if not any(w.state == "ready" for w in self.workers.values()):
             return None
-        config = _stored_config(deployment)
+        config = stored_config(deployment)
         if self.capacity_coming(request_for(config)):
             return None
         return self._misfit(deployment, config)
@@ -484,7 +543,7 @@ class Scheduler:
                 and pool.config.autoscaler.min_containers
             ):
                 pool.config = pool.config.replace(autoscaler=pool.config.autoscaler.replace(min_containers=0))
-        config = _stored_config(deployment)
+        config = stored_config(deployment)
         if deployment.kind != "sandbox" and config.autoscaler.min_containers > 0:
             try:  # a class's floor is for its default parameters; one with a required parameter has none
                 defaults = resolve(config.class_parameters, {}, deployment.name)
@@ -527,7 +586,7 @@ class Scheduler:
         values = parameters or {}
         pool = self.pools.get(pool_key(deployment.id, values))
         if pool is None:
-            pool = Pool(deployment=deployment, config=_stored_config(deployment), parameters=dict(values))
+            pool = Pool(deployment=deployment, config=stored_config(deployment), parameters=dict(values))
             self.pools[pool.key] = pool
         return pool
 
@@ -540,7 +599,7 @@ class Scheduler:
             while True:
                 if self.pools.get(pool.key) is not pool:
                     raise DeploymentStopped(f"deployment {deployment.name!r} was stopped")
-                slot = self._pick(pool)
+                slot = pick_slot(pool)
                 if slot is not None:
                     slot.in_flight += 1
                     return Lease(slot)
@@ -565,20 +624,6 @@ class Scheduler:
         except BaseException:
             pool.in_flight -= 1
             raise
-
-    @staticmethod
-    def _pick(pool: Pool) -> Slot | None:
-        best: Slot | None = None
-        for slot in pool.slots.values():
-            # Ready first, then not retiring (a draining worker's container serves until its replacement is
-            # ready), then the least busy.
-            if slot.accepting and (
-                best is None
-                or (slot.state == "ready", not slot.retiring, -slot.in_flight)
-                > (best.state == "ready", not best.retiring, -best.in_flight)
-            ):
-                best = slot
-        return best
 
     def release(self, lease: Lease, *, served: bool = True) -> None:
         slot = lease.slot
@@ -623,6 +668,8 @@ class Scheduler:
 
     def tick(self) -> None:
         now = time.time()
+        if self.remote.expire():
+            self._apply_remote(now)
         for worker in list(self.workers.values()):
             if worker.state == "ready" and now - worker.last_heartbeat > WORKER_LAPSE_SECONDS:
                 self._lose_worker(worker, now)
@@ -630,15 +677,49 @@ class Scheduler:
         for pool in list(self.pools.values()):
             for slot in list(pool.slots.values()):
                 if slot.state == "pending" and now - slot.created_at > START_TIMEOUT_SECONDS:
-                    self._container_ended(slot, "worker did not start the container in time", failed=True)
+                    self._container_ended(slot, START_TIMEOUT_REASON, failed=True)
             self._scale(pool, now)
             if (
                 not pool.slots
                 and not pool.in_flight
+                and not pool.remote_in_flight
                 and not self.dispatcher.load(pool.key)
                 and pool.config.autoscaler.min_containers == 0
             ):
                 self.pools.pop(pool.key, None)
+
+    def report_demand(self, report: DemandReport) -> DemandReply:
+        """A gateway that does not lead says what it holds: count it, and tell it what runs elsewhere.
+
+        A pool whose demand rose scales at once, as for a request of the leader's
+        own; one whose containers got room back wakes its waiting requests.
+        """
+        self.remote.record(report)
+        self._apply_remote(time.time())
+        busy = self.remote.containers(but=report.gateway_id)
+        for slot in self._slots.values():
+            if slot.in_flight and slot.live:
+                busy[slot.id] = busy.get(slot.id, 0) + slot.in_flight
+        return DemandReply(busy={cid: count for cid, count in busy.items() if count})
+
+    def _apply_remote(self, now: float) -> None:
+        """Put the reported figures on the pools and containers they name (unknown ones are left out)."""
+        containers = self.remote.containers()
+        deployments = self.remote.deployments()
+        for slot in self._slots.values():
+            count = containers.get(slot.id)
+            if count is not None:
+                slot.idle_since = now  # used since the last report: not idle, whatever it runs this instant
+            count = count or 0
+            if count < slot.remote_in_flight:
+                slot.pool.wake(slot.remote_in_flight - count)
+            slot.remote_in_flight = count
+        for pool in list(self.pools.values()):
+            count = deployments.get(pool.key, 0) if not pool.parameters else 0
+            rose = count > pool.remote_in_flight
+            pool.remote_in_flight = count
+            if rose:
+                self._scale(pool, now)
 
     def _work_arrived(self, deployment: Deployment, parameters: dict[str, Any]) -> None:
         """Inputs were queued: scale the pool once this loop turn is over, not once per put."""
@@ -657,8 +738,8 @@ class Scheduler:
         live = pool.live()
         decision = decide(
             pool.config.autoscaler,
-            pool.in_flight + self.dispatcher.load(pool.key),
-            [ContainerLoad(s.id, s.in_flight, s.idle_since, s.state != "ready") for s in live],
+            pool.in_flight + pool.remote_in_flight + self.dispatcher.load(pool.key),
+            [ContainerLoad(s.id, s.in_flight + s.remote_in_flight, s.idle_since, s.state != "ready") for s in live],
             keep_warm_seconds=pool.config.keep_warm_seconds,
             now=now,
             history=pool.history,
@@ -670,6 +751,7 @@ class Scheduler:
                 decision.reason,
                 extra={"deployment": pool.deployment.name, "start": decision.start, "stop": len(decision.stop)},
             )
+            self._record_scale(pool, decision)
         for container_id in decision.stop:
             self.stop_container(container_id, reason=decision.reason)
         if decision.start and now >= pool.retry_after:
@@ -681,16 +763,16 @@ class Scheduler:
         config = pool.config
         pool.quota_blocked = self._quota_check(pool)
         if pool.quota_blocked:
-            pool.pending_reason = pool.quota_blocked
+            self._waiting(pool, pool.quota_blocked, quota=True)
             return None
         request = request_for(config)
         placed = choose(self._room(), request)
         if isinstance(placed, NoRoom):
-            pool.pending_reason = placed.reason
+            self._waiting(pool, placed.reason)
             self._make_room(pool, request)
             return None
         worker_id = placed.worker_id
-        pool.pending_reason = None
+        self._waiting(pool, None)
         dep = pool.deployment
         slot = Slot(id=new_id("ctr"), pool=pool, worker_id=worker_id, gpus=placed.gpus)
         pool.slots[slot.id] = slot
@@ -727,8 +809,89 @@ class Scheduler:
         )
         self._writes.put_nowait(lambda: self.store.add_container(row))
         self.workers[worker_id].send(Order("start", slot.id, spec))
+        self.events.of(
+            dep,
+            "placed",
+            f"container {slot.id} placed on worker {self._worker_name(worker_id)}: {placed.reason}",
+            container=slot.id,
+            worker=self._worker_name(worker_id),
+            cpu_millis=config.cpu_millis,
+            memory_mib=config.memory_mib,
+            gpus=[share.to_dict() for share in placed.gpus],
+            parameters=dict(pool.parameters),
+        )
         log.info("starting container %s for %s/v%d on %s", slot.id, dep.name, dep.version, worker_id)
         return slot
+
+    def _worker_name(self, worker_id: str) -> str:
+        worker = self.workers.get(worker_id)
+        return worker.name if worker is not None else worker_id
+
+    def _waiting(self, pool: Pool, reason: str | None, *, quota: bool = False) -> None:
+        """Set why the pool's work waits (None: it no longer does), recording each change in the event log."""
+        if reason == pool.pending_reason:
+            return
+        now = time.time()
+        if reason is None:
+            waited = now - (pool.waiting_since or now)
+            self.events.of(
+                pool.deployment,
+                "backlog",
+                f"no longer waiting after {waited:.1f} s (it waited because {pool.pending_reason})",
+                waited_seconds=round(waited, 3),
+                waiting=False,
+            )
+            pool.waiting_since = None
+        else:
+            pool.waiting_since = pool.waiting_since or now
+            self.events.of(
+                pool.deployment,
+                "backlog",
+                f"work waits for a container: {reason}",
+                waiting=True,
+                quota=quota,
+                in_flight=pool.in_flight + self.dispatcher.load(pool.key),
+                live=len(pool.live()),
+                workers=sum(1 for w in self.workers.values() if w.state == "ready"),
+            )
+        pool.pending_reason = reason
+
+    def _record_scale(self, pool: Pool, decision: ScaleDecision) -> None:
+        """Record a scaling decision once per change of its numbers (not at every tick that repeats it)."""
+        key = (decision.desired, decision.live)
+        if key == pool.last_scale and not decision.stop:
+            return
+        pool.last_scale = key
+        self.events.of(
+            pool.deployment,
+            "scale",
+            f"{'start ' + str(decision.start) if decision.start else 'stop ' + str(len(decision.stop))} "
+            f"container(s): {decision.reason}",
+            start=decision.start,
+            stop=list(decision.stop),
+            **decision.inputs(),
+        )
+
+    def _attempt_failed(self, item: TaskItem, error: dict[str, Any], retry: bool, delay: float) -> None:
+        """A task's attempt failed: record whether it is retried, when, and why not otherwise."""
+        attempt = max(item.attempt, 1)
+        what = f"{error.get('type') or 'error'}: {str(error.get('message') or '')[:200]}"
+        reason = (
+            f"task {item.id} attempt {attempt} failed ({what}); retried in {delay:.1f} s"
+            if retry
+            else f"task {item.id} failed for good after {len(item.attempts)} attempt(s) ({what})"
+        )
+        self.events.of(
+            item.deployment,
+            "retry",
+            reason,
+            task=item.id,
+            attempt=attempt,
+            retry=retry,
+            delay_seconds=round(delay, 3),
+            error_type=error.get("type"),
+            container=item.container_id,
+        )
 
     def _make_room(self, waiting: Pool, request: Request) -> None:
         """Stop idle containers that no deployment needs now when their room lets ``waiting`` start.
@@ -761,14 +924,16 @@ class Scheduler:
         for pool in self.pools.values():
             if pool is waiting:
                 continue
-            wanted = pool.config.autoscaler.desired(pool.in_flight + self.dispatcher.load(pool.key))
+            wanted = pool.config.autoscaler.desired(
+                pool.in_flight + pool.remote_in_flight + self.dispatcher.load(pool.key)
+            )
             spare = len(pool.live()) - wanted
             idle = sorted(
                 (
                     s
                     for s in pool.slots.values()
                     if s.state == "ready"
-                    and s.in_flight == 0
+                    and s.in_flight + s.remote_in_flight == 0
                     and not s.retiring
                     and now - s.idle_since >= GIVE_WAY_IDLE_SECONDS
                 ),
@@ -812,6 +977,14 @@ class Scheduler:
             slot.state = "listening"
             slot.address = event.address
             self._persist(slot.id, state="listening", address=event.address)
+            self.events.of(
+                slot.pool.deployment,
+                "started",
+                f"container {slot.id} runs on worker {self._worker_name(slot.worker_id)}; its socket listens",
+                container=slot.id,
+                worker=self._worker_name(slot.worker_id),
+                seconds=round(time.time() - slot.created_at, 3),
+            )
             slot.pool.wake()
             if slot.pool.config.kind in TASK_KINDS:
                 for _ in range(slot.pool.config.concurrent_requests):
@@ -823,6 +996,14 @@ class Scheduler:
             slot.pool.failures = 0
             slot.pool.last_failure = None
             self._persist(slot.id, state="ready", ready_at=time.time(), timings=dict(event.timings))
+            self.events.of(
+                slot.pool.deployment,
+                "ready",
+                f"container {slot.id} is ready: it loaded the code in {time.time() - slot.created_at:.1f} s",
+                container=slot.id,
+                worker=self._worker_name(slot.worker_id),
+                timings=dict(event.timings),
+            )
             slot.pool.wake()
         elif event.event == "exited":
             requested = slot.state == "stopping"
@@ -848,6 +1029,7 @@ class Scheduler:
         self._persist(
             slot.id, state="failed" if failed else "exited", reason=reason, exit_code=exit_code, stopped_at=time.time()
         )
+        self.events.exited(pool.deployment, slot.id, reason, failed=failed, exit_code=exit_code)
         if slot.address and self._on_container_gone:
             self._on_container_gone(slot.address)
         pool.wake()
@@ -857,6 +1039,7 @@ class Scheduler:
     def _lose_worker(self, worker: WorkerHandle, now: float, reason: str | None = None) -> None:
         why = reason or f"no heartbeat for {now - worker.last_heartbeat:.0f} s"
         log.warning("worker %s lost: %s", worker.id, why)
+        self.events.cluster("worker", f"worker {worker.name} was lost: {why}", worker=worker.name, worker_id=worker.id)
         worker.state = "lost"
         self._writes.put_nowait(lambda: self.store.set_worker_state(worker.id, "lost"))
         for slot in [s for s in self._slots.values() if s.worker_id == worker.id]:
@@ -909,6 +1092,10 @@ class Scheduler:
         worker = self.workers.get(worker_id)
         if worker is None or worker.state == "lost":
             raise KeyError(worker_id)
+        if worker.admin_state != state:
+            self.events.cluster(
+                "drain", f"worker {worker.name} is {state} now (was {worker.admin_state})", worker=worker.name
+            )
         worker.admin_state = state
         self._admin_states[worker.name] = state
         if state == "active":
@@ -940,6 +1127,16 @@ class Scheduler:
                 if replacement is None or replacement.state in ("stopping", "exited"):
                     started = self._start_container(pool)
                     slot.replacement = started.id if started is not None else None
+                    if started is not None:
+                        self.events.of(
+                            pool.deployment,
+                            "drain",
+                            f"container {slot.id} moves off draining worker {worker.name}: "
+                            f"{started.id} replaces it, and it stops once that one is ready",
+                            container=slot.id,
+                            replacement=started.id,
+                            worker=worker.name,
+                        )
                 elif replacement.state == "ready" and slot.in_flight == 0:
                     self.stop_container(slot.id, reason=f"moved off worker {worker.name} (drained)")
 

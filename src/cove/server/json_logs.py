@@ -13,6 +13,8 @@ import logging
 import sys
 import time
 
+from . import poll_noise
+
 # Every attribute a LogRecord has on its own, plus those ``Formatter.format`` adds; anything else came from ``extra``.
 # uvicorn's ``color_message`` is left out too: it is its message again, with terminal colour codes.
 _NOT_EXTRA: frozenset[str] = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -57,3 +59,4 @@ def setup(level: str | int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    poll_noise.install()  # a worker's routine heartbeats and order polls are not worth a line each

@@ -2,6 +2,9 @@
 
 from ._apps import create_app, find_app, heartbeat_app, list_apps, stale_ephemeral_apps, stop_app
 from ._container_tokens import create_container_token, is_container_token, revoke_container_tokens, token_container
+from ._events import DEFAULT_RETENTION_SECONDS as DEFAULT_EVENTS_RETENTION_SECONDS
+from ._events import EventWriter, list_events, prune_events
+from ._events import retention_from_env as events_retention_from_env
 from ._gateways import announce_gateway, claim_value, code_data, forget_gateway, live_gateway_urls
 from ._idempotency import MAX_KEY_LENGTH, KeyClaim, KeyHolder, prune_keys
 from ._idempotency import RETENTION_SECONDS as IDEMPOTENCY_RETENTION_SECONDS
@@ -12,6 +15,7 @@ from ._models import (
     AuditEntry,
     Container,
     Deployment,
+    Event,
     Image,
     Secret,
     Task,
@@ -22,6 +26,7 @@ from ._models import (
 )
 from ._notify import Listener, TaskWatch
 from ._quotas import all_quotas, code_bytes, delete_quota, get_quota, put_quota, quota_limits
+from ._ready import ReadyContainer, ready_containers
 from ._schedules import claim_tick, last_tick, schedule_runs, set_tick_task
 from ._secrets import delete_secret, get_secrets, list_secrets, put_secret
 from ._store import ACTIVE_CONTAINER_STATES, AppConflict, NotAllowed, Principal, Store, sqlite_url
@@ -44,6 +49,7 @@ from ._traffic import clear_split, get_split, put_split, share_of, splits_of
 
 __all__ = [
     "ACTIVE_CONTAINER_STATES",
+    "DEFAULT_EVENTS_RETENTION_SECONDS",
     "DONE_TASKS_CHANNEL",
     "IDEMPOTENCY_RETENTION_SECONDS",
     "MAX_KEY_LENGTH",
@@ -55,12 +61,15 @@ __all__ = [
     "AuditEntry",
     "Container",
     "Deployment",
+    "Event",
+    "EventWriter",
     "Image",
     "KeyClaim",
     "KeyHolder",
     "Listener",
     "NotAllowed",
     "Principal",
+    "ReadyContainer",
     "Secret",
     "Store",
     "Task",
@@ -83,6 +92,7 @@ __all__ = [
     "create_container_token",
     "delete_quota",
     "delete_secret",
+    "events_retention_from_env",
     "find_app",
     "finished_map_tasks",
     "forget_gateway",
@@ -97,17 +107,20 @@ __all__ = [
     "is_container_token",
     "last_tick",
     "list_apps",
+    "list_events",
     "list_secrets",
     "list_tasks",
     "live_gateway_urls",
     "new_id",
     "open_tasks",
+    "prune_events",
     "prune_keys",
     "put_quota",
     "put_secret",
     "put_split",
     "quota_limits",
     "read_lease",
+    "ready_containers",
     "release_lease",
     "revoke_container_tokens",
     "schedule_runs",

@@ -184,6 +184,27 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class Event(Base):
+    """A control-plane decision and why it was taken: what ``cove events`` and ``GET /api/v1/events`` show.
+
+    ``inputs`` holds the numbers the decision was taken on (what was in flight,
+    which worker, the exit code), so a reader can check the reason against them.
+    A NULL ``workspace_id`` is an event of the whole cluster (a worker drained,
+    the scheduler lease taken): only admins see those. Rows expire after the
+    retention the store's ``EventWriter`` is given.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_workspace_id_id", "workspace_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[float] = mapped_column(Float, default=_now, index=True)
+    workspace_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    deployment: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 class Task(Base):
     """One input of a function call, ``.map`` or task queue: a durable row.
 

@@ -1,0 +1,158 @@
+"""A warm endpoint through the leader and through a follower: req/s, p50/p99, and each gateway's CPU per request.
+
+Starts a throwaway PostgreSQL (``tests/pg_cluster.py``), two ``cove server
+--no-worker`` gateways with homes of their own on it (the first leads), and
+one ``cove worker --advertise-host 127.0.0.1`` (containers on TCP, so the
+follower can relay to them itself). Deploys ``bench/apps/noop`` (one
+container, ``concurrent_requests=32``), warms it through both, then loads
+each gateway in turn at c=1 and c=32. CPU time comes from each gateway
+process's own counters (``/proc/PID/stat``, user + system), divided by the
+requests of that run: the follower's requests should cost the leader nothing.
+
+    .venv/bin/python bench/gateways.py [--requests 4000] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from _load import LoadResult, run_load
+from _server import free_port, wait_http
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from pg_cluster import PgCluster, start_cluster  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class Cluster:
+    """The processes of one run, under one temporary folder."""
+
+    def __init__(self, pg: PgCluster) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="cove-bench-gw-"))
+        self.database_url = pg.url(pg.create_database())
+        self.key = subprocess.run(
+            [sys.executable, "-c", "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def env(self, home: Path, url: str) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "COVE_HOME": str(home),
+            "COVE_GATEWAY": url,
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "COVE_DATABASE_URL": self.database_url,
+            "COVE_SECRET_KEY": self.key,
+            "COVE_NO_PROGRESS": "1",
+        }
+        env.setdefault("COVE_UV_CACHE_DIR", str(Path.home() / ".cache" / "cove-test-uv"))
+        env.pop("COVE_TOKEN", None)
+        return env
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.tmp / f"{name}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "cove", *args], env=env, stdout=log, stderr=log)
+        self.procs.append(proc)
+        return proc
+
+    def gateway(self, name: str) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+        home = self.tmp / name
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = self.env(home, url)
+        proc = self.spawn(name, ["server", "--no-worker", "--port", str(port), "--home", str(home)], env)
+        wait_http(f"{url}/healthz")
+        return proc, url, env
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def measure(pids: dict[str, int], url: str, token: str, concurrency: int, requests: int, seconds: float) -> str:
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    result: LoadResult = asyncio.run(
+        run_load(url, b"{}", concurrency=concurrency, requests=requests, max_seconds=seconds, token=token)
+    )
+    spent = {name: (cpu_seconds(pid) - before[name]) * 1e6 / max(1, result.requests) for name, pid in pids.items()}
+    cpu = "  ".join(f"{name} {us:5.0f} µs/req" for name, us in spent.items())
+    return f"{result.row()}  | CPU {cpu}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    args = parser.parse_args()
+    pg = start_cluster()
+    cluster = Cluster(pg)
+    try:
+        leader, leader_url, env = cluster.gateway("leader")
+        token = (cluster.tmp / "leader" / "admin-token").read_text().strip()
+        follower, follower_url, _ = cluster.gateway("follower")
+        worker_home = cluster.tmp / "worker"
+        cluster.spawn(
+            "worker",
+            ["worker", "--gateway", leader_url, "--token", token, "--name", "w1", "--home", str(worker_home),
+             "--advertise-host", "127.0.0.1"],
+            {**env, "COVE_HOME": str(worker_home)},
+        )  # fmt: skip
+        headers = {"Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{leader_url}/healthz").json().get("workers") != 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the worker did not register")
+            time.sleep(0.2)
+        subprocess.run(
+            [sys.executable, "-m", "cove", "deploy", f"{ROOT}/bench/apps/noop/app.py:echo"],
+            env={**env, "COVE_TOKEN": token},
+            check=True,
+            capture_output=True,
+        )
+        for url in (leader_url, follower_url):
+            reply = httpx.post(f"{url}/endpoint/echo", json={}, headers=headers, timeout=120)
+            reply.raise_for_status()
+        time.sleep(1.0)  # the follower's view of the ready container
+        pids = {"leader": leader.pid, "follower": follower.pid}
+        print(f"warm endpoint, one container (tcp), {os.cpu_count()} CPUs; CPU per request of each gateway")
+        for via, url in (("leader", leader_url), ("follower", follower_url)):
+            for concurrency in (1, 32):
+                row = measure(pids, f"{url}/endpoint/echo", token, concurrency, args.requests, args.seconds)
+                print(f"through the {via:<8} {row}")
+        forwarded = [
+            line
+            for line in httpx.get(f"{leader_url}/metrics", headers=headers).text.splitlines()
+            if line.startswith('cove_forwarded_requests_total{route="endpoint"}')
+        ]
+        print("leader's forwarded endpoint requests:", forwarded[0].split()[-1] if forwarded else "0")
+    finally:
+        cluster.close()
+        pg.pg_ctl("-m", "immediate", "-w", "stop")
+
+
+if __name__ == "__main__":
+    main()
