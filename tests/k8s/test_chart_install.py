@@ -121,22 +121,32 @@ def test_ingress_tls_reservoir_and_unprivileged_gateway(lab: Lab, namespace: str
     assert "COVE_RESERVOIR_URL" in env_of(gateway)
 
 
+POOL = {"name": "p", "cpu": "1", "memory": "1Gi", "minWorkers": 0, "maxWorkers": 1, "idleCooldownSeconds": 60}
+
+
 @pytest.mark.parametrize(
     ("values", "named"),
     [
-        ({"workerPools": [{"name": "p", "cpu": "1", "memory": "1Gi", "minWorkers": 3, "maxWorkers": 1}]}, "maxWorkers"),
-        (
-            {"workerPools": [{"name": "g", "cpu": "1", "memory": "1Gi", "gpu": {"count": 1}, "maxWorkers": 1}]},
-            "gpu.type",
-        ),
-        ({"database": {"external": {"existingSecret": "missing"}}}, "database.external.existingSecret"),
-        ({"gateway": {"replicas": 0}}, "replicas"),
-        ({"database": {"bundled": {"enabled": False}}}, "database"),
+        ({"workerPools": [{**POOL, "minWorkers": 3, "maxWorkers": 1}]}, ("maxWorkers",)),
+        ({"workerPools": [{**POOL, "gpu": {"count": 1}}]}, ("gpu", "type")),
+        ({"database": {"external": {"existingSecret": "missing"}}}, ("database.external.existingSecret",)),
+        ({"gateway": {"replicas": 0}}, ("replicas",)),
+        ({"database": {"bundled": {"enabled": False}}}, ("database",)),
     ],
     ids=["max-below-min", "gpu-without-type", "missing-db-secret", "no-gateway", "no-database"],
 )
 def test_bad_values_fail_install_naming_the_value(lab: Lab, namespace: str, values: dict[str, Any], named: str) -> None:
     with pytest.raises(CommandFailed) as failed:
         lab.install("r", namespace, merge(LAB_VALUES, values))
-    assert named in str(failed.value), str(failed.value)
+    assert all(word in str(failed.value) for word in named), str(failed.value)
     assert objects(lab, namespace) == {}  # nothing was created
+
+
+def test_uninstall_keeps_the_database_claim_only_when_the_values_say_so(lab: Lab, namespace: str) -> None:
+    made = install(lab, namespace, {"database": {"bundled": {"persistence": {"keep": True}}}})
+    assert "PersistentVolumeClaim/r-cove-postgresql-data" in made
+    assert "StatefulSet/r-cove-postgresql" in made
+    lab.helm("uninstall", "r", "-n", namespace)
+    left = objects(lab, namespace)
+    kept = {k for k in left if not k.startswith("Secret/")}  # generated secrets are kept too (keepSecrets)
+    assert kept == {"PersistentVolumeClaim/r-cove-postgresql-data"}, sorted(left)
