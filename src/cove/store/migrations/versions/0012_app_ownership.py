@@ -16,7 +16,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("apps", schema=None) as batch_op:
         batch_op.add_column(sa.Column("source", sa.Text(), nullable=True))
-        batch_op.add_column(sa.Column("ephemeral", sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch_op.add_column(sa.Column("ephemeral", sa.Boolean(), nullable=False, server_default="0"))
         batch_op.add_column(sa.Column("heartbeat_at", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("stopped_at", sa.Float(), nullable=True))
     # The gateway's reaper looks for live ephemeral apps whose heartbeat is old.
