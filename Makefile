@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-unit test-asgi test-e2e test-chaos lint bench clean
+.PHONY: run test test-unit test-asgi test-e2e test-chaos test-k8s lint bench clean
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.tools uv
@@ -41,6 +41,15 @@ test-e2e: $(VENV)/.synced
 # SIGKILL of containers, the worker and the gateway during a drain (a couple of minutes); `make test` skips it.
 test-chaos: $(VENV)/.synced
 	$(PY) -m pytest -m chaos tests/security/test_chaos.py
+
+# The Helm chart on a real single-node Kubernetes built here (docs/kubernetes.md): root on Debian 12. The first run
+# builds the Kubernetes binaries, the images and the helm-sdkpy venv (cached in /var/tmp/cove-k8s); the cluster
+# is started for the run and torn down after it.
+test-k8s: $(VENV)/.synced
+	deploy/k8s-lab/build.sh >/dev/null
+	deploy/k8s-lab/setup-helm.sh >/dev/null
+	deploy/k8s-lab/cluster.sh up
+	COVE_K8S_E2E=1 $(PY) -m pytest -s tests/k8s; rc=$$?; deploy/k8s-lab/cluster.sh down; exit $$rc
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check src tests bench scripts examples
