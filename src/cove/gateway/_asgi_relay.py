@@ -28,12 +28,11 @@ import time
 from typing import Any
 
 from .._net.proxy import HOP_BY_HOP
-from .._wire.defaults import stored
 from ..scheduler import Lease
-from ._asgi_route import PREFIX, Route, Target, parse_route, relayed_headers, request_head, resolve
+from ._asgi_route import PREFIX, Route, Target, acquire, parse_route, relayed_headers, request_head, resolve
 from ._asgi_websocket import handle_websocket
 from ._errors import ApiError, error_body
-from ._invoke import container_failure, waiting_errors
+from ._invoke import container_failure
 from ._state import Gateway
 from ._upstream import UpstreamError, UpstreamStream, _Connection
 
@@ -141,13 +140,8 @@ async def _relay(
     if first["type"] == "http.disconnect":
         raise _CallerGone
     body = _Body(first, receive, limit)
-    deployment = target.deployment
-    timeout = float(stored(deployment.config, deployment.kind, "timeout"))
-    deadline = None if timeout < 0 else asyncio.get_running_loop().time() + timeout
+    lease, timeout, deadline = await acquire(gw, target.deployment)
     scheduler = gw.scheduler
-    with waiting_errors(scheduler, deployment, timeout):
-        async with asyncio.timeout_at(deadline):
-            lease = await scheduler.acquire(deployment)
     served = False
     try:
         head = request_head(scope["method"], scope, relayed_headers(scope, route, target) + body.framing())

@@ -10,15 +10,18 @@ call goes to the default workspace, as any call without a token does).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
 from .._net.proxy import HOP_BY_HOP
 from .._wire import webapp
+from .._wire.defaults import stored
 from .._wire.urls import ASGI_PREFIX
+from ..scheduler import Lease
 from ..store import Deployment
 from ._errors import ApiError
-from ._invoke import find_deployment
+from ._invoke import find_deployment, waiting_errors
 from ._state import Gateway
 
 PREFIX = ASGI_PREFIX
@@ -125,3 +128,17 @@ def request_head(method: str, scope: dict[str, Any], headers: list[tuple[bytes, 
     lines += [b"%s: %s\r\n" % pair for pair in headers]
     lines.append(b"\r\n")
     return b"".join(lines)
+
+
+async def acquire(gw: Gateway, deployment: Deployment) -> tuple[Lease, float, float | None]:
+    """A slot on a ready container, waited for within the deployment's timeout; the timeout and its deadline.
+
+    HTTP requests and WebSockets of a web app wait the same way (and fail with the same
+    503/504 answers); what follows the wait keeps to the same deadline.
+    """
+    timeout = float(stored(deployment.config, deployment.kind, "timeout"))
+    deadline = None if timeout < 0 else asyncio.get_running_loop().time() + timeout
+    with waiting_errors(gw.scheduler, deployment, timeout):
+        async with asyncio.timeout_at(deadline):
+            lease = await gw.scheduler.acquire(deployment)
+    return lease, timeout, deadline

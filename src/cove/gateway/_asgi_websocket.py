@@ -23,8 +23,7 @@ from typing import Any
 
 from .._net.proxy import HOP_BY_HOP
 from .._wire import websocket as ws
-from .._wire.defaults import stored
-from ._asgi_route import Route, parse_route, relayed_headers, request_head, resolve
+from ._asgi_route import Route, acquire, parse_route, relayed_headers, request_head, resolve
 from ._errors import ApiError, error_body
 from ._invoke import container_failure, waiting_errors
 from ._state import Gateway
@@ -53,12 +52,8 @@ async def handle_websocket(gw: Gateway, scope: dict[str, Any], receive: Any, sen
 async def _open(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any, route: Route) -> None:
     target = await resolve(gw, scope, route)
     deployment = target.deployment
-    timeout = float(stored(deployment.config, deployment.kind, "timeout"))
-    deadline = None if timeout < 0 else asyncio.get_running_loop().time() + timeout
+    lease, timeout, deadline = await acquire(gw, deployment)
     scheduler = gw.scheduler
-    with waiting_errors(scheduler, deployment, timeout):
-        async with asyncio.timeout_at(deadline):
-            lease = await scheduler.acquire(deployment)
     conn: _Connection | None = None
     served = False
     try:

@@ -22,7 +22,6 @@ the demand the leader's autoscaler sees (:meth:`FollowerSlots.report`).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -135,13 +134,7 @@ class FollowerSlots:
                     return Lease(slot)
                 if not pool.slots:
                     raise ForwardToLeader  # its containers went while it waited: the leader starts more
-                waiter = asyncio.get_running_loop().create_future()
-                pool.waiters.append(waiter)
-                try:
-                    await waiter
-                finally:
-                    if not waiter.done():
-                        waiter.cancel()
+                await pool.wait_for_wake()
         except BaseException:
             pool.in_flight -= 1
             raise

@@ -165,6 +165,16 @@ class Pool:
     def live(self) -> list[Slot]:
         return [s for s in self.slots.values() if s.state in ("pending", "listening", "ready")]
 
+    async def wait_for_wake(self) -> None:
+        """Wait until ``wake`` picks this caller (a slot freed, a container became ready, the pool stopped)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
     def wake(self, count: int | None = None) -> None:
         woken = 0
         while self.waiters and (count is None or woken < count):
@@ -614,13 +624,7 @@ class Scheduler:
                         raise NoCapacity(misfit)
                     if pool.last_failure and time.time() < pool.retry_after:
                         raise StartFailed(pool.last_failure)
-                waiter = asyncio.get_running_loop().create_future()
-                pool.waiters.append(waiter)
-                try:
-                    await waiter
-                finally:
-                    if not waiter.done():
-                        waiter.cancel()
+                await pool.wait_for_wake()
         except BaseException:
             pool.in_flight -= 1
             raise
