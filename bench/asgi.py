@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ from packaging.utils import canonicalize_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _server import CoveServer
+from _wrk import wrk_post
 
 APP = Path(__file__).resolve().parent / "apps" / "asgi" / "app.py"
 BODY = '{"x": [1.0, 2.0, 3.0, 4.0]}'
@@ -73,31 +73,6 @@ def httpx_loop(client: httpx.Client, path: str, requests: int) -> str:
     return f"httpx c=1   {requests / seconds:>7.0f} req/s  p50 {statistics.median(ordered):6.2f}ms  p99 {p99:6.2f}ms"
 
 
-def wrk(url: str, token: str, concurrency: int, seconds: float) -> str:
-    """``wrk``'s requests/s and latency for the same POST, or why it did not run."""
-    if shutil.which("wrk") is None:
-        return "wrk not installed"
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(
-            f"wrk.method = \"POST\"\nwrk.body = '{BODY}'\n"
-            'wrk.headers["Content-Type"] = "application/json"\n'
-            f'wrk.headers["Authorization"] = "Bearer {token}"\n'
-        )
-    command = ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{seconds:g}s", "--latency"]
-    done = subprocess.run([*command, "-s", script.name, url], capture_output=True, text=True, check=False)
-    Path(script.name).unlink()
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
-    p50 = re.search(r"50%\s+([\d.]+\w+)", done.stdout)
-    p99 = re.search(r"99%\s+([\d.]+\w+)", done.stdout)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
-    if rps is None:
-        return f"wrk failed: {done.stderr.strip() or done.stdout.strip()}"
-    return (
-        f"wrk   c={concurrency:<3} {float(rps.group(1)):>7.0f} req/s  p50 {p50.group(1) if p50 else '?':>8}  "
-        f"p99 {p99.group(1) if p99 else '?':>8}  non-2xx {errors.group(1) if errors else 0}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -126,7 +101,7 @@ def main() -> None:
             print(f"\n{label}  POST {path}")
             print("  " + httpx_loop(server.http, path, args.requests))
             for concurrency in (1, args.concurrency):
-                print("  " + wrk(server.url + path, server.token, concurrency, args.seconds))
+                print("  " + wrk_post(server.url + path, server.token, BODY, concurrency, args.seconds))
     finally:
         server.close()
         shutil.rmtree(root, ignore_errors=True)

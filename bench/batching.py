@@ -15,50 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _load import run_load
 from _server import CoveServer
+from _wrk import wrk_post
 
 APP = Path(__file__).resolve().parent / "apps" / "batching" / "app.py"
 BODY = b'{"x": 21}'
-
-
-def wrk(url: str, token: str, concurrency: int, seconds: float) -> str:
-    """``wrk``'s requests/s and latency line for the same POST, or why it did not run."""
-    if shutil.which("wrk") is None:
-        return "wrk not installed"
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(
-            'wrk.method = "POST"\n'
-            f"wrk.body = '{BODY.decode()}'\n"
-            'wrk.headers["Content-Type"] = "application/json"\n'
-            f'wrk.headers["Authorization"] = "Bearer {token}"\n'
-        )
-    threads = min(2, concurrency)
-    done = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds:g}s", "--latency", "-s", script.name, url],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    Path(script.name).unlink()
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
-    p50 = re.search(r"50%\s+([\d.]+\w+)", done.stdout)
-    p99 = re.search(r"99%\s+([\d.]+\w+)", done.stdout)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
-    if rps is None:
-        return f"wrk failed: {done.stderr.strip() or done.stdout.strip()}"
-    return (
-        f"wrk  {float(rps.group(1)):>9.0f} req/s  p50 {p50.group(1) if p50 else '?'}  "
-        f"p99 {p99.group(1) if p99 else '?'}  non-2xx {errors.group(1) if errors else 0}"
-    )
 
 
 def main() -> None:
@@ -85,7 +51,7 @@ def main() -> None:
             )
             results[name] = load.rps
             print(f"{name:9} ours {load.row()}")
-            print(f"{name:9} {wrk(url, server.token, args.concurrency, args.seconds)}")
+            print(f"{name:9} {wrk_post(url, server.token, BODY.decode(), args.concurrency, args.seconds)}")
         print(f"batched / unbatched throughput: {results['gathered'] / max(results['single'], 1e-9):.1f}x")
     finally:
         server.close()

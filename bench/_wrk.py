@@ -1,0 +1,40 @@
+"""``wrk``, a load generator the gateway did not write, driving one JSON POST: its numbers as one line.
+
+Benchmarks print this line next to their own load generator's, so a reader can
+compare the two measurements of the same route in the same run.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+
+def wrk_post(url: str, token: str, body: str, concurrency: int, seconds: float) -> str:
+    """Requests/s, p50, p99 and non-2xx answers of ``wrk`` POSTing ``body`` to ``url``, or why it did not run."""
+    if shutil.which("wrk") is None:
+        return "wrk not installed"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            f"wrk.method = \"POST\"\nwrk.body = '{body}'\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+        )
+    command = ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{seconds:g}s", "--latency"]
+    try:
+        done = subprocess.run([*command, "-s", script.name, url], capture_output=True, text=True, check=False)
+    finally:
+        Path(script.name).unlink()
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+    p50 = re.search(r"50%\s+([\d.]+\w+)", done.stdout)
+    p99 = re.search(r"99%\s+([\d.]+\w+)", done.stdout)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    if rps is None:
+        return f"wrk failed: {done.stderr.strip() or done.stdout.strip()}"
+    return (
+        f"wrk   c={concurrency:<3} {float(rps.group(1)):>7.0f} req/s  p50 {p50.group(1) if p50 else '?':>8}  "
+        f"p99 {p99.group(1) if p99 else '?':>8}  non-2xx {errors.group(1) if errors else 0}"
+    )
