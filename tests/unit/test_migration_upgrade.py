@@ -89,3 +89,77 @@ async def _upgrade_with_rows(url: str, start: str) -> str:
 def test_a_store_with_rows_upgrades_to_the_newest(start: str, tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'cove.db'}"
     assert asyncio.run(_upgrade_with_rows(url, start)) == REVISIONS[-1]
+
+
+_FAILING_MIGRATION = '''
+"""A migration that rebuilds a referenced table, adds one, then fails."""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "9999"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("half_written", sa.Column("id", sa.Integer, primary_key=True))
+    with op.batch_alter_table("workspaces", recreate="always") as batch_op:
+        batch_op.add_column(sa.Column("doomed", sa.Text(), nullable=True))
+    raise RuntimeError("this migration fails half-way")
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+def test_a_migration_failing_half_way_leaves_the_database_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite runs DDL outside transactions unless told; the store makes the whole upgrade one transaction."""
+    import shutil
+
+    from cove.store import _store
+
+    migrations = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    (migrations / "versions" / "9999_fails.py").write_text(_FAILING_MIGRATION.replace("{head}", REVISIONS[-1]))
+    monkeypatch.setattr(_store, "MIGRATIONS", migrations)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cove.db'}"
+    # The first migrate applies every real migration; the second fails in 9999.
+    (migrations / "versions" / "9999_fails.py").rename(tmp_path / "9999_fails.py")
+
+    async def scenario() -> tuple[str, list[str], int, int]:
+        store = Store(url)
+        try:
+            await store.migrate()
+            async with store.engine.begin() as conn:
+                await conn.run_sync(_fill)
+        finally:
+            await store.engine.dispose()
+        (tmp_path / "9999_fails.py").rename(migrations / "versions" / "9999_fails.py")
+        return await _fail_half_way(url)
+
+    version, tables, workspaces, foreign_keys = asyncio.run(scenario())
+    assert version == REVISIONS[-1]
+    assert "half_written" not in tables
+    assert not any(name.startswith("_alembic_tmp") for name in tables), tables
+    assert workspaces >= 1  # the rebuilt table's rows are all still there
+    assert foreign_keys == 1  # the pooled connection got its foreign keys back
+
+
+async def _fail_half_way(url: str) -> tuple[str, list[str], int, int]:
+    store = Store(url)
+    try:
+        with pytest.raises(RuntimeError, match="fails half-way"):
+            await store.migrate()
+        async with store.engine.connect() as conn:
+            version = str((await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar())
+            rows = await conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type='table'"))
+            tables = [str(name) for (name,) in rows]
+            workspaces = int((await conn.execute(sa.text("SELECT count(*) FROM workspaces"))).scalar() or 0)
+            foreign_keys = int((await conn.execute(sa.text("PRAGMA foreign_keys"))).scalar() or 0)
+        return version, tables, workspaces, foreign_keys
+    finally:
+        await store.engine.dispose()

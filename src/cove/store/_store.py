@@ -92,11 +92,38 @@ class Store:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
 
+        if not self.is_postgres:
+            await self._migrate_sqlite(upgrade)
+            return
         async with self.engine.begin() as conn:
-            if self.is_postgres:
-                # Gateways starting together on one database migrate one at a time (released at commit).
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            # Gateways starting together on one database migrate one at a time (released at commit).
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             await conn.run_sync(upgrade)
+
+    async def _migrate_sqlite(self, upgrade: Any) -> None:
+        """Every pending migration in one SQLite transaction: all of them land, or none.
+
+        Python's sqlite3 runs DDL outside any transaction unless one was begun
+        explicitly, so a migration failing half-way used to leave a database no
+        revision describes (a table rebuilt, its copy gone). ``BEGIN IMMEDIATE``
+        makes the whole upgrade one transaction that also keeps other processes
+        from writing meanwhile. Foreign keys are off while tables are rebuilt
+        (SQLite's documented way to alter a referenced table; the pragma cannot
+        change inside a transaction) and checked in full before the commit.
+        """
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await conn.commit()  # ends SQLAlchemy's autobegun block; the pragma ran outside any transaction
+            try:
+                async with conn.begin():
+                    await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    await conn.run_sync(upgrade)
+                    broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).first()
+                    if broken is not None:
+                        raise RuntimeError(f"the migrated database breaks a foreign key: {tuple(broken)}")
+            finally:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
 
     async def close(self) -> None:
         await self.engine.dispose()
