@@ -7,6 +7,7 @@
 #   cluster.sh env     print KUBECONFIG=... and COVE_K8S_BIN=...
 #   cluster.sh images  rebuild Cove's image from this checkout and import it into the running cluster
 #   cluster.sh volumes [N]  remove released hostPath volumes (and their data), keep N empty ones Available
+#   cluster.sh tag NEW  give the imported Cove image a second tag (an upgrade's "new image" with no registry)
 #
 # Everything lives under $COVE_K8S_LAB (default /var/tmp/cove-k8s/lab) except what the kernel and kubelet
 # insist on: the bridge covek8s0 (10.89.0.1/24, also the node's and the apiserver's address), a route for the
@@ -319,5 +320,6 @@ case "${1:-}" in
   env) env_lines ;;
   volumes) volumes "${2:-2}" ;;
   images) build_images && import_images ;;
-  *) echo "usage: $0 up|down|env|images|volumes [N]" >&2; exit 2 ;;
+  tag) CTR images tag --force "docker.io/library/cove:$TAG_COVE" "docker.io/library/cove:${2:?a tag}" >/dev/null ;;
+  *) echo "usage: $0 up|down|env|images|volumes [N]|tag NEW" >&2; exit 2 ;;
 esac

@@ -13,13 +13,16 @@ import dataclasses
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_DIR = ROOT / "deploy" / "k8s-lab"
 CHART = ROOT / "deploy" / "helm" / "cove"
+APP = ROOT / "tests" / "apps" / "k8s" / "app.py"
 CACHE = Path(os.environ.get("COVE_K8S_CACHE", "/var/tmp/cove-k8s"))
 HELM_PY = CACHE / "helm-venv" / "bin" / "python"
 IMAGE_TAG = os.environ.get("COVE_IMAGE_TAG", "0.1.0")
@@ -27,7 +30,11 @@ IMAGE_TAG = os.environ.get("COVE_IMAGE_TAG", "0.1.0")
 # Values every install on the local cluster shares: images imported on the node, sizes that fit 2 cores.
 LAB_VALUES: dict[str, Any] = {
     "image": {"repository": "cove", "tag": IMAGE_TAG, "pullPolicy": "Never"},
-    "gateway": {"resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}},
+    "gateway": {
+        "resources": {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+        # kube-proxy on the one-node lab applies endpoint changes within a second: a short drain keeps runs quick.
+        "shutdown": {"drainSeconds": 4},
+    },
     "database": {
         "bundled": {
             "image": {"repository": "cove-postgres", "tag": "15", "pullPolicy": "Never"},
@@ -123,3 +130,42 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
         out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def cove(gateway: str, token: str, *args: str, timeout: float = 300) -> Any:
+    env = {**os.environ, "COVE_GATEWAY": gateway, "COVE_TOKEN": token}
+    done = subprocess.run(
+        [sys.executable, "-m", "cove", *args, "--json"], capture_output=True, text=True, env=env, timeout=timeout
+    )
+    assert done.returncode == 0, f"cove {' '.join(args)}: {done.stdout}{done.stderr}"
+    return json.loads(done.stdout) if done.stdout.strip() else None
+
+
+def sdk(gateway: str, token: str, expression: str, timeout: float = 300) -> Any:
+    """``expression`` evaluated in a fresh Python with the test app imported as ``app`` and the SDK pointed at the
+    gateway (as a user's script runs); its JSON value."""
+    code = (
+        "import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location('app', {str(APP)!r})\n"
+        "app = importlib.util.module_from_spec(spec); sys.modules['app'] = app; spec.loader.exec_module(app)\n"
+        f"print(json.dumps({expression}))\n"
+    )
+    env = {**os.environ, "COVE_GATEWAY": gateway, "COVE_TOKEN": token}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
+    assert done.returncode == 0, f"{expression}: {done.stdout}{done.stderr}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def via(gateway: str, url: str) -> str:
+    """A deployment's URL, reached through the gateway's Service rather than the host name it was made with."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(scheme="http", netloc=urlsplit(gateway).netloc))
+
+
+def wait_until(what: str, check: Any, timeout: float, interval: float = 0.5) -> float:
+    t0 = time.monotonic()
+    while not check():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+    return time.monotonic() - t0

@@ -121,6 +121,37 @@ def test_ingress_tls_reservoir_and_unprivileged_gateway(lab: Lab, namespace: str
     assert "COVE_RESERVOIR_URL" in env_of(gateway)
 
 
+def test_network_policies_admit_only_the_components_that_need_each_port(lab: Lab, namespace: str) -> None:
+    """The local cluster's bridge CNI enforces no NetworkPolicy, so the policies are checked as the API server
+    stored them: who may reach workers, the database, the reservoir and the gateways' port."""
+    client = {"namespaceSelector": {"matchLabels": {"team": "edge"}}}
+    made = install(lab, namespace, {"reservoir": {"enabled": True}, "networkPolicy": {"gatewayFrom": [client]}})
+    selector = {"app.kubernetes.io/name": "cove", "app.kubernetes.io/instance": "r"}
+    gateway = {**selector, "app.kubernetes.io/component": "gateway"}
+    worker = {**gateway, "app.kubernetes.io/component": "worker"}
+
+    def policy(component: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        spec = made[f"NetworkPolicy/r-cove-{component}"]["spec"]
+        assert spec["policyTypes"] == ["Ingress"]
+        assert spec["podSelector"]["matchLabels"] == {**gateway, "app.kubernetes.io/component": component}
+        return spec, spec["ingress"]
+
+    _, [to_workers] = policy("worker")
+    assert to_workers["from"] == [{"podSelector": {"matchLabels": gateway}}]  # gateways only, any container port
+    _, [to_database] = policy("postgresql")
+    assert to_database["from"] == [{"podSelector": {"matchLabels": gateway}}]
+    assert to_database["ports"] == [{"port": 5432, "protocol": "TCP"}]
+    _, [to_reservoir] = policy("reservoir")
+    assert to_reservoir["from"] == [{"podSelector": {"matchLabels": gateway}}, {"podSelector": {"matchLabels": worker}}]
+    _, [to_gateways] = policy("gateway")
+    assert to_gateways["ports"] == [{"port": 8474, "protocol": "TCP"}]
+    assert to_gateways["from"] == [
+        {"podSelector": {"matchLabels": worker}},
+        {"podSelector": {"matchLabels": gateway}},
+        client,
+    ]
+
+
 POOL = {"name": "p", "cpu": "1", "memory": "1Gi", "minWorkers": 0, "maxWorkers": 1, "idleCooldownSeconds": 60}
 
 

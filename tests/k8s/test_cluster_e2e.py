@@ -6,51 +6,22 @@ Runs with ``COVE_K8S_E2E=1`` (``make test-k8s``); prints the timings it measures
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 
-from .lab import LAB_VALUES, ROOT, Lab, merge
+from .lab import APP, LAB_VALUES, Lab, cove, merge, sdk, via, wait_until
 
-APP = ROOT / "tests" / "apps" / "k8s" / "app.py"
 NS = "cove-e2e"
 RELEASE = "cove"
 WORKERS = "app.kubernetes.io/instance=cove,app.kubernetes.io/component=worker"
 POOL = {"name": "default", "cpu": "500m", "memory": "1Gi", "minWorkers": 1, "maxWorkers": 2, "idleCooldownSeconds": 15}
 
 pytestmark = pytest.mark.timeout(1200)
-
-
-def cove(gateway: str, token: str, *args: str, timeout: float = 300) -> Any:
-    env = {**os.environ, "COVE_GATEWAY": gateway, "COVE_TOKEN": token}
-    done = subprocess.run(
-        [sys.executable, "-m", "cove", *args, "--json"], capture_output=True, text=True, env=env, timeout=timeout
-    )
-    assert done.returncode == 0, f"cove {' '.join(args)}: {done.stdout}{done.stderr}"
-    return json.loads(done.stdout) if done.stdout.strip() else None
-
-
-def via(gateway: str, url: str) -> str:
-    """A deployment's URL, reached through the gateway's Service rather than the host name it was made with."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(scheme="http", netloc=urlsplit(gateway).netloc))
-
-
-def wait_until(what: str, check: Any, timeout: float, interval: float = 0.5) -> float:
-    t0 = time.monotonic()
-    while not check():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-    return time.monotonic() - t0
 
 
 def test_install_serve_scale_up_and_down_uninstall(lab: Lab) -> None:
@@ -82,6 +53,13 @@ def test_install_serve_scale_up_and_down_uninstall(lab: Lab) -> None:
             assert answer.status_code == 200, answer.text
             assert answer.json()["hello"] == "kubernetes"
         timings["helm install -> first endpoint answer"] = time.monotonic() - t_install
+        # ... and a function whose .map of 200 inputs answers in order, called with the SDK as a user's script would.
+        cove(gateway, token, "deploy", f"{APP}:square", timeout=600)
+        t_map = time.monotonic()
+        assert sdk(gateway, token, "list(app.square.map(range(200)))") == [i * i for i in range(200)]
+        timings["square.map(range(200)) through the Service"] = time.monotonic() - t_map
+        cove(gateway, token, "deployment", "stop", "square")  # its room is the backlog test's
+        wait_until("square's container gone", lambda: _running(gateway, token, "square") == 0, 60)
 
         # Calls keep flowing while the pool grows and shrinks: none may fail.
         failures: list[str] = []
@@ -101,6 +79,10 @@ def test_install_serve_scale_up_and_down_uninstall(lab: Lab) -> None:
         # The controller's view of the pool (GET /api/v1/worker-pools).
         wait_until("the pool controller to count 2 ready", lambda: _pool(gateway, token)["ready"] == 2, 30)
         assert _pool(gateway, token)["max"] == 2
+        # ... and in the leader's /metrics.
+        metrics = httpx.get(f"{gateway}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10).text
+        for line in ('cove_worker_pool_ready{pool="default"} 2.0', 'cove_worker_pool_max{pool="default"} 2.0'):
+            assert line in metrics, [m for m in metrics.splitlines() if "worker_pool" in m]
         wait_until("both containers of wide ready", lambda: _running(gateway, token, "wide") >= 2, 180)
         timings["backlog drained (2 containers of wide ready)"] = time.monotonic() - t_backlog
         wide = _url(gateway, token, "wide")

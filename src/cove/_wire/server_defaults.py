@@ -17,6 +17,10 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8474
 """The gateway's TCP port."""
 
+DEFAULT_DRAIN_SECONDS: Final = 0.0
+"""How long ``cove server`` keeps serving after SIGTERM (``--drain-seconds``, ``cove.server._drain``): none unless
+the operator asks, so a stop on one machine is immediate."""
+
 DEFAULT_RUNTIME: Final = "auto"
 """The container engine of ``cove server``'s and ``cove worker``'s workers: the best isolation that works here
 (crun, else runc, else the unisolated process engine, with a warning; see :func:`cove.runtime.select_runtime`)."""

@@ -8,6 +8,7 @@ The Helm chart (``deploy/helm/cove``) writes the controller's configuration to a
 
 from ._config import CONFIG_ENV, ControllerConfig, PoolSpec, load_config
 from ._decide import Action, ObservedPod, Waiting, decide
+from ._metrics import PoolCollector
 from ._run import start_if_configured
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "Action",
     "ControllerConfig",
     "ObservedPod",
+    "PoolCollector",
     "PoolSpec",
     "Waiting",
     "decide",

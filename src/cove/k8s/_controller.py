@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ._config import ControllerConfig, PoolSpec
@@ -85,7 +86,7 @@ class PoolController:
         observed = self.observe(pods.items, now)
         waiting = backlog(self.scheduler, self.config)
         actions = decide(self.config.pools, observed, waiting, now)
-        self.last_state = pool_states(self.config.pools, observed)
+        self.last_state = pool_states(self.config.pools, observed, actions)
         for action in actions:
             log.info(
                 "pool %s: %s %s: %s",
@@ -178,14 +179,24 @@ class PoolController:
         await self.tokens.revoke(pod)
 
 
-def pool_states(pools: tuple[PoolSpec, ...], observed: list[ObservedPod]) -> dict[str, dict[str, int]]:
-    """Each pool's pods by state (for the API, metrics and `cove worker list`)."""
+def pool_states(
+    pools: tuple[PoolSpec, ...], observed: list[ObservedPod], actions: Sequence[Action] = ()
+) -> dict[str, dict[str, int]]:
+    """Each pool's pods by state (for the API, metrics and `cove worker list`).
+
+    ``desired`` is the number of workers the pass aims for: the live pods that stay (not draining, not drained
+    or deleted by this pass) plus the ones it creates.
+    """
     out = {}
     for spec in pools:
         mine = [p for p in observed if p.pool == spec.name and not p.deleting and p.phase in ("Pending", "Running")]
+        mine_actions = [a for a in actions if a.pool == spec.name]
+        leaving = {a.pod for a in mine_actions if a.kind in ("drain", "delete")}
+        staying = [p for p in mine if p.admin_state != "draining" and p.name not in leaving]
         out[spec.name] = {
             "min": spec.min_workers,
             "max": spec.max_workers,
+            "desired": len(staying) + sum(1 for a in mine_actions if a.kind == "create"),
             "pending": sum(1 for p in mine if not p.registered),
             "ready": sum(1 for p in mine if p.registered and p.admin_state != "draining"),
             "draining": sum(1 for p in mine if p.registered and p.admin_state == "draining"),

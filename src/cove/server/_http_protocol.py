@@ -6,6 +6,9 @@ small answers (a task id, a call's result) that is two system calls and two
 packets per request, the largest single cost left on the put path. Here the
 head waits for the first body write, or for the end of the current event loop
 turn, whichever comes first, so nothing is held back longer than that.
+
+While the process drains (``_drain``), each request's response closes its
+connection: uvicorn then adds ``Connection: close`` itself.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ._drain import DRAINING
 
 
 class _HeadHoldingTransport:
@@ -57,3 +62,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_HeadHoldingTransport(transport))  # type: ignore[arg-type]
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if DRAINING.active and self.cycle is not None:
+            self.cycle.keep_alive = False
