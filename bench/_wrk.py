@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 
-def wrk_post(url: str, token: str, body: str, concurrency: int, seconds: float) -> str:
+def wrk_post(url: str, token: str, body: str, concurrency: int, seconds: float, threads: int | None = None) -> str:
     """Requests/s, p50, p99 and non-2xx answers of ``wrk`` POSTing ``body`` to ``url``, or why it did not run."""
     if shutil.which("wrk") is None:
         return "wrk not installed"
@@ -23,11 +23,30 @@ def wrk_post(url: str, token: str, body: str, concurrency: int, seconds: float) 
             'wrk.headers["Content-Type"] = "application/json"\n'
             f'wrk.headers["Authorization"] = "Bearer {token}"\n'
         )
-    command = ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{seconds:g}s", "--latency"]
+    threads = threads or min(2, concurrency)
+    command = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds:g}s", "--latency"]
     try:
         done = subprocess.run([*command, "-s", script.name, url], capture_output=True, text=True, check=False)
     finally:
         Path(script.name).unlink()
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
+    p50 = re.search(r"50%\s+([\d.]+\w+)", done.stdout)
+    p99 = re.search(r"99%\s+([\d.]+\w+)", done.stdout)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    if rps is None:
+        return f"wrk failed: {done.stderr.strip() or done.stdout.strip()}"
+    return (
+        f"wrk -t{threads} c={concurrency:<3} {float(rps.group(1)):>7.0f} req/s  p50 {p50.group(1) if p50 else '?':>8}  "
+        f"p99 {p99.group(1) if p99 else '?':>8}  non-2xx {errors.group(1) if errors else 0}"
+    )
+
+
+def wrk_get(url: str, concurrency: int, seconds: float) -> str:
+    """Requests/s, p50, p99 and non-2xx answers of ``wrk`` GETting ``url``, or why it did not run."""
+    if shutil.which("wrk") is None:
+        return "wrk not installed"
+    command = ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{seconds:g}s", "--latency"]
+    done = subprocess.run([*command, url], capture_output=True, text=True, check=False)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
     p50 = re.search(r"50%\s+([\d.]+\w+)", done.stdout)
     p99 = re.search(r"99%\s+([\d.]+\w+)", done.stdout)

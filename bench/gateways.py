@@ -3,11 +3,13 @@
 Starts a throwaway PostgreSQL (``tests/pg_cluster.py``), two ``cove server
 --no-worker`` gateways with homes of their own on it (the first leads), and
 one ``cove worker --advertise-host 127.0.0.1`` (containers on TCP, so the
-follower can relay to them itself). Deploys ``bench/apps/noop`` (one
-container, ``concurrent_requests=32``), warms it through both, then loads
-each gateway in turn at c=1 and c=32. CPU time comes from each gateway
-process's own counters (``/proc/PID/stat``, user + system), divided by the
-requests of that run: the follower's requests should cost the leader nothing.
+follower can relay to them itself), and a third gateway of two processes
+(``cove server --processes 2``, both following). Deploys ``bench/apps/noop``
+(one container, ``concurrent_requests=32``), warms it through each, then loads
+each gateway in turn at c=1, 32 and 128, and once with ``wrk -t1 -c32``. CPU
+time comes from each gateway process's own counters (``/proc/PID/stat``, user
++ system; for ``--processes 2`` the sum of its gateway processes), divided by
+the requests of that run: the follower's requests should cost the leader nothing.
 
     .venv/bin/python bench/gateways.py [--requests 4000] [--seconds 15]
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 import httpx
 from _load import LoadResult, run_load
 from _server import free_port, wait_http
+from _wrk import wrk_post
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -34,10 +37,29 @@ from pg_cluster import PgCluster, start_cluster  # noqa: E402
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (the gateway processes of ``--processes N``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(_stat(int(entry))[1]) == pid:
+                    found.append(int(entry))
+            except (OSError, IndexError):
+                continue
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """User + system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat), with its children's
+    when it is the supervisor of several gateway processes (it has no load of its own)."""
+    fields = _stat(pid)
+    own = (int(fields[11]) + int(fields[12])) / TICKS
+    return own + sum(cpu_seconds(child) for child in children(pid) if Path(f"/proc/{child}/stat").exists())
 
 
 class Cluster:
@@ -74,12 +96,12 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def gateway(self, name: str) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    def gateway(self, name: str, *extra: str) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
         home = self.tmp / name
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = self.env(home, url)
-        proc = self.spawn(name, ["server", "--no-worker", "--port", str(port), "--home", str(home)], env)
+        proc = self.spawn(name, ["server", "--no-worker", "--port", str(port), "--home", str(home), *extra], env)
         wait_http(f"{url}/healthz")
         return proc, url, env
 
@@ -114,6 +136,7 @@ def main() -> None:
         leader, leader_url, env = cluster.gateway("leader")
         token = (cluster.tmp / "leader" / "admin-token").read_text().strip()
         follower, follower_url, _ = cluster.gateway("follower")
+        pair, pair_url, _ = cluster.gateway("processes", "--processes", "2")
         worker_home = cluster.tmp / "worker"
         cluster.spawn(
             "worker",
@@ -133,16 +156,19 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        for url in (leader_url, follower_url):
+        for url in (follower_url, leader_url, pair_url, pair_url):  # the first one cold, through the follower
             reply = httpx.post(f"{url}/endpoint/echo", json={}, headers=headers, timeout=120)
             reply.raise_for_status()
-        time.sleep(1.0)  # the follower's view of the ready container
-        pids = {"leader": leader.pid, "follower": follower.pid}
+        time.sleep(1.0)  # the followers' view of the ready container
+        pids = {"leader": leader.pid, "follower": follower.pid, "2 procs": pair.pid}
         print(f"warm endpoint, one container (tcp), {os.cpu_count()} CPUs; CPU per request of each gateway")
-        for via, url in (("leader", leader_url), ("follower", follower_url)):
-            for concurrency in (1, 32):
+        targets = (("leader", leader_url), ("follower", follower_url), ("2 procs", pair_url))
+        for via, url in targets:
+            for concurrency in (1, 32, 128):
                 row = measure(pids, f"{url}/endpoint/echo", token, concurrency, args.requests, args.seconds)
-                print(f"through the {via:<8} {row}")
+                print(f"through {via:<8} {row}")
+        for via, url in targets:
+            print(f"through {via:<8} {wrk_post(f'{url}/endpoint/echo', token, '{}', 32, 10, threads=1)}")
         forwarded = [
             line
             for line in httpx.get(f"{leader_url}/metrics", headers=headers).text.splitlines()

@@ -25,6 +25,10 @@ from conftest import APPS, Server
 from cryptography.fernet import Fernet
 from pg_cluster import PgCluster
 
+from cove._wire.frames import pack, unpack
+from cove._wire.limits import MAX_BODY_BYTES
+from cove.sdk._calls import dumps_arguments, loads_result
+
 from .test_separate_homes import _health, _start
 
 APP = APPS / "follower" / "app.py"
@@ -32,10 +36,10 @@ APP = APPS / "follower" / "app.py"
 pytestmark = pytest.mark.slow
 
 
-def _forwarded_invocations(leader: Server) -> float:
+def _forwarded_invocations(leader: Server, route: str = "endpoint") -> float:
     with leader.http() as http:
         text = http.get("/metrics").text
-    found = re.search(r'^cove_forwarded_requests_total\{route="endpoint"\} ([0-9.e+]+)$', text, re.MULTILINE)
+    found = re.search(rf'^cove_forwarded_requests_total\{{route="{route}"\}} ([0-9.e+]+)$', text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
 
@@ -64,8 +68,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PgCluster) -> It
         )  # fmt: skip
     try:
         leader.wait_for(lambda: (_health(leader.url) or {}).get("workers") == 1, timeout=30)
-        leader.deploy(f"{APP}:echo")
-        leader.deploy(f"{APP}:slow")
+        for name in ("echo", "slow", "cold_leader", "cold_follower", "square"):
+            leader.deploy(f"{APP}:{name}")
+        leader.deploy(f"{APP}:huge", "--force")
         yield leader, follower
     finally:
         worker.terminate()
@@ -78,7 +83,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PgCluster) -> It
 
 
 def _warm(follower: Server, name: str) -> None:
-    """A first (cold) request goes to the leader, which starts a container; then the follower sees it ready."""
+    """A first (cold) request makes the follower ask the leader for a container; then it sees it ready."""
     with follower.http() as http:
         assert _invoke(http, name, -1).status_code == 200
     follower.wait_for(lambda: [c for c in _live(follower, name) if c["state"] == "ready"], timeout=60)
@@ -140,6 +145,155 @@ def test_a_burst_through_the_follower_scales_up_without_the_leader_relaying(clus
     assert len(_live(leader, "slow")) == 3
     assert len({r.json()["container"] for r in results}) >= 2
     assert _forwarded_invocations(leader) == before
+
+
+def _burst(server: Server, name: str, count: int) -> list[httpx.Response]:
+    results: list[httpx.Response] = []
+
+    def call(i: int) -> None:
+        with server.http() as http:
+            results.append(_invoke(http, name, i))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_a_cold_burst_on_the_follower_starts_as_many_containers_as_on_the_leader(
+    cluster: tuple[Server, Server],
+) -> None:
+    leader, follower = cluster
+    assert not _live(leader, "cold-leader") and not _live(leader, "cold-follower")
+    on_leader = _burst(leader, "cold-leader", 6)
+    before = _forwarded_invocations(leader)
+    on_follower = _burst(follower, "cold-follower", 6)
+    assert [r.status_code for r in on_leader] == [200] * 6
+    assert [r.status_code for r in on_follower] == [200] * 6, [r.text for r in on_follower]
+    # The follower asked the leader for containers and relayed every request itself.
+    assert _forwarded_invocations(leader) == before
+    started = len(leader.containers("cold-leader", all_=True))
+    assert started == 3  # six waiting, one per container, at most three
+    assert len(follower.containers("cold-follower", all_=True)) == started
+
+
+def test_a_call_no_worker_can_hold_fails_the_same_on_the_follower(cluster: tuple[Server, Server]) -> None:
+    leader, follower = cluster
+    before = _forwarded_invocations(leader)
+    answers = []
+    for server in (leader, follower):
+        with server.http() as http:
+            answers.append(_invoke(http, "huge", 0))
+    (a, b) = answers
+    assert a.status_code == 503 and a.json()["error"]["type"] == "NoCapacity", a.text
+    same = ("type", "message")
+    assert (b.status_code, [b.json()["error"][k] for k in same]) == (
+        a.status_code,
+        [a.json()["error"][k] for k in same],
+    )
+    assert _forwarded_invocations(leader) == before
+
+
+def test_remote_calls_through_the_follower_never_reach_the_leader(cluster: tuple[Server, Server]) -> None:
+    leader, follower = cluster
+    before = _forwarded_invocations(leader, "call")
+    with follower.deployed_app(APP, (), "follower_app") as module:
+        assert [module.square.remote(i) for i in range(20)] == [i * i for i in range(20)]
+        spawned = [module.square.spawn(i) for i in range(5)]
+        assert [call.get(timeout=60) for call in spawned] == [i * i for i in range(5)]
+    with follower.http() as http:
+        missing = http.post("/api/v1/functions/nope/calls", content=b"x")
+        too_big = http.post("/api/v1/functions/square/calls", content=b"x" * (MAX_BODY_BYTES + 1))
+    with leader.http() as http:
+        assert (missing.status_code, missing.json()) == (
+            (answer := http.post("/api/v1/functions/nope/calls", content=b"x")).status_code,
+            answer.json(),
+        )
+    assert missing.status_code == 404
+    assert too_big.status_code == 413, too_big.text
+    assert _forwarded_invocations(leader, "call") == before
+
+
+def test_a_map_through_the_follower_never_reaches_the_leader(cluster: tuple[Server, Server]) -> None:
+    leader, follower = cluster
+    before = _forwarded_invocations(leader, "call")
+    with follower.deployed_app(APP, (), "follower_map") as module:
+        assert list(module.square.map(range(300))) == [i * i for i in range(300)]
+        assert sorted(module.square.map(range(100), order_outputs=False)) == [i * i for i in range(100)]
+        mixed = list(module.square.map([1, -2, 3], return_exceptions=True))
+        assert mixed[0] == 1 and mixed[2] == 9
+        assert isinstance(mixed[1], ValueError) and "negative: -2" in str(mixed[1])
+        with pytest.raises(ValueError, match="negative: -5"):
+            list(module.square.map([2, -5]))
+    assert _forwarded_invocations(leader, "call") == before
+
+
+def _post_inputs(http: httpx.Client, map_id: str, first: int, values: list[int]) -> httpx.Response:
+    payloads = [dumps_arguments((v,), {}) for v in values]
+    body = pack({"first_index": first}, [{} for _ in payloads], payloads, "inputs")
+    return http.post(
+        f"/api/v1/maps/{map_id}/inputs", content=body, headers={"Content-Type": "application/octet-stream"}
+    )
+
+
+def _read_outputs(http: httpx.Client, map_id: str, after: int, wait: float = 5) -> tuple[int, list[tuple[int, Any]]]:
+    """(the next cursor, [(input index, result)]) of one read of a map's outputs."""
+    reply = http.get(f"/api/v1/maps/{map_id}/outputs", params={"after": after, "wait": wait})
+    assert reply.status_code == 200, reply.text
+    header, outputs = unpack(reply.content, "outputs")
+    return int(header["next"]), [(int(meta["index"]), loads_result(data)) for meta, data in outputs]
+
+
+def _read_until(http: httpx.Client, map_id: str, after: int, count: int) -> tuple[int, list[tuple[int, Any]]]:
+    got: list[tuple[int, Any]] = []
+    deadline = time.monotonic() + 60
+    while len(got) < count and time.monotonic() < deadline:
+        after, outputs = _read_outputs(http, map_id, after)
+        got.extend(outputs)
+    return after, got
+
+
+def test_a_map_continues_on_another_gateway_from_its_cursor(cluster: tuple[Server, Server]) -> None:
+    """Inputs and outputs of one map go through either gateway; the cursor means the same on both."""
+    leader, follower = cluster
+    with follower.http() as on_follower, leader.http() as on_leader:
+        created = on_follower.post("/api/v1/functions/square/maps")
+        assert created.status_code == 201, created.text
+        map_id = created.json()["map_id"]
+        assert _post_inputs(on_follower, map_id, 0, list(range(10))).json() == {"accepted": 10, "submitted": 10}
+        cursor, first = _read_until(on_follower, map_id, 0, 3)
+        # The leader takes the next inputs and reads on from the follower's cursor.
+        assert _post_inputs(on_leader, map_id, 10, list(range(10, 20))).json() == {"accepted": 10, "submitted": 20}
+        cursor, rest = _read_until(on_leader, map_id, cursor, 20 - len(first))
+        assert sorted(i for i, _ in first + rest) == list(range(20))  # each output once, none lost
+        assert all(value == i * i for i, value in first + rest)
+        assert cursor == 20
+        # The cursor is a stable position: reading again from 0 on the follower gives the same order.
+        again, replay = _read_until(on_follower, map_id, 0, 20)
+        assert (again, replay) == (20, first + rest)
+        # The same answers for bad input on both gateways.
+        for http in (on_follower, on_leader):
+            assert _post_inputs(http, map_id, 5, [1]).status_code == 409
+        answers = [
+            (
+                http.get("/api/v1/maps/map-nope/outputs", params={"wait": 0}),
+                _post_inputs(http, "map-nope", 0, [1]),
+                http.post(f"/api/v1/maps/{map_id}/inputs", content=b"garbage"),
+                _post_inputs(http, map_id, 7, [1]),
+                http.post("/api/v1/functions/nope/maps"),
+            )
+            for http in (on_follower, on_leader)
+        ]
+        for a, b in zip(*answers, strict=True):
+            assert (a.status_code, a.json()) == (b.status_code, b.json())
+        assert [a.status_code for a in answers[0]] == [404, 404, 400, 409, 404]
+        # Cancelled through the follower (in the store): no gateway takes more inputs for it.
+        assert on_follower.delete(f"/api/v1/maps/{map_id}").json() == {"map_id": map_id, "cancelled": 0}
+        refused = [_post_inputs(http, map_id, 20, [1]) for http in (on_follower, on_leader)]
+        assert [(r.status_code, r.json()) for r in refused] == [(refused[1].status_code, refused[1].json())] * 2
+        assert refused[0].status_code == 409 and "cancelled" in refused[0].text
 
 
 def test_warm_requests_keep_answering_when_the_leader_dies(cluster: tuple[Server, Server]) -> None:

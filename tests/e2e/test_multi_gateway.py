@@ -215,11 +215,15 @@ def test_a_follower_refuses_puts_past_max_pending_tasks(cluster: tuple[Server, S
         ("GET", "/api/v1/calls/tsk-1", b"wait=30", True),  # waits on NOTIFY, reads the row
         ("POST", "/taskqueue/durable", b"", True),  # committed unclaimed; the leader takes it
         ("POST", "/api/v1/functions/f/calls", b"wait=false", True),  # .spawn: the same
-        ("POST", "/api/v1/functions/f/calls", b"", False),  # .remote needs a container now
-        ("POST", "/endpoint/predict", b"", True),  # relayed to a ready container; a cold one goes to the leader
+        ("POST", "/api/v1/functions/f/calls", b"", True),  # .remote: committed, answered on its NOTIFY
+        ("POST", "/api/v1/functions/f/calls", b"wait=true&version=2", True),
+        ("POST", "/api/v1/functions/f/maps", b"", True),  # a map is a row; its inputs are rows with its id
+        ("POST", "/api/v1/maps/map-1/inputs", b"", True),
+        ("DELETE", "/api/v1/maps/map-1", b"", True),  # marked in the store; the leader cancels what it holds
+        ("POST", "/endpoint/predict", b"", True),  # relayed to a ready container; a cold one asks the leader for one
         ("GET", "/api/v1/workers/wrk-1/orders", b"wait=20", False),
         ("GET", "/api/v1/containers", b"", False),
-        ("GET", "/api/v1/maps/map-1/outputs", b"", False),
+        ("GET", "/api/v1/maps/map-1/outputs", b"", True),  # read from the store after the caller's cursor
         ("GET", "/api/v1/calls/tsk-1/output", b"after=0&wait=30", False),  # posted to the leader only
         ("GET", "/api/v1/workspaces/default/quota", b"", False),  # the leader's limits and live usage
         ("GET", "/api/v1/workspaces", b"", True),

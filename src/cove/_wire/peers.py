@@ -10,7 +10,9 @@ go round in circles. Standard library only.
 Gateways that do not lead also serve endpoint invocations themselves, relaying
 straight to ready containers; they report what they hold to the leader (a
 :class:`DemandReport`) so its autoscaler counts it, and learn from its
-:class:`DemandReply` how busy each container is elsewhere.
+:class:`DemandReply` how busy each container is elsewhere. A request for a
+deployment with no ready container asks the leader to start one
+(:class:`ColdStart`) and waits for it to become ready.
 """
 
 from __future__ import annotations
@@ -81,14 +83,41 @@ class DemandReport:
 
 
 @dataclasses.dataclass(frozen=True)
+class StartRefusal:
+    """Why no container of a deployment can start now, as the leader would answer its own caller (a 503).
+
+    ``type`` is ``NoCapacity`` (no worker could ever hold one) or ``StartFailed``
+    (no worker at all, a quota, a start that failed and is not retried yet).
+    """
+
+    type: str
+    message: str
+
+    @classmethod
+    def from_dict(cls, data: object) -> StartRefusal:
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            raise ValueError("a start refusal is an object with a type and a message")
+        return cls(type=data["type"], message=str(data.get("message", "")))
+
+
+def _refusals(raw: object) -> dict[str, StartRefusal]:
+    if not isinstance(raw, dict):
+        raise ValueError("failing must be an object of start refusals")
+    return {str(key): StartRefusal.from_dict(value) for key, value in raw.items()}
+
+
+@dataclasses.dataclass(frozen=True)
 class DemandReply:
     """The leader's answer: per container, the requests others (the leader and other gateways) run there now.
 
     A container left out runs none elsewhere. The reporting gateway sends a
     container at most what its ``concurrent_requests`` leaves after these.
+    ``failing``: for reported deployments with no live container, why none can
+    start, so requests waiting there fail as they would on the leader.
     """
 
     busy: dict[str, int]
+    failing: dict[str, StartRefusal] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -97,4 +126,56 @@ class DemandReply:
     def from_dict(cls, data: object) -> DemandReply:
         if not isinstance(data, dict):
             raise ValueError("a demand reply is an object")
-        return cls(busy=_counts(data.get("busy", {}), "busy"))
+        return cls(busy=_counts(data.get("busy", {}), "busy"), failing=_refusals(data.get("failing", {})))
+
+
+COLD_ROUTE = f"{PEER_PREFIX}/cold"
+
+
+@dataclasses.dataclass(frozen=True)
+class ColdStart:
+    """A gateway that does not lead has requests for a deployment with no ready container it can reach.
+
+    Sent once per burst (not per request): the leader counts ``waiting`` as
+    that gateway's demand at once (the next demand report carries it on) and
+    starts containers as for requests of its own. With ``serve_older`` (the
+    request named no version), the leader answers which version serves now:
+    an older one with a ready container keeps answering while the newest starts.
+    """
+
+    gateway_id: str
+    deployment_id: str
+    waiting: int
+    serve_older: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> ColdStart:
+        if not isinstance(data, dict):
+            raise ValueError("a cold start is an object")
+        gateway_id, deployment_id, waiting = data.get("gateway_id"), data.get("deployment_id"), data.get("waiting")
+        if not isinstance(gateway_id, str) or not isinstance(deployment_id, str):
+            raise ValueError("a cold start names its gateway_id and deployment_id")
+        if type(waiting) is not int or waiting < 0:
+            raise ValueError("waiting must be a count >= 0")
+        return cls(gateway_id, deployment_id, waiting, bool(data.get("serve_older", False)))
+
+
+@dataclasses.dataclass(frozen=True)
+class ColdReply:
+    """The leader's answer to a :class:`ColdStart`: the version that serves, or why nothing can start."""
+
+    serving_id: str
+    refusal: StartRefusal | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> ColdReply:
+        if not isinstance(data, dict) or not isinstance(data.get("serving_id"), str):
+            raise ValueError("a cold reply is an object with a serving_id")
+        refusal = data.get("refusal")
+        return cls(data["serving_id"], None if refusal is None else StartRefusal.from_dict(refusal))

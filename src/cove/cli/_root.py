@@ -17,7 +17,7 @@ import typer
 
 from cove._host.home import Home, HomeLock
 from cove._host.python_envs import ROOTS_ENV, parse_roots, roots_env_value, roots_from_env
-from cove._wire.server_defaults import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RUNTIME
+from cove._wire.server_defaults import DEFAULT_DRAIN_SECONDS, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RUNTIME
 
 from ._extras import require
 from ._output import JsonOption, console, emit, fail
@@ -38,6 +38,15 @@ def server(
     ),
     use_reservoir: bool = typer.Option(
         False, "--use-reservoir", help="Build images only from this server's own reservoir (/reservoir/simple/)."
+    ),
+    reservoir_watch: Path | None = typer.Option(
+        None,
+        "--reservoir-watch",
+        help="Import every complete reservoir bundle dropped in this folder into this server's reservoir "
+        "(as `cove reservoir watch` does).",
+    ),
+    reservoir_watch_hold: bool = typer.Option(
+        False, "--reservoir-watch-hold", help="Hold watched bundles for review (`cove reservoir review`)."
     ),
     worker_cpu: str | None = typer.Option(
         None,
@@ -61,6 +70,19 @@ def server(
         help="A network (CIDR) or host name callback_url may reach besides public addresses; repeatable. "
         "Default: $COVE_CALLBACK_ALLOW (separated by commas). Loopback, private and link-local are refused otherwise.",
     ),
+    processes: int = typer.Option(
+        1,
+        "--processes",
+        help="Gateway processes on the one port (SO_REUSEPORT), each restarted if it dies; "
+        "more than 1 needs PostgreSQL (COVE_DATABASE_URL).",
+    ),
+    drain_seconds: float = typer.Option(
+        DEFAULT_DRAIN_SECONDS,
+        "--drain-seconds",
+        envvar="COVE_DRAIN_SECONDS",
+        help="After SIGTERM, keep serving this long, each response closing its connection, so clients move to "
+        "other gateways before this one stops (behind a load balancer). Ctrl-C and a second SIGTERM stop at once.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run everything on this machine: gateway, scheduler and a local worker."""
@@ -70,6 +92,10 @@ def server(
     if stop:
         _stop_server(cove_home, as_json)
         return
+    if not 1 <= processes <= 256:
+        fail(f"--processes must be from 1 to 256, not {processes}", as_json)
+    if not 0 <= drain_seconds <= 3600:
+        fail(f"--drain-seconds must be from 0 to 3600, not {drain_seconds:g}", as_json)
     env_roots = _python_env_roots(python_env_root, as_json)
     worker_cpu_millis = _size(worker_cpu, "--worker-cpu", as_json)
     worker_memory_mib = _size(worker_memory, "--worker-memory", as_json)
@@ -80,6 +106,13 @@ def server(
         forward += [f"--index-url={index_url}"] * (index_url is not None)
         forward += [f"--worker-cpu={worker_cpu_millis}m"] * bool(worker_cpu_millis)
         forward += [f"--worker-memory={worker_memory_mib}"] * bool(worker_memory_mib)
+        forward += [f"--processes={processes}"] * (processes > 1)
+        forward += [f"--drain-seconds={drain_seconds:g}"] * bool(drain_seconds)
+        if reservoir_watch is not None:
+            forward += [
+                f"--reservoir-watch={reservoir_watch.resolve()}",
+                *["--reservoir-watch-hold"] * reservoir_watch_hold,
+            ]
         _start_background(cove_home, host, port, as_json, env_roots, forward)
         return
     import uvloop
@@ -87,6 +120,8 @@ def server(
     from cove.server import ServerSettings, json_logs, run
 
     json_logs.setup()
+    if reservoir_watch is not None:
+        _start_reservoir_watch(cove_home, reservoir_watch, reservoir_watch_hold, as_json)
     settings = ServerSettings(
         home=cove_home,
         host=host,
@@ -98,6 +133,8 @@ def server(
         worker_cpu_millis=worker_cpu_millis,
         worker_memory_mib=worker_memory_mib,
         python_env_roots=env_roots,
+        processes=processes,
+        drain_seconds=drain_seconds,
     )
     try:
         # uvicorn's loop="uvloop" applies only to a loop it creates; the gateway runs in this one.
@@ -106,6 +143,24 @@ def server(
         fail(str(exc), as_json)
     except KeyboardInterrupt:
         pass
+
+
+def _start_reservoir_watch(home: Home, folder: Path, hold: bool, as_json: bool) -> None:
+    """``--reservoir-watch``: a watcher thread in this process, on the reservoir the gateway serves at /reservoir/."""
+    import logging
+
+    from cove.reservoir.errors import ReservoirError
+    from cove.reservoir.watch import WatchConfig, start_thread
+
+    log = logging.getLogger("cove.reservoir.watch")
+    try:
+        start_thread(
+            home.root / "reservoir",
+            WatchConfig(folder.expanduser().resolve(), hold=hold),
+            log=lambda entry: log.info("reservoir watch: %s", json.dumps(entry, sort_keys=True)),
+        )
+    except ReservoirError as exc:
+        fail(f"--reservoir-watch: {exc.message}", as_json)
 
 
 def _size(value: str | None, flag: str, as_json: bool) -> int:

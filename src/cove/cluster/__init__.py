@@ -10,7 +10,7 @@ from ._demand import DemandReporter
 from ._forward import FORWARDED
 from ._presence import Presence
 from ._ready_view import ReadyMap, ReadyView
-from ._routes import served_by_follower
+from ._routes import forwarded_route, served_by_follower
 
 __all__ = [
     "FORWARDED",
@@ -20,5 +20,6 @@ __all__ = [
     "Presence",
     "ReadyMap",
     "ReadyView",
+    "forwarded_route",
     "served_by_follower",
 ]

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..store import (
     DONE_TASKS_CHANNEL,
+    MAPS_DONE_CHANNEL,
     NEW_TASKS_CHANNEL,
     Listener,
     Store,
@@ -35,6 +36,7 @@ from ..store import (
     take_lease,
 )
 from ._forward import FORWARDED, Forwarder, unavailable
+from ._map_watch import MapWatch
 from ._presence import Presence
 
 log = logging.getLogger("cove.cluster")
@@ -76,6 +78,7 @@ class Cluster:
         self.leading = not self.shared
         self.leader_url: str | None = settings.advertise_url if self.leading else None
         self.watch = TaskWatch(listening=self.shared)
+        self.map_watch = MapWatch(listening=self.shared)
         self.new_work = asyncio.Event()
         self._on_deposed = on_deposed
         self._listener = Listener(store.url) if self.shared else None
@@ -98,8 +101,10 @@ class Cluster:
             return
         assert self._listener is not None
         self._listener.subscribe(DONE_TASKS_CHANNEL, self.watch.finished)
+        self._listener.subscribe(MAPS_DONE_CHANNEL, self.map_watch.changed)
         self._listener.subscribe(NEW_TASKS_CHANNEL, lambda _payload: self.new_work.set())
         self._listener.on_reconnect(self.watch.wake_all)
+        self._listener.on_reconnect(self.map_watch.wake_all)
         self._listener.on_reconnect(self.new_work.set)
         self._listener.start()
         await self.presence.renew()

@@ -6,7 +6,8 @@ its own; a gateway that relays to containers itself tells it with a
 peer route, and learns from the reply how many requests run on each container
 elsewhere, so it leaves them room (see ``cove.gateway._follower_slots``).
 A report that cannot be delivered counts as "nothing runs elsewhere": the
-leader is gone, and its requests with it.
+leader is gone, and its requests with it. The same client asks the leader for
+containers when requests find none ready (:meth:`DemandReporter.ask_cold`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 
 import httpx
 
-from .._wire.peers import DEMAND_ROUTE, TOKEN_HEADER, DemandReply, DemandReport
+from .._wire.peers import COLD_ROUTE, DEMAND_ROUTE, TOKEN_HEADER, ColdReply, ColdStart, DemandReply, DemandReport
 
 log = logging.getLogger("cove.cluster")
 
@@ -74,6 +75,19 @@ class DemandReporter:
             log.info("demand reports reach the leader at %s again", url)
         self._failing = False
         self.on_reply(answer)
+
+    async def ask_cold(self, ask: ColdStart) -> ColdReply | None:
+        """Ask the leader for containers of a deployment this gateway has no ready one of; None: no leader answered."""
+        url = self.leader_url()
+        if url is None:
+            return None
+        try:
+            reply = await self._client.post(url.rstrip("/") + COLD_ROUTE, json=ask.to_dict())
+            reply.raise_for_status()
+            return ColdReply.from_dict(reply.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("asking the leader at %s for a container failed: %r", url, exc)
+            return None
 
     async def _report_forever(self) -> None:
         while True:

@@ -10,7 +10,7 @@ stopped is dropped as late (a request that finds it gone fails over, see
 Only addresses this gateway can reach are kept: ``tcp:`` ones, and ``unix:``
 sockets whose file exists here (the container runs on this gateway's host).
 A deployment whose containers all listen on another host's unix sockets has
-no usable container here, and its requests go to the leader as before.
+no usable container here (``unreachable``), and its requests go to the leader.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ class ReadyView:
         self.on_change = on_change
         self.poll_seconds = poll_seconds
         self.ready: ReadyMap = {}
+        # Deployments whose ready containers all listen where this gateway cannot connect (another host's sockets).
+        self.unreachable: frozenset[str] = frozenset()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -72,10 +74,14 @@ class ReadyView:
             log.warning("the ready containers could not be read: %r", exc)
             return
         ready: ReadyMap = {}
+        elsewhere: set[str] = set()
         for row in rows:
             if reachable(row.address):
                 ready.setdefault(row.deployment_id, {})[row.id] = row.address
+            else:
+                elsewhere.add(row.deployment_id)
         self.ready = ready
+        self.unreachable = frozenset(elsewhere - ready.keys())
         self.on_change(ready)  # every time: a slot dropped after a failed connection comes back if still ready
 
     async def _poll_forever(self) -> None:

@@ -1,39 +1,53 @@
 """What a gateway that does not lead answers itself; everything else goes to the leader.
 
 It answers what the database alone can answer: reads of the control API,
-task status and results (woken by NOTIFY), and durable task puts and spawns
-(committed as unclaimed rows the leader takes). Endpoint invocations it
-relays to ready containers itself (``cove.gateway._follower_slots``), handing
-only cold ones to the leader. ``.remote`` calls and their live output,
-quotas (the leader enforces them), maps, sandboxes, the worker API and every
-change to what runs need the leader's live scheduler, so they are forwarded.
+task status and results (woken by NOTIFY), and task puts, ``.spawn``,
+``.remote`` calls and ``.map`` inputs (committed as unclaimed rows the leader
+takes; a waiting ``.remote`` is answered when the NOTIFY of its end comes, a
+map's outputs are read from the store after the caller's cursor). Endpoint
+invocations it relays to ready containers itself, asking the leader for
+containers when none is ready (``cove.gateway._follower_slots``); a map it
+cancels in the store, where the leader looks when woken. A running call's
+live output, quotas (the leader enforces them), sandboxes, the worker API
+and every change to what runs need the leader's live scheduler, so they are
+forwarded.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs
 
 _LOCAL_PATHS = frozenset({"/healthz", "/metrics", "/api/docs", "/redoc", "/api/openapi.json"})
-# Reads that show the leader's live state (workers, containers and their logs, maps, sandboxes).
-_LIVE_READS = ("/api/v1/workers", "/api/v1/containers", "/api/v1/logs", "/api/v1/maps/", "/api/v1/sandboxes")
+# Reads that show the leader's live state (workers, the pool controller's worker pools, containers and their
+# logs, sandboxes).
+_LIVE_READS = (
+    "/api/v1/workers",
+    "/api/v1/worker-pools",
+    "/api/v1/containers",
+    "/api/v1/logs",
+    "/api/v1/sandboxes",
+)
 _RESERVOIR = "/reservoir"
 _ENDPOINT = "/endpoint/"
 _FUNCTIONS = "/api/v1/functions/"
 _CALLS = "/calls"
+_MAPS = "/maps"
+_MAP_PREFIX = "/api/v1/maps/"
+_INPUTS = "/inputs"
 _CALLS_PREFIX = "/api/v1/calls/"
 _OUTPUT = "/output"
 _WORKSPACES = "/api/v1/workspaces/"
 _QUOTA = "/quota"
-_FALSE = frozenset({"false", "0", "no", "off", "f", "n"})
 
 
-def _is_spawn(path: str, query: bytes) -> bool:
-    """``POST /api/v1/functions/{name}/calls?wait=false``: a durable call nobody waits on."""
-    if not (path.startswith(_FUNCTIONS) and path.endswith(_CALLS)):
-        return False
-    wait = parse_qs(query.decode("latin-1")).get("wait", [])
-    return bool(wait) and wait[-1].lower() in _FALSE
+def _is_call(path: str) -> bool:
+    """``.remote``/``.spawn`` (``POST /api/v1/functions/{name}/calls``), a new ``.map`` or a map's inputs.
+
+    Each is committed as rows the leader runs.
+    """
+    if path.startswith(_FUNCTIONS):
+        return path.endswith((_CALLS, _MAPS))
+    return path.startswith(_MAP_PREFIX) and path.endswith(_INPUTS)
 
 
 def _leader_state(path: str) -> bool:
@@ -52,5 +66,16 @@ def served_by_follower(scope: dict[str, Any]) -> bool:
     if method in ("GET", "HEAD"):
         return path.startswith("/api/") and not path.startswith(_LIVE_READS) and not _leader_state(path)
     if method == "POST":
-        return path.startswith(("/taskqueue/", _ENDPOINT)) or _is_spawn(path, scope.get("query_string", b""))
+        return path.startswith(("/taskqueue/", _ENDPOINT)) or _is_call(path)
+    if method == "DELETE":  # cancelling a map: marked in the store, which the leader looks at when woken
+        return path.startswith(_MAP_PREFIX)
     return False
+
+
+def forwarded_route(path: str) -> str:
+    """The ``route`` label of a request the leader got from another gateway: what kind of data-plane call it was."""
+    if path.startswith(_ENDPOINT):
+        return "endpoint"
+    if path.startswith((_FUNCTIONS, _CALLS_PREFIX, "/taskqueue/", _MAP_PREFIX)):
+        return "call"
+    return "other"

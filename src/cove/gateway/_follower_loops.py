@@ -23,6 +23,8 @@ class FollowerLoops:
             report=lambda: slots.report() if self._following() else None,
             on_reply=slots.on_reply,
         )
+        slots.ask_leader = self.reporter.ask_cold
+        slots.unreachable = lambda: self.view.unreachable
 
     def _following(self) -> bool:
         return not self.cluster.leading

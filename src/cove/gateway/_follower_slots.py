@@ -12,26 +12,64 @@ may pass the limit together; the runner's own gate then queues the extra
 request in the container (nothing fails; it waits there instead of in a
 gateway). The leader counts followers' reports the same way in its own picks.
 
-A request this gateway cannot serve itself goes to the leader
-(:class:`ForwardToLeader`): a cold one (no ready container it can reach, a
-newest version still starting, a class with constructor parameters, whose
-containers are per set of values), or one whose container turned out to be
-gone before it took the request. Its waiting and running requests count in
-the demand the leader's autoscaler sees (:meth:`FollowerSlots.report`).
+A cold request (no ready container it can reach) asks the leader for
+containers once per burst (:class:`~cove._wire.peers.ColdStart`, coalesced
+per deployment: a new ask only when more requests wait than the last one
+said) and waits here until its view sees one ready. The leader counts the
+waiting requests at once, as for its own, so a burst from zero starts as
+many containers as it would on the leader; a pool that can get none fails
+its requests with the leader's 503 (the ask's answer, or the ``failing`` part
+of a demand reply). A request that names no version asks with
+``serve_older``: while the newest version starts, an older one with a ready
+container answers, as on the leader.
+
+Still handed to the leader (:class:`ForwardToLeader`): a class with
+constructor parameters (its containers are per set of values, which the store
+does not show), a request whose container turned out to be gone before it
+took the request, and any cold request while no leader answers the ask. Its
+waiting and running requests count in the demand the leader's autoscaler
+sees (:meth:`FollowerSlots.report`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .._wire.peers import DemandReply, DemandReport
+from .._wire.peers import ColdReply, ColdStart, DemandReply, DemandReport, StartRefusal
 from ..cluster import ReadyMap
-from ..scheduler import Lease, Pool, Slot, pick_slot, stored_config
+from ..scheduler import Lease, NoCapacity, Pool, Slot, StartFailed, pick_slot, stored_config
 from ..store import Deployment, Store
 from ._upstream import UpstreamClosedIdle, UpstreamError, UpstreamUnreachable
 
 _GONE = "it is no longer ready (as the store says)"
+REASK_SECONDS = 2.0  # a cold pool asks again this often (a lost ask, a new leader), besides when demand grows
+SERVING_SECONDS = 1.0  # how long the leader's word that an older version serves is used without asking again
+
+AskLeader = Callable[[ColdStart], Coroutine[Any, Any, ColdReply | None]]
+
+
+def _failure(refusal: StartRefusal) -> StartFailed:
+    return NoCapacity(refusal.message) if refusal.type == "NoCapacity" else StartFailed(refusal.message)
+
+
+class _Ask:
+    """The cold ask of one deployment: at most one on the way, and what the last one said."""
+
+    __slots__ = ("at", "refusal", "sent", "task")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.at = 0.0
+        self.task: asyncio.Task[ColdReply | None] | None = None
+        self.refusal: StartRefusal | None = None
+
+    def answered(self, task: asyncio.Task[ColdReply | None]) -> None:
+        self.task = None
+        reply = None if task.cancelled() or task.exception() is not None else task.result()
+        self.refusal = None if reply is None else reply.refusal
 
 
 class ForwardToLeader(Exception):
@@ -53,6 +91,12 @@ class FollowerSlots:
         self._busy: dict[str, int] = {}  # container -> requests running there elsewhere
         self._used: set[str] = set()  # containers that took a request since the last report
         self._on_container_gone = on_container_gone
+        self.ask_leader: AskLeader | None = None  # set by the loops that talk to the leader
+        self.unreachable: Callable[[], frozenset[str]] = frozenset  # likewise: ready, but not where this connects
+        self._asks: dict[str, _Ask] = {}
+        self._refused: dict[str, StartRefusal] = {}  # deployment -> why the leader starts none (demand replies)
+        self._serving: dict[str, tuple[float, Deployment]] = {}  # newest id -> (when, the older version serving)
+        self._by_id: dict[str, Deployment] = {}
 
     # -- the picture ---------------------------------------------------------------------
 
@@ -67,7 +111,10 @@ class FollowerSlots:
     def on_reply(self, reply: DemandReply) -> None:
         """The leader said what runs on each container elsewhere; room that came back wakes waiting requests."""
         self._busy = reply.busy
-        for pool in self.pools.values():
+        self._refused = reply.failing
+        for key, pool in self.pools.items():
+            if key in reply.failing and not pool.slots:
+                pool.wake()
             freed = 0
             for slot in pool.slots.values():
                 count = reply.busy.get(slot.id, 0)
@@ -114,16 +161,61 @@ class FollowerSlots:
 
     # -- requests -----------------------------------------------------------------------------
 
-    async def acquire(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> Lease:
-        """A slot of a ready container of ``deployment``, waiting while all are full; ``ForwardToLeader`` if none."""
-        if parameters:
-            raise ForwardToLeader
+    def _pool(self, deployment: Deployment) -> Pool:
         pool = self.pools.get(deployment.id)
         if pool is None:
-            if deployment.id not in self._ready:
-                raise ForwardToLeader
             pool = self.pools[deployment.id] = Pool(deployment=deployment, config=stored_config(deployment))
             self._sync(pool)
+        return pool
+
+    async def serving_version(self, newest: Deployment, parameters: dict[str, Any] | None = None) -> Deployment:
+        """The version that answers a call to its name now (``Scheduler.serving_version``, as the leader sees it).
+
+        The newest when this gateway has a ready container of it (no ask);
+        otherwise the leader says, and its answer is used for ``SERVING_SECONDS``.
+        """
+        if parameters or newest.id in self._ready or newest.id in self.unreachable():
+            return newest
+        seen = self._serving.get(newest.id)
+        fresh = seen is not None and time.monotonic() - seen[0] < SERVING_SECONDS
+        if seen is not None and fresh and (seen[1].id == newest.id or seen[1].id in self._ready):
+            return seen[1]
+        reply = await self._ask(self._pool(newest), serve_older=True)
+        serving = newest
+        if reply is not None and reply.serving_id != newest.id:
+            older = self._by_id.get(reply.serving_id) or await self.store.get_deployment_by_id(reply.serving_id)
+            if older is not None:
+                self._by_id[older.id] = serving = older
+        self._serving[newest.id] = (time.monotonic(), serving)
+        return serving
+
+    async def _ask(self, pool: Pool, serve_older: bool = False) -> ColdReply | None:
+        """Ask the leader for containers of a cold pool, unless an ask is on the way or said enough already."""
+        deployment_id = pool.deployment.id
+        ask = self._asks.setdefault(deployment_id, _Ask())
+        now = time.monotonic()
+        waiting = pool.in_flight + (1 if serve_older else 0)  # asked for a request that is not acquiring yet
+        if ask.task is None and (serve_older or waiting > ask.sent or now - ask.at > REASK_SECONDS):
+            if self.ask_leader is None:
+                return None
+            ask.sent, ask.at = waiting, now
+            message = ColdStart(self.gateway_id, deployment_id, waiting, serve_older)
+            ask.task = asyncio.create_task(self.ask_leader(message))
+            ask.task.add_done_callback(ask.answered)
+        if ask.task is None:  # said enough already: its answer, or the latest demand reply's, stands
+            return ColdReply(serving_id=deployment_id, refusal=ask.refusal or self._refused.get(deployment_id))
+        return await asyncio.shield(ask.task)
+
+    async def acquire(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> Lease:
+        """A slot of a ready container of ``deployment``, waiting while all are full or none is ready yet.
+
+        With none ready, the leader is asked for containers (once per burst);
+        ``StartFailed``/``NoCapacity`` when it says none can start, and
+        ``ForwardToLeader`` for a class with parameters or while no leader answers.
+        """
+        if parameters:
+            raise ForwardToLeader
+        pool = self._pool(deployment)
         pool.in_flight += 1
         try:
             while True:
@@ -133,7 +225,16 @@ class FollowerSlots:
                     self._used.add(slot.id)
                     return Lease(slot)
                 if not pool.slots:
-                    raise ForwardToLeader  # its containers went while it waited: the leader starts more
+                    if deployment.id in self.unreachable():
+                        raise ForwardToLeader  # ready where only the leader connects (its host's sockets)
+                    reply = await self._ask(pool)
+                    if reply is None:
+                        raise ForwardToLeader  # no leader answered: it answers with its usual errors, or 503
+                    refusal = reply.refusal or self._refused.get(deployment.id)
+                    if refusal is not None and not pool.slots:
+                        raise _failure(refusal)
+                    if pool.slots:
+                        continue
                 await pool.wait_for_wake()
         except BaseException:
             pool.in_flight -= 1

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from .._wire import api as wire
 from .._wire.defaults import stored
-from .._wire.frames import FrameError, pack, unpack
 from .._wire.kinds import TASK_KINDS
 from .._wire.parameters import ParameterError
 from ..exceptions import NotFound
@@ -124,20 +121,29 @@ async def wait_finished(gw: Gateway, who: Principal, call_id: str, wait: float) 
         row = await stored_call(gw, who, call_id)
         if row.state in TERMINAL_STATES:
             return _from_row(row)
-        deadline = asyncio.get_running_loop().time() + wait
-        while asyncio.get_running_loop().time() < deadline:
-            # Woken by the NOTIFY of whichever gateway finishes it (PostgreSQL), else a short sleep.
-            await gw.cluster.watch.wait(call_id, min(2.0, max(0.0, deadline - asyncio.get_running_loop().time())))
-            found = await get_task(gw.store, call_id)
-            if found is not None and found.state in TERMINAL_STATES:
-                return _from_row(found)
-        return None
+        return await wait_stored(gw, call_id, wait)
     if not item.done.is_set() and wait > 0:
         try:
             await asyncio.wait_for(item.done.wait(), wait)
         except TimeoutError:
             return None
     return item if item.done.is_set() else None
+
+
+async def wait_stored(gw: Gateway, call_id: str, wait: float) -> TaskItem | None:
+    """A call whose row another gateway finishes (the leader runs what followers accept), once it has ended.
+
+    Woken by the NOTIFY of whichever gateway finishes it (PostgreSQL), else
+    a short sleep; None when it is still open after ``wait`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while loop.time() < deadline:
+        await gw.cluster.watch.wait(call_id, min(2.0, max(0.0, deadline - loop.time())))
+        found = await get_task(gw.store, call_id)
+        if found is not None and found.state in TERMINAL_STATES:
+            return _from_row(found)
+    return None
 
 
 @router.post(
@@ -271,102 +277,6 @@ async def cancel_call(call_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[s
     return await _cancel(gw, who, call_id)
 
 
-# -- maps -------------------------------------------------------------------------------------
-
-
-@router.post("/api/v1/functions/{name}/maps", status_code=201, response_model=wire.MapCreated)
-async def create_map(name: str, gw: GatewayDep, who: PrincipalDep, version: Version = None) -> dict[str, Any]:
-    deployment = await task_deployment(gw, who, name, version)
-    state = gw.scheduler.dispatcher.new_map(deployment)
-    return {"map_id": state.id}
-
-
-def _map(gw: Gateway, who: Principal, map_id: str) -> Any:
-    state = gw.scheduler.dispatcher.maps.get(map_id)
-    if state is None or state.deployment.workspace_id != who.workspace_id:
-        raise ApiError(404, f"no map {map_id!r} (maps are kept for an hour after their last use)")
-    return state
-
-
-@router.post(
-    "/api/v1/maps/{map_id}/inputs",
-    status_code=202,
-    summary="Add framed inputs {index} to a map",
-    response_model=wire.MapInputsAccepted,
-)
-async def map_inputs(map_id: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
-    state = _map(gw, who, map_id)
-    if state.cancelled:
-        raise ApiError(409, f"map {map_id} was cancelled")
-    body = await read_limited(request, gw.settings.max_body_bytes * 4)
-    try:
-        header, items = unpack(body, "inputs")
-    except FrameError as exc:
-        raise ApiError(400, f"malformed input batch: {exc}") from None
-    first = header.get("first_index")
-    if not isinstance(first, int) or first != state.submitted:
-        raise ApiError(409, f"inputs must continue at index {state.submitted}, not {first!r}")
-    state.touched = time.time()
-    await _submit(
-        gw, state.deployment, [("pickle", data) for _, data in items], durable=True, map_state=state, first_index=first
-    )
-    return {"accepted": len(items), "submitted": state.submitted}
-
-
-@router.get(
-    "/api/v1/maps/{map_id}/outputs",
-    summary="Finished outputs after a cursor, framed",
-    response_class=Response,
-    responses={
-        200: wire.binary(
-            "application/octet-stream",
-            "A frame: the header {next, submitted, finished}, then per finished output {index, ok, error} "
-            "and its payload (the pickled result or exception)",
-        )
-    },
-)
-async def map_outputs(
-    map_id: str,
-    gw: GatewayDep,
-    who: PrincipalDep,
-    after: Annotated[int, Query(ge=0)] = 0,
-    wait: Annotated[float, Query(ge=0, le=60)] = 10,
-) -> Response:
-    state = _map(gw, who, map_id)
-    state.touched = time.time()
-    if after < state.offset:
-        raise ApiError(409, f"outputs before {state.offset} were already read and released")
-    if after > state.offset:  # the caller has what came before: release it
-        del state.outputs[: after - state.offset]
-        state.offset = after
-    if not state.outputs and wait > 0:
-        state.changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.changed.wait(), wait)
-    ready = list(state.outputs)
-    metas = []
-    payloads = []
-    for item in ready:
-        error = dict(item.error or {}) if item.state != "COMPLETE" else None
-        if error is not None:
-            error["attempts"] = item.attempts
-        metas.append({"index": item.map_index, "ok": item.state == "COMPLETE", "error": error})
-        payloads.append(item.result or b"")
-    body = pack(
-        {"next": state.offset + len(ready), "submitted": state.submitted, "finished": state.finished},
-        metas,
-        payloads,
-        "outputs",
-    )
-    return Response(body, media_type="application/octet-stream")
-
-
-@router.delete("/api/v1/maps/{map_id}", response_model=wire.MapCancelled)
-async def cancel_map(map_id: str, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
-    _map(gw, who, map_id)
-    return {"map_id": map_id, "cancelled": gw.scheduler.dispatcher.cancel_map(map_id)}
-
-
 # -- tasks ------------------------------------------------------------------------------------
 
 
@@ -427,8 +337,9 @@ async def list_task_views(
     state: Annotated[str | None, Query(pattern="^(PENDING|RUNNING|COMPLETE|FAILED|CANCELLED|EXPIRED)$")] = None,
     name: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000, description="skip this many (newest first): a page")] = 0,
 ) -> list[dict[str, Any]]:
-    rows = await list_tasks(gw.store, who.workspace_id, state=state, name=name, limit=limit)
+    rows = await list_tasks(gw.store, who.workspace_id, state=state, name=name, limit=limit, offset=offset)
     return [_task_view(r) for r in rows]
 
 

@@ -4,7 +4,8 @@ Only gateways know the token (it is derived from the cluster's secret key),
 and the routes are not part of the published API. Each answers from this
 gateway's own home only, never by asking another peer, so a file nobody has
 is a 404 at once rather than a loop. The leader also takes the followers'
-demand reports here (the requests they hold), for its autoscaler.
+demand reports here (the requests they hold), for its autoscaler, and their
+cold starts (requests for a deployment with no ready container).
 """
 
 from __future__ import annotations
@@ -56,6 +57,21 @@ async def peer_demand(request: Request, gw: PeerDep) -> dict[str, object]:
     except ValueError as exc:
         raise ApiError(422, str(exc)) from None
     return gw.scheduler.report_demand(report).to_dict()
+
+
+@router.post("/cold")
+async def peer_cold(request: Request, gw: PeerDep) -> dict[str, object]:
+    """A follower's requests for a deployment with no ready container: start containers, or say why none can."""
+    if not gw.cluster.leading:
+        raise ApiError(409, "this gateway does not lead the cluster; ask the leader")
+    try:
+        ask = wire.ColdStart.from_dict(await request.json())
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    deployment = await gw.store.get_deployment_by_id(ask.deployment_id)
+    if deployment is None:
+        raise _missing(f"deployment {ask.deployment_id}")
+    return gw.scheduler.cold_start(ask, deployment).to_dict()
 
 
 @router.get("/code/{code_hash}")

@@ -3,7 +3,7 @@
 from ._autoscaler import ContainerLoad, ScaleDecision, decide
 from ._callbacks import ALLOW_ENV, CallbackPolicy, CallbackRefused, allowance_from_env
 from ._cron import next_tick
-from ._dispatch import FINISHED_STATES, KeyReused, QueueFull, TaskItem, call_parameters
+from ._dispatch import FINISHED_STATES, KeyReused, MapState, QueueFull, TaskItem, call_parameters
 from ._placement import GpuRoom, WorkerRoom, place
 from ._quotas import LIMITS, Quota, check_disk, check_floor, check_one
 from ._scheduler import (
@@ -33,6 +33,7 @@ __all__ = [
     "GpuRoom",
     "KeyReused",
     "Lease",
+    "MapState",
     "NoCapacity",
     "Pool",
     "QueueFull",

@@ -38,11 +38,16 @@ from ..store import (
     Store,
     Task,
     TaskWriter,
+    cancel_stored_map,
+    cancelled_maps,
     claim_tasks,
     count_pending,
+    insert_map,
     insert_unowned,
     insert_unowned_keyed,
+    map_progress,
     new_id,
+    next_map_seqs,
     prune_keys,
 )
 from ._callbacks import CallbackSender
@@ -90,6 +95,7 @@ class TaskItem:
     created_at: float
     map_id: str | None = None
     map_index: int | None = None
+    map_seq: int | None = None  # its place in its map's order of completion, once finished
     state: str = "PENDING"
     attempt: int = 0
     attempts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -160,7 +166,14 @@ class TaskItem:
 
 @dataclasses.dataclass(eq=False)
 class MapState:
-    """Outputs of one ``.map``, kept until the caller has read them."""
+    """The leader's view of one ``.map``: it numbers the outputs, and keeps them until read when it serves the map.
+
+    ``finished`` is the number the next finished input gets (``map_seq``).
+    Outputs ``offset`` … ``finished - 1`` are in ``outputs`` when
+    ``keeps_outputs`` (the map was created on this gateway, which serves its
+    reads from memory); a map whose inputs came through other gateways is
+    read from the store, and only numbered here.
+    """
 
     id: str
     deployment: Deployment
@@ -171,6 +184,8 @@ class MapState:
     changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     cancelled: bool = False
     touched: float = dataclasses.field(default_factory=time.time)
+    keeps_outputs: bool = True
+    open: int = 0  # inputs this dispatcher holds and has not finished: the state may not be dropped
 
 
 @dataclasses.dataclass(eq=False)
@@ -311,7 +326,7 @@ class Dispatcher:
     ) -> list[TaskItem]:
         """Accept inputs of (format, payload); durable ones are committed before this returns."""
         if not self.started:
-            return await self._submit_to_leader(deployment, inputs)
+            return await self._submit_to_leader(deployment, inputs, map_state, first_index)
         values = [call_parameters(deployment, fmt, payload) for fmt, payload in inputs]
         queue = self.queue_for(deployment, values[0] if values else None)
         _check_room(queue, deployment, len(inputs))
@@ -336,6 +351,7 @@ class Dispatcher:
                 item.stored = False
         if map_state is not None:
             map_state.submitted += len(items)
+            map_state.open += len(items)
         for item in items:
             self.items[item.id] = item
         self._enqueue_all(deployment, items)
@@ -364,17 +380,33 @@ class Dispatcher:
         self._enqueue_all(deployment, [item])
         return item.id, False
 
-    async def _submit_to_leader(self, deployment: Deployment, inputs: list[tuple[str, bytes]]) -> list[TaskItem]:
+    async def _submit_to_leader(
+        self,
+        deployment: Deployment,
+        inputs: list[tuple[str, bytes]],
+        map_state: MapState | None = None,
+        first_index: int = 0,
+    ) -> list[TaskItem]:
         """On a gateway that does not lead: commit the rows unclaimed; the leader is woken and takes them."""
         for fmt, payload in inputs:  # refused here, not later by the leader
             call_parameters(deployment, fmt, payload)
         await self._check_pending_in_store(deployment, len(inputs))
         now = time.time()
         items = [
-            TaskItem(id=new_id("tsk"), deployment=deployment, fmt=fmt, args=payload, created_at=now)
-            for fmt, payload in inputs
+            TaskItem(
+                id=new_id("tsk" if map_state is None else "in"),
+                deployment=deployment,
+                fmt=fmt,
+                args=payload,
+                created_at=now,
+                map_id=map_state.id if map_state else None,
+                map_index=first_index + n if map_state else None,
+            )
+            for n, (fmt, payload) in enumerate(inputs)
         ]
         await insert_unowned(self.store, [item.row() for item in items])
+        if map_state is not None:
+            map_state.submitted += len(items)
         return items
 
     async def _check_pending_in_store(self, deployment: Deployment, adding: int) -> None:
@@ -407,7 +439,17 @@ class Dispatcher:
         """Claim and queue tasks that gateways which do not lead have accepted since."""
         if not self.started:
             return 0
-        return await self._take(await claim_tasks(self.store, self.owner, unowned_only=True))
+        taken = await self._take(await claim_tasks(self.store, self.owner, unowned_only=True))
+        await self._cancel_cancelled_maps()
+        return taken
+
+    async def _cancel_cancelled_maps(self) -> None:
+        """Cancel the open inputs of maps another gateway cancelled (it cancels what the store alone holds)."""
+        running = [map_id for map_id, state in self.maps.items() if state.open > 0 and not state.cancelled]
+        for map_id in await cancelled_maps(self.store, running):
+            self.maps[map_id].cancelled = True
+            for item in [i for i in list(self.items.values()) if i.map_id == map_id]:
+                self.cancel(item.id)
 
     async def _take(self, rows: list[Task]) -> int:
         deployments: dict[str, Deployment] = {}
@@ -415,11 +457,14 @@ class Dispatcher:
             found = await self.store.get_deployment_by_id(dep_id)
             if found is not None:
                 deployments[dep_id] = found
+        await self._number_maps_of(rows, deployments)
         count = 0
         for row in rows:
             deployment = deployments.get(row.deployment_id)
             if deployment is None or row.id in self.items:
                 continue
+            if row.map_id is not None and row.map_id in self.maps:
+                self.maps[row.map_id].open += 1
             item = TaskItem(
                 id=row.id,
                 deployment=deployment,
@@ -607,6 +652,11 @@ class Dispatcher:
             self.on_work(item.deployment, item.parameters)
 
     def _finish(self, item: TaskItem) -> None:
+        state = self.maps.get(item.map_id) if item.map_id is not None else None
+        if state is not None:  # numbered before its row is written: the number goes with it
+            item.map_seq = state.finished
+            state.finished += 1
+            state.open -= 1
         self._persist(item, finished=True)
         item.mark_done()
         self.items.pop(item.id, None)
@@ -617,12 +667,10 @@ class Dispatcher:
         if url:
             dep = item.deployment
             self.callbacks.send(url, _outcome_payload(item), workspace_id=dep.workspace_id, name=dep.name)
-        if item.map_id is not None:
-            state = self.maps.get(item.map_id)
-            if state is not None:
-                state.finished += 1
+        if state is not None:
+            if state.keeps_outputs:
                 state.outputs.append(item)
-                state.changed.set()
+            state.changed.set()
 
     def _persist(self, item: TaskItem, finished: bool = False) -> None:
         if not item.stored:
@@ -641,6 +689,8 @@ class Dispatcher:
             started_at=item.started_at,
             finished_at=time.time() if finished else None,
             container_id=item.container_id,
+            map_seq=item.map_seq,
+            map_id=item.map_id if finished else None,
         )
 
     def _expire(self, queue: TaskQueue) -> None:
@@ -662,7 +712,7 @@ class Dispatcher:
         self._prune_keys()
         cutoff = time.time() - 3600
         for map_id, state in list(self.maps.items()):
-            if state.touched < cutoff:
+            if state.touched < cutoff and state.open <= 0:  # with inputs open, it still numbers outputs
                 self.maps.pop(map_id, None)
 
     def _prune_keys(self) -> None:
@@ -691,17 +741,53 @@ class Dispatcher:
         self._finish(item)
         return item
 
-    def new_map(self, deployment: Deployment) -> MapState:
+    async def new_map(self, deployment: Deployment) -> MapState:
+        """A map, committed so that any gateway can take its inputs and read its outputs.
+
+        On the leader its outputs are also kept in memory until read (the
+        fast path for a caller that stays on this gateway).
+        """
         state = MapState(id=new_id("map"), deployment=deployment)
-        self.maps[state.id] = state
+        await insert_map(self.store, state.id, deployment.workspace_id, deployment.id)
+        if self.started:
+            self.maps[state.id] = state
         return state
 
-    def cancel_map(self, map_id: str) -> int:
+    async def stored_map(self, map_id: str, deployment: Deployment) -> MapState:
+        """A map this gateway did not create (or has dropped), as far as the store has got with it.
+
+        Only numbered here (its outputs are read from the store); the leader
+        keeps it so that the inputs it runs get the next numbers.
+        """
         state = self.maps.get(map_id)
+        if state is not None:
+            return state
+        submitted, _ = await map_progress(self.store, map_id)
+        seq = (await next_map_seqs(self.store, [map_id]))[map_id] if self.started else 0
+        state = self.maps.get(map_id)  # another request may have made it meanwhile
         if state is None:
-            return 0
-        state.cancelled = True
+            state = MapState(map_id, deployment, submitted, seq, seq, keeps_outputs=False)
+            state.open = sum(1 for i in self.items.values() if i.map_id == map_id)
+            if self.started:
+                self.maps[map_id] = state
+        return state
+
+    async def _number_maps_of(self, rows: list[Task], deployments: dict[str, Deployment]) -> None:
+        """Make the states of the maps taken rows belong to, numbering on from the store (a new leader)."""
+        missing = {row.map_id: row.deployment_id for row in rows if row.map_id and row.map_id not in self.maps}
+        if not missing:
+            return
+        for map_id, seq in (await next_map_seqs(self.store, missing)).items():
+            deployment = deployments.get(missing[map_id])
+            if deployment is not None and map_id not in self.maps:
+                self.maps[map_id] = MapState(map_id, deployment, finished=seq, offset=seq, keeps_outputs=False)
+
+    async def cancel_map(self, map_id: str) -> int:
+        """Cancel the map's open inputs: those this dispatcher holds, and those still waiting in the store."""
+        state = self.maps.get(map_id)
+        if state is not None:
+            state.cancelled = True
         pending = [i for i in list(self.items.values()) if i.map_id == map_id and i.state in ("PENDING", "RUNNING")]
         for item in pending:
             self.cancel(item.id)
-        return len(pending)
+        return await cancel_stored_map(self.store, map_id, time.time()) or len(pending)

@@ -10,6 +10,7 @@ hold containers up forever.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -27,6 +28,18 @@ class RemoteLoad:
 
     def record(self, report: DemandReport, now: float | None = None) -> None:
         self._reports[report.gateway_id] = (now if now is not None else time.monotonic(), report)
+
+    def add(self, gateway_id: str, deployment_id: str, waiting: int, now: float | None = None) -> None:
+        """A gateway's cold requests for one deployment, between its reports: they count at once."""
+        at = now if now is not None else time.monotonic()
+        last = self._reports.get(gateway_id)
+        if last is None:
+            report = DemandReport(gateway_id=gateway_id, deployments={deployment_id: waiting}, containers={})
+        else:
+            held = last[1].deployments
+            deployments = {**held, deployment_id: max(waiting, held.get(deployment_id, 0))}
+            report = dataclasses.replace(last[1], deployments=deployments)
+        self._reports[gateway_id] = (at, report)
 
     def expire(self, now: float | None = None) -> bool:
         """Forget the reports that are too old; True when one was forgotten (the sums changed)."""

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,12 @@ import uvicorn
 from cove._host.home import Home, HomeLock
 from cove._host.python_envs import ROOTS_ENV, roots_env_value, roots_from_env
 from cove._net.gateway_socket import gateway_socket_path, prepare_socket_folder
-from cove._wire.server_defaults import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RUNTIME
+from cove._wire.server_defaults import DEFAULT_DRAIN_SECONDS, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_RUNTIME
 from cove.gateway import GatewaySettings, check_cluster_key, create_app, load_key
 from cove.store import Store, sqlite_url
 from cove.worker import detect_capacity
 
+from ._drain import on_signal
 from ._http_protocol import GatewayHttpProtocol
 
 log = logging.getLogger("cove.server")
@@ -55,6 +57,8 @@ class ServerSettings:
     runtime: str = DEFAULT_RUNTIME
     # Folders under which images may name an existing environment (python_env); given to the gateway and worker.
     python_env_roots: tuple[Path, ...] = dataclasses.field(default_factory=roots_from_env)
+    processes: int = 1  # gateway processes on the one port (more than one needs PostgreSQL)
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS  # serving on after SIGTERM, each response closing its connection
 
     @property
     def url(self) -> str:
@@ -139,9 +143,79 @@ async def run(settings: ServerSettings, echo: Callable[[str], None]) -> None:
     lock = HomeLock(settings.home)
     lock.acquire(pid=os.getpid(), port=settings.port, url=settings.url, shared=_shares_home(settings))
     try:
-        await _serve(settings, echo)
+        if settings.processes > 1:
+            await _serve_processes(settings, echo)
+        else:
+            await _serve(settings, echo)
     finally:
         lock.release()
+
+
+async def _serve_processes(settings: ServerSettings, echo: Callable[[str], None]) -> None:
+    """``--processes N``: prepare once, then supervise N gateway processes on the port (see ``_processes``)."""
+    from ._processes import GatewayProcesses, ProcessSpec, needs_postgres, wait_until_serving
+
+    refusal = needs_postgres(settings.resolved_database_url, settings.processes)
+    if refusal:
+        raise RuntimeError(refusal)
+    settings.home.ensure()
+    _quiet_migrations()
+    worker_token = await prepare_store(settings, echo)
+    socket_path = gateway_socket_path(settings.home.root)
+    prepare_socket_folder(socket_path)
+    socket_path.unlink(missing_ok=True)
+    uds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    uds.bind(str(socket_path))
+    os.chmod(socket_path, 0o666)
+    uds.listen(4096)
+    specs = [
+        ProcessSpec(
+            home=str(settings.home.root),
+            host=settings.host,
+            port=settings.port,
+            public_url=settings.url,
+            database_url=settings.resolved_database_url,
+            index_url=settings.build_index_url,
+            python_env_roots=tuple(str(p) for p in settings.python_env_roots),
+            index=i,
+            uds_fd=uds.fileno(),
+            drain_seconds=settings.drain_seconds,
+        )
+        for i in range(settings.processes)
+    ]
+    procs = GatewayProcesses(specs, uds)
+    supervisor: LocalWorker | None = None
+    watching: list[asyncio.Task[None]] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await wait_until_serving(settings.url, procs)
+        info = {"url": settings.url, "pid": os.getpid(), "socket": str(socket_path)}
+        settings.home.server_info.write_text(json.dumps(info))
+        if worker_token is not None:
+            supervisor = LocalWorker(settings, worker_token)
+            watching.append(asyncio.create_task(supervisor.supervise()))
+        watching.append(asyncio.create_task(procs.supervise()))
+        pids = ", ".join(str(p.pid) for p in procs.procs)
+        echo(
+            f"Cove is serving on {settings.url} with {settings.processes} gateway processes (pids {pids}); "
+            f"home {settings.home.root}; Ctrl-C stops it"
+        )
+        await stop.wait()
+    finally:
+        for task in watching:
+            task.cancel()
+        if supervisor is not None:
+            await asyncio.to_thread(supervisor.stop)
+        await asyncio.to_thread(procs.stop)
+        uds.close()
+        socket_path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            info = json.loads(settings.home.server_info.read_text())
+            if info.get("pid") == os.getpid():
+                settings.home.server_info.unlink()
 
 
 def _shares_home(settings: ServerSettings) -> bool:
@@ -173,7 +247,7 @@ async def _serve(settings: ServerSettings, echo: Callable[[str], None]) -> None:
         timeout_keep_alive=30,
         backlog=4096,
     )
-    server = _GatewayServer(config)
+    server = _GatewayServer(config, settings.drain_seconds)
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():
@@ -222,7 +296,16 @@ def _settle_garbage_collector() -> None:
 
 
 class _GatewayServer(uvicorn.Server):
-    """The TCP listener: on the way down it first answers the workers' long polls, then waits for requests."""
+    """The TCP listener: on SIGTERM it drains (``_drain``), then answers the workers' long polls and waits for
+    requests in flight."""
+
+    def __init__(self, config: uvicorn.Config, drain_seconds: float = DEFAULT_DRAIN_SECONDS) -> None:
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+
+    def handle_exit(self, sig: int, frame: types.FrameType | None) -> None:
+        if on_signal(sig, self.drain_seconds, lambda signum: super(_GatewayServer, self).handle_exit(signum, None)):
+            super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         gateway = getattr(getattr(self.config.app, "api", None), "state", None)

@@ -1,0 +1,62 @@
+"""One gateway process of ``cove server --processes N`` (started by its supervisor, never by hand)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+import uvicorn
+import uvloop
+
+from cove._host.home import Home
+from cove.gateway import GatewaySettings, create_app
+
+from . import json_logs
+from ._http_protocol import GatewayHttpProtocol
+from ._launch import _GatewayServer, _settle_garbage_collector
+from ._processes import CHILD_ENV, ProcessSpec, advertised, private_socket, shared_port_socket
+
+
+async def serve(spec: ProcessSpec) -> None:
+    """Serve the shared port, this process's own port and the shared unix socket until SIGTERM."""
+    public = shared_port_socket(spec.host, spec.port)
+    own = private_socket(spec.host)
+    os.environ["COVE_ADVERTISE_URL"] = advertised(spec.host, own.getsockname()[1])
+    uds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=spec.uds_fd)
+    gateway = GatewaySettings(
+        home=Home(Path(spec.home)),
+        database_url=spec.database_url,
+        public_url=spec.public_url,
+        index_url=spec.index_url,
+        python_env_roots=tuple(Path(p) for p in spec.python_env_roots),
+    )
+    config = uvicorn.Config(
+        create_app(gateway),
+        loop="uvloop",
+        http=GatewayHttpProtocol,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=30,
+        backlog=4096,
+    )
+    server = _GatewayServer(config, spec.drain_seconds)
+    serving = asyncio.create_task(server.serve(sockets=[public, own, uds]))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.02)
+    _settle_garbage_collector()
+    await serving
+
+
+def main() -> None:
+    raw = os.environ.get(CHILD_ENV)
+    if not raw:
+        raise SystemExit(f"this module is started by `cove server --processes N` (it sets {CHILD_ENV})")
+    json_logs.setup()
+    uvloop.run(serve(ProcessSpec.from_env(raw)))
+
+
+if __name__ == "__main__":
+    main()
