@@ -1,6 +1,6 @@
 """Endpoint benchmark: cold starts, warm latency and throughput, against a bare uvicorn app.
 
-    python bench/endpoint.py [--cold N] [--requests N] [--pool both|on|off] [--cold-only]
+    python bench/endpoint.py [--cold N] [--requests N] [--pool both|on|off] [--cold-only] [--tracing]
 
 Starts its own ``cove server`` on a free loopback port with a temporary home,
 deploys a no-import handler and the numpy example, and prints:
@@ -10,6 +10,9 @@ start`` is left) and off (``COVE_POOL_PER_SPEC=0``: the whole ``crun run``),
 each with the median of every phase the platform records; warm p50/p99 and
 requests/s at concurrency 1 and 32 through the gateway; the same for a bare
 uvicorn app (uvloop + httptools, one process) answering the same JSON.
+``--tracing`` runs only the warm gateway runs, with OpenTelemetry tracing off
+and on (``COVE_OTLP_ENDPOINT`` set: every request's spans exported to a
+receiver on loopback that accepts and drops them), one after the other.
 
 Phases (ms, median): ``order_ms`` gateway order → worker has it; ``image_ms``/
 ``code_ms``/``socket_ms`` preparation; ``mount_ms``/``spec_ms`` the bundle;
@@ -108,13 +111,54 @@ async def warm(url: str, token: str | None, requests: int) -> list[str]:
     return rows  # type: ignore[return-value]
 
 
+def tracing_section(requests: int) -> None:
+    """Warm requests through the gateway with tracing off, then on (spans to a receiver that drops them)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    Thread(target=sink.serve_forever, daemon=True).start()
+    print("\n== warm requests through the gateway, tracing off and on")
+    try:
+        for label, endpoint in (("off", None), ("on", f"http://127.0.0.1:{sink.server_port}")):
+            if endpoint is None:
+                os.environ.pop("COVE_OTLP_ENDPOINT", None)
+            else:
+                os.environ["COVE_OTLP_ENDPOINT"] = endpoint
+            cove = Cove()
+            try:
+                cove.cli("deploy", f"{ROOT}/bench/apps/noop/app.py:echo")
+                for row in asyncio.run(warm(f"{cove.url}/endpoint/echo", cove.token, requests)):
+                    print(f"  tracing {label:<3} {row.row()}", flush=True)  # type: ignore[attr-defined]
+            finally:
+                cove.close()
+    finally:
+        os.environ.pop("COVE_OTLP_ENDPOINT", None)
+        sink.shutdown()
+        sink.server_close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cold", type=int, default=50, help="cold starts of the no-import handler (numpy: 2/5, ≥ 20)")
     parser.add_argument("--requests", type=int, default=5000, help="requests per warm run")
     parser.add_argument("--pool", choices=["both", "on", "off"], default="both", help="cold starts with the pool")
     parser.add_argument("--cold-only", action="store_true", help="only the cold-start sections")
+    parser.add_argument("--tracing", action="store_true", help="only warm runs, tracing off then on")
     args = parser.parse_args()
+    if args.tracing:
+        tracing_section(args.requests)
+        return
     for pool in ("on", "off") if args.pool == "both" else (args.pool,):
         cold_section(args.cold, pool)
     os.environ.pop("COVE_POOL_PER_SPEC", None)

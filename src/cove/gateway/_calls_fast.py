@@ -17,12 +17,21 @@ from typing import Any
 from .._wire.parameters import ParameterError
 from ..scheduler import QueueFull
 from ..store import Deployment, Principal
-from ._errors import ApiError, error_body
-from ._functions_api import accept_put, call_deadline, late_call, outcome_parts, task_deployment, wait_finished
+from ._errors import ApiError
+from ._functions_api import (
+    accept_put,
+    call_deadline,
+    late_call,
+    outcome_parts,
+    task_deployment,
+    wait_finished,
+    wait_stored,
+)
 from ._idempotency import accept_keyed, refuse_for_waiting_call, replay_headers
 from ._invoke import read_body
 from ._output_api import wait_done_or_output
 from ._state import Gateway
+from ._waiting import waiting_reason, with_reason
 
 PREFIX = "/api/v1/functions/"
 SUFFIX = "/calls"
@@ -78,7 +87,7 @@ async def handle_call(gw: Gateway, scope: dict[str, Any], receive: Any, send: An
         else:
             media, headers, body, status = await _call(gw, scope, receive)
     except ApiError as exc:
-        body = error_body(exc.status, exc.message, exc.type)
+        body = exc.body()
         status, media, headers = exc.status, "application/json", exc.headers
     raw = [(b"content-type", media.encode()), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
@@ -158,6 +167,11 @@ async def _call(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, 
         raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
     except ParameterError as exc:  # the class's constructor parameters the call names do not fit
         raise ApiError(422, str(exc)) from None
+    if not gw.cluster.leading:  # committed as a row the leader runs: wait for its end, announced by NOTIFY
+        finished = await wait_stored(gw, item.id, call_deadline(deployment))
+        if finished is None:
+            raise late_call(gw, deployment, item.id)
+        return (*outcome_parts(finished), 200)
     try:
         if any(name == FOLLOW_HEADER for name, _ in scope["headers"]):
             if not await wait_done_or_output(item, call_deadline(deployment)):
@@ -166,5 +180,5 @@ async def _call(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, 
         else:
             await asyncio.wait_for(item.done.wait(), call_deadline(deployment))
     except TimeoutError:
-        raise late_call(gw, deployment, item.id) from None
+        raise with_reason(late_call(gw, deployment, item.id), waiting_reason(gw.scheduler, deployment)) from None
     return (*outcome_parts(item), 200)

@@ -15,6 +15,7 @@ from ..scheduler import StartFailed
 from ..store import Deployment
 from ._errors import ApiError
 from ._state import Gateway
+from ._waiting import waited_error, waiting_reason
 
 NO_CAPACITY = "NoCapacity"
 
@@ -42,6 +43,6 @@ def refuse_unplaceable(gw: Gateway, deployment: Deployment) -> None:
     try:
         reason = gw.scheduler.unplaceable(deployment)
     except StartFailed as exc:
-        raise ApiError(503, str(exc)) from None
+        raise waited_error(503, str(exc), waiting_reason(gw.scheduler, deployment) or str(exc)) from None
     if reason is not None:
-        raise ApiError(503, reason, NO_CAPACITY)
+        raise waited_error(503, reason, waiting_reason(gw.scheduler, deployment) or reason, NO_CAPACITY)

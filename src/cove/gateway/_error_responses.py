@@ -17,6 +17,8 @@ from pydantic import BaseModel
 class ErrorDetail(BaseModel):
     type: str
     message: str
+    # A 503/504 that ended a wait for a container: why it waited (the backlog reason ``cove events`` shows).
+    waiting_reason: str | None = None
 
 
 class ErrorBody(BaseModel):

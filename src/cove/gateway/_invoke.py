@@ -5,8 +5,9 @@ body to the container's socket over a kept-alive connection. No database write
 and no framework routing happen per request.
 
 The leader takes slots from its scheduler; a gateway that does not lead takes
-them from its mirror of the ready containers (``_follower_slots``) and hands
-the request to the leader only when it cannot serve it itself (cold).
+them from its mirror of the ready containers (``_follower_slots``), asking
+the leader for containers when none is ready, and hands the request itself to
+the leader only when it cannot serve it (a class with parameters, no leader).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._wire.defaults import stored
 from .._wire.urls import call_url, how_to_call
@@ -24,13 +25,19 @@ from ..exceptions import NotFound
 from ..scheduler import DeploymentStopped, Lease, NoCapacity, Scheduler, StartFailed
 from ..store import Deployment
 from ._capacity import NO_CAPACITY
-from ._errors import ApiError, error_body
+from ._errors import ApiError
 from ._follower_slots import ForwardToLeader
 from ._inputs import check_inputs
 from ._parameters import header_parameters
+from ._request_ids import request_id
 from ._state import Gateway
 from ._streams import relay, stream_accept
+from ._tracing import tracing_of
 from ._upstream import UpstreamError, UpstreamStream
+from ._waiting import waited_error, waiting_reason
+
+if TYPE_CHECKING:
+    from ._tracing_otel import Tracing
 
 Scope = dict[str, Any]
 PREFIX = "/endpoint/"
@@ -126,12 +133,15 @@ def waiting_errors(scheduler: Scheduler, deployment: Deployment, timeout: float)
     try:
         yield
     except TimeoutError:
-        waiting = scheduler.pending_reason(deployment.id)
+        waiting = waiting_reason(scheduler, deployment)
         detail = f" while waiting: {waiting}" if waiting else ""
-        raise ApiError(504, f"no response within the deployment's timeout of {timeout:g} s{detail}") from None
-    except NoCapacity as exc:
-        raise ApiError(503, str(exc), NO_CAPACITY) from None
-    except (StartFailed, DeploymentStopped) as exc:
+        message = f"no response within the deployment's timeout of {timeout:g} s{detail}"
+        raise waited_error(504, message, waiting) from None
+    except NoCapacity as exc:  # the reason in the backlog's words, as cove events and cove ps say it
+        raise waited_error(503, str(exc), waiting_reason(scheduler, deployment) or str(exc), NO_CAPACITY) from None
+    except StartFailed as exc:
+        raise waited_error(503, str(exc), waiting_reason(scheduler, deployment) or str(exc)) from None
+    except DeploymentStopped as exc:
         raise ApiError(503, str(exc)) from None
 
 
@@ -154,7 +164,7 @@ async def handle_invoke(gw: Gateway, scope: Scope, receive: Any, send: Any) -> N
         await gw.cluster.forward(scope, _replay(exc.body, receive), send)  # the leader counts it
         return
     except ApiError as exc:
-        status, body, extra = exc.status, error_body(exc.status, exc.message, exc.type), []
+        status, body, extra = exc.status, exc.body(), []
     gw.metrics.invocations.labels(*labels, str(status)).inc()
     # A stream's latency is the time to its first item: what the caller waited for before anything came.
     gw.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
@@ -188,8 +198,10 @@ async def _invoke(
     headers: dict[bytes, bytes] = dict(scope["headers"])
     workspace, deployment = await find_deployment(gw, headers.get(b"authorization"), name, version, "endpoint")
     parameters = header_parameters(deployment, headers)
-    if version is None:
+    if version is None and gw.cluster.leading:
         deployment = gw.scheduler.serving_version(deployment, parameters)
+    elif version is None:
+        deployment = await gw.follower.serving_version(deployment, parameters)
     declared = headers.get(b"content-length")
     try:
         declared_size = int(declared) if declared is not None else None
@@ -208,9 +220,16 @@ async def _invoke(
     try:
         with waiting_errors(gw.scheduler, deployment, timeout):
             async with asyncio.timeout_at(deadline):
-                lease = await slots.acquire(deployment, parameters)
+                tracing = tracing_of(scope)
+                if tracing is None:
+                    lease = await slots.acquire(deployment, parameters)
+                    relayed = gw.upstream.invoke(
+                        lease.address, body, call_id, stream_accept(headers), request_id(scope)
+                    )
+                else:
+                    lease, relayed = await _traced(tracing, gw, slots, deployment, parameters, scope, body, call_id)
                 try:
-                    status, payload = await gw.upstream.invoke(lease.address, body, call_id, stream_accept(headers))
+                    status, payload = await relayed
                 except UpstreamError as exc:
                     slots.release(lease, served=False)
                     if follower is not None and await follower.never_reached(lease, exc):
@@ -227,3 +246,26 @@ async def _invoke(
     if isinstance(payload, UpstreamStream):
         return status, _Streaming(payload, slots, lease, deadline), extra, label  # the lease goes with it
     return status, payload, extra, label
+
+
+async def _traced(
+    tracing: Tracing,
+    gw: Gateway,
+    slots: Leases,
+    deployment: Deployment,
+    parameters: dict[str, Any] | None,
+    scope: Scope,
+    body: bytes,
+    call_id: str,
+) -> tuple[Lease, Any]:
+    """``acquire`` and ``invoke`` with spans: the wait for a container, then the relay to it (awaited by the caller)."""
+    since = time.time_ns()
+    lease = await slots.acquire(deployment, parameters)
+    tracing.waited(since, lease, deployment)
+    accept = stream_accept(dict(scope["headers"]))
+
+    async def relayed() -> tuple[int, bytes | UpstreamStream]:
+        with tracing.relay(lease, deployment, call_id) as traceparent:
+            return await gw.upstream.invoke(lease.address, body, call_id, accept, request_id(scope), traceparent)
+
+    return lease, relayed()

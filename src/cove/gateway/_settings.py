@@ -12,6 +12,7 @@ from cove._wire.server_defaults import default_gateway_url
 
 from ..scheduler import allowance_from_env
 from ..store import events_retention_from_env
+from ._tracing import otlp_endpoint_from_env
 
 APP_HEARTBEAT_TIMEOUT_ENV = "COVE_APP_HEARTBEAT_TIMEOUT"
 DEFAULT_APP_HEARTBEAT_TIMEOUT = 30.0
@@ -49,6 +50,13 @@ def metrics_public_from_env() -> bool:
     raise ValueError(f"{METRICS_PUBLIC_ENV}={text!r} must be 1 or 0")
 
 
+def access_log_from_env() -> bool:
+    """Whether the gateway logs one line per request (``COVE_ACCESS_LOG=1``); off by default: it is a line per call."""
+    import os
+
+    return os.environ.get("COVE_ACCESS_LOG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclasses.dataclass(frozen=True)
 class GatewaySettings:
     home: Home
@@ -70,3 +78,7 @@ class GatewaySettings:
     events_retention: float = dataclasses.field(default_factory=events_retention_from_env)
     # ``/metrics`` answers every series to anyone, without a token (``COVE_METRICS_PUBLIC=1``).
     metrics_public: bool = dataclasses.field(default_factory=metrics_public_from_env)
+    # One info line per HTTP request with its request id, status and time (``COVE_ACCESS_LOG=1``; default off).
+    access_log: bool = dataclasses.field(default_factory=access_log_from_env)
+    # The OTLP/HTTP collector the request path's spans go to (``COVE_OTLP_ENDPOINT``); None: no tracing.
+    otlp_endpoint: str | None = dataclasses.field(default_factory=otlp_endpoint_from_env)

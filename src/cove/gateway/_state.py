@@ -20,6 +20,7 @@ from ._logs import LogHub
 from ._secretbox import SecretBox
 from ._settings import GatewaySettings
 from ._upstream import UpstreamPool
+from ._user_metrics import UserMetrics
 
 
 class Metrics:
@@ -57,10 +58,13 @@ class Metrics:
         # On the leader: requests that followers forwarded to it (a follower serves warm invocations itself).
         self.forwarded = Counter(
             "cove_forwarded_requests_total",
-            "Requests other gateways forwarded to this one (route: endpoint, or other)",
+            "Requests other gateways forwarded to this one (route: endpoint, call (functions, tasks, maps), or other)",
             ["route"],
             registry=self.registry,
         )
+        # The handlers' own metrics, as their containers post them (labelled with deployment and container).
+        self.user = UserMetrics()
+        self.registry.register(self.user)
 
 
 class DeploymentCache:

@@ -132,13 +132,19 @@ class UpstreamPool:
         self._idle: defaultdict[str, list[_Connection]] = defaultdict(list)
 
     async def invoke(
-        self, address: str, body: bytes, call_id: str, accept: bytes = b""
+        self, address: str, body: bytes, call_id: str, accept: bytes = b"", request_id: str = "", traceparent: str = ""
     ) -> tuple[int, bytes | UpstreamStream]:
         """POST a JSON body to the runner's ``/invoke`` (an endpoint call); return (status, body).
 
         A generator handler's answer is an :class:`UpstreamStream`, in the format ``accept`` asks for.
+        ``request_id`` goes along as ``X-Request-Id``: the runner tags the handler's log lines with it.
         """
-        return await self._post(address, b"/invoke", b"application/json", body, call_id, accept)
+        extra = b"Accept: %s\r\n" % accept if accept else b""
+        if request_id:
+            extra += b"X-Request-Id: %s\r\n" % request_id.encode()
+        if traceparent:  # tracing is on: the runner's handler span continues the gateway's relay span
+            extra += b"traceparent: %s\r\n" % traceparent.encode()
+        return await self._post(address, b"/invoke", b"application/json", body, call_id, extra)
 
     async def stream(self, address: str, body: bytes, call_id: str) -> tuple[int, bytes | UpstreamStream]:
         """POST pickled arguments to the runner's ``/stream`` (``.remote_gen``); the records come as a stream."""
@@ -153,8 +159,9 @@ class UpstreamPool:
         return status, payload
 
     async def _post(
-        self, address: str, path: bytes, content_type: bytes, body: bytes, call_id: str, accept: bytes
+        self, address: str, path: bytes, content_type: bytes, body: bytes, call_id: str, extra_headers: bytes
     ) -> tuple[int, bytes | UpstreamStream]:
+        """POST to the runner; ``extra_headers`` are whole header lines (``Accept``, ``X-Request-Id``)."""
         idle = self._idle.get(address)
         reused = bool(idle)
         conn = await self.borrow(address)
@@ -162,8 +169,7 @@ class UpstreamPool:
         try:
             conn.writer.write(
                 b"POST %s HTTP/1.1\r\nHost: c\r\nContent-Type: %s\r\nX-Cove-Call-Id: %s\r\n%s"
-                b"Content-Length: %d\r\n\r\n%s"
-                % (path, content_type, call_id.encode(), b"Accept: %s\r\n" % accept if accept else b"", len(body), body)
+                b"Content-Length: %d\r\n\r\n%s" % (path, content_type, call_id.encode(), extra_headers, len(body), body)
             )
             head = await conn.reader.readuntil(b"\r\n\r\n")
             status, length, keep_alive, streamed = _parse_head(head)

@@ -26,6 +26,7 @@ from _thread import allocate_lock, get_ident, start_new_thread
 from time import monotonic, sleep
 
 from cove._wire.payload import CUT_NOTE, MAX_LOG_CHARS  # output not yet delivered beyond this stays in the log only
+from cove.runner._request_ids import REQUEST_ID, tag, unended
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -83,6 +84,12 @@ class _Tee:
         buffer = _buffers.get(get_ident())
         if buffer is not None:
             buffer.add(text)
+        request_id = REQUEST_ID.get()
+        if request_id is not None:  # the container log's line says which request printed it
+            tagged = tag(self, text, request_id)
+            if tagged:
+                self._stream.write(tagged)
+            return len(text)
         return self._stream.write(text)
 
     def writelines(self, lines: Any) -> None:
@@ -91,6 +98,12 @@ class _Tee:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def end_request(request_id: str) -> None:
+    """A request ended: write out the lines it printed without a newline."""
+    for tee, text in unended(request_id):
+        tee._stream.write(text)
 
 
 def install() -> None:

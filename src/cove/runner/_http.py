@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 MAX_LINE = 8192
 MAX_HEADERS = 100
+_KEPT = frozenset((b"x-cove-call-id", b"x-request-id", b"traceparent"))
 
 _REASONS = {
     200: b"OK",
@@ -48,10 +49,18 @@ class HttpError(Exception):
 class Request:
     """One parsed request; slots because one is built per call on the hot path."""
 
-    __slots__ = ("accept", "body", "call_id", "keep_alive", "method", "path")
+    __slots__ = ("accept", "body", "call_id", "keep_alive", "method", "path", "request_id", "traceparent")
 
     def __init__(
-        self, method: bytes, path: bytes, call_id: str | None, body: bytes, keep_alive: bool, accept: bytes = b""
+        self,
+        method: bytes,
+        path: bytes,
+        call_id: str | None,
+        body: bytes,
+        keep_alive: bool,
+        accept: bytes = b"",
+        request_id: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -59,6 +68,8 @@ class Request:
         self.body = body
         self.keep_alive = keep_alive
         self.accept = accept  # lower case; it picks a generator's stream format
+        self.request_id = request_id  # the gateway's X-Request-Id: on every line the handler prints
+        self.traceparent = traceparent  # the gateway's relay span, when it traces: the handler span's parent
 
 
 def read_request(rfile: IO[bytes], send: object, max_body: int) -> Request | None:
@@ -84,7 +95,7 @@ def read_request(rfile: IO[bytes], send: object, max_body: int) -> Request | Non
     else:
         raise HttpError(505, "BadRequest", "only HTTP/1.1 and HTTP/1.0 are served")
     length: int | None = None
-    call_id: str | None = None
+    kept: dict[bytes, str] = {}  # the call id, request id and traceparent, when sent
     accept = b""
     expect_continue = False
     for _ in range(MAX_HEADERS + 1):
@@ -110,8 +121,8 @@ def read_request(rfile: IO[bytes], send: object, max_body: int) -> Request | Non
                 keep_alive = False
             elif b"keep-alive" in tokens:
                 keep_alive = True
-        elif name == b"x-cove-call-id":
-            call_id = value.decode("latin-1")
+        elif name in _KEPT:
+            kept[name] = value.decode("latin-1")
         elif name == b"accept":
             accept = value.lower()
         elif name == b"expect":
@@ -130,7 +141,16 @@ def read_request(rfile: IO[bytes], send: object, max_body: int) -> Request | Non
         if len(body) != length:
             raise ConnectionResetError("peer closed the connection inside the body")
     path = target.partition(b"?")[0]
-    return Request(method, path, call_id, body, keep_alive, accept)
+    return Request(
+        method,
+        path,
+        kept.get(b"x-cove-call-id"),
+        body,
+        keep_alive,
+        accept,
+        kept.get(b"x-request-id"),
+        kept.get(b"traceparent"),
+    )
 
 
 def _content_length(value: bytes, earlier: int | None) -> int:

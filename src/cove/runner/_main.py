@@ -163,10 +163,13 @@ def main() -> int:
     if platform_site:
         # Last, so the image's own versions of these packages win where it has them.
         sys.path.append(platform_site)
-    if kind not in ("endpoint", "asgi"):  # a web app's output goes to its log as it is
-        from cove.runner import _capture
+    if kind != "asgi":  # a web app's output goes to its log as it is
+        from cove.runner import _capture, _request_ids
 
-        _capture.install()  # before user code: loggers it creates write through the capture too
+        # Before user code: loggers it creates write through the capture (and an endpoint's lines carry the
+        # request id) too.
+        _capture.install()
+        _request_ids.install_log_records()
     phase = f"loading {module_name}.{function_name}"
     try:
         try:
@@ -179,6 +182,12 @@ def main() -> int:
                 app = UserFunction(raw, container_id)
                 phase = "on_start"
                 app.run_on_start(on_start)
+                from cove.runner import _metrics
+
+                _metrics.start(container_id)  # the handler's own Prometheus metrics, if it has any
+                from cove.runner import _tracing
+
+                _tracing.start(container_id, function_name)  # the handler's span, if the gateway traces
         except _Shutdown:
             return 0
         except BaseException as exc:  # any failure of user code is reported the same way
@@ -239,6 +248,12 @@ def _serve(
         server.serve_forever()
     drained = server.stop(drain_seconds)
     _run_on_stop(on_stop)
+    from cove.runner import _metrics
+
+    _metrics.push_last()  # its counters outlive it until scraped
+    from cove.runner import _tracing
+
+    _tracing.flush()  # the spans still queued
     if not drained:
         print(f"cove runner: calls still running after {drain_seconds:g}s; exiting anyway", file=sys.stderr)
         sys.stdout.flush()

@@ -15,8 +15,11 @@ import sys
 import threading
 import time
 
+from cove.runner import _tracing
 from cove.runner._app import BatchCaller, UserFunction
+from cove.runner._capture import end_request
 from cove.runner._http import HttpError, Request, error_payload, read_request, response
+from cove.runner._request_ids import REQUEST_ID
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -149,6 +152,8 @@ class Server:
         if path == _INVOKE:
             if method != _POST:
                 return 405, error_payload("MethodNotAllowed", "use POST /invoke")
+            if request.request_id is not None:
+                return self._invoke_as(request, send)
             with self.gate:
                 status, payload = self.app.invoke(request.body, request.call_id, request.accept)
                 if type(payload) is bytes:
@@ -169,6 +174,25 @@ class Server:
                 return 405, error_payload("MethodNotAllowed", "use GET /health")
             return 200, _HEALTH
         return 404, error_payload("NotFound", f"no route {path.decode('latin-1')!r}; use POST /invoke")
+
+    def _invoke_as(self, request: Request, send: Callable[[bytes], Any]) -> tuple[int, bytes] | bool:
+        """``/invoke`` with the request's id set for what the handler prints and logs (this context only)."""
+        rid = str(request.request_id)
+        token = REQUEST_ID.set(rid)
+        traced = _tracing.handler  # None unless the gateway traces and the image has OpenTelemetry
+        begun = None if traced is None else traced.begin(request.traceparent, request.call_id)
+        status = 500
+        try:
+            with self.gate:
+                status, payload = self.app.invoke(request.body, request.call_id, request.accept)
+                if type(payload) is bytes:
+                    return status, payload
+                return payload.write(send, self._keep(request))  # type: ignore[union-attr]
+        finally:
+            if begun is not None:
+                traced.end(begun, status)  # type: ignore[union-attr]
+            REQUEST_ID.reset(token)
+            end_request(rid)
 
     def _keep(self, request: Request) -> bool:
         return request.keep_alive and not self.stopping

@@ -17,6 +17,7 @@ from typing import Any
 
 from .._wire.frames import pack, unpack
 from ._calls import dumps_arguments, loads_result, raise_failure
+from ._waiting import watching
 from .client import Client
 
 BATCH = 512
@@ -117,6 +118,8 @@ def run_map(
     next_index = 0
     cursor = 0
     finished = False
+    waiting = watching(client, name)  # why its inputs wait, if they do, a line on stderr
+    waiting.__enter__()
     try:
         while True:
             if producer.error is not None:
@@ -147,6 +150,7 @@ def run_map(
                     yield pending.pop(next_index)
                     next_index += 1
     finally:
+        waiting.__exit__(None, None, None)
         producer.stop.set()
         if bar is not None:
             bar.stop()

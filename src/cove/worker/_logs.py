@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._wire.log_lines import split as split_line
 from ._client import GatewayClient
 
 log = logging.getLogger("cove.worker")
@@ -36,11 +37,14 @@ class LogShipper:
         self.dropped = 0
         self._reported_drops = 0
 
-    def add(self, container_id: str, stream: str, text: str) -> None:
+    def add(self, container_id: str, stream: str, text: str, request_id: str | None = None) -> None:
         if self._count >= self.max_lines:
             self.dropped += 1
             return
-        self._pending.setdefault(container_id, []).append({"ts": time.time(), "stream": stream, "text": text})
+        line: dict[str, Any] = {"ts": time.time(), "stream": stream, "text": text}
+        if request_id is not None:
+            line["request_id"] = request_id
+        self._pending.setdefault(container_id, []).append(line)
         self._count += 1
 
     async def run(self) -> None:
@@ -99,10 +103,11 @@ class ContainerLog:
         self._file.flush()
 
     def _line(self, stream: str, raw: bytes) -> None:
-        text = raw.decode("utf-8", errors="replace").rstrip("\r")
-        self._file.write(f"{time.time():.6f} {stream} {text}\n")
+        request_id, text = split_line(raw.decode("utf-8", errors="replace").rstrip("\r"))
+        where = stream if request_id is None else f"{stream} [{request_id}]"
+        self._file.write(f"{time.time():.6f} {where} {text}\n")
         self.tail.append(text)
-        self.shipper.add(self.container_id, stream, text)
+        self.shipper.add(self.container_id, stream, text, request_id)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -1,0 +1,105 @@
+"""Every HTTP request gets an id: the client's ``X-Request-Id``, its ``traceparent``'s trace id, or a new one.
+
+The id goes back in the response's ``X-Request-Id``, into the gateway's
+access log line (``COVE_ACCESS_LOG=1``), and, as an ``X-Request-Id`` header
+added to the request itself when the client sent none, to whatever serves
+it: the leader a follower forwards to, a web app's container, and an
+endpoint's runner, which tags the lines its handler prints with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+HEADER = b"x-request-id"
+TRACEPARENT = b"traceparent"
+SCOPE_KEY = "cove.request_id"
+MAX_ID_CHARS = 128  # a longer (or unprintable) client id is replaced, not trusted into logs and headers
+
+log = logging.getLogger("cove.access")
+
+
+def _usable(value: bytes) -> bool:
+    return 0 < len(value) <= MAX_ID_CHARS and all(0x21 <= b <= 0x7E for b in value)
+
+
+def _trace_id(traceparent: bytes) -> bytes | None:
+    """The trace id of a W3C ``traceparent`` (``00-<32 hex>-<16 hex>-<2 hex>``), or None when malformed."""
+    parts = traceparent.strip().split(b"-")
+    if len(parts) != 4 or len(parts[1]) != 32 or parts[1] == b"0" * 32:
+        return None
+    try:
+        int(parts[1], 16)
+    except ValueError:
+        return None
+    return parts[1].lower()
+
+
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bool]:
+    """The request's id, and whether the client sent it as ``X-Request-Id``."""
+    traced = None
+    for name, value in headers:
+        if name == HEADER and _usable(value):
+            return value, True
+        if name == TRACEPARENT:
+            traced = _trace_id(value)
+    return traced or os.urandom(16).hex().encode(), False
+
+
+def request_id(scope: dict[str, Any]) -> str:
+    """The id the wrapper gave this request ("" outside it)."""
+    return str(scope.get(SCOPE_KEY, ""))
+
+
+def log_fields(deployment: Any) -> dict[str, Any]:
+    """The fields every container log record carries besides its container: its deployment and version."""
+    if deployment is None:
+        return {}
+    return {"deployment": deployment.name, "version": deployment.version}
+
+
+def with_request_ids(app: Any, access_log: bool) -> Any:
+    """``app`` with request ids on every HTTP request (and one access log line each, when ``access_log``)."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        rid, sent = request_id_of(scope["headers"])
+        scope[SCOPE_KEY] = rid.decode("ascii")
+        if not sent:
+            scope["headers"] = [*scope["headers"], (HEADER, rid)]
+        status = [0]
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", ()), (HEADER, rid)]
+            await send(message)
+
+        if not access_log:
+            await app(scope, receive, send_with_id)
+            return
+        started = time.perf_counter()
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "%s %s %d",
+                scope["method"],
+                scope["path"],
+                status[0],
+                extra={
+                    "request_id": scope[SCOPE_KEY],
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status[0],
+                    "seconds": round(time.perf_counter() - started, 6),
+                },
+            )
+
+    wrapped.api = getattr(app, "api", None)  # type: ignore[attr-defined]  # what the server's shutdown looks up
+    return wrapped
