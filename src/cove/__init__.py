@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     )
     from .sdk._decorators import Stub as Stub  # deprecated: Deployable
     from .sdk._image import Image
+    from .sdk._model import Model
     from .sdk._sandbox import Sandbox
     from .sdk._volume import Volume
     from .sdk._web import AsgiApp, WebApp, WsgiApp, asgi, wsgi
@@ -45,6 +46,7 @@ __all__ = [
     "Function",
     "FunctionCall",
     "Image",
+    "Model",
     "QueueDepthAutoscaler",
     "RemoteError",
     "Sandbox",
@@ -87,6 +89,7 @@ _WHERE = {
     "task_queue": ".sdk._decorators",
     "schedule": ".sdk._decorators",
     "Image": ".sdk._image",
+    "Model": ".sdk._model",
     "Deployable": ".sdk._decorators",
     "Endpoint": ".sdk._decorators",
     "Function": ".sdk._decorators",

@@ -24,6 +24,7 @@ from .fields import (
     check_volumes,
 )
 from .gpus import check_gpu_request, parse_gpu_memory
+from .models import check_models
 from .parameters import check_declared
 from .policies import QueueDepthAutoscaler, TaskPolicy
 from .ranges import (
@@ -73,6 +74,7 @@ class DeploymentConfig(Frozen):
         "kind",
         "max_pending_tasks",
         "memory_mib",
+        "models",
         "network",
         "parameters",
         "pool",
@@ -136,6 +138,8 @@ class DeploymentConfig(Frozen):
     """Only workers labelled with this pool (``cove worker --label pool=gpu``) run it; left out, any worker."""
     network: tuple[str, ...]  # "host:port" TCP destinations the container may reach; () = no network
     """``"host:port"`` TCP destinations the container may reach; left out, it has no network at all."""
+    models: tuple[str, ...]  # "org/name@revision", sorted, one revision per repository
+    """Model repositories of the reservoir mounted read-only, offline: ``["org/name@rev"]`` or ``cove.Model(...)``."""
 
     def __init__(  # noqa: PLR0913 - one keyword per stored field: from_dict and replace pass each by name
         self,
@@ -165,6 +169,7 @@ class DeploymentConfig(Frozen):
         gpu_compute: int | None = None,
         pool: str | None = None,
         network: Any = (),
+        models: Any = (),
     ) -> None:
         default = defaults_for(kind)
         if autoscaler is not None and not isinstance(autoscaler, QueueDepthAutoscaler):
@@ -223,6 +228,7 @@ class DeploymentConfig(Frozen):
             inputs=check_inputs(inputs),
             pool=check_pool(pool),
             network=check_network(network),
+            models=check_models(models),
             **check_gpu_request(gpu, gpu_count, gpu_memory_mib, gpu_compute),
         )
         if (self.kind == "schedule") != (self.schedule is not None):
@@ -256,6 +262,7 @@ class DeploymentConfig(Frozen):
         gpu_compute: int | None = None,
         pool: str | None = None,
         network: list[str] | tuple[str, ...] = (),
+        models: Any = (),
     ) -> DeploymentConfig:
         """A config from a decorator's options, in the units people write (``cpu="500m"``, ``memory="2Gi"``).
 
@@ -290,6 +297,7 @@ class DeploymentConfig(Frozen):
             gpu_compute=gpu_compute,
             pool=pool,
             network=network,
+            models=models,
         )
 
     @property
@@ -310,6 +318,7 @@ class DeploymentConfig(Frozen):
         data["class_parameters"] = [list(p) for p in self.class_parameters]
         data["gpu"] = list(self.gpu)
         data["network"] = list(self.network)
+        data["models"] = list(self.models)
         if self.inputs is not None:
             import json
 

@@ -47,10 +47,15 @@ class ContainerSpec:
     # defaults filled in; empty for a function or a class without parameters. Part of what a worker keys
     # containers made ahead by, so one made for a set of values never serves another.
     class_parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Model repositories ("org/name@revision", ``cove._wire.models``) the worker mounts read-only from its
+    # weight cache, and the reservoir it fetches them from (set by the gateway as it hands the order out).
+    models: Sequence[str] = ()
+    models_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["network"] = list(self.network)
+        data["models"] = list(self.models)
         data["gpus"] = [dict(share) for share in self.gpus]
         data["env"] = dict(self.env)
         data["secrets"] = list(self.secrets)
@@ -69,11 +74,14 @@ class ContainerSpec:
 class Order:
     """An instruction for a worker: start or stop a container."""
 
-    action: Literal["start", "stop", "drain"]
+    action: Literal["start", "stop", "drain", "prefetch"]
     container_id: str
     spec: ContainerSpec | None = None
     # "drain": the deployment stopped; drop whatever the worker made ahead for it (container_id unused).
     deployment_id: str | None = None
+    # "prefetch": fetch this model ("org/name@revision") into the weight cache from ``models_url``.
+    model: str | None = None
+    models_url: str | None = None
     # When the gateway issued it (wall clock): a worker on the same machine records the delivery time
     # as the ``order_ms`` phase of a start.
     sent_at: float = dataclasses.field(default_factory=time.time)
@@ -85,6 +93,7 @@ class Order:
             "spec": self.spec.to_dict() if self.spec else None,
             "deployment_id": self.deployment_id,
             "sent_at": self.sent_at,
+            **({"model": self.model, "models_url": self.models_url} if self.model else {}),
         }
 
     @classmethod
@@ -96,6 +105,8 @@ class Order:
             spec=ContainerSpec.from_dict(spec) if spec else None,
             deployment_id=data.get("deployment_id"),
             sent_at=float(data.get("sent_at") or 0.0),
+            model=data.get("model"),
+            models_url=data.get("models_url"),
         )
 
 
@@ -125,3 +136,50 @@ class ContainerEvent:
     def from_dict(cls, data: Mapping[str, Any]) -> ContainerEvent:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsReport:
+    """A worker's weight cache in its heartbeat: what placement prefers it for, and fetches in progress.
+
+    ``held``: ``"org/name@revision"`` and ``"org/name@commit"`` of every commit
+    the cache holds (what a deployment's ``models`` match against);
+    ``fetching``: per container waiting for weights, ``{"repo", "revision",
+    "done", "total"}`` (bytes), for ``cove ps`` and 503 bodies.
+    """
+
+    held: Sequence[str] = ()
+    fetching: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"held": list(self.held), "fetching": {k: dict(v) for k, v in self.fetching.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> WeightsReport:
+        if not data:
+            return cls()
+        held = data.get("held") or []
+        fetching = data.get("fetching") or {}
+        if not isinstance(held, list) or not isinstance(fetching, dict):
+            raise ValueError("weights: held must be a list and fetching an object")
+        return cls(
+            held=tuple(str(h) for h in held[:4096]),
+            fetching={
+                str(cid): {
+                    "repo": str(p.get("repo", "")),
+                    "revision": str(p.get("revision", "")),
+                    "done": int(p.get("done", 0)),
+                    "total": int(p.get("total", 0)),
+                }
+                for cid, p in list(fetching.items())[:1024]
+                if isinstance(p, dict)
+            },
+        )
+
+    def progress_text(self, container_id: str) -> str | None:
+        """``fetching weights acme/tiny@main: 12.0 of 200.0 MiB`` for one container, or None."""
+        p = self.fetching.get(container_id)
+        if not p:
+            return None
+        mib = 1024 * 1024
+        return f"fetching weights {p['repo']}@{p['revision']}: {p['done'] / mib:.1f} of {p['total'] / mib:.1f} MiB"

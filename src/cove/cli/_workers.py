@@ -176,7 +176,17 @@ def _ago(stamp: float) -> str:
 
 def _show(rows: list[dict[str, Any]]) -> None:
     table(
-        ["NAME", "STATE", "RUNTIME", "CPU FREE/TOTAL", "MEMORY FREE/TOTAL", "CONTAINERS", "LABELS", "HEARTBEAT"],
+        [
+            "NAME",
+            "STATE",
+            "RUNTIME",
+            "CPU FREE/TOTAL",
+            "MEMORY FREE/TOTAL",
+            "CONTAINERS",
+            "LABELS",
+            "MODELS",
+            "HEARTBEAT",
+        ],
         [
             [
                 r["name"],
@@ -186,6 +196,7 @@ def _show(rows: list[dict[str, Any]]) -> None:
                 f"{r['free_memory_mib']}/{r['memory_mib']} MiB",
                 r["containers"],
                 ",".join(f"{k}={v}" for k, v in sorted(r["labels"].items())),
+                ",".join(r.get("models") or []),
                 _ago(r["last_heartbeat"]),
             ]
             for r in rows
@@ -195,11 +206,30 @@ def _show(rows: list[dict[str, Any]]) -> None:
 
 @worker_app.command("list")
 def worker_list(as_json: bool = JsonOption) -> None:
-    """Workers with capacity, free resources, state, runtime, labels, containers and last heartbeat."""
+    """Workers with capacity, free resources, state, runtime, labels, containers, cached models, last heartbeat."""
     api = client(as_json)
     with errors(as_json):
         rows = api.request("GET", "/api/v1/workers")
     emit(rows, as_json, lambda: _show(rows))
+
+
+@worker_app.command("prefetch")
+def worker_prefetch(
+    model: str = typer.Argument(..., help="ORG/NAME[@REVISION] of a model in the reservoir."),
+    pool: str | None = typer.Option(None, "--pool", help="Only the workers of this pool."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Fetch a model into the weight cache of every live worker (of a pool) ahead of a rollout."""
+    api = client(as_json)
+    with errors(as_json):
+        result = api.request("POST", "/api/v1/workers/prefetch", json={"model": model, "pool": pool})
+
+    def show() -> None:
+        for warning in result.get("warnings", []):
+            console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        console.print(f"fetching {result['model']} on {', '.join(result['workers'])}", highlight=False)
+
+    emit(result, as_json, show)
 
 
 @worker_app.command("pools")
@@ -214,8 +244,8 @@ def worker_pools(as_json: bool = JsonOption) -> None:
             console.print("no worker pools (the gateway runs no Kubernetes pool controller)", highlight=False)
         for r in rows:
             console.print(
-                f"{r['pool']}: {r['ready']} ready, {r['pending']} pending, {r['draining']} draining "
-                f"(min {r['min']}, max {r['max']})",
+                f"{r['pool']}: {r['ready']} ready, {r['pending']} pending, {r['draining']} draining, "
+                f"{r['desired']} desired (min {r['min']}, max {r['max']})",
                 highlight=False,
             )
 

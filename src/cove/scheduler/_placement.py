@@ -1,9 +1,11 @@
 """Choosing a worker (and GPUs) for a new container: a pure function of the cluster's free room.
 
 Filters, in order: the pool, the GPU request (types in order of preference;
-whole GPUs or a fraction of one), then cpu and memory. Among what fits, best
-fit: the placement that leaves the least room behind, so busy workers fill up
-and idle ones drain (and can be removed). When nothing fits, the answer is a
+whole GPUs or a fraction of one), then cpu and memory. Among what fits, a
+worker whose weight cache already holds the deployment's models comes first
+(a start there fetches nothing); then best fit: the placement that leaves the
+least room behind, so busy workers fill up and idle ones drain (and can be
+removed). When nothing fits, the answer is a
 sentence naming the first filter that left no candidate, for ``cove ps``.
 
 GPU rules: a whole GPU is free only when nothing holds any of it; fractions
@@ -50,6 +52,8 @@ class WorkerRoom:
     free_memory_mib: int
     pool: str | None = None
     gpus: tuple[GpuRoom, ...] = ()
+    # "org/name@revision" (and "@commit") its weight cache holds, from its heartbeat.
+    models: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +67,7 @@ class Request:
     gpu_count: int = 0
     gpu_memory_mib: int | None = None  # set: a fraction of one GPU
     gpu_compute: int | None = None  # percent; None: proportional to the memory share
+    models: tuple[str, ...] = ()  # "org/name@revision": workers holding them are preferred
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,24 +144,26 @@ def choose(workers: Sequence[WorkerRoom], request: Request) -> Placement | NoRoo
         if not fitting:
             return NoRoom(f"no worker with {resources}")
         # Plain work prefers workers without GPUs: it must not crowd out the GPU hosts' cpu.
-        best = min(fitting, key=lambda w: (bool(w.gpus), *_left(w, request), w.worker_id))
+        best = min(fitting, key=lambda w: (_missing(w, request), bool(w.gpus), *_left(w, request), w.worker_id))
         cpu_left, memory_left = _left(best, request)
         why = (
             f"{len(fitting)} of {len(pooled)} worker(s) have {resources}; this one is left with the least "
             f"({cpu_left}m cpu, {memory_left} MiB){' of those without GPUs' if not best.gpus else ''}"
         )
-        return Placement(best.worker_id, reason=why)
+        return Placement(best.worker_id, reason=_with_weights(why, best, request))
     short_of_cpu = False
     for wanted in request.gpu:  # in order of preference: a later type only when no earlier one fits
         options: list[_Option] = list(_gpu_options(pooled, request, wanted))
         usable = [option for option in options if _fits(option[1], request)]
         if usable:
-            best_option = min(usable, key=_sort_key)
+            best_option = min(usable, key=lambda option: (_missing(option[1], request), *_sort_key(option)))
             why = (
                 f"{len(usable)} way(s) to give {_gpu_phrase(request)} ({wanted}) with {resources}; "
                 "this one leaves the fewest GPUs and the least room unused"
             )
-            return Placement(best_option[1].worker_id, best_option[2], reason=why)
+            return Placement(
+                best_option[1].worker_id, best_option[2], reason=_with_weights(why, best_option[1], request)
+            )
         short_of_cpu = short_of_cpu or bool(options)
     if short_of_cpu:
         # The GPUs exist and are free, but not on a worker with the cpu and memory to go with them.
@@ -169,6 +176,18 @@ _Option = tuple[tuple[Any, ...], WorkerRoom, tuple[GpuShare, ...]]
 
 def _sort_key(option: _Option) -> tuple[Any, ...]:
     return option[0]
+
+
+def _missing(worker: WorkerRoom, request: Request) -> int:
+    """How many of the request's models the worker's weight cache lacks (0: a start there fetches nothing)."""
+    return sum(1 for model in request.models if model not in worker.models)
+
+
+def _with_weights(why: str, worker: WorkerRoom, request: Request) -> str:
+    if not request.models:
+        return why
+    held = len(request.models) - _missing(worker, request)
+    return f"{why}; its weight cache holds {held} of the {len(request.models)} model(s)"
 
 
 def _in_pool(worker: WorkerRoom, request: Request) -> bool:

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
@@ -21,8 +22,8 @@ from .._wire.apps import app_names_env
 from .._wire.config import DeploymentConfig
 from .._wire.kinds import TASK_KINDS
 from .._wire.parameters import ParameterError, dumps, pool_key, resolve
-from .._wire.peers import DemandReply, DemandReport
-from .._wire.worker import ContainerEvent, ContainerSpec, Order
+from .._wire.peers import ColdReply, ColdStart, DemandReply, DemandReport, StartRefusal
+from .._wire.worker import ContainerEvent, ContainerSpec, Order, WeightsReport
 from ..exceptions import ConfigError
 from ..store import (
     DEFAULT_EVENTS_RETENTION_SECONDS,
@@ -77,6 +78,9 @@ class Fit:
     warning: str | None = None
 
 
+_COMMIT_REF = re.compile(r"@[0-9a-f]{40}$")  # a cache entry named by its commit, not shown by name
+
+
 def request_for(config: DeploymentConfig) -> Request:
     """What one container of a deployment asks placement for."""
     return Request(
@@ -87,6 +91,7 @@ def request_for(config: DeploymentConfig) -> Request:
         config.gpu_count,
         config.gpu_memory_mib,
         config.gpu_compute,
+        config.models,
     )
 
 
@@ -202,6 +207,8 @@ class WorkerHandle:
     gpus: tuple[GpuRoom, ...] = ()
     gpu_usage: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # uuid → utilization, memory
     gpu_container_memory: dict[str, int] = dataclasses.field(default_factory=dict)  # container → MiB used
+    # Its weight cache, from heartbeats: the models it holds (placement prefers it for them) and fetches.
+    weights: WeightsReport = dataclasses.field(default_factory=WeightsReport)
     last_heartbeat: float = dataclasses.field(default_factory=time.time)
     orders: list[Order] = dataclasses.field(default_factory=list)
     has_orders: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
@@ -395,12 +402,20 @@ class Scheduler:
         if worker is not None and worker.state == "ready":
             self._lose_worker(worker, time.time(), reason="it registered again (restarted)")
 
-    def heartbeat(self, worker_id: str, running: list[str], gpu: dict[str, Any] | None = None) -> list[str] | None:
+    def heartbeat(
+        self,
+        worker_id: str,
+        running: list[str],
+        gpu: dict[str, Any] | None = None,
+        weights: WeightsReport | None = None,
+    ) -> list[str] | None:
         """Record a heartbeat; return containers the worker should stop (None: unknown worker)."""
         worker = self.workers.get(worker_id)
         if worker is None or worker.state == "lost":
             return None
         worker.last_heartbeat = time.time()
+        if weights is not None:
+            worker.weights = weights
         if gpu:
             worker.gpu_usage = {str(u["uuid"]): dict(u) for u in gpu.get("gpus", []) if "uuid" in u}
             worker.gpu_container_memory = dict(gpu.get("gpu_containers", {}))
@@ -421,6 +436,7 @@ class Scheduler:
                 w.memory_mib - used.get(w.id, (0, 0))[1],
                 w.labels.get("pool"),
                 self._gpu_room(w, excluding),
+                frozenset(w.weights.held),
             )
             for w in self.workers.values()
             if w.state == "ready" and w.admin_state == "active"
@@ -614,20 +630,46 @@ class Scheduler:
                     slot.in_flight += 1
                     return Lease(slot)
                 if not pool.live():
-                    if pool.quota_blocked:
-                        raise StartFailed(pool.quota_blocked)
-                    coming = self.capacity_coming(request_for(pool.config))
-                    if not coming and not any(w.state == "ready" for w in self.workers.values()):
-                        raise StartFailed("no worker is available to run containers")
-                    misfit = self._misfit(deployment, pool.config) if pool.pending_reason and not coming else None
-                    if misfit is not None:
-                        raise NoCapacity(misfit)
-                    if pool.last_failure and time.time() < pool.retry_after:
-                        raise StartFailed(pool.last_failure)
+                    refusal = self.start_refusal(pool)
+                    if refusal is not None:
+                        raise refusal
                 await pool.wait_for_wake()
         except BaseException:
             pool.in_flight -= 1
             raise
+
+    def start_refusal(self, pool: Pool) -> StartFailed | None:
+        """Why a pool with no live container gets none now (its callers fail with 503 at once), or None: wait."""
+        if pool.quota_blocked:
+            return StartFailed(pool.quota_blocked)
+        coming = self.capacity_coming(request_for(pool.config))
+        if not coming and not any(w.state == "ready" for w in self.workers.values()):
+            return StartFailed("no worker is available to run containers")
+        misfit = self._misfit(pool.deployment, pool.config) if pool.pending_reason and not coming else None
+        if misfit is not None:
+            return NoCapacity(misfit)
+        if pool.last_failure and time.time() < pool.retry_after:
+            return StartFailed(pool.last_failure)
+        return None
+
+    def cold_start(self, ask: ColdStart, deployment: Deployment) -> ColdReply:
+        """Another gateway has requests for ``deployment`` and no ready container: count them and start containers.
+
+        The same as ``acquire`` does for requests of the leader's own: the demand
+        scales the pool at once, and a pool that can get no container says why.
+        With ``serve_older``, an older version with a ready container is named
+        instead (the newest starts meanwhile), as ``serving_version`` does here.
+        """
+        if ask.serve_older:
+            serving = self.serving_version(deployment)
+            if serving.id != deployment.id:
+                return ColdReply(serving_id=serving.id)
+        pool = self.pool_for(deployment)
+        self.remote.add(ask.gateway_id, deployment.id, ask.waiting)
+        self._apply_remote(time.time())
+        self._scale(pool)
+        refusal = None if pool.live() else self.start_refusal(pool)
+        return ColdReply(serving_id=deployment.id, refusal=None if refusal is None else _refusal(refusal))
 
     def release(self, lease: Lease, *, served: bool = True) -> None:
         slot = lease.slot
@@ -704,7 +746,13 @@ class Scheduler:
         for slot in self._slots.values():
             if slot.in_flight and slot.live:
                 busy[slot.id] = busy.get(slot.id, 0) + slot.in_flight
-        return DemandReply(busy={cid: count for cid, count in busy.items() if count})
+        failing: dict[str, StartRefusal] = {}
+        for deployment_id in report.deployments:
+            pool = self.pools.get(pool_key(deployment_id, {}))
+            refusal = None if pool is None or pool.live() else self.start_refusal(pool)
+            if refusal is not None:
+                failing[deployment_id] = _refusal(refusal)
+        return DemandReply(busy={cid: count for cid, count in busy.items() if count}, failing=failing)
 
     def _apply_remote(self, now: float) -> None:
         """Put the reported figures on the pools and containers they name (unknown ones are left out)."""
@@ -801,6 +849,7 @@ class Scheduler:
             network=list(config.network),
             gpus=[share.to_dict() for share in placed.gpus],
             class_parameters=dict(pool.parameters),
+            models=list(config.models),
         )
         row = Container(
             id=slot.id,
@@ -1171,6 +1220,7 @@ class Scheduler:
                     "free_memory_mib": w.memory_mib - memory,
                     "containers": count,
                     "last_heartbeat": w.last_heartbeat,
+                    "models": sorted(m for m in w.weights.held if not _COMMIT_REF.search(m)),
                 }
             )
         return out
@@ -1192,6 +1242,9 @@ class Scheduler:
         if slot is None:
             return None
         view: dict[str, Any] = {"in_flight": slot.in_flight, "served": slot.served, "idle_since": slot.idle_since}
+        fetching = self.weights_progress(slot)
+        if fetching:
+            view["reason"] = fetching
         if slot.pool.parameters:
             view["parameters"] = dict(slot.pool.parameters)
         return view
@@ -1200,6 +1253,25 @@ class Scheduler:
         """The sets of class parameters a deployment version has pools for now (none for a function)."""
         return sorted((dict(p.parameters) for p in self._pools_of(deployment_id) if p.parameters), key=dumps)
 
+    def prefetch(self, model: str, pool: str | None, models_url: str) -> list[str]:
+        """Order every live, active worker (of ``pool``) to fetch ``model`` into its weight cache; their names."""
+        names = []
+        for worker in self.workers.values():
+            if worker.state != "ready" or worker.admin_state != "active":
+                continue
+            if pool is not None and worker.labels.get("pool") != pool:
+                continue
+            worker.send(Order("prefetch", "", model=model, models_url=models_url))
+            names.append(worker.name)
+        return sorted(names)
+
+    def weights_progress(self, slot: Slot) -> str | None:
+        """``fetching weights org/name@rev: 12.0 of 200.0 MiB`` while the container waits for its weights."""
+        worker = self.workers.get(slot.worker_id)
+        if worker is None or slot.state not in ("pending", "listening"):
+            return None
+        return worker.weights.progress_text(slot.id)
+
     def pending_reason(self, deployment_id: str) -> str | None:
         """Why calls of a deployment version wait (in any of its pools), or None."""
         for pool in self._pools_of(deployment_id):
@@ -1207,6 +1279,10 @@ class Scheduler:
             if reason:
                 return reason
         return None
+
+
+def _refusal(exc: StartFailed) -> StartRefusal:
+    return StartRefusal(type="NoCapacity" if isinstance(exc, NoCapacity) else "StartFailed", message=str(exc))
 
 
 def _whole_room(worker: WorkerHandle) -> WorkerRoom:

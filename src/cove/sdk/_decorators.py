@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from .._wire.policies import QueueDepthAutoscaler, TaskPolicy
     from ..schema import Schema
     from ._calls import FunctionCall, Task
+    from ._model import Model
     from ._volume import Volume
 
     P = ParamSpec("P")
@@ -96,6 +97,7 @@ if TYPE_CHECKING:
         gpu_compute: int
         pool: str
         network: list[str]
+        models: list[str | Model]
 
     class InputsOptions(ComputeOptions, total=False):
         """``ComputeOptions`` with ``inputs``: calls then take the schema's fields, not the function's parameters."""
@@ -366,6 +368,7 @@ class Remote(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function in a container and return its result (its exception, raised here, if it fails)."""
         from ._calls import FOLLOW_OUTPUT_HEADER, dumps_arguments, follow, outcome
+        from ._waiting import watching
         from .client import Client
 
         _refuse_generator(self._function, "remote")
@@ -375,13 +378,14 @@ class Remote(Generic[P, R]):
         client = Client.shared()
         function = self._function
         body = dumps_arguments(*function._arguments(args, kwargs), parameters=function.class_parameters)
-        response = client.raw(
-            "POST",
-            f"/api/v1/functions/{name}/calls",
-            content=body,
-            headers={"Content-Type": "application/octet-stream", FOLLOW_OUTPUT_HEADER: "1"},
-            timeout=None,
-        )
+        with watching(client, name):  # a line on stderr, saying why, if it waits more than a second
+            response = client.raw(
+                "POST",
+                f"/api/v1/functions/{name}/calls",
+                content=body,
+                headers={"Content-Type": "application/octet-stream", FOLLOW_OUTPUT_HEADER: "1"},
+                timeout=None,
+            )
         if response.status_code == 202:  # still running, and printing: show it as it comes
             followed: R = follow(response.json()["call_id"], client)
             return followed

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from .._wire.worker import ContainerEvent, Order
+from .._wire.worker import ContainerEvent, Order, WeightsReport
 
 
 class WorkerUnknown(Exception):
@@ -55,9 +55,15 @@ class GatewayClient:
         await self._post(f"/api/v1/workers/{worker_id}/events", {"events": [e.to_dict() for e in events]})
 
     async def heartbeat(
-        self, worker_id: str, containers: Iterable[str], gpu: Mapping[str, Any] | None = None
+        self,
+        worker_id: str,
+        containers: Iterable[str],
+        gpu: Mapping[str, Any] | None = None,
+        weights: WeightsReport | None = None,
     ) -> list[str]:
         body = {"containers": sorted(containers), **(gpu or {})}
+        if weights is not None and (weights.held or weights.fetching):
+            body["weights"] = weights.to_dict()
         reply = await self._post(f"/api/v1/workers/{worker_id}/heartbeat", body)
         stop = reply.json().get("stop", []) if reply.content else []
         return [str(item) for item in stop]

@@ -20,10 +20,13 @@ from ..gpu import GpuError, GpuManager
 from ..runtime import ContainerHandle, LaunchSpec, Runtime
 from ._listen import Listen, unix_listener
 from ._logs import ContainerLog, LogShipper
+from ._models import ModelMounts, acquire_models, endpoint_for, release_models
 from ._paths import WorkerDirs, check_id, force_rmtree
 from ._pool import Pooled
 from ._relay import relay_socket_path
 from ._site import ensure_platform_site
+from ._tracing_env import tracing_env
+from ._weights import WeightCache, WeightsError
 
 log = logging.getLogger("cove.worker")
 
@@ -57,8 +60,16 @@ class Container:
         pooled: Pooled | None = None,
         listen: Listen = unix_listener,
         gpus: GpuManager | None = None,
+        weights: WeightCache | None = None,
+        models_url: str | None = None,
+        fetch_started: Callable[[], None] | None = None,
     ) -> None:
         self.spec = spec
+        self.weights = weights  # the machine's weight cache, for a spec with ``models``
+        self.models_url = models_url  # the worker's own reservoir setting; else the spec's
+        self.models: ModelMounts | None = None  # what it holds in the cache until it exits
+        self.fetching_models = False  # waiting for the cache: the heartbeat reports bytes fetched
+        self.fetch_started = fetch_started  # tells the worker to report progress now, not at the next beat
         self.gpus = gpus  # gives the container the GPUs placement chose (and starts its MPS daemon)
         self.listen = listen  # unix socket beside the gateway, TCP port on a remote worker
         self.pooled = pooled  # made ahead by the worker's pool: only ``crun start`` is left to do
@@ -101,7 +112,7 @@ class Container:
             return {}, ()  # a sandbox runs code nobody reviewed: it gets no way to act for the workspace
         isolated = self.runtime.isolated
         site = await asyncio.to_thread(ensure_platform_site, self.dirs.root / "site")
-        env = {SITE_ENV: str(SITE_INSIDE if isolated else site)}
+        env = {SITE_ENV: str(SITE_INSIDE if isolated else site), **tracing_env()}
         mounts = [(site, str(SITE_INSIDE), "cove-platform-site")]
         # A worker on another machine than its gateway serves a relay to it (see ``_relay``); beside the
         # gateway, the gateway's own socket is mounted.
@@ -121,7 +132,30 @@ class Container:
             raise GpuError("this worker has no GPUs to give")
         grant = await self.gpus.acquire(self.id, self.spec.gpus, isolated=self.runtime.isolated)
         return dataclasses.replace(
-            launch, env={**launch.env, **grant.env}, devices=grant.devices, extra_mounts=grant.mounts
+            launch,
+            env={**launch.env, **grant.env},
+            devices=grant.devices,
+            extra_mounts=launch.extra_mounts + tuple(grant.mounts),
+        )
+
+    async def _with_models(self, launch: LaunchSpec, work_dir: Path) -> LaunchSpec:
+        """Take the spec's models from the weight cache (fetched once per machine) and show them read-only."""
+        if self.weights is None:
+            raise WeightsError("this worker has no weight cache")
+        endpoint = endpoint_for(self.spec, self.models_url)
+        self.fetching_models = True
+        if self.fetch_started is not None:
+            self.fetch_started()
+        try:
+            self.models = await acquire_models(
+                self.weights, self.spec, endpoint, work_dir, isolated=self.runtime.isolated
+            )
+        finally:
+            self.fetching_models = False
+        return dataclasses.replace(
+            launch,
+            env={**launch.env, **self.models.env},
+            extra_mounts=launch.extra_mounts + self.models.mounts,
         )
 
     async def stop(self) -> None:
@@ -142,6 +176,9 @@ class Container:
         finally:
             if self.gpus is not None and self.spec.gpus:
                 await self.gpus.release(self.id)  # the MPS daemon goes with the container
+            if self.weights is not None:
+                release_models(self.weights, self.models)  # its weights may be evicted from now on
+                self.models = None
             socket_path.unlink(missing_ok=True)
             self.dirs.pid_file(self.id).unlink(missing_ok=True)
             force_rmtree(work_dir)
@@ -190,6 +227,8 @@ class Container:
             try:
                 launch, timings = await self.launch_spec(work_dir)
                 timings = {**self.timings, **timings}
+                if spec.models:
+                    launch = await self._with_models(launch, work_dir)
                 if spec.gpus:
                     launch = await self._with_gpus(launch)
             except Exception as exc:  # any preparation failure is the container's exit reason

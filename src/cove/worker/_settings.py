@@ -9,7 +9,23 @@ from pathlib import Path
 
 from cove._host.home import Home
 from cove._host.python_envs import roots_from_env
+from cove._wire.models import MODELS_URL_ENV
 from cove._wire.server_defaults import DEFAULT_RUNTIME
+
+WEIGHT_CACHE_ENV = "COVE_WEIGHT_CACHE_GIB"
+DEFAULT_WEIGHT_CACHE_GIB = 100.0
+
+
+def weight_cache_bytes_from_env() -> int:
+    """The node weight cache's size limit (``COVE_WEIGHT_CACHE_GIB``, default 100 GiB)."""
+    text = os.environ.get(WEIGHT_CACHE_ENV, "")
+    try:
+        gib = float(text) if text else DEFAULT_WEIGHT_CACHE_GIB
+    except ValueError:
+        raise ValueError(f"{WEIGHT_CACHE_ENV}={text!r} is not a number of GiB") from None
+    if gib <= 0:
+        raise ValueError(f"{WEIGHT_CACHE_ENV}={text!r} must be more than 0")
+    return int(gib * 1024**3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +59,10 @@ class WorkerSettings:
     # listen on TCP ports of it instead of unix sockets. None: the worker shares the gateway's machine.
     advertise_host: str | None = None
     python_env_roots: tuple[Path, ...] = dataclasses.field(default_factory=roots_from_env)
+    # The reservoir model weights are fetched from (``COVE_MODELS_URL``); None: the one the gateway names.
+    models_url: str | None = dataclasses.field(default_factory=lambda: os.environ.get(MODELS_URL_ENV) or None)
+    # The node weight cache's size limit; over it, weights no running container uses are evicted.
+    weight_cache_bytes: int = dataclasses.field(default_factory=weight_cache_bytes_from_env)
 
 
 def detect_capacity() -> tuple[int, int]:

@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 
-from .._wire.worker import ContainerEvent, ContainerSpec, Order
+from .._wire.models import ModelRef
+from .._wire.worker import ContainerEvent, ContainerSpec, Order, WeightsReport
 from ..gpu import GpuManager, detect_inventory, mps_root
 from ..runtime import LaunchSpec, Runtime, select_runtime
 from ._client import GatewayClient, WorkerUnknown
@@ -31,8 +32,11 @@ from ._paths import WorkerDirs, check_hash, check_id
 from ._pool import ContainerPool, Pooled, PoolSettings
 from ._relay import Relay, RelaySettings, relay_socket_path
 from ._settings import WorkerSettings
+from ._weights import WeightCache
 
 log = logging.getLogger("cove.worker")
+
+FETCH_HEARTBEAT_SECONDS = 0.5  # the heartbeat's period while a container waits for model weights
 
 
 class WorkerRefused(RuntimeError):
@@ -95,6 +99,8 @@ class Worker:
             python_env_roots=settings.python_env_roots,
         )
         self.listen = tcp_listener(settings.advertise_host) if settings.advertise_host else unix_listener
+        # Model weights fetched from the reservoir once per worker, shared read-only by its containers.
+        self.weights = WeightCache(self.dirs.root / "weights", settings.models_url or "", settings.weight_cache_bytes)
         # Containers made ahead for recently started specs (engines that can create without running).
         self.pool: ContainerPool | None = None
         # (Not on a remote worker yet: pooled containers listen on unix sockets, which gateways cannot reach.)
@@ -245,6 +251,8 @@ class Worker:
         elif order.action == "drain" and order.deployment_id:
             if self.pool is not None:
                 self.pool.drain(order.deployment_id)
+        elif order.action == "prefetch" and order.model:
+            self._spawn(self._prefetch(order.model, order.models_url))
         else:
             log.warning("ignoring a malformed order", extra={"order": order.to_dict()})
 
@@ -253,7 +261,8 @@ class Worker:
             worker_id = self.worker_id
             try:
                 gpu = await asyncio.to_thread(self.gpus.heartbeat, list(self.containers))
-                stop = await self.client.heartbeat(str(worker_id), self.containers.keys(), gpu)
+                weights = await asyncio.to_thread(self.weights_report)
+                stop = await self.client.heartbeat(str(worker_id), self.containers.keys(), gpu, weights)
             except WorkerUnknown:
                 await self._reregister(worker_id)
                 continue
@@ -264,8 +273,11 @@ class Worker:
                 if container_id in self.containers:
                     self._spawn(self._stop(container_id))
             self._heartbeat_now.clear()
+            # While a container waits for its weights, beat faster: the bytes fetched reach `cove ps` and 503s.
+            fetching = any(c.fetching_models for c in self.containers.values())
+            wait = min(self.heartbeat_seconds, FETCH_HEARTBEAT_SECONDS) if fetching else self.heartbeat_seconds
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._heartbeat_now.wait(), timeout=self.heartbeat_seconds)
+                await asyncio.wait_for(self._heartbeat_now.wait(), timeout=wait)
 
     async def _emit(self, event: ContainerEvent) -> None:
         self._events.put_nowait(event)
@@ -313,8 +325,7 @@ class Worker:
             self._events.put_nowait(ContainerEvent(container_id, "exited", reason=str(exc)))
             return
         pooled = None
-        # GPU containers are never made ahead: their GPUs (and MPS daemon) exist only once placed.
-        if self.pool is not None and not spec.gpus:
+        if self.pool is not None and _poolable(spec):
             pooled = self.pool.take(spec)
             self.pool.note(spec)
         container = self._container(spec, pooled)
@@ -323,7 +334,7 @@ class Worker:
         self.containers[container_id] = container
         task = self._spawn(container.run())
         self._runs[container_id] = task
-        if self.pool is not None and not spec.gpus:
+        if self.pool is not None and _poolable(spec):
             self._spawn(self._refill(container, task))
 
         def forget(_: asyncio.Task[None]) -> None:
@@ -341,7 +352,7 @@ class Worker:
             return
         await container.stop()
         await asyncio.shield(run)
-        if self.pool is not None and not container.spec.gpus:
+        if self.pool is not None and _poolable(container.spec):
             self.pool.note(container.spec)  # scaled down now, likely up again soon
             await self.pool.fill(container.spec)
 
@@ -359,7 +370,40 @@ class Worker:
             listen=self.listen,
             pooled=pooled,
             gpus=self.gpus,
+            weights=self.weights,
+            models_url=self.settings.models_url,
+            fetch_started=self._heartbeat_now.set,
         )
+
+    async def _prefetch(self, model: str, models_url: str | None) -> None:
+        """Warm the weight cache ahead of a rollout: fetch (once) and let go at once, nothing pinned."""
+        endpoint = self.settings.models_url or models_url
+        try:
+            held = await self.weights.acquire(ModelRef.parse(model), endpoint)
+        except Exception as exc:  # a bad name, an unknown model, an unreachable reservoir: say so, keep going
+            log.warning("cannot prefetch model weights", extra={"model": model, "error": str(exc)})
+            return
+        self.weights.release(held)
+        log.info("model weights prefetched", extra={"model": model, "commit": held.commit})
+        self._heartbeat_now.set()  # placement learns at once that this worker holds them
+
+    def weights_report(self) -> WeightsReport:
+        """The weight cache for the heartbeat: the commits it holds, and bytes fetched for containers waiting."""
+        held: set[str] = set()
+        for entry in self.weights.held():
+            held.add(f"{entry['repo']}@{entry['commit']}")
+            held.update(f"{entry['repo']}@{revision}" for revision in entry["revisions"])
+        fetching = {}
+        for container in list(self.containers.values()):
+            if not container.fetching_models:
+                continue
+            for text in container.spec.models:
+                repo, _at, revision = text.partition("@")
+                progress = self.weights.progress.get((repo, revision))
+                if progress is not None:
+                    fetching[container.id] = progress.to_json()
+                    break
+        return WeightsReport(held=sorted(held), fetching=fetching)
 
     async def _build_launch(self, spec: ContainerSpec, work_dir: Path) -> LaunchSpec:
         launch, _timings = await self._container(spec).launch_spec(work_dir)
@@ -429,6 +473,12 @@ class Worker:
             raise RuntimeError(f"code {code_hash[:12]} arrived with a different hash; refusing it")
         log.info("code downloaded", extra={"code_hash": code_hash, "bytes": len(data)})
         return await asyncio.to_thread(extract_code, data, dest)
+
+
+def _poolable(spec: ContainerSpec) -> bool:
+    """Whether containers for ``spec`` may be made ahead: not with GPUs (they exist only once placed), nor
+    with models (a container made ahead would hold its weights in the cache without running)."""
+    return not spec.gpus and not spec.models
 
 
 async def run_worker(settings: WorkerSettings) -> None:
