@@ -1,4 +1,4 @@
-"""``cove task list|show|cancel`` and ``cove run``."""
+"""``cove task list|show|cancel|retry`` and ``cove run``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from ._output import JsonOption, client, console, emit, errors, table
 
-task_app = typer.Typer(help="Inspect and cancel tasks and calls.", no_args_is_help=True)
+task_app = typer.Typer(help="Inspect, cancel and retry tasks and calls.", no_args_is_help=True)
 schedule_app = typer.Typer(help="Scheduled functions.", no_args_is_help=True)
 
 
@@ -120,6 +120,19 @@ def task_cancel(task_id: str = typer.Argument(...), as_json: bool = JsonOption) 
     with errors(as_json):
         result = api.request("POST", f"/api/v1/tasks/{task_id}/cancel")
     emit(result, as_json, lambda: console.print(f"{task_id}: {result['state']}"))
+
+
+@task_app.command("retry")
+def task_retry(task_id: str = typer.Argument(...), as_json: bool = JsonOption) -> None:
+    """Run a failed, cancelled or expired task's input again, as a new task of the live version."""
+    api = client(as_json)
+    with errors(as_json):
+        result = api.request("POST", f"/api/v1/tasks/{task_id}/retry")
+    emit(
+        result,
+        as_json,
+        lambda: console.print(f"{task_id} retried as {result['task_id']} (v{result['version']})", highlight=False),
+    )
 
 
 def run(

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
-from ..store import Principal, Store
+from ..store import Principal, Store, session_principal
 from ._errors import ApiError
 
 
@@ -40,18 +41,30 @@ class Authenticator:
         if cached is not None and cached[1] > now:
             found = cached[0]
         else:
-            found = await self._lookup(secret)
+            found = await self._lookup(secret, self._store.authenticate)
         if found is None:
             raise ApiError(401, "invalid or revoked token")
         if found.role == "metrics" and not metrics_reader:
             raise ApiError(403, "a metrics token may only read /metrics")
         return found
 
-    async def _lookup(self, secret: str) -> Principal | None:
+    async def session(self, secret: str) -> Principal:
+        """Who a dashboard session cookie speaks for (its token, in the session's workspace), cached alike."""
+        key = "session " + secret  # a token's secret holds no space: the two never share a cache entry
+        cached = self._cache.get(key)
+        if cached is not None and cached[1] > time.monotonic():
+            found = cached[0]
+        else:
+            found = await self._lookup(key, lambda _: session_principal(self._store, secret))
+        if found is None:
+            raise ApiError(401, "the session has ended or is invalid: sign in again")
+        return found
+
+    async def _lookup(self, secret: str, query: Callable[[str], Awaitable[Principal | None]]) -> Principal | None:
         """One store query per secret at a time; concurrent callers await the same answer."""
         pending = self._lookups.get(secret)
         if pending is None:
-            pending = asyncio.ensure_future(self._store.authenticate(secret))
+            pending = asyncio.ensure_future(query(secret))
             self._lookups[secret] = pending
             pending.add_done_callback(lambda done: self._remember(secret, done))
         return await asyncio.shield(pending)  # one caller giving up does not cancel the others' lookup

@@ -8,6 +8,7 @@ from fastapi import Depends, Header, Request
 
 from ..store import Principal
 from ._errors import ApiError
+from ._session_cookie import cookie_principal
 from ._state import Gateway
 
 
@@ -31,7 +32,14 @@ async def read_limited(request: Request, limit: int, what: str = "request body")
     return b"".join(chunks)
 
 
-async def principal(gw: GatewayDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
+async def principal(
+    request: Request, gw: GatewayDep, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    """The token's principal; without an ``Authorization`` header, the dashboard session's (its cookie)."""
+    if authorization is None:
+        from_cookie = await cookie_principal(gw, request)
+        if from_cookie is not None:
+            return from_cookie
     return await gw.auth.principal(authorization)
 
 

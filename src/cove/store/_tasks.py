@@ -38,17 +38,21 @@ _UPDATE_FIELDS = (
     "started_at",
     "finished_at",
     "container_id",
+    "map_seq",
 )
 
 # LISTEN/NOTIFY channels (PostgreSQL): a task was accepted by a gateway that does not lead
 # (payload: its deployment id), and tasks finished (payload: their ids, comma-separated).
 NEW_TASKS_CHANNEL = "cove_tasks_new"
 DONE_TASKS_CHANNEL = "cove_tasks_done"
+# Maps whose outputs grew (payload: their ids, comma-separated): gateways long-polling them read the store again.
+MAPS_DONE_CHANNEL = "cove_maps_done"
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 _IDS_PER_NOTIFY = 150  # 40-character ids: well under PostgreSQL's 8000-byte payload limit
 
 _table: Table = m.Task.__table__  # type: ignore[assignment]
-_INSERT_FIELDS = tuple(column.name for column in _table.columns if column.name != "owner")
+# A new row has no owner yet (the writer adds its own) and no place among a map's outputs.
+_INSERT_FIELDS = tuple(column.name for column in _table.columns if column.name not in ("owner", "map_seq"))
 _JSON_FIELDS = frozenset(column.name for column in _table.columns if isinstance(column.type, JSON))
 
 
@@ -166,8 +170,14 @@ class TaskWriter:
         """Queue new rows without waiting for their commit (ordered before later updates)."""
         self._ops.put_nowait(("insert", list(rows), None))
 
-    def update(self, task_id: str, **fields: Any) -> None:
-        """Queue a state change; all of ``_UPDATE_FIELDS`` must be given (the row's full new state)."""
+    def update(self, task_id: str, *, map_seq: int | None = None, map_id: str | None = None, **fields: Any) -> None:
+        """Queue a state change; all other ``_UPDATE_FIELDS`` must be given (the row's full new state).
+
+        ``map_id`` is not written: it names the map whose gateways are told (NOTIFY) that its outputs grew.
+        """
+        fields["map_seq"] = map_seq
+        if map_id is not None:
+            fields["map_id"] = map_id
         self._ops.put_nowait(("update", (task_id, fields), None))
 
     async def _run(self) -> None:
@@ -238,10 +248,15 @@ class TaskWriter:
 
 async def _notify_finished(conn: Any, batch: list[tuple[str, Any, Any]]) -> None:
     """Tell every gateway which tasks this batch finished; delivered when the batch commits."""
-    done = [op[1][0] for op in batch if op[0] == "update" and op[1][1].get("state") in TERMINAL_STATES]
+    finished = [op[1] for op in batch if op[0] == "update" and op[1][1].get("state") in TERMINAL_STATES]
+    done = [task_id for task_id, _ in finished]
     for start in range(0, len(done), _IDS_PER_NOTIFY):
         chunk = ",".join(done[start : start + _IDS_PER_NOTIFY])
         await conn.execute(_NOTIFY, {"channel": DONE_TASKS_CHANNEL, "payload": chunk})
+    maps = sorted({fields["map_id"] for _, fields in finished if fields.get("map_id")})
+    for start in range(0, len(maps), _IDS_PER_NOTIFY):
+        chunk = ",".join(maps[start : start + _IDS_PER_NOTIFY])
+        await conn.execute(_NOTIFY, {"channel": MAPS_DONE_CHANNEL, "payload": chunk})
 
 
 async def insert_unowned(store: Store, rows: Sequence[dict[str, Any]]) -> None:
@@ -316,15 +331,22 @@ async def get_task(store: Store, task_id: str) -> m.Task | None:
 
 
 async def list_tasks(
-    store: Store, workspace_id: str, *, state: str | None = None, name: str | None = None, limit: int = 100
+    store: Store,
+    workspace_id: str,
+    *,
+    state: str | None = None,
+    name: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
 ) -> Sequence[m.Task]:
+    """A workspace's tasks, newest first, ``limit`` of them after skipping ``offset`` (a page of a long list)."""
     query = select(m.Task).where(m.Task.workspace_id == workspace_id)
     if state:
         query = query.where(m.Task.state == state)
     if name:
         query = query.where(m.Task.name == name)
     async with store.session() as s:
-        return (await s.scalars(query.order_by(m.Task.created_at.desc()).limit(limit))).all()
+        return (await s.scalars(query.order_by(m.Task.created_at.desc(), m.Task.id).limit(limit).offset(offset))).all()
 
 
 async def open_tasks(store: Store) -> Sequence[m.Task]:

@@ -1,0 +1,161 @@
+// The dashboard's shell: sign-in, navigation, the workspace switch and a hash router over the pages.
+import { api, whenSignedOut } from "./api.js";
+import { fill, h, notify } from "./dom.js";
+import * as admin from "./pages/admin.js";
+import * as deployments from "./pages/deployments.js";
+import * as overview from "./pages/overview.js";
+import * as resources from "./pages/resources.js";
+import * as tasks from "./pages/tasks.js";
+import * as workers from "./pages/workers.js";
+
+// [route, title, page, admin only]; a route's ":name" matches one path segment.
+const ROUTES = [
+  ["overview", "Overview", overview.render, false],
+  ["deployments", "Deployments", deployments.renderList, false],
+  ["deployments/:name", null, deployments.renderOne, false],
+  ["tasks", "Tasks", tasks.renderList, false],
+  ["tasks/:id", null, tasks.renderOne, false],
+  ["workers", "Workers", workers.render, true],
+  ["schedules", "Schedules", resources.schedules, false],
+  ["sandboxes", "Sandboxes", resources.sandboxes, false],
+  ["volumes", "Volumes", resources.volumes, false],
+  ["secrets", "Secrets", resources.secrets, false],
+  ["images", "Images", resources.images, false],
+  ["tokens", "Tokens", admin.tokens, false],
+  ["audit", "Audit log", admin.audit, true],
+];
+
+const state = { session: null, running: null };
+const $ = (id) => document.getElementById(id);
+
+function match(path) {
+  const parts = path.split("/").filter(Boolean);
+  for (const [route, , page] of ROUTES) {
+    const pattern = route.split("/");
+    if (pattern.length !== parts.length) continue;
+    const params = {};
+    if (pattern.every((p, i) => (p.startsWith(":") ? (params[p.slice(1)] = decodeURIComponent(parts[i])) : p === parts[i]))) {
+      return { route, page, params };
+    }
+  }
+  return null;
+}
+
+function showSignIn(message) {
+  stopPage();
+  state.session = null;
+  $("shell").hidden = true;
+  $("signin").hidden = false;
+  const error = $("signin-error");
+  error.hidden = !message;
+  fill(error, message || "");
+  $("signin-token").focus();
+}
+
+function showShell(session) {
+  state.session = session;
+  $("signin").hidden = true;
+  $("shell").hidden = false;
+  fill($("identity"), `${session.role} · `, h("strong", { "data-testid": "workspace-name" }, session.workspace));
+  fill($("nav"), ROUTES.filter(([, title, , adminOnly]) => title && (!adminOnly || session.role === "admin"))
+    .map(([route, title]) => h("a", { href: `#/${route}`, "data-route": route }, title)));
+  const picker = $("workspace");
+  picker.hidden = !session.workspaces;
+  if (session.workspaces) {
+    fill(picker, session.workspaces.map((name) => h("option", { value: name, selected: name === session.workspace }, name)));
+  }
+  route();
+}
+
+function stopPage() {
+  if (!state.running) return;
+  state.running.abort.abort();
+  state.running.timers.forEach(clearInterval);
+  state.running = null;
+}
+
+async function route() {
+  if (!state.session) return;
+  const [path, queryText = ""] = (location.hash.replace(/^#\/?/, "") || "overview").split("?");
+  const found = match(path);
+  stopPage();
+  const root = $("page");
+  document.querySelectorAll("#nav a").forEach((a) => {
+    a.classList.toggle("active", path === a.dataset.route || path.startsWith(`${a.dataset.route}/`));
+  });
+  if (!found) {
+    fill(root, h("h1", {}, "Not found"), h("p", {}, `No page at ${path}.`));
+    return;
+  }
+  const running = { abort: new AbortController(), timers: [] };
+  state.running = running;
+  const ctx = {
+    root,
+    params: found.params,
+    query: new URLSearchParams(queryText),
+    session: state.session,
+    signal: running.abort.signal,
+    /** Run `refresh` every `ms` while this page is shown (live updates by polling the API). */
+    every(ms, refresh) { running.timers.push(setInterval(() => refresh().catch(() => {}), ms)); },
+    /** Go to a URL of this dashboard with other query parameters. */
+    go(hash) { location.hash = hash; },
+  };
+  fill(root, h("p", { class: "loading" }, "Loading…"));
+  try {
+    await found.page(ctx);
+  } catch (err) {
+    if (running.abort.signal.aborted) return;
+    fill(root, h("h1", {}, "Could not load this page"), h("p", { class: "error", role: "alert" }, err.message));
+  }
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const button = $("signin-submit");
+  button.disabled = true;
+  try {
+    const session = await api.post("/dashboard/session", { token: $("signin-token").value }, { quiet401: true });
+    $("signin-token").value = "";
+    showShell(session);
+  } catch (err) {
+    showSignIn(err.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function signOut() {
+  try {
+    await api.del("/dashboard/session", { quiet401: true });
+  } catch {
+    // already ended: the form shows anyway
+  }
+  showSignIn("Signed out.");
+}
+
+async function switchWorkspace() {
+  try {
+    const session = await api.put("/dashboard/session/workspace", { workspace: $("workspace").value });
+    notify(`Now in workspace ${session.workspace}`);
+    showShell(session);
+  } catch (err) {
+    notify(err.message, true);
+  }
+}
+
+async function start() {
+  whenSignedOut((message) => showSignIn(message));
+  $("signin-form").addEventListener("submit", signIn);
+  $("signout").addEventListener("click", signOut);
+  $("workspace").addEventListener("change", switchWorkspace);
+  window.addEventListener("hashchange", route);
+  try {
+    const session = await api.get("/dashboard/session", { quiet401: true });
+    if (session.signed_in) showShell(session);
+    else showSignIn("");
+  } catch (err) {
+    showSignIn(err.message);
+  }
+}
+
+start();
