@@ -33,6 +33,8 @@ import time
 import zipfile
 from pathlib import Path
 
+from _wrk import wrk_get
+
 REQUIREMENTS = ["numpy", "pandas", "scikit-learn", "fastapi", "uvicorn", "requests", "pydantic", "httpx", "rich"]
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 PLATFORM = "manylinux_2_28_x86_64"
@@ -239,8 +241,12 @@ class Server:
     def __init__(self, name: str, cmd: list[str], port: int, prefix: str, check: str) -> None:
         self.name, self.cmd, self.port, self.prefix, self.check = name, cmd, port, prefix, check
         self.proc: subprocess.Popen[bytes] | None = None
+        self.setup: list[list[str]] = []  # commands run before the server starts (and their undo after it)
+        self.undo: list[list[str]] = []
 
     def __enter__(self) -> Server:
+        for command in self.setup:
+            subprocess.run(command, check=True, capture_output=True)
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_http(self.port, self.check)
@@ -256,6 +262,8 @@ class Server:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        for command in self.undo:
+            subprocess.run(command, check=True, capture_output=True)
 
     @property
     def index(self) -> str:
@@ -333,17 +341,26 @@ class Devpi(Server):
         subprocess.run(upload, check=True, capture_output=True, timeout=900)
 
 
+def reservoir_variants(root: Path) -> list[Server]:
+    """The reservoir as shipped (usage statistics on, no limits), with statistics off, and with limits on.
+
+    The limits are set far above what the load reaches, so every request pays for the check and none is refused.
+    """
+    cli = [sys.executable, "-m", "cove.reservoir"]
+    out = []
+    for name, extra in (("cove-reservoir", []), ("  stats off", ["--no-stats"]), ("  limits on", [])):
+        port = free_port()
+        server = Server(name, [*cli, "serve", "--port", str(port), "--root", str(root), *extra], port, "", "/health")
+        if name == "  limits on":
+            server.setup = [[*cli, "limits", "set", "--address-requests", "1e9", "--address-bytes", "1T"]]
+            server.setup[0] += ["--root", str(root)]
+            server.undo = [[*cli, "limits", "off", "--root", str(root)]]
+        out.append(server)
+    return out
+
+
 def servers(root: Path, tree: Path, work: Path, cache: Path) -> tuple[list[Server], list[str]]:
-    port = free_port()
-    found = [
-        Server(
-            "cove-reservoir",
-            [sys.executable, "-m", "cove.reservoir", "serve", "--port", str(port), "--root", str(root)],
-            port,
-            "",
-            "/health",
-        )
-    ]
+    found = reservoir_variants(root)
     skipped = []
     bindir, why = peers_venv(cache)
     if bindir is not None:
@@ -454,6 +471,11 @@ def print_table(results: dict[str, dict[str, object]]) -> None:
         return float(c32["rps"]) if isinstance(c32, dict) else float("nan")
 
     ours = rps("cove-reservoir")
+    if "  stats off" in results and "  limits on" in results:
+        print(
+            f"c=32 req/s, usage statistics on / off: {ours / rps('  stats off'):.3f}; "
+            f"limits on / off: {rps('  limits on') / ours:.3f} (target >= 0.95)"
+        )
     peers = [rps(n) for n in ("pypiserver", "devpi-server") if n in results]
     if peers:
         print(f"reservoir / best Python peer at c=32: {ours / max(peers):.1f}x (target >= 5x)")
@@ -514,6 +536,8 @@ def main() -> None:
                         f"p99 {r['p99_ms']:6.2f} ms  ({int(r['requests'])} requests)",
                         flush=True,
                     )
+                if server.name.startswith(("cove-reservoir", "  ")):
+                    print(f"  {'':16s} " + wrk_get(f"http://127.0.0.1:{server.port}{server.simple}{page}", 32, 5))
                 if server.name == "cove-reservoir":
                     r = load(
                         server.port,
@@ -529,7 +553,7 @@ def main() -> None:
                         f"p99 {r['p99_ms']:6.2f} ms",
                         flush=True,
                     )
-                if pip_python is not None:
+                if pip_python is not None and not server.name.startswith("  "):
                     entry["install_s"] = t = installs(server.index, work, pip_python)
                     print("  " + "  ".join(f"{k}: {v:.1f} s" for k, v in t.items()), flush=True)
                 results[server.name] = entry

@@ -26,7 +26,9 @@ HERE = Path(__file__).resolve().parent
 
 # What builds distributions or Debian packages, serves on loopback, makes a venv or a network namespace: a test
 # that uses one of these is e2e; the rest (the store, policies, Debian versions) run in-process and are unit.
-E2E_FIXTURES = frozenset({"wheelhouse", "native", "extra", "served", "pip_venv", "synced", "debs", "old_debs", "netns"})
+E2E_FIXTURES = frozenset(
+    {"wheelhouse", "native", "extra", "served", "pip_venv", "synced", "debs", "old_debs", "netns", "rpkgs"}
+)
 
 
 @pytest.hookimpl(tryfirst=True)

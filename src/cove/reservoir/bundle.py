@@ -33,6 +33,7 @@ from typing import Any
 from . import keys
 from .blobs import check_sha256
 from .errors import BundleError, ReservoirError
+from .models import records as model_records
 from .store import EVENT_KINDS, Store, utcnow
 
 FORMAT = "cove-reservoir-bundle"
@@ -57,10 +58,12 @@ def referenced_blobs(event: dict[str, Any]) -> list[str]:
     data = event.get("data") or {}
     if event["kind"] == "file_added":
         return [b for b in (data.get("sha256"), data.get("metadata_sha256")) if b]
-    if event["kind"] == "deb_added" and data.get("sha256"):
+    if event["kind"] in ("deb_added", "cran_added") and data.get("sha256"):
         return [data["sha256"]]
     if event["kind"] == "vulndb_updated" and data.get("sha256"):
         return [data["sha256"]]
+    if event["kind"] in model_records.EVENT_KINDS:
+        return model_records.referenced_blobs(event["kind"], data)
     return []
 
 
@@ -283,8 +286,17 @@ def open_bundle(store: Store, source: Path, scratch: Path, max_size: int = DEFAU
     if manifest_path.stat().st_size > MAX_MANIFEST:
         raise BundleError("manifest.json is larger than the limit")
     body = manifest_path.read_bytes()
+    manifest = read_manifest(store, body, _regular(folder / "manifest.sig", "manifest.sig").read_bytes())
+    declared = sum(int(b["size"]) for b in manifest["blobs"])
+    if declared > max_size:
+        raise _too_large(declared, max_size, "the blobs this bundle declares")
+    return Opened(folder, manifest)
+
+
+def read_manifest(store: Store, body: bytes, sig_bytes: bytes) -> dict[str, Any]:
+    """The manifest ``body`` once its signature (``manifest.sig``) verifies by a trusted key and it is well-formed."""
     try:
-        sig = json.loads(_regular(folder / "manifest.sig", "manifest.sig").read_bytes())
+        sig = json.loads(sig_bytes)
         kid = str(sig["key_id"])
         if sig.get("algorithm") != "ed25519":
             raise BundleError(f"unsupported signature algorithm {sig.get('algorithm')!r}")
@@ -297,10 +309,7 @@ def open_bundle(store: Store, source: Path, scratch: Path, max_size: int = DEFAU
     except ValueError:
         raise BundleError("manifest.json is not valid JSON") from None
     _check_manifest(manifest, kid)
-    declared = sum(int(b["size"]) for b in manifest["blobs"])
-    if declared > max_size:
-        raise _too_large(declared, max_size, "the blobs this bundle declares")
-    return Opened(folder, manifest)
+    return dict(manifest)
 
 
 def _check_manifest(m: Any, kid: str) -> None:
@@ -357,6 +366,7 @@ class ImportReport:
     local_serial: int = 0
     published_suites: list[str] = dataclasses.field(default_factory=list)
     publish_error: str | None = None
+    held_id: int | None = None  # set when the import is held for review instead of applied (see .review)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -375,8 +385,15 @@ def import_bundle(
     progress: Progress | None = None,
     after_event: Callable[[dict[str, Any]], None] | None = None,
     max_size: int = DEFAULT_MAX_BUNDLE,
+    hold: bool = False,
 ) -> ImportReport:
-    """Verify and apply a bundle; see the module docstring for the guarantees."""
+    """Verify and apply a bundle; see the module docstring for the guarantees.
+
+    With ``hold`` the bundle is verified and its blobs stored, but its events
+    wait in :mod:`.review` until an operator approves them.
+    """
+    from . import held
+
     with _scratch(store) as scratch:
         opened = open_bundle(store, source, scratch, max_size)
         m = opened.manifest
@@ -386,6 +403,7 @@ def import_bundle(
         base, target = int(m["base_serial"]), int(m["target_serial"])
         report = ImportReport(source_id, base, target)
         have = source_serial(store, source_id)
+        held.check_not_pending(store, source_id, target)
         if target <= have and not force:
             report.already_imported = True
             report.local_serial = store.serial()
@@ -409,19 +427,40 @@ def import_bundle(
                     raise BundleError(
                         f"event {event['serial']} needs blob {sha}, which is neither in the bundle nor in this store"
                     )
-        with store.transaction() as conn:
-            for event in events:
-                store.apply(event["kind"], event.get("filename"), event["data"], time=event.get("time"), replay=True)
-                if after_event:
-                    after_event(event)
-            conn.execute(
-                "INSERT OR REPLACE INTO sources(source_id, serial, updated) VALUES (?, ?, ?)",
-                (source_id, max(target, have), utcnow()),
-            )
+        if hold:
+            report.held_id = held.hold(store, m, events, needed_blobs(events), source.name)
+            report.local_serial = store.serial()
+            return report
+        apply_events(store, source_id, target, events, after_event)
         report.applied_events = len(events)
         report.local_serial = store.serial()
         _republish(store, events, report)
         return report
+
+
+def apply_events(
+    store: Store,
+    source_id: str,
+    target: int,
+    events: list[dict[str, Any]],
+    after_event: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Replay a bundle's events and record how far that source's history goes, in one transaction."""
+    with store.transaction() as conn:
+        have = source_serial(store, source_id)
+        for event in events:
+            store.apply(event["kind"], event.get("filename"), event["data"], time=event.get("time"), replay=True)
+            if after_event:
+                after_event(event)
+        conn.execute(
+            "INSERT OR REPLACE INTO sources(source_id, serial, updated) VALUES (?, ?, ?)",
+            (source_id, max(target, have), utcnow()),
+        )
+
+
+def republish(store: Store, events: list[dict[str, Any]], report: ImportReport) -> None:
+    """Public name of :func:`_republish`, for approving a held import."""
+    _republish(store, events, report)
 
 
 def _republish(store: Store, events: list[dict[str, Any]], report: ImportReport) -> None:

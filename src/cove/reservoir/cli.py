@@ -8,27 +8,21 @@ with status 1.
 
 from __future__ import annotations
 
-import functools
-import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .clikit import JsonOpt, RootOpt, app, console, out, progress
+from .clikit import emit as _emit
+from .clikit import errors as _errors
+from .clikit import open_store as _store
+from .clikit import parse_size as _size
+from .clikit import root_path as _root
 from .errors import ReservoirError
-from .paths import default_root
 
-app = typer.Typer(
-    help="Package reservoir: a PyPI-compatible index, sync, air-gap bundles and policy.",
-    no_args_is_help=True,
-    add_completion=False,
-)
 token_app = typer.Typer(help="Upload tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 policy_app = typer.Typer(help="Site policy: licenses, vulnerabilities, block list, release age.", no_args_is_help=True)
@@ -38,62 +32,7 @@ app.add_typer(vulndb_app, name="vulndb")
 index_app = typer.Typer(help="Indexes of this site (internal, pypi, ...) and their claims.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 
-console = Console(stderr=True)
-out = Console()
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-RootOpt = typer.Option(
-    None, "--root", envvar="COVE_RESERVOIR_ROOT", help="Reservoir data folder [default: $COVE_HOME/reservoir]."
-)
-JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON.")
-
-
-def _root(root: Path | None) -> Path:
-    return Path(root).expanduser().resolve() if root else default_root()
-
-
-def _store(root: Path | None) -> Any:
-    from .store import Store
-
-    return Store(_root(root))
-
-
-def _errors(fn: F) -> F:
-    """Turn reservoir errors into one line on stderr and exit status 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ReservoirError as exc:
-            console.print(f"[red]error:[/red] {exc.message}", highlight=False)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _emit(as_json: bool, data: Any, text: Callable[[], None]) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    else:
-        text()
-
-
-@contextmanager
-def progress(enabled: bool = True) -> Iterator[Progress]:
-    """A Rich progress display on stderr (quiet when output is JSON or not a terminal)."""
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled or not console.is_terminal,
-        transient=True,
-    )
-    with bar:
-        yield bar
+__all__ = ["JsonOpt", "RootOpt", "_emit", "_errors", "_root", "_size", "_store", "app", "console", "out", "progress"]
 
 
 # -- serve -------------------------------------------------------------------------------------------------
@@ -110,20 +49,34 @@ def serve(
     ),
     proxy_index: str = typer.Option("pypi", "--proxy-index", help="Mirror index the proxy fills."),
     proxy_ttl: float = typer.Option(600.0, "--proxy-ttl", help="Seconds before a proxied listing is re-fetched."),
+    watch: Path | None = typer.Option(None, "--watch", help="Also import bundles dropped in this folder."),
+    watch_hold: bool = typer.Option(False, "--watch-hold", help="Hold watched bundles for review."),
+    stats: bool = typer.Option(True, "--stats/--no-stats", help="Count downloads (see `cove reservoir stats`)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Serve the simple index (PEP 503/691/658), files and uploads over HTTP."""
     import uvicorn
 
     from .server import create_app
+    from .traffic import TrafficConfig
 
+    traffic = TrafficConfig(stats=stats)
     if proxy:
         from .proxy import ProxyCache
 
         store = _store(root)
-        asgi = create_app(_root(root), store=store, proxy=ProxyCache(store, proxy, index=proxy_index, ttl=proxy_ttl))
+        asgi = create_app(
+            _root(root),
+            store=store,
+            proxy=ProxyCache(store, proxy, index=proxy_index, ttl=proxy_ttl),
+            traffic=traffic,
+        )
     else:
-        asgi = create_app(_root(root))
+        asgi = create_app(_root(root), traffic=traffic)
+    if watch is not None:
+        from .cli_ops import start_watch
+
+        start_watch(_root(root), watch, hold=watch_hold)
     info = {"url": f"http://{host}:{port}/simple/", "root": str(_root(root)), "proxy": proxy}
     _emit(as_json, info, lambda: console.print(f"serving {info['url']} from {info['root']}"))
     sys.stdout.flush()
@@ -314,17 +267,6 @@ def sync(
 # -- bundles ----------------------------------------------------------------------------------------------
 
 
-def _size(text: str) -> int:
-    units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-    text = text.strip().lower().removesuffix("ib").removesuffix("b")
-    try:
-        if text and text[-1] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text)
-    except ValueError:
-        raise ReservoirError(f"invalid size {text!r}: use bytes or a suffix such as 64M or 4G") from None
-
-
 @app.command("export")
 @_errors
 def export(
@@ -363,10 +305,11 @@ def import_(
     bundle: Path = typer.Argument(..., help="Bundle folder or .tar file."),
     force: bool = typer.Option(False, "--force", help="Apply even if the bundle does not follow local state."),
     max_size: str = typer.Option("64G", "--max-size", help="Refuse bundles larger than this, e.g. 500M or 128G."),
+    hold: bool = typer.Option(False, "--hold", help="Verify and store it, but apply only on `review approve`."),
     root: Path | None = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Verify a bundle (signature, serials, every blob) and apply it atomically."""
+    """Verify a bundle (signature, serials, every blob) and apply it atomically (or hold it for review)."""
     from .bundle import import_bundle
 
     store = _store(root)
@@ -378,11 +321,17 @@ def import_(
             bundle,
             force=force,
             max_size=limit,
+            hold=hold,
             progress=lambda d, done, total: bar.update(task, completed=done, total=total),
         )
 
     def text() -> None:
-        if report.already_imported:
+        if report.held_id is not None:
+            out.print(
+                f"held for review as #{report.held_id}: see `cove reservoir review show {report.held_id}`, "
+                "then `review approve` or `review reject`"
+            )
+        elif report.already_imported:
             out.print(f"already imported (source serial {report.target_serial}); nothing changed")
         else:
             out.print(
@@ -766,6 +715,11 @@ def token_revoke(token_id: str, root: Path | None = RootOpt, as_json: bool = Jso
     if not tokens.revoke(_store(root), token_id):
         raise ReservoirError(f"no token with id {token_id!r}")
     _emit(as_json, {"revoked": token_id}, lambda: out.print(f"revoked {token_id}"))
+
+
+from . import cli_ops  # noqa: E402,F401 - registers watch, review, stats and limits on `app`
+from .cran import cli as _cran_cli  # noqa: E402,F401 - registers `cran` on `app`
+from .models import cli as _model_cli  # noqa: E402,F401 - registers `model` on `app`
 
 
 def main() -> None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from .cran.records import SCHEMA as CRAN_SCHEMA
+from .models.records import SCHEMA as MODEL_SCHEMA
+
 SCHEMA_VERSION = 3
 
 SCHEMA = """
@@ -110,6 +113,31 @@ CREATE TABLE IF NOT EXISTS debs (
     PRIMARY KEY (suite, filename)
 );
 CREATE INDEX IF NOT EXISTS debs_filename ON debs(filename);
+CREATE TABLE IF NOT EXISTS held_imports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source_id TEXT NOT NULL,
+    base_serial INTEGER NOT NULL,
+    target_serial INTEGER NOT NULL,
+    bundle TEXT NOT NULL,
+    created TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'held',
+    decided TEXT,
+    note TEXT,
+    summary TEXT NOT NULL DEFAULT '{}',
+    events TEXT NOT NULL DEFAULT '[]',
+    blobs TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS usage (
+    day TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    index_name TEXT NOT NULL,
+    project TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    token TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, kind, index_name, project, filename, token)
+);
 """
 
 
@@ -123,7 +151,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
     if not readonly:
-        conn.executescript(SCHEMA)
+        conn.executescript(SCHEMA + MODEL_SCHEMA + CRAN_SCHEMA)
         _migrate(conn)
         _add_columns(conn)
         conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))

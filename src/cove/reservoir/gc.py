@@ -67,6 +67,8 @@ def referenced(store: Store) -> set[str]:
     for row in conn.execute("SELECT sha256, metadata_sha256 FROM files"):
         keep.update(sha for sha in row if sha)
     keep.update(row[0] for row in conn.execute("SELECT sha256 FROM debs"))
+    for row in conn.execute("SELECT blobs FROM held_imports WHERE status='held'"):
+        keep.update(json.loads(row[0]))  # imports waiting for review (see .review)
     return keep
 
 

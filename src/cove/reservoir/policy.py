@@ -51,6 +51,7 @@ from .errors import ReservoirError
 from .names import normalize
 
 if TYPE_CHECKING:
+    from .cran.records import CranRecord
     from .debian.records import DebRecord
     from .store import FileRecord, Store
 
@@ -272,6 +273,30 @@ def deb_reason(store: Store, record: DebRecord) -> str | None:
     return PREFIX + "; ".join(reasons) if reasons else None
 
 
+def evaluate_cran(store: Store, policy: Policy, record: CranRecord, now: dt.datetime | None = None) -> list[str]:
+    """Reasons an R package breaks the policy: its ``DESCRIPTION`` license (R's names mapped to SPDX, see
+    :func:`.cran.description.spdx_license`) and the minimum age (from CRAN's ``Date/Publication``, else the
+    upload time). No advisory database for R packages is loaded."""
+    from .cran import description
+
+    reasons: list[str] = []
+    expression = description.spdx_license(record.fields.get("License", ""))
+    if expression is None:
+        if policy.unknown_license == "quarantine":
+            reasons.append(f"license {record.fields.get('License', '')!r} unknown (needs review)")
+    elif policy.allow or policy.deny:
+        verdict = licenses.judge(expression, policy.allow, policy.deny)
+        if verdict:
+            reasons.append(verdict)
+    return reasons + _age_reasons(policy, record.upload_time, "upload time", now)
+
+
+def cran_reason(store: Store, record: CranRecord) -> str | None:
+    """The quarantine reason for an R package on ingest, or None when it passes."""
+    reasons = evaluate_cran(store, current(store), record)
+    return PREFIX + "; ".join(reasons) if reasons else None
+
+
 def _parse_time(value: str | None) -> dt.datetime | None:
     if not value:
         return None
@@ -351,12 +376,15 @@ def audit(store: Store, *, verify_blobs: bool = False, apply: bool = True) -> di
     debs = _audit_debs(store, policy, apply)
     counts["debs_quarantined"] = sum(d["status"] == "quarantined" for d in debs)
     counts["debs_vulnerable"] = sum(bool(d["vulnerabilities"]) for d in debs)
+    cran = _audit_cran(store, policy, apply)
+    counts["cran_quarantined"] = sum(c["status"] == "quarantined" for c in cran)
     report = {
         "serial": store.serial(),
         "advisories": vulndb.count(store.conn),
         "summary": counts,
         "files": files,
         "debs": debs,
+        "cran": cran,
     }
     if apply:
         report.update(_republish({d["suite"] for d in debs if d["action"]}, store))
@@ -392,6 +420,38 @@ def _audit_debs(store: Store, policy: Policy, apply: bool) -> list[dict[str, Any
                 "source_version": source_version,
                 "release_time": record.release_time,
                 "vulnerabilities": [v["id"] for v in vulns],
+                "status": status,
+                "reason": (reason or record.reason) if status == "quarantined" else None,
+                "action": action,
+            }
+        )
+    return out
+
+
+def _audit_cran(store: Store, policy: Policy, apply: bool) -> list[dict[str, Any]]:
+    """Re-judge every R package; quarantine or release the way ``audit`` does for Python files."""
+    from .cran import records as cran_records
+
+    out = []
+    now = dt.datetime.now(dt.UTC)
+    for record in cran_records.listing(store.conn):
+        reasons = evaluate_cran(store, policy, record, now)
+        reason = PREFIX + "; ".join(reasons) if reasons else None
+        status, action = record.status, None
+        ours = (record.reason or "").startswith(PREFIX)
+        if apply:
+            if reason and (record.status == "active" or (ours and record.reason != reason)):
+                cran_records.change(store, "cran_quarantined", record.filename, reason)
+                status, action = "quarantined", "quarantined" if record.status == "active" else None
+            elif not reason and record.status == "quarantined" and ours:
+                cran_records.change(store, "cran_released", record.filename)
+                status, action = "active", "released"
+        out.append(
+            {
+                "filename": record.filename,
+                "package": record.package,
+                "version": record.version,
+                "license": record.fields.get("License"),
                 "status": status,
                 "reason": (reason or record.reason) if status == "quarantined" else None,
                 "action": action,

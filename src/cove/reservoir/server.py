@@ -22,10 +22,14 @@ from urllib.parse import unquote
 
 from . import indexes, negotiate
 from .blobs import check_sha256
+from .cran import serve as cran
 from .db import connect
 from .errors import ReservoirError
+from .models import hub
 from .names import normalize
+from .stats import COMBINED
 from .store import ROOT_PAGE, Store
+from .traffic import Traffic, TrafficConfig
 from .upload import handle_upload
 
 Scope = dict[str, Any]
@@ -35,6 +39,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 INDEX_CACHE = b"max-age=0, must-revalidate"
 FILE_CACHE = b"public, max-age=31536000, immutable"
 READ_CHUNK = 256 * 1024
+PACED_CHUNK = 64 * 1024  # smaller steps when a bytes/s limit spaces them out
 DEFAULT_MAX_UPLOAD = 2 * 1024 * 1024 * 1024
 
 _TYPES = {
@@ -44,6 +49,10 @@ _TYPES = {
 }
 _VARIANT = {negotiate.JSON: "j", negotiate.HTML_V1: "v", negotiate.HTML: "h"}
 _DEB_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+~:-]*$")
+_FILE_ROW = (
+    "SELECT status, reason, metadata_sha256, project, index_name, size, metadata_size FROM files "
+    "WHERE sha256=? AND filename=?"
+)
 _UPLOAD_PATHS = frozenset({"/", "/legacy/", "/upload/", "/legacy", "/upload"})
 
 
@@ -77,15 +86,29 @@ class ReservoirApp:
     """ASGI app serving ``/simple/``, ``/files/`` and uploads for one reservoir root."""
 
     def __init__(
-        self, root: Path, *, store: Store | None = None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, proxy: Any = None
+        self,
+        root: Path,
+        *,
+        store: Store | None = None,
+        max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+        proxy: Any = None,
+        traffic: TrafficConfig | None = None,
     ) -> None:
         self.store = store or Store(root)
         self._reader: sqlite3.Connection = connect(self.store.layout.database, readonly=True)
+        self.traffic = Traffic(self.store, self._reader, traffic)
         self._version = -1
         self._pages: dict[str, _Page | None] = {}
         self._kinds: dict[str, str] | None = None
         self.max_upload_bytes = max_upload_bytes
         self.proxy = proxy
+        self._hub_api: hub.HubApi | None = None
+        self._cran_api: cran.CranApi | None = None
+
+    def _hub(self) -> hub.HubApi:
+        if self._hub_api is None:
+            self._hub_api = hub.HubApi(self.store, self._reader, _send_file, self.max_upload_bytes)
+        return self._hub_api
 
     # -- cache --------------------------------------------------------------------------------------------
 
@@ -95,6 +118,7 @@ class ReservoirApp:
             self._version = version
             self._pages.clear()
             self._kinds = None
+            self.traffic.forget_tokens()
 
     def invalidate(self) -> None:
         self._pages.clear()
@@ -131,6 +155,7 @@ class ReservoirApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.traffic.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -140,6 +165,11 @@ class ReservoirApp:
         if root_path and path.startswith(root_path):
             path = path[len(root_path) :] or "/"
         method: str = scope["method"]
+        wait = self.traffic.retry_after(scope)
+        if wait is not None:
+            return await self.traffic.too_many(scope, send, wait)
+        if hub.claims(path):  # the Hugging Face Hub API for model repositories
+            return await self._hub().handle(scope, receive, send)
         try:
             if path.startswith("/simple/"):
                 if method not in ("GET", "HEAD"):
@@ -151,6 +181,12 @@ class ReservoirApp:
                 return await self._file(scope, path[7:], send)
             if path == "/simple":
                 return await _redirect(send, "simple/")
+            if cran.claims(path):  # the CRAN-like repository for R packages
+                self._fresh()
+                if self._cran_api is None:
+                    self._cran_api = cran.CranApi(self.store, self._reader, _send_file, self.max_upload_bytes)
+                pace = self.traffic.pacer(scope)
+                return await self._cran_api.handle(scope, receive, send, path, self._version, self.traffic.count, pace)
             if path.startswith("/debian/"):
                 if method not in ("GET", "HEAD"):
                     return await _text(send, 405, "method not allowed", extra=[(b"allow", b"GET, HEAD")])
@@ -162,12 +198,13 @@ class ReservoirApp:
                 self._fresh()
                 if self._index_kind(index) is not None:
                     return await self._index_route(scope, receive, send, index, rest)
-            if path in ("/", "/health") and method in ("GET", "HEAD"):
+            if path in ("/stats", "/metrics") and method == "GET":
+                await self.traffic.serve(path, scope, send)
+            elif path in ("/", "/health") and method in ("GET", "HEAD"):
                 body = json.dumps({"status": "ok", "serial": self.store.serial(), "site": self.store.site_id})
-                return await _send(
-                    send, 200, [(b"content-type", b"application/json")], body.encode(), head=method == "HEAD"
-                )
-            return await _text(send, 404, f"not found: {path}")
+                await _send(send, 200, [(b"content-type", b"application/json")], body.encode(), head=method == "HEAD")
+            else:
+                await _text(send, 404, f"not found: {path}")
         except ReservoirError as exc:
             return await _text(send, exc.status, exc.message)
 
@@ -254,7 +291,10 @@ class ReservoirApp:
                 )
             where = f" on index {prefix[:-1]!r}" if prefix else ""
             return await _text(send, 404, f"unknown project {project!r}{where}", extra=[(b"vary", b"Accept")])
-        if if_none_match is not None and _etag_matches(if_none_match, page.etags[media]):
+        not_modified = if_none_match is not None and _etag_matches(if_none_match, page.etags[media])
+        sent = 0 if not_modified or scope["method"] == "HEAD" else len(page.bodies[media])
+        self.traffic.count("page", prefix[:-1] or COMBINED, project, "", scope, sent)
+        if not_modified:
             await send(
                 {
                     "type": "http.response.start",
@@ -278,13 +318,9 @@ class ReservoirApp:
             return await _text(send, 404, f"not found: /files/{rest}")
         want_metadata = name.endswith(".metadata")
         filename = name[: -len(".metadata")] if want_metadata else name
-        row = self._reader.execute(
-            "SELECT status, reason, metadata_sha256 FROM files WHERE sha256=? AND filename=?", (sha, filename)
-        ).fetchone()
+        row = self._reader.execute(_FILE_ROW, (sha, filename)).fetchone()
         if row is None and self.proxy is not None and await self.proxy.fetch_file(filename, sha):
-            row = self._reader.execute(
-                "SELECT status, reason, metadata_sha256 FROM files WHERE sha256=? AND filename=?", (sha, filename)
-            ).fetchone()
+            row = self._reader.execute(_FILE_ROW, (sha, filename)).fetchone()
         if row is None:
             return await _text(send, 404, f"no such file {filename!r}")
         if row[0] != "active":
@@ -295,6 +331,8 @@ class ReservoirApp:
             blob, ctype = row[2], b"text/plain; charset=utf-8"
         else:
             blob, ctype = sha, b"application/octet-stream"
+        kind, size = ("metadata", row[6]) if want_metadata else ("file", row[5])
+        self.traffic.count(kind, row[4], row[3], filename, scope, 0 if scope["method"] == "HEAD" else size or 0)
         await self._send_blob(scope, send, blob, ctype)
 
     async def _send_blob(self, scope: Scope, send: Send, sha: str, ctype: bytes) -> None:
@@ -303,7 +341,7 @@ class ReservoirApp:
             fh = path.open("rb")
         except FileNotFoundError:
             return await _text(send, 404, "file content is missing from the store; run `cove reservoir audit`")
-        await _send_file(scope, send, fh, f'"{sha}"'.encode(), ctype, FILE_CACHE)
+        await _send_file(scope, send, fh, f'"{sha}"'.encode(), ctype, FILE_CACHE, pace=self.traffic.pacer(scope))
 
     async def _debian(self, scope: Scope, rest: str, send: Send) -> None:
         """The published apt repository: files under ``<root>/debian/``, nothing outside it, no hidden names."""
@@ -324,11 +362,23 @@ class ReservoirApp:
         ctype = b"application/vnd.debian.binary-package" if real.endswith(".deb") else b"application/octet-stream"
         if parts[-1] in ("Release", "InRelease", "Packages") or real.endswith((".gpg", ".asc")):
             ctype = b"text/plain; charset=utf-8"
-        await _send_file(scope, send, fh, etag, ctype, cache)
+        if parts[0] == "pool" and real.endswith(".deb"):
+            self.traffic.count("deb", "debian", parts[-1].split("_", 1)[0], parts[-1], scope, st.st_size)
+        await _send_file(scope, send, fh, etag, ctype, cache, pace=self.traffic.pacer(scope))
 
 
-async def _send_file(scope: Scope, send: Send, fh: Any, etag: bytes, ctype: bytes, cache: bytes) -> None:
-    """Send an open file with ETag, conditional and single-range support; closes ``fh``."""
+async def _send_file(
+    scope: Scope,
+    send: Send,
+    fh: Any,
+    etag: bytes,
+    ctype: bytes,
+    cache: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    pace: Callable[[int], Awaitable[None]] | None = None,
+) -> None:
+    """Send an open file with ETag, conditional and single-range support (``extra`` headers on every answer);
+    closes ``fh``. ``pace`` delays each chunk (a bytes/s limit, see :mod:`.traffic`)."""
     with fh:
         size = os.fstat(fh.fileno()).st_size
         range_header = if_none_match = if_range = None
@@ -339,7 +389,7 @@ async def _send_file(scope: Scope, send: Send, fh: Any, etag: bytes, ctype: byte
                 if_none_match = hvalue
             elif hname == b"if-range":
                 if_range = hvalue
-        base = [(b"etag", etag), (b"cache-control", cache), (b"accept-ranges", b"bytes")]
+        base = [(b"etag", etag), (b"cache-control", cache), (b"accept-ranges", b"bytes"), *(extra or ())]
         if if_none_match is not None and _etag_matches(if_none_match, etag):
             await send({"type": "http.response.start", "status": 304, "headers": base})
             await send({"type": "http.response.body", "body": b""})
@@ -366,10 +416,12 @@ async def _send_file(scope: Scope, send: Send, fh: Any, etag: bytes, ctype: byte
         remaining = length
         while remaining > 0:
             # Blobs are local files, mostly in the page cache: short reads beat a thread hop.
-            chunk = fh.read(min(READ_CHUNK, remaining))
+            chunk = fh.read(min(READ_CHUNK if pace is None else PACED_CHUNK, remaining))
             if not chunk:
                 break
             remaining -= len(chunk)
+            if pace is not None:
+                await pace(len(chunk))
             await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
 
 
@@ -442,7 +494,12 @@ async def _redirect(send: Send, location: str) -> None:
 
 
 def create_app(
-    root: Path, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, proxy: Any = None, store: Store | None = None
+    root: Path,
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    proxy: Any = None,
+    store: Store | None = None,
+    traffic: TrafficConfig | None = None,
 ) -> ReservoirApp:
     """The ASGI app for the reservoir at ``root``; mountable under any prefix (e.g. ``/reservoir/``)."""
-    return ReservoirApp(Path(root), max_upload_bytes=max_upload_bytes, proxy=proxy, store=store)
+    return ReservoirApp(Path(root), max_upload_bytes=max_upload_bytes, proxy=proxy, store=store, traffic=traffic)

@@ -22,10 +22,12 @@ from typing import Any
 
 from . import indexes, render
 from .blobs import BlobStore, check_sha256
+from .cran import records as cran_records
 from .db import connect
 from .debian import records as deb_records
 from .errors import InvalidPackage, ReservoirConflict, ReservoirError, ReservoirNotFound
 from .metadata import CoreMetadata, read_sdist_metadata, read_wheel_metadata
+from .models import records as model_records
 from .names import normalize, parse_filename
 from .paths import Layout
 
@@ -50,6 +52,8 @@ EVENT_KINDS = frozenset(
         "deb_removed",
         "deb_quarantined",
         "deb_released",
+        *model_records.EVENT_KINDS,
+        *cran_records.EVENT_KINDS,
     }
 )
 
@@ -426,6 +430,10 @@ class Store:
     def _is_noop(self, kind: str, filename: str | None, data: dict[str, Any]) -> bool:
         if kind in deb_records.EVENT_KINDS:
             return deb_records.is_noop(self._conn, kind, filename, data)
+        if kind in model_records.EVENT_KINDS:
+            return model_records.is_noop(self._conn, kind, data)
+        if kind in cran_records.EVENT_KINDS:
+            return cran_records.is_noop(self._conn, kind, filename, data)
         if kind in ("claimed", "unclaimed"):
             claim = indexes.claim_of(self._conn, str(data.get("project")))
             return claim == data.get("index") if kind == "claimed" else claim is None
@@ -462,6 +470,12 @@ class Store:
         if kind in deb_records.EVENT_KINDS:
             deb_records.apply_event(conn, kind, filename, data)
             return None
+        if kind in model_records.EVENT_KINDS:
+            model_records.apply_event(conn, self.blobs, kind, data)
+            return None
+        if kind in cran_records.EVENT_KINDS:
+            cran_records.apply_event(conn, self.blobs, kind, filename, data)
+            return None  # R packages have no simple-index pages; the CRAN index renders from its table
         if kind == "index_created":
             name = indexes.check_name(str(data.get("name")))
             if data.get("kind") not in indexes.KINDS:
