@@ -130,6 +130,16 @@ def test_the_wheel_leaves_the_server_stack_to_extras(wheel: Path) -> None:
     assert _names(wheel, "all") == server | reservoir | kubernetes
 
 
+def test_the_wheel_ships_every_file_of_the_dashboard(wheel: Path) -> None:
+    """The pages work offline only if every file they load is installed with the gateway."""
+    static = ROOT / "src" / "cove" / "dashboard" / "static"
+    expected = {f"cove/dashboard/static/{p.relative_to(static).as_posix()}" for p in static.rglob("*") if p.is_file()}
+    assert {"cove/dashboard/static/index.html", "cove/dashboard/static/app.js"} <= expected
+    with zipfile.ZipFile(wheel) as archive:
+        missing = expected - set(archive.namelist())
+    assert not missing, f"the wheel lacks {sorted(missing)}"
+
+
 def test_every_import_of_the_reservoir_is_in_its_extra(wheel: Path) -> None:
     """A new import in cove.reservoir must come with the reservoir extra (or the base install)."""
     from importlib.metadata import packages_distributions

@@ -183,6 +183,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/deployments/{name}/rollback"): Rule(SCOPED, (404,), lambda w: {"json": {"to": 1}}),
     ("PUT", "/api/v1/deployments/{name}/traffic"): Rule(SCOPED, (404,), lambda w: {"json": {"weights": {"1": 100}}}),
     ("DELETE", "/api/v1/deployments/{name}/traffic"): Rule(SCOPED, (404,)),
+    ("GET", "/api/v1/deployments/{name}/history"): Rule(SCOPED, (404,)),
+    ("GET", "/api/v1/deployments/{name}/waiting"): Rule(SCOPED, (404,)),
     # apps: names are per workspace; B making an app named like A's makes B's own
     ("POST", "/api/v1/apps"): Rule(OWN, (201,), lambda w: {"json": {"name": w.app_name, "ephemeral": True}}),
     ("GET", "/api/v1/apps"): Rule(LIST),
@@ -191,6 +193,10 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/apps/{app}/heartbeat"): Rule(SCOPED),
     ("GET", "/api/v1/containers"): Rule(LIST),
     ("POST", "/api/v1/containers/{container_id}/stop"): Rule(SCOPED),
+    # what a container's runner posts about itself: only into the container's own workspace
+    ("POST", "/api/v1/containers/{container_id}/metrics"): Rule(SCOPED, (404,), lambda w: {"content": b"x 1\n"}),
+    # (409 where the gateway exports no traces: it says so before looking the container up)
+    ("POST", "/api/v1/containers/{container_id}/traces"): Rule(SCOPED, (404, 409), lambda w: {"json": {}}),
     ("GET", "/api/v1/logs"): Rule(SCOPED, (404,), lambda w: {"params": {"target": w.container_id}}),
     # tokens and audit
     ("POST", "/api/v1/tokens"): Rule(SCOPED, (403,), lambda w: {"json": {"workspace": w.workspace}}),
@@ -204,6 +210,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ),
     ("GET", "/api/v1/workers"): Rule(WORKER),
     ("GET", "/api/v1/worker-pools"): Rule(WORKER),
+    ("POST", "/api/v1/workers/prefetch"): Rule(ADMIN, request=lambda w: {"json": {"model": "org/name"}}),
     ("POST", "/api/v1/workers/{ref}/cordon"): Rule(ADMIN),
     ("POST", "/api/v1/workers/{ref}/uncordon"): Rule(ADMIN),
     ("POST", "/api/v1/workers/{ref}/drain"): Rule(ADMIN),
@@ -226,6 +233,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/tasks/{task_id}"): Rule(SCOPED),
     ("GET", "/api/v1/tasks"): Rule(LIST),
     ("POST", "/api/v1/tasks/{task_id}/cancel"): Rule(SCOPED),
+    ("POST", "/api/v1/tasks/{task_id}/retry"): Rule(SCOPED, (404,)),
     ("GET", "/api/v1/schedules"): Rule(LIST),
     # secrets and volumes: names are per workspace
     ("POST", "/api/v1/secrets"): Rule(OWN, (200, 201), lambda w: {"json": {"name": w.secret, "values": {"K": "b"}}}),

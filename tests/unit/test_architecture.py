@@ -63,6 +63,8 @@ LAYERS: Mapping[str, frozenset[str]] = {
     "cluster": frozenset({"_net", "_wire", "store"}),
     # The worker pool controller that the leading gateway runs on Kubernetes.
     "k8s": frozenset({"exceptions", "_wire", "scheduler"}),
+    # The dashboard's pages and files, served by the gateway: they reach Cove only over its HTTP API.
+    "dashboard": frozenset(),
     "gateway": frozenset(
         {
             ROOT,
@@ -72,6 +74,7 @@ LAYERS: Mapping[str, frozenset[str]] = {
             "_net",
             "_wire",
             "cluster",
+            "dashboard",
             "images",
             "k8s",
             "reservoir",

@@ -227,6 +227,19 @@ class TrafficSplitView(ApiModel):
     weights: dict[int, int]
 
 
+class DeploymentHistory(ApiModel):
+    """A deployment's last hour in buckets, oldest first; latency is null in a bucket without requests."""
+
+    name: str
+    bucket_seconds: int
+    start: Number
+    requests_per_second: list[Number]
+    p50_ms: list[Number | None]
+    p99_ms: list[Number | None]
+    errors: list[int]
+    cold_starts: list[int]
+
+
 class DeploymentStopped(ApiModel):
     name: str
     stopped_versions: list[int]
@@ -383,6 +396,17 @@ class WorkerView(ApiModel):
     free_memory_mib: int
     containers: int
     last_heartbeat: Number
+    models: list[str] = []
+    """Models (``org/name@revision``) its weight cache holds: placement prefers it for deployments using them."""
+
+
+class ModelPrefetch(ApiModel):
+    """The answer to ``POST /api/v1/workers/prefetch``: the workers told to fetch a model into their cache."""
+
+    model: str
+    pool: str | None
+    workers: list[str]
+    warnings: list[str] = []
 
 
 class WorkerPoolView(ApiModel):
@@ -391,6 +415,7 @@ class WorkerPoolView(ApiModel):
     pool: str
     min: int
     max: int
+    desired: int  # the workers the controller aims for after its last pass
     pending: int  # pods not yet registered as workers (Pending, or Running and starting)
     ready: int
     draining: int
@@ -431,14 +456,22 @@ class ContainerStartSpec(ApiModel):
     gpus: list[GpuShareSpec]
     class_parameters: dict[str, str | int | float | bool] = {}
     """The constructor parameters the container's class instance is made with (``cove._wire.parameters``)."""
+    models: list[str] = []
+    """Model repositories (``org/name@revision``) the worker mounts read-only from its weight cache."""
+    models_url: str | None = None
+    """The reservoir the worker fetches them from, unless its own ``COVE_MODELS_URL`` names another."""
 
 
 class WorkerOrder(ApiModel):
-    action: Literal["start", "stop", "drain"]
+    action: Literal["start", "stop", "drain", "prefetch"]
     container_id: str
     spec: ContainerStartSpec | None
     deployment_id: str | None
     sent_at: Number
+    model: str | None = None
+    """``prefetch``: the model (``org/name@revision``) to fetch into the worker's weight cache."""
+    models_url: str | None = None
+    """``prefetch``: the reservoir to fetch it from."""
 
 
 class WorkerOrders(ApiModel):
@@ -472,6 +505,14 @@ class TaskAccepted(ApiModel):
 class CallState(ApiModel):
     id: str
     state: str
+
+
+class TaskRetried(ApiModel):
+    """A finished task's input accepted again as a new task, by the deployment's live version."""
+
+    task_id: str
+    retried_from: str
+    version: int
 
 
 class CallError(OpenModel):

@@ -33,6 +33,7 @@ from ._body import RequestBody
 from ._capacity import check_capacity
 from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep, read_limited
 from ._errors import ApiError
+from ._models import check_models
 from ._patterns import Sha256, Version
 from ._quotas_api import check_deploy_quota, check_disk_quota
 from ._references import check_references
@@ -286,6 +287,7 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
     await check_callback_target(gw, config.callback_url)
     await check_references(gw, who, config)
     warnings = check_capacity(gw, config, force=body.force)
+    warnings += await check_models(gw.settings, config)
     await check_deploy_quota(gw, who, config)
     try:
         row, created = await gw.store.create_deployment(

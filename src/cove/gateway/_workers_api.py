@@ -13,13 +13,18 @@ from fastapi import APIRouter, Query, Response
 from pydantic import Field
 
 from .._wire import api as wire
-from .._wire.worker import ContainerEvent, Order
+from .._wire.fields import check_pool
+from .._wire.models import ModelRef
+from .._wire.worker import ContainerEvent, Order, WeightsReport
+from ..exceptions import ConfigError
 from ..scheduler import GpuRoom, Scheduler, WorkerHandle
 from ..store import NotAllowed, Principal
 from ._body import RequestBody
 from ._container_tokens import revoke_soon, token_env
 from ._deps import AdminDep, GatewayDep, WorkerDep
 from ._errors import ApiError
+from ._models import check_model_refs, models_url
+from ._request_ids import log_fields
 from ._secrets_api import resolve_secret_env
 from ._state import Gateway
 
@@ -194,6 +199,30 @@ async def _set_state(gw: Gateway, ref: str, state: str) -> dict[str, Any]:
     return next(view for view in gw.scheduler.worker_views() if view["id"] == worker.id)
 
 
+class PrefetchRequest(RequestBody):
+    model: str
+    pool: str | None = None
+
+
+@router.post(
+    "/workers/prefetch",
+    summary="Warm workers' weight caches with a model of the reservoir ahead of a rollout",
+    response_model=wire.ModelPrefetch,
+)
+async def prefetch(body: PrefetchRequest, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
+    try:
+        model = str(ModelRef.parse(body.model))
+        pool = check_pool(body.pool)
+    except ConfigError as exc:
+        raise ApiError(422, str(exc)) from None
+    warnings = await check_model_refs(gw.settings, (model,))
+    workers = gw.scheduler.prefetch(model, pool, models_url(gw.settings))
+    if not workers:
+        where = f" in pool {pool!r}" if pool else ""
+        raise ApiError(409, f"no live, active worker{where} to prefetch {model} on")
+    return {"model": model, "pool": pool, "workers": workers, "warnings": warnings}
+
+
 @router.post("/workers/{ref}/cordon", summary="Place no new containers on a worker", response_model=wire.WorkerView)
 async def cordon(ref: str, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
     return await _set_state(gw, ref, "cordoned")
@@ -246,6 +275,9 @@ async def _with_secrets(gw: Gateway, worker_id: str, orders: list[Order]) -> lis
         if order.action == "start" and order.spec is not None:
             env = {**order.spec.secret_env, **await token_env(gw, order.spec)}
             order = dataclasses.replace(order, spec=dataclasses.replace(order.spec, secret_env=env))
+        if order.action == "start" and order.spec is not None and order.spec.models:
+            url = models_url(gw.settings)  # where the worker fetches the weights its cache lacks
+            order = dataclasses.replace(order, spec=dataclasses.replace(order.spec, models_url=url))
         out.append(order)
     return out
 
@@ -291,13 +323,19 @@ class HeartbeatRequest(RequestBody):
     # Live GPU figures (NVML; absent on workers without GPUs): per GPU, and GPU memory per container.
     gpus: list[GpuUsageReport] = Field(default_factory=list, max_length=256)
     gpu_containers: dict[str, int] = Field(default_factory=dict)
+    # The worker's weight cache (``cove._wire.worker.WeightsReport``); absent: it holds none.
+    weights: dict[str, Any] | None = None
 
 
 @router.post("/workers/{worker_id}/heartbeat", response_model=wire.HeartbeatReply)
 async def heartbeat(worker_id: str, body: HeartbeatRequest, gw: GatewayDep, who: WorkerDep) -> dict[str, Any]:
     _own_worker(gw, worker_id, who)
     gpu = {"gpus": [u.model_dump() for u in body.gpus], "gpu_containers": body.gpu_containers} if body.gpus else None
-    stop = gw.scheduler.heartbeat(worker_id, body.containers, gpu)
+    try:
+        weights = WeightsReport.from_dict(body.weights)
+    except (TypeError, ValueError) as exc:
+        raise ApiError(422, f"malformed weights report: {exc}") from None
+    stop = gw.scheduler.heartbeat(worker_id, body.containers, gpu, weights)
     if stop is None:
         raise ApiError(404, f"worker {worker_id} is not registered; register again")
     return {"stop": stop}
@@ -318,13 +356,18 @@ async def push_logs(container_id: str, body: LogsRequest, gw: GatewayDep, who: W
         if row is None:
             raise ApiError(404, f"container {container_id} is not known")
         worker_id = row.worker_id
-        dep = await gw.store.get_deployment_by_id(row.deployment_id)
-        key = f"{row.workspace_id}/{dep.name if dep else ''}"
+        deployment = await gw.store.get_deployment_by_id(row.deployment_id)
+        key = f"{row.workspace_id}/{deployment.name if deployment else ''}"
     if worker_id is None or await _token_of_worker(gw, worker_id) != who.token_id:
         raise ApiError(403, f"container {container_id} does not run on a worker this token registered")
     lines = [
         {"ts": float(line.get("ts", 0)), "stream": str(line.get("stream", "stdout")), "text": str(line.get("text", ""))}
         for line in body.lines
     ]
+    fields = log_fields(deployment)
+    for line, sent in zip(lines, body.lines, strict=True):
+        line.update(fields)
+        if sent.get("request_id"):  # printed during a request: its id, for cove logs and searches
+            line["request_id"] = str(sent["request_id"])[:128]
     await asyncio.to_thread(gw.logs.append, container_id, key, lines)
     return Response(status_code=204)

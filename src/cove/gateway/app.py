@@ -11,12 +11,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
+from .. import __version__, dashboard
 from .._wire import api as wire
-from ..cluster import FORWARDED, Cluster, ClusterSettings, served_by_follower
+from ..cluster import FORWARDED, Cluster, ClusterSettings, forwarded_route, served_by_follower
 from ..images import ImageBuilder
+from ..k8s import PoolCollector
 from ..k8s import start_if_configured as start_pool_controller
 from ..scheduler import CallbackPolicy, Scheduler
 from ..store import Store
@@ -28,18 +30,25 @@ from . import (
     _events_api,
     _functions_api,
     _gpus_api,
+    _history_api,
     _images_api,
     _invoke_api,
+    _maps_api,
     _metrics_api,
     _output_api,
     _peer_api,
     _quotas_api,
+    _retry_api,
     _rollouts_api,
     _sandbox_api,
     _schedules_api,
     _secrets_api,
+    _sessions_api,
     _stream_calls,
+    _traces_api,
+    _user_metrics_api,
     _volumes_api,
+    _waiting,
     _workers_api,
 )
 from . import _calls_fast as calls_fast
@@ -53,17 +62,22 @@ from ._follower_loops import FollowerLoops
 from ._follower_slots import FollowerSlots
 from ._invoke import PREFIX, handle_invoke
 from ._logs import LogHub
+from ._request_ids import with_request_ids
 from ._secretbox import SecretBox, load_key, peer_token
 from ._settings import GatewaySettings
 from ._state import DeploymentCache, Gateway, Metrics
+from ._tracing import start_tracing
 from ._upstream import UpstreamPool
 
 log = logging.getLogger("cove.gateway")
 RESERVOIR = "/reservoir"
 
 
-def _error(status: int, message: str, type_: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status, headers=headers)
+def _error(
+    status: int, message: str, type_: str, headers: dict[str, str] | None = None, fields: dict[str, Any] | None = None
+) -> JSONResponse:
+    body = {"type": type_, "message": message, **(fields or {})}
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 # The control API's routers in the order the OpenAPI document lists them, each with its tag.
@@ -73,6 +87,8 @@ _ROUTERS = (
     (_apps_api, "control"),
     (_workers_api, "workers"),
     (_functions_api, "functions"),
+    (_maps_api, "functions"),
+    (_retry_api, "functions"),
     (_stream_calls, "functions"),
     (_schedules_api, "schedules"),
     (_secrets_api, "secrets"),
@@ -84,9 +100,15 @@ _ROUTERS = (
     (_gpus_api, "gpus"),
     (_output_api, "functions"),
     (_events_api, "ops"),
+    (_history_api, "ops"),
+    (_waiting, "ops"),
+    (_user_metrics_api, "ops"),
+    (_traces_api, "ops"),
     (_metrics_api, "ops"),
     (_api_docs, "ops"),  # the documentation pages and their scripts: not in the document they render
     (_invoke_api, "endpoints"),
+    (_sessions_api, "dashboard"),  # the dashboard's sign-in (not in the document); its pages call the routes above
+    (dashboard, "dashboard"),  # GET / and the dashboard's files
 )
 
 
@@ -97,8 +119,15 @@ def _for_the_leader(gw: Gateway, scope: dict[str, Any]) -> bool:
     """
     cluster = gw.cluster
     if cluster.shared and any(name == FORWARDED for name, _ in scope["headers"]):
-        gw.metrics.forwarded.labels("endpoint" if scope["path"].startswith(PREFIX) else "other").inc()
+        gw.metrics.forwarded.labels(forwarded_route(scope["path"])).inc()
     return not cluster.leading and not served_by_follower(scope)
+
+
+def _register_collectors(registry: CollectorRegistry, scheduler: Scheduler) -> None:
+    """Gauges read from the scheduler at scrape time: GPUs, and the Kubernetes pool controller's pools (samples
+    only on the leader that runs it)."""
+    registry.register(_gpus_api.GpuCollector(scheduler))
+    registry.register(PoolCollector(lambda: scheduler.pool_states()))
 
 
 def create_app(settings: GatewaySettings) -> Any:
@@ -154,7 +183,7 @@ def create_app(settings: GatewaySettings) -> Any:
         )
         app.state.gateway = gw
         scheduler.dispatcher.callbacks.configure(CallbackPolicy.parse(settings.callback_allow), secret_key)
-        gw.metrics.registry.register(_gpus_api.GpuCollector(scheduler))
+        _register_collectors(gw.metrics.registry, scheduler)
         await cluster.start(lead, scheduler.dispatcher.adopt)
         follower_loops = FollowerLoops.start(store, cluster, gw.follower, peer_token(secret_key))
         try:
@@ -186,7 +215,7 @@ def create_app(settings: GatewaySettings) -> Any:
 
     @api.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.message, exc.type, exc.headers)
+        return _error(exc.status, exc.message, exc.type, exc.headers, exc.fields)
 
     @api.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -252,4 +281,15 @@ def create_app(settings: GatewaySettings) -> Any:
                 return
         await api(scope, receive, send)
 
-    return web_apps_in_front(app, api)  # /asgi/: the web apps' HTTP and WebSockets
+    # /asgi/: the web apps' HTTP and WebSockets; every request with its id (X-Request-Id)
+    return _outermost(web_apps_in_front(app, api), settings)
+
+
+def _outermost(app: Any, settings: GatewaySettings) -> Any:
+    """``app`` with request ids on every request and, when ``COVE_OTLP_ENDPOINT`` is set, a span around it.
+
+    The span is outside the request id, which is then the trace id (unless the client sent an ``X-Request-Id``).
+    """
+    with_ids = with_request_ids(app, settings.access_log)
+    tracing = start_tracing(settings.otlp_endpoint)  # None: off, and nothing of OpenTelemetry loaded
+    return with_ids if tracing is None else tracing.wrap(with_ids)

@@ -1,6 +1,7 @@
 """Schema, migrations and queries: the only part that speaks SQL."""
 
 from ._apps import create_app, find_app, heartbeat_app, list_apps, stale_ephemeral_apps, stop_app
+from ._audit import record_audit
 from ._container_tokens import create_container_token, is_container_token, revoke_container_tokens, token_container
 from ._events import DEFAULT_RETENTION_SECONDS as DEFAULT_EVENTS_RETENTION_SECONDS
 from ._events import EventWriter, list_events, prune_events
@@ -10,6 +11,7 @@ from ._idempotency import MAX_KEY_LENGTH, KeyClaim, KeyHolder, prune_keys
 from ._idempotency import RETENTION_SECONDS as IDEMPOTENCY_RETENTION_SECONDS
 from ._ids import hash_secret, new_id
 from ._leases import read_lease, release_lease, take_lease
+from ._maps import cancel_stored_map, cancelled_maps, get_map, insert_map, map_outputs, map_progress, next_map_seqs
 from ._models import (
     App,
     AuditEntry,
@@ -17,7 +19,9 @@ from ._models import (
     Deployment,
     Event,
     Image,
+    Map,
     Secret,
+    Session,
     Task,
     Token,
     Worker,
@@ -29,9 +33,11 @@ from ._quotas import all_quotas, code_bytes, delete_quota, get_quota, put_quota,
 from ._ready import ReadyContainer, ready_containers
 from ._schedules import claim_tick, last_tick, schedule_runs, set_tick_task
 from ._secrets import delete_secret, get_secrets, list_secrets, put_secret
+from ._sessions import close_session, list_workspaces, open_session, session_principal, switch_session_workspace
 from ._store import ACTIVE_CONTAINER_STATES, AppConflict, NotAllowed, Principal, Store, sqlite_url
 from ._tasks import (
     DONE_TASKS_CHANNEL,
+    MAPS_DONE_CHANNEL,
     NEW_TASKS_CHANNEL,
     OPEN_STATES,
     TERMINAL_STATES,
@@ -52,6 +58,7 @@ __all__ = [
     "DEFAULT_EVENTS_RETENTION_SECONDS",
     "DONE_TASKS_CHANNEL",
     "IDEMPOTENCY_RETENTION_SECONDS",
+    "MAPS_DONE_CHANNEL",
     "MAX_KEY_LENGTH",
     "NEW_TASKS_CHANNEL",
     "OPEN_STATES",
@@ -67,10 +74,12 @@ __all__ = [
     "KeyClaim",
     "KeyHolder",
     "Listener",
+    "Map",
     "NotAllowed",
     "Principal",
     "ReadyContainer",
     "Secret",
+    "Session",
     "Store",
     "Task",
     "TaskWatch",
@@ -81,10 +90,13 @@ __all__ = [
     "WorkspaceQuota",
     "all_quotas",
     "announce_gateway",
+    "cancel_stored_map",
+    "cancelled_maps",
     "claim_tasks",
     "claim_tick",
     "claim_value",
     "clear_split",
+    "close_session",
     "code_bytes",
     "code_data",
     "count_pending",
@@ -96,12 +108,14 @@ __all__ = [
     "find_app",
     "finished_map_tasks",
     "forget_gateway",
+    "get_map",
     "get_quota",
     "get_secrets",
     "get_split",
     "get_task",
     "hash_secret",
     "heartbeat_app",
+    "insert_map",
     "insert_unowned",
     "insert_unowned_keyed",
     "is_container_token",
@@ -110,8 +124,13 @@ __all__ = [
     "list_events",
     "list_secrets",
     "list_tasks",
+    "list_workspaces",
     "live_gateway_urls",
+    "map_outputs",
+    "map_progress",
     "new_id",
+    "next_map_seqs",
+    "open_session",
     "open_tasks",
     "prune_events",
     "prune_keys",
@@ -121,15 +140,18 @@ __all__ = [
     "quota_limits",
     "read_lease",
     "ready_containers",
+    "record_audit",
     "release_lease",
     "revoke_container_tokens",
     "schedule_runs",
+    "session_principal",
     "set_tick_task",
     "share_of",
     "splits_of",
     "sqlite_url",
     "stale_ephemeral_apps",
     "stop_app",
+    "switch_session_workspace",
     "take_lease",
     "token_container",
 ]

@@ -50,6 +50,23 @@ class Token(Base):
     worker_identity: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
+class Session(Base):
+    """A browser's sign-in to the dashboard: a cookie whose hash is stored here, speaking for ``token_id``.
+
+    ``workspace_id`` is the workspace the session acts in: the token's own, or, for an admin token, the one
+    the admin switched to. Revoking the token ends its sessions too (the lookup joins the token).
+    """
+
+    __tablename__ = "sessions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[str] = mapped_column(ForeignKey("tokens.id"), index=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    created_at: Mapped[float] = mapped_column(Float, default=_now)
+    expires_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
 class App(Base):
     """The deployments deployed together from one file; a deployment's live version belongs to one app.
 
@@ -214,8 +231,11 @@ class Task(Base):
 
     __tablename__ = "tasks"
     __table_args__ = (
-        Index("ix_tasks_workspace_state", "workspace_id", "state"),
+        # A workspace's tasks newest first, all of them or those in one state (the task list's pages).
+        Index("ix_tasks_workspace_state_created", "workspace_id", "state", "created_at"),
+        Index("ix_tasks_workspace_created", "workspace_id", "created_at"),
         Index("ix_tasks_map", "map_id", "map_index"),
+        Index("ix_tasks_map_seq", "map_id", "map_seq"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
@@ -223,6 +243,9 @@ class Task(Base):
     name: Mapped[str] = mapped_column(String(63))
     map_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     map_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A finished map input's place in the map's order of completion: 0, 1, 2… as the leader finished them,
+    # so a map's outputs can be read from the store after a cursor by any gateway.
+    map_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
     state: Mapped[str] = mapped_column(String(16))
     format: Mapped[str] = mapped_column(String(8))
     args: Mapped[bytes] = mapped_column(LargeBinary)
@@ -253,6 +276,17 @@ class TrafficSplit(Base):
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
     weights: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[float] = mapped_column(Float, default=_now)
+
+
+class Map(Base):
+    """One ``.map``: its inputs are task rows with its id, so any gateway can take inputs and read outputs."""
+
+    __tablename__ = "maps"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id"))
+    created_at: Mapped[float] = mapped_column(Float, default=_now)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class IdempotencyKey(Base):
