@@ -10,7 +10,9 @@ the tests see that warm requests through the follower never reach it.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +26,8 @@ import pytest
 from conftest import APPS, Server
 from cryptography.fernet import Fernet
 from pg_cluster import PgCluster
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from cove._wire.frames import pack, unpack
 from cove._wire.limits import MAX_BODY_BYTES
@@ -68,7 +72,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PgCluster) -> It
         )  # fmt: skip
     try:
         leader.wait_for(lambda: (_health(leader.url) or {}).get("workers") == 1, timeout=30)
-        for name in ("echo", "slow", "cold_leader", "cold_follower", "square"):
+        for name in ("echo", "slow", "cold_leader", "cold_follower", "square", "chatty", "web"):
             leader.deploy(f"{APP}:{name}")
         leader.deploy(f"{APP}:huge", "--force")
         yield leader, follower
@@ -228,6 +232,146 @@ def test_a_map_through_the_follower_never_reaches_the_leader(cluster: tuple[Serv
         with pytest.raises(ValueError, match="negative: -5"):
             list(module.square.map([2, -5]))
     assert _forwarded_invocations(leader, "call") == before
+
+
+def _follow(http: httpx.Client, call_id: str) -> list[tuple[str, bool, float]]:
+    """Read a call's live output to its end as the SDK does: (text, finished, when it came) of each read with text."""
+    pieces: list[tuple[str, bool, float]] = []
+    after = 0
+    while True:
+        answer = http.get(f"/api/v1/calls/{call_id}/output", params={"after": after, "wait": 30})
+        assert answer.status_code == 200, answer.text
+        read = answer.json()
+        if read["text"]:
+            pieces.append((read["text"], read["finished"], time.monotonic()))
+        after = read["next"]
+        if read["finished"]:
+            return pieces
+
+
+def test_live_output_of_a_remote_reaches_a_caller_on_the_follower_while_it_runs(
+    cluster: tuple[Server, Server],
+) -> None:
+    """The call stays on the follower; only its output is read from the leader, and it arrives line by line."""
+    leader, follower = cluster
+    before = _forwarded_invocations(leader, "call")
+    headers = {"Content-Type": "application/octet-stream", "X-Cove-Follow-Output": "1"}
+    with follower.http() as http:
+        http.timeout = httpx.Timeout(90)
+        started = time.monotonic()
+        accepted = http.post("/api/v1/functions/chatty/calls", content=dumps_arguments((4,), {}), headers=headers)
+        assert accepted.status_code == 202, accepted.text  # it printed and runs on: follow it
+        assert accepted.json()["state"] == "RUNNING"
+        call_id = accepted.json()["call_id"]
+        pieces = _follow(http, call_id)
+        result = http.get(f"/api/v1/calls/{call_id}", params={"wait": 30})
+        ended = time.monotonic()
+    assert "".join(text for text, _, _ in pieces) == "".join(f"line {i}\n" for i in range(4))
+    # Live: the lines came in several reads while the call ran, the first a good while before its end.
+    assert len(pieces) >= 3, pieces
+    assert not pieces[0][1] and pieces[0][0].startswith("line 0")
+    assert ended - pieces[0][2] > 1.5, (pieces, ended - started)
+    assert result.status_code == 200 and loads_result(result.content) == 4
+    assert _forwarded_invocations(leader, "call") == before  # neither the call nor its output reads went there
+    # Bad input: the same answers on both gateways.
+    for path, params in (
+        ("/api/v1/calls/call-nope/output", {}),
+        (f"/api/v1/calls/{call_id}/output", {"after": -1}),
+        (f"/api/v1/calls/{call_id}/output", {"wait": 100}),
+    ):
+        answers = []
+        for server in (leader, follower):
+            with server.http() as http:
+                answers.append(http.get(path, params=params))
+        (a, b) = answers
+        assert (a.status_code, a.json()) == (b.status_code, b.json()), path
+        assert a.status_code in (404, 422), a.text
+    with httpx.Client(base_url=follower.url) as anonymous:
+        assert anonymous.get(f"/api/v1/calls/{call_id}/output").status_code == 401
+
+
+def test_web_apps_through_the_follower_never_reach_the_leader(cluster: tuple[Server, Server]) -> None:
+    """HTTP and WebSockets under /asgi/: the follower relays to the app's container itself, cold or warm."""
+    leader, follower = cluster
+    before = _forwarded_invocations(leader, "asgi")
+    with follower.http() as http:
+        http.timeout = httpx.Timeout(90)
+        first = http.get("/asgi/web/hello")  # cold: the follower asks the leader for a container, then relays
+        assert first.status_code == 200, first.text
+        answers = [http.post(f"/asgi/web/items/{i}", content=b"x" * i) for i in range(50)]
+    assert first.text.startswith("GET /asgi/web/hello 0 ctr-") and first.headers["x-root-path"] == "/asgi/web"
+    assert [a.status_code for a in answers] == [200] * 50
+    assert [a.text.split()[:3] for a in answers] == [["POST", f"/asgi/web/items/{i}", str(i)] for i in range(50)]
+    ws_url = follower.url.replace("http://", "ws://") + "/asgi/web/socket"
+    with connect(ws_url, additional_headers={"Authorization": f"Bearer {follower.token}"}) as socket:
+        for i in range(5):
+            socket.send(f"m{i}")
+            assert socket.recv(timeout=30) == f"echo m{i}"
+    assert _forwarded_invocations(leader, "asgi") == before
+    # Bad input: the same answers on both gateways, HTTP and WebSocket alike.
+    for path, headers in (
+        ("/asgi/missing/x", {}),
+        ("/asgi/web/v99/x", {}),
+        ("/asgi/echo/x", {}),  # an endpoint, not a web app
+        ("/asgi/web/x", {"Authorization": "Bearer nope"}),
+    ):
+        pair = []
+        for server in (leader, follower):
+            with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}) as http:
+                pair.append(http.get(path, headers=headers))
+        (a, b) = pair
+        assert (a.status_code, a.json()) == (b.status_code, b.json()), path
+        assert a.status_code in (401, 404), a.text
+    refusals = []
+    for server in (leader, follower):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(server.url.replace("http://", "ws://") + "/asgi/missing/socket").close()
+        refusals.append((refused.value.response.status_code, refused.value.response.body))
+    assert refusals[0] == refusals[1] and refusals[0][0] == 404, refusals
+
+
+@pytest.mark.skipif(shutil.which("crun") is None or os.geteuid() != 0, reason="sandboxes need crun and root")
+def test_sandbox_exec_through_the_follower_never_reaches_the_leader(
+    cluster: tuple[Server, Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Created on the leader (it keeps the deadlines); exec and files go from the follower to the container."""
+    from cove import Sandbox
+
+    leader, follower = cluster
+    monkeypatch.setenv("COVE_GATEWAY", follower.url)
+    monkeypatch.setenv("COVE_TOKEN", follower.token)
+    sandbox = Sandbox(timeout=180, idle_timeout=8).create()
+    try:
+        time.sleep(0.5)  # two polls of the follower's view: the container is ready there
+        before = _forwarded_invocations(leader, "sandbox")
+        done = sandbox.process.exec("sh", "-c", "echo out; echo err >&2; exit 3", timeout=30)
+        assert (done.exit_code, done.stdout, done.stderr) == (3, "out\n", "err\n")
+        streamed = sandbox.process.exec("sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.3; done", wait=False)
+        assert "".join(streamed.stdout) == "1\n2\n3\n" and streamed.wait() == 0
+        sandbox.fs.write_text("notes/a.txt", "hello")
+        assert sandbox.fs.read_text("notes/a.txt") == "hello"
+        # Used only through the follower for longer than its idle_timeout: the leader saw it active.
+        for _ in range(6):
+            time.sleep(2)
+            assert sandbox.process.exec("true").exit_code == 0
+        assert _forwarded_invocations(leader, "sandbox") == before
+        # Bad input: the same answers on both gateways.
+        cases = [
+            ("/api/v1/sandboxes/sb-nope/exec", None),  # 404
+            ("/api/v1/sandboxes/echo/exec", None),  # 404: an endpoint, not a sandbox
+            (f"/api/v1/sandboxes/{sandbox.object_id}/exec", "Bearer nope"),  # 401
+        ]
+        for path, authorization in cases:
+            pair = []
+            for server in (leader, follower):
+                with server.http() as http:
+                    headers = {"Authorization": authorization} if authorization else {}
+                    pair.append(http.post(path, headers=headers, json={"argv": ["true"]}))
+            (a, b) = pair
+            assert (a.status_code, a.json()) == (b.status_code, b.json()), path
+            assert a.status_code in (401, 404), a.text
+    finally:
+        sandbox.terminate()
 
 
 def _post_inputs(http: httpx.Client, map_id: str, first: int, values: list[int]) -> httpx.Response:

@@ -224,7 +224,15 @@ def test_a_follower_refuses_puts_past_max_pending_tasks(cluster: tuple[Server, S
         ("GET", "/api/v1/workers/wrk-1/orders", b"wait=20", False),
         ("GET", "/api/v1/containers", b"", False),
         ("GET", "/api/v1/maps/map-1/outputs", b"", True),  # read from the store after the caller's cursor
-        ("GET", "/api/v1/calls/tsk-1/output", b"after=0&wait=30", False),  # posted to the leader only
+        ("GET", "/api/v1/calls/tsk-1/output", b"after=0&wait=30", True),  # read from the leader: the output only
+        ("POST", "/api/v1/calls/tsk-1/output", b"", False),  # a container's output: the leader holds the call
+        ("POST", "/api/v1/sandboxes/sb-1/exec", b"", True),  # relayed to the sandbox's container
+        ("GET", "/api/v1/sandboxes/sb-1/exec/p-1/stdout", b"after=0", True),
+        ("PUT", "/api/v1/sandboxes/sb-1/fs/write", b"path=a", True),
+        ("GET", "/api/v1/sandboxes/sb-1", b"", False),  # its deadlines are the leader's
+        ("DELETE", "/api/v1/sandboxes/sb-1", b"", False),
+        ("POST", "/api/v1/sandboxes", b"", False),
+        ("GET", "/api/v1/sandboxes", b"", False),
         ("GET", "/api/v1/workspaces/default/quota", b"", False),  # the leader's limits and live usage
         ("GET", "/api/v1/workspaces", b"", True),
         ("POST", "/api/v1/deployments", b"", False),
@@ -236,3 +244,21 @@ def test_what_a_follower_answers_itself(method: str, path: str, query: bytes, lo
     from cove.cluster import served_by_follower
 
     assert served_by_follower({"method": method, "path": path, "query_string": query}) is local
+
+
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        ("/endpoint/predict", "endpoint"),
+        ("/api/v1/functions/f/calls", "call"),
+        ("/api/v1/calls/tsk-1/output", "output"),  # a container's post: the caller's reads never come here
+        ("/asgi/shop/items", "asgi"),
+        ("/api/v1/sandboxes/sb-1/exec", "sandbox"),
+        ("/api/v1/deployments", "other"),
+    ],
+)
+@pytest.mark.unit
+def test_how_the_leader_labels_what_reaches_it_forwarded(path: str, route: str) -> None:
+    from cove.cluster import forwarded_route
+
+    assert forwarded_route(path) == route

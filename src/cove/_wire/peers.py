@@ -179,3 +179,12 @@ class ColdReply:
             raise ValueError("a cold reply is an object with a serving_id")
         refusal = data.get("refusal")
         return cls(data["serving_id"], None if refusal is None else StartRefusal.from_dict(refusal))
+
+
+def output_route(call_id: str) -> str:
+    """A running call's live output as the leader holds it (``?after=N&wait=S``; the call API's answer).
+
+    The leader runs every call and its containers post their output to it; a
+    gateway that accepted the call reads only the output from it, on this route.
+    """
+    return f"{PEER_PREFIX}/calls/{call_id}/output"

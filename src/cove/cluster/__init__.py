@@ -6,7 +6,7 @@ database. On SQLite there is one gateway, and it always leads.
 """
 
 from ._cluster import Cluster, ClusterSettings
-from ._demand import DemandReporter
+from ._demand import DemandReporter, LeaderUnreachable
 from ._forward import FORWARDED
 from ._presence import Presence
 from ._ready_view import ReadyMap, ReadyView
@@ -17,6 +17,7 @@ __all__ = [
     "Cluster",
     "ClusterSettings",
     "DemandReporter",
+    "LeaderUnreachable",
     "Presence",
     "ReadyMap",
     "ReadyView",

@@ -7,7 +7,8 @@ peer route, and learns from the reply how many requests run on each container
 elsewhere, so it leaves them room (see ``cove.gateway._follower_slots``).
 A report that cannot be delivered counts as "nothing runs elsewhere": the
 leader is gone, and its requests with it. The same client asks the leader for
-containers when requests find none ready (:meth:`DemandReporter.ask_cold`).
+containers when requests find none ready (:meth:`DemandReporter.ask_cold`),
+and reads a running call's live output from it (:meth:`DemandReporter.read_output`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,26 @@ from collections.abc import Callable
 
 import httpx
 
-from .._wire.peers import COLD_ROUTE, DEMAND_ROUTE, TOKEN_HEADER, ColdReply, ColdStart, DemandReply, DemandReport
+from .._wire.peers import (
+    COLD_ROUTE,
+    DEMAND_ROUTE,
+    TOKEN_HEADER,
+    ColdReply,
+    ColdStart,
+    DemandReply,
+    DemandReport,
+    output_route,
+)
 
 log = logging.getLogger("cove.cluster")
 
 PERIOD_SECONDS = 0.2
 _NOTHING_ELSEWHERE = DemandReply(busy={})
+_ANSWER_SECONDS = 5.0  # how long past its own ``wait`` a long poll may take to answer
+
+
+class LeaderUnreachable(ConnectionError):
+    """No leader is known, or the one known did not answer."""
 
 
 class DemandReporter:
@@ -88,6 +103,30 @@ class DemandReporter:
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("asking the leader at %s for a container failed: %r", url, exc)
             return None
+
+    async def read_output(self, call_id: str, after: int, wait: float) -> dict[str, object] | None:
+        """The leader's answer to a read of a call's live output (the call API's shape); None: it holds none.
+
+        ``LeaderUnreachable`` when no leader answers.
+        """
+        url = self.leader_url()
+        if url is None:
+            raise LeaderUnreachable("no gateway leads the cluster")
+        try:
+            reply = await self._client.get(
+                url.rstrip("/") + output_route(call_id),
+                params={"after": after, "wait": wait},
+                timeout=wait + _ANSWER_SECONDS,
+            )
+            if reply.status_code == 404:
+                return None
+            reply.raise_for_status()
+            answer = reply.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise LeaderUnreachable(f"the leader at {url} did not answer: {exc!r}") from None
+        if not isinstance(answer, dict):
+            raise LeaderUnreachable(f"the leader at {url} answered {answer!r}")
+        return answer
 
     async def _report_forever(self) -> None:
         while True:

@@ -8,14 +8,19 @@ map's outputs are read from the store after the caller's cursor). Endpoint
 invocations it relays to ready containers itself, asking the leader for
 containers when none is ready (``cove.gateway._follower_slots``); a map it
 cancels in the store, where the leader looks when woken. A running call's
-live output, quotas (the leader enforces them), sandboxes, the worker API
-and every change to what runs need the leader's live scheduler, so they are
-forwarded.
+live output it reads from the leader itself, that output only
+(``cove.gateway._follower_output``). Web apps (``/asgi/``, served in front
+of this routing) and the requests to a sandbox's agent it relays to their
+containers too. Quotas (the leader enforces them), the output containers
+post, creating, listing and ending sandboxes, the worker API and every
+change to what runs need the leader's live scheduler, so they are forwarded.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from .._wire.urls import ASGI_PREFIX
 
 _LOCAL_PATHS = frozenset({"/healthz", "/metrics", "/api/docs", "/redoc", "/api/openapi.json"})
 # Reads that show the leader's live state (workers, the pool controller's worker pools, containers and their
@@ -28,6 +33,7 @@ _LIVE_READS = (
     "/api/v1/sandboxes",
 )
 _RESERVOIR = "/reservoir"
+_SANDBOXES = "/api/v1/sandboxes/"
 _ENDPOINT = "/endpoint/"
 _FUNCTIONS = "/api/v1/functions/"
 _CALLS = "/calls"
@@ -51,10 +57,15 @@ def _is_call(path: str) -> bool:
 
 
 def _leader_state(path: str) -> bool:
-    """A read of what only the leader holds: a running call's live output, a quota with its live usage."""
-    return (path.startswith(_CALLS_PREFIX) and path.endswith(_OUTPUT)) or (
-        path.startswith(_WORKSPACES) and path.endswith(_QUOTA)
+    """A read of what only the leader holds: a quota with its live usage, a sandbox's deadlines."""
+    return (path.startswith(_WORKSPACES) and path.endswith(_QUOTA)) or (
+        path.startswith(_LIVE_READS) and not _is_agent_request(path)
     )
+
+
+def _is_agent_request(path: str) -> bool:
+    """``/api/v1/sandboxes/{id}/...``: a request to a sandbox's agent (exec, files), relayed to its container."""
+    return path.startswith(_SANDBOXES) and "/" in path[len(_SANDBOXES) :].strip("/")
 
 
 def served_by_follower(scope: dict[str, Any]) -> bool:
@@ -63,8 +74,10 @@ def served_by_follower(scope: dict[str, Any]) -> bool:
     method: str = scope["method"]
     if path in _LOCAL_PATHS or path == _RESERVOIR or path.startswith(_RESERVOIR + "/"):
         return True
+    if _is_agent_request(path):
+        return True
     if method in ("GET", "HEAD"):
-        return path.startswith("/api/") and not path.startswith(_LIVE_READS) and not _leader_state(path)
+        return path.startswith("/api/") and not _leader_state(path)
     if method == "POST":
         return path.startswith(("/taskqueue/", _ENDPOINT)) or _is_call(path)
     if method == "DELETE":  # cancelling a map: marked in the store, which the leader looks at when woken
@@ -76,6 +89,12 @@ def forwarded_route(path: str) -> str:
     """The ``route`` label of a request the leader got from another gateway: what kind of data-plane call it was."""
     if path.startswith(_ENDPOINT):
         return "endpoint"
+    if path.startswith(_CALLS_PREFIX) and path.endswith(_OUTPUT):
+        return "output"  # a container posting what its call printed: the leader holds it
+    if path.startswith(ASGI_PREFIX):
+        return "asgi"
+    if path.startswith(_SANDBOXES):
+        return "sandbox"
     if path.startswith((_FUNCTIONS, _CALLS_PREFIX, "/taskqueue/", _MAP_PREFIX)):
         return "call"
     return "other"

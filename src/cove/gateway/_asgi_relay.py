@@ -18,6 +18,12 @@ with ``UpstreamStream`` and a broken container is reported by
 
 The deployment's ``timeout`` bounds the whole exchange, as for an endpoint;
 an answer still streaming then is cut off.
+
+Every gateway serves web apps; one that does not lead relays to the
+containers it sees ready (``_follower_slots``), and hands a request to the
+leader only when it cannot (no leader answers its ask for a container, the
+containers listen where only the leader connects, or the connection to the
+container was refused before the request reached it).
 """
 
 from __future__ import annotations
@@ -28,10 +34,22 @@ import time
 from typing import Any
 
 from .._net.proxy import HOP_BY_HOP
+from ..cluster import FORWARDED
 from ..scheduler import Lease
-from ._asgi_route import PREFIX, Route, Target, acquire, parse_route, relayed_headers, request_head, resolve
+from ._asgi_route import (
+    PREFIX,
+    Route,
+    Target,
+    acquire,
+    parse_route,
+    relayed_headers,
+    request_head,
+    resolve,
+    slots_of,
+)
 from ._asgi_websocket import handle_websocket
 from ._errors import ApiError, error_body
+from ._follower_slots import ForwardToLeader
 from ._invoke import container_failure
 from ._state import Gateway
 from ._upstream import UpstreamError, UpstreamStream, _Connection
@@ -48,21 +66,22 @@ class _CallerGone(Exception):
 def web_apps_in_front(inner: Any, api: Any) -> Any:
     """The gateway's ASGI app (``inner``; ``api`` is its FastAPI part) with requests under ``/asgi/`` served first.
 
-    A WebSocket is served here on any gateway (``handle_websocket`` refuses it
-    on one that does not lead); HTTP only on the leader, since ``inner``
-    forwards it there from a follower. The result keeps ``api`` as ``.api``.
+    HTTP and WebSockets are served here on every gateway. The leader counts
+    the requests another gateway handed to it (``cove_forwarded_requests_total``,
+    route ``asgi``). The result keeps ``api`` as ``.api``.
     """
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind in ("http", "websocket") and scope["path"].startswith(PREFIX):
             gw: Gateway = api.state.gateway
+            if gw.cluster.shared and any(name == FORWARDED for name, _ in scope["headers"]):
+                gw.metrics.forwarded.labels("asgi").inc()
             if kind == "websocket":
                 await handle_websocket(gw, scope, receive, send)
-                return
-            if gw.cluster.leading:
+            else:
                 await handle_http(gw, scope, receive, send)
-                return
+            return
         await inner(scope, receive, send)
 
     app.api = api  # type: ignore[attr-defined]
@@ -75,6 +94,7 @@ async def handle_http(gw: Gateway, scope: dict[str, Any], receive: Any, send: An
     labels = ("-", "-")
     status = 500
     answer = _Answer(send)
+    forwarded = False
     try:
         route = parse_route(scope["path"])
         if not route.rest:
@@ -90,9 +110,30 @@ async def handle_http(gw: Gateway, scope: dict[str, Any], receive: Any, send: An
             await answer.error(exc)
     except _CallerGone:
         status = 499  # nginx's word for it: the caller closed the connection before the answer
+    except _ToLeader as exc:
+        forwarded = True  # the leader answers it, and counts it
+        await gw.cluster.forward(scope, exc.replay(receive), send)
     finally:
-        gw.metrics.invocations.labels(*labels, str(status)).inc()
-        gw.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+        if not forwarded:
+            gw.metrics.invocations.labels(*labels, str(status)).inc()
+            gw.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+
+
+class _ToLeader(Exception):
+    """This gateway hands the request to the leader; ``first``: the body's first message, read already."""
+
+    def __init__(self, first: dict[str, Any]) -> None:
+        super().__init__("forward to the leader")
+        self.first = first
+
+    def replay(self, receive: Any) -> Any:
+        """``receive`` that gives ``first`` again, then the caller's own messages."""
+        pending = [self.first]
+
+        async def again() -> Any:
+            return pending.pop() if pending else await receive()
+
+        return again
 
 
 class _Answer:
@@ -140,14 +181,19 @@ async def _relay(
     if first["type"] == "http.disconnect":
         raise _CallerGone
     body = _Body(first, receive, limit)
-    lease, timeout, deadline = await acquire(gw, target.deployment)
-    scheduler = gw.scheduler
+    slots = slots_of(gw)
+    try:
+        lease, timeout, deadline = await acquire(gw, target.deployment)
+    except ForwardToLeader:
+        raise _ToLeader(first) from None
     served = False
     try:
         head = request_head(scope["method"], scope, relayed_headers(scope, route, target) + body.framing())
         served = await _exchange(gw, lease, head, body, answer, scope["method"], deadline, timeout)
+    except ForwardToLeader:
+        raise _ToLeader(first) from None
     finally:
-        scheduler.release(lease, served=served)
+        slots.release(lease, served=served)
     return answer.status
 
 
@@ -165,6 +211,8 @@ async def _exchange(
     try:
         conn = await gw.upstream.borrow(lease.address)
     except UpstreamError as exc:
+        if not gw.cluster.leading and await gw.follower.never_reached(lease, exc):
+            raise ForwardToLeader from None  # nothing of the request was sent yet
         raise await container_failure(lease, exc) from None
     conn.writer.write(head)
     pump = asyncio.ensure_future(body.pump(conn))

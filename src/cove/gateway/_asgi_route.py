@@ -1,6 +1,7 @@
 """Requests under ``/asgi/``: which web app they are for, who may reach it, and what of them the app sees.
 
-Auth works as for endpoints (``_invoke.find_deployment``), with one rule of
+Every gateway serves them: a follower relays to the containers it sees ready,
+as for endpoints. Auth works as for endpoints (``_invoke.find_deployment``), with one rule of
 its own: a web app never sees a Cove token. A valid token in
 ``Authorization`` picks the workspace and is taken off before the request is
 relayed. An app deployed with ``authorized=False`` may use ``Authorization``
@@ -21,7 +22,7 @@ from .._wire.urls import ASGI_PREFIX
 from ..scheduler import Lease
 from ..store import Deployment
 from ._errors import ApiError
-from ._invoke import find_deployment, waiting_errors
+from ._invoke import Leases, find_deployment, waiting_errors
 from ._state import Gateway
 
 PREFIX = ASGI_PREFIX
@@ -85,8 +86,10 @@ async def resolve(gw: Gateway, scope: dict[str, Any], route: Route) -> Target:
         except ApiError as again:
             raise (exc if again.status == 401 else again) from None
         app_authorization = True
-    if route.version is None:
+    if route.version is None and gw.cluster.leading:
         deployment = gw.scheduler.serving_version(deployment)
+    elif route.version is None:
+        deployment = await gw.follower.serving_version(deployment)
     return Target(workspace, deployment, app_authorization)
 
 
@@ -130,15 +133,23 @@ def request_head(method: str, scope: dict[str, Any], headers: list[tuple[bytes, 
     return b"".join(lines)
 
 
+def slots_of(gw: Gateway) -> Leases:
+    """Where this gateway gets container slots: its scheduler when it leads, else its mirror of ready containers."""
+    return gw.scheduler if gw.cluster.leading else gw.follower
+
+
 async def acquire(gw: Gateway, deployment: Deployment) -> tuple[Lease, float, float | None]:
     """A slot on a ready container, waited for within the deployment's timeout; the timeout and its deadline.
 
     HTTP requests and WebSockets of a web app wait the same way (and fail with the same
-    503/504 answers); what follows the wait keeps to the same deadline.
+    503/504 answers); what follows the wait keeps to the same deadline. A gateway that
+    does not lead relays to the containers it sees ready itself, asking the leader for
+    one when none is (``ForwardToLeader`` when it cannot: no leader answers, or the
+    containers listen where only the leader connects); release with ``slots_of(gw)``.
     """
     timeout = float(stored(deployment.config, deployment.kind, "timeout"))
     deadline = None if timeout < 0 else asyncio.get_running_loop().time() + timeout
     with waiting_errors(gw.scheduler, deployment, timeout):
         async with asyncio.timeout_at(deadline):
-            lease = await gw.scheduler.acquire(deployment)
+            lease = await slots_of(gw).acquire(deployment)
     return lease, timeout, deadline

@@ -13,6 +13,12 @@ A WebSocket holds one slot of its container for as long as it is open, so it
 counts as one request in flight for the autoscaler and against
 ``concurrent_requests``. The deployment's ``timeout`` bounds the wait for a
 container and the handshake, not the conversation.
+
+Every gateway opens them: one that does not lead relays to the containers it
+sees ready, asking the leader for one when none is. A WebSocket cannot be
+handed on to the leader, so where a follower cannot reach a container itself
+(no leader answers its ask, the containers listen on another host's unix
+sockets) it is refused with 503, saying so.
 """
 
 from __future__ import annotations
@@ -23,14 +29,19 @@ from typing import Any
 
 from .._net.proxy import HOP_BY_HOP
 from .._wire import websocket as ws
-from ._asgi_route import Route, acquire, parse_route, relayed_headers, request_head, resolve
+from ._asgi_route import Route, acquire, parse_route, relayed_headers, request_head, resolve, slots_of
 from ._errors import ApiError, error_body
+from ._follower_slots import ForwardToLeader
 from ._invoke import container_failure, waiting_errors
 from ._state import Gateway
 from ._upstream import UpstreamError, _Connection
 
 _HANDSHAKE = frozenset({b"sec-websocket-accept", b"sec-websocket-protocol", b"sec-websocket-extensions"})
 _MAX_MESSAGE = 16 * 1024 * 1024  # uvicorn's own limit on what a caller may send
+_NOT_HERE = (
+    "this gateway cannot reach a container of this web app now (no leading gateway answers, or its containers"
+    " listen only on another host): open the WebSocket on the leading gateway, or retry"
+)
 
 
 async def handle_websocket(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -38,8 +49,6 @@ async def handle_websocket(gw: Gateway, scope: dict[str, Any], receive: Any, sen
     try:
         if (await receive())["type"] != "websocket.connect":
             return
-        if not gw.cluster.leading:  # the live scheduler that places it is the leader's; HTTP is forwarded there
-            raise ApiError(503, "this gateway does not lead the cluster: open the WebSocket on the leading gateway")
         route = parse_route(scope["path"])
         if not route.rest:
             raise ApiError(404, f"a WebSocket of a web app is under its prefix: {route.mount}/...")
@@ -52,12 +61,15 @@ async def handle_websocket(gw: Gateway, scope: dict[str, Any], receive: Any, sen
 async def _open(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any, route: Route) -> None:
     target = await resolve(gw, scope, route)
     deployment = target.deployment
-    lease, timeout, deadline = await acquire(gw, deployment)
-    scheduler = gw.scheduler
+    try:
+        lease, timeout, deadline = await acquire(gw, deployment)
+    except ForwardToLeader:
+        raise ApiError(503, _NOT_HERE) from None
+    slots = slots_of(gw)
     conn: _Connection | None = None
     served = False
     try:
-        with waiting_errors(scheduler, deployment, timeout):
+        with waiting_errors(gw.scheduler, deployment, timeout):
             async with asyncio.timeout_at(deadline):
                 try:
                     conn = await gw.upstream.borrow(lease.address)
@@ -91,7 +103,7 @@ async def _open(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any, rou
     finally:
         if conn is not None:
             conn.close()  # a WebSocket's connection is never reused
-        scheduler.release(lease, served=served)
+        slots.release(lease, served=served)
 
 
 async def _handshake_answer(conn: _Connection) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -18,6 +18,7 @@ from .._wire.parameters import ParameterError
 from ..scheduler import QueueFull
 from ..store import Deployment, Principal
 from ._errors import ApiError
+from ._follower_output import wait_done_or_printed
 from ._functions_api import (
     accept_put,
     call_deadline,
@@ -30,6 +31,7 @@ from ._functions_api import (
 from ._idempotency import accept_keyed, refuse_for_waiting_call, replay_headers
 from ._invoke import read_body
 from ._output_api import wait_done_or_output
+from ._request_ids import call_origin
 from ._state import Gateway
 from ._waiting import waiting_reason, with_reason
 
@@ -131,7 +133,9 @@ async def _spawn(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str,
         call_id, replayed = await accept_keyed(gw, deployment, "pickle", body, key)
         return "application/json", replay_headers(replayed), b'{"call_id":"%s"}' % call_id.encode(), 202
     try:
-        [item] = await gw.scheduler.dispatcher.submit(deployment, [("pickle", body)], durable=True)
+        [item] = await gw.scheduler.dispatcher.submit(
+            deployment, [("pickle", body)], durable=True, origin=call_origin(scope)
+        )
     except QueueFull as exc:
         raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
     except ParameterError as exc:  # the class's constructor parameters the call names do not fit
@@ -162,15 +166,26 @@ async def _call(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[str, 
     deployment, body, key = await _request(gw, scope, receive, scope["path"][len(PREFIX) : -len(SUFFIX)])
     refuse_for_waiting_call(key)
     try:
-        [item] = await gw.scheduler.dispatcher.submit(deployment, [("pickle", body)], durable=False)
+        [item] = await gw.scheduler.dispatcher.submit(
+            deployment, [("pickle", body)], durable=False, origin=call_origin(scope)
+        )
     except QueueFull as exc:
         raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
     except ParameterError as exc:  # the class's constructor parameters the call names do not fit
         raise ApiError(422, str(exc)) from None
     if not gw.cluster.leading:  # committed as a row the leader runs: wait for its end, announced by NOTIFY
-        finished = await wait_stored(gw, item.id, call_deadline(deployment))
-        if finished is None:
-            raise late_call(gw, deployment, item.id)
+        if any(name == FOLLOW_HEADER for name, _ in scope["headers"]):  # or until the leader holds its output
+            try:
+                finished = await wait_done_or_printed(gw, item.id, call_deadline(deployment))
+            except TimeoutError:
+                raise late_call(gw, deployment, item.id) from None
+            if finished is None:
+                body = b'{"call_id":"%s","state":"RUNNING"}' % item.id.encode()
+                return "application/json", {"X-Cove-Call-Id": item.id}, body, 202
+        else:
+            finished = await wait_stored(gw, item.id, call_deadline(deployment))
+            if finished is None:
+                raise late_call(gw, deployment, item.id)
         return (*outcome_parts(finished), 200)
     try:
         if any(name == FOLLOW_HEADER for name, _ in scope["headers"]):

@@ -24,6 +24,7 @@ class FollowerLoops:
             on_reply=slots.on_reply,
         )
         slots.ask_leader = self.reporter.ask_cold
+        slots.read_output = self.reporter.read_output
         slots.unreachable = lambda: self.view.unreachable
 
     def _following(self) -> bool:

@@ -49,6 +49,8 @@ REASK_SECONDS = 2.0  # a cold pool asks again this often (a lost ask, a new lead
 SERVING_SECONDS = 1.0  # how long the leader's word that an older version serves is used without asking again
 
 AskLeader = Callable[[ColdStart], Coroutine[Any, Any, ColdReply | None]]
+# (call id, after, wait) -> the leader's answer to a read of the call's live output; None: it holds none
+ReadOutput = Callable[[str, int, float], Coroutine[Any, Any, dict[str, object] | None]]
 
 
 def _failure(refusal: StartRefusal) -> StartFailed:
@@ -92,6 +94,7 @@ class FollowerSlots:
         self._used: set[str] = set()  # containers that took a request since the last report
         self._on_container_gone = on_container_gone
         self.ask_leader: AskLeader | None = None  # set by the loops that talk to the leader
+        self.read_output: ReadOutput | None = None  # likewise (``cove.gateway._follower_output``)
         self.unreachable: Callable[[], frozenset[str]] = frozenset  # likewise: ready, but not where this connects
         self._asks: dict[str, _Ask] = {}
         self._refused: dict[str, StartRefusal] = {}  # deployment -> why the leader starts none (demand replies)
@@ -158,6 +161,10 @@ class FollowerSlots:
             slot.exited.set_result(reason)
         if slot.address and self._on_container_gone is not None:
             self._on_container_gone(slot.address)
+
+    def has_ready(self, deployment_id: str) -> bool:
+        """Whether this gateway sees a ready container of the deployment that it can connect to."""
+        return bool(self._ready.get(deployment_id))
 
     # -- requests -----------------------------------------------------------------------------
 

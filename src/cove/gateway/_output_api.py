@@ -21,6 +21,7 @@ from ..scheduler import FINISHED_STATES, TaskItem
 from ..store import token_container
 from ._deps import GatewayDep, PrincipalDep, read_limited
 from ._errors import ApiError
+from ._follower_output import follower_output, stored_answer
 from ._functions_api import live_call, stored_call
 
 router = APIRouter(prefix="/api/v1/calls")
@@ -52,23 +53,23 @@ async def read_output(
     after: Annotated[int, Query(ge=0)] = 0,
     wait: Annotated[float, Query(ge=0, le=60)] = 0,
 ) -> dict[str, Any]:
+    if not gw.cluster.leading:  # the leader holds the output its containers post: read just that from it
+        return await follower_output(gw, who, call_id, after, wait)
     item = live_call(gw, who, call_id)
     if item is None:
-        row = await stored_call(gw, who, call_id)
         # Ended long enough ago to have left memory: its output is in its outcome.
-        return {
-            "call_id": call_id,
-            "text": "",
-            "next": after,
-            "state": row.state,
-            "finished": row.state in FINISHED_STATES,
-        }
+        return stored_answer(await stored_call(gw, who, call_id), after)
+    return await live_answer(item, after, wait)
+
+
+async def live_answer(item: TaskItem, after: int, wait: float) -> dict[str, Any]:
+    """The text ``item`` posted after ``after``, waiting up to ``wait`` seconds for some (or for its end)."""
     live = item.live_output()
     if live.size <= after and item.state not in FINISHED_STATES and wait > 0:
         await live.wait(wait)
     text = live.text(after)
     finished = item.state in FINISHED_STATES
-    return {"call_id": call_id, "text": text, "next": after + len(text), "state": item.state, "finished": finished}
+    return {"call_id": item.id, "text": text, "next": after + len(text), "state": item.state, "finished": finished}
 
 
 async def wait_done_or_output(item: TaskItem, timeout: float) -> bool:

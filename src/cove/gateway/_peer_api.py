@@ -4,23 +4,26 @@ Only gateways know the token (it is derived from the cluster's secret key),
 and the routes are not part of the published API. Each answers from this
 gateway's own home only, never by asking another peer, so a file nobody has
 is a 404 at once rather than a loop. The leader also takes the followers'
-demand reports here (the requests they hold), for its autoscaler, and their
-cold starts (requests for a deployment with no ready container).
+demand reports here (the requests they hold), for its autoscaler, their
+cold starts (requests for a deployment with no ready container), and their
+reads of a running call's live output (its containers post it to the leader).
 """
 
 from __future__ import annotations
 
 import hmac
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import FileResponse
 
 from .._wire import peers as wire
 from ._deps import GatewayDep
 from ._errors import ApiError
 from ._images_api import exporter
+from ._output_api import live_answer
+from ._sandbox_api import touch_reported
 from ._state import Gateway
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -56,7 +59,9 @@ async def peer_demand(request: Request, gw: PeerDep) -> dict[str, object]:
         report = wire.DemandReport.from_dict(await request.json())
     except ValueError as exc:
         raise ApiError(422, str(exc)) from None
-    return gw.scheduler.report_demand(report).to_dict()
+    reply = gw.scheduler.report_demand(report).to_dict()
+    touch_reported(gw, report.containers)  # sandboxes used through that gateway are not idle
+    return reply
 
 
 @router.post("/cold")
@@ -72,6 +77,23 @@ async def peer_cold(request: Request, gw: PeerDep) -> dict[str, object]:
     if deployment is None:
         raise _missing(f"deployment {ask.deployment_id}")
     return gw.scheduler.cold_start(ask, deployment).to_dict()
+
+
+@router.get("/calls/{call_id}/output")
+async def peer_output(
+    call_id: str,
+    gw: PeerDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    wait: Annotated[float, Query(ge=0, le=60)] = 0,
+) -> dict[str, Any]:
+    """The live output of a call this gateway runs; 404 when it holds none (the follower then reads the store).
+
+    The follower that asks has authorised its caller against the call's row.
+    """
+    item = gw.scheduler.dispatcher.find(call_id) if gw.cluster.leading else None
+    if item is None:
+        raise _missing(f"call {call_id}")
+    return await live_answer(item, after, wait)
 
 
 @router.get("/code/{code_hash}")

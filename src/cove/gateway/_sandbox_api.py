@@ -8,6 +8,11 @@ request) and stops the deployment when one passes. Requests under
 ``/api/v1/sandboxes/{id}/...`` are relayed to the agent unchanged. Sandboxes
 run only on isolated engines: on the process engine the agent would run
 hostile commands as the worker's own user.
+
+Creating, listing and ending sandboxes happen on the leader, which keeps the
+deadlines. Any gateway relays the requests to a sandbox's agent
+(``_sandbox_follower``); the containers another gateway relayed to are in its
+demand reports, and count here as activity against ``idle_timeout``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -35,6 +41,7 @@ from ._deps import GatewayDep, PrincipalDep
 from ._error_responses import ErrorBody
 from ._errors import ApiError
 from ._references import check_references
+from ._sandbox_follower import relay_from_follower
 from ._sandbox_proxy import AgentError, check_declared_length, open_agent_request
 from ._state import Gateway
 
@@ -214,6 +221,19 @@ async def terminate_sandbox(sandbox_id: str, gw: GatewayDep, who: PrincipalDep) 
     return {"id": sandbox_id, "terminated": True}
 
 
+def touch_reported(gw: Gateway, containers: Iterable[str]) -> None:
+    """Sandboxes whose container another gateway relayed to since its last demand report were active just now."""
+    live = _registry(gw).live
+    used = set(containers)
+    if not live or not used:
+        return
+    now = time.time()
+    for pool in gw.scheduler.pools.values():
+        item = live.get(pool.deployment.id)
+        if item is not None and not used.isdisjoint(pool.slots):
+            item.last_active = now
+
+
 # The agent's answers, relayed unchanged (its errors have the gateway's shape), one operation per method.
 _AGENT_PATH = "/sandboxes/{sandbox_id}/{rest:path}"
 _AGENT_DOWN: dict[int | str, dict[str, Any]] = {
@@ -248,6 +268,8 @@ _AGENT_DOWN: dict[int | str, dict[str, Any]] = {
     _AGENT_PATH, responses={200: {"model": wire.SandboxFileRemoved, "description": "fs/remove"}, **_AGENT_DOWN}
 )
 async def relay(sandbox_id: str, rest: str, request: Request, gw: GatewayDep, who: PrincipalDep) -> Response:
+    if not gw.cluster.leading:
+        return await relay_from_follower(gw, who, sandbox_id, rest, request)
     row = await _sandbox(gw, who, sandbox_id)
     live = _registry(gw).live[row.id]
     limit = gw.settings.max_body_bytes

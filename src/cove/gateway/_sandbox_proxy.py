@@ -90,24 +90,24 @@ async def open_agent_request(
     limit: int,
     done: Callable[[], None],
 ) -> RelayedResponse:
-    """Send ``body`` (at most ``limit`` bytes) to the agent at ``unix:PATH``; its answer, ready to stream.
+    """Send ``body`` (at most ``limit`` bytes) to the agent at ``unix:PATH`` or ``tcp:HOST:PORT``; its answer.
 
     Without a declared ``length`` the body goes as chunked transfer coding.
     ``done`` runs exactly once: when the answer has been streamed, or here if
     no answer comes (413 past the limit, 502 when the agent fails).
     """
-    if not address.startswith("unix:"):
+    if address.startswith("unix:"):
+        transport, origin = httpx.AsyncHTTPTransport(uds=address[5:], verify=False), "http://sandbox"
+    elif address.startswith("tcp:"):  # a worker on another host (``--advertise-host``)
+        transport, origin = httpx.AsyncHTTPTransport(verify=False), "http://" + address[4:]
+    else:
         done()
         raise AgentError(f"unsupported sandbox address {address!r}")
-    client = httpx.AsyncClient(
-        transport=httpx.AsyncHTTPTransport(uds=address[5:], verify=False),
-        timeout=AGENT_TIMEOUT,
-        trust_env=False,
-    )
+    client = httpx.AsyncClient(transport=transport, timeout=AGENT_TIMEOUT, trust_env=False)
     headers = {"content-length": str(length)} if length is not None else {}
     if content_type:
         headers["content-type"] = content_type
-    request = client.build_request(method, "http://sandbox" + target, headers=headers, content=_counted(body, limit))
+    request = client.build_request(method, origin + target, headers=headers, content=_counted(body, limit))
     try:
         upstream = await client.send(request, stream=True)
     except _TooLarge:

@@ -2,8 +2,9 @@
 
 import os
 import time
+from typing import Any
 
-from cove import QueueDepthAutoscaler, endpoint, function
+from cove import QueueDepthAutoscaler, asgi, endpoint, function
 
 
 @endpoint(keep_warm_seconds=300)
@@ -61,3 +62,43 @@ def square(i: int) -> int:
     if i < 0:
         raise ValueError(f"negative: {i}")
     return i * i
+
+
+@function
+def chatty(lines: int) -> int:
+    """Prints a line a second, then returns: its output must reach a caller on the follower while it runs."""
+    for i in range(lines):
+        print(f"line {i}", flush=True)
+        time.sleep(1.0)
+    return lines
+
+
+@asgi(keep_warm_seconds=300)
+def web() -> Any:
+    """A bare ASGI app (no framework): HTTP answers echo what the app saw, a WebSocket echoes its messages."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": message["type"] + ".complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.accept"})
+            while (message := await receive())["type"] == "websocket.receive":
+                await send({"type": "websocket.send", "text": "echo " + (message.get("text") or "")})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        container = os.environ.get("COVE_CONTAINER_ID", "")
+        answer = f"{scope['method']} {scope['path']} {len(body)} {container}".encode()
+        headers = [(b"content-type", b"text/plain"), (b"x-root-path", scope.get("root_path", "").encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    return app
