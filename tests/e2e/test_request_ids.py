@@ -120,3 +120,49 @@ def test_overlapping_requests_in_one_container_never_swap_ids(logged: Server, tm
         assert texts.index(f"begin {tag}") < texts.index(f"end {tag}")
     containers = {r["container_id"] for r in _container_lines(server) if r.get("request_id") in by_id}
     assert len(containers) >= 1
+
+
+CALLS_APP = """
+from cove import endpoint, function
+
+
+@function
+def rid_fn(tag: str) -> str:
+    print(f"fn {tag}", flush=True)
+    return tag
+
+
+@endpoint
+def rid_outer(tag: str) -> dict:
+    print(f"outer {tag}", flush=True)
+    return {"inner": rid_fn.remote(tag)}  # a nested call: its lines carry this request's id too
+"""
+
+
+def test_a_function_calls_lines_carry_the_id_of_the_request_that_made_it(logged: Server, tmp_path: Path) -> None:
+    import pickle
+
+    server = logged
+    (tmp_path / "calls.py").write_text(CALLS_APP)
+    server.deploy(f"{tmp_path / 'calls.py'}:rid_fn")
+    server.deploy(f"{tmp_path / 'calls.py'}:rid_outer")
+    with server.http() as http:
+        for n, query in enumerate(("", "?wait=false")):  # .remote, and .spawn
+            reply = http.post(
+                f"/api/v1/functions/rid-fn/calls{query}",
+                content=pickle.dumps(((f"direct-{n}",), {})),
+                headers={"Content-Type": "application/octet-stream", "X-Request-Id": f"fn-call-{n}"},
+            )
+            assert reply.status_code in (200, 202), reply.text
+            assert reply.headers["x-request-id"] == f"fn-call-{n}"
+        nested = http.post("/endpoint/rid-outer", json={"tag": "nested"}, headers={"X-Request-Id": "outer-1"})
+        assert nested.status_code == 200 and nested.json() == {"inner": "nested"}, nested.text
+
+    def lines(name: str) -> dict[str, str]:
+        out = server.cli("logs", name, "--json").stdout
+        return {r["text"]: r.get("request_id") for r in map(json.loads, filter(str.strip, out.splitlines()))}
+
+    want = {"fn direct-0": "fn-call-0", "fn direct-1": "fn-call-1", "fn nested": "outer-1"}
+    seen = server.wait_for(lambda: want.keys() <= lines("rid-fn").keys() and lines("rid-fn"), timeout=20)
+    assert {text: seen[text] for text in want} == want
+    assert lines("rid-outer")["outer nested"] == "outer-1"

@@ -143,3 +143,51 @@ def test_cove_run_prints_why_a_call_waits_when_it_waits_over_a_second(server: Se
 def test_the_waiting_route_needs_a_token(server: Server) -> None:
     reply = httpx.get(f"{server.url}/api/v1/deployments/anything/waiting", timeout=10)
     assert reply.status_code == 401
+
+
+FUNCTION_APP = """
+from cove import function
+
+@function(pool="obs", cpu=2, memory=256)
+def obs_fn(x: int) -> int:
+    return x + 1
+"""
+
+
+def test_a_function_refused_before_it_queues_leaves_a_backlog_row(obs_server: Server, tmp_path: Path) -> None:
+    import pickle
+
+    server = obs_server
+    (tmp_path / "fn.py").write_text(FUNCTION_APP)
+    server.deploy(f"{tmp_path / 'fn.py'}:obs_fn", "--force")
+
+    def backlog() -> list[dict[str, Any]]:
+        with server.http() as http:
+            events = http.get("/api/v1/events", params={"deployment": "obs-fn", "limit": 1000}).json()["events"]
+        return [e for e in events if e["kind"] == "backlog"]
+
+    def call() -> httpx.Response:
+        with server.http() as http:
+            return http.post(
+                "/api/v1/functions/obs-fn/calls",
+                content=pickle.dumps(((1,), {})),
+                headers={"Content-Type": "application/octet-stream"},
+                timeout=60,
+            )
+
+    for _ in range(3):  # each call is refused; the event log says so once, not once per call
+        refused = call()
+        assert refused.status_code == 503, refused.text
+    reason = refused.json()["error"]["waiting_reason"]
+    assert "pool 'obs'" in reason
+    rows = server.wait_for(backlog, timeout=1, interval=0.05)
+    assert len(rows) == 1 and reason in rows[0]["reason"] and "refused" in rows[0]["reason"]
+    assert rows[0]["inputs"]["waiting"] is True and rows[0]["inputs"]["workers"] == 1
+
+    # A worker that can hold it joins: the call runs, and the log says calls are accepted again.
+    obs_server.extra_workers.append(_start_worker(server, "obs-fn-big", "4", "obs"))  # type: ignore[attr-defined]
+    server.wait_for(lambda: any(w["name"] == "obs-fn-big" for w in server.cli_json("worker", "list")), timeout=30)
+    served = call()
+    assert served.status_code == 200 and pickle.loads(served.content) == 2
+    after = server.wait_for(lambda: len(backlog()) >= 2 and backlog(), timeout=2, interval=0.05)
+    assert after[1]["inputs"]["waiting"] is False and "accepted again" in after[1]["reason"]

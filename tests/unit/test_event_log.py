@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +83,28 @@ def test_the_retention_setting_has_one_default_and_bounds(monkeypatch: pytest.Mo
         monkeypatch.setenv("COVE_EVENTS_RETENTION", bad)
         with pytest.raises(ValueError, match="COVE_EVENTS_RETENTION"):
             events_retention_from_env()
+
+
+def test_an_exit_says_whether_memory_or_the_start_timeout_ended_the_container(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from cove.scheduler._events import START_TIMEOUT_REASON, EventLog
+
+    deployment: Any = SimpleNamespace(workspace_id="ws-x", name="svc", version=2)
+
+    async def body(store: Store) -> None:
+        writer = EventWriter(store)
+        writer.start()
+        log = EventLog(writer)
+        log.exited(deployment, "ctr-1", "OOMKilled: the container used its 64 MiB", failed=False, exit_code=137)
+        log.exited(deployment, "ctr-2", START_TIMEOUT_REASON, failed=True, exit_code=None)
+        log.exited(deployment, "ctr-3", "container exited with code 3", failed=True, exit_code=3)
+        await writer.close()
+        rows = {e.inputs["container"]: e.inputs for e in await list_events(store, "ws-x")}
+        assert rows["ctr-1"] == {
+            "version": 2, "container": "ctr-1", "exit_code": 137, "failed": False, "oom": True, "timeout": False,
+        }  # fmt: skip
+        assert rows["ctr-2"]["timeout"] is True and rows["ctr-2"]["oom"] is False and rows["ctr-2"]["failed"] is True
+        assert rows["ctr-3"]["exit_code"] == 3 and not rows["ctr-3"]["oom"] and not rows["ctr-3"]["timeout"]
+
+    _run(tmp_path, body)

@@ -44,5 +44,6 @@ def refuse_unplaceable(gw: Gateway, deployment: Deployment) -> None:
         reason = gw.scheduler.unplaceable(deployment)
     except StartFailed as exc:
         raise waited_error(503, str(exc), waiting_reason(gw.scheduler, deployment) or str(exc)) from None
+    gw.scheduler.note_refusal(deployment, reason)  # in the event log, once per change of the reason
     if reason is not None:
         raise waited_error(503, reason, waiting_reason(gw.scheduler, deployment) or reason, NO_CAPACITY)

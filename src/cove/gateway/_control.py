@@ -513,8 +513,10 @@ async def logs(
                 yield (json.dumps(record) + "\n").encode()
             while True:
                 try:
-                    record = await asyncio.wait_for(queue.get(), 15)
-                    yield (json.dumps(record) + "\n").encode()
+                    new = await asyncio.wait_for(queue.get(), 15)
+                    if new is None:  # the server stops: the stream ends, the client sees its end
+                        return
+                    yield (json.dumps(new) + "\n").encode()
                 except TimeoutError:
                     yield b"\n"  # keeps idle connections alive and notices gone clients
 

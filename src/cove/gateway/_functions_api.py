@@ -27,6 +27,7 @@ from ._errors import ApiError
 from ._idempotency import KEY_HEADER, accept_keyed, refuse_for_waiting_call, replay_headers
 from ._inputs import check_inputs
 from ._patterns import Version
+from ._request_ids import call_origin
 from ._state import Gateway
 
 router = APIRouter()
@@ -177,7 +178,7 @@ async def call_function(
             headers=replay_headers(replayed),
         )
     # ``.remote`` waits for its answer and needs no commit first; ``.spawn``/``put`` are durable before 202.
-    [item] = await _submit(gw, deployment, [("pickle", body)], durable=not wait)
+    [item] = await _submit(gw, deployment, [("pickle", body)], durable=not wait, origin=call_origin(request.scope))
     if not wait:
         return Response(json.dumps({"call_id": item.id}), status_code=202, media_type="application/json")
     finished = await wait_finished(gw, who, item.id, call_deadline(deployment))

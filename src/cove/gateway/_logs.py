@@ -17,7 +17,9 @@ class LogHub:
 
     def __init__(self, directory: Path) -> None:
         self._dir = directory
-        self._followers: list[tuple[set[str] | None, str | None, asyncio.Queue[LogLine]]] = []
+        # Each open follow's filter and queue; None in a queue ends that follow (the server stops).
+        self._followers: list[tuple[set[str] | None, str | None, asyncio.Queue[LogLine | None]]] = []
+        self.ending = False
 
     def _path(self, container_id: str) -> Path:
         return self._dir / f"{container_id}.log"
@@ -47,11 +49,21 @@ class LogHub:
     @contextlib.asynccontextmanager
     async def follow(
         self, container_ids: set[str] | None, deployment_key: str | None
-    ) -> AsyncIterator[asyncio.Queue[LogLine]]:
-        queue: asyncio.Queue[LogLine] = asyncio.Queue()
+    ) -> AsyncIterator[asyncio.Queue[LogLine | None]]:
+        """A queue of the new lines of ``container_ids`` (or the deployment ``deployment_key``); None: stop."""
+        queue: asyncio.Queue[LogLine | None] = asyncio.Queue()
+        if self.ending:
+            queue.put_nowait(None)
         entry = (container_ids, deployment_key, queue)
         self._followers.append(entry)
         try:
             yield queue
         finally:
             self._followers.remove(entry)
+
+    def end_follows(self) -> None:
+        """The server stops: every open ``cove logs --follow`` ends now, so none holds the shutdown back
+        (a follow would otherwise keep its connection, and the server waiting for it, until the client left)."""
+        self.ending = True
+        for _, _, queue in self._followers:
+            queue.put_nowait(None)

@@ -29,6 +29,7 @@ from ._deps import GatewayDep, PrincipalDep, read_limited
 from ._errors import ApiError
 from ._functions_api import _submit, task_deployment
 from ._patterns import Version
+from ._request_ids import call_origin
 from ._state import Gateway
 
 router = APIRouter()
@@ -96,7 +97,13 @@ async def map_inputs(map_id: str, request: Request, gw: GatewayDep, who: Princip
         raise ApiError(409, f"inputs must continue at index {state.submitted}, not {first!r}")
     state.touched = time.time()
     await _submit(
-        gw, state.deployment, [("pickle", data) for _, data in items], durable=True, map_state=state, first_index=first
+        gw,
+        state.deployment,
+        [("pickle", data) for _, data in items],
+        durable=True,
+        map_state=state,
+        first_index=first,
+        origin=call_origin(request.scope),
     )
     return {"accepted": len(items), "submitted": state.submitted}
 

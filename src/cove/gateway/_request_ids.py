@@ -12,7 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
+
+from ..scheduler import CallOrigin
+from ._tracing import tracing_of
 
 HEADER = b"x-request-id"
 TRACEPARENT = b"traceparent"
@@ -49,9 +53,18 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bool]:
     return traced or os.urandom(16).hex().encode(), False
 
 
-def request_id(scope: dict[str, Any]) -> str:
+def request_id(scope: Mapping[str, Any]) -> str:
     """The id the wrapper gave this request ("" outside it)."""
     return str(scope.get(SCOPE_KEY, ""))
+
+
+def call_origin(scope: Mapping[str, Any]) -> CallOrigin:
+    """What a function call's container is told of the request that made it: its id and, when traced, the
+    ``traceparent`` naming the gateway's server span (the traced wrapper rewrote the header to say so)."""
+    traceparent = None
+    if tracing_of(scope) is not None:
+        traceparent = next((v.decode("latin-1") for n, v in scope["headers"] if n == TRACEPARENT), None)
+    return CallOrigin(request_id(scope) or None, traceparent)
 
 
 def log_fields(deployment: Any) -> dict[str, Any]:

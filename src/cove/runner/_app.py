@@ -13,10 +13,11 @@ import types
 
 from cove._wire.batching import MARK
 from cove._wire.payload import BLOB_THRESHOLD, MAGIC, blob_ref, unwrap, wrap
-from cove.runner import _capture
+from cove.runner import _capture, _tracing
 from cove.runner._batching import Batcher
 from cove.runner._bind import Binder
 from cove.runner._http import error_payload
+from cove.runner._request_ids import REQUEST_ID
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -328,6 +329,30 @@ class BatchCaller:
             return out, b""
         if fn.wants_context:
             kwargs["context"] = Context(call_id, fn.container_id, fn.on_start_value)
+        rid = meta.get("request_id")
+        traced = _tracing.handler  # None unless the gateway traces and the image has OpenTelemetry
+        if type(rid) is not str and traced is None:
+            return self._run(fn, call_id, fmt, out, args, kwargs)
+        # The call's request id goes on every line the handler prints (see _request_ids); its span
+        # continues the gateway's, so spans the handler starts, and its own nested calls, join the trace.
+        token = REQUEST_ID.set(rid) if type(rid) is str else None
+        begun = None if traced is None else traced.begin(meta.get("traceparent"), call_id)
+        outcome: tuple[dict[str, Any], bytes] = ({"ok": False}, b"")
+        try:
+            outcome = self._run(fn, call_id, fmt, out, args, kwargs)
+            return outcome
+        finally:
+            if begun is not None:
+                traced.end(begun, 200 if outcome[0].get("ok") else 500)  # type: ignore[union-attr]
+            if token is not None:
+                REQUEST_ID.reset(token)
+                _capture.end_request(str(rid))
+
+    @staticmethod
+    def _run(
+        fn: UserFunction, call_id: str, fmt: str, out: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], bytes]:
+        """Run one call of the handler and frame its outcome (what it printed goes with a failure or a result)."""
         _capture.start(call_id)
         try:
             result = fn.target(*args, **kwargs)

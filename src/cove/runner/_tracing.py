@@ -53,6 +53,12 @@ class _Handler:
         )
         return span, self._context.attach(self._trace.set_span_in_context(span, parent))
 
+    def traceparent(self) -> str | None:
+        """The current span as a W3C ``traceparent`` (a nested call made by the handler sends it on)."""
+        carrier: dict[str, str] = {}
+        self._propagator.inject(carrier)
+        return carrier.get("traceparent")
+
     def end(self, begun: tuple[Any, object], status: int) -> None:
         span, token = begun
         self._context.detach(token)  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 from ._autoscaler import ContainerLoad, ScaleDecision, decide
 from ._callbacks import ALLOW_ENV, CallbackPolicy, CallbackRefused, allowance_from_env
 from ._cron import next_tick
-from ._dispatch import FINISHED_STATES, KeyReused, MapState, QueueFull, TaskItem, call_parameters
+from ._dispatch import FINISHED_STATES, CallOrigin, KeyReused, MapState, QueueFull, TaskItem, call_parameters
 from ._placement import GpuRoom, WorkerRoom, place
 from ._quotas import LIMITS, Quota, check_disk, check_floor, check_one
 from ._scheduler import (
@@ -25,6 +25,7 @@ __all__ = [
     "ALLOW_ENV",
     "FINISHED_STATES",
     "LIMITS",
+    "CallOrigin",
     "CallbackPolicy",
     "CallbackRefused",
     "ContainerLoad",

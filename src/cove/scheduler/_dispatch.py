@@ -78,6 +78,27 @@ def call_parameters(deployment: Deployment, fmt: str, payload: bytes) -> dict[st
     return of_payload(check_declared(declared), payload if fmt == "pickle" else b"", deployment.name)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallOrigin:
+    """The HTTP request that made a call, as its container is told: the handler's printed lines carry
+    ``request_id`` (see ``cove.runner._request_ids``), and its span continues ``traceparent`` (when traced)."""
+
+    request_id: str | None = None
+    traceparent: str | None = None
+
+
+def _input_meta(item: TaskItem) -> dict[str, Any]:
+    """What the runner is told of one input besides its arguments: its id, format and origin (if known)."""
+    meta: dict[str, Any] = {"id": item.id, "format": item.fmt}
+    origin = item.origin
+    if origin is not None:
+        if origin.request_id:
+            meta["request_id"] = origin.request_id
+        if origin.traceparent:
+            meta["traceparent"] = origin.traceparent
+    return meta
+
+
 class QueueFull(RuntimeError):
     """More than ``max_pending_tasks`` inputs are waiting; try again later."""
 
@@ -105,6 +126,9 @@ class TaskItem:
     result: bytes | None = None
     error: dict[str, Any] | None = None
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)  # the class's values it runs with
+    # The request that made the call. Kept in memory only: a task recovered from the store, or accepted by a
+    # gateway that does not lead, has none (its lines carry its container, deployment and version).
+    origin: CallOrigin | None = None
     _done: asyncio.Event | None = dataclasses.field(default=None, init=False, repr=False)
     live: LiveOutput | None = dataclasses.field(default=None, init=False, repr=False)
     # A ``.remote`` call is written once, when it ends (or first retries): its caller is waiting
@@ -323,8 +347,12 @@ class Dispatcher:
         durable: bool,
         map_state: MapState | None = None,
         first_index: int = 0,
+        origin: CallOrigin | None = None,
     ) -> list[TaskItem]:
-        """Accept inputs of (format, payload); durable ones are committed before this returns."""
+        """Accept inputs of (format, payload); durable ones are committed before this returns.
+
+        ``origin`` (the accepting request) goes with each input to the container, for its log lines and spans.
+        """
         if not self.started:
             return await self._submit_to_leader(deployment, inputs, map_state, first_index)
         values = [call_parameters(deployment, fmt, payload) for fmt, payload in inputs]
@@ -341,6 +369,7 @@ class Dispatcher:
                 map_id=map_state.id if map_state else None,
                 map_index=first_index + n if map_state else None,
                 parameters=parameters,
+                origin=origin,
             )
             for n, ((fmt, payload), parameters) in enumerate(zip(inputs, values, strict=True))
         ]
@@ -550,7 +579,7 @@ class Dispatcher:
             item.container_id = container_id
             queue.running[item.id] = item
             self._persist(item)
-        body = pack({}, [{"id": i.id, "format": i.fmt} for i in batch], [i.args for i in batch], "inputs")
+        body = pack({}, [_input_meta(i) for i in batch], [i.args for i in batch], "inputs")
         timeout = queue.config.task_policy.timeout or queue.config.timeout
         try:
             async with asyncio.timeout(None if timeout < 0 else timeout * len(batch)):

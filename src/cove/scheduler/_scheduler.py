@@ -297,6 +297,8 @@ class Scheduler:
         # Cordon and drain outlive a worker's restart: it registers again under the same name.
         self._admin_states: dict[str, str] = {}
         self.remote = RemoteLoad()  # what the gateways that do not lead hold
+        # Deployments whose calls are refused before they queue (no worker can hold one): id -> the reason.
+        self._refused: dict[str, str] = {}
 
     # -- life cycle -------------------------------------------------------------
 
@@ -490,6 +492,30 @@ class Scheduler:
         if self.capacity_coming(request_for(config)):
             return None
         return self._misfit(deployment, config)
+
+    def note_refusal(self, deployment: Deployment, reason: str | None) -> None:
+        """Record that calls of ``deployment`` are refused before they queue (``unplaceable``), or no longer are.
+
+        A refused call makes no pool, so the backlog events of ``_waiting`` never see it: this records
+        the same kind of row, once per change of the reason, so ``cove events`` says why calls fail.
+        """
+        if reason == self._refused.get(deployment.id) or not self.dispatcher.started:
+            return
+        if reason is None:
+            before = self._refused.pop(deployment.id)
+            self.events.of(
+                deployment, "backlog", f"calls are accepted again (refused before because {before})", waiting=False
+            )
+            return
+        self._refused[deployment.id] = reason
+        self.events.of(
+            deployment,
+            "backlog",
+            f"calls are refused before they queue: {reason}",
+            waiting=True,
+            refused=True,
+            workers=sum(1 for w in self.workers.values() if w.state == "ready"),
+        )
 
     def _pools_of(self, deployment_id: str) -> list[Pool]:
         """Every pool of one deployment version: one per set of constructor parameters in use."""

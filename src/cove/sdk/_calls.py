@@ -23,6 +23,7 @@ import httpx
 from .._wire.parameters import ENVELOPE_KEY
 from .._wire.payload import BLOB_THRESHOLD, PayloadError, blob_ref, unwrap, wrap
 from ..exceptions import ConfigError, RemoteError, ResponseError, TimedOut
+from ._call_context import call_headers
 from .client import Client
 
 KEY_HEADER = "Idempotency-Key"
@@ -87,7 +88,11 @@ def spawn_call(client: Client, name: str, body: bytes, key: str | None) -> str:
     the same key for up to ``SUBMIT_RETRY_SECONDS``, and the gateway returns
     the task the first one made, if it made one.
     """
-    headers = {"Content-Type": "application/octet-stream", KEY_HEADER: key or f"sdk-{uuid.uuid4().hex}"}
+    headers = {
+        "Content-Type": "application/octet-stream",
+        KEY_HEADER: key or f"sdk-{uuid.uuid4().hex}",
+        **call_headers(),  # inside a handler: its request's id and trace
+    }
     deadline = time.monotonic() + SUBMIT_RETRY_SECONDS
     delay = _RETRY_FIRST_DELAY
     while True:

@@ -308,10 +308,13 @@ class _GatewayServer(uvicorn.Server):
             super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        gateway = getattr(getattr(self.config.app, "api", None), "state", None)
-        scheduler = getattr(getattr(gateway, "gateway", None), "scheduler", None)
+        gateway = getattr(getattr(getattr(self.config.app, "api", None), "state", None), "gateway", None)
+        scheduler = getattr(gateway, "scheduler", None)
         if scheduler is not None:
             scheduler.release_long_polls()
+        logs = getattr(gateway, "logs", None)
+        if logs is not None:
+            logs.end_follows()  # an open cove logs --follow ends instead of holding the shutdown back
         await super().shutdown(sockets)
 
 
