@@ -63,6 +63,8 @@ ALSO_ACCEPTED: dict[str, int | tuple[int, ...]] = {
     "PUT /api/v1/deployments/{name}/traffic": 422,
     # A deployment with one version has nothing earlier to go back to.
     "POST /api/v1/deployments/{name}/rollback": 409,
+    # min_containers may not exceed max_containers, and each value has its range.
+    "PATCH /api/v1/deployments/{name}/scaling": 422,
     # Impossible resources are refused; with no isolated worker ready (one missed its heartbeats under load,
     # or an admin operation cordoned it) a sandbox cannot start yet.
     "POST /api/v1/sandboxes": (422, 503),

@@ -13,7 +13,7 @@ from .._wire.urls import how_to_call
 from ..exceptions import ConfigError
 from ._output import JsonOption, client, console, emit, errors, stream_json, table
 
-deployment_app = typer.Typer(help="List, show, roll back and stop deployments.", no_args_is_help=True)
+deployment_app = typer.Typer(help="List, show, scale, roll back and stop deployments.", no_args_is_help=True)
 
 
 def _age(ts: float | None) -> str:
@@ -182,6 +182,41 @@ def deployment_rollback(
             console.print(f"{name}: v{row['version']} is live, with the code and image of v{row['source_version']}")
         else:
             console.print(f"{name}: v{row['version']} is live already (the content of v{row['source_version']})")
+
+    emit(row, as_json, show)
+
+
+@deployment_app.command("scale")
+def deployment_scale(
+    name: str = typer.Argument(..., help="Deployment name."),
+    min_containers: int | None = typer.Option(None, "--min", help="Containers kept running with no work."),
+    max_containers: int | None = typer.Option(None, "--max", help="The most containers at once."),
+    tasks_per_container: int | None = typer.Option(None, "--tasks-per-container", help="In-flight inputs aimed for."),
+    buffer_containers: int | None = typer.Option(None, "--buffer", help="Idle containers kept ready under load."),
+    scale_down_window: float | None = typer.Option(None, "--scale-down-window", help="Seconds before scaling down."),
+    keep_warm_seconds: float | None = typer.Option(None, "--keep-warm", help="Idle seconds before a container stops."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Change a deployment's scale limits: a new version with the same code and image, nothing rebuilt."""
+    api = client(as_json)
+    given = {
+        "min_containers": min_containers,
+        "max_containers": max_containers,
+        "tasks_per_container": tasks_per_container,
+        "buffer_containers": buffer_containers,
+        "scale_down_window": scale_down_window,
+        "keep_warm_seconds": keep_warm_seconds,
+    }
+    with errors(as_json):
+        body = {k: v for k, v in given.items() if v is not None}
+        if not body:
+            raise ConfigError("give at least one of --min, --max, --tasks-per-container, --buffer, ...")
+        row = api.request("PATCH", f"/api/v1/deployments/{name}/scaling", json=body)
+    limits = ", ".join(f"{k} {v}" for k, v in row["scaling"].items())
+
+    def show() -> None:
+        verb = "is live" if row["created"] else "is live already"
+        console.print(f"{name}: v{row['version']} {verb} ({limits})", highlight=False, markup=False)
 
     emit(row, as_json, show)
 

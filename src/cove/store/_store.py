@@ -378,15 +378,18 @@ class Store:
         replace: bool = False,
         source: str | None = None,
         app_names: dict[str, str] | None = None,
+        scaled: dict[str, Any] | None = None,
     ) -> tuple[m.Deployment, bool]:
         """Register a new version, or return the current one when nothing changed.
 
         Returns the deployment and whether a new version was created.
         ``rollback_of`` is the earlier version whose content this repeats (the
-        audit log says so). A name whose live version belongs to another app is
-        refused (``AppConflict``) unless ``replace`` moves it to ``app``; ``source``
-        records where ``app`` was deployed from; ``app_names`` are the names the
-        app's functions run under where not their own (``cove._wire.apps``).
+        audit log says so); ``scaled`` the autoscaler settings a new version
+        changes and nothing else (audited as ``deployment.scale``). A name
+        whose live version belongs to another app is refused (``AppConflict``)
+        unless ``replace`` moves it to ``app``; ``source`` records where
+        ``app`` was deployed from; ``app_names`` are the names the app's
+        functions run under where not their own (``cove._wire.apps``).
         """
         for _ in range(5):
             async with self.session() as s:
@@ -446,6 +449,11 @@ class Store:
                     if rollback_of is not None:
                         details["source_version"] = rollback_of
                     action = "deployment.create" if rollback_of is None else "deployment.rollback"
+                    if scaled is not None:
+                        details, action = (
+                            {"source_version": latest.version if latest else None, **scaled},
+                            "deployment.scale",
+                        )
                     self._audit(s, who, action, f"{name}/v{row.version}", details)
                 return row, True
             except IntegrityError:

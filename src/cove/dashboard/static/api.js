@@ -43,6 +43,7 @@ export const api = {
   get: (path, options) => request("GET", path, undefined, options),
   post: (path, body = {}, options) => request("POST", path, body, options),
   put: (path, body = {}, options) => request("PUT", path, body, options),
+  patch: (path, body = {}, options) => request("PATCH", path, body, options),
   del: (path, options) => request("DELETE", path, undefined, options),
   /** PUT a file's bytes (a Blob) as the request body. */
   upload: (path, blob, options = {}) => request("PUT", path, blob, { ...options, raw: true }),

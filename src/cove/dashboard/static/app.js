@@ -4,6 +4,7 @@ import { fill, h, notify } from "./dom.js";
 import * as admin from "./pages/admin.js";
 import * as deployments from "./pages/deployments.js";
 import * as overview from "./pages/overview.js";
+import * as reservoir from "./pages/reservoir.js";
 import * as resources from "./pages/resources.js";
 import * as tasks from "./pages/tasks.js";
 import * as workers from "./pages/workers.js";
@@ -21,7 +22,11 @@ const ROUTES = [
   ["volumes", "Volumes", resources.volumes, false],
   ["secrets", "Secrets", resources.secrets, false],
   ["images", "Images", resources.images, false],
+  ["reservoir", "Reservoir", reservoir.overview, false],
+  ["reservoir/:name", null, reservoir.project, false],
+  ["reservoir-audit", null, reservoir.audit, true],
   ["tokens", "Tokens", admin.tokens, false],
+  ["workspaces", "Workspaces", admin.workspaces, true],
   ["audit", "Audit log", admin.audit, true],
 ];
 

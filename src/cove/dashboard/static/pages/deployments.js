@@ -121,6 +121,49 @@ function actions(ctx, name, versions, reload) {
     }, { confirm: `Make v${to.value || "?"} of ${name} live again?`, testid: "rollback" })) : null);
 }
 
+// The autoscaler settings the scale form edits, with their labels; keep_warm_seconds is the deployment's own.
+const SCALING = [
+  ["min_containers", "Min containers"], ["max_containers", "Max containers"],
+  ["tasks_per_container", "Inputs per container"], ["buffer_containers", "Buffer containers"],
+  ["keep_warm_seconds", "Keep warm (s)"],
+];
+
+function scaleForm(name, current, reload) {
+  const now = { ...current.config.autoscaler, keep_warm_seconds: current.config.keep_warm_seconds };
+  const inputs = SCALING.map(([key, label]) => [key, h("input", {
+    type: "number", step: key === "keep_warm_seconds" ? "any" : "1", min: key === "keep_warm_seconds" ? "-1" : "0",
+    value: now[key], "aria-label": label, "data-testid": `scale-${key}`,
+  }), label]);
+  const form = h("form", { class: "scale", "data-testid": "scale" },
+    inputs.map(([, input, label]) => h("label", {}, label, input)),
+    h("button", { type: "submit", "data-testid": "scale-submit" }, "Set limits"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const changes = {};
+    for (const [key, input] of inputs) {
+      if (input.value !== "" && Number(input.value) !== now[key]) changes[key] = Number(input.value);
+    }
+    if (!Object.keys(changes).length) {
+      notify("Nothing changed");
+      return;
+    }
+    const button = form.querySelector("button");
+    button.disabled = true;
+    try {
+      const done = await api.patch(`/api/v1/deployments/${encodeURIComponent(name)}/scaling`, changes);
+      notify(`${name} v${done.version} is live with min ${done.scaling.min_containers}, max ${done.scaling.max_containers}`);
+      await reload();
+    } catch (err) {
+      notify(err.message, true);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return h("section", { class: "card wide" }, h("h2", {}, "Scale limits"),
+    h("p", { class: "muted" }, "Changing them makes a new version with the same code and image: nothing is rebuilt."),
+    form);
+}
+
 export async function renderOne(ctx) {
   const { root, signal, params } = ctx;
   const name = params.name;
@@ -148,6 +191,7 @@ export async function renderOne(ctx) {
       h("h1", {}, name, " ", h("span", { "data-testid": "deployment-state" }, badge(current.state))),
       h("p", { class: "muted" }, `${current.kind} · ${current.module}:${current.function} · v${current.version}`),
       actions(ctx, name, versions, refresh),
+      current.state === "active" && current.kind !== "sandbox" ? scaleForm(name, current, refresh) : null,
       h("section", { class: "card wide" }, h("h2", {}, "Call it"), snippets(current)),
       h("details", { class: "card wide" }, h("summary", {}, "Config"),
         h("pre", {}, JSON.stringify(current.config, null, 2))));

@@ -114,7 +114,7 @@ export async function render(ctx) {
     const [deployments, containers, workers, gpus, pending, failed, events] = await Promise.all([
       api.get("/api/v1/deployments", { signal }),
       api.get("/api/v1/containers", { signal }),
-      optional(api.get("/api/v1/workers", { signal })),
+      ctx.session.role === "admin" ? optional(api.get("/api/v1/workers", { signal })) : null,  // the operator's
       api.get("/api/v1/gpus", { signal }),
       api.get(withQuery("/api/v1/tasks", { state: "PENDING", limit: 1000 }), { signal }),
       api.get(withQuery("/api/v1/tasks", { state: "FAILED", limit: 10 }), { signal }),
