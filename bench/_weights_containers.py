@@ -19,6 +19,8 @@ reports whether ``cove ps`` showed the bytes fetched so far.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -149,3 +151,95 @@ def report(mib: int, rounds: int, measured: dict[str, Any]) -> None:
     print(
         f"  progress lines seen in `cove ps` during fetches: {len(lines)}" + (f", e.g. {lines[-1]!r}" if lines else "")
     )
+
+
+ROLLOUT_APP = """
+from cove import Model, QueueDepthAutoscaler, endpoint
+
+MODEL = Model("bench/model")
+VERSION = {version}
+
+
+@endpoint(models=[MODEL], cpu=0.25, memory=256, autoscaler=QueueDepthAutoscaler(min_containers={n}, max_containers={n}))
+def weights_rollout() -> dict:
+    return {{"version": VERSION, "files": sorted(p.name for p in MODEL.path().iterdir())}}
+"""
+
+
+def _resolves(server: CoveServer) -> int:
+    """Files the reservoir has served so far (each ``resolve`` GET in the gateway's access log)."""
+    log = (server.tmp / "server.log").read_text(errors="replace")
+    return len(re.findall(r"GET /reservoir/bench/model/resolve/\S+ 200", log))
+
+
+def _ready(server: CoveServer, name: str) -> set[str]:
+    rows = server.http.get("/api/v1/containers").json()
+    return {r["id"] for r in rows if r.get("id") and r.get("deployment") == name and r.get("state") == "ready"}
+
+
+def _wait(check: Any, what: str, timeout: float = 600) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def rollout(model_folder: Path, containers: int, versions: int) -> dict[str, Any]:
+    """The weight cache during rollouts: each new version replaces every container on the same worker.
+
+    A start is a hit when the worker downloaded no file for it; the reservoir's access log counts files
+    served, so hits = starts - fetches (a fetch of the whole commit serves each of its files once).
+    """
+    os.environ["COVE_ACCESS_LOG"] = "1"  # the bench server logs each request: the reservoir's downloads
+    server = CoveServer()
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "cove", "reservoir", "model", "add", "bench/model", str(model_folder), "--json"],
+            env=server.env,
+            check=True,
+            capture_output=True,
+        )
+        files = sum(1 for p in model_folder.rglob("*") if p.is_file())
+        app = server.tmp / "rollout" / "rollout_app.py"
+        app.parent.mkdir()
+        rounds = []
+        previous: set[str] = set()
+        for version in range(versions + 1):  # the first deploy, then `versions` rollouts
+            before = _resolves(server)
+            app.write_text(ROLLOUT_APP.format(version=version, n=containers))
+            started = time.perf_counter()
+            server.cli("deploy", f"{app}:weights_rollout")
+            old = previous
+
+            def replaced(old: set[str] = old) -> set[str] | None:
+                ready = _ready(server, "weights-rollout")
+                return ready if len(ready - old) >= containers and not (ready & old) else None
+
+            previous = _wait(replaced, f"version {version} to replace every container")
+            seconds = time.perf_counter() - started
+            fetched = (_resolves(server) - before) / files
+            rounds.append({"version": version, "starts": containers, "fetches": fetched, "seconds": seconds})
+        return {"containers": containers, "files": files, "rounds": rounds}
+    finally:
+        server.close()
+        os.environ.pop("COVE_ACCESS_LOG", None)
+
+
+def report_rollout(mib: int, measured: dict[str, Any]) -> None:
+    print(
+        f"weight cache during rollouts ({measured['containers']} containers on one worker, {mib} MiB model, "
+        "each version replaces every container):"
+    )
+    print(f"  {'':10s} {'starts':>7s} {'fetches':>8s} {'hit rate':>9s} {'replaced in s':>14s}")
+    rollouts = [r for r in measured["rounds"] if r["version"] > 0]
+    for r in measured["rounds"]:
+        label = "first" if r["version"] == 0 else f"rollout {r['version']}"
+        rate = 1 - min(r["fetches"], r["starts"]) / r["starts"]
+        print(f"  {label:10s} {r['starts']:7d} {r['fetches']:8.1f} {rate:9.0%} {r['seconds']:14.2f}")
+    if rollouts:
+        starts = sum(r["starts"] for r in rollouts)
+        hits = starts - sum(min(r["fetches"], r["starts"]) for r in rollouts)
+        print(f"  hit rate over the rollouts: {hits / starts:.0%} ({hits:.0f} of {starts} starts fetched nothing)")

@@ -3,6 +3,7 @@
     uv run python bench/weights.py                 # a 200 MiB model, 3 rounds
     uv run python bench/weights.py --mib 1024 --rounds 5
     uv run python bench/weights.py --containers    # also real container cold starts (a cove server)
+    uv run python bench/weights.py --mib 1024 --containers --rollouts 3   # 1 GiB; cache hit rate in rollouts
 
 A reservoir (``python -m cove.reservoir serve``, its own process) holds a
 repository with a config, a tokenizer and one safetensors file of ``--mib``
@@ -29,6 +30,11 @@ With ``--containers``, the same model goes into a ``cove server``'s reservoir
 and real containers start with it (see ``_weights_containers``): request to
 first answer with the worker fetching the weights, with them already cached,
 and without weights at all.
+
+With ``--rollouts N``, a deployment of ``--rollout-containers`` containers
+reading the model is deployed and then rolled out N times (new code, same
+model): every container is replaced on the same worker, and the reservoir's
+access log tells how many starts had to fetch the weights (the hit rate).
 """
 
 from __future__ import annotations
@@ -103,6 +109,8 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--containers", action="store_true", help="also time real container cold starts")
+    parser.add_argument("--rollouts", type=int, default=0, help="also measure the cache over N rollouts")
+    parser.add_argument("--rollout-containers", type=int, default=2, help="containers each version runs")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cove-bench-weights-"))
     try:
@@ -156,6 +164,11 @@ def main() -> None:
 
             measured = _weights_containers.run(work / "src", args.rounds)
             _weights_containers.report(args.mib, args.rounds, measured)
+        if args.rollouts:
+            import _weights_containers
+
+            rolled = _weights_containers.rollout(work / "src", args.rollout_containers, args.rollouts)
+            _weights_containers.report_rollout(args.mib, rolled)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

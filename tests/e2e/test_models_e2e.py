@@ -141,3 +141,36 @@ def test_prefetch_warms_the_workers_cache(logged_server: Server, tmp_path: Path)
     log = server.home.joinpath("test-server.log").read_text()
     fetched = re.findall(r"GET /reservoir/acme/warm/resolve/\S+?/(\S+) 200", log)
     assert sorted(fetched) == missing and "model.safetensors" in missing
+
+
+def test_model_ls_and_model_prefetch(logged_server: Server, tmp_path: Path) -> None:
+    server = logged_server
+    _repository(tmp_path / "one")
+    _repository(tmp_path / "two")
+    v1 = server.cli_json("reservoir", "model", "add", "acme/listed", str(tmp_path / "one"), "--revision", "v1")
+    main = server.cli_json("reservoir", "model", "add", "acme/listed", str(tmp_path / "two"))
+    held = server.cli_json("reservoir", "model", "add", "acme/held", str(tmp_path / "one"))
+    server.cli_json("reservoir", "model", "quarantine", "acme/held", "--reason", "under review")
+
+    rows = {(r["repo"], r["revision"]): r for r in server.cli_json("model", "ls")}
+    listed = rows[("acme/listed", "v1")]
+    assert listed["commit"] == v1["commit"] and listed["bytes"] == v1["bytes"] and listed["files"] == 4
+    assert listed["license"] == "Apache-2.0" and listed["status"] == "active" and listed["cached_on"] == []
+    assert rows[("acme/listed", "main")]["commit"] == main["commit"]
+    quarantined = rows[("acme/held", "main")]
+    assert quarantined["commit"] == held["commit"] and quarantined["status"] == "quarantined"
+    assert "under review" in quarantined["reason"]
+    human = server.cli("model", "ls")
+    assert human.returncode == 0 and "active" in human.stdout  # a table (cut to the terminal's width)
+
+    nowhere = server.cli("model", "prefetch", "acme/listed@v1", "--pool", "no-such-pool", "--json", check=False)
+    assert nowhere.returncode != 0 and "no-such-pool" in nowhere.stdout + nowhere.stderr
+    started = server.cli_json("model", "prefetch", "acme/listed@v1")
+    assert started["model"] == "acme/listed@v1" and started["workers"]
+    server.wait_for(
+        lambda: (
+            {(r["repo"], r["revision"]): r for r in server.cli_json("model", "ls")}[("acme/listed", "v1")]["cached_on"]
+            == started["workers"]
+        ),
+        timeout=30,
+    )

@@ -136,3 +136,44 @@ def test_eviction_spares_models_in_use(store: Store, served: LiveServer, tmp_pat
         assert cache.size() <= 5 * 1024 * 1024
 
     asyncio.run(scenario())
+
+
+def test_listing_is_kept_in_memory_and_follows_fetches_and_evictions(
+    store: Store, served: LiveServer, tmp_path: Path
+) -> None:
+    for name in ("one", "two"):
+        make_repo(tmp_path / name, big=2 * 1024 * 1024, seed=name.encode())
+        ingest.add_folder(store, f"acme/{name}", tmp_path / name)
+    make_repo(tmp_path / "one-v2", big=2 * 1024 * 1024, seed=b"v2")
+    v2 = ingest.add_folder(store, "acme/one", tmp_path / "one-v2", revision="v2")
+
+    async def scenario() -> WeightCache:
+        async with _cache(tmp_path / "cache", served.url, 5 * 1024 * 1024, []) as cache:  # room for two commits
+            return await _steps(cache)
+
+    async def _steps(cache: WeightCache) -> WeightCache:
+        assert cache.held() == [] and cache.scans == 1
+        one = await cache.acquire(ModelRef("acme/one"))
+        for _ in range(20):  # the heartbeat asks every few seconds: no more reads of the disk
+            assert [(m["repo"], m["revisions"], m["in_use"]) for m in cache.held()] == [("acme/one", ["main"], 1)]
+        cache.release(one)
+        again = await cache.acquire(ModelRef("acme/one"))  # a hit: nothing downloaded
+        cache.release(again)
+        two = await cache.acquire(ModelRef("acme/two"))
+        newer = await cache.acquire(ModelRef("acme/one", "v2"))  # over the limit: acme/one@main goes
+        held = cache.held()
+        assert [(m["repo"], m["commit"]) for m in held] == [("acme/one", v2.commit), ("acme/two", two.commit)]
+        assert held[0]["revisions"] == ["v2"] and held[0]["in_use"] == 1 and newer.commit == v2.commit
+        assert held[0]["bytes"] == cache.held()[0]["bytes"] > 2 * 1024 * 1024
+        assert cache.scans == 1
+        assert (cache.hits, cache.misses) == (1, 3)
+        return cache
+
+    cache = asyncio.run(scenario())
+    listed = cache.held()
+    cache.rescan()
+    assert cache.held() == listed and cache.scans == 2  # what was kept in memory is what the disk holds
+    reopened = WeightCache(tmp_path / "cache", served.url, 5 * 1024 * 1024)
+    assert [(m["repo"], m["commit"], m["revisions"]) for m in reopened.held()] == [
+        (m["repo"], m["commit"], m["revisions"]) for m in listed
+    ]

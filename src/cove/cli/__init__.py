@@ -13,6 +13,7 @@ from . import (
     _gpu,
     _images,
     _inspect,
+    _models,
     _quotas,
     _root,
     _sandbox,
@@ -49,6 +50,7 @@ app.add_typer(_data.volume_app, name="volume")
 app.add_typer(_sandbox.sandbox_app, name="sandbox")
 app.add_typer(_images.image_app, name="image")
 app.add_typer(_workers.worker_app, name="worker")
+app.add_typer(_models.model_app, name="model")
 app.add_typer(_gpu.gpu_app, name="gpu")
 app.add_typer(_quotas.workspace_app, name="workspace")
 

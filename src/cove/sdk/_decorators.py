@@ -367,6 +367,7 @@ class Remote(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function in a container and return its result (its exception, raised here, if it fails)."""
+        from ._call_context import call_headers
         from ._calls import FOLLOW_OUTPUT_HEADER, dumps_arguments, follow, outcome
         from ._waiting import watching
         from .client import Client
@@ -383,7 +384,7 @@ class Remote(Generic[P, R]):
                 "POST",
                 f"/api/v1/functions/{name}/calls",
                 content=body,
-                headers={"Content-Type": "application/octet-stream", FOLLOW_OUTPUT_HEADER: "1"},
+                headers={"Content-Type": "application/octet-stream", FOLLOW_OUTPUT_HEADER: "1", **call_headers()},
                 timeout=None,
             )
         if response.status_code == 202:  # still running, and printing: show it as it comes

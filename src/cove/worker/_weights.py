@@ -91,6 +91,12 @@ class WeightCache:
         self._pins: dict[tuple[str, str], int] = {}  # (repo, commit) -> containers using it
         self.progress: dict[tuple[str, str], Progress] = {}
         self.fetched_files = 0  # files downloaded since start (a cache hit downloads none)
+        self.hits = 0  # acquisitions the cache answered without downloading a file
+        self.misses = 0  # acquisitions that had to download at least one file
+        # What the cache holds, read from disk once and then kept up to date by fetches and evictions (the
+        # heartbeat asks every few seconds): (repo, commit) -> {repo, commit, revisions, bytes, used}.
+        self._listing: dict[tuple[str, str], dict[str, Any]] | None = None
+        self.scans = 0  # full reads of the disk (one at start, one after each rescan())
         for sub in ("blobs", "hub", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         for leftover in (root / "tmp").iterdir():  # a fetch a crash interrupted: never used, never resumed
@@ -110,6 +116,9 @@ class WeightCache:
         model = await asyncio.shield(task)
         self._pins[(model.repo, model.commit)] = self._pins.get((model.repo, model.commit), 0) + 1
         os.utime(model.snapshot)  # the least recently used order survives restarts
+        entry = self._entries().get((model.repo, model.commit))
+        if entry is not None:
+            entry["used"] = model.snapshot.stat().st_mtime
         return model
 
     def release(self, model: CachedModel) -> None:
@@ -121,25 +130,35 @@ class WeightCache:
             self._pins.pop(key, None)
 
     def held(self) -> list[dict[str, Any]]:
-        """Commits in the cache, most recently used first (what ``cove worker list`` shows)."""
-        out = []
-        for folder in sorted((self.root / "hub").glob("models--*")):
-            repo = folder.name[len("models--") :].replace("--", "/", 1)
-            refs = folder / "refs"
-            revisions = {p.relative_to(refs).as_posix(): p.read_text().strip() for p in refs.rglob("*") if p.is_file()}
-            for snap in (folder / "snapshots").glob("*"):
-                commit = snap.name
-                out.append(
-                    {
-                        "repo": repo,
-                        "commit": commit,
-                        "revisions": sorted(r for r, c in revisions.items() if c == commit),
-                        "bytes": _snapshot_size(snap),
-                        "in_use": self._pins.get((repo, commit), 0),
-                        "used": snap.stat().st_mtime,
-                    }
-                )
+        """Commits in the cache, most recently used first (what ``cove worker list`` shows).
+
+        Answered from the listing kept in memory: the disk is read once, then each fetch and eviction updates
+        the entries of the repository it touched (this process is the cache's only writer).
+        """
+        out = [entry | {"in_use": self._pins.get(key, 0)} for key, entry in self._entries().items()]
         return sorted(out, key=lambda m: -float(m["used"]))
+
+    def rescan(self) -> None:
+        """Forget the listing kept in memory; the next :meth:`held` reads the disk again."""
+        self._listing = None
+
+    def _entries(self) -> dict[tuple[str, str], dict[str, Any]]:
+        if self._listing is None:
+            self.scans += 1
+            self._listing = {}
+            for folder in sorted((self.root / "hub").glob("models--*")):
+                self._listing.update(_scan_repo(folder))
+        return self._listing
+
+    def _rescan_repo(self, repo: str) -> None:
+        """Re-read one repository's folder after a fetch or an eviction changed it."""
+        if self._listing is None:
+            return
+        folder = self.root / "hub" / repo_folder_name(repo)
+        listing = {key: entry for key, entry in self._listing.items() if key[0] != repo}
+        if folder.is_dir():
+            listing.update(_scan_repo(folder))
+        self._listing = listing  # replaced whole: runs in a thread while the heartbeat may be reading the old one
 
     def size(self) -> int:
         return sum(p.stat().st_size for p in (self.root / "blobs").iterdir())
@@ -155,7 +174,9 @@ class WeightCache:
             snapshot = folder / "snapshots" / commit
             files = [(str(s["rfilename"]), str(s["sha256"]), int(s["size"])) for s in info["siblings"]]
             size = sum(f[2] for f in files)
-            if not _complete(snapshot, files):
+            missing = not _complete(snapshot, files)
+            if missing:
+                self.misses += 1
                 progress = self.progress.setdefault((ref.repo, ref.revision), Progress(ref.repo, ref.revision))
                 progress.total = size
                 progress.done = sum(f[2] for f in files if (self.root / "blobs" / f[1]).is_file())
@@ -166,9 +187,12 @@ class WeightCache:
                     await asyncio.to_thread(self._link, folder, commit, files)
                 finally:
                     self.progress.pop((ref.repo, ref.revision), None)
+            else:
+                self.hits += 1
             named = folder / "refs" / ref.revision  # nested for ``release/2``, as huggingface_hub reads it
             named.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(named, commit.encode())
+            await asyncio.to_thread(self._rescan_repo, ref.repo)
         finally:
             if self._client is None:
                 await client.aclose()
@@ -268,6 +292,7 @@ class WeightCache:
                 if ref.is_file() and ref.read_text().strip() == commit:
                     ref.unlink(missing_ok=True)
             self._drop_unlinked(folder)
+            self._rescan_repo(repo)
             removed.append(f"{repo}@{commit}")
         return removed
 
@@ -282,6 +307,25 @@ class WeightCache:
                 blob.unlink(missing_ok=True)
         if not any((folder / "snapshots").iterdir()):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _scan_repo(folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The commits one ``models--ORG--NAME`` folder holds, with the revision names pointing at each."""
+    repo = folder.name[len("models--") :].replace("--", "/", 1)
+    refs = folder / "refs"
+    revisions = {p.relative_to(refs).as_posix(): p.read_text().strip() for p in refs.rglob("*") if p.is_file()}
+    found = {}
+    for snap in (folder / "snapshots").glob("*"):
+        if snap.name.startswith("."):  # a snapshot being built
+            continue
+        found[(repo, snap.name)] = {
+            "repo": repo,
+            "commit": snap.name,
+            "revisions": sorted(r for r, c in revisions.items() if c == snap.name),
+            "bytes": _snapshot_size(snap),
+            "used": snap.stat().st_mtime,
+        }
+    return found
 
 
 def _complete(snapshot: Path, files: list[tuple[str, str, int]]) -> bool:

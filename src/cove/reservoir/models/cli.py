@@ -58,6 +58,42 @@ def model_add(
     _emit(as_json, result.to_json(), text)
 
 
+@model_app.command("sync")
+@_errors
+def model_sync(
+    repo: str = typer.Argument(..., help="ORG/NAME of the repository upstream."),
+    revision: str = typer.Option(DEFAULT_REVISION, "--revision", "-r", help="Branch, tag or commit id upstream."),
+    upstream: str | None = typer.Option(
+        None, "--upstream", help="The hub to fetch from (default: HF_ENDPOINT, else https://huggingface.co)."
+    ),
+    name: str | None = typer.Option(None, "--as", help="Revision name here (default: the upstream revision)."),
+    token: str | None = typer.Option(
+        None, "--token", envvar="HF_TOKEN", help="Bearer token for gated or private repositories upstream."
+    ),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Fetch a repository's revision from an upstream hub (only the files not held already) and add it here."""
+    from .sync import default_upstream, sync_model
+
+    result = sync_model(
+        _store(root), repo, revision=revision, upstream=upstream or default_upstream(), name=name, token=token
+    )
+    added = result.added
+
+    def text() -> None:
+        out.print(
+            f"synced {added.repo}@{added.revision} -> {added.commit} from {result.upstream} "
+            f"(upstream commit {result.upstream_commit[:12]}): {added.files} files, {_size(added.bytes)}, "
+            f"{result.downloaded_files} downloaded ({_size(result.downloaded_bytes)}), "
+            f"license {added.license or 'unknown'}"
+        )
+        if added.status != "active":
+            out.print(f"[yellow]quarantined:[/yellow] {added.reason}", highlight=False)
+
+    _emit(as_json, result.to_json(), text)
+
+
 @model_app.command("ls")
 @_errors
 def model_ls(

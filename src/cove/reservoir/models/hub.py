@@ -4,6 +4,7 @@ Routes, relative to wherever the reservoir is mounted (``HF_ENDPOINT`` is that U
 
     GET  /api/models                                   repositories held
     GET  /api/models/{org}/{name}[/revision/{rev}]     model info: ``sha`` (the commit) and ``siblings``
+    GET  /api/models/{org}/{name}/refs                 revision names and their commits (as branches)
     GET  /api/models/{org}/{name}/tree/{rev}[/{path}]  the file tree (``?recursive=true``), one page
     HEAD|GET /{org}/{name}/resolve/{rev}/{path}        a file
     POST /api/models/{org}/{name}/upload/{rev}         a tar of the repository's files (upload token)
@@ -91,6 +92,8 @@ class HubApi:
             repo = _repo(parts[2:4])
             if len(parts) == 4:
                 return await _json(send, self._info(repo, DEFAULT_REVISION, scope), method)
+            if len(parts) == 5 and parts[4] == "refs":
+                return await _json(send, self._refs(repo), method)
             if len(parts) >= 6 and parts[4] == "revision":
                 return await _json(send, self._info(repo, "/".join(parts[5:]), scope), method)
             if len(parts) >= 6 and parts[4] == "tree":
@@ -118,6 +121,14 @@ class HubApi:
         if held.status != "active":
             raise HubError(403, f"{repo}@{held.commit} is quarantined: {held.reason}")
         return held
+
+    def _refs(self, repo: str) -> dict[str, Any]:
+        """Every revision name as a branch, the Hub's shape (``huggingface_hub.list_repo_refs`` reads it)."""
+        found = records.refs(self.reader, repo)
+        if not found:
+            raise HubError(404, f"Repository Not Found: {repo}", "RepoNotFound")
+        branches = [{"name": ref, "ref": f"refs/heads/{ref}", "targetCommit": commit} for _r, ref, commit in found]
+        return {"branches": branches, "converts": [], "tags": []}
 
     def _info(self, repo: str, revision: str, scope: Scope) -> dict[str, Any]:
         held = self._commit(repo, revision)

@@ -115,13 +115,11 @@ def add_entries(
     max_bytes: int | None = None,
 ) -> AddResult:
     """Store the files, then record the commit under ``revision`` (one transaction)."""
-    from ..store import utcnow
-
     check_repo(repo)
     check_revision(revision)
     files: list[dict[str, Any]] = []
     seen: set[str] = set()
-    total = new = 0
+    total = 0
     for path, opener in entries:
         if path in seen:
             raise ReservoirError(f"{path!r} appears twice")
@@ -133,8 +131,20 @@ def add_entries(
             sha, size = store.blobs.put_file(cast(BinaryIO, fh), max_size=limit)
         total += size
         files.append({"path": path, "sha256": sha, "size": size})
+    return record_commit(store, repo, files, revision=revision, origin=origin)
+
+
+def record_commit(
+    store: Store, repo: str, files: list[dict[str, Any]], *, revision: str = DEFAULT_REVISION, origin: str
+) -> AddResult:
+    """Record ``files`` (``{path, sha256, size}``, already in the blob store) as a commit under ``revision``."""
+    from ..store import utcnow
+
+    check_repo(repo)
+    check_revision(revision)
     if not files:
         raise ReservoirError(f"no files to add to {repo}")
+    total = sum(int(f["size"]) for f in files)
     sizes = {f["sha256"]: f["size"] for f in files}
     new = sum(size for sha, size in sizes.items() if not _named(store, sha))
     card = next((f for f in files if f["path"] == "README.md"), None)
