@@ -1,4 +1,4 @@
-"""``cove image list|rm|gc``: what images take on the server's disk, and getting the space back."""
+"""``cove image list|rm|gc|packages|audit``: what images take on disk, what they hold, and what of it is flagged."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from cove._wire.units import human_size
 
 from ._output import JsonOption, client, console, emit, errors, table
 
-image_app = typer.Typer(help="List, remove and garbage-collect built images and their layers.", no_args_is_help=True)
+image_app = typer.Typer(
+    help="List, remove, garbage-collect and audit built images and their layers.", no_args_is_help=True
+)
 
 
 def _ago(stamp: float) -> str:
@@ -99,3 +101,55 @@ def image_gc(as_json: bool = JsonOption) -> None:
             highlight=False,
         ),
     )
+
+
+@image_app.command("packages")
+def image_packages(
+    image_id: str = typer.Argument(..., help="Image id (or a unique prefix)."), as_json: bool = JsonOption
+) -> None:
+    """The Python distributions and Debian packages an image was built with (recorded at build time)."""
+    api = client(as_json)
+    with errors(as_json):
+        result = api.request("GET", f"/api/v1/images/{_full_id(api, image_id)}/packages")
+    rows = [
+        ["python", p["name"], p["version"], p.get("license_expression") or p.get("license") or ""]
+        for p in result["python"]
+    ]
+    debian = result.get("debian") or {}
+    rows += [["debian", p["package"], p["version"], p["source"]] for p in debian.get("packages", [])]
+    emit(result, as_json, lambda: table(["KIND", "NAME", "VERSION", "LICENSE / SOURCE"], rows))
+
+
+@image_app.command("audit")
+def image_audit(as_json: bool = JsonOption) -> None:
+    """Active deployments whose images hold a package the reservoir's advisories or license policy now flag.
+
+    Exits 1 when any deployment is flagged, so a schedule can alert on it; each
+    flagged deployment also gets a ``package-audit`` event.
+    """
+    api = client(as_json)
+    with errors(as_json):
+        report = api.request("POST", "/api/v1/images/audit")
+
+    def show() -> None:
+        rows = [
+            [
+                image["image_id"][:12],
+                ", ".join(f"{d['name']} v{d['version']}" for d in image["deployments"]),
+                f"{finding['name']} {finding['version']}",
+                "; ".join(finding["reasons"]),
+            ]
+            for image in report["flagged"]
+            for finding in image["findings"]
+        ]
+        if rows:
+            table(["IMAGE", "DEPLOYMENTS", "PACKAGE", "WHY"], rows)
+        console.print(
+            f"{report['checked_images']} deployed image(s) checked against {report['advisories']} advisories: "
+            f"{len(report['flagged'])} flagged, {len(report['unknown'])} without a package record",
+            highlight=False,
+        )
+
+    emit(report, as_json, show)
+    if report["flagged"]:
+        raise typer.Exit(1)

@@ -11,9 +11,11 @@ from ._errors import ArchiveError, BuildError
 from ._gc import find_image, garbage_collect, list_images, remove_image
 from ._inventory import GcReport, collect, layer_sizes, stored_images, tree_size
 from ._layout import MARKER, BuiltImage, image_dir, image_roots, read_manifest, roots
+from ._packages import PACKAGES_FILE, packages_of
 
 __all__ = [
     "MARKER",
+    "PACKAGES_FILE",
     "ArchiveError",
     "BuildError",
     "BuiltImage",
@@ -27,6 +29,7 @@ __all__ = [
     "image_roots",
     "layer_sizes",
     "list_images",
+    "packages_of",
     "read_manifest",
     "remove_image",
     "roots",

@@ -23,7 +23,7 @@ from cove._host import python_envs
 from cove._host.home import Home
 
 from .._wire.image_spec import image_id
-from . import _debian, _layout, _lock, _system
+from . import _debian, _layout, _lock, _packages, _system
 from ._errors import BuildError
 from ._layout import BuiltImage
 from ._python import Interpreter, find_interpreter
@@ -162,6 +162,7 @@ class ImageBuilder:
             "layer_ids": [layer.id],
             "base_id": base.name,
             "interpreter_inside": str(inside),
+            "suite": source.suite if source else _debian.SUITE,
         }
 
     async def _build(self, ident: str, spec: dict[str, Any], log: LogFn) -> BuiltImage:
@@ -180,6 +181,7 @@ class ImageBuilder:
             if root:
                 base = Path(root["rootfs"])
                 await asyncio.to_thread(_debian.retarget_venv, tmp, base, Path(root["interpreter_inside"]))
+            await asyncio.to_thread(_write_packages, tmp, interpreter.version, root)
             seconds = round(time.monotonic() - started, 3)
             _layout.write_manifest(
                 tmp,
@@ -265,6 +267,14 @@ class ImageBuilder:
                 f"this server lacks {' and '.join(missing)} (use python_packages and env_vars, or run it as root "
                 "with crun and debootstrap installed)"
             )
+
+
+def _write_packages(folder: Path, python_version: str, root: dict[str, Any]) -> None:
+    """Record what the image holds (see ``_packages``) inside it, before the folder is renamed into place."""
+    rootfs, layers = _layout.roots(root)
+    roots = [*layers, rootfs] if rootfs is not None else []
+    suite = root.get("suite") if isinstance(root.get("suite"), str) else None
+    _packages.write(folder, _packages.collect(folder, python_version, roots, suite))
 
 
 def _needs_system_layer(spec: Mapping[str, Any]) -> bool:

@@ -235,13 +235,45 @@ def sync(
     index_url: str = typer.Option("https://pypi.org/simple/", "--index-url", help="Upstream simple index."),
     jobs: int = typer.Option(4, "--jobs", min=1, max=32, help="Parallel downloads."),
     index: str = typer.Option("pypi", "--index", help="Mirror index to fill."),
+    every: str | None = typer.Option(
+        None, "--every", help="Run again every interval (30m, 6h, 1d), writing one bundle per run to --bundles."
+    ),
+    bundles: Path | None = typer.Option(None, "--bundles", help="With --every: folder the bundles are written to."),
+    since: int = typer.Option(0, "--since", help="With --every: serial the other side already holds."),
+    chunk_size: str = typer.Option("256M", "--chunk-size", help="With --every: largest chunk file of a bundle."),
+    runs: int | None = typer.Option(None, "--runs", min=1, help="With --every: stop after this many runs."),
     root: Path | None = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Resolve requirements for every --python x --platform and fetch the files from upstream."""
+    """Resolve requirements for every --python x --platform and fetch the files from upstream.
+
+    With --every, keep doing so on a schedule and write a signed bundle of what
+    each run changed into --bundles (see the docs: "Scheduled sync").
+    """
     from .sync import sync as run_sync
     from .targets import Target
 
+    if every is not None or bundles is not None:
+        from .cli_ops import scheduled_sync
+
+        if every is None or bundles is None:
+            raise ReservoirError("--every and --bundles go together: how often, and where the bundles go")
+        scheduled_sync(
+            _store(root),
+            requirements,
+            python,
+            platform,
+            index_url,
+            every,
+            bundles,
+            index,
+            jobs,
+            since,
+            _size(chunk_size),
+            runs,
+            as_json,
+        )
+        return
     store = _store(root)
     targets = [Target(p, plat) for p in python for plat in platform]
     with progress(not as_json) as bar:

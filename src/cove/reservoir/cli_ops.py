@@ -1,4 +1,4 @@
-"""``cove reservoir watch | review | stats | limits``: running a sealed site day to day.
+"""``cove reservoir watch | review | stats | limits`` and ``sync --every``: running sites day to day.
 
 Kept apart from :mod:`.cli` (which defines the shared options and helpers
 these commands use) so each group stays small; :mod:`.cli` imports this
@@ -291,3 +291,62 @@ def limits_off(root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
 
     set_limits(_store(root), Limits())
     _emit(as_json, Limits().to_json(), lambda: out.print("limits: off"))
+
+
+# -- scheduled sync ------------------------------------------------------------------------------------------
+
+
+def scheduled_sync(
+    store: Any,
+    requirements: Path,
+    python: list[str],
+    platform: list[str],
+    index_url: str,
+    every: str,
+    bundles: Path,
+    index: str,
+    jobs: int,
+    since: int,
+    chunk_size: int,
+    runs: int | None,
+    as_json: bool,
+) -> None:
+    """``sync --every``: the loop of :mod:`.scheduled` in the foreground until Ctrl-C or SIGTERM."""
+    import signal
+
+    from .errors import ReservoirError
+    from .scheduled import ScheduleConfig, ScheduledSync, parse_interval, targets_of
+
+    if not requirements.is_file():
+        raise ReservoirError(f"{requirements}: no such requirements file")
+    config = ScheduleConfig(
+        requirements=requirements.resolve(),
+        targets=targets_of(python, platform),
+        index_url=index_url,
+        output=bundles.resolve(),
+        every=parse_interval(every),
+        index=index,
+        jobs=jobs,
+        chunk_size=chunk_size,
+        since=since,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        ScheduledSync(store, config, log=_schedule_line(as_json)).run(stop, max_runs=runs)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+def _schedule_line(as_json: bool) -> Any:
+    def log(entry: dict[str, Any]) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(entry, sort_keys=True) + "\n")
+            sys.stdout.flush()
+        elif entry["event"] == "failed":
+            console.print(f"run {entry['run']} failed: {entry['error']}", highlight=False)
+        elif entry["event"] == "run":
+            what = f"wrote {entry['bundle']} (serial {entry['serial']})" if entry["bundle"] else "nothing changed"
+            console.print(f"run {entry['run']}: added {entry['sync']['added']} files; {what}", highlight=False)
+
+    return log
