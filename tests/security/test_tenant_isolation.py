@@ -96,6 +96,7 @@ class World:
             "/secrets/": self.secret,
             "/volumes/": self.volume,
             "/workspaces/": self.workspace,
+            "/reservoir/projects/": "iso-echo",
         }
         if param == "name":
             return next(value for prefix, value in by_name.items() if prefix in path)
@@ -115,6 +116,9 @@ class World:
             "path": "data.txt",
             "rest": "fs/read",
             "version": "1",
+            "filename": "iso_echo-1.0-py3-none-any.whl",
+            "review_id": "1",
+            "decision": "approve",
         }[param]
 
 
@@ -169,6 +173,8 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/images/{image_id}"): Rule(SCOPED),
     ("DELETE", "/api/v1/images/{image_id}"): Rule(ADMIN),
     ("POST", "/api/v1/images/gc"): Rule(ADMIN),
+    ("GET", "/api/v1/images/{image_id}/packages"): Rule(SCOPED),
+    ("POST", "/api/v1/images/audit"): Rule(ADMIN),
     ("GET", "/api/v1/images/{image_id}/export"): Rule(WORKER),
     # code: per workspace; an upload must carry the bytes its hash names
     ("HEAD", "/api/v1/code/{code_hash}"): Rule(SCOPED, (404,)),
@@ -182,9 +188,22 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/deployments/{name}/stop"): Rule(SCOPED),
     ("POST", "/api/v1/deployments/{name}/rollback"): Rule(SCOPED, (404,), lambda w: {"json": {"to": 1}}),
     ("PUT", "/api/v1/deployments/{name}/traffic"): Rule(SCOPED, (404,), lambda w: {"json": {"weights": {"1": 100}}}),
+    ("PATCH", "/api/v1/deployments/{name}/scaling"): Rule(SCOPED, (404,), lambda w: {"json": {"max_containers": 1}}),
     ("DELETE", "/api/v1/deployments/{name}/traffic"): Rule(SCOPED, (404,)),
     ("GET", "/api/v1/deployments/{name}/history"): Rule(SCOPED, (404,)),
     ("GET", "/api/v1/deployments/{name}/waiting"): Rule(SCOPED, (404,)),
+    # the package reservoir: shared by every workspace and holding nothing of any; its changes are an admin's
+    ("GET", "/api/v1/reservoir/indexes"): Rule(LIST),
+    ("GET", "/api/v1/reservoir/projects"): Rule(LIST),
+    ("GET", "/api/v1/reservoir/projects/{name}"): Rule(SCOPED, (404,)),
+    ("GET", "/api/v1/reservoir/policy"): Rule(LIST),
+    ("GET", "/api/v1/reservoir/stats"): Rule(LIST),
+    ("GET", "/api/v1/reservoir/audit"): Rule(ADMIN),
+    ("POST", "/api/v1/reservoir/files/{filename}/quarantine"): Rule(ADMIN, request=lambda w: {"json": {}}),
+    ("POST", "/api/v1/reservoir/files/{filename}/release"): Rule(ADMIN),
+    ("GET", "/api/v1/reservoir/reviews"): Rule(ADMIN),
+    ("GET", "/api/v1/reservoir/reviews/{review_id}"): Rule(ADMIN),
+    ("POST", "/api/v1/reservoir/reviews/{review_id}/{decision}"): Rule(ADMIN, request=lambda w: {"json": {}}),
     # apps: names are per workspace; B making an app named like A's makes B's own
     ("POST", "/api/v1/apps"): Rule(OWN, (201,), lambda w: {"json": {"name": w.app_name, "ephemeral": True}}),
     ("GET", "/api/v1/apps"): Rule(LIST),

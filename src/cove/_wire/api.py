@@ -170,6 +170,75 @@ class GcReport(ApiModel):
     freed_bytes: int
 
 
+class PythonDistribution(ApiModel):
+    """One distribution installed in an image's environment, with the license fields of its metadata."""
+
+    name: str
+    version: str
+    license_expression: str | SkipJsonSchema[None] = None
+    license: str | SkipJsonSchema[None] = None
+    classifiers: list[str] | SkipJsonSchema[None] = None
+
+
+class DebianPackage(ApiModel):
+    package: str
+    version: str
+    architecture: str
+    source: str
+    source_version: str
+
+
+class DebianPackages(ApiModel):
+    suite: str | None
+    packages: list[DebianPackage]
+
+
+class ImagePackages(ApiModel):
+    """``GET /api/v1/images/{id}/packages``: what an image was built from, recorded when it was built."""
+
+    id: str
+    format: int
+    python_version: str
+    python: list[PythonDistribution]
+    debian: DebianPackages | SkipJsonSchema[None] = None
+
+
+class AuditDeployment(ApiModel):
+    workspace_id: str
+    name: str
+    version: int
+
+
+class PackageFinding(ApiModel):
+    ecosystem: str
+    name: str
+    version: str
+    advisories: list[str]
+    reasons: list[str]
+    license: str | None
+
+
+class FlaggedImage(ApiModel):
+    image_id: str
+    deployments: list[AuditDeployment]
+    findings: list[PackageFinding]
+
+
+class UnauditedImage(ApiModel):
+    image_id: str
+    deployments: list[AuditDeployment]
+
+
+class DeployedAudit(ApiModel):
+    """``POST /api/v1/images/audit``: live deployments whose images hold a package the reservoir now flags."""
+
+    rules_serial: int
+    advisories: int
+    checked_images: int
+    flagged: list[FlaggedImage]
+    unknown: list[UnauditedImage]
+
+
 class CodeStored(ApiModel):
     hash: str
     size: int
@@ -218,6 +287,14 @@ class DeploymentRolledBack(DeploymentCreated):
     """``POST /api/v1/deployments/{name}/rollback``: the live version now, made from ``source_version``."""
 
     source_version: int
+
+
+class DeploymentScaled(DeploymentCreated):
+    """``PATCH /api/v1/deployments/{name}/scaling``: the live version now, ``source_version``'s with new scaling."""
+
+    source_version: int
+    scaling: dict[str, Number]
+    """The autoscaler settings and ``keep_warm_seconds`` of the live version now."""
 
 
 class TrafficSplitView(ApiModel):
@@ -797,3 +874,107 @@ class EventPage(ApiModel):
 
     events: list[Event]
     cursor: int
+
+
+# -- the package reservoir (``/api/v1/reservoir/...``) -------------------------------------------------------
+
+
+class ReservoirIndexes(ApiModel):
+    """``GET /api/v1/reservoir/indexes``: each index with its kind, projects, files and claims."""
+
+    serial: int
+    indexes: list[dict[str, Any]]
+    contested: list[dict[str, Any]]
+    """Names held by several indexes and claimed by none: left out of the combined ``/simple/``."""
+
+
+class ReservoirProject(ApiModel):
+    name: str
+    display: str
+    files: int
+    quarantined: int
+
+
+class ReservoirProjects(ApiModel):
+    """``GET /api/v1/reservoir/projects``: a page of projects whose name contains ``q``."""
+
+    total: int
+    projects: list[ReservoirProject]
+
+
+class ReservoirFile(ApiModel):
+    filename: str
+    version: str
+    kind: str
+    index: str
+    size: int
+    sha256: str
+    upload_time: str | None
+    yanked: bool
+    status: str
+    reason: str | None
+    license: str | None
+    license_source: str | None
+    vulnerabilities: list[str]
+    policy: list[str]
+    """What the current policy finds against the file now (empty: nothing)."""
+
+
+class ReservoirProjectFiles(ApiModel):
+    """``GET /api/v1/reservoir/projects/{name}``: a project's files as the current policy judges them."""
+
+    name: str
+    files: list[ReservoirFile]
+
+
+class ReservoirPolicy(ApiModel):
+    """``GET /api/v1/reservoir/policy``: the policy's TOML text (empty: everything is allowed)."""
+
+    policy: str
+    advisories: int
+
+
+class ReservoirFileChanged(ApiModel):
+    """``POST /api/v1/reservoir/files/{filename}/quarantine`` or ``/release``."""
+
+    filename: str
+    action: str
+    serial: int
+
+
+class ReservoirUsage(OpenModel):
+    """Downloads per day (and per project, file, index or token), as ``cove reservoir stats --json`` prints them."""
+
+    since: str
+    days: int
+    by: str
+    kind: str | SkipJsonSchema[None] = None
+    rows: list[dict[str, Any]]
+    totals: dict[str, dict[str, int]]
+
+
+class ReservoirAudit(OpenModel):
+    """Every file judged by the current policy and advisories, as ``cove reservoir audit --json`` prints it."""
+
+    serial: int
+    advisories: int
+    summary: dict[str, int]
+    files: list[dict[str, Any]]
+    debs: list[dict[str, Any]]
+    cran: list[dict[str, Any]]
+
+
+class ReservoirReview(OpenModel):
+    """An import held for review, as ``cove reservoir review show --json`` prints it (``changes`` when shown,
+    ``import`` once approved, ``blobs_deleted`` once rejected)."""
+
+    id: int
+    source_id: str
+    base_serial: int
+    target_serial: int
+    bundle: str
+    created: str
+    status: str
+    decided: str | SkipJsonSchema[None] = None
+    note: str | SkipJsonSchema[None] = None
+    summary: dict[str, Any]
