@@ -235,19 +235,7 @@ async def _serve(settings: ServerSettings, echo: Callable[[str], None]) -> None:
         python_env_roots=settings.python_env_roots,
     )
     app = create_app(gateway)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http=GatewayHttpProtocol,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_keep_alive=30,
-        backlog=4096,
-    )
-    server = _GatewayServer(config, settings.drain_seconds)
+    server = _GatewayServer(gateway_config(app, host=settings.host, port=settings.port), settings.drain_seconds)
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():
@@ -293,6 +281,21 @@ def _settle_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def gateway_config(app: Any, **where: Any) -> uvicorn.Config:
+    """How uvicorn serves the gateway, in one process or each of ``--processes N`` (``where``: host and port)."""
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http=GatewayHttpProtocol,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=30,
+        backlog=4096,
+        **where,
+    )
 
 
 class _GatewayServer(uvicorn.Server):

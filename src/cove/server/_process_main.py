@@ -7,15 +7,13 @@ import os
 import socket
 from pathlib import Path
 
-import uvicorn
 import uvloop
 
 from cove._host.home import Home
 from cove.gateway import GatewaySettings, create_app
 
 from . import json_logs
-from ._http_protocol import GatewayHttpProtocol
-from ._launch import _GatewayServer, _settle_garbage_collector
+from ._launch import _GatewayServer, _settle_garbage_collector, gateway_config
 from ._processes import CHILD_ENV, ProcessSpec, advertised, private_socket, shared_port_socket
 
 
@@ -32,17 +30,7 @@ async def serve(spec: ProcessSpec) -> None:
         index_url=spec.index_url,
         python_env_roots=tuple(Path(p) for p in spec.python_env_roots),
     )
-    config = uvicorn.Config(
-        create_app(gateway),
-        loop="uvloop",
-        http=GatewayHttpProtocol,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_keep_alive=30,
-        backlog=4096,
-    )
-    server = _GatewayServer(config, spec.drain_seconds)
+    server = _GatewayServer(gateway_config(create_app(gateway)), spec.drain_seconds)
     serving = asyncio.create_task(server.serve(sockets=[public, own, uds]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
