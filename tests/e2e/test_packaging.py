@@ -127,7 +127,10 @@ def test_the_wheel_leaves_the_server_stack_to_extras(wheel: Path) -> None:
     assert not reservoir & (SERVER_STACK - {"uvicorn"}), "the reservoir runs without the server stack"
     kubernetes = _names(wheel, "kubernetes")
     assert "kubernetes" in kubernetes and not kubernetes & SERVER_STACK, "the controller's client alone"
-    assert _names(wheel, "all") == server | reservoir | kubernetes
+    tracing = _names(wheel, "tracing")
+    assert {"opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"} <= tracing
+    assert not tracing & SERVER_STACK, "the exporter alone: the gateway it traces comes with the server extra"
+    assert _names(wheel, "all") == server | reservoir | kubernetes | tracing
 
 
 def test_the_wheel_ships_every_file_of_the_dashboard(wheel: Path) -> None:
