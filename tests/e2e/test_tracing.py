@@ -33,7 +33,21 @@ def traced_hello(name: str) -> dict:
         span.set_attribute("greeting.name", name)
         return {"hello": name}
 """
+NESTED_APP = """
+from cove import endpoint, function
+
+
+@function
+def traced_double(x: int) -> int:
+    return 2 * x
+
+
+@endpoint
+def traced_caller(x: int) -> dict:
+    return {"doubled": traced_double.remote(x)}
+"""
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+NESTED_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "00f067aa0ba902b7"
 SERVER, CLIENT = 2, 3  # OTLP's span kinds
 
@@ -159,5 +173,47 @@ def test_a_request_traces_gateway_relay_handler_and_user_span(collector: Collect
         assert _one(spans, "relay")["parent"] == gateway["id"]
         assert _one(spans, "user-work")["parent"] == _one(spans, "traced_hello")["id"]
         assert collector.content_types == {"application/x-protobuf"}
+    finally:
+        server.stop()
+
+
+def test_a_remote_made_in_a_handler_joins_the_trace_under_the_handler_span(
+    collector: Collector, tmp_path: Path
+) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "app.py").write_text(NESTED_APP)
+    _bring_opentelemetry(tmp_path / "code")
+    server = start_server(
+        tmp_path / "cove", None, {"COVE_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    )
+    try:
+        for name in ("traced_double", "traced_caller"):
+            server.deploy(f"{tmp_path / 'code' / 'app.py'}:{name}")
+        with server.http() as http:
+            traceparent = f"00-{NESTED_TRACE}-{CLIENT_SPAN}-01"
+            reply = http.post(
+                "/endpoint/traced-caller", json={"x": 21}, headers={"traceparent": traceparent}, timeout=180
+            )
+        assert reply.status_code == 200, reply.text
+        assert reply.json() == {"doubled": 42}
+
+        def both() -> list[dict[str, Any]] | None:
+            spans = collector.of_trace(NESTED_TRACE)
+            names = {span["name"] for span in spans}
+            return spans if {"traced_caller", "traced_double"} <= names else None
+
+        spans = server.wait_for(both, timeout=30)
+        caller = _one(spans, "traced_caller")
+        double = _one(spans, "traced_double")
+        assert (caller["service"], double["service"]) == ("traced-caller", "traced-double")
+        assert caller["kind"] == double["kind"] == SERVER
+        by_id = {span["id"]: span for span in spans}
+        ancestors, parent = [], double["parent"]
+        while parent in by_id:  # up from the function's handler span, through the gateway's spans of the call
+            ancestors.append(by_id[parent]["name"])
+            if parent == caller["id"]:
+                break
+            parent = by_id[parent]["parent"]
+        assert parent == caller["id"], (ancestors, spans)
     finally:
         server.stop()

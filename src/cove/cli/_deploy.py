@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -101,12 +105,74 @@ def _print_result(result: dict[str, Any], verb: str) -> None:
     )
 
 
+_printing = threading.Lock()  # serve's events and its containers' lines, printed from two threads
+
+
 def _event(data: dict[str, Any], as_json: bool, human: Callable[[], None]) -> None:
     """``serve --json`` prints one compact JSON object per line: a stream of events."""
-    if as_json:
-        print(json.dumps(data, default=str), flush=True)
-    else:
-        human()
+    with _printing:
+        if as_json:
+            sys.stdout.write(json.dumps(data, default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            human()
+
+
+class _LogFollower:
+    """Prints the lines a served deployment's containers print, as they arrive (``cove logs --follow``).
+
+    Runs in a daemon thread; lines older than ``since`` (a deployment of the same name served before) are
+    skipped. :meth:`stop` ends it: nothing is printed after it, and the connection is closed.
+    """
+
+    def __init__(self, api: Client, name: str, since: float, as_json: bool) -> None:
+        self._api, self._name, self._since, self._as_json = api, name, since, as_json
+        self._stopped = threading.Event()
+        self._closer: Callable[[], None] | None = None
+        self._thread = threading.Thread(target=self._run, name="cove-serve-logs", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        closer = self._closer
+        if closer is not None:
+            with contextlib.suppress(Exception):  # closing a connection another thread reads: only its end matters
+                closer()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        params = {"target": self._name, "follow": True, "tail": 1000}
+        while not self._stopped.is_set():
+            try:
+                with self._api.streamed("GET", "/api/v1/logs", params=params) as response:
+                    self._closer = response.close
+                    for line in response.iter_lines():
+                        if self._stopped.is_set():
+                            return
+                        if line.strip():
+                            self._show(json.loads(line))
+            except Exception:  # the gateway restarts, or serve stops: follow again unless stopped
+                pass
+            finally:
+                self._closer = None
+            self._stopped.wait(1.0)
+
+    def _show(self, record: dict[str, Any]) -> None:
+        if record.get("ts", 0) < self._since:
+            return
+        with _printing:
+            if self._stopped.is_set():
+                return
+            if self._as_json:
+                sys.stdout.write(json.dumps({"event": "log", **record}, default=str) + "\n")
+                sys.stdout.flush()
+                return
+            stamp = datetime.fromtimestamp(record.get("ts", 0), UTC).strftime("%H:%M:%S.%f")[:-3]
+            style = "red" if record.get("stream") == "stderr" else None
+            console.print(f"[dim]{stamp} {record.get('container_id', '')}[/] ", end="", highlight=False)
+            console.print(record.get("text", ""), style=style, markup=False, highlight=False)
 
 
 def deploy(
@@ -157,6 +223,7 @@ def serve(
     from watchfiles import watch
 
     api = client(as_json)
+    began = time.time() - 1.0  # the containers' lines from then on are this serve's (a little slack for clocks)
     with errors(as_json):
         parsed = parse_target(target)
         _, stub = load_stub(parsed)
@@ -166,6 +233,8 @@ def serve(
     if not as_json:
         _print_warnings(result)
         console.print(f"watching {parsed.root} for changes; Ctrl-C stops and removes {dev_name}")
+    follower = _LogFollower(Client(api.gateway, api.token), dev_name, began, as_json)
+    follower.start()
     try:
         for changes in watch(parsed.root, debounce=300, raise_interrupt=True):
             if not any(path.endswith(".py") or "requirements" in path for _, path in changes):
@@ -187,6 +256,7 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
+        follower.stop()
         with errors(as_json):
             api.request("DELETE", f"/api/v1/deployments/{dev_name}")
         _event({"event": "removed", "name": dev_name}, as_json, lambda: console.print(f"removed {dev_name}"))
