@@ -65,6 +65,9 @@ ALSO_ACCEPTED: dict[str, int | tuple[int, ...]] = {
     "POST /api/v1/deployments/{name}/rollback": 409,
     # min_containers may not exceed max_containers, and each value has its range.
     "PATCH /api/v1/deployments/{name}/scaling": 422,
+    # A model is named ORG/NAME[@REVISION], each part of its own alphabet and length; and it must be one the
+    # reservoir holds.
+    "POST /api/v1/workers/prefetch": 422,
     # Impossible resources are refused; with no isolated worker ready (one missed its heartbeats under load,
     # or an admin operation cordoned it) a sandbox cannot start yet.
     "POST /api/v1/sandboxes": (422, 503),

@@ -200,7 +200,9 @@ async def _set_state(gw: Gateway, ref: str, state: str) -> dict[str, Any]:
 
 
 class PrefetchRequest(RequestBody):
-    model: str
+    model: str = Field(
+        min_length=3, max_length=256, description="ORG/NAME or ORG/NAME@REVISION of a model the reservoir holds."
+    )
     pool: str | None = None
 
 
