@@ -29,16 +29,7 @@ def wrk_post(url: str, token: str, body: str, concurrency: int, seconds: float, 
         done = subprocess.run([*command, "-s", script.name, url], capture_output=True, text=True, check=False)
     finally:
         Path(script.name).unlink()
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
-    p50 = re.search(r"50%\s+([\d.]+\w+)", done.stdout)
-    p99 = re.search(r"99%\s+([\d.]+\w+)", done.stdout)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
-    if rps is None:
-        return f"wrk failed: {done.stderr.strip() or done.stdout.strip()}"
-    return (
-        f"wrk -t{threads} c={concurrency:<3} {float(rps.group(1)):>7.0f} req/s  p50 {p50.group(1) if p50 else '?':>8}  "
-        f"p99 {p99.group(1) if p99 else '?':>8}  non-2xx {errors.group(1) if errors else 0}"
-    )
+    return _summary(done, f"wrk -t{threads} c={concurrency:<3}")
 
 
 def wrk_get(url: str, concurrency: int, seconds: float) -> str:
@@ -47,6 +38,11 @@ def wrk_get(url: str, concurrency: int, seconds: float) -> str:
         return "wrk not installed"
     command = ["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{seconds:g}s", "--latency"]
     done = subprocess.run([*command, url], capture_output=True, text=True, check=False)
+    return _summary(done, f"wrk   c={concurrency:<3}")
+
+
+def _summary(done: subprocess.CompletedProcess[str], label: str) -> str:
+    """One line from wrk's report: requests/s, p50, p99 and non-2xx answers, or why it did not run."""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
     p50 = re.search(r"50%\s+([\d.]+\w+)", done.stdout)
     p99 = re.search(r"99%\s+([\d.]+\w+)", done.stdout)
@@ -54,6 +50,6 @@ def wrk_get(url: str, concurrency: int, seconds: float) -> str:
     if rps is None:
         return f"wrk failed: {done.stderr.strip() or done.stdout.strip()}"
     return (
-        f"wrk   c={concurrency:<3} {float(rps.group(1)):>7.0f} req/s  p50 {p50.group(1) if p50 else '?':>8}  "
+        f"{label} {float(rps.group(1)):>7.0f} req/s  p50 {p50.group(1) if p50 else '?':>8}  "
         f"p99 {p99.group(1) if p99 else '?':>8}  non-2xx {errors.group(1) if errors else 0}"
     )

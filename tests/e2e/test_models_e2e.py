@@ -38,13 +38,14 @@ def logged_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     srv.stop()
 
 
-def _repository(folder: Path) -> dict[str, str]:
+def _repository(folder: Path, model_type: str = "tiny", weights_mib: int = 5) -> dict[str, str]:
+    """A small model repository (config, tokenizer, card, random weights) in ``folder``; each file's sha256."""
     folder.mkdir(parents=True)
     files = {
-        "config.json": b'{"model_type": "tiny", "hidden_size": 8}',
+        "config.json": b'{"model_type": "%s", "hidden_size": 8}' % model_type.encode(),
         "tokenizer/vocab.txt": b"a\nb\nc\n",
-        "README.md": CARD.encode(),
-        "model.safetensors": os.urandom(5 * 1024 * 1024),
+        "README.md": CARD.replace("# tiny", f"# {model_type}").encode(),
+        "model.safetensors": os.urandom(weights_mib * 1024 * 1024),
     }
     for name, data in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)

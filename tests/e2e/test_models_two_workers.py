@@ -15,8 +15,6 @@ and a second container there fetches nothing and shares its copy (same inode).
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import subprocess
 import sys
@@ -26,6 +24,8 @@ from typing import Any
 
 import pytest
 from conftest import Server, start_server
+
+from .test_models_e2e import _call, _repository
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -110,32 +110,10 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
         server.stop()
 
 
-def _repository(folder: Path) -> dict[str, str]:
-    folder.mkdir(parents=True)
-    files = {
-        "config.json": b'{"model_type": "near", "hidden_size": 8}',
-        "tokenizer/vocab.txt": b"x\ny\nz\n",
-        "README.md": b"---\nlicense: apache-2.0\n---\n# near\n",
-        "model.safetensors": os.urandom(3 * 1024 * 1024),
-    }
-    for name, data in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
-    return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-
-
 def _resolves(server: Server) -> list[str]:
     """The files of acme/near the reservoir has served, one entry per download."""
     log = (server.home / "test-server.log").read_text(errors="replace")
     return re.findall(r"GET /reservoir/acme/near/resolve/\S+?/(\S+) 200", log)
-
-
-def _call(server: Server, name: str) -> dict[str, Any]:
-    with server.http() as http:
-        reply = http.post(f"/endpoint/{name}", json={}, timeout=180)
-    assert reply.status_code == 200, reply.text
-    result: dict[str, Any] = reply.json()
-    return result
 
 
 def _worker_of(server: Server, deployment: str) -> str:
@@ -159,7 +137,7 @@ def test_placement_prefers_the_worker_with_the_weights_and_each_worker_fetches_o
     two_workers: tuple[Server, Path], tmp_path: Path
 ) -> None:
     server, second_home = two_workers
-    digests = _repository(tmp_path / "near")
+    digests = _repository(tmp_path / "near", "near", weights_mib=3)
     server.cli_json("reservoir", "model", "add", "acme/near", str(tmp_path / "near"), "--revision", "main")
     app = tmp_path / "app.py"
     app.write_text(APP)
