@@ -386,6 +386,18 @@ async def traffic_share(gw: Gateway, who: Principal, row: Deployment) -> int:
     return share_of(row.version, newest.version, None)
 
 
+async def copied_version_view(
+    gw: Gateway, who: Principal, row: Deployment, created: bool, warnings: list[str], source_version: int
+) -> dict[str, Any]:
+    """The answer once a version was made from an earlier one (a rollback, new scale limits): it is live now, so the
+    routing cache forgets the old, a new one is kept warm, and the caller learns which version it copied."""
+    gw.deployments.invalidate()
+    if created:
+        gw.scheduler.keep_warm(row)
+    view = deployment_view(gw, row, traffic=await traffic_share(gw, who, row))
+    return {**view, "created": created, "warnings": warnings, "source_version": source_version}
+
+
 async def _stop(gw: Gateway, who: Principal, name: str, delete: bool) -> dict[str, Any]:
     try:
         rows = await gw.store.stop_deployment(who, name, delete=delete)

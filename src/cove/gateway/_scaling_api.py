@@ -23,7 +23,7 @@ from ..exceptions import ConfigError, Conflict, NotFound
 from ..store import Principal, find_app
 from ._body import RequestBody
 from ._capacity import check_capacity
-from ._control import deployment_view, traffic_share
+from ._control import copied_version_view
 from ._deps import GatewayDep, PrincipalDep
 from ._errors import ApiError
 from ._quotas_api import check_deploy_quota
@@ -113,14 +113,7 @@ async def _scale(gw: Gateway, who: Principal, name: str, changes: dict[str, Any]
         raise ApiError(404, str(exc)) from None
     except Conflict as exc:
         raise ApiError(409, str(exc)) from None
-    gw.deployments.invalidate()
-    if created:
-        gw.scheduler.keep_warm(row)
-    view = deployment_view(gw, row, traffic=await traffic_share(gw, who, row))
     return {
-        **view,
-        "created": created,
-        "warnings": warnings,
-        "source_version": live.version,
+        **await copied_version_view(gw, who, row, created, warnings, live.version),
         "scaling": scaling_of(config),
     }
