@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -40,6 +41,26 @@ import httpx
 from .._wire.models import ModelRef
 
 CHUNK = 1024 * 1024
+
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _listing(ref: ModelRef, info: dict[str, Any]) -> tuple[str, list[tuple[str, str, int]]]:
+    """The commit and files (path, sha256, size) a reservoir's model info names, each checked before it becomes
+    a path in the cache: a commit id, content hashes, and file paths that stay inside the snapshot."""
+    commit = str(info.get("sha", ""))
+    if not _COMMIT.match(commit):
+        raise WeightsError(f"the reservoir named {ref} by an invalid commit id {commit[:80]!r}")
+    files = []
+    for sibling in info.get("siblings", []):
+        path, sha, size = str(sibling["rfilename"]), str(sibling["sha256"]), int(sibling["size"])
+        parts = path.split("/")
+        if not _SHA256.match(sha) or size < 0 or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise WeightsError(f"the reservoir listed an unsafe file for {ref}: {path[:200]!r}")
+        files.append((path, sha, size))
+    return commit, files
 
 
 class WeightsError(RuntimeError):
@@ -170,9 +191,8 @@ class WeightCache:
         client = self._client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=300.0))
         try:
             info = await self._info(client, ref, endpoint)
-            commit = str(info["sha"])
+            commit, files = _listing(ref, info)
             snapshot = folder / "snapshots" / commit
-            files = [(str(s["rfilename"]), str(s["sha256"]), int(s["size"])) for s in info["siblings"]]
             size = sum(f[2] for f in files)
             missing = not _complete(snapshot, files)
             if missing:
