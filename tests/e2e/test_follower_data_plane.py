@@ -3,7 +3,9 @@
 Real processes: a throwaway PostgreSQL, a leader and a follower (``cove
 server --no-worker``, homes of their own, one ``COVE_SECRET_KEY``) and one
 ``cove worker --advertise-host 127.0.0.1`` whose containers listen on TCP and
-which talks to the follower (so it outlives the leader). The leader counts
+which talks to the follower (so it outlives the leader); it has room for every
+container the tests start at once (a full worker would make a burst wait for
+idle containers to give way, one by one). The leader counts
 the requests forwarded to it (``cove_forwarded_requests_total``), which is how
 the tests see that warm requests through the follower never reach it.
 """
@@ -66,7 +68,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PgCluster) -> It
     with (root / "worker.log").open("ab") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "cove", "worker", "--gateway", follower.url, "--token", leader.token,
-             "--name", "w1", "--cpu", "4000m", "--memory", "8Gi", "--home", str(home),
+             "--name", "w1", "--cpu", "12000m", "--memory", "8Gi", "--home", str(home),
              "--advertise-host", "127.0.0.1"],
             env={**follower.env, "COVE_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -69,6 +69,9 @@ class _Ask:
         self.refusal: StartRefusal | None = None
 
     def answered(self, task: asyncio.Task[ColdReply | None]) -> None:
+        """Take the answer of ``task`` (once: it runs as its done callback or earlier, from ``_ask``)."""
+        if self.task is not task:
+            return
         self.task = None
         reply = None if task.cancelled() or task.exception() is not None else task.result()
         self.refusal = None if reply is None else reply.refusal
@@ -200,6 +203,8 @@ class FollowerSlots:
         """Ask the leader for containers of a cold pool, unless an ask is on the way or said enough already."""
         deployment_id = pool.deployment.id
         ask = self._asks.setdefault(deployment_id, _Ask())
+        if ask.task is not None and ask.task.done():
+            ask.answered(ask.task)  # before its callback runs: a done ask is not "on the way" (no spinning on it)
         now = time.monotonic()
         waiting = pool.in_flight + (1 if serve_older else 0)  # asked for a request that is not acquiring yet
         if ask.task is None and (serve_older or waiting > ask.sent or now - ask.at > REASK_SECONDS):
@@ -240,8 +245,8 @@ class FollowerSlots:
                     refusal = reply.refusal or self._refused.get(deployment.id)
                     if refusal is not None and not pool.slots:
                         raise _failure(refusal)
-                    if pool.slots:
-                        continue
+                    if pool.slots or pool.in_flight > self._asks[deployment.id].sent:
+                        continue  # ready now, or more requests joined while the ask was on its way: ask again
                 await pool.wait_for_wake()
         except BaseException:
             pool.in_flight -= 1
