@@ -31,7 +31,8 @@ from .conftest import LiveServer
 
 BIG = 101 * 1024 * 1024  # over 100 MiB: an LFS-style file on the Hub
 
-CLIENT = r"""
+# What every client script starts with: the imports, a folder's digests, and a download's outcome by error type.
+CLIENT_HELPERS = r"""
 import hashlib, json, os, sys
 from pathlib import Path
 import huggingface_hub as hf
@@ -50,7 +51,11 @@ def attempt(fn):
     except Exception as exc:
         return "other:" + type(exc).__name__ + ":" + str(exc)[:300]
     return "ok"
+"""
 
+CLIENT = (
+    CLIENT_HELPERS
+    + r"""
 args = json.loads(sys.argv[1])
 out = {}
 for name, call in args["calls"]:
@@ -68,6 +73,7 @@ for name, call in args["calls"]:
         out[call["key"]] = attempt(fn)
 print(json.dumps(out))
 """
+)
 
 
 def hub_client(url: str, home: Path, *calls: tuple[str, dict[str, Any]]) -> dict[str, Any]:

@@ -22,31 +22,14 @@ from typing import Any
 from cove.reservoir.models import ingest
 from cove.reservoir.store import Store
 
-from .test_airgap import PORT, _serve, netns
-from .test_models import make_repo
+from .test_airgap import PORT, _serve, assert_closed, netns
+from .test_models import CLIENT_HELPERS, make_repo
 
 __all__ = ["netns"]  # the fixture, shared with the package air-gap test
 
-CLIENT = r"""
-import hashlib, json, sys
-from pathlib import Path
-import huggingface_hub as hf
-from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-
-def digests(folder):
-    root = Path(folder)
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and ".cache" not in p.parts}
-
-def attempt(fn):
-    try:
-        fn()
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
-        return type(exc).__name__
-    except Exception as exc:
-        return "other:" + type(exc).__name__ + ":" + str(exc)[:300]
-    return "ok"
-
+CLIENT = (
+    CLIENT_HELPERS
+    + r"""
 out = {}
 main = hf.snapshot_download("acme/offline")
 out["main"] = {"path": main, "files": digests(main)}
@@ -65,6 +48,7 @@ out["config"] = [type(config).__name__, config.hidden_size, config.num_hidden_la
 out["tokens"] = tokenizer("hello cove world")["input_ids"]
 print(json.dumps(out))
 """
+)
 
 VOCAB = {"[UNK]": 0, "hello": 1, "cove": 2, "world": 3}
 
@@ -127,12 +111,7 @@ def test_hub_clients_download_from_the_reservoir_with_no_route_out(netns: str, s
     assert second.new_bytes < 64 * 1024  # the large file is stored once for both revisions
     store.close()
 
-    # The namespace really is closed: no route, and connecting anywhere but loopback fails at once.
-    routes = subprocess.run(["ip", "netns", "exec", netns, "ip", "route", "show"], capture_output=True, text=True)
-    assert routes.returncode == 0 and routes.stdout.strip() == ""
-    probe = "import socket; socket.create_connection(('18.160.0.1', 443), timeout=3)"
-    closed = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", probe], capture_output=True, text=True)
-    assert closed.returncode != 0 and "unreachable" in closed.stderr.lower()
+    assert_closed(netns)
 
     server = _serve(netns, store.layout.root, tmp_path / "serve.log")
     try:
