@@ -12,6 +12,7 @@ the tests see that warm requests through the follower never reach it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -290,6 +291,28 @@ def test_live_output_of_a_remote_reaches_a_caller_on_the_follower_while_it_runs(
         assert a.status_code in (404, 422), a.text
     with httpx.Client(base_url=follower.url) as anonymous:
         assert anonymous.get(f"/api/v1/calls/{call_id}/output").status_code == 401
+
+
+def test_a_remote_through_the_follower_keeps_its_request_id_on_the_handlers_lines(
+    cluster: tuple[Server, Server],
+) -> None:
+    """The follower commits the call; the leader runs it, and the row tells it the request's id for the log lines."""
+    _, follower = cluster
+    rid = f"follower-call-{os.getpid()}"
+    headers = {"Content-Type": "application/octet-stream", "X-Request-Id": rid}
+    with follower.http() as http:
+        http.timeout = httpx.Timeout(90)
+        answer = http.post("/api/v1/functions/chatty/calls", content=dumps_arguments((2,), {}), headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-request-id"] == rid and loads_result(answer.content) == 2
+
+    def both_lines() -> list[str] | None:
+        out = follower.cli("logs", "chatty", "--json").stdout
+        records = [json.loads(line) for line in out.splitlines() if line.strip()]
+        tagged = [r["text"] for r in records if r.get("request_id") == rid]
+        return tagged if len(tagged) >= 2 else None
+
+    assert follower.wait_for(both_lines, timeout=30) == ["line 0", "line 1"]
 
 
 def test_web_apps_through_the_follower_never_reach_the_leader(cluster: tuple[Server, Server]) -> None:

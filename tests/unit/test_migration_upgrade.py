@@ -163,3 +163,28 @@ async def _fail_half_way(url: str) -> tuple[str, list[str], int, int]:
         return version, tables, workspaces, foreign_keys
     finally:
         await store.engine.dispose()
+
+
+def _differences(connection: sa.Connection) -> list[Any]:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from cove.store._models import Base
+
+    return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+
+async def _migrated_differences(url: str) -> list[Any]:
+    store = Store(url)
+    try:
+        await store.migrate()
+        async with store.engine.connect() as conn:
+            return await conn.run_sync(_differences)
+    finally:
+        await store.engine.dispose()
+
+
+def test_the_migrations_build_the_schema_the_models_declare(tmp_path: Path) -> None:
+    """A column or index added to the models without a migration (or the other way round) shows up here."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cove.db'}"
+    assert asyncio.run(_migrated_differences(url)) == []

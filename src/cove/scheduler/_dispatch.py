@@ -126,8 +126,8 @@ class TaskItem:
     result: bytes | None = None
     error: dict[str, Any] | None = None
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)  # the class's values it runs with
-    # The request that made the call. Kept in memory only: a task recovered from the store, or accepted by a
-    # gateway that does not lead, has none (its lines carry its container, deployment and version).
+    # The request that made the call; stored with the row, so the leader knows it for a call another gateway
+    # accepted and after a restart.
     origin: CallOrigin | None = None
     _done: asyncio.Event | None = dataclasses.field(default=None, init=False, repr=False)
     live: LiveOutput | None = dataclasses.field(default=None, init=False, repr=False)
@@ -185,6 +185,8 @@ class TaskItem:
             "started_at": None,
             "finished_at": None,
             "container_id": None,
+            "request_id": None if self.origin is None else self.origin.request_id,
+            "traceparent": None if self.origin is None else self.origin.traceparent,
         }
 
 
@@ -354,7 +356,7 @@ class Dispatcher:
         ``origin`` (the accepting request) goes with each input to the container, for its log lines and spans.
         """
         if not self.started:
-            return await self._submit_to_leader(deployment, inputs, map_state, first_index)
+            return await self._submit_to_leader(deployment, inputs, map_state, first_index, origin)
         values = [call_parameters(deployment, fmt, payload) for fmt, payload in inputs]
         queue = self.queue_for(deployment, values[0] if values else None)
         _check_room(queue, deployment, len(inputs))
@@ -415,6 +417,7 @@ class Dispatcher:
         inputs: list[tuple[str, bytes]],
         map_state: MapState | None = None,
         first_index: int = 0,
+        origin: CallOrigin | None = None,
     ) -> list[TaskItem]:
         """On a gateway that does not lead: commit the rows unclaimed; the leader is woken and takes them."""
         for fmt, payload in inputs:  # refused here, not later by the leader
@@ -430,6 +433,7 @@ class Dispatcher:
                 created_at=now,
                 map_id=map_state.id if map_state else None,
                 map_index=first_index + n if map_state else None,
+                origin=origin,
             )
             for n, (fmt, payload) in enumerate(inputs)
         ]
@@ -505,6 +509,7 @@ class Dispatcher:
                 attempt=row.attempt,
                 attempts=list(row.attempts or []),
                 parameters=call_parameters(deployment, row.format, row.args),  # checked when it was accepted
+                origin=CallOrigin(row.request_id, row.traceparent) if row.request_id or row.traceparent else None,
             )
             self.items[item.id] = item
             queue = self.queue_for(deployment, item.parameters)

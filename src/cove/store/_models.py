@@ -76,7 +76,11 @@ class App(Base):
     """
 
     __tablename__ = "apps"
-    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name"),
+        # The gateway's reaper looks for live ephemeral apps whose heartbeat is old.
+        Index("ix_apps_ephemeral_live", "ephemeral", "stopped_at"),
+    )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -234,6 +238,8 @@ class Task(Base):
         # A workspace's tasks newest first, all of them or those in one state (the task list's pages).
         Index("ix_tasks_workspace_state_created", "workspace_id", "state", "created_at"),
         Index("ix_tasks_workspace_created", "workspace_id", "created_at"),
+        # One deployment's tasks newest first (the task list filtered by deployment).
+        Index("ix_tasks_workspace_name_created", "workspace_id", "name", "created_at"),
         Index("ix_tasks_map", "map_id", "map_index"),
         Index("ix_tasks_map_seq", "map_id", "map_seq"),
     )
@@ -258,6 +264,10 @@ class Task(Base):
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     container_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The request that made the call (its X-Request-Id and W3C traceparent), for whichever gateway runs it:
+    # the handler's log lines carry the id and its span joins the trace.
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The gateway whose dispatcher holds the task in memory; NULL until the leader claims it
     # (a task accepted by a gateway that does not run the scheduler).
     owner: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)

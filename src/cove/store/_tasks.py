@@ -74,7 +74,7 @@ class _DriverSql:
         self.update = f"UPDATE tasks SET {sets} WHERE id = {marks[-1]}"
 
     def insert_row(self, row: dict[str, Any]) -> tuple[Any, ...]:
-        return (*(_column_value(name, row[name]) for name in _INSERT_FIELDS), self.owner)
+        return (*(_column_value(name, row.get(name)) for name in _INSERT_FIELDS), self.owner)
 
     @staticmethod
     def update_row(change: tuple[str, dict[str, Any]]) -> tuple[Any, ...]:
