@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -102,6 +103,28 @@ def test_rollback_says_what_is_wrong(server: Server, tmp_path: Path) -> None:
     done = server.cli("deployment", "rollback", "rollback-lonely", check=False)
     assert done.returncode != 0
     assert "no version before v1" in done.stderr + done.stdout
+
+
+def test_rollback_to_a_version_whose_config_this_release_cannot_read_is_a_422(server: Server, tmp_path: Path) -> None:
+    """A version stored by another release of Cove (an option this one does not know) is refused, not a 500."""
+    path = tmp_path / "old.py"
+    for release in ("old", "new"):
+        path.write_text(APP.format(release=release))
+        server.deploy(f"{path}:which", "--name", "rollback-old")
+    with sqlite3.connect(server.home / "cove.db") as db:
+        changed = db.execute(
+            "UPDATE deployments SET config = json_set(config, '$.retired_option', 1) WHERE name = ? AND version = 1",
+            ("rollback-old",),
+        ).rowcount
+    assert changed == 1
+    with server.http() as http:
+        answer = http.post("/api/v1/deployments/rollback-old/rollback", json={"to": 1})
+        assert answer.status_code == 422, answer.text
+        message = answer.json()["error"]["message"]
+        assert "rollback-old/v1" in message and "retired_option" in message
+        assert http.get("/api/v1/deployments/rollback-old").json()["version"] == 2  # nothing changed
+    done = server.cli("deployment", "rollback", "rollback-old", "--to", "1", check=False)
+    assert done.returncode != 0 and "retired_option" in done.stderr + done.stdout
 
 
 def test_a_traffic_split_shares_calls_between_versions_until_the_next_deploy(server: Server, tmp_path: Path) -> None:

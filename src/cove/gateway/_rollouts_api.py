@@ -69,6 +69,8 @@ async def _rollback(gw: Gateway, who: Principal, name: str, to: int | None) -> d
             replace=True,  # the version goes back to the app it was deployed in, whichever holds the name now
             app_names=source.app_names,
         )
+    except ConfigError as exc:  # stored by another release of Cove with options this one does not know
+        raise ApiError(422, f"{name}/v{source.version}'s config cannot be deployed here: {exc}") from None
     except NotFound as exc:
         raise ApiError(404, str(exc)) from None
     except Conflict as exc:
