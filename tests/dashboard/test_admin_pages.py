@@ -121,6 +121,8 @@ def test_search_quarantine_release_and_approve_in_the_reservoir(
     b.find(f"[data-testid=approve-{names['review_id']}]").click()
     accept_confirm(b)
     b.wait_text("[data-testid=reservoir-projects]", "pagedemo-held")
+    bundles = b.wait_text("[data-testid=reservoir-bundles]", "bundle.tar")
+    assert "imported" in bundles
     b.go("#/reservoir-audit")
     b.wait_text("[data-testid=audit-files]", names["risky"])
     with admin_server.http() as http:

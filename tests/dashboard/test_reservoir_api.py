@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import Server
 
+from cove.reservoir.bundle import export_bundle
+from cove.reservoir.store import Store
+
 from .reservoir_data import fill
 
 pytestmark = pytest.mark.e2e
@@ -68,4 +71,23 @@ def test_read_search_quarantine_release_and_review(server: Server, tmp_path: Pat
         assert user.get("/api/v1/reservoir/projects/apidemo-held").status_code == 200
         again = admin.post(f"/api/v1/reservoir/reviews/{review['id']}/reject", json={})
         assert again.status_code == 409, again.text
+
+        # The approved import is listed with its serials (a held one is not, until approved); then an export.
+        (imported,) = admin.get("/api/v1/reservoir/bundles").json()
+        assert (imported["direction"], imported["name"], imported["base_serial"]) == ("import", "bundle.tar", 0)
+        assert imported["target_serial"] == review["target_serial"] and imported["site_id"] == review["source_id"]
+        assert imported["events"] >= 1
+        store = Store(server.home / "reservoir")
+        try:
+            exported = export_bundle(store, tmp_path / "out.tar", since=3)
+        finally:
+            store.close()
+        newest, _ = admin.get("/api/v1/reservoir/bundles").json()
+        assert (newest["direction"], newest["name"]) == ("export", "out.tar")
+        assert (newest["base_serial"], newest["target_serial"]) == (3, exported["target_serial"])
+        assert newest["events"] == exported["events"] and newest["site_id"] == exported["source_id"]
+        assert [b["name"] for b in admin.get("/api/v1/reservoir/bundles", params={"limit": 1}).json()] == ["out.tar"]
+        assert user.get("/api/v1/reservoir/bundles").status_code == 403
+        listed = server.cli_json("reservoir", "bundles", "--root", str(server.home / "reservoir"))
+        assert [(b["direction"], b["name"]) for b in listed] == [("export", "out.tar"), ("import", "bundle.tar")]
         assert admin.post(f"/api/v1/reservoir/reviews/{review['id']}/maybe", json={}).status_code == 422

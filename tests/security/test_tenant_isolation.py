@@ -201,6 +201,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/reservoir/audit"): Rule(ADMIN),
     ("POST", "/api/v1/reservoir/files/{filename}/quarantine"): Rule(ADMIN, request=lambda w: {"json": {}}),
     ("POST", "/api/v1/reservoir/files/{filename}/release"): Rule(ADMIN),
+    ("GET", "/api/v1/reservoir/bundles"): Rule(ADMIN),
     ("GET", "/api/v1/reservoir/reviews"): Rule(ADMIN),
     ("GET", "/api/v1/reservoir/reviews/{review_id}"): Rule(ADMIN),
     ("POST", "/api/v1/reservoir/reviews/{review_id}/{decision}"): Rule(ADMIN, request=lambda w: {"json": {}}),

@@ -964,6 +964,19 @@ class ReservoirAudit(OpenModel):
     cran: list[dict[str, Any]]
 
 
+class ReservoirBundle(ApiModel):
+    """A bundle this site exported (``site_id`` is this site) or imported and applied (where it came from)."""
+
+    id: int
+    direction: Literal["export", "import"]
+    site_id: str
+    base_serial: int
+    target_serial: int
+    events: int
+    name: str
+    created: str
+
+
 class ReservoirReview(OpenModel):
     """An import held for review, as ``cove reservoir review show --json`` prints it (``changes`` when shown,
     ``import`` once approved, ``blobs_deleted`` once rejected)."""

@@ -196,6 +196,19 @@ async def release(filename: str, gw: GatewayDep, who: AdminDep) -> dict[str, Any
     return {"filename": filename, "action": "release", "serial": serial}
 
 
+@router.get(
+    "/bundles",
+    response_model=list[wire.ReservoirBundle],
+    summary="Bundles this site exported and imported, with their serials, newest first",
+)
+async def list_bundles(
+    gw: GatewayDep, who: AdminDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+) -> list[dict[str, Any]]:
+    from ..reservoir import bundle_log
+
+    return await _run(gw, lambda s: bundle_log.recent(s.conn, limit))
+
+
 @router.get("/reviews", response_model=list[wire.ReservoirReview], summary="Imports held for review")
 async def list_reviews(gw: GatewayDep, who: AdminDep, all: Annotated[bool, Query()] = False) -> list[dict[str, Any]]:
     from ..reservoir import review

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import keys
+from . import bundle_log, keys
 from .blobs import check_sha256
 from .errors import BundleError, ReservoirError
 from .models import records as model_records
@@ -169,6 +169,8 @@ def export_bundle(
         )
         if as_tar:
             _write_tar(folder, out)
+        with store.transaction() as conn:
+            bundle_log.record(conn, bundle_log.EXPORTED, store.site_id, since, current, len(events), out.name)
     finally:
         if as_tar:
             shutil.rmtree(folder, ignore_errors=True)
@@ -431,7 +433,7 @@ def import_bundle(
             report.held_id = held.hold(store, m, events, needed_blobs(events), source.name)
             report.local_serial = store.serial()
             return report
-        apply_events(store, source_id, target, events, after_event)
+        apply_events(store, source_id, target, events, after_event, base=base, name=source.name)
         report.applied_events = len(events)
         report.local_serial = store.serial()
         _republish(store, events, report)
@@ -444,8 +446,11 @@ def apply_events(
     target: int,
     events: list[dict[str, Any]],
     after_event: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    base: int,
+    name: str,
 ) -> None:
-    """Replay a bundle's events and record how far that source's history goes, in one transaction."""
+    """Replay a bundle's events and record how far that source's history goes (and the bundle), in one transaction."""
     with store.transaction() as conn:
         have = source_serial(store, source_id)
         for event in events:
@@ -456,6 +461,7 @@ def apply_events(
             "INSERT OR REPLACE INTO sources(source_id, serial, updated) VALUES (?, ?, ?)",
             (source_id, max(target, have), utcnow()),
         )
+        bundle_log.record(conn, bundle_log.IMPORTED, source_id, base, target, len(events), name)
 
 
 def republish(store: Store, events: list[dict[str, Any]], report: ImportReport) -> None:

@@ -125,6 +125,28 @@ def review_list(
     _emit(as_json, rows, text)
 
 
+@app.command("bundles")
+@_errors
+def bundles(
+    limit: int = typer.Option(100, "--limit", min=1, max=10_000, help="How many, newest first."),
+    root: Path | None = RootOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Bundles this site exported and imported, with their serials."""
+    from . import bundle_log
+
+    rows = bundle_log.recent(_store(root).conn, limit)
+
+    def text() -> None:
+        table = Table("when", "direction", "site", "serials", "events", "bundle")
+        for r in rows:
+            serials = f"{r['base_serial']}..{r['target_serial']}"
+            table.add_row(r["created"], r["direction"], r["site_id"][:12], serials, str(r["events"]), r["name"])
+        out.print(table)
+
+    _emit(as_json, rows, text)
+
+
 @review_app.command("show")
 @_errors
 def review_show(review_id: int, root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from .bundle_log import SCHEMA as BUNDLE_LOG_SCHEMA
 from .cran.records import SCHEMA as CRAN_SCHEMA
 from .models.records import SCHEMA as MODEL_SCHEMA
 
@@ -151,7 +152,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
     if not readonly:
-        conn.executescript(SCHEMA + MODEL_SCHEMA + CRAN_SCHEMA)
+        conn.executescript(SCHEMA + MODEL_SCHEMA + CRAN_SCHEMA + BUNDLE_LOG_SCHEMA)
         _migrate(conn)
         _add_columns(conn)
         conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))

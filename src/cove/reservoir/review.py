@@ -63,7 +63,7 @@ def approve(store: Store, review_id: int, note: str | None = None) -> dict[str, 
                 f"held import #{review_id} needs blob {missing[0]}, which is no longer stored; reject it and "
                 "import the bundle again"
             )
-        apply_events(store, source_id, target, events)
+        apply_events(store, source_id, target, events, base=base, name=row["bundle"])
         _decide(conn, review_id, APPROVED, note)
     report = ImportReport(source_id, base, target, applied_events=len(events), local_serial=store.serial())
     republish(store, events, report)

@@ -39,6 +39,14 @@ function reviews(ctx, refresh) {
   };
 }
 
+function bundleTable(rows) {
+  return table([
+    ["When", (b) => b.created], ["", (b) => badge(b.direction === "export" ? "exported" : "imported")],
+    ["Site", (b) => h("code", {}, b.site_id.slice(0, 12))], ["Serials", (b) => `${b.base_serial} → ${b.target_serial}`],
+    ["Events", (b) => b.events], ["Bundle", (b) => b.name],
+  ], rows, "No bundle exported or imported yet.", { "data-testid": "reservoir-bundles" });
+}
+
 export async function overview(ctx) {
   const { root, signal, query, session } = ctx;
   const q = query.get("q") || "";
@@ -50,14 +58,16 @@ export async function overview(ctx) {
   const reviewsBox = h("section", { class: "card wide" });
   const usageBox = h("section", { class: "card" });
   const policyBox = h("section", { class: "card" });
+  const bundlesBox = h("section", { class: "card wide" });
   let listReviews = null;
   async function refresh() {
-    const [indexes, projects, usage, policy, held] = await Promise.all([
+    const [indexes, projects, usage, policy, held, bundles] = await Promise.all([
       api.get(`${BASE}/indexes`, { signal }),
       api.get(withQuery(`${BASE}/projects`, { q, index, limit: PAGE, offset }), { signal }),
       api.get(withQuery(`${BASE}/stats`, { days: 7, by: "project" }), { signal }),
       api.get(`${BASE}/policy`, { signal }),
       listReviews ? listReviews() : null,
+      admin ? api.get(withQuery(`${BASE}/bundles`, { limit: 20 }), { signal }) : null,
     ]);
     fill(indexesBox, h("h2", {}, `Indexes · serial ${indexes.serial}`), table([
       ["Index", (i) => i.name], ["Kind", (i) => i.kind], ["Projects", (i) => i.projects], ["Files", (i) => i.files],
@@ -82,12 +92,14 @@ export async function overview(ctx) {
       policy.policy ? h("pre", { "data-testid": "reservoir-policy" }, policy.policy)
         : h("p", { class: "empty" }, "No policy: every license is allowed, advisories are reported."));
     if (held) fill(reviewsBox, h("h2", {}, "Imports held for review"), held);
+    if (bundles) fill(bundlesBox, h("h2", {}, "Bundles exported and imported"), bundleTable(bundles));
   }
   if (admin) listReviews = reviews(ctx, refresh);
   await refresh();
   fill(root, h("h1", {}, "Reservoir"),
     admin ? h("p", {}, h("a", { href: "#/reservoir-audit" }, "Audit report: every file judged by the policy now")) : null,
-    projectsBox, h("div", { class: "grid" }, indexesBox, policyBox, usageBox), admin ? reviewsBox : null);
+    projectsBox, h("div", { class: "grid" }, indexesBox, policyBox, usageBox), admin ? reviewsBox : null,
+    admin ? bundlesBox : null);
   ctx.every(10000, refresh);
 }
 
