@@ -170,7 +170,9 @@ def export_bundle(
         if as_tar:
             _write_tar(folder, out)
         with store.transaction() as conn:
-            bundle_log.record(conn, bundle_log.EXPORTED, store.site_id, since, current, len(events), out.name)
+            bundle_log.record(
+                conn, bundle_log.EXPORTED, store.site_id, (since, current), len(events), out.name, utcnow()
+            )
     finally:
         if as_tar:
             shutil.rmtree(folder, ignore_errors=True)
@@ -461,7 +463,7 @@ def apply_events(
             "INSERT OR REPLACE INTO sources(source_id, serial, updated) VALUES (?, ?, ?)",
             (source_id, max(target, have), utcnow()),
         )
-        bundle_log.record(conn, bundle_log.IMPORTED, source_id, base, target, len(events), name)
+        bundle_log.record(conn, bundle_log.IMPORTED, source_id, (base, target), len(events), name, utcnow())
 
 
 def republish(store: Store, events: list[dict[str, Any]], report: ImportReport) -> None:

@@ -29,15 +29,13 @@ IMPORTED = "import"
 
 
 def record(
-    conn: sqlite3.Connection, direction: str, site_id: str, base: int, target: int, events: int, name: str
+    conn: sqlite3.Connection, direction: str, site_id: str, serials: tuple[int, int], events: int, name: str, at: str
 ) -> None:
     """One bundle that left (``site_id`` is this site) or was applied here (``site_id`` is where it came from)."""
-    from .store import utcnow  # the store opens this module's schema
-
     conn.execute(
         "INSERT INTO bundle_log(direction, site_id, base_serial, target_serial, events, name, created)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (direction, site_id, base, target, events, name, utcnow()),
+        (direction, site_id, *serials, events, name, at),
     )
 
 
