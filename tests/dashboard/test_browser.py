@@ -130,6 +130,21 @@ def test_sign_in_follow_a_log_stop_from_the_page_audit_and_sign_out(dash: Server
     assert stale.status_code == 401, stale.text
 
 
+def test_a_deploy_appears_in_the_open_page_by_push(dash: Server, browser: Browser) -> None:
+    """The page holds the change stream open; while it does it does not poll, so the new row came by push."""
+    b = browser
+    b.sign_in(dash.token)
+    b.go("#/deployments")
+    b.wait_text("[data-testid=deployments]", "add")
+    b.wait(lambda: b.driver.execute_script("return document.body.dataset.live") == "push", 20, "the change stream")
+    assert "brief" not in b.text("[data-testid=deployments]")
+    dash.deploy(f"{APP}:brief")
+    b.wait_text("[data-testid=deployments]", "brief", timeout=20)
+    assert b.driver.execute_script("return document.body.dataset.live") == "push"
+    errors = b.console_errors()
+    assert not errors, errors
+
+
 def _counted(b: Browser, name: str) -> dict[str, Any] | None:
     """The deployment's history as the page reads it, once it counts a request."""
     got = b.fetch_json(f"/api/v1/deployments/{name}/history")

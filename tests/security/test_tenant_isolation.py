@@ -130,6 +130,7 @@ class Rule:
     kind: str
     expect: tuple[int, ...] = ()
     request: Request | None = None  # httpx keyword arguments: json, content, params
+    stream: bool = False  # an answer that does not end (server-sent events): its first event is what is checked
 
     def statuses(self) -> tuple[int, ...]:
         defaults = {PUBLIC: (200,), SELF: (200,), LIST: (200,), SCOPED: (403, 404), ADMIN: (403,), WORKER: (403,)}
@@ -286,6 +287,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     # operations
     ("GET", "/api/v1/gpus"): Rule(LIST),
     ("GET", "/api/v1/events"): Rule(LIST),
+    ("GET", "/api/v1/changes"): Rule(LIST, stream=True),
     ("GET", "/metrics"): Rule(SELF),
     ("GET", "/healthz"): Rule(PUBLIC),
     # endpoints: answered by the invocation path before routing, but listed in the document
@@ -422,6 +424,10 @@ def test_every_published_route_has_an_isolation_decision(server: Server) -> None
 def _call(http: httpx.Client, method: str, template: str, rule: Rule, w: World) -> httpx.Response:
     path = re.sub(r"\{(\w+)\}", lambda m: w.path_value(template, m.group(1)), template)
     extra = rule.request(w) if rule.request else {}
+    if rule.stream:
+        with http.stream(method, path, **extra) as answer:
+            first = next(answer.iter_bytes(), b"")
+            return httpx.Response(answer.status_code, content=first)
     return http.request(method, path, **extra)
 
 

@@ -14,6 +14,7 @@ from ..images import ImageBuilder
 from ..scheduler import Scheduler
 from ..store import Deployment, Store, get_split
 from ._auth import Authenticator
+from ._change_feed import ChangeFeed
 from ._content import Content
 from ._follower_slots import FollowerSlots
 from ._logs import LogHub
@@ -140,3 +141,4 @@ class Gateway:
     cluster: Cluster
     content: Content
     follower: FollowerSlots  # the ready containers a gateway that does not lead relays invocations to
+    changes: ChangeFeed  # the dashboard's open change streams, ended when the server stops

@@ -26,6 +26,7 @@ from . import (
     _api_docs,
     _apps_api,
     _blobs_api,
+    _changes_api,
     _control,
     _events_api,
     _functions_api,
@@ -57,6 +58,7 @@ from . import (
 from . import _calls_fast as calls_fast
 from ._asgi_relay import web_apps_in_front
 from ._auth import Authenticator
+from ._change_feed import ChangeFeed
 from ._container_tokens import revoke_stale as revoke_stale_container_tokens
 from ._content import Content
 from ._error_responses import ERROR_RESPONSES
@@ -106,6 +108,7 @@ _ROUTERS = (
     (_gpus_api, "gpus"),
     (_output_api, "functions"),
     (_events_api, "ops"),
+    (_changes_api, "ops"),
     (_history_api, "ops"),
     (_waiting, "ops"),
     (_user_metrics_api, "ops"),
@@ -186,6 +189,7 @@ def create_app(settings: GatewaySettings) -> Any:
             cluster=cluster,
             content=Content(settings.home, store, cluster.presence, peer_token(secret_key)),
             follower=FollowerSlots(store, cluster.gateway_id, on_container_gone=upstream.forget),
+            changes=ChangeFeed(),
         )
         app.state.gateway = gw
         scheduler.dispatcher.callbacks.configure(CallbackPolicy.parse(settings.callback_allow), secret_key)

@@ -318,6 +318,9 @@ class _GatewayServer(uvicorn.Server):
         logs = getattr(gateway, "logs", None)
         if logs is not None:
             logs.end_follows()  # an open cove logs --follow ends instead of holding the shutdown back
+        changes = getattr(gateway, "changes", None)
+        if changes is not None:
+            changes.end()  # and so does every dashboard page's change stream
         await super().shutdown(sockets)
 
 

@@ -2,6 +2,7 @@
 
 from ._apps import create_app, find_app, heartbeat_app, list_apps, stale_ephemeral_apps, stop_app
 from ._audit import record_audit
+from ._changes import change_marks
 from ._container_tokens import create_container_token, is_container_token, revoke_container_tokens, token_container
 from ._events import DEFAULT_RETENTION_SECONDS as DEFAULT_EVENTS_RETENTION_SECONDS
 from ._events import EventWriter, list_events, prune_events
@@ -92,6 +93,7 @@ __all__ = [
     "announce_gateway",
     "cancel_stored_map",
     "cancelled_maps",
+    "change_marks",
     "claim_tasks",
     "claim_tick",
     "claim_value",

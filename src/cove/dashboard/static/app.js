@@ -33,6 +33,35 @@ const ROUTES = [
 const state = { session: null, running: null };
 const $ = (id) => document.getElementById(id);
 
+// Live updates: one server-sent event stream per signed-in shell (GET /api/v1/changes, with the session cookie)
+// names the kinds of things that changed; the shown page refreshes when one it shows moved. While the stream is
+// not open (not yet, a restarting gateway, a proxy that buffers it) pages poll instead.
+const live = { source: null, open: false, handlers: new Set() };
+
+function startLive() {
+  stopLive();
+  const source = new EventSource("/api/v1/changes");
+  live.source = source;
+  source.addEventListener("ready", () => {
+    live.open = true;
+    document.body.dataset.live = "push";
+  });
+  source.addEventListener("change", (event) => {
+    const { topics } = JSON.parse(event.data);
+    live.handlers.forEach((handler) => handler(topics));
+  });
+  source.addEventListener("error", () => {
+    live.open = false; // the browser reconnects by itself (the stream says how soon); pages poll meanwhile
+    document.body.dataset.live = "poll";
+  });
+}
+
+function stopLive() {
+  if (live.source) live.source.close();
+  live.source = null;
+  live.open = false;
+}
+
 function match(path) {
   const parts = path.split("/").filter(Boolean);
   for (const [route, , page] of ROUTES) {
@@ -48,6 +77,7 @@ function match(path) {
 
 function showSignIn(message) {
   stopPage();
+  stopLive();
   state.session = null;
   $("shell").hidden = true;
   $("signin").hidden = false;
@@ -69,6 +99,7 @@ function showShell(session) {
   if (session.workspaces) {
     fill(picker, session.workspaces.map((name) => h("option", { value: name, selected: name === session.workspace }, name)));
   }
+  startLive(); // (again after a workspace switch: the stream follows the session's workspace)
   route();
 }
 
@@ -76,6 +107,7 @@ function stopPage() {
   if (!state.running) return;
   state.running.abort.abort();
   state.running.timers.forEach(clearInterval);
+  state.running.handlers.forEach((handler) => live.handlers.delete(handler));
   state.running = null;
 }
 
@@ -92,7 +124,7 @@ async function route() {
     fill(root, h("h1", {}, "Not found"), h("p", {}, `No page at ${path}.`));
     return;
   }
-  const running = { abort: new AbortController(), timers: [] };
+  const running = { abort: new AbortController(), timers: [], handlers: [] };
   state.running = running;
   const ctx = {
     root,
@@ -100,8 +132,42 @@ async function route() {
     query: new URLSearchParams(queryText),
     session: state.session,
     signal: running.abort.signal,
-    /** Run `refresh` every `ms` while this page is shown (live updates by polling the API). */
-    every(ms, refresh) { running.timers.push(setInterval(() => refresh().catch(() => {}), ms)); },
+    /**
+     * Keep the page live while it is shown. With `topics` (kinds the change stream names: "deployments",
+     * "containers", "events", "tasks"), run `refresh` when one of them moved, and every `ms` only while no stream
+     * is open; without, every `ms` (what the page shows moves with no mark the stream watches: charts, workers).
+     * Refreshes never overlap: one asked for while another runs follows it.
+     */
+    every(ms, refresh, topics = null) {
+      let busy = false;
+      let again = false;
+      const run = async () => {
+        if (busy) {
+          again = true;
+          return;
+        }
+        busy = true;
+        try {
+          await refresh();
+        } catch {
+          // the next change or poll tries again
+        } finally {
+          busy = false;
+          if (again && !running.abort.signal.aborted) {
+            again = false;
+            run();
+          }
+        }
+      };
+      if (topics) {
+        const handler = (changed) => {
+          if (changed.some((topic) => topics.includes(topic))) run();
+        };
+        live.handlers.add(handler);
+        running.handlers.push(handler);
+      }
+      running.timers.push(setInterval(() => { if (!topics || !live.open) run(); }, ms));
+    },
     /** Go to a URL of this dashboard with other query parameters. */
     go(hash) { location.hash = hash; },
   };

@@ -29,7 +29,7 @@ export async function renderList(ctx) {
     h("p", {}, h("a", { href: showStopped ? "#/deployments" : "#/deployments?all=1" },
       showStopped ? "Hide stopped versions" : "Show stopped versions")),
     body);
-  ctx.every(REFRESH_MS, refresh);
+  ctx.every(REFRESH_MS, refresh, ["deployments", "containers"]);
 }
 
 function snippets(d) {

@@ -130,5 +130,5 @@ export async function render(ctx) {
   }
   await refresh();
   fill(root, h("h1", {}, "Overview"), h("div", { class: "grid" }, Object.values(sections)));
-  ctx.every(REFRESH_MS, refresh);
+  ctx.every(REFRESH_MS, refresh, ["deployments", "containers", "events", "tasks"]);
 }

@@ -64,7 +64,7 @@ export async function renderList(ctx) {
   }
   await refresh();
   fill(root, h("h1", {}, "Tasks"), h("div", { class: "toolbar" }, nameSelect, stateSelect), body);
-  ctx.every(5000, refresh);
+  ctx.every(5000, refresh, ["tasks"]);
 }
 
 export async function renderOne(ctx) {
@@ -95,5 +95,5 @@ export async function renderOne(ctx) {
     return t;
   }
   const first = await refresh();
-  if (OPEN.has(first.state)) ctx.every(2000, refresh);
+  if (OPEN.has(first.state)) ctx.every(2000, refresh, ["tasks"]);
 }
