@@ -286,6 +286,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("HEAD", "/api/v1/blobs/{sha256}"): Rule(SCOPED, (404,)),
     # operations
     ("GET", "/api/v1/gpus"): Rule(LIST),
+    ("GET", "/api/v1/gpus/history"): Rule(LIST),
     ("GET", "/api/v1/events"): Rule(LIST),
     ("GET", "/api/v1/changes"): Rule(LIST, stream=True),
     ("GET", "/metrics"): Rule(SELF),

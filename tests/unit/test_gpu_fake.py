@@ -81,11 +81,24 @@ def test_fake_gpu_inventory_from_json_text_and_file(tmp_path: Path) -> None:
         ('[{"name": "H100"}]', r"\[0\] must have a name and a memory size"),
         ('[{"name": "H100", "memory": "lots"}]', r"\[0\]: memory 'lots' is not a size"),
         ("/nonexistent/gpus.json", "cannot read"),
+        ('[{"name": "H100", "memory": "80Gi", "utilization": 140}]', r"\[0\]: utilization must be a percentage"),
+        ('[{"name": "H100", "memory": "80Gi", "utilization": true}]', r"\[0\]: utilization must be a percentage"),
+        ('[{"name": "H100", "memory": "80Gi", "memory_used": "some"}]', r"\[0\]: memory_used: "),
     ],
 )
 def test_fake_gpu_inventory_rejects_bad_descriptions(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         FakeInventory.parse(text)
+
+
+def test_fake_gpu_inventory_reports_the_figures_it_states_and_none_otherwise() -> None:
+    inventory = FakeInventory.parse(
+        '[{"name": "H100", "memory": "80Gi", "utilization": 37, "memory_used": "20Gi"},'
+        ' {"name": "A10G", "memory": "24Gi"}]'
+    )
+    stated, silent = inventory.usage()
+    assert (stated.utilization, stated.memory_used_mib) == (37.0, 20480)
+    assert (silent.utilization, silent.memory_used_mib) == (None, None)
 
 
 def test_fake_gpu_detect_without_driver_reports_none() -> None:

@@ -853,6 +853,21 @@ class GpuWorker(ApiModel):
     gpus: list[GpuView]
 
 
+class GpuHistory(ApiModel):
+    """One GPU's last hour in 10 s buckets, oldest first: utilisation (percent) and memory in use (MiB), null
+    where nothing was measured."""
+
+    worker: str
+    index: int
+    uuid: str
+    name: str
+    memory_mib: int
+    bucket_seconds: int
+    start: Number
+    utilization: list[Number | None]
+    memory_used_mib: list[Number | None]
+
+
 class Event(ApiModel):
     """A control-plane decision: what the scheduler did or why work waits, with the numbers it went by.
 

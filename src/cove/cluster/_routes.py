@@ -24,13 +24,14 @@ from .._wire.urls import ASGI_PREFIX
 
 _LOCAL_PATHS = frozenset({"/healthz", "/metrics", "/api/docs", "/redoc", "/api/openapi.json"})
 # Reads that show the leader's live state (workers, the pool controller's worker pools, containers and their
-# logs, sandboxes).
+# logs, sandboxes, GPUs and their history).
 _LIVE_READS = (
     "/api/v1/workers",
     "/api/v1/worker-pools",
     "/api/v1/containers",
     "/api/v1/logs",
     "/api/v1/sandboxes",
+    "/api/v1/gpus",
 )
 _RESERVOIR = "/reservoir"
 _SANDBOXES = "/api/v1/sandboxes/"

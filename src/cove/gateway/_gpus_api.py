@@ -7,18 +7,45 @@ Containers of other workspaces show only as held capacity, without names.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .._wire import api as wire
 from ..scheduler import Scheduler
 from ._deps import GatewayDep, PrincipalDep
+from ._gpu_history import GpuHistory, Reading
 
-router = APIRouter(prefix="/api/v1")
+
+@contextlib.asynccontextmanager
+async def _keep_history(app: Any) -> AsyncIterator[None]:
+    """While the gateway runs: every card's last hour in ``app.state.gpu_history``, read from its heartbeats."""
+    scheduler: Scheduler = app.state.gateway.scheduler
+    history = app.state.gpu_history = GpuHistory()
+
+    def readings() -> list[Reading]:
+        return [
+            (gpu["uuid"], gpu["utilization"], gpu["memory_used_mib"])
+            for view in gpu_views(scheduler, None)
+            for gpu in view["gpus"]
+        ]
+
+    task = asyncio.create_task(history.run(readings), name="cove-gpu-history")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+router = APIRouter(prefix="/api/v1", lifespan=_keep_history)
 MIB = 1024 * 1024
 
 
@@ -74,6 +101,28 @@ def _holder(used: dict[str, int], slot: Any, share: Any, workspace_id: str | Non
 )
 async def list_gpus(gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]:
     return gpu_views(gw.scheduler, None if who.role == "admin" else who.workspace_id)
+
+
+@router.get(
+    "/gpus/history",
+    summary="Each GPU's last hour of utilisation and memory use (10 s buckets), for charts",
+    response_model=list[wire.GpuHistory],
+)
+async def gpu_history(request: Request, gw: GatewayDep, who: PrincipalDep) -> list[dict[str, Any]]:
+    history: GpuHistory = request.app.state.gpu_history
+    now = time.time()
+    return [
+        {
+            "worker": view["worker"],
+            "index": gpu["index"],
+            "uuid": gpu["uuid"],
+            "name": gpu["name"],
+            "memory_mib": gpu["memory_mib"],
+            **history.view(gpu["uuid"], now),
+        }
+        for view in gpu_views(gw.scheduler, None)
+        for gpu in view["gpus"]
+    ]
 
 
 class GpuCollector(Collector):

@@ -96,13 +96,16 @@ class FakeInventory:
 
     Each entry needs ``name`` and ``memory`` (``"80Gi"`` or MiB); ``uuid`` and
     ``index`` default to ``GPU-fake-<worker>-<n>`` and the position, so two
-    fake workers never report the same card.
+    fake workers never report the same card. ``utilization`` (percent) and
+    ``memory_used`` (a size) are the live figures it reports, as given: nothing
+    is measured (without them it reports none, as it cannot measure).
     """
 
     kind = "fake"
 
-    def __init__(self, devices: Sequence[GpuDevice]) -> None:
+    def __init__(self, devices: Sequence[GpuDevice], figures: Sequence[GpuUsage] = ()) -> None:
         self._devices = tuple(devices)
+        self._figures = {usage.uuid: usage for usage in figures}
 
     @classmethod
     def parse(cls, text: str, owner: str = "local") -> FakeInventory:
@@ -120,6 +123,7 @@ class FakeInventory:
         if not isinstance(data, list):
             raise ConfigError(f'{FAKE_ENV} must be a JSON list like [{{"name": "H100", "memory": "80Gi"}}]')
         devices = []
+        figures: list[GpuUsage] = []
         for position, entry in enumerate(data):
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or "memory" not in entry:
                 raise ConfigError(f"{FAKE_ENV}[{position}] must have a name and a memory size")
@@ -132,16 +136,33 @@ class FakeInventory:
             if not isinstance(index, int) or not isinstance(uuid, str):
                 raise ConfigError(f"{FAKE_ENV}[{position}]: index must be an integer and uuid a string")
             devices.append(GpuDevice(index=index, uuid=uuid, name=entry["name"], memory_mib=memory))
-        return cls(devices)
+            if "utilization" in entry or "memory_used" in entry:
+                figures.append(_stated_usage(entry, uuid, position))
+        return cls(devices, figures)
 
     def devices(self) -> tuple[GpuDevice, ...]:
         return self._devices
 
     def usage(self) -> tuple[GpuUsage, ...]:
-        return tuple(GpuUsage(d.uuid) for d in self._devices)
+        return tuple(self._figures.get(d.uuid, GpuUsage(d.uuid)) for d in self._devices)
 
     def processes(self) -> tuple[GpuProcess, ...]:
         return ()
+
+
+def _stated_usage(entry: Mapping[str, Any], uuid: str, position: int) -> GpuUsage:
+    """The live figures a fake entry states; ``ConfigError`` names a wrong one."""
+    utilization = entry.get("utilization")
+    if utilization is not None and (
+        isinstance(utilization, bool) or not isinstance(utilization, int | float) or not 0 <= utilization <= 100
+    ):
+        raise ConfigError(f"{FAKE_ENV}[{position}]: utilization must be a percentage from 0 to 100")
+    used = entry.get("memory_used")
+    try:
+        used_mib = None if used is None else parse_memory(used)
+    except ConfigError as exc:
+        raise ConfigError(f"{FAKE_ENV}[{position}]: memory_used: {exc}") from None
+    return GpuUsage(uuid, None if utilization is None else float(utilization), used_mib)
 
 
 class NvmlInventory:

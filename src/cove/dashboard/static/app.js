@@ -3,6 +3,7 @@ import { api, whenSignedOut } from "./api.js";
 import { fill, h, notify } from "./dom.js";
 import * as admin from "./pages/admin.js";
 import * as deployments from "./pages/deployments.js";
+import * as gpus from "./pages/gpus.js";
 import * as overview from "./pages/overview.js";
 import * as reservoir from "./pages/reservoir.js";
 import * as resources from "./pages/resources.js";
@@ -17,6 +18,7 @@ const ROUTES = [
   ["tasks", "Tasks", tasks.renderList, false],
   ["tasks/:id", null, tasks.renderOne, false],
   ["workers", "Workers", workers.render, true],
+  ["gpus", "GPUs", gpus.render, false],
   ["schedules", "Schedules", resources.schedules, false],
   ["sandboxes", "Sandboxes", resources.sandboxes, false],
   ["volumes", "Volumes", resources.volumes, false],
