@@ -6,12 +6,14 @@ sign-in to anything. Screenshots go to ``build/dashboard-screenshots`` (``COVE_S
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -122,3 +124,16 @@ class Browser:
 
     def close(self) -> None:
         self.driver.quit()
+
+
+@contextlib.contextmanager
+def opened(base_url: str, profile: Path) -> Iterator[Browser]:
+    """A browser on ``base_url`` for one test; without Chromium the test fails, saying what to install."""
+    reason = missing()
+    if reason:
+        pytest.fail(reason)
+    b = Browser(base_url, profile)
+    try:
+        yield b
+    finally:
+        b.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import APPS, Server, start_server
 
-from .browser import PHONE, Browser, missing
+from .browser import PHONE, Browser, opened
 from .reservoir_data import fill
 from .test_browser import accept_confirm
 
@@ -33,14 +33,8 @@ def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def browser(admin_server: Server, tmp_path: Path) -> Iterator[Browser]:
-    reason = missing()
-    if reason:
-        pytest.fail(reason)
-    b = Browser(admin_server.url, tmp_path / "profile")
-    try:
+    with opened(admin_server.url, tmp_path / "profile") as b:
         yield b
-    finally:
-        b.close()
 
 
 def _signed_in(b: Browser, token: str) -> None:

@@ -17,7 +17,7 @@ import pytest
 from conftest import APPS, Server, start_server
 from selenium.common.exceptions import NoAlertPresentException
 
-from .browser import PHONE, Browser, missing
+from .browser import PHONE, Browser, opened
 
 APP = APPS / "basic" / "app.py"
 pytestmark = pytest.mark.e2e
@@ -37,14 +37,8 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def browser(dash: Server, tmp_path: Path) -> Iterator[Browser]:
-    reason = missing()
-    if reason:
-        pytest.fail(reason)
-    b = Browser(dash.url, tmp_path / "profile")
-    try:
+    with opened(dash.url, tmp_path / "profile") as b:
         yield b
-    finally:
-        b.close()
 
 
 def accept_confirm(b: Browser) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import APPS, Server, start_server
 
-from .browser import PHONE, Browser, missing
+from .browser import PHONE, Browser, opened
 
 pytestmark = pytest.mark.e2e
 GPU_APP = APPS / "gpu" / "app.py"
@@ -36,14 +36,8 @@ def gpu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def browser(gpu_server: Server, tmp_path: Path) -> Iterator[Browser]:
-    reason = missing()
-    if reason:
-        pytest.fail(reason)
-    b = Browser(gpu_server.url, tmp_path / "profile")
-    try:
+    with opened(gpu_server.url, tmp_path / "profile") as b:
         yield b
-    finally:
-        b.close()
 
 
 def test_the_gpu_page_shows_who_holds_each_card_and_its_last_hour(gpu_server: Server, browser: Browser) -> None:

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from .._wire import api as wire
 from ..scheduler import Scheduler
+from ._background import running
 from ._deps import GatewayDep, PrincipalDep
 from ._gpu_history import GpuHistory, Reading
 
@@ -36,13 +37,8 @@ async def _keep_history(app: Any) -> AsyncIterator[None]:
             for gpu in view["gpus"]
         ]
 
-    task = asyncio.create_task(history.run(readings), name="cove-gpu-history")
-    try:
+    async with running(asyncio.create_task(history.run(readings), name="cove-gpu-history")):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 router = APIRouter(prefix="/api/v1", lifespan=_keep_history)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from .._wire import api as wire
 from ..exceptions import NotFound
 from ..store import list_workspaces
+from ._background import running
 from ._deps import GatewayDep, PrincipalDep
 from ._errors import ApiError
 from ._history import MetricsHistory, Ring
@@ -22,13 +23,8 @@ from ._state import Gateway
 @contextlib.asynccontextmanager
 async def _keep_history(app: Any) -> AsyncIterator[None]:
     """While the gateway runs (inside its own lifespan, once ``app.state.gateway`` exists): fill the history."""
-    task = start(app.state.gateway, app.state)
-    try:
+    async with running(start(app.state.gateway, app.state)):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 # Every gateway keeps the last hour of what it served; FastAPI runs this router's lifespan inside the app's.
