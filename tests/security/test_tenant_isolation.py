@@ -200,6 +200,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/reservoir/policy"): Rule(LIST),
     ("GET", "/api/v1/reservoir/stats"): Rule(LIST),
     ("GET", "/api/v1/reservoir/audit"): Rule(ADMIN),
+    ("GET", "/api/v1/reservoir/audit/deployed"): Rule(ADMIN),  # names every workspace's deployments
     ("POST", "/api/v1/reservoir/files/{filename}/quarantine"): Rule(ADMIN, request=lambda w: {"json": {}}),
     ("POST", "/api/v1/reservoir/files/{filename}/release"): Rule(ADMIN),
     ("GET", "/api/v1/reservoir/bundles"): Rule(ADMIN),

@@ -216,6 +216,7 @@ class PackageFinding(ApiModel):
     advisories: list[str]
     reasons: list[str]
     license: str | None
+    severity: str | None = None  # low, medium, high or critical: the highest its advisories give
 
 
 class FlaggedImage(ApiModel):
@@ -230,9 +231,11 @@ class UnauditedImage(ApiModel):
 
 
 class DeployedAudit(ApiModel):
-    """``POST /api/v1/images/audit``: live deployments whose images hold a package the reservoir now flags."""
+    """Live deployments whose images hold a package the reservoir now flags (``GET
+    /api/v1/reservoir/audit/deployed``, ``POST /api/v1/images/audit``)."""
 
     rules_serial: int
+    audited_at: float  # when this report was made (Unix time): kept until the rules or the deployments change
     advisories: int
     checked_images: int
     flagged: list[FlaggedImage]

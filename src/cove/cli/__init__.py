@@ -58,8 +58,10 @@ app.add_typer(_quotas.workspace_app, name="workspace")
 def _mount_reservoir() -> None:
     try:
         from ..reservoir.cli import app as reservoir_app
+        from ..reservoir.cli import serve_deployed_audit
     except ImportError:
         return
+    serve_deployed_audit(_images.deployed_audit)  # `cove reservoir audit --deployed` asks the server
     app.add_typer(
         reservoir_app,
         name="reservoir",

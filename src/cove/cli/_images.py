@@ -122,14 +122,20 @@ def image_packages(
 
 @image_app.command("audit")
 def image_audit(as_json: bool = JsonOption) -> None:
-    """Active deployments whose images hold a package the reservoir's advisories or license policy now flag.
+    """Active deployments whose images hold a flagged package: the same as ``cove reservoir audit --deployed``."""
+    deployed_audit(as_json)
 
-    Exits 1 when any deployment is flagged, so a schedule can alert on it; each
-    flagged deployment also gets a ``package-audit`` event.
+
+def deployed_audit(as_json: bool) -> None:
+    """Active deployments whose images hold a package the reservoir's advisories or policy now flag.
+
+    The server re-audits by itself whenever an import changes the advisories
+    or the policy (or the deployments change), so this reads its report.
+    Exits 1 when any deployment is flagged, so a schedule can alert on it.
     """
     api = client(as_json)
     with errors(as_json):
-        report = api.request("POST", "/api/v1/images/audit")
+        report = api.request("GET", "/api/v1/reservoir/audit/deployed")
 
     def show() -> None:
         rows = [
@@ -137,13 +143,15 @@ def image_audit(as_json: bool = JsonOption) -> None:
                 image["image_id"][:12],
                 ", ".join(f"{d['name']} v{d['version']}" for d in image["deployments"]),
                 f"{finding['name']} {finding['version']}",
+                ", ".join(finding["advisories"]),
+                finding.get("severity") or "",
                 "; ".join(finding["reasons"]),
             ]
             for image in report["flagged"]
             for finding in image["findings"]
         ]
         if rows:
-            table(["IMAGE", "DEPLOYMENTS", "PACKAGE", "WHY"], rows)
+            table(["IMAGE", "DEPLOYMENTS", "PACKAGE", "ADVISORIES", "SEVERITY", "WHY"], rows)
         console.print(
             f"{report['checked_images']} deployed image(s) checked against {report['advisories']} advisories: "
             f"{len(report['flagged'])} flagged, {len(report['unknown'])} without a package record",

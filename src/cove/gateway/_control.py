@@ -31,6 +31,7 @@ from ..scheduler import CallbackRefused
 from ..store import Deployment, Principal, get_split, is_container_token, share_of, splits_of
 from ._body import RequestBody
 from ._capacity import check_capacity
+from ._deployed_audit import check_deploy
 from ._deps import AdminDep, GatewayDep, PrincipalDep, WorkerDep, read_limited
 from ._errors import ApiError
 from ._models import check_models
@@ -284,6 +285,7 @@ async def deploy(body: DeployRequest, gw: GatewayDep, who: PrincipalDep, respons
         if not _IDENT.fullmatch(value):
             raise ApiError(422, f"{field} {value!r} is not a Python dotted name")
     await _check_image_and_code(gw, who, body.image_id, body.code_hash)
+    await check_deploy(gw, body.image_id)  # the reservoir's [deploy] policy: images with severe advisories
     await check_callback_target(gw, config.callback_url)
     await check_references(gw, who, config)
     warnings = check_capacity(gw, config, force=body.force)

@@ -2,44 +2,43 @@
 
 ``GET /api/v1/images/{id}/packages`` answers the package manifest the builder
 stored with the image (the same visibility as the image itself: a workspace
-sees the images it asked for). ``POST /api/v1/images/audit`` (admins) judges
-the images of every active deployment by this home's reservoir (its
-advisories and license policy, see ``cove.reservoir.deployed``) and records
-an event for each deployment that runs a flagged package, in its workspace,
-so ``cove events`` shows it beside the deployment's other events.
+sees the images it asked for). ``GET /api/v1/reservoir/audit/deployed``
+(admins) answers the report that :mod:`._deployed_audit` keeps on the images
+of every active deployment, judged by this home's reservoir (its advisories
+and policy, see ``cove.reservoir.deployed``) and made again whenever those
+rules or the deployments change; ``POST /api/v1/images/audit`` judges them
+again at once and records a ``package-audit`` event for each flagged
+deployment, in its workspace, so ``cove events`` shows it beside the
+deployment's other events.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from pathlib import Path
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
-from sqlalchemy import select
+from fastapi import APIRouter, Request
 
 from .._wire import api as wire
-from ..images import packages_of
-from ..reservoir.deployed import audit_images
-from ..reservoir.store import Store as ReservoirStore
-from ..store import Deployment
+from ._background import running
 from ._control import may_see_image
+from ._deployed_audit import DeployedAuditor, manifest_of
 from ._deps import AdminDep, GatewayDep, PrincipalDep
 from ._errors import ApiError
 from ._patterns import Sha256
-from ._state import Gateway
-
-router = APIRouter(prefix="/api/v1")
-
-EVENT_KIND = "package-audit"
 
 
-async def _packages(gw: Gateway, image_id: str) -> dict[str, Any] | None:
-    row = await gw.store.get_image(image_id)
-    if row is None or not row.path or row.status != "ready":
-        return None
-    return await asyncio.to_thread(packages_of, Path(row.path))
+@contextlib.asynccontextmanager
+async def _keep_auditing(app: Any) -> AsyncIterator[None]:
+    """While the gateway runs: the deployed images re-audited when the reservoir's rules change."""
+    auditor = app.state.deployed_audit = DeployedAuditor(app.state.gateway)
+    async with running(asyncio.create_task(auditor.watch(), name="cove-deployed-audit")):
+        yield
+
+
+router = APIRouter(prefix="/api/v1", lifespan=_keep_auditing)
 
 
 @router.get(
@@ -51,18 +50,10 @@ async def _packages(gw: Gateway, image_id: str) -> dict[str, Any] | None:
 async def image_packages(image_id: Sha256, gw: GatewayDep, who: PrincipalDep) -> dict[str, Any]:
     if not await may_see_image(gw, who, image_id):
         raise ApiError(404, f"image {image_id} is not known")
-    manifest = await _packages(gw, image_id)
+    manifest = await manifest_of(gw, image_id)
     if manifest is None:
         raise ApiError(404, f"image {image_id} is not stored on this gateway")
     return {"id": image_id, **manifest}
-
-
-def _reservoir_audit(root: Path, images: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    store = ReservoirStore(root)
-    try:
-        return audit_images(store, images)
-    finally:
-        store.close()
 
 
 @router.post(
@@ -70,39 +61,18 @@ def _reservoir_audit(root: Path, images: Sequence[dict[str, Any]]) -> dict[str, 
     summary="Active deployments whose images hold a package that the reservoir's advisories or policy flag",
     response_model=wire.DeployedAudit,
 )
-async def audit_deployed(gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
-    async with gw.store.session() as session:
-        rows: Sequence[Deployment] = (
-            (await session.execute(select(Deployment).where(Deployment.state == "active"))).scalars().all()
-        )
-    by_image: dict[str, list[Deployment]] = {}
-    for row in rows:
-        by_image.setdefault(row.image_id, []).append(row)
-    images = [
-        {
-            "image_id": image_id,
-            "packages": await _packages(gw, image_id),
-            "deployments": [{"workspace_id": d.workspace_id, "name": d.name, "version": d.version} for d in users],
-        }
-        for image_id, users in sorted(by_image.items())
-    ]
-    report = await asyncio.to_thread(_reservoir_audit, gw.settings.home.root / "reservoir", images)
-    for image in report["flagged"]:
-        names = sorted({f"{f['name']} {f['version']}" for f in image["findings"]})
-        advisories = sorted({a for f in image["findings"] for a in f["advisories"]})
-        for deployment in by_image[image["image_id"]]:
-            gw.scheduler.events.of(
-                deployment,
-                EVENT_KIND,
-                f"image {image['image_id'][:12]} holds flagged package(s): {', '.join(names)}",
-                image_id=image["image_id"],
-                advisories=advisories,
-                rules_serial=report["rules_serial"],
-            )
-    gw.scheduler.events.cluster(
-        EVENT_KIND,
-        f"audited {report['checked_images']} deployed image(s): {len(report['flagged'])} flagged",
-        rules_serial=report["rules_serial"],
-        flagged=[image["image_id"] for image in report["flagged"]],
-    )
-    return report
+async def audit_deployed(request: Request, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
+    """Judged again now, with a ``package-audit`` event for every flagged deployment."""
+    auditor: DeployedAuditor = request.app.state.deployed_audit
+    return await auditor.current(force=True)
+
+
+@router.get(
+    "/reservoir/audit/deployed",
+    summary="Active deployments whose images hold a package that the reservoir's advisories or policy flag, "
+    "as last judged (again only if the rules or the deployments changed since)",
+    response_model=wire.DeployedAudit,
+)
+async def deployed_report(request: Request, gw: GatewayDep, who: AdminDep) -> dict[str, Any]:
+    auditor: DeployedAuditor = request.app.state.deployed_audit
+    return await auditor.current()

@@ -21,6 +21,7 @@ from ..store import Principal, clear_split, put_split
 from ._body import RequestBody
 from ._capacity import check_capacity
 from ._control import copied_version_view
+from ._deployed_audit import check_deploy
 from ._deps import GatewayDep, PrincipalDep
 from ._errors import ApiError
 from ._quotas_api import check_deploy_quota
@@ -54,6 +55,7 @@ async def _rollback(gw: Gateway, who: Principal, name: str, to: int | None) -> d
         config = DeploymentConfig.from_dict({**source.config, "kind": source.kind})
         warnings = check_capacity(gw, config)
         await check_deploy_quota(gw, who, config)
+        await check_deploy(gw, source.image_id)  # an image the [deploy] policy now refuses does not come back
         row, created = await gw.store.create_deployment(
             who,
             name=name,

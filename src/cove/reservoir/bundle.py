@@ -58,7 +58,7 @@ def referenced_blobs(event: dict[str, Any]) -> list[str]:
     data = event.get("data") or {}
     if event["kind"] == "file_added":
         return [b for b in (data.get("sha256"), data.get("metadata_sha256")) if b]
-    if event["kind"] in ("deb_added", "cran_added") and data.get("sha256"):
+    if event["kind"] in ("deb_added", "cran_added", "rpm_added") and data.get("sha256"):
         return [data["sha256"]]
     if event["kind"] == "vulndb_updated" and data.get("sha256"):
         return [data["sha256"]]
@@ -369,6 +369,7 @@ class ImportReport:
     already_imported: bool = False
     local_serial: int = 0
     published_suites: list[str] = dataclasses.field(default_factory=list)
+    published_rpm_repos: list[str] = dataclasses.field(default_factory=list)
     publish_error: str | None = None
     held_id: int | None = None  # set when the import is held for review instead of applied (see .review)
 
@@ -472,18 +473,24 @@ def republish(store: Store, events: list[dict[str, Any]], report: ImportReport) 
 
 
 def _republish(store: Store, events: list[dict[str, Any]], report: ImportReport) -> None:
-    """Sign and switch in the Debian suites the bundle changed, under this site's own apt key.
+    """Sign and switch in the Debian suites and RPM repositories the bundle changed, under this site's own key.
 
     The import itself is already committed; a failure here (no gpg, say) is
-    reported and ``cove reservoir publish-deb`` finishes the job.
+    reported and ``cove reservoir publish-deb`` (``rpm publish``) finishes the job.
     """
     from .debian import publish
+    from .rpm import publish as rpm_publish
+    from .rpm import records as rpm_records
 
     suites = sorted({str(e["data"].get("suite")) for e in events if e["kind"] in ("deb_added", "deb_removed")})
+    repos = sorted({str(e["data"].get("repo")) for e in events if e["kind"] in rpm_records.EVENT_KINDS})
     try:
         for suite in suites:
             publish.publish(store, suite)
             report.published_suites.append(suite)
+        for repo in repos:
+            rpm_publish.publish(store, repo)
+            report.published_rpm_repos.append(repo)
     except ReservoirError as exc:
         report.publish_error = exc.message
 

@@ -9,6 +9,7 @@ with status 1.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -419,15 +420,40 @@ def key(root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
 # -- policy -----------------------------------------------------------------------------------------------
 
 
+# How ``audit --deployed`` asks a Cove server about its deployments: the ``cove`` command sets it when it mounts
+# this app (the reservoir alone knows no deployments).
+_deployed_audit: list[Callable[[bool], None]] = []
+
+
+def serve_deployed_audit(show: Callable[[bool], None]) -> None:
+    """Make ``audit --deployed`` call ``show(as_json)``."""
+    _deployed_audit[:] = [show]
+
+
 @app.command()
 @_errors
 def audit(
     verify_blobs: bool = typer.Option(False, "--verify-blobs", help="Also re-hash every stored file."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report only; quarantine and release nothing."),
+    deployed: bool = typer.Option(
+        False,
+        "--deployed",
+        help="Instead: the Cove server's deployed images that hold a flagged package (exit 1 if any).",
+    ),
     root: Path | None = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Re-check every file against the current policy and vulnerability database, and report."""
+    """Re-check every file against the current policy and vulnerability database, and report.
+
+    With ``--deployed``: the images of the server's active deployments judged by its own reservoir.
+    """
+    if deployed:
+        if verify_blobs or dry_run:
+            raise ReservoirError("--deployed takes neither --verify-blobs nor --dry-run (it changes nothing)")
+        if not _deployed_audit:
+            raise ReservoirError("`audit --deployed` asks a Cove server: run it as `cove reservoir audit --deployed`")
+        _deployed_audit[0](as_json)
+        return
     from .policy import audit as run_audit
 
     report = run_audit(_store(root), verify_blobs=verify_blobs, apply=not dry_run)
@@ -519,8 +545,8 @@ def policy_show(root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
 @vulndb_app.command("import")
 @_errors
 def vulndb_import(
-    path: Path = typer.Argument(..., help="An OSV dump: all.zip of the PyPI or the Debian ecosystem."),
-    ecosystem: str = typer.Option("PyPI", "--ecosystem", help="PyPI or Debian: which advisories the dump replaces."),
+    path: Path = typer.Argument(..., help="An OSV dump: all.zip of PyPI, Debian or RPM distributions."),
+    ecosystem: str = typer.Option("PyPI", "--ecosystem", help="PyPI, Debian or RPM: the advisories it replaces."),
     root: Path | None = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -752,6 +778,7 @@ def token_revoke(token_id: str, root: Path | None = RootOpt, as_json: bool = Jso
 from . import cli_ops  # noqa: E402,F401 - registers watch, review, stats and limits on `app`
 from .cran import cli as _cran_cli  # noqa: E402,F401 - registers `cran` on `app`
 from .models import cli as _model_cli  # noqa: E402,F401 - registers `model` on `app`
+from .rpm import cli as _rpm_cli  # noqa: E402,F401 - registers `rpm` on `app`
 
 
 def main() -> None:

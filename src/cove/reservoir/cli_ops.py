@@ -221,7 +221,7 @@ def review_reject(
 def stats(
     days: int = typer.Option(7, "--days", help="How many days back, today included."),
     by: str = typer.Option("project", "--by", help="Group by day, project, file, index or token."),
-    kind: str = typer.Option("file", "--kind", help="file, metadata, page, deb, cran, limited, or all."),
+    kind: str = typer.Option("file", "--kind", help="file, metadata, page, deb, cran, rpm, limited, or all."),
     project: str | None = typer.Option(None, "--project", help="Only this project."),
     root: Path | None = RootOpt,
     as_json: bool = JsonOpt,

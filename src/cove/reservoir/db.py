@@ -14,6 +14,7 @@ from pathlib import Path
 from .bundle_log import SCHEMA as BUNDLE_LOG_SCHEMA
 from .cran.records import SCHEMA as CRAN_SCHEMA
 from .models.records import SCHEMA as MODEL_SCHEMA
+from .rpm.records import SCHEMA as RPM_SCHEMA
 
 SCHEMA_VERSION = 3
 
@@ -152,7 +153,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
     if not readonly:
-        conn.executescript(SCHEMA + MODEL_SCHEMA + CRAN_SCHEMA + BUNDLE_LOG_SCHEMA)
+        conn.executescript(SCHEMA + MODEL_SCHEMA + CRAN_SCHEMA + RPM_SCHEMA + BUNDLE_LOG_SCHEMA)
         _migrate(conn)
         _add_columns(conn)
         conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from packaging.version import InvalidVersion, Version
 
-from . import licenses, vulndb
+from . import licenses, severity, vulndb
 from .names import normalize
 from .policy import Policy, current
 
@@ -40,6 +40,7 @@ class Finding:
     advisories: tuple[str, ...]
     reasons: tuple[str, ...]
     license: str | None = None
+    severity: str | None = None  # the highest of its advisories' severities (None: none given, or no advisory)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class Finding:
             "advisories": list(self.advisories),
             "reasons": list(self.reasons),
             "license": self.license,
+            "severity": self.severity,
         }
 
 
@@ -98,7 +100,7 @@ def judge_python(store: Store, policy: Policy, entry: Mapping[str, Any]) -> Find
             reasons.append(f"blocked by rule {str(req)!r}")
     if not reasons:
         return None
-    return Finding("PyPI", name, version, ids, tuple(reasons), lic.expression)
+    return Finding("PyPI", name, version, ids, tuple(reasons), lic.expression, _highest(store, ids))
 
 
 def judge_debian(store: Store, policy: Policy, entry: Mapping[str, Any], suite: str) -> Finding | None:
@@ -114,7 +116,36 @@ def judge_debian(store: Store, policy: Policy, entry: Mapping[str, Any], suite: 
             reasons.append(f"blocked by rule {rule.text!r}")
     if not reasons:
         return None
-    return Finding("Debian", package, version, ids, tuple(reasons))
+    return Finding("Debian", package, version, ids, tuple(reasons), severity=_highest(store, ids))
+
+
+def _highest(store: Store, ids: Sequence[str]) -> str | None:
+    known = [level for level in severity.of_ids(store.conn, ids).values() if level is not None]
+    return max(known, key=severity.rank) if known else None
+
+
+def deploy_blockers(store: Store, manifest: Mapping[str, Any]) -> list[Finding]:
+    """The packages of an image that the policy's ``[deploy]`` section refuses to deploy (none when it is off).
+
+    Only advisories count here, at or above ``block_severity`` (an advisory
+    without a severity counts unless ``unknown_severity = "allow"``); each
+    finding keeps only the advisories that block, so a refusal names them.
+    """
+    policy = current(store)
+    if policy.deploy_block == "off":
+        return []
+    floor = severity.rank(policy.deploy_block)
+    blockers = []
+    for finding in judge_manifest(store, manifest, policy):
+        levels = severity.of_ids(store.conn, finding.advisories)
+        ids = tuple(
+            vid
+            for vid, level in levels.items()
+            if (severity.rank(level) >= floor if level is not None else policy.deploy_unknown == "block")
+        )
+        if ids:
+            blockers.append(dataclasses.replace(finding, advisories=ids))
+    return blockers
 
 
 def judge_manifest(store: Store, manifest: Mapping[str, Any], policy: Policy | None = None) -> list[Finding]:

@@ -25,6 +25,10 @@ Example::
     minimum_days = 3
     unknown = "allow"                                 # files without an upstream upload time
 
+    [deploy]
+    block_severity = "high"                           # or "off" (default), "low", "medium", "critical"
+    unknown_severity = "block"                        # advisories without a severity; or "allow"
+
 Debian packages are judged by the advisories, the ``[block] debian`` rules
 (a binary or source package name, optionally with one dpkg relation:
 ``<<``, ``<=``, ``=``, ``>=``, ``>>``) and the minimum age, measured from the
@@ -44,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from . import licenses, vulndb
+from . import licenses, severity, vulndb
 from .debian import publish, records
 from .debian.version import DebianVersion
 from .errors import ReservoirError
@@ -53,6 +57,7 @@ from .names import normalize
 if TYPE_CHECKING:
     from .cran.records import CranRecord
     from .debian.records import DebRecord
+    from .rpm.records import RpmRecord
     from .store import FileRecord, Store
 
 PREFIX = "policy: "
@@ -108,6 +113,9 @@ class Policy:
     minimum_age_days: float = 0.0
     unknown_age: str = "allow"
     block_debian: tuple[DebRule, ...] = ()
+    # [deploy]: refuse new deploys of images holding a package with an advisory this severe or worse.
+    deploy_block: str = "off"
+    deploy_unknown: str = "block"  # advisories that give no severity count as severe enough
 
     @classmethod
     def parse(cls, text: str) -> Policy:
@@ -120,6 +128,7 @@ class Policy:
             "vulnerabilities": {"action"},
             "block": {"requirements", "debian"},
             "age": {"minimum_days", "unknown"},
+            "deploy": {"block_severity", "unknown_severity"},
         }
         for section, values in doc.items():
             if section not in known or not isinstance(values, dict):
@@ -142,6 +151,9 @@ class Policy:
         _choice(lic.get("unknown", "allow"), ("allow", "quarantine"), "[licenses] unknown")
         _choice(vul.get("action", "quarantine"), ("quarantine", "report"), "[vulnerabilities] action")
         _choice(age.get("unknown", "allow"), ("allow", "quarantine"), "[age] unknown")
+        deploy = doc.get("deploy", {})
+        _choice(deploy.get("block_severity", "off"), ("off", *severity.LEVELS), "[deploy] block_severity")
+        _choice(deploy.get("unknown_severity", "block"), ("block", "allow"), "[deploy] unknown_severity")
         try:
             block = tuple(Requirement(r) for r in blk.get("requirements", []))
         except InvalidRequirement as exc:
@@ -158,6 +170,8 @@ class Policy:
             float(days),
             age.get("unknown", "allow"),
             tuple(DebRule.parse(r) for r in blk.get("debian", [])),
+            deploy.get("block_severity", "off"),
+            deploy.get("unknown_severity", "block"),
         )
 
 
@@ -279,16 +293,44 @@ def evaluate_cran(store: Store, policy: Policy, record: CranRecord, now: dt.date
     upload time). No advisory database for R packages is loaded."""
     from .cran import description
 
-    reasons: list[str] = []
-    expression = description.spdx_license(record.fields.get("License", ""))
+    raw = record.fields.get("License", "")
+    reasons = _license_reasons(policy, description.spdx_license(raw), raw)
+    return reasons + _age_reasons(policy, record.upload_time, "upload time", now)
+
+
+def _license_reasons(policy: Policy, expression: str | None, raw: str) -> list[str]:
+    """The license rules for a package kind whose own license field was mapped to SPDX (None: unknown)."""
     if expression is None:
-        if policy.unknown_license == "quarantine":
-            reasons.append(f"license {record.fields.get('License', '')!r} unknown (needs review)")
-    elif policy.allow or policy.deny:
+        return [f"license {raw!r} unknown (needs review)"] if policy.unknown_license == "quarantine" else []
+    if policy.allow or policy.deny:
         verdict = licenses.judge(expression, policy.allow, policy.deny)
         if verdict:
-            reasons.append(verdict)
-    return reasons + _age_reasons(policy, record.upload_time, "upload time", now)
+            return [verdict]
+    return []
+
+
+def evaluate_rpm(
+    store: Store, policy: Policy, record: RpmRecord, now: dt.datetime | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """``(advisories, reasons)`` for an RPM: its header's ``License`` (see :func:`.rpm.licenses.spdx_license`),
+    the RPM distributions' advisories for its name and epoch:version-release (with the same
+    ``[vulnerabilities] action``), and the minimum age from its build time."""
+    from .rpm.licenses import spdx_license
+
+    reasons = _license_reasons(policy, spdx_license(record.header.license), record.header.license)
+    vulns = vulndb.matches_rpm(store.conn, record.header.name, record.header.evr)
+    for vuln in vulns:
+        if vuln["malicious"]:
+            reasons.append(f"malicious package ({vuln['id']})")
+        elif policy.vulnerabilities == "quarantine":
+            reasons.append(f"vulnerable ({vuln['id']})")
+    return vulns, reasons + _age_reasons(policy, record.upload_time, "build time", now)
+
+
+def rpm_reason(store: Store, record: RpmRecord) -> str | None:
+    """The quarantine reason for an RPM on ingest, or None when it passes."""
+    _, reasons = evaluate_rpm(store, current(store), record)
+    return PREFIX + "; ".join(reasons) if reasons else None
 
 
 def cran_reason(store: Store, record: CranRecord) -> str | None:
@@ -378,6 +420,9 @@ def audit(store: Store, *, verify_blobs: bool = False, apply: bool = True) -> di
     counts["debs_vulnerable"] = sum(bool(d["vulnerabilities"]) for d in debs)
     cran = _audit_cran(store, policy, apply)
     counts["cran_quarantined"] = sum(c["status"] == "quarantined" for c in cran)
+    rpms = _audit_rpm(store, policy, apply)
+    counts["rpm_quarantined"] = sum(r["status"] == "quarantined" for r in rpms)
+    counts["rpm_vulnerable"] = sum(bool(r["vulnerabilities"]) for r in rpms)
     report = {
         "serial": store.serial(),
         "advisories": vulndb.count(store.conn),
@@ -385,9 +430,11 @@ def audit(store: Store, *, verify_blobs: bool = False, apply: bool = True) -> di
         "files": files,
         "debs": debs,
         "cran": cran,
+        "rpm": rpms,
     }
     if apply:
         report.update(_republish({d["suite"] for d in debs if d["action"]}, store))
+        report.update(_republish_rpm({r["repo"] for r in rpms if r["action"]}, store))
     return report
 
 
@@ -458,6 +505,52 @@ def _audit_cran(store: Store, policy: Policy, apply: bool) -> list[dict[str, Any
             }
         )
     return out
+
+
+def _audit_rpm(store: Store, policy: Policy, apply: bool) -> list[dict[str, Any]]:
+    """Re-judge every RPM; quarantine or release the way ``audit`` does for Python files."""
+    from .rpm import records as rpm_records
+
+    out = []
+    now = dt.datetime.now(dt.UTC)
+    table = rpm_records.TABLE
+    for record in rpm_records.listing(store.conn):
+        vulns, reasons = evaluate_rpm(store, policy, record, now)
+        reason = PREFIX + "; ".join(reasons) if reasons else None
+        status, action = record.status, None
+        ours = (record.reason or "").startswith(PREFIX)
+        if apply:
+            if reason and (record.status == "active" or (ours and record.reason != reason)):
+                table.change(store, "quarantined", record.filename, record.repo, reason)
+                status, action = "quarantined", "quarantined" if record.status == "active" else None
+            elif not reason and record.status == "quarantined" and ours:
+                table.change(store, "released", record.filename, record.repo)
+                status, action = "active", "released"
+        out.append(
+            {
+                **{k: v for k, v in record.to_json().items() if k in ("repo", "filename", "name", "license")},
+                "evr": record.header.evr,
+                "vulnerabilities": [v["id"] for v in vulns],
+                "status": status,
+                "reason": (reason or record.reason) if status == "quarantined" else None,
+                "action": action,
+            }
+        )
+    return out
+
+
+def _republish_rpm(repos: set[str], store: Store) -> dict[str, Any]:
+    """Publish the RPM repositories whose packages changed state, so dnf stops (or starts) seeing them."""
+    from .rpm import publish as rpm_publish
+
+    done: list[str] = []
+    try:
+        for repo in sorted(repos):
+            rpm_publish.publish(store, repo)
+            done.append(repo)
+    except ReservoirError as exc:
+        return {"published_rpm_repos": done, "rpm_publish_error": exc.message}
+    return {"published_rpm_repos": done, "rpm_publish_error": None}
 
 
 def _republish(suites: set[str], store: Store) -> dict[str, Any]:

@@ -176,7 +176,21 @@ def _finding(store: Store, event: dict[str, Any]) -> dict[str, Any]:
             "advisories": [],
             "policy": policy.evaluate_cran(store, policy.current(store), package),
         }
-    elif kind in ("quarantined", "yanked", "deb_quarantined", "cran_quarantined"):
+    elif kind == "rpm_added" and filename:
+        from .rpm import records as rpm_records
+        from .rpm.licenses import spdx_license
+
+        rpm = rpm_records.record_from_event(store.blobs, filename, data)
+        vulns, reasons = policy.evaluate_rpm(store, policy.current(store), rpm)
+        out |= {
+            "package": rpm.header.name,
+            "version": rpm.header.evr,
+            "repo": rpm.repo,
+            "license": spdx_license(rpm.header.license) or rpm.header.license,
+            "advisories": [v["id"] for v in vulns],
+            "policy": reasons,
+        }
+    elif kind in ("quarantined", "yanked", "deb_quarantined", "cran_quarantined", "rpm_quarantined"):
         out["reason"] = data.get("reason")
     elif kind in ("claimed", "unclaimed", "index_created"):
         out |= {k: data.get(k) for k in ("project", "index", "name", "kind") if data.get(k) is not None}

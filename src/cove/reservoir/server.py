@@ -27,6 +27,7 @@ from .db import connect
 from .errors import ReservoirError
 from .models import hub
 from .names import normalize
+from .rpm import serve as rpm
 from .stats import COMBINED
 from .store import ROOT_PAGE, Store
 from .traffic import Traffic, TrafficConfig
@@ -104,6 +105,7 @@ class ReservoirApp:
         self.proxy = proxy
         self._hub_api: hub.HubApi | None = None
         self._cran_api: cran.CranApi | None = None
+        self._rpm_api: rpm.RpmApi | None = None
 
     def _hub(self) -> hub.HubApi:
         if self._hub_api is None:
@@ -181,12 +183,8 @@ class ReservoirApp:
                 return await self._file(scope, path[7:], send)
             if path == "/simple":
                 return await _redirect(send, "simple/")
-            if cran.claims(path):  # the CRAN-like repository for R packages
-                self._fresh()
-                if self._cran_api is None:
-                    self._cran_api = cran.CranApi(self.store, self._reader, _send_file, self.max_upload_bytes)
-                pace = self.traffic.pacer(scope)
-                return await self._cran_api.handle(scope, receive, send, path, self._version, self.traffic.count, pace)
+            if cran.claims(path) or rpm.claims(path):  # the CRAN-like and the yum/dnf repositories
+                return await self._file_repository(scope, receive, send, path)
             if path.startswith("/debian/"):
                 if method not in ("GET", "HEAD"):
                     return await _text(send, 405, "method not allowed", extra=[(b"allow", b"GET, HEAD")])
@@ -334,6 +332,18 @@ class ReservoirApp:
         kind, size = ("metadata", row[6]) if want_metadata else ("file", row[5])
         self.traffic.count(kind, row[4], row[3], filename, scope, 0 if scope["method"] == "HEAD" else size or 0)
         await self._send_blob(scope, send, blob, ctype)
+
+    async def _file_repository(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """R packages under ``/cran/`` (index rendered from the database), RPMs under ``/rpm/`` (published)."""
+        pace = self.traffic.pacer(scope)
+        if rpm.claims(path):
+            if self._rpm_api is None:
+                self._rpm_api = rpm.RpmApi(self.store, self._reader, _send_file, self.max_upload_bytes)
+            return await self._rpm_api.handle(scope, receive, send, path, self.traffic.count, pace)
+        self._fresh()
+        if self._cran_api is None:
+            self._cran_api = cran.CranApi(self.store, self._reader, _send_file, self.max_upload_bytes)
+        await self._cran_api.handle(scope, receive, send, path, self._version, self.traffic.count, pace)
 
     async def _send_blob(self, scope: Scope, send: Send, sha: str, ctype: bytes) -> None:
         path = self.store.blobs.path(sha)

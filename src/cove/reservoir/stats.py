@@ -27,7 +27,7 @@ from typing import Any
 
 DEFAULT_INTERVAL = 10.0
 COMBINED = "*"
-DOWNLOAD_KINDS = ("file", "metadata", "page", "deb", "cran", "limited")
+DOWNLOAD_KINDS = ("file", "metadata", "page", "deb", "cran", "rpm", "limited")
 GROUPS = {"day": "day", "project": "project", "file": "filename", "index": "index_name", "token": "token"}
 
 Key = tuple[str, str, str, str, str, str]  # day, kind, index, project, filename, token

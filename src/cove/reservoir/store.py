@@ -30,6 +30,7 @@ from .metadata import CoreMetadata, read_sdist_metadata, read_wheel_metadata
 from .models import records as model_records
 from .names import normalize, parse_filename
 from .paths import Layout
+from .rpm import records as rpm_records
 
 ROOT_PAGE = "/"
 # Bumped when rendered pages change shape; a root rendered by another version re-renders on open.
@@ -54,6 +55,7 @@ EVENT_KINDS = frozenset(
         "deb_released",
         *model_records.EVENT_KINDS,
         *cran_records.EVENT_KINDS,
+        *rpm_records.EVENT_KINDS,
     }
 )
 
@@ -434,6 +436,8 @@ class Store:
             return model_records.is_noop(self._conn, kind, data)
         if kind in cran_records.EVENT_KINDS:
             return cran_records.is_noop(self._conn, kind, filename, data)
+        if kind in rpm_records.EVENT_KINDS:
+            return rpm_records.is_noop(self._conn, kind, filename, data)
         if kind in ("claimed", "unclaimed"):
             claim = indexes.claim_of(self._conn, str(data.get("project")))
             return claim == data.get("index") if kind == "claimed" else claim is None
@@ -476,6 +480,9 @@ class Store:
         if kind in cran_records.EVENT_KINDS:
             cran_records.apply_event(conn, self.blobs, kind, filename, data)
             return None  # R packages have no simple-index pages; the CRAN index renders from its table
+        if kind in rpm_records.EVENT_KINDS:
+            rpm_records.apply_event(conn, self.blobs, kind, filename, data)
+            return None  # RPM metadata is published to disk after the change (see .rpm.publish)
         if kind == "index_created":
             name = indexes.check_name(str(data.get("name")))
             if data.get("kind") not in indexes.KINDS:

@@ -10,7 +10,11 @@ PyPI advisories match by PEP 440 versions; ``MAL-`` records (malicious
 packages) match every version they list and always block. Debian advisories
 name *source* packages in a release-specific ecosystem (``Debian:12``) and
 match by dpkg version ordering (:mod:`.debian.version`), because Debian
-versions such as ``2.36-9+deb12u4`` or ``1.0~rc1`` are not PEP 440.
+versions such as ``2.36-9+deb12u4`` or ``1.0~rc1`` are not PEP 440. The
+``RPM`` ecosystem gathers the RPM distributions' advisories (OSV's ``Red Hat``,
+``AlmaLinux``, ``Rocky Linux``, ``SUSE``...; an operator may load one
+distribution's dump or several zipped together); they name binary packages
+and match by rpm's epoch:version-release order (:mod:`.rpm.version`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ from .debian.version import DebianVersion
 from .errors import ReservoirError
 from .names import normalize
 
-ECOSYSTEMS = ("PyPI", "Debian")
+ECOSYSTEMS = ("PyPI", "Debian", "RPM")
+# OSV ecosystems (before any ``:release``) whose advisories the ``RPM`` ecosystem loads.
+RPM_DISTRIBUTIONS = frozenset(
+    {"Red Hat", "AlmaLinux", "Rocky Linux", "openSUSE", "SUSE", "Mageia", "openEuler", "Azure Linux"}
+)
 # Debian release numbers by codename, for matching advisories of one release ("Debian:12") to a suite.
 DEBIAN_RELEASES = {"buster": "10", "bullseye": "11", "bookworm": "12", "trixie": "13", "forky": "14"}
 
@@ -47,6 +55,8 @@ def _in_ecosystem(declared: object, ecosystem: str) -> bool:
     """Whether an ``affected`` entry's ecosystem belongs to ``ecosystem`` (``Debian:12`` is Debian)."""
     if not isinstance(declared, str):
         return False
+    if ecosystem == "RPM":
+        return declared.split(":", 1)[0] in RPM_DISTRIBUTIONS
     return declared == ecosystem or (ecosystem == "Debian" and declared.startswith("Debian:"))
 
 
@@ -200,6 +210,46 @@ def matches_deb(conn: sqlite3.Connection, source: str, version: str, suite: str)
 def _same_deb(version: DebianVersion, text: str) -> bool:
     try:
         return DebianVersion(text) == version
+    except ReservoirError:
+        return False
+
+
+def matches_rpm(conn: sqlite3.Connection, name: str, evr: str) -> list[dict[str, Any]]:
+    """The advisories of RPM distributions that affect binary package ``name`` at ``evr``.
+
+    The reservoir does not know which distribution a repository's packages
+    were built for, so every loaded distribution's advisories apply: holding
+    back a package wrongly is safer than serving a vulnerable one.
+    """
+    from .rpm.version import Evr
+
+    try:
+        parsed = Evr.parse(evr)
+    except ReservoirError:
+        return []
+    found = []
+    sql = "SELECT id, record FROM vulns WHERE project=? AND ecosystem='RPM'"
+    for vid, raw in conn.execute(sql, (name.lower(),)).fetchall():
+        record = json.loads(raw)
+        if record.get("withdrawn"):
+            continue
+        for affected in record.get("affected") or []:
+            package = affected.get("package") or {}
+            same_name = str(package.get("name", "")).lower() == name.lower()
+            if not same_name or not _in_ecosystem(package.get("ecosystem"), "RPM"):
+                continue
+            listed = any(_same_rpm(parsed, str(v)) for v in affected.get("versions") or [])
+            if listed or _affected_by_ranges(parsed, affected.get("ranges") or [], Evr.parse):
+                found.append({"id": vid, "summary": record.get("summary") or "", "malicious": vid.startswith("MAL-")})
+                break
+    return found
+
+
+def _same_rpm(version: Any, text: str) -> bool:
+    from .rpm.version import Evr
+
+    try:
+        return bool(Evr.parse(text) == version)
     except ReservoirError:
         return False
 

@@ -16,6 +16,7 @@ from ..clikit import emit as _emit
 from ..clikit import errors as _errors
 from ..clikit import open_store as _store
 from ..errors import ReservoirError
+from ..filerepo.cli import lifecycle_commands
 from . import records
 
 cran_app = typer.Typer(
@@ -98,33 +99,4 @@ def cran_sync(
     _emit(as_json, report.to_json(), text)
 
 
-def _change(kind: str, filename: str, root: Path | None, as_json: bool, reason: str | None = None) -> None:
-    serial = records.change(_store(root), kind, filename, reason)
-    verb = kind.removeprefix("cran_")
-    _emit(as_json, {"filename": filename, "event": kind, "serial": serial}, lambda: out.print(f"{verb} {filename}"))
-
-
-@cran_app.command("remove")
-@_errors
-def cran_remove(filename: str, root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
-    """Remove an R package (an event; bundles carry it)."""
-    _change("cran_removed", filename, root, as_json)
-
-
-@cran_app.command("quarantine")
-@_errors
-def cran_quarantine(
-    filename: str,
-    reason: str = typer.Option("quarantined by hand", "--reason"),
-    root: Path | None = RootOpt,
-    as_json: bool = JsonOpt,
-) -> None:
-    """Hold an R package back (left out of PACKAGES, downloads refused)."""
-    _change("cran_quarantined", filename, root, as_json, reason)
-
-
-@cran_app.command("release")
-@_errors
-def cran_release(filename: str, root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
-    """Release a quarantined R package."""
-    _change("cran_released", filename, root, as_json)
+lifecycle_commands(cran_app, records.TABLE)

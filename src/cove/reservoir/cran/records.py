@@ -15,14 +15,14 @@ is computed from the stored blob, never taken from an event.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..blobs import check_sha256
-from ..errors import InvalidPackage, ReservoirConflict, ReservoirError, ReservoirNotFound
+from ..errors import InvalidPackage, ReservoirConflict, ReservoirError
+from ..filerepo import records as filerepo
 from . import description
 
 if TYPE_CHECKING:
@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS cran_packages (
 CREATE INDEX IF NOT EXISTS cran_packages_package ON cran_packages(package);
 """
 
-EVENT_KINDS = frozenset({"cran_added", "cran_removed", "cran_quarantined", "cran_released"})
+TABLE = filerepo.Table(prefix="cran", table="cran_packages", label="R package")
+EVENT_KINDS = TABLE.event_kinds
 MAX_PACKAGE = 2 * 1024 * 1024 * 1024
 # What a ``cran_added`` event carries (everything but the local status and the derived MD5).
 _EVENT_FIELDS = ("filename", "package", "version", "sha256", "size", "description", "origin", "upload_time")
@@ -90,11 +91,7 @@ class CranRecord:
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return filerepo.file_digests(path, "md5")["md5"]
 
 
 def record_from_event(blobs: BlobStore, filename: str, data: dict[str, Any]) -> CranRecord:
@@ -135,37 +132,13 @@ def apply_event(
         raise ReservoirError(f"event {kind} needs a filename")
     if kind == "cran_added":
         record = record_from_event(blobs, filename, data)
-        row = conn.execute("SELECT sha256 FROM cran_packages WHERE filename=?", (filename,)).fetchone()
-        if row is not None and row[0] != record.sha256:
-            raise ReservoirConflict(f"{filename} already exists with other content; packages are immutable")
-        values = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
-        conn.execute(
-            f"INSERT OR IGNORE INTO cran_packages({', '.join(values)}) VALUES ({', '.join('?' for _ in values)})",
-            list(values.values()),
-        )
+        TABLE.insert(conn, filename, {f.name: getattr(record, f.name) for f in dataclasses.fields(record)})
         return record.package
-    current = get(conn, filename)
-    if current is None:
-        raise ReservoirNotFound(f"no R package {filename!r}")
-    if kind == "cran_removed":
-        conn.execute("DELETE FROM cran_packages WHERE filename=?", (filename,))
-    elif kind == "cran_quarantined":
-        reason = str(data.get("reason") or "quarantined")
-        conn.execute("UPDATE cran_packages SET status='quarantined', reason=? WHERE filename=?", (reason, filename))
-    else:
-        conn.execute("UPDATE cran_packages SET status='active', reason=NULL WHERE filename=?", (filename,))
-    return current.package
+    return str(TABLE.change_state(conn, kind, filename, data)["package"])
 
 
 def is_noop(conn: sqlite3.Connection, kind: str, filename: str | None, data: dict[str, Any]) -> bool:
-    row = conn.execute("SELECT sha256, status FROM cran_packages WHERE filename=?", (filename,)).fetchone()
-    if kind == "cran_added":
-        return row is not None and row[0] == data.get("sha256")
-    if kind == "cran_quarantined":
-        return row is not None and row[1] == "quarantined"
-    if kind == "cran_released":
-        return row is not None and row[1] == "active"
-    return row is None
+    return TABLE.is_noop(conn, kind, filename, data)
 
 
 Judge = Callable[["Store", CranRecord], "str | None"]
@@ -187,24 +160,19 @@ def add_package(
     the same transaction that adds it. ``expected_md5`` is what an upstream ``PACKAGES`` file lists.
     """
     name = filename or path.name
-    if path.stat().st_size > MAX_PACKAGE:
-        raise InvalidPackage(f"{name}: larger than the limit of {MAX_PACKAGE} bytes")
+    filerepo.check_size(path, name, MAX_PACKAGE)
     text = description.read_source_package(path, name)
     package, version, fields = description.check(text)
-    sha = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
-            sha.update(chunk)
-    digest = sha.hexdigest()
+    digests = filerepo.file_digests(path, "sha256", "md5")
+    digest = digests["sha256"]
     existing = get(store.conn, name)
     if existing is not None:
         if existing.sha256 == digest:
             return existing, False
         raise ReservoirConflict(f"{name} already exists with other content; packages are immutable")
-    if expected_md5 is not None and _md5(path) != expected_md5.lower():
+    if expected_md5 is not None and digests["md5"] != expected_md5.lower():
         raise InvalidPackage(f"{name}: MD5 does not match the upstream index (expected {expected_md5})")
-    with path.open("rb") as fh:
-        _, size = store.blobs.put_file(fh, expected_sha256=digest)
+    size = filerepo.store_blob(store, path, digest)
     published = (fields.get("Date/Publication") or "").strip()
     record = CranRecord(
         name,
@@ -215,27 +183,18 @@ def add_package(
         "",
         text,
         origin,
-        upload_time or _iso(published) or _now(),
+        upload_time or _iso(published) or filerepo.utcnow(),
     )
-    with store.transaction():
-        if get(store.conn, name) is not None:
-            raise ReservoirConflict(f"{name} already exists; packages are immutable")
-        store.apply("cran_added", name, record.event_data())
+
+    def verdict() -> str | None:
         stored = get(store.conn, name)
         assert stored is not None
-        reason = judge(store, stored)
-        if reason:
-            store.apply("cran_quarantined", name, {"reason": reason})
+        return judge(store, stored)
+
+    TABLE.commit_new(store, name, record.event_data(), verdict)
     final = get(store.conn, name)
     assert final is not None
     return final, True
-
-
-def _now() -> str:
-    """Now, the way the store writes upload times (not imported from it: the store imports this module)."""
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _iso(text: str) -> str | None:
@@ -250,10 +209,8 @@ def _iso(text: str) -> str | None:
 
 
 def change(store: Store, kind: str, filename: str, reason: str | None = None) -> int:
-    """Remove, quarantine or release one package by file name."""
-    if get(store.conn, filename) is None:
-        raise ReservoirNotFound(f"no R package {filename!r}")
-    return store.apply(kind, filename, {"reason": reason} if kind == "cran_quarantined" else {})
+    """Remove, quarantine or release one package by file name (``kind``: ``cran_removed``, ...)."""
+    return TABLE.change(store, kind.removeprefix("cran_"), filename, None, reason)
 
 
 def get(conn: sqlite3.Connection, filename: str) -> CranRecord | None:

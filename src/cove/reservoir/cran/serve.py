@@ -15,28 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import os
 import sqlite3
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
-from .. import tokens
 from ..errors import InvalidPackage, ReservoirError
-from ..store import Store, new_temp_path
+from ..filerepo import http
+from ..filerepo.http import Count, Receive, Scope, Send, SendFile
+from ..store import Store
 from . import description, index, records
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-SendFile = Callable[..., Awaitable[None]]
-Count = Callable[[str, str, str, str, Scope, int], None]
 
 PREFIX = "/cran/"
 _CONTRIB = "src/contrib/"
-_INDEX_CACHE = b"max-age=0, must-revalidate"
-_FILE_CACHE = b"public, max-age=31536000, immutable"
+_INDEX_CACHE = http.INDEX_CACHE
+_FILE_CACHE = http.FILE_CACHE
 
 
 def claims(path: str) -> bool:
@@ -105,66 +97,35 @@ class CranApi:
         await self.send_file(scope, send, fh, etag, b"application/x-gzip", _FILE_CACHE, pace=pace)
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
-        headers = {k.lower(): v for k, v in scope["headers"]}
-        token = tokens.password_from_basic(headers.get(b"authorization"))
-        if token is None:
-            extra = [(b"www-authenticate", b'Basic realm="cove-reservoir"')]
-            return await _text(send, 401, "authentication required: an upload token as the password", extra=extra)
-        who = await asyncio.to_thread(tokens.check, self.store, token)
+        who = await http.authorize(self.store, scope, send)
         if who is None:
-            return await _text(send, 403, "invalid or revoked upload token")
+            return
         try:
             description.split_filename(name)
         except InvalidPackage as exc:
             return await _text(send, 400, exc.message)
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_upload_bytes:
-            return await _text(send, 413, f"upload is larger than the limit of {self.max_upload_bytes} bytes")
+        if await http.too_large(scope, send, self.max_upload_bytes):
+            return
         if records.get(self.store.conn, name) is not None:
             return await _text(send, 409, f"{name} already exists (packages are immutable and never overwritten)")
-        temp = new_temp_path(self.store, ".upload")
-        try:
-            size = 0
-            with temp.open("wb") as fh:
-                more = True
-                while more:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        return
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > self.max_upload_bytes:
-                        return await _text(
-                            send, 413, f"upload is larger than the limit of {self.max_upload_bytes} bytes"
-                        )
-                    fh.write(chunk)
-                    more = bool(message.get("more_body"))
-            from ..policy import cran_reason
+        temp = await http.receive_body(self.store, receive, send, self.max_upload_bytes, ".upload")
+        if temp is None:
+            return
+        from ..policy import cran_reason
 
-            try:
-                record, added = await asyncio.to_thread(
-                    records.add_package, self.store, temp, judge=cran_reason, filename=name, origin=f"upload:{who}"
-                )
-            except ReservoirError as exc:
-                return await _text(send, exc.status, exc.message)
+        try:
+            record, added = await asyncio.to_thread(
+                records.add_package, self.store, temp, judge=cran_reason, filename=name, origin=f"upload:{who}"
+            )
+        except ReservoirError as exc:
+            temp.unlink(missing_ok=True)  # before answering: nothing of a refused upload outlives its answer
+            return await _text(send, exc.status, exc.message)
         finally:
-            if temp.exists():
-                os.unlink(temp)
+            temp.unlink(missing_ok=True)
         if not added:
             return await _text(send, 409, f"{name} already exists (packages are immutable and never overwritten)")
-        body = json.dumps({"stored": name, "status": record.status, "reason": record.reason}).encode() + b"\n"
-        await _send(send, 201, [(b"content-type", b"application/json")], body)
+        await http.stored(send, name, record.status, record.reason)
 
 
-async def _send(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool = False
-) -> None:
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else body})
-
-
-async def _text(send: Send, status: int, message: str, *, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    await _send(
-        send, status, [(b"content-type", b"text/plain; charset=utf-8"), *(extra or [])], (message + "\n").encode()
-    )
+_send = http.send
+_text = http.text

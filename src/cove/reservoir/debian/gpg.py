@@ -1,6 +1,6 @@
-"""The site's OpenPGP key for its apt repository, used through ``gpg``.
+"""The site's OpenPGP key for its apt and RPM repositories, used through ``gpg``.
 
-apt checks repositories with OpenPGP signatures, so the site needs an
+apt and dnf check repositories with OpenPGP signatures, so the site needs an
 OpenPGP key besides its ed25519 bundle key. The secret key is kept as an
 armored export in ``keys/`` (mode 0600); each signing imports it into a
 short-lived GnuPG home that is removed (agent included) right after, which
@@ -114,3 +114,11 @@ def sign_release(layout: Layout, site_id: str, release: Path) -> None:
             str(release.parent / "Release.gpg"),
             str(release),
         )
+
+
+def sign_detached(layout: Layout, site_id: str, path: Path, dest: Path) -> None:
+    """Write an armored detached signature of ``path`` to ``dest`` (an RPM repository's ``repomd.xml.asc``)."""
+    ensure_key(layout, site_id)
+    with _home() as home:
+        _run(home, "--import", str(secret_file(layout)))
+        _run(home, "--yes", "--digest-algo", "SHA512", "--armor", "--detach-sign", "-o", str(dest), str(path))
