@@ -75,7 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PgCluster) -> It
         )  # fmt: skip
     try:
         leader.wait_for(lambda: (_health(leader.url) or {}).get("workers") == 1, timeout=30)
-        for name in ("echo", "slow", "cold_leader", "cold_follower", "square", "chatty", "web"):
+        for name in ("echo", "slow", "cold_leader", "cold_follower", "square", "chatty", "ticks", "web"):
             leader.deploy(f"{APP}:{name}")
         leader.deploy(f"{APP}:huge", "--force")
         yield leader, follower
@@ -235,6 +235,83 @@ def test_a_map_through_the_follower_never_reaches_the_leader(cluster: tuple[Serv
         with pytest.raises(ValueError, match="negative: -5"):
             list(module.square.map([2, -5]))
     assert _forwarded_invocations(leader, "call") == before
+
+
+def test_remote_gen_through_the_follower_never_reaches_the_leader(cluster: tuple[Server, Server]) -> None:
+    """A generator's stream is relayed by the follower from a container it sees ready: items come as they are made."""
+    leader, follower = cluster
+    before = _forwarded_invocations(leader, "call")
+    with follower.deployed_app(APP, (), "follower_gen") as module:
+        assert list(module.ticks.remote_gen(3)) == [0, 1, 2]  # cold: the follower asks the leader for a container
+        started = time.monotonic()
+        items = module.ticks.remote_gen(3, pause=1.0)
+        assert next(items) == 0
+        first_at = time.monotonic() - started
+        assert list(items) == [1, 2]
+        assert first_at < 0.9 and time.monotonic() - started >= 2, first_at  # live, not gathered at the end
+        failing = module.ticks.remote_gen(-3)
+        assert next(failing) == 0
+        with pytest.raises(ValueError, match="negative: -3"):
+            next(failing)
+    assert _forwarded_invocations(leader, "call") == before
+    # Bad input and a function that is not a generator: the same answers on both gateways.
+    arguments = dumps_arguments((1,), {})
+    cases: list[tuple[str, dict[str, str], bytes]] = [
+        ("/api/v1/functions/nope/stream", {}, arguments),  # 404
+        ("/api/v1/functions/ticks/stream", {"Authorization": "Bearer nope"}, arguments),  # 401
+        ("/api/v1/functions/ticks/stream", {}, b"x" * (MAX_BODY_BYTES + 1)),  # 413
+        ("/api/v1/functions/square/stream", {}, arguments),  # the container's in-band failure: not a generator
+    ]
+    for path, headers, body in cases:
+        pair = []
+        for server in (leader, follower):
+            with server.http() as http:
+                pair.append(http.post(path, content=body, headers=headers))
+        (a, b) = pair
+        if a.status_code == 200:
+            assert b.status_code == 200 and b"NotAGenerator" in a.content and b"NotAGenerator" in b.content
+            continue
+        assert (a.status_code, a.json()) == (b.status_code, b.json()), path
+        assert a.status_code in (401, 404, 413), a.text
+    assert _forwarded_invocations(leader, "call") == before
+
+
+def _quota_pair(leader: Server, follower: Server, path: str = "/api/v1/workspaces/default/quota") -> Any:
+    """The leader's and the follower's answers to one quota read, once both show the same (usage may lag a poll)."""
+
+    def same() -> tuple[httpx.Response, httpx.Response] | None:
+        pair = []
+        for server in (leader, follower):
+            with server.http() as http:
+                pair.append(http.get(path))
+        (a, b) = pair
+        return (a, b) if (a.status_code, a.json()) == (b.status_code, b.json()) else None
+
+    return follower.wait_for(same, timeout=10, interval=0.3)
+
+
+def test_quota_reads_through_the_follower_never_reach_the_leader(cluster: tuple[Server, Server]) -> None:
+    """Limits and usage come from the store on the follower; a change (through either) shows on both."""
+    leader, follower = cluster
+    before = _forwarded_invocations(leader, "other")
+    a, _ = _quota_pair(leader, follower)
+    assert a.status_code == 200 and a.json()["default"] is True, a.text
+    assert a.json()["usage"]["containers"] >= 1  # the deployments warmed by earlier tests run
+    assert _forwarded_invocations(leader, "other") == before
+    with follower.http() as http:
+        changed = http.put("/api/v1/workspaces/default/quota", json={"max_containers": 50, "max_gpus": 2})
+        assert changed.status_code == 200, changed.text  # a change: the leader enforces it, so it goes there
+        a, _ = _quota_pair(leader, follower)
+        assert (a.json()["max_containers"], a.json()["max_gpus"], a.json()["default"]) == (50, 2, False)
+        assert http.delete("/api/v1/workspaces/default/quota").status_code == 200
+    before = _forwarded_invocations(leader, "other")
+    a, _ = _quota_pair(leader, follower)
+    assert a.json()["default"] is True and a.json()["max_containers"] == 100
+    a, _ = _quota_pair(leader, follower, "/api/v1/workspaces/nope/quota")  # 404: the same on both
+    assert a.status_code == 404, a.text
+    with httpx.Client(base_url=follower.url) as anonymous:
+        assert anonymous.get("/api/v1/workspaces/default/quota").status_code == 401
+    assert _forwarded_invocations(leader, "other") == before
 
 
 def _follow(http: httpx.Client, call_id: str) -> list[tuple[str, bool, float]]:

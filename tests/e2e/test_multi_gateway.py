@@ -233,7 +233,9 @@ def test_a_follower_refuses_puts_past_max_pending_tasks(cluster: tuple[Server, S
         ("DELETE", "/api/v1/sandboxes/sb-1", b"", False),
         ("POST", "/api/v1/sandboxes", b"", False),
         ("GET", "/api/v1/sandboxes", b"", False),
-        ("GET", "/api/v1/workspaces/default/quota", b"", False),  # the leader's limits and live usage
+        ("GET", "/api/v1/workspaces/default/quota", b"", True),  # the limits' row, the containers' rows
+        ("PUT", "/api/v1/workspaces/default/quota", b"", False),  # a change: the leader enforces it
+        ("POST", "/api/v1/functions/f/stream", b"", True),  # .remote_gen: relayed to a ready container
         ("GET", "/api/v1/workspaces", b"", True),
         ("POST", "/api/v1/deployments", b"", False),
         ("DELETE", "/api/v1/secrets/s", b"", False),
@@ -251,6 +253,7 @@ def test_what_a_follower_answers_itself(method: str, path: str, query: bytes, lo
     [
         ("/endpoint/predict", "endpoint"),
         ("/api/v1/functions/f/calls", "call"),
+        ("/api/v1/functions/f/stream", "call"),
         ("/api/v1/calls/tsk-1/output", "output"),  # a container's post: the caller's reads never come here
         ("/asgi/shop/items", "asgi"),
         ("/api/v1/sandboxes/sb-1/exec", "sandbox"),

@@ -10,10 +10,12 @@ containers when none is ready (``cove.gateway._follower_slots``); a map it
 cancels in the store, where the leader looks when woken. A running call's
 live output it reads from the leader itself, that output only
 (``cove.gateway._follower_output``). Web apps (``/asgi/``, served in front
-of this routing) and the requests to a sandbox's agent it relays to their
-containers too. Quotas (the leader enforces them), the output containers
-post, creating, listing and ending sandboxes, the worker API and every
-change to what runs need the leader's live scheduler, so they are forwarded.
+of this routing), ``.remote_gen`` streams and the requests to a sandbox's
+agent it relays to their containers too. A quota it reads from the store
+(the limits' row, and the containers as the leader wrote them). The output
+containers post, creating, listing and ending sandboxes, the worker API and
+every change to what runs need the leader's live scheduler, so they are
+forwarded.
 """
 
 from __future__ import annotations
@@ -39,29 +41,30 @@ _ENDPOINT = "/endpoint/"
 _FUNCTIONS = "/api/v1/functions/"
 _CALLS = "/calls"
 _MAPS = "/maps"
+_STREAM = "/stream"
 _MAP_PREFIX = "/api/v1/maps/"
 _INPUTS = "/inputs"
 _CALLS_PREFIX = "/api/v1/calls/"
 _OUTPUT = "/output"
-_WORKSPACES = "/api/v1/workspaces/"
-_QUOTA = "/quota"
 
 
 def _is_call(path: str) -> bool:
-    """``.remote``/``.spawn`` (``POST /api/v1/functions/{name}/calls``), a new ``.map`` or a map's inputs.
+    """``.remote``/``.spawn`` (``POST /api/v1/functions/{name}/calls``), a new ``.map`` or a map's inputs, a stream.
 
-    Each is committed as rows the leader runs.
+    Each is committed as rows the leader runs, but a ``.remote_gen`` stream
+    (``/stream``), which is relayed to a ready container as an endpoint call is.
     """
     if path.startswith(_FUNCTIONS):
-        return path.endswith((_CALLS, _MAPS))
+        return path.endswith((_CALLS, _MAPS, _STREAM))
     return path.startswith(_MAP_PREFIX) and path.endswith(_INPUTS)
 
 
 def _leader_state(path: str) -> bool:
-    """A read of what only the leader holds: a quota with its live usage, a sandbox's deadlines."""
-    return (path.startswith(_WORKSPACES) and path.endswith(_QUOTA)) or (
-        path.startswith(_LIVE_READS) and not _is_agent_request(path)
-    )
+    """A read of what only the leader holds: workers, containers and their logs, a sandbox's deadlines.
+
+    (A quota is read from the store: its limits, and the containers as the leader wrote them.)
+    """
+    return path.startswith(_LIVE_READS) and not _is_agent_request(path)
 
 
 def _is_agent_request(path: str) -> bool:

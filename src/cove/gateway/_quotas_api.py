@@ -23,8 +23,8 @@ from cove._host.volumes import volumes_root
 from .._wire import api as wire
 from .._wire.config import DeploymentConfig
 from ..exceptions import NotFound
-from ..scheduler import LIMITS, Quota, check_disk, check_floor, check_one
-from ..store import Principal, code_bytes, delete_quota, get_quota, put_quota, quota_limits
+from ..scheduler import LIMITS, Quota, check_disk, check_floor, check_one, stored_config
+from ..store import Principal, code_bytes, delete_quota, get_quota, live_containers, put_quota, quota_limits
 from ._blob_paths import blobs_root
 from ._body import RequestBody
 from ._deps import AdminDep, GatewayDep, PrincipalDep
@@ -61,6 +61,21 @@ async def _workspace_id(gw: Gateway, who: Principal, name: str) -> str:
 
 
 async def _view(name: str, gw: Gateway, workspace_id: str) -> dict[str, Any]:
+    if gw.cluster.leading:
+        usage = _live_usage(gw, workspace_id)
+        quota = gw.scheduler.quota_of(workspace_id)
+        own = workspace_id in gw.scheduler.quotas
+    else:  # every gateway answers: the limits and the containers as the leader last wrote them to the store
+        usage = await _stored_usage(gw, workspace_id)
+        row = await get_quota(gw.store, workspace_id)
+        quota = Quota.from_dict(quota_limits(row)) if row else gw.scheduler.default_quota
+        own = row is not None
+    disk = {f"{kind}_bytes": await disk_used(gw, workspace_id, kind) for kind in DISK_KINDS}
+    return {"workspace": name, **quota.to_dict(), "default": not own, "usage": usage, "disk": disk}
+
+
+def _live_usage(gw: Gateway, workspace_id: str) -> dict[str, int]:
+    """The containers the leader's scheduler holds for the workspace now, and their cpu."""
     usage = {"containers": 0, "cpu_millis": 0}
     for pool in gw.scheduler.pools.values():
         if pool.deployment.workspace_id != workspace_id:
@@ -69,10 +84,18 @@ async def _view(name: str, gw: Gateway, workspace_id: str) -> dict[str, Any]:
             if slot.state in ("pending", "listening", "ready"):
                 usage["containers"] += 1
                 usage["cpu_millis"] += pool.config.cpu_millis
-    disk = {f"{kind}_bytes": await disk_used(gw, workspace_id, kind) for kind in DISK_KINDS}
-    quota = gw.scheduler.quota_of(workspace_id)
-    own = workspace_id in gw.scheduler.quotas
-    return {"workspace": name, **quota.to_dict(), "default": not own, "usage": usage, "disk": disk}
+    return usage
+
+
+async def _stored_usage(gw: Gateway, workspace_id: str) -> dict[str, int]:
+    """The same, from the containers' rows (the leader writes each one's state behind it)."""
+    usage = {"containers": 0, "cpu_millis": 0}
+    for deployment_id, count in (await live_containers(gw.store, workspace_id)).items():
+        deployment = await gw.store.get_deployment_by_id(deployment_id)
+        if deployment is not None:
+            usage["containers"] += count
+            usage["cpu_millis"] += count * stored_config(deployment).cpu_millis
+    return usage
 
 
 @router.get(

@@ -17,10 +17,13 @@ from fastapi.responses import Response
 from .._wire import api as wire
 from .._wire.stream import RECORDS
 from ..scheduler import Lease
+from ._asgi_route import slots_of
 from ._error_responses import ErrorBody
 from ._errors import ApiError, error_body
+from ._follower_slots import ForwardToLeader
 from ._functions_api import task_deployment
-from ._invoke import read_body
+from ._invoke import Leases, read_body
+from ._invoke import _replay as replay_body
 from ._parameters import payload_parameters
 from ._state import Gateway
 from ._streams import open_stream, relay
@@ -68,9 +71,18 @@ def handles(scope: dict[str, Any]) -> bool:
 
 
 async def handle_stream(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """A ``.remote_gen`` call: authenticated and found as ``.remote`` is, answered live from a leased container."""
+    """A ``.remote_gen`` call: authenticated and found as ``.remote`` is, answered live from a leased container.
+
+    Every gateway serves it: a follower relays to a container it sees ready
+    (asking the leader for one when none is, as for an endpoint call) and
+    hands the call to the leader, body and all, only when it cannot.
+    """
+    slots = slots_of(gw)
     try:
-        stream, lease, deadline = await _open(gw, scope, receive)
+        stream, lease, deadline = await _open(gw, slots, scope, receive)
+    except ForwardToLeader as exc:
+        await gw.cluster.forward(scope, replay_body(exc.body, receive), send)  # the leader counts it
+        return
     except ApiError as exc:
         body = error_body(exc.status, exc.message, exc.type)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -79,10 +91,12 @@ async def handle_stream(gw: Gateway, scope: dict[str, Any], receive: Any, send: 
         await send({"type": "http.response.body", "body": body})
         return
     extra = [(b"x-cove-container", lease.container_id.encode())]
-    await relay(stream, lambda: gw.scheduler.release(lease), deadline, receive, send, extra)
+    await relay(stream, lambda: slots.release(lease), deadline, receive, send, extra)
 
 
-async def _open(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[UpstreamStream, Lease, float | None]:
+async def _open(
+    gw: Gateway, slots: Leases, scope: dict[str, Any], receive: Any
+) -> tuple[UpstreamStream, Lease, float | None]:
     headers: dict[bytes, bytes] = dict(scope["headers"])
     authorization = headers.get(b"authorization")
     who = await gw.auth.principal(authorization.decode("latin-1") if authorization else None)
@@ -93,9 +107,14 @@ async def _open(gw: Gateway, scope: dict[str, Any], receive: Any) -> tuple[Upstr
     except ValueError:
         raise ApiError(400, "Content-Length is not a number") from None
     body = await read_body(receive, gw.settings.max_body_bytes, size)
-    return await open_stream(
-        gw.scheduler,
-        deployment,
-        lambda address, call_id: gw.upstream.stream(address, body, call_id),
-        payload_parameters(deployment, body),
-    )
+    never_reached = None if gw.cluster.leading else gw.follower.never_reached
+    try:
+        return await open_stream(
+            slots,
+            deployment,
+            lambda address, call_id: gw.upstream.stream(address, body, call_id),
+            payload_parameters(deployment, body),
+            never_reached,
+        )
+    except ForwardToLeader:
+        raise ForwardToLeader(body) from None

@@ -26,15 +26,22 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from .._wire import stream as wire
 from .._wire.defaults import stored
-from ..scheduler import DeploymentStopped, Lease, Scheduler, StartFailed
+from ..scheduler import DeploymentStopped, Lease, StartFailed
 from ..store import Deployment
 from ._errors import ApiError
+from ._follower_slots import ForwardToLeader
 from ._upstream import UpstreamError, UpstreamStream
+
+if TYPE_CHECKING:
+    from ._invoke import Leases
+
+# (the lease, how its relay failed) -> whether the call never reached a handler (``FollowerSlots.never_reached``)
+NeverReached = Callable[[Lease, UpstreamError], Awaitable[bool]]
 
 log = logging.getLogger("cove.gateway.streams")
 
@@ -133,16 +140,21 @@ async def _end_early(stream: UpstreamStream, send: Any, kind: str, message: str)
 
 
 async def open_stream(
-    scheduler: Scheduler,
+    slots: Leases,
     deployment: Deployment,
     post: Callable[[str, str], Any],
     parameters: dict[str, Any] | None = None,
+    never_reached: NeverReached | None = None,
 ) -> tuple[UpstreamStream, Lease, float | None]:
-    """Lease a container of ``deployment`` and start the call with ``post(address, call_id)``.
+    """Lease a container of ``deployment`` from ``slots`` and start the call with ``post(address, call_id)``.
 
-    Returns the stream with the lease it holds (release it when the stream
-    ends) and the loop time its timeout ends at; a container that answered
-    without streaming (an error) is an ``ApiError`` with its status and body.
+    ``slots`` is the leader's scheduler or a follower's mirror of ready
+    containers (``FollowerSlots``, which raises ``ForwardToLeader`` when it
+    cannot serve the call). Returns the stream with the lease it holds
+    (release it with ``slots`` when the stream ends) and the loop time its
+    timeout ends at; a container that answered without streaming (an error)
+    is an ``ApiError`` with its status and body. A relay that failed is handed
+    on (``ForwardToLeader``) when ``never_reached`` says no handler saw it.
     """
     timeout = float(stored(deployment.config, deployment.kind, "timeout"))
     loop = asyncio.get_running_loop()
@@ -150,15 +162,17 @@ async def open_stream(
     call_id = "call-" + os.urandom(8).hex()
     try:
         async with asyncio.timeout_at(deadline):
-            lease = await scheduler.acquire(deployment, parameters)
+            lease = await slots.acquire(deployment, parameters)
             try:
                 status, payload = await post(lease.address, call_id)
             except UpstreamError as exc:
-                scheduler.release(lease, served=False)
+                slots.release(lease, served=False)
+                if never_reached is not None and await never_reached(lease, exc):
+                    raise ForwardToLeader from None
                 reason = await lease.slot.exit_reason()
                 raise ApiError(502, f"container {lease.container_id} failed: {reason or exc}") from None
             except BaseException:
-                scheduler.release(lease, served=False)
+                slots.release(lease, served=False)
                 raise
     except TimeoutError:
         raise ApiError(504, f"no answer within the deployment's timeout of {timeout:g} s") from None
@@ -166,7 +180,7 @@ async def open_stream(
         raise ApiError(503, str(exc)) from None
     if isinstance(payload, UpstreamStream):
         return payload, lease, deadline
-    scheduler.release(lease)
+    slots.release(lease)
     raise _answered(status, payload)
 
 

@@ -31,7 +31,7 @@ from ._models import (
 )
 from ._notify import Listener, TaskWatch
 from ._quotas import all_quotas, code_bytes, delete_quota, get_quota, put_quota, quota_limits
-from ._ready import ReadyContainer, ready_containers
+from ._ready import ReadyContainer, live_containers, ready_containers
 from ._schedules import claim_tick, last_tick, schedule_runs, set_tick_task
 from ._secrets import delete_secret, get_secrets, list_secrets, put_secret
 from ._sessions import close_session, list_workspaces, open_session, session_principal, switch_session_workspace
@@ -127,6 +127,7 @@ __all__ = [
     "list_secrets",
     "list_tasks",
     "list_workspaces",
+    "live_containers",
     "live_gateway_urls",
     "map_outputs",
     "map_progress",

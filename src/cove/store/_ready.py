@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from . import _models as m
 from ._store import Store
@@ -35,3 +35,19 @@ async def ready_containers(store: Store) -> list[ReadyContainer]:
     async with store.session() as s:
         rows = (await s.execute(query)).all()
     return [ReadyContainer(str(row[0]), str(row[1]), str(row[2])) for row in rows]
+
+
+LIVE_STATES = ("pending", "listening", "ready")  # a container that holds its cpu and memory on a worker
+
+
+async def live_containers(store: Store, workspace_id: str) -> dict[str, int]:
+    """How many containers of each deployment of the workspace hold resources now (what its quota counts)."""
+    table = m.Container
+    query = (
+        select(table.deployment_id, func.count())
+        .where(table.workspace_id == workspace_id, table.state.in_(LIVE_STATES))
+        .group_by(table.deployment_id)
+    )
+    async with store.session() as s:
+        rows = (await s.execute(query)).all()
+    return {str(row[0]): int(row[1]) for row in rows}

@@ -2,6 +2,7 @@
 
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from cove import QueueDepthAutoscaler, asgi, endpoint, function
@@ -71,6 +72,19 @@ def chatty(lines: int) -> int:
         print(f"line {i}", flush=True)
         time.sleep(1.0)
     return lines
+
+
+@function(keep_warm_seconds=300)
+def ticks(count: int, pause: float = 0.0) -> Iterator[int]:
+    """A generator (``.remote_gen``): its items must reach a caller on the follower as they are made.
+
+    A negative count fails after its first item: how a stream's failure travels back.
+    """
+    for i in range(abs(count)):
+        if i and count < 0:
+            raise ValueError(f"negative: {count}")
+        yield i
+        time.sleep(pause)
 
 
 @asgi(keep_warm_seconds=300)
