@@ -115,8 +115,7 @@ async def handle_http(gw: Gateway, scope: dict[str, Any], receive: Any, send: An
         await gw.cluster.forward(scope, exc.replay(receive), send)
     finally:
         if not forwarded:
-            gw.metrics.invocations.labels(*labels, str(status)).inc()
-            gw.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+            gw.metrics.invocation(labels, status, time.perf_counter() - started)
 
 
 class _ToLeader(Exception):

@@ -165,9 +165,8 @@ async def handle_invoke(gw: Gateway, scope: Scope, receive: Any, send: Any) -> N
         return
     except ApiError as exc:
         status, body, extra = exc.status, exc.body(), []
-    gw.metrics.invocations.labels(*labels, str(status)).inc()
     # A stream's latency is the time to its first item: what the caller waited for before anything came.
-    gw.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+    gw.metrics.invocation(labels, status, time.perf_counter() - started)
     if type(body) is bytes:
         await _respond(send, status, body, extra)
     else:

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import random
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -66,15 +67,42 @@ class Metrics:
         # The handlers' own metrics, as their containers post them (labelled with deployment and container).
         self.user = UserMetrics()
         self.registry.register(self.user)
+        self._invocation_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def invocation(self, labels: tuple[str, str], status: int, seconds: float) -> None:
+        """Count one invocation of ``labels`` (workspace, deployment) and observe its latency.
+
+        Each label set's series are looked up once and kept: ``labels()`` takes
+        a lock and builds its key on every call, a measurable share of a relayed
+        request's cost.
+        """
+        key = (*labels, status)
+        series = self._invocation_series.get(key)
+        if series is None:
+            series = (self.invocations.labels(*labels, str(status)), self.latency.labels(*labels))
+            self._invocation_series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
+
+def _seen(done: asyncio.Future[Any]) -> None:
+    """Retrieve a lookup's error, so one that nobody awaited (a refresh ahead of expiry) is not logged as lost."""
+    if not done.cancelled():
+        done.exception()
 
 
 class DeploymentCache:
     """Deployment lookups for the hot path; invalidated on change, bounded by a TTL."""
 
-    def __init__(self, store: Store, ttl: float = 5.0) -> None:
+    def __init__(self, store: Store, ttl: float = 5.0, refresh_ahead: float = 1.0) -> None:
         self._store = store
         self._ttl = ttl
+        # Under traffic an entry is read again in the background during its last ``refresh_ahead`` seconds, so it
+        # never expires under the requests: none of them waits for the store, and the loop never holds one store
+        # read per request in flight (as every request arriving at an expired entry used to make).
+        self._refresh_ahead = refresh_ahead
         self._splits: dict[tuple[str, str], tuple[dict[int, int] | None, float]] = {}
+        self._loading_splits: dict[tuple[str, str], asyncio.Future[dict[int, int] | None]] = {}
         self._cache: dict[tuple[str, str, int | None], tuple[Deployment, float]] = {}
         self._loading: dict[tuple[str, str, int | None], asyncio.Future[Deployment]] = {}
         self._generation = 0
@@ -89,14 +117,18 @@ class DeploymentCache:
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is not None and hit[1] > now:
+            if hit[1] - now < self._refresh_ahead and key not in self._loading:
+                self._start_load(key)
             return hit[0]
         # One lookup per key at a time: when the entry expires under load, the requests
         # arriving meanwhile wait for that lookup instead of each querying the store.
-        loading = self._loading.get(key)
-        if loading is None:
-            loading = self._loading[key] = asyncio.ensure_future(self._load(key, self._generation))
-            loading.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen, even if unawaited
+        loading = self._loading.get(key) or self._start_load(key)
         return await asyncio.shield(loading)
+
+    def _start_load(self, key: tuple[str, str, int | None]) -> asyncio.Future[Deployment]:
+        loading = self._loading[key] = asyncio.ensure_future(self._load(key, self._generation))
+        loading.add_done_callback(_seen)
+        return loading
 
     async def _load(self, key: tuple[str, str, int | None], generation: int) -> Deployment:
         try:
@@ -110,17 +142,33 @@ class DeploymentCache:
 
     async def _split(self, workspace_id: str, name: str) -> dict[int, int] | None:
         key = (workspace_id, name)
+        now = time.monotonic()
         hit = self._splits.get(key)
-        if hit is not None and hit[1] > time.monotonic():
+        if hit is not None and hit[1] > now:
+            if hit[1] - now < self._refresh_ahead and key not in self._loading_splits:
+                self._start_split_load(key)
             return hit[0]
-        generation = self._generation
-        split = await get_split(self._store, workspace_id, name)
-        if generation == self._generation:
-            self._splits[key] = (split, time.monotonic() + self._ttl)
-        return split
+        loading = self._loading_splits.get(key) or self._start_split_load(key)  # one store read per key at a time
+        return await asyncio.shield(loading)
+
+    def _start_split_load(self, key: tuple[str, str]) -> asyncio.Future[dict[int, int] | None]:
+        loading = self._loading_splits[key] = asyncio.ensure_future(self._load_split(key, self._generation))
+        loading.add_done_callback(_seen)
+        return loading
+
+    async def _load_split(self, key: tuple[str, str], generation: int) -> dict[int, int] | None:
+        try:
+            split = await get_split(self._store, *key)
+            if generation == self._generation:  # not invalidated meanwhile
+                self._splits[key] = (split, time.monotonic() + self._ttl)
+            return split
+        finally:
+            if generation == self._generation:
+                self._loading_splits.pop(key, None)
 
     def invalidate(self) -> None:
         self._splits.clear()
+        self._loading_splits.clear()
         self._cache.clear()
         self._loading.clear()
         self._generation += 1
