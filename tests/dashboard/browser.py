@@ -1,5 +1,7 @@
-"""Debian's Chromium driven through its chromium-driver (Selenium), headless, one clean profile per test.
+"""What every dashboard test module sets up: its server, and Debian's Chromium driven through chromium-driver.
 
+Each module starts a server of its own (``serving``: its tests stop deployments or fill its reservoir)
+and names it ``dash``; ``conftest.py`` opens a headless browser with a clean profile on it per test.
 The browser reaches only the test's server on loopback: no proxy, no component updates, no
 sign-in to anything. Screenshots go to ``build/dashboard-screenshots`` (``COVE_SCREENSHOTS`` elsewhere).
 """
@@ -14,8 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from conftest import Server, start_server
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -100,6 +103,24 @@ class Browser:
         self.find("#signin-token").send_keys(token)
         self.find("#signin-submit").click()
 
+    def signed_in(self, token: str) -> None:
+        """Sign in and wait for the dashboard (a wrong token never gets there: use ``sign_in`` for that)."""
+        self.sign_in(token)
+        self.wait(lambda: self.find("#shell").is_displayed(), what="the dashboard")
+        self.wait(lambda: self.text("[data-testid=workspace-name]") or None, what="the session's workspace")
+
+    def accept_confirm(self) -> None:
+        """Accept the confirmation a page asks before a change (stop, quarantine, retry...)."""
+
+        def accepted() -> bool:
+            try:
+                self.driver.switch_to.alert.accept()
+                return True
+            except NoAlertPresentException:
+                return False
+
+        self.wait(accepted, 10, "the confirmation dialog")
+
     def console_errors(self) -> list[str]:
         """Errors the pages logged since the last call (a failed request counts too)."""
         entries: list[dict[str, Any]] = self.driver.get_log("browser")  # type: ignore[no-untyped-call]
@@ -124,6 +145,18 @@ class Browser:
 
     def close(self) -> None:
         self.driver.quit()
+
+
+@contextlib.contextmanager
+def serving(home: Path, *targets: str, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A server of one test module's own at ``home``, with ``targets`` (``FILE:FUNCTION``) deployed."""
+    srv = start_server(home, extra_env=extra_env)
+    try:
+        for target in targets:
+            srv.deploy(target)
+        yield srv
+    finally:
+        srv.stop()
 
 
 @contextlib.contextmanager

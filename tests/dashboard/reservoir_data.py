@@ -62,6 +62,13 @@ def fill(reservoir: Path, work: Path, prefix: str) -> dict[str, str]:
             online.close()
         report = import_bundle(store, work / "bundle.tar", hold=True)
         assert report.held_id is not None
-        return {"safe": safe.name, "risky": risky.name, "held": held.name, "review_id": str(report.held_id)}
+        return {
+            "safe": safe.name,
+            "risky": risky.name,
+            "held": held.name,
+            "review_id": str(report.held_id),
+            "held_from": report.source_id,
+            "held_serials": f"{report.base_serial} → {report.target_serial}",  # as the pages show a bundle's
+        }
     finally:
         store.close()

@@ -11,44 +11,30 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import APPS, Server, start_server
+from conftest import APPS, Server
 
-from .browser import PHONE, Browser, opened
+from cove.reservoir.bundle import export_bundle
+from cove.reservoir.store import Store
+
+from .browser import PHONE, Browser, serving
 from .reservoir_data import fill
-from .test_browser import accept_confirm
 
 pytestmark = pytest.mark.e2e
 APP = APPS / "basic" / "app.py"
 
 
 @pytest.fixture(scope="module")
-def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(tmp_path_factory.mktemp("dashboard-admin") / "cove")
-    try:
-        srv.deploy(f"{APP}:greet")
+def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serving(tmp_path_factory.mktemp("dashboard-admin") / "cove", f"{APP}:greet") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
-@pytest.fixture
-def browser(admin_server: Server, tmp_path: Path) -> Iterator[Browser]:
-    with opened(admin_server.url, tmp_path / "profile") as b:
-        yield b
-
-
-def _signed_in(b: Browser, token: str) -> None:
-    b.sign_in(token)
-    b.wait_text("[data-testid=workspace-name]", "")
-    b.wait(lambda: b.find("#shell").is_displayed(), what="the dashboard")
-
-
-def test_set_scale_limits_from_the_deployment_page(admin_server: Server, browser: Browser) -> None:
+def test_set_scale_limits_from_the_deployment_page(dash: Server, browser: Browser) -> None:
     b = browser
-    _signed_in(b, admin_server.token)
+    b.signed_in(dash.token)
     b.go("#/deployments/greet")
     b.wait_text("[data-testid=deployment-state]", "active")
-    with admin_server.http() as http:
+    with dash.http() as http:
         before = http.get("/api/v1/deployments/greet").json()["version"]
     for key, value in (("min_containers", "1"), ("max_containers", "5")):
         field = b.find(f"[data-testid=scale-{key}]")
@@ -56,7 +42,7 @@ def test_set_scale_limits_from_the_deployment_page(admin_server: Server, browser
         field.send_keys(value)
     b.find("[data-testid=scale-submit]").click()
     b.wait_text("#notice", f"v{before + 1} is live with min 1, max 5")
-    with admin_server.http() as http:
+    with dash.http() as http:
         live = http.get("/api/v1/deployments/greet").json()
         assert live["version"] == before + 1
         assert (live["config"]["autoscaler"]["min_containers"], live["config"]["autoscaler"]["max_containers"]) == (
@@ -76,12 +62,10 @@ def test_set_scale_limits_from_the_deployment_page(admin_server: Server, browser
     assert not [e for e in b.console_errors() if "scaling" not in e], "only the refused PATCH may be logged"
 
 
-def test_search_quarantine_release_and_approve_in_the_reservoir(
-    admin_server: Server, browser: Browser, tmp_path: Path
-) -> None:
-    names = fill(admin_server.home / "reservoir", tmp_path / "work", "pagedemo")
+def test_search_quarantine_release_and_approve_in_the_reservoir(dash: Server, browser: Browser, tmp_path: Path) -> None:
+    names = fill(dash.home / "reservoir", tmp_path / "work", "pagedemo")
     b = browser
-    _signed_in(b, admin_server.token)
+    b.signed_in(dash.token)
     b.go("#/reservoir")
     b.wait_text("[data-testid=reservoir-projects]", "pagedemo-risky")
     search = b.find("[data-testid=reservoir-search]")
@@ -97,14 +81,14 @@ def test_search_quarantine_release_and_approve_in_the_reservoir(
     state = f"[data-testid='file-state-{names['risky']}']"
     b.wait_text(state, "active")
     b.find(f"[data-testid='quarantine-{names['risky']}']").click()
-    accept_confirm(b)
+    b.accept_confirm()
     b.wait_text(state, "quarantined from the dashboard")
     b.screenshot("reservoir-project")
-    with admin_server.http() as http:
+    with dash.http() as http:
         (row,) = http.get("/api/v1/reservoir/projects/pagedemo-risky").json()["files"]
         assert http.get(f"/reservoir/files/{row['sha256']}/{row['filename']}").status_code == 403
     b.find(f"[data-testid='release-{names['risky']}']").click()
-    accept_confirm(b)
+    b.accept_confirm()
     b.wait_text(state, "active")
 
     # The held import is approved from the overview; its project appears.
@@ -113,22 +97,33 @@ def test_search_quarantine_release_and_approve_in_the_reservoir(
     b.screenshot("reservoir")
     b.screenshot("reservoir", PHONE)
     b.find(f"[data-testid=approve-{names['review_id']}]").click()
-    accept_confirm(b)
+    b.accept_confirm()
     b.wait_text("[data-testid=reservoir-projects]", "pagedemo-held")
-    bundles = b.wait_text("[data-testid=reservoir-bundles]", "bundle.tar")
-    assert "imported" in bundles
+    imported = b.wait_text("[data-testid=reservoir-bundles]", "bundle.tar")
+    assert f"imported {names['held_from'][:12]}" in imported and f"{names['held_serials']} " in imported, imported
+    # A bundle exported from this site shows too, newest first, with the serials it spans.
+    store = Store(dash.home / "reservoir")
+    try:
+        exported = export_bundle(store, tmp_path / "outgoing.tar")
+    finally:
+        store.close()
+    rows = b.wait_text("[data-testid=reservoir-bundles]", "outgoing.tar").splitlines()
+    assert f"exported {exported['source_id'][:12]} 0 → {exported['target_serial']} " in rows[1], rows
+    assert "bundle.tar" in rows[2], rows
+    b.driver.execute_script("arguments[0].scrollIntoView()", b.find("[data-testid=reservoir-bundles]"))
+    b.screenshot("reservoir-bundles")
     b.go("#/reservoir-audit")
     b.wait_text("[data-testid=audit-files]", names["risky"])
-    with admin_server.http() as http:
+    with dash.http() as http:
         actions = [e["action"] for e in http.get("/api/v1/audit").json()]
     assert {"reservoir.quarantine", "reservoir.release", "reservoir.approve"} <= set(actions)
     errors = b.console_errors()
     assert not errors, errors
 
 
-def test_a_member_reads_the_reservoir_but_changes_nothing(admin_server: Server, browser: Browser) -> None:
+def test_a_member_reads_the_reservoir_but_changes_nothing(dash: Server, browser: Browser) -> None:
     b = browser
-    _signed_in(b, admin_server.user_token("reservoir-member", "reader"))
+    b.signed_in(dash.user_token("reservoir-member", "reader"))
     b.go("#/reservoir")
     b.wait_text("#page", "Projects")
     assert not b.driver.find_elements("css selector", "[data-testid=reviews], [data-testid^=quarantine-]")
@@ -137,24 +132,24 @@ def test_a_member_reads_the_reservoir_but_changes_nothing(admin_server: Server, 
     assert not errors, errors
 
 
-def test_create_a_workspace_and_set_its_quota(admin_server: Server, browser: Browser) -> None:
+def test_create_a_workspace_and_set_its_quota(dash: Server, browser: Browser) -> None:
     name = f"team-{uuid.uuid4().hex[:6]}"
     b = browser
-    _signed_in(b, admin_server.token)
+    b.signed_in(dash.token)
     b.go("#/workspaces")
     b.wait_text("[data-testid=workspaces]", "default")
     b.find("[data-testid=new-workspace]").send_keys(name)
     b.find("[data-testid=create-workspace]").click()
     token = b.wait_text("[data-testid=new-token]", "cove_")
     b.wait(lambda: b.driver.find_elements("css selector", f"[data-testid=workspace-{name}]"), what="the new workspace")
-    with admin_server.http(token) as http:
+    with dash.http(token) as http:
         assert http.get("/api/v1/whoami").json()["workspace"] == name
     field = b.find(f"[data-testid=quota-{name}-max_containers]")
     field.clear()
     field.send_keys("3")
     b.find(f"[data-testid=quota-save-{name}]").click()
     b.wait_text("#notice", f"Limits of {name} saved")
-    with admin_server.http() as http:
+    with dash.http() as http:
         quota = http.get(f"/api/v1/workspaces/{name}/quota").json()
     assert quota["max_containers"] == 3 and quota["default"] is False
     b.wait_text(f"[data-testid=workspace-{name}]", "of 3")

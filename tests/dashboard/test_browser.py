@@ -7,6 +7,7 @@ wrong token gets a clear message; text a user controls is shown as text, never r
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,42 +15,20 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import APPS, Server, start_server
-from selenium.common.exceptions import NoAlertPresentException
+from conftest import APPS, Server
 
-from .browser import PHONE, Browser, opened
+from .browser import PHONE, Browser, serving
 
 APP = APPS / "basic" / "app.py"
+POLL_SECONDS = 5.0  # how often the pages polled every list before they were pushed changes
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of this module's own (the tests stop its deployments), with two endpoints deployed."""
-    srv = start_server(tmp_path_factory.mktemp("dashboard") / "cove")
-    try:
-        srv.deploy(f"{APP}:greet")
-        srv.deploy(f"{APP}:add")
+    with serving(tmp_path_factory.mktemp("dashboard") / "cove", f"{APP}:greet", f"{APP}:add") as srv:
         yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def browser(dash: Server, tmp_path: Path) -> Iterator[Browser]:
-    with opened(dash.url, tmp_path / "profile") as b:
-        yield b
-
-
-def accept_confirm(b: Browser) -> None:
-    def alert() -> bool:
-        try:
-            b.driver.switch_to.alert.accept()
-            return True
-        except NoAlertPresentException:
-            return False
-
-    b.wait(alert, 10, "the confirmation dialog")
 
 
 def test_a_wrong_token_is_refused_with_a_clear_message(browser: Browser) -> None:
@@ -102,7 +81,7 @@ def test_sign_in_follow_a_log_stop_from_the_page_audit_and_sign_out(dash: Server
 
     # Stop it from the page: the state changes and the audit log has the stop, under the token's id.
     b.find("[data-testid=stop]").click()
-    accept_confirm(b)
+    b.accept_confirm()
     b.wait_text("[data-testid=deployment-state]", "stopped")
     with dash.http() as http:
         assert http.get("/api/v1/deployments").json() == [
@@ -124,17 +103,26 @@ def test_sign_in_follow_a_log_stop_from_the_page_audit_and_sign_out(dash: Server
     assert stale.status_code == 401, stale.text
 
 
-def test_a_deploy_appears_in_the_open_page_by_push(dash: Server, browser: Browser) -> None:
-    """The page holds the change stream open; while it does it does not poll, so the new row came by push."""
+def test_a_deploy_appears_in_the_open_overview_by_push(dash: Server, browser: Browser) -> None:
+    """The overview holds the change stream open and does not poll meanwhile: the new version came by push,
+    sooner than the 5 s the pages polled at before."""
     b = browser
-    b.sign_in(dash.token)
-    b.go("#/deployments")
-    b.wait_text("[data-testid=deployments]", "add")
+    b.signed_in(dash.token)
     b.wait(lambda: b.driver.execute_script("return document.body.dataset.live") == "push", 20, "the change stream")
-    assert "brief" not in b.text("[data-testid=deployments]")
+    with dash.http() as http:
+        rows = http.get("/api/v1/deployments").json()
+    active = sum(1 for d in rows if (d["kind"], d["state"]) == ("endpoint", "active"))
+    b.wait_text("[data-testid=overview-deployments]", f"endpoint active {active}")
+    b.driver.execute_script("delete document.body.dataset.refreshed")
     dash.deploy(f"{APP}:brief")
-    b.wait_text("[data-testid=deployments]", "brief", timeout=20)
+    deployed = time.monotonic()
+    b.wait_text("[data-testid=overview-deployments]", f"endpoint active {active + 1}", timeout=20)
+    shown_after = time.monotonic() - deployed
+    assert b.driver.execute_script("return document.body.dataset.refreshed") == "push"
+    assert shown_after < POLL_SECONDS, f"shown {shown_after:.1f} s after the deploy"
     assert b.driver.execute_script("return document.body.dataset.live") == "push"
+    b.go("#/deployments")
+    b.wait_text("[data-testid=deployments]", "brief")
     errors = b.console_errors()
     assert not errors, errors
 
@@ -225,7 +213,7 @@ def test_a_failed_task_is_found_with_its_traceback_and_the_list_pages(dash: Serv
 
     # Retry it from the page: a new task runs the same input (and fails the same way), audited.
     b.find("[data-testid=retry]").click()
-    accept_confirm(b)
+    b.accept_confirm()
     retried = b.wait(lambda: _shown_task(b, failed[0]["id"]), what="the retried task's page")
     b.wait_text("[data-testid=task-state]", "FAILED", timeout=60)
     assert "boom" in b.wait_text("[data-testid=task-error]", "ValueError")
@@ -291,7 +279,7 @@ def test_upload_into_a_volume_run_a_command_in_a_sandbox_and_collect_images(
         b.go("#/images")
         b.wait_text("[data-testid=images]", "3.")
         b.find("[data-testid=gc]").click()
-        accept_confirm(b)
+        b.accept_confirm()
         b.wait_text("#notice", "freed")
         b.screenshot("images")
         errors = b.console_errors()

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from conftest import APPS, Server, start_server
+from conftest import APPS, Server
 
-from .browser import PHONE, Browser, opened
+from .browser import PHONE, Browser, serving
 
 pytestmark = pytest.mark.e2e
 GPU_APP = APPS / "gpu" / "app.py"
@@ -26,22 +25,13 @@ FAKE_GPUS = json.dumps([
 
 
 @pytest.fixture(scope="module")
-def gpu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(tmp_path_factory.mktemp("dashboard-gpu") / "cove", extra_env={"COVE_FAKE_GPUS": FAKE_GPUS})
-    try:
+def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serving(tmp_path_factory.mktemp("dashboard-gpu") / "cove", extra_env={"COVE_FAKE_GPUS": FAKE_GPUS}) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
-@pytest.fixture
-def browser(gpu_server: Server, tmp_path: Path) -> Iterator[Browser]:
-    with opened(gpu_server.url, tmp_path / "profile") as b:
-        yield b
-
-
-def test_the_gpu_page_shows_who_holds_each_card_and_its_last_hour(gpu_server: Server, browser: Browser) -> None:
-    srv = gpu_server
+def test_the_gpu_page_shows_who_holds_each_card_and_its_last_hour(dash: Server, browser: Browser) -> None:
+    srv = dash
     srv.deploy(f"{GPU_APP}:half")
     with srv.http() as http:
         assert http.post("/endpoint/half", json={}).status_code == 200

@@ -44,9 +44,12 @@ function startLive() {
   stopLive();
   const source = new EventSource("/api/v1/changes");
   live.source = source;
-  source.addEventListener("ready", () => {
+  source.addEventListener("ready", (event) => {
     live.open = true;
     document.body.dataset.live = "push";
+    // What moved before the stream (re)started is not announced on it: refresh once to catch up.
+    const { topics } = JSON.parse(event.data);
+    live.handlers.forEach((handler) => handler(topics));
   });
   source.addEventListener("change", (event) => {
     const { topics } = JSON.parse(event.data);
@@ -138,37 +141,40 @@ async function route() {
      * Keep the page live while it is shown. With `topics` (kinds the change stream names: "deployments",
      * "containers", "events", "tasks"), run `refresh` when one of them moved, and every `ms` only while no stream
      * is open; without, every `ms` (what the page shows moves with no mark the stream watches: charts, workers).
-     * Refreshes never overlap: one asked for while another runs follows it.
+     * Refreshes never overlap: one asked for while another runs follows it. The body's `data-refreshed` says
+     * what caused the last one (`push` or `poll`), so a look in the browser tells which kept the page live.
      */
     every(ms, refresh, topics = null) {
       let busy = false;
-      let again = false;
-      const run = async () => {
+      let again = null;
+      const run = async (cause) => {
         if (busy) {
-          again = true;
+          again = cause;
           return;
         }
         busy = true;
         try {
           await refresh();
+          if (!running.abort.signal.aborted) document.body.dataset.refreshed = cause;
         } catch {
           // the next change or poll tries again
         } finally {
           busy = false;
           if (again && !running.abort.signal.aborted) {
-            again = false;
-            run();
+            const next = again;
+            again = null;
+            run(next);
           }
         }
       };
       if (topics) {
         const handler = (changed) => {
-          if (changed.some((topic) => topics.includes(topic))) run();
+          if (changed.some((topic) => topics.includes(topic))) run("push");
         };
         live.handlers.add(handler);
         running.handlers.push(handler);
       }
-      running.timers.push(setInterval(() => { if (!topics || !live.open) run(); }, ms));
+      running.timers.push(setInterval(() => { if (!topics || !live.open) run("poll"); }, ms));
     },
     /** Go to a URL of this dashboard with other query parameters. */
     go(hash) { location.hash = hash; },

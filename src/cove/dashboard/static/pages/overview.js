@@ -1,4 +1,5 @@
-// Overview: what runs, what waits and why, what capacity is left, what failed lately. Refreshed every 5 s.
+// Overview: what runs, what waits and why, what capacity is left, what failed lately. Refreshed when one of them
+// changes (the change stream), every 5 s while no stream is open.
 import { api, withQuery } from "../api.js";
 import { ago, badge, bytes, fill, gauge, h, table } from "../dom.js";
 
@@ -21,7 +22,7 @@ function deploymentsByKind(rows) {
   const lines = [...counts].map(([key, n]) => { const [kind, state] = key.split("\u0000"); return { kind, state, n }; });
   lines.sort((a, b) => a.kind.localeCompare(b.kind) || a.state.localeCompare(b.state));
   return table([["Kind", (r) => r.kind], ["State", (r) => badge(r.state)], ["Versions", (r) => r.n]], lines,
-    "No deployments yet: cove deploy app.py");
+    "No deployments yet: cove deploy app.py", { "data-testid": "overview-deployments" });
 }
 
 function containerSummary(rows) {
