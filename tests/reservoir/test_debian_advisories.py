@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,27 +24,9 @@ from cove.reservoir.keys import public_key_file, trust
 from cove.reservoir.policy import audit, import_vulndb
 from cove.reservoir.store import Store
 
+from .debs import build_deb as build_deb  # test_debian_policy imports it from here
+
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb is not installed")
-
-
-def build_deb(workdir: Path, package: str, version: str, source: str | None = None) -> Path:
-    root = workdir / f"{package}-{version}"
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "usr" / "share" / "doc" / package).mkdir(parents=True)
-    (root / "usr" / "share" / "doc" / package / "README").write_text(f"{package} {version}\n")
-    lines = [
-        f"Package: {package}",
-        f"Version: {version}",
-        "Architecture: all",
-        "Maintainer: Cove Tests <tests@example.invalid>",
-        f"Description: test package {package}",
-    ]
-    if source:
-        lines.insert(1, f"Source: {source}")
-    (root / "DEBIAN" / "control").write_text("\n".join(lines) + "\n")
-    out = workdir / f"{package}_{version}_all.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(out)], check=True, capture_output=True)
-    return out
 
 
 def advisory(vid: str, name: str, fixed: str, ecosystem: str = "Debian:12", **extra: Any) -> dict[str, Any]:

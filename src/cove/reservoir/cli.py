@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -23,6 +23,9 @@ from .clikit import open_store as _store
 from .clikit import parse_size as _size
 from .clikit import root_path as _root
 from .errors import ReservoirError
+
+if TYPE_CHECKING:
+    from .scheduled import DebianSource
 
 token_app = typer.Typer(help="Upload tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
@@ -227,12 +230,66 @@ def release(filename: str, root: Path | None = RootOpt, as_json: bool = JsonOpt)
 # -- sync -------------------------------------------------------------------------------------------------
 
 
+def _python_part(
+    requirements: Path | None, python: list[str] | None, platform: list[str] | None, *, scheduled: bool, deb: bool
+) -> tuple[Path, list[str], list[str]] | None:
+    """-r, --python and --platform: all three, or none in a schedule that syncs Debian suites (--every --deb)."""
+    if deb and requirements is None and not python and not platform:
+        return None
+    if deb:
+        hint = " (or leave out -r, --python and --platform to sync only the --deb suites)"
+    else:
+        hint = " (or, to sync only Debian suites, give --deb SUITE:PACKAGE)" if scheduled else ""
+    for value, option, what in (
+        (requirements, "-r/--requirements", "the requirements file to resolve"),
+        (python, "--python", "the target Python version"),
+        (platform, "--platform", "the target wheel platform tag"),
+    ):
+        if not value:
+            raise ReservoirError(f"missing option {option}: {what}{hint}")
+    assert requirements is not None and python and platform
+    if scheduled and not requirements.is_file():  # read at every run: it must be there at the start
+        raise ReservoirError(f"{requirements}: no such requirements file")
+    return requirements, python, platform
+
+
+def _debian_sources(
+    deb: list[str], mirror: str | None, keyring: Path | None, components: list[str] | None, base: bool
+) -> tuple[DebianSource, ...]:
+    """The --deb sources with the --deb-* options; a suite named twice is synced once, its packages merged."""
+    import dataclasses
+
+    from .scheduled import parse_deb
+
+    options: dict[str, Any] = {"base": base}
+    if mirror is not None:
+        options["mirror"] = mirror
+    if keyring is not None:
+        if not keyring.is_file():
+            raise ReservoirError(f"--deb-keyring {keyring}: no such file")
+        options["keyring"] = str(keyring.resolve())
+    if components:
+        options["components"] = tuple(components)
+    sources: dict[str, DebianSource] = {}
+    for spec in deb:
+        source = parse_deb(spec, **options)
+        if source.suite in sources:
+            merged = tuple(dict.fromkeys(sources[source.suite].packages + source.packages))
+            source = dataclasses.replace(source, packages=merged)
+        sources[source.suite] = source
+    return tuple(sources.values())
+
+
 @app.command()
 @_errors
 def sync(
-    requirements: Annotated[Path, typer.Option("-r", "--requirements", help="A requirements file to resolve.")],
-    python: Annotated[list[str], typer.Option("--python", help="Target Python version (repeatable).")],
-    platform: Annotated[list[str], typer.Option("--platform", help="Target wheel platform tag (repeatable).")],
+    requirements: Annotated[
+        Path | None, typer.Option("-r", "--requirements", help="A requirements file to resolve.")
+    ] = None,
+    python: Annotated[list[str] | None, typer.Option("--python", help="Target Python version (repeatable).")] = None,
+    platform: Annotated[
+        list[str] | None, typer.Option("--platform", help="Target wheel platform tag (repeatable).")
+    ] = None,
     index_url: str = typer.Option("https://pypi.org/simple/", "--index-url", help="Upstream simple index."),
     jobs: int = typer.Option(4, "--jobs", min=1, max=32, help="Parallel downloads."),
     index: str = typer.Option("pypi", "--index", help="Mirror index to fill."),
@@ -243,38 +300,80 @@ def sync(
     since: int = typer.Option(0, "--since", help="With --every: serial the other side already holds."),
     chunk_size: str = typer.Option("256M", "--chunk-size", help="With --every: largest chunk file of a bundle."),
     runs: int | None = typer.Option(None, "--runs", min=1, help="With --every: stop after this many runs."),
+    deb: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--deb",
+            metavar="SUITE:PKG[,PKG...]",
+            help="With --every: also sync these Debian packages and their dependencies into SUITE each run, "
+            "as sync-deb does (repeatable; then -r, --python and --platform may be left out).",
+        ),
+    ] = None,
+    deb_mirror: str | None = typer.Option(
+        None, "--deb-mirror", help="With --deb: upstream Debian mirror (default: Debian's, as for sync-deb)."
+    ),
+    deb_keyring: Path | None = typer.Option(
+        None, "--deb-keyring", help="With --deb: keyring that signs the upstream (default: Debian's archive keyring)."
+    ),
+    deb_component: Annotated[
+        list[str] | None, typer.Option("--deb-component", help="With --deb: upstream components (default: main).")
+    ] = None,
+    deb_base: bool = typer.Option(
+        False, "--deb-base", help="With --deb: also fetch what debootstrap --variant=minbase installs."
+    ),
     root: Path | None = RootOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Resolve requirements for every --python x --platform and fetch the files from upstream.
 
-    With --every, keep doing so on a schedule and write a signed bundle of what
-    each run changed into --bundles (see the docs: "Scheduled sync").
+    With --every, keep doing so on a schedule, also for the Debian suites of
+    --deb, and write a signed bundle of what each run changed into --bundles
+    (see the docs: "Scheduled sync").
     """
     from .sync import sync as run_sync
     from .targets import Target
 
+    deb_options = [
+        name
+        for name, value in (
+            ("--deb-mirror", deb_mirror),
+            ("--deb-keyring", deb_keyring),
+            ("--deb-component", deb_component),
+            ("--deb-base", deb_base),
+        )
+        if value
+    ]
+    if deb_options and not deb:
+        raise ReservoirError(f"{', '.join(deb_options)}: only together with --deb SUITE:PKG[,PKG...]")
+    if deb and every is None:
+        raise ReservoirError(
+            "--deb syncs Debian suites on a schedule: give it with --every and --bundles "
+            "(to sync a suite once, run `cove reservoir sync-deb --suite SUITE PACKAGE...`)"
+        )
     if every is not None or bundles is not None:
         from .cli_ops import scheduled_sync
+        from .scheduled import ScheduleConfig, parse_interval, targets_of
 
         if every is None or bundles is None:
             raise ReservoirError("--every and --bundles go together: how often, and where the bundles go")
-        scheduled_sync(
-            _store(root),
-            requirements,
-            python,
-            platform,
-            index_url,
-            every,
-            bundles,
-            index,
-            jobs,
-            since,
-            _size(chunk_size),
-            runs,
-            as_json,
+        part = _python_part(requirements, python, platform, scheduled=True, deb=bool(deb))
+        config = ScheduleConfig(
+            output=bundles.resolve(),
+            every=parse_interval(every),
+            index_url=index_url,
+            requirements=part[0].resolve() if part else None,
+            targets=targets_of(part[1], part[2]) if part else (),
+            debian=_debian_sources(deb or [], deb_mirror, deb_keyring, deb_component, deb_base),
+            index=index,
+            jobs=jobs,
+            chunk_size=_size(chunk_size),
+            since=since,
         )
+        scheduled_sync(_store(root), config, runs, as_json)
         return
+    part = _python_part(requirements, python, platform, scheduled=False, deb=False)
+    assert part is not None
+    requirements, python, platform = part
     store = _store(root)
     targets = [Target(p, plat) for p in python for plat in platform]
     with progress(not as_json) as bar:

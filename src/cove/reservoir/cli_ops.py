@@ -11,7 +11,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -21,6 +21,9 @@ from .clikit import emit as _emit
 from .clikit import errors as _errors
 from .clikit import open_store as _store
 from .clikit import parse_size as _size
+
+if TYPE_CHECKING:
+    from .scheduled import ScheduleConfig
 
 review_app = typer.Typer(help="Imports held for review (`import --hold`, `watch --hold`).", no_args_is_help=True)
 app.add_typer(review_app, name="review")
@@ -318,40 +321,12 @@ def limits_off(root: Path | None = RootOpt, as_json: bool = JsonOpt) -> None:
 # -- scheduled sync ------------------------------------------------------------------------------------------
 
 
-def scheduled_sync(
-    store: Any,
-    requirements: Path,
-    python: list[str],
-    platform: list[str],
-    index_url: str,
-    every: str,
-    bundles: Path,
-    index: str,
-    jobs: int,
-    since: int,
-    chunk_size: int,
-    runs: int | None,
-    as_json: bool,
-) -> None:
+def scheduled_sync(store: Any, config: ScheduleConfig, runs: int | None, as_json: bool) -> None:
     """``sync --every``: the loop of :mod:`.scheduled` in the foreground until Ctrl-C or SIGTERM."""
     import signal
 
-    from .errors import ReservoirError
-    from .scheduled import ScheduleConfig, ScheduledSync, parse_interval, targets_of
+    from .scheduled import ScheduledSync
 
-    if not requirements.is_file():
-        raise ReservoirError(f"{requirements}: no such requirements file")
-    config = ScheduleConfig(
-        requirements=requirements.resolve(),
-        targets=targets_of(python, platform),
-        index_url=index_url,
-        output=bundles.resolve(),
-        every=parse_interval(every),
-        index=index,
-        jobs=jobs,
-        chunk_size=chunk_size,
-        since=since,
-    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -366,9 +341,12 @@ def _schedule_line(as_json: bool) -> Any:
             sys.stdout.write(json.dumps(entry, sort_keys=True) + "\n")
             sys.stdout.flush()
         elif entry["event"] == "failed":
-            console.print(f"run {entry['run']} failed: {entry['error']}", highlight=False)
+            part = f" ({entry['part']})" if entry.get("part") else ""
+            console.print(f"run {entry['run']} failed{part}: {entry['error']}", highlight=False)
         elif entry["event"] == "run":
             what = f"wrote {entry['bundle']} (serial {entry['serial']})" if entry["bundle"] else "nothing changed"
-            console.print(f"run {entry['run']}: added {entry['sync']['added']} files; {what}", highlight=False)
+            added = [f"{entry['sync']['added']} files"] if entry["sync"] else []
+            added += [f"{d['added']} Debian packages to {d['suite']}" for d in entry["debian"]]
+            console.print(f"run {entry['run']}: added {', '.join(added)}; {what}", highlight=False)
 
     return log

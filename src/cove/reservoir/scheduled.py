@@ -1,9 +1,11 @@
 """``cove reservoir sync --every 1d``: the connected side of an update pipeline, one bundle per run.
 
-Each run syncs the requirement set from upstream, then writes a signed
-bundle of every change since the previous run's bundle into the output
-folder (nothing when nothing changed). The folder is what the sealed side
-receives: carried across, or shared with ``cove reservoir watch`` there.
+Each run syncs the requirement set from upstream and the Debian packages
+of each suite (with apt, as ``sync-deb`` does; see :class:`DebianSource`),
+either or both, then writes a signed bundle of every change since the
+previous run's bundle into the output folder (nothing when nothing
+changed). The folder is what the sealed side receives: carried across, or
+shared with ``cove reservoir watch`` there.
 
 State lives in the output folder (``.cove-sync-state.json``: the serial the
 last bundle reached and when the next run is due), written atomically after
@@ -11,8 +13,9 @@ each bundle lands, so a restarted loop neither repeats a bundle nor runs
 early. A bundle is written under a hidden name and renamed into place, so a
 watcher on the same folder never reads one half-written. One loop works on
 a folder at a time (``.cove-sync.lock``). A failed run (upstream down) is
-reported and retried at the next interval; the serials it did not bundle
-go into the next bundle.
+reported and retried at the next interval (a failed part fails the run,
+and the report names the part); the serials it did not bundle go into the
+next bundle.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .debian.control import check_suite
+from .debian.fetch import _PACKAGE_ARG, DEFAULT_KEYRING, DEFAULT_MIRROR, sync_deb
 from .errors import ReservoirError
 
 if TYPE_CHECKING:
@@ -43,6 +48,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 MIN_INTERVAL = 1.0
 _BUNDLE_NAME = re.compile(BUNDLE_PREFIX + r"(\d{8,})-(\d{8,})(?:\.tar)?")
+_MIRROR = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")  # one word: it goes into apt's sources.list
 
 Log = Callable[[dict[str, Any]], None]
 
@@ -59,18 +65,83 @@ def parse_interval(text: str) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
-class ScheduleConfig:
-    """What each run syncs, and where its bundles go."""
+class DebianSource:
+    """One suite a run syncs: ``packages`` and their dependencies from ``mirror``, fetched by apt.
 
-    requirements: Path
-    targets: tuple[Target, ...]
-    index_url: str
+    What ``cove reservoir sync-deb --suite SUITE PACKAGE...`` does once; with
+    ``base``, also what debootstrap's minbase installs.
+    """
+
+    suite: str
+    packages: tuple[str, ...] = ()
+    mirror: str = DEFAULT_MIRROR
+    components: tuple[str, ...] = ("main",)
+    keyring: str = DEFAULT_KEYRING
+    arch: str | None = None
+    base: bool = False
+
+    def __post_init__(self) -> None:
+        try:
+            check_suite(self.suite)
+        except ReservoirError:
+            raise ReservoirError(f"invalid Debian suite name {self.suite!r}") from None
+        for name in self.packages:
+            if not _PACKAGE_ARG.match(name):
+                raise ReservoirError(f"invalid Debian package name {name!r}")
+        if not self.packages and not self.base:
+            raise ReservoirError(f"suite {self.suite}: name at least one Debian package (or sync its base set)")
+        if not self.components:
+            raise ReservoirError(f"suite {self.suite}: name at least one component (such as main)")
+        for component in self.components:
+            check_suite(component)
+        if not _MIRROR.match(self.mirror):
+            raise ReservoirError(f"invalid Debian mirror {self.mirror!r}: write a URL such as {DEFAULT_MIRROR}")
+
+
+def parse_deb(spec: str, **options: Any) -> DebianSource:
+    """``SUITE:PKG[,PKG...]`` (``--deb bookworm:python3,curl``); ``options`` are the other fields of the source.
+
+    With ``base=True`` the package list may be empty (``bookworm:``): the base set alone.
+    """
+    suite, colon, names = spec.partition(":")
+    if not colon:
+        raise ReservoirError(f"--deb {spec!r}: write SUITE:PACKAGE[,PACKAGE...], such as bookworm:python3,curl")
+    packages = tuple(name.strip() for name in names.split(","))
+    if not any(packages):
+        packages = ()
+    if not packages and not options.get("base"):
+        raise ReservoirError(f"--deb {spec!r} names no package: write SUITE:PACKAGE[,PACKAGE...]")
+    try:
+        return DebianSource(suite.strip(), packages, **options)
+    except ReservoirError as exc:
+        raise ReservoirError(f"--deb {spec!r}: {exc.message}") from None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScheduleConfig:
+    """What each run syncs (a requirement set, Debian suites, or both), and where its bundles go."""
+
     output: Path
     every: float
+    index_url: str
+    requirements: Path | None = None
+    targets: tuple[Target, ...] = ()
+    debian: tuple[DebianSource, ...] = ()
     index: str = "pypi"
     jobs: int = 4
     chunk_size: int = 256 << 20
     since: int = 0  # the serial the other side already holds, before the first bundle
+
+    def __post_init__(self) -> None:
+        if self.requirements is None and not self.debian:
+            raise ReservoirError(
+                "a scheduled sync needs a requirement set (-r with --python and --platform), "
+                "Debian suites (--deb SUITE:PACKAGE), or both"
+            )
+        if self.requirements is not None and not self.targets:
+            raise ReservoirError("the requirement set needs at least one target (--python and --platform)")
+        if self.requirements is None and self.targets:
+            raise ReservoirError("--python and --platform need a requirement set to resolve (-r)")
 
 
 @dataclasses.dataclass
@@ -149,7 +220,7 @@ class ScheduledSync:
         state.runs += 1
         entry: dict[str, Any] = {"event": "run", "run": state.runs, "started": started}
         try:
-            entry["sync"] = self._sync()
+            self._sync(entry)
             entry.update(self._bundle(state))
         except ReservoirError as exc:
             entry.update(event="failed", error=exc.message)
@@ -161,12 +232,42 @@ class ScheduledSync:
         self.log(entry)
         return entry
 
-    def _sync(self) -> dict[str, Any]:
+    def _sync(self, entry: dict[str, Any]) -> None:
+        """Each part in turn into ``entry``: ``sync`` (the requirement set, or None), then ``debian`` (per suite).
+
+        ``part`` names the part under way, so a run that fails says which; it is
+        dropped when every part is done.
+        """
+        c = self.config
+        entry["sync"] = None
+        entry["debian"] = []
+        if c.requirements is not None:
+            entry["part"] = "python"
+            entry["sync"] = self._sync_python(c.requirements)
+        for source in c.debian:
+            entry["part"] = f"debian {source.suite}"
+            entry["debian"].append(self._sync_debian(source))
+        entry.pop("part", None)
+
+    def _sync_python(self, requirements: Path) -> dict[str, Any]:
         from .sync import sync
 
         c = self.config
-        report = sync(self.store, c.requirements, list(c.targets), c.index_url, jobs=c.jobs, index=c.index)
+        report = sync(self.store, requirements, list(c.targets), c.index_url, jobs=c.jobs, index=c.index)
         return {"added": len(report.added), "present": len(report.present), "quarantined": len(report.quarantined)}
+
+    def _sync_debian(self, source: DebianSource) -> dict[str, Any]:
+        report = sync_deb(
+            self.store,
+            list(source.packages),
+            source.suite,
+            mirror=source.mirror,
+            components=list(source.components),
+            keyring=source.keyring,
+            arch=source.arch,
+            base=source.base,
+        )
+        return {"suite": source.suite, "added": len(report.added), "present": len(report.present)}
 
     def _bundle(self, state: ScheduleState) -> dict[str, Any]:
         from .bundle import export_bundle
