@@ -1,8 +1,9 @@
 """The Debian repository: sync with apt, publish signed, install with real apt over HTTP, carry in bundles.
 
-Packages come from the Debian mirror once per session (``hello`` and its
-dependencies, a few MB); the tests skip with the reason when apt, gpg or the
-mirror are not available.
+The "Debian mirror" is built once per session on loopback: a second reservoir holding packages made here with
+``dpkg-deb`` (``hello``, whose ``/usr/bin/hello`` prints ``Hello, world!``, and the library it depends on,
+``libcove-hello1``, standing in for libc6), published signed and served over HTTP. No traffic leaves the
+machine; the tests skip only when apt, dpkg-deb or gpg is not installed.
 """
 
 from __future__ import annotations
@@ -24,22 +25,55 @@ from cove.reservoir.server import create_app
 from cove.reservoir.store import Store
 
 from .conftest import LiveServer
+from .debs import build_deb
 
 SUITE = "bookworm"
+ARCH = publish.host_arch()
+LIB = "libcove-hello1"  # what hello depends on, as the real one depends on libc6
+HELLO_VERSION = "1.0-1"
+HELLO_DEB = control.pool_filename("hello", HELLO_VERSION, ARCH)
+LIB_DEB = control.pool_filename(LIB, "1.2-1", ARCH)
+HELLO_SCRIPT = b"#!/bin/sh\necho 'Hello, world!'\n"
 
 
 @pytest.fixture(scope="session")
-def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """A reservoir that ran ``sync-deb --suite bookworm hello`` against the real mirror."""
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, LiveServer]]:
+    """The upstream "Debian mirror": a signed suite of packages built here, served on loopback for the session."""
     for tool in ("apt-get", "dpkg-deb", "gpg"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
+    base = tmp_path_factory.mktemp("debmirror")
+    upstream = Store(base / "upstream")
+    work = base / "debs"
+    work.mkdir()
+    lib_so = (b"\x7fELF not really a library\n", 0o644)
+    for deb in (
+        build_deb(work, LIB, "1.2-1", architecture=ARCH, files={f"/usr/lib/{LIB}.so.1": lib_so}),
+        build_deb(
+            work,
+            "hello",
+            HELLO_VERSION,
+            depends=f"{LIB} (>= 1.2)",
+            architecture=ARCH,
+            files={"/usr/bin/hello": (HELLO_SCRIPT, 0o755)},
+        ),
+        build_deb(work, "cove-unwanted", "0.1-1", architecture=ARCH),  # in the suite, but nobody asks for it
+    ):
+        records.add_deb(upstream, deb, SUITE, judge=policy.deb_reason, origin="test")
+    publish.publish(upstream, SUITE)
+    with LiveServer(create_app(upstream.layout.root, store=upstream)) as live:
+        yield upstream, live
+    upstream.close()
+
+
+@pytest.fixture(scope="session")
+def synced(mirror: tuple[Store, LiveServer], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """A reservoir that ran ``sync-deb --suite bookworm hello`` against the loopback mirror."""
+    upstream, live = mirror
     store = Store(tmp_path_factory.mktemp("debsync") / "reservoir")
-    try:
-        report = sync_deb(store, ["hello"], SUITE)
-    except ReservoirError as exc:
-        pytest.skip(f"the Debian mirror is not reachable: {exc.message[:200]}")
-    assert "hello_2.10-3_amd64.deb" in report.added and any(f.startswith("libc6_") for f in report.added)
+    keyring = gpg.public_keyring(upstream.layout)
+    report = sync_deb(store, ["hello"], SUITE, mirror=f"{live.url}/debian", keyring=str(keyring))
+    assert sorted(report.added) == sorted([HELLO_DEB, LIB_DEB]) and not report.present  # hello and what it needs
     yield store
     store.close()
 
@@ -97,13 +131,14 @@ def _install_hello(client: Path, url: str, trusted: Path) -> Path:
 def test_sync_publish_and_apt_install(synced: Store, tmp_path: Path) -> None:
     with LiveServer(create_app(synced.layout.root, store=synced)) as live:
         hello = _install_hello(tmp_path / "client", live.url, gpg.public_keyring(synced.layout))
-        assert len(list((tmp_path / "client" / "archives").glob("*.deb"))) >= 2  # hello and libc6 at least
+        got = sorted(p.name for p in (tmp_path / "client" / "archives").glob("*.deb"))
+        assert got == sorted([HELLO_DEB, LIB_DEB])  # hello and its dependency
         out = subprocess.run([str(hello)], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == "Hello, world!"
         release = httpx.get(f"{live.url}/debian/dists/{SUITE}/Release").text
         assert "Acquire-By-Hash: yes" in release and "SHA256:" in release
         sha = next(line.split()[0] for line in release.splitlines()[release.splitlines().index("SHA256:") + 1 :])
-        assert httpx.get(f"{live.url}/debian/dists/{SUITE}/main/binary-amd64/by-hash/SHA256/{sha}").status_code == 200
+        assert httpx.get(f"{live.url}/debian/dists/{SUITE}/main/binary-{ARCH}/by-hash/SHA256/{sha}").status_code == 200
         assert httpx.get(f"{live.url}/debian/dists/{SUITE}/InRelease").text.startswith("-----BEGIN PGP SIGNED")
 
 
@@ -148,13 +183,13 @@ def test_publish_switches_atomically_and_serves_nothing_else(synced: Store, tmp_
     first = current.resolve()
     assert current.is_symlink()
     first_hashes = publish._release_hashes(first / "Release")
-    hello = records.get(store.conn, SUITE, "hello_2.10-3_amd64.deb")
+    hello = records.get(store.conn, SUITE, HELLO_DEB)
     assert hello is not None
     records.remove_deb(store, SUITE, hello.filename)
     publish.publish(store, SUITE)
     second = current.resolve()
     assert second != first and first.is_dir()  # the previous version stays for clients mid-update
-    assert "Package: hello\n" not in (second / "main/binary-amd64/Packages").read_text()
+    assert "Package: hello\n" not in (second / f"main/binary-{ARCH}/Packages").read_text()
     for sha, rel in first_hashes:  # old indexes are still reachable by hash
         assert (second / Path(rel).parent / "by-hash" / "SHA256" / sha).is_file()
     publish.publish(store, SUITE)
@@ -163,8 +198,8 @@ def test_publish_switches_atomically_and_serves_nothing_else(synced: Store, tmp_
         for bad in ("/debian/../reservoir.db", "/debian/.versions/", "/debian/%2e%2e/reservoir.db", "/debian/"):
             assert c.get(bad).status_code == 404, bad
         assert c.post(f"/debian/dists/{SUITE}/Release").status_code == 405
-        libc = next(r for r in records.listing(store.conn, SUITE) if r.package == "libc6")
-        url = f"/debian/{libc.pool_path}"
+        lib = next(r for r in records.listing(store.conn, SUITE) if r.package == LIB)
+        url = f"/debian/{lib.pool_path}"
         part = c.get(url, headers={"Range": "bytes=0-7"})
         assert part.status_code == 206 and part.content == b"!<arch>\n"
         assert "immutable" in part.headers["cache-control"]
@@ -182,10 +217,10 @@ def test_control_data_is_checked(synced: Store, tmp_path: Path) -> None:
     ):
         with pytest.raises(InvalidPackage):
             control.check(bad)
-    libc = next(r for r in records.listing(synced.conn, SUITE) if r.package == "libc6")
-    data = libc.event_data()
+    lib = next(r for r in records.listing(synced.conn, SUITE) if r.package == LIB)
+    data = lib.event_data()
     with pytest.raises(ReservoirError, match="does not match"):
-        records.record_from_event("hello_2.10-3_amd64.deb", data)
+        records.record_from_event(HELLO_DEB, data)
     not_deb = tmp_path / "x.deb"
     not_deb.write_bytes(b"not an archive")
     with pytest.raises(InvalidPackage, match="not a Debian package"):
