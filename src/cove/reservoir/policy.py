@@ -42,6 +42,7 @@ import dataclasses
 import datetime as dt
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -539,27 +540,27 @@ def _audit_rpm(store: Store, policy: Policy, apply: bool) -> list[dict[str, Any]
     return out
 
 
+def _publish_each(names: set[str], publish_one: Callable[[str], object]) -> tuple[list[str], str | None]:
+    """Publish each of ``names`` in order; stop at the first failure: (those published, its message or None)."""
+    done: list[str] = []
+    try:
+        for name in sorted(names):
+            publish_one(name)
+            done.append(name)
+    except ReservoirError as exc:
+        return done, exc.message
+    return done, None
+
+
 def _republish_rpm(repos: set[str], store: Store) -> dict[str, Any]:
     """Publish the RPM repositories whose packages changed state, so dnf stops (or starts) seeing them."""
     from .rpm import publish as rpm_publish
 
-    done: list[str] = []
-    try:
-        for repo in sorted(repos):
-            rpm_publish.publish(store, repo)
-            done.append(repo)
-    except ReservoirError as exc:
-        return {"published_rpm_repos": done, "rpm_publish_error": exc.message}
-    return {"published_rpm_repos": done, "rpm_publish_error": None}
+    done, error = _publish_each(repos, lambda repo: rpm_publish.publish(store, repo))
+    return {"published_rpm_repos": done, "rpm_publish_error": error}
 
 
 def _republish(suites: set[str], store: Store) -> dict[str, Any]:
     """Publish the suites whose packages changed state, so apt stops (or starts) seeing them."""
-    done: list[str] = []
-    try:
-        for suite in sorted(suites):
-            publish.publish(store, suite)
-            done.append(suite)
-    except ReservoirError as exc:
-        return {"published_suites": done, "publish_error": exc.message}
-    return {"published_suites": done, "publish_error": None}
+    done, error = _publish_each(suites, lambda suite: publish.publish(store, suite))
+    return {"published_suites": done, "publish_error": error}
