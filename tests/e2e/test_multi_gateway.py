@@ -257,6 +257,7 @@ def test_what_a_follower_answers_itself(method: str, path: str, query: bytes, lo
         ("/api/v1/calls/tsk-1/output", "output"),  # a container's post: the caller's reads never come here
         ("/asgi/shop/items", "asgi"),
         ("/api/v1/sandboxes/sb-1/exec", "sandbox"),
+        ("/api/v1/workers/w-1/heartbeat", "worker"),  # a worker that talks to a follower
         ("/api/v1/deployments", "other"),
     ],
 )

@@ -60,6 +60,16 @@ async def _start(spec: LaunchSpec, sock: Path) -> ProcessHandle:
         listener.close()
 
 
+async def _drained(handle: ProcessHandle, code: int) -> int:
+    """``code``, once the runner's pipes were read to their end (as the worker's log pumps do).
+
+    A pipe left unread keeps its transport open past the event loop, which
+    Python reports, at a random later garbage collection, as an unclosed transport.
+    """
+    await asyncio.wait_for(asyncio.gather(handle.stdout.read(), handle.stderr.read(), handle._ready_reader.read()), 10)
+    return code
+
+
 async def _call(sock: Path, body: bytes = b"{}") -> dict[str, object]:
     reader, writer = await asyncio.open_unix_connection(str(sock))
     writer.write(b"POST /invoke HTTP/1.1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
@@ -96,7 +106,7 @@ def test_stop_kills_the_whole_process_group(tmp_path: Path, image: tuple[Path, P
         assert await handle.wait_ready()
         grandchild = int(str((await _call(tmp_path / "s.sock"))["grandchild"]))
         assert _alive(grandchild)
-        return await handle.stop(grace=5), grandchild
+        return await _drained(handle, await handle.stop(grace=5)), grandchild
 
     code, grandchild = asyncio.run(scenario())
     assert code == 0
@@ -112,7 +122,7 @@ def test_runner_exit_takes_its_children_along(tmp_path: Path, image: tuple[Path,
         handle = await _start(_spec(tmp_path, image, GRANDCHILD), sock)
         grandchild = int(str((await _call(sock))["grandchild"]))
         os.kill(handle.pid, 9)  # only the runner dies; its child must not survive it
-        return await handle.wait(), grandchild
+        return await _drained(handle, await handle.wait()), grandchild
 
     exit_code, grandchild = asyncio.run(scenario())
     assert exit_code == -9
@@ -133,8 +143,9 @@ def test_stuck_call_means_sigkill_after_grace(tmp_path: Path, image: tuple[Path,
         await asyncio.sleep(0.3)
         started = time.monotonic()
         exit_code = await handle.stop(grace=0.3)
+        elapsed = time.monotonic() - started
         call.cancel()
-        return exit_code, time.monotonic() - started
+        return await _drained(handle, exit_code), elapsed
 
     exit_code, elapsed = asyncio.run(scenario())
     assert exit_code == -9
@@ -161,7 +172,7 @@ def test_environment_descriptors_and_timings(tmp_path: Path, image: tuple[Path, 
         handle = await _start(_spec(tmp_path, image, code), tmp_path / "s.sock")
         assert await handle.wait_ready()
         result = await _call(tmp_path / "s.sock")
-        await handle.stop(2)
+        await _drained(handle, await handle.stop(2))
         return result, dict(handle.timings)
 
     try:
@@ -200,7 +211,9 @@ def test_failed_boot_reports_not_ready(tmp_path: Path, image: tuple[Path, Path])
     async def scenario() -> tuple[bool, int, bytes]:
         handle = await _start(_spec(tmp_path, image, "raise SystemExit('nope')\n"), tmp_path / "s.sock")
         ready = await handle.wait_ready()
-        return ready, await handle.wait(), await handle.stderr.read()
+        code = await handle.wait()
+        stderr = await handle.stderr.read()
+        return ready, await _drained(handle, code), stderr
 
     ready, exit_code, stderr = asyncio.run(scenario())
     assert not ready

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,8 +100,7 @@ def test_an_unplaceable_call_names_its_reason_and_the_reason_follows_the_workers
     # The event log names the same reason within a second of the call.
     rows = server.wait_for(lambda: [e for e in _backlog(server) if first in e["reason"]], timeout=1, interval=0.05)
     assert time.monotonic() - started < 5 and rows[0]["inputs"]["workers"] == 1
-    with server.http() as http:
-        assert http.get("/api/v1/deployments/obs-wait/waiting").json()["reason"] == first
+    # (Nothing waits once the call was refused: the waiting route is checked during a wait, below.)
 
     # A worker joins the pool, but with too little room: the reason changes to what is missing now.
     obs_server.extra_workers.append(_start_worker(server, "obs-small", "1", "obs"))  # type: ignore[attr-defined]
@@ -129,8 +129,22 @@ def test_an_unplaceable_call_names_its_reason_and_the_reason_follows_the_workers
 def test_cove_run_prints_why_a_call_waits_when_it_waits_over_a_second(server: Server, tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text(SLOW_START)
     server.deploy(f"{tmp_path / 'app.py'}:slow_start")
-    done = server.cli("run", f"{tmp_path / 'app.py'}:main", timeout=120)
+    runs: list[subprocess.CompletedProcess[str]] = []
+    runner = threading.Thread(target=lambda: runs.append(server.cli("run", f"{tmp_path / 'app.py'}:main", timeout=120)))
+    runner.start()
+
+    def waiting() -> str | None:
+        with server.http() as http:
+            reason: str | None = http.get("/api/v1/deployments/slow-start/waiting").json()["reason"]
+        return reason
+
+    # While the call waits, the route the SDK polls says why, in the scheduler's words.
+    said = server.wait_for(waiting, timeout=60, interval=0.1)
+    assert said.startswith("container ctr-") and "is starting on worker local" in said, said
+    runner.join(timeout=120)
+    (done,) = runs
     assert "42" in done.stdout
+    assert waiting() is None  # answered: nothing waits now
     lines = [line for line in done.stderr.splitlines() if line.startswith("cove: slow-start waits:")]
     assert lines and "is starting on worker local" in lines[0], done.stderr
     assert len(lines) == len(set(lines))  # one line per reason, not one per look

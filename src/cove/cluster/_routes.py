@@ -37,6 +37,7 @@ _LIVE_READS = (
 )
 _RESERVOIR = "/reservoir"
 _SANDBOXES = "/api/v1/sandboxes/"
+_WORKERS = "/api/v1/workers/"
 _ENDPOINT = "/endpoint/"
 _FUNCTIONS = "/api/v1/functions/"
 _CALLS = "/calls"
@@ -99,6 +100,8 @@ def forwarded_route(path: str) -> str:
         return "asgi"
     if path.startswith(_SANDBOXES):
         return "sandbox"
+    if path.startswith(_WORKERS):
+        return "worker"  # a worker that talks to this gateway: registration, orders, events, heartbeats
     if path.startswith((_FUNCTIONS, _CALLS_PREFIX, "/taskqueue/", _MAP_PREFIX)):
         return "call"
     return "other"

@@ -60,7 +60,8 @@ class Metrics:
         # On the leader: requests that followers forwarded to it (a follower serves warm invocations itself).
         self.forwarded = Counter(
             "cove_forwarded_requests_total",
-            "Requests other gateways forwarded to this one (route: endpoint, call (functions, tasks, maps), or other)",
+            "Requests other gateways forwarded to this one"
+            " (route: endpoint, call (functions, tasks, maps), output, asgi, sandbox, worker or other)",
             ["route"],
             registry=self.registry,
         )
