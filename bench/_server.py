@@ -33,15 +33,21 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
-def start_bare_uvicorn() -> tuple[subprocess.Popen[bytes], str]:
-    """The physical reference (uvloop + httptools, one process) answering the benchmarks' JSON; (process, url)."""
+def start_bare_uvicorn(
+    module: str = "bare_uvicorn", env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The physical reference (uvloop + httptools, one process) answering the benchmarks' JSON; (process, url).
+
+    ``module`` names another bare app of this folder (``bare_relay``, which needs ``env``).
+    """
     port = free_port()
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "uvicorn", "bare_uvicorn:app", "--port", str(port)),
+            *(sys.executable, "-m", "uvicorn", f"{module}:app", "--port", str(port)),
             *("--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"),
         ],
         cwd=Path(__file__).resolve().parent,
+        env={**os.environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}/"
     wait_http(url)

@@ -10,6 +10,10 @@ each gateway in turn at c=1, 32 and 128, and once with ``wrk -t1 -c32``. CPU
 time comes from each gateway process's own counters (``/proc/PID/stat``, user
 + system; for ``--processes 2`` the sum of its gateway processes), divided by
 the requests of that run: the follower's requests should cost the leader nothing.
+Two floors are loaded the same way: a bare uvicorn app answering the JSON
+itself (``bare_uvicorn.py``) and one relaying it to the same container with the
+gateway's own container client and nothing else (``bare_relay.py``); the
+gateway's CPU per request minus the bare relay's is what the platform adds.
 
     .venv/bin/python bench/gateways.py [--requests 4000] [--seconds 15]
 """
@@ -27,7 +31,7 @@ from pathlib import Path
 
 import httpx
 from _load import LoadResult, run_load
-from _server import free_port, wait_http
+from _server import free_port, start_bare_uvicorn, wait_http
 from _wrk import wrk_post
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,14 +165,30 @@ def main() -> None:
             reply.raise_for_status()
         time.sleep(1.0)  # the followers' view of the ready container
         pids = {"leader": leader.pid, "follower": follower.pid, "2 procs": pair.pid}
+        (container,) = [c for c in httpx.get(f"{leader_url}/api/v1/containers", headers=headers).json() if c["id"]]
+        bare, bare_url = start_bare_uvicorn()
+        relay, relay_url = start_bare_uvicorn("bare_relay", {"COVE_BENCH_UPSTREAM": container["address"]})
+        peers = {"bare app": (bare, bare_url), "bare relay": (relay, relay_url)}
         print(f"warm endpoint, one container (tcp), {os.cpu_count()} CPUs; CPU per request of each gateway")
-        targets = (("leader", leader_url), ("follower", follower_url), ("2 procs", pair_url))
-        for via, url in targets:
-            for concurrency in (1, 32, 128):
-                row = measure(pids, f"{url}/endpoint/echo", token, concurrency, args.requests, args.seconds)
-                print(f"through {via:<8} {row}")
-        for via, url in targets:
-            print(f"through {via:<8} {wrk_post(f'{url}/endpoint/echo', token, '{}', 32, 10, threads=1)}")
+        try:
+            targets = (("leader", leader_url), ("follower", follower_url), ("2 procs", pair_url))
+            for via, url in targets:
+                for concurrency in (1, 32, 128):
+                    row = measure(pids, f"{url}/endpoint/echo", token, concurrency, args.requests, args.seconds)
+                    print(f"through {via:<10} {row}")
+            # The floors: uvicorn answering by itself, and uvicorn relaying with the gateway's container client.
+            for via, (proc, url) in peers.items():
+                for concurrency in (1, 32, 128):
+                    row = measure({via: proc.pid}, url, token, concurrency, args.requests, args.seconds)
+                    print(f"{via:<18} {row}")
+            routes = [(via, f"{url}/endpoint/echo") for via, url in targets]
+            routes += [(via, url) for via, (_, url) in peers.items()]
+            for via, route in routes:
+                print(f"through {via:<10} {wrk_post(route, token, '{}', 32, 10, threads=1)}")
+        finally:
+            for proc, _ in peers.values():
+                proc.terminate()
+                proc.wait(timeout=20)
         forwarded = [
             line
             for line in httpx.get(f"{leader_url}/metrics", headers=headers).text.splitlines()

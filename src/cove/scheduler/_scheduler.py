@@ -647,6 +647,12 @@ class Scheduler:
         pool = self.pool_for(deployment, parameters)
         pool.in_flight += 1
         try:
+            slot = pick_slot(pool)
+            if slot is not None:
+                # Warm: the autoscaler looks once this loop turn is over, for every request that came in it.
+                self._scale_later(pool)
+                slot.in_flight += 1
+                return Lease(slot)
             self._scale(pool)
             while True:
                 if self.pools.get(pool.key) is not pool:
@@ -801,7 +807,10 @@ class Scheduler:
 
     def _work_arrived(self, deployment: Deployment, parameters: dict[str, Any]) -> None:
         """Inputs were queued: scale the pool once this loop turn is over, not once per put."""
-        pool = self.pool_for(deployment, parameters)
+        self._scale_later(self.pool_for(deployment, parameters))
+
+    def _scale_later(self, pool: Pool) -> None:
+        """Scale ``pool`` once this loop turn is over: one autoscaler decision for all the demand that came in it."""
         if not pool.scale_soon:
             pool.scale_soon = True
             asyncio.get_running_loop().call_soon(self._scale_soon, pool)
