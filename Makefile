@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-unit test-asgi test-e2e test-chaos test-k8s lint bench clean
+.PHONY: run test test-data test-unit test-asgi test-e2e test-chaos test-k8s lint bench clean
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.tools uv
@@ -25,6 +25,11 @@ run: $(VENV)/.synced
 test: $(VENV)/.synced
 	$(PY) -m pytest -m 'unit and not chaos'
 	$(PY) -m pytest -m 'not unit and not chaos'
+
+# The one online step of the tests, run before them (CI does): a Debian suite synced from the mirror into a reservoir
+# (tests/debian_reservoir.py) that the image tests serve on loopback as their only source. Without it they skip.
+test-data: $(VENV)/.synced
+	$(PY) tests/debian_reservoir.py
 
 # In-process tests only: no server, container, socket or build.
 test-unit: $(VENV)/.synced

@@ -1,9 +1,11 @@
 """System layers for real: a build container runs apt over the Debian base, crun runs the result.
 
-Needs root, crun and (the first time) debootstrap with a Debian mirror. The
-base takes about a minute to build, so it is built once into a cache folder
-reused across runs (``$COVE_TEST_BASE_CACHE``, default ``~/.cache/cove-test-base``);
-each layer build then takes a few seconds.
+Needs root, crun, debootstrap and the image tests' Debian reservoir
+(``tests/debian_reservoir.py``, filled once by ``make test-data``), served on
+loopback as the builds' only source: debootstrap and apt read it, never a
+mirror. The base takes about a minute to build, so it is built once into a
+cache folder reused across runs (``$COVE_TEST_BASE_CACHE``, default
+``~/.cache/cove-test-base``); each layer build then takes a few seconds.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import asyncio
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import debian_reservoir
 import pytest
 
 import cove
@@ -32,6 +36,9 @@ COWSAY = Image(system_packages=["cowsay"], commands=["echo hi > /etc/cove-test"]
 
 
 def _missing() -> str | None:
+    reason = debian_reservoir.missing()
+    if reason:
+        return reason
     if os.geteuid() != 0:
         return "system layers are built and run in containers, which needs root"
     if shutil.which("crun") is None:
@@ -62,8 +69,18 @@ def layer_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
 
 
 @pytest.fixture(scope="session")
-def builder(layer_home: Home) -> ImageBuilder:
-    return ImageBuilder(layer_home, base_dir=BASE_CACHE)
+def debian_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The image tests' Debian reservoir, served on loopback for the session."""
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    with debian_reservoir.serving(tmp_path_factory.mktemp("debian-reservoir") / "serve.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def builder(layer_home: Home, debian_url: str) -> ImageBuilder:
+    return ImageBuilder(layer_home, index_url=f"{debian_url}/simple/", base_dir=BASE_CACHE)
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +148,7 @@ def test_a_layer_is_shared_by_images_with_the_same_system_fields(
 def test_a_failed_system_build_reports_apt_and_leaves_nothing(builder: ImageBuilder, layer_home: Home) -> None:
     image = Image(system_packages=["cove-no-such-package"])
     before = sorted(p.name for p in (layer_home.root / "layers").iterdir())
-    with pytest.raises(BuildError, match="Unable to locate package cove-no-such-package"):
+    with pytest.raises(BuildError, match="cove-no-such-package is not in the package reservoir"):
         asyncio.run(builder.build(image.spec(), Lines()))
     assert sorted(p.name for p in (layer_home.root / "layers").iterdir()) == before
     assert not (layer_home.images / image.id).exists()

@@ -2,7 +2,8 @@
 
 A real server with the crun engine: the gateway builds the system layer in a
 build container, the worker runs the endpoint on the base + layer overlay.
-Uses the Debian base cached by ``test_image_layers`` (built there if missing).
+Uses the Debian base cached by ``test_image_layers`` (built there if missing)
+and, as the server's only build source, the image tests' Debian reservoir on loopback.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import debian_reservoir
 import pytest
 from conftest import Server, start_server
 
@@ -45,9 +47,11 @@ def crun_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if reason:
         pytest.skip(reason)
     home = tmp_path_factory.mktemp("layers-e2e") / "cove"
-    srv = start_server(home, extra_env={"COVE_RUNTIME": "crun", "COVE_BASE_DIR": str(BASE_CACHE)})
-    yield srv
-    srv.stop()
+    with debian_reservoir.serving(home.parent / "reservoir.log") as url:
+        env = {"COVE_RUNTIME": "crun", "COVE_BASE_DIR": str(BASE_CACHE), "COVE_RESERVOIR_URL": f"{url}/simple/"}
+        srv = start_server(home, extra_env=env)
+        yield srv
+        srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +99,14 @@ def test_process_engine_refuses_system_images(tmp_path: Path, app_file: Path) ->
     reason = _missing()
     if reason:
         pytest.skip(reason)
-    srv = start_server(tmp_path / "cove", extra_env={"COVE_RUNTIME": "process", "COVE_BASE_DIR": str(BASE_CACHE)})
-    try:
-        srv.deploy(f"{app_file}:moo")
-        with srv.http() as http:
-            reply = http.post("/endpoint/moo", json={}, timeout=60)
-        assert reply.status_code >= 500
-        assert "crun engine" in reply.text, reply.text
-    finally:
-        srv.stop()
+    with debian_reservoir.serving(tmp_path / "reservoir.log") as url:
+        env = {"COVE_RUNTIME": "process", "COVE_BASE_DIR": str(BASE_CACHE), "COVE_RESERVOIR_URL": f"{url}/simple/"}
+        srv = start_server(tmp_path / "cove", extra_env=env)
+        try:
+            srv.deploy(f"{app_file}:moo")
+            with srv.http() as http:
+                reply = http.post("/endpoint/moo", json={}, timeout=60)
+            assert reply.status_code >= 500
+            assert "crun engine" in reply.text, reply.text
+        finally:
+            srv.stop()

@@ -1,12 +1,10 @@
 """Image builds with a package reservoir: its signed Debian suite is apt's only source, and debootstrap's.
 
-The online side (once per machine, cached in ``~/.cache/cove-test-reservoir-deb``,
-``COVE_TEST_RESERVOIR_CACHE`` overrides) runs ``sync-deb --base python3 hello``
-against the Debian mirror: what debootstrap's minbase needs, python3 and one
-small package. The build then runs in a network namespace the test creates
-(only ``lo`` up, no route): the reservoir serves on loopback there, the
-builder bootstraps the base from it (once; cached in the layer tests' base
-cache under the reservoir key's name) and builds a layer with
+The reservoir is the one the image tests share (``tests/debian_reservoir.py``,
+filled once by ``make test-data``). The build runs in a network namespace the
+test creates (only ``lo`` up, no route): the reservoir serves on loopback
+there, the builder bootstraps the base from it (once; cached in the layer
+tests' base cache under the reservoir key's name) and builds a layer with
 ``system_packages=["hello"]``; the finished image runs in a real crun
 container. A package the reservoir does not hold fails the build naming it.
 
@@ -27,6 +25,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import debian_reservoir
 import pytest
 
 import cove
@@ -39,9 +38,7 @@ from cove.runtime import CrunRuntime
 from .test_crun import make_spec, run_inside
 from .test_image_layers import BASE_CACHE
 
-RESERVOIR_CACHE = Path(os.environ.get("COVE_TEST_RESERVOIR_CACHE", Path.home() / ".cache" / "cove-test-reservoir-deb"))
 PORT = 8470  # inside a namespace of our own, so it is free
-SYNC_MARKER = ".cove-test-synced-v1"
 
 # Runs inside the namespace: the reservoir server, then the builder with its index as the only source.
 BUILD_SCRIPT = """
@@ -75,7 +72,7 @@ try:
     out["image"] = built.id
     out["log"] = lines
     try:
-        asyncio.run(builder.build(Image(system_packages=["cowsay"]).spec(), log))
+        asyncio.run(builder.build(Image(system_packages=["sl"]).spec(), log))
         out["missing"] = None
     except BuildError as exc:
         out["missing"] = str(exc)
@@ -97,23 +94,11 @@ def _missing_tools() -> str | None:
 
 @pytest.fixture(scope="module")
 def reservoir_root() -> Path:
-    """A reservoir whose bookworm suite holds debootstrap's minbase, python3 and hello (synced once)."""
-    reason = _missing_tools()
+    """The image tests' reservoir: its bookworm suite holds debootstrap's minbase, python3 and hello."""
+    reason = _missing_tools() or debian_reservoir.missing()
     if reason:
         pytest.skip(reason)
-    if (RESERVOIR_CACHE / SYNC_MARKER).is_file():
-        return RESERVOIR_CACHE
-    RESERVOIR_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    staging = RESERVOIR_CACHE.with_name(f".{RESERVOIR_CACHE.name}.{uuid.uuid4().hex[:8]}")
-    cmd = [sys.executable, "-m", "cove.reservoir", "sync-deb", "--suite", "bookworm", "--base", "python3", "hello"]
-    done = subprocess.run([*cmd, "--root", str(staging), "--json"], capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        pytest.skip(f"could not sync from the Debian mirror: {(done.stderr or done.stdout)[-300:]}")
-    (staging / SYNC_MARKER).write_text(done.stdout)
-    shutil.rmtree(RESERVOIR_CACHE, ignore_errors=True)
-    staging.rename(RESERVOIR_CACHE)
-    return RESERVOIR_CACHE
+    return debian_reservoir.RESERVOIR_CACHE
 
 
 @pytest.fixture
@@ -155,8 +140,8 @@ def test_system_packages_come_from_the_reservoir_alone(reservoir_root: Path, net
 
     # A package the reservoir does not hold: named, and said to be missing from the reservoir.
     missing = result["missing"]
-    assert missing is not None and "cowsay is not in the package reservoir" in missing, missing
-    assert "sync-deb --suite bookworm cowsay" in missing
+    assert missing is not None and "sl is not in the package reservoir" in missing, missing
+    assert "sync-deb --suite bookworm sl" in missing
 
     built = load_built(Home(home), result["image"])
     assert built is not None and built.rootfs is not None and built.layers
