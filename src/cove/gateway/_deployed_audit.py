@@ -34,9 +34,9 @@ from ..images import packages_of
 from ..reservoir.deployed import Finding, audit_images, deploy_blockers, rules_serial
 from ..reservoir.errors import ReservoirError
 from ..reservoir.policy import current
-from ..reservoir.store import Store as ReservoirStore
 from ..store import Deployment
 from ._errors import ApiError
+from ._local_reservoir import LocalReservoir
 from ._state import Gateway
 
 log = logging.getLogger(__name__)
@@ -45,20 +45,6 @@ EVENT_KIND = "package-audit"
 INTERVAL = 2.0
 # (workspace, name, version): the advisory ids and reasons it was flagged for
 Flags = dict[tuple[str, str, int], tuple[str, ...]]
-
-
-_OPEN: dict[Path, ReservoirStore] = {}
-
-
-def reservoir_root(gw: Gateway) -> Path:
-    return gw.settings.home.root / "reservoir"
-
-
-def _reservoir(root: Path) -> ReservoirStore:
-    """The reservoir at ``root``, opened once (opening writes; the store is safe to share between threads)."""
-    if root not in _OPEN:
-        _OPEN[root] = ReservoirStore(root)
-    return _OPEN[root]
 
 
 class DeployedAuditor:
@@ -86,7 +72,7 @@ class DeployedAuditor:
             await asyncio.sleep(INTERVAL)
             if not self.gw.cluster.leading:
                 continue
-            if not _has_reservoir(self.gw):
+            if not self.gw.reservoir.exists():
                 if self._flags is None:
                     self._flags = {}  # nothing was flagged before there was a reservoir: no baseline to keep quiet
                 continue
@@ -105,16 +91,16 @@ class DeployedAuditor:
             if self.report is not None and key == self._key and not force:
                 return self.report
             images = await self._images(rows)
-            report = await asyncio.to_thread(_judge, reservoir_root(self.gw), images)
+            report = await asyncio.to_thread(_judge, self.gw.reservoir, images)
             self._record(report, rows, everything=force)
             self.report, self._key = {**report, "audited_at": time.time()}, key
             return self.report
 
     def _rules_serial(self) -> int:
         """The newest policy or advisory change; the events are scanned only when the serial moved."""
-        if not _has_reservoir(self.gw):
+        if not self.gw.reservoir.exists():
             return 0
-        store = _reservoir(reservoir_root(self.gw))
+        store = self.gw.reservoir.store()
         serial = store.serial()
         if serial != self._serial:
             self._serial, self._rules = serial, rules_serial(store)
@@ -193,19 +179,14 @@ class DeployedAuditor:
         )
 
 
-def _has_reservoir(gw: Gateway) -> bool:
-    """Whether this home has a reservoir at all (auditing must not create one)."""
-    return (reservoir_root(gw) / "reservoir.db").is_file()
-
-
-def _judge(root: Path, images: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    if not (root / "reservoir.db").is_file():  # no reservoir: nothing flags anything, every image is checked
+def _judge(reservoir: LocalReservoir, images: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    if not reservoir.exists():  # no reservoir: nothing flags anything, every image is checked
         checked = sum(1 for image in images if isinstance(image.get("packages"), dict))
         unknown = [
             {"image_id": i["image_id"], "deployments": i["deployments"]} for i in images if i.get("packages") is None
         ]
         return {"rules_serial": 0, "advisories": 0, "checked_images": checked, "flagged": [], "unknown": unknown}
-    return audit_images(_reservoir(root), images)
+    return audit_images(reservoir.store(), images)
 
 
 async def manifest_of(gw: Gateway, image_id: str) -> dict[str, Any] | None:
@@ -222,14 +203,14 @@ async def check_deploy(gw: Gateway, image_id: str) -> None:
     Nothing to check without a reservoir, with the setting off, or for an
     image whose packages were never recorded (an image built elsewhere).
     """
-    if not _has_reservoir(gw):
+    if not gw.reservoir.exists():
         return
     manifest = await manifest_of(gw, image_id)
     if manifest is None:
         return
 
     def judge() -> tuple[str, list[Finding]]:
-        store = _reservoir(reservoir_root(gw))
+        store = gw.reservoir.store()
         return current(store).deploy_block, deploy_blockers(store, manifest)
 
     try:

@@ -18,6 +18,7 @@ from ._auth import Authenticator
 from ._change_feed import ChangeFeed
 from ._content import Content
 from ._follower_slots import FollowerSlots
+from ._local_reservoir import LocalReservoir
 from ._logs import LogHub
 from ._secretbox import SecretBox
 from ._settings import GatewaySettings
@@ -191,3 +192,4 @@ class Gateway:
     content: Content
     follower: FollowerSlots  # the ready containers a gateway that does not lead relays invocations to
     changes: ChangeFeed  # the dashboard's open change streams, ended when the server stops
+    reservoir: LocalReservoir  # this home's package reservoir, read to audit the images that run

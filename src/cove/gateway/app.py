@@ -66,6 +66,7 @@ from ._errors import ApiError
 from ._follower_loops import FollowerLoops
 from ._follower_slots import FollowerSlots
 from ._invoke import PREFIX, handle_invoke
+from ._local_reservoir import LocalReservoir
 from ._logs import LogHub
 from ._request_ids import with_request_ids
 from ._secretbox import SecretBox, load_key, peer_token
@@ -190,6 +191,7 @@ def create_app(settings: GatewaySettings) -> Any:
             content=Content(settings.home, store, cluster.presence, peer_token(secret_key)),
             follower=FollowerSlots(store, cluster.gateway_id, on_container_gone=upstream.forget),
             changes=ChangeFeed(),
+            reservoir=LocalReservoir(settings.home.root / "reservoir"),
         )
         app.state.gateway = gw
         scheduler.dispatcher.callbacks.configure(CallbackPolicy.parse(settings.callback_allow), secret_key)
