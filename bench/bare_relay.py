@@ -14,6 +14,8 @@ platform itself costs per request.
 import os
 from typing import Any
 
+from _bare_asgi import answer_json, read_body
+
 from cove.gateway._upstream import UpstreamPool
 
 _UPSTREAM = os.environ.get("COVE_BENCH_UPSTREAM", "")
@@ -23,19 +25,7 @@ _POOL = UpstreamPool()
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     status, payload = await _POOL.invoke(_UPSTREAM, body or b"{}", "call-bench")
     assert type(payload) is bytes, "the benchmark's handler answers whole"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    await answer_json(send, status, payload)
