@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from conftest import free_port
 
 RESERVOIR_CACHE = Path(os.environ.get("COVE_TEST_RESERVOIR_CACHE", Path.home() / ".cache" / "cove-test-reservoir-deb"))
 SUITE = "bookworm"
@@ -53,20 +54,14 @@ def prepare() -> Path:
     return RESERVOIR_CACHE
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
-def serving(log: Path) -> Iterator[str]:
-    """The reservoir served on loopback while the block runs; its base URL."""
-    port = _free_port()
+def serving(log: Path, root: Path = RESERVOIR_CACHE) -> Iterator[str]:
+    """The reservoir at ``root`` (this one, unless a test names its own) served on loopback; its base URL."""
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log.open("ab") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "cove.reservoir", "serve", "--root", str(RESERVOIR_CACHE), "--port", str(port)],
+            [sys.executable, "-m", "cove.reservoir", "serve", "--root", str(root), "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

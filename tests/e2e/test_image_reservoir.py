@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,38 +208,6 @@ def test_an_index_without_a_debian_suite_is_a_clear_error(tmp_path: Path) -> Non
     """A reservoir with no published suite: the build stops and says how to fill it (no fallback to Debian)."""
     from cove.images import BuildError
 
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cove.reservoir", "serve", "--root", str(tmp_path / "r"), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_healthy(port)
-        with pytest.raises(BuildError, match=r"publishes no Debian repository.*sync-deb --suite bookworm --base"):
-            _debian.reservoir_source(f"http://127.0.0.1:{port}/simple/")
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_healthy(port: int) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"reservoir on port {port} did not start")
+    refused = pytest.raises(BuildError, match=r"publishes no Debian repository.*sync-deb --suite bookworm --base")
+    with debian_reservoir.serving(tmp_path / "serve.log", root=tmp_path / "r") as url, refused:
+        _debian.reservoir_source(f"{url}/simple/")

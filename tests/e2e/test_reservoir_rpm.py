@@ -14,7 +14,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port
 
 from cove.reservoir import keys, tokens
 from cove.reservoir.bundle import export_bundle, import_bundle
@@ -96,19 +96,13 @@ def _cli(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
     return result
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def serve() -> Iterator[object]:
     """Start ``cove reservoir serve`` for a root on a free loopback port; returns the base URL."""
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(root: Path) -> str:
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen(
             [*SERVE, "--root", str(root), "--host", "127.0.0.1", "--port", str(port), "--no-stats"],
             stdout=subprocess.DEVNULL,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import tarfile
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port
 
 from cove.reservoir import keys, policy
 from cove.reservoir.bundle import export_bundle
@@ -21,12 +21,6 @@ from cove.reservoir.cran import records
 from cove.reservoir.store import Store
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _r_package(path: Path) -> Path:
@@ -49,7 +43,7 @@ def test_server_imports_dropped_bundles(tmp_path: Path) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "COVE_HOME": str(home), "XDG_CONFIG_HOME": str(home / "config")}
     for name in ("COVE_TOKEN", "COVE_DATABASE_URL", "COVE_RESERVOIR_URL"):
         env.pop(name, None)

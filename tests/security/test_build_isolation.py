@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import free_port
 
 from cove._host.home import Home
 from cove.exceptions import ConfigError
@@ -115,12 +116,6 @@ version = "1.0"
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _sdist(folder: Path, backend: str) -> None:
     """``probe-1.0.tar.gz`` with the backend above, and the PEP 503 page that lists it."""
     files = {
@@ -160,7 +155,7 @@ def test_build_backends_run_unprivileged_and_reach_only_the_index(
     token = home.root / "admin-token"
     token.write_text("secret-admin-token\n")
     token.chmod(0o600)
-    index_port = _free_port()
+    index_port = free_port()
     site = tmp_path / "site"
     _sdist(site, BACKEND.format(token=str(token), index_port=index_port, other_port=listener))
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
@@ -224,7 +219,7 @@ def test_a_build_trusts_the_certificate_authority_the_host_names(
     monkeypatch.delenv("COVE_UV_CACHE_DIR", raising=False)
     ca, context = _private_ca(tmp_path / "ca")
     monkeypatch.setenv("SSL_CERT_FILE", str(ca))
-    index_port = _free_port()
+    index_port = free_port()
     site = tmp_path / "site"
     _sdist(site, BACKEND.format(token="/nonexistent", index_port=index_port, other_port=listener))
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
