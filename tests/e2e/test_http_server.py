@@ -1,7 +1,10 @@
-"""The gateway's HTTP protocol: a response's head and body leave in one write, and nothing waits longer than that.
+"""The gateway's HTTP protocol: a response's head and body leave in one write, and nothing waits longer than that;
+``POST /endpoint/...`` is served outside the ASGI cycle with HTTP/1.1 kept whole.
 
 A real uvicorn server with ``GatewayHttpProtocol`` on a loopback socket; the
-socket transport underneath is wrapped to count the writes that reach it.
+socket transport underneath is wrapped to count the writes that reach it. The
+app's ``serve_endpoint`` here echoes the body (the gateway's own is
+``cove.gateway._invoke.serve_endpoint``, tested end to end through ``cove server``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Any
 
 import uvicorn
 
-from cove.server._http_protocol import GatewayHttpProtocol
+from cove.server._drain import DRAINING
+from cove.server._http_protocol import DirectExchange, GatewayHttpProtocol
 
 
 class _CountingTransport:
@@ -48,7 +52,7 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     path = scope["path"]
-    if path == "/small":
+    if path == "/small" or path.startswith("/endpoint/"):  # the latter: not a POST, so not served directly
         await send({"type": "http.response.start", "status": 202, "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"ok"})
     elif path == "/slow-stream":  # the head goes out at once; the body follows later
@@ -59,6 +63,36 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/empty":
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
+
+
+SERVED_DIRECTLY: list[str] = []
+
+
+async def _serve_endpoint(exchange: DirectExchange) -> None:
+    """Echo the body after the delay its path names (``/endpoint/echo/<ms>``); ``/endpoint/fail`` raises,
+    ``/endpoint/stream`` answers in ASGI messages through uvicorn's ``send``."""
+    path = exchange.scope["path"]
+    SERVED_DIRECTLY.append(path)
+    body = b""
+    while True:
+        message = await exchange.receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if path == "/endpoint/fail":
+        raise RuntimeError("the handler broke")
+    if path == "/endpoint/stream":
+        start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        await exchange.send(start)
+        for piece in (b"one ", b"two"):
+            await exchange.send({"type": "http.response.body", "body": piece, "more_body": True})
+        await exchange.send({"type": "http.response.body", "body": b""})
+        return
+    await asyncio.sleep(int(path.rsplit("/", 1)[1]) / 1000 if path.startswith("/endpoint/echo/") else 0)
+    await exchange.answer(201, b"content-type: application/json\r\nx-served: directly\r\n", body)
+
+
+_app.serve_endpoint = _serve_endpoint  # type: ignore[attr-defined]
 
 
 async def _serve() -> tuple[uvicorn.Server, asyncio.Task[None], int]:
@@ -122,3 +156,127 @@ def test_a_head_is_not_held_back_while_the_body_is_slow() -> None:
             await task
 
     asyncio.run(scenario())
+
+
+async def _exchange(request: bytes, answers: int = 1) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Send ``request`` (one write: several requests are pipelined) on a new connection; the answers, and what
+    followed them before the server closed the connection (``b""`` when it kept it open)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", PORT[0])
+    writer.write(request)
+    got = [await asyncio.wait_for(_read_response(reader), 5) for _ in range(answers)]
+    try:
+        rest = await asyncio.wait_for(reader.read(100), 0.3)
+        closed = rest == b""
+    except TimeoutError:
+        closed = False
+    writer.close()
+    return got, b"closed" if closed else b""
+
+
+PORT = [0]
+
+
+def _scenario(body: Any) -> None:
+    async def run() -> None:
+        server, task, PORT[0] = await _serve()
+        try:
+            await body()
+        finally:
+            server.should_exit = True
+            await task
+
+    asyncio.run(run())
+
+
+def test_endpoint_posts_are_served_directly_in_one_write_and_other_requests_by_the_app() -> None:
+    async def body() -> None:
+        SERVED_DIRECTLY.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", PORT[0])
+        for n in range(3):  # kept alive across answers
+            WRITES.clear()
+            writer.write(b'POST /endpoint/echo/0 HTTP/1.1\r\nhost: x\r\ncontent-length: 7\r\n\r\n{"n":%d}' % n)
+            head, answer = await asyncio.wait_for(_read_response(reader), 5)
+            assert head.startswith(b"HTTP/1.1 201") and answer == b'{"n":%d}' % n
+            assert b"x-served: directly" in head and b"date: " in head and b"content-length: 7" in head
+            assert b"connection: close" not in head
+            await asyncio.sleep(0.05)
+            assert len(WRITES) == 1, WRITES
+        writer.write(b"GET /endpoint/echo/0 HTTP/1.1\r\nhost: x\r\n\r\n")  # not a POST: the app's
+        writer.write(b"POST /small HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")  # not the path: the app's
+        for _ in range(2):
+            head, answer = await asyncio.wait_for(_read_response(reader), 5)
+            assert head.startswith(b"HTTP/1.1 202") and answer == b"ok"
+        writer.close()
+        assert SERVED_DIRECTLY == ["/endpoint/echo/0"] * 3
+
+    _scenario(body)
+
+
+def test_pipelined_endpoint_requests_are_answered_in_order() -> None:
+    async def body() -> None:
+        # The first takes longest: answered out of order, the bodies would not line up with the requests.
+        requests = b"".join(
+            b"POST /endpoint/echo/%d HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n%d" % (delay, n)
+            for n, delay in enumerate((200, 0, 50))
+        )
+        got, _ = await _exchange(requests + b"POST /small HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n", 4)
+        assert [answer for _, answer in got] == [b"0", b"1", b"2", b"ok"]
+
+    _scenario(body)
+
+
+def test_a_body_in_pieces_and_expect_100_continue_are_read_whole() -> None:
+    async def body() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", PORT[0])
+        writer.write(
+            b"POST /endpoint/echo/0 HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        for piece in (b"5\r\nhello\r\n", b"6\r\n world\r\n", b"0\r\n\r\n"):
+            writer.write(piece)
+            await asyncio.sleep(0.05)
+        head, answer = await asyncio.wait_for(_read_response(reader), 5)
+        assert head.startswith(b"HTTP/1.1 201") and answer == b"hello world"
+        writer.close()
+
+    _scenario(body)
+
+
+def test_the_connection_closes_when_the_client_or_a_drain_asks() -> None:
+    async def body() -> None:
+        request = b"POST /endpoint/echo/0 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n%s\r\nhi"
+        got, closed = await _exchange(request % b"connection: close\r\n")
+        assert b"connection: close" in got[0][0] and got[0][1] == b"hi" and closed == b"closed"
+        got, closed = await _exchange(b"POST /endpoint/echo/0 HTTP/1.0\r\ncontent-length: 2\r\n\r\nhi")
+        assert b"connection: close" in got[0][0] and closed == b"closed"
+        got, closed = await _exchange(request % b"")
+        assert b"connection: close" not in got[0][0] and closed == b""
+        DRAINING.active = True
+        try:
+            got, closed = await _exchange(request % b"")
+        finally:
+            DRAINING.active = False
+        assert b"connection: close" in got[0][0] and got[0][1] == b"hi" and closed == b"closed"
+
+    _scenario(body)
+
+
+def test_a_failing_handler_answers_500_and_a_streamed_answer_goes_through_asgi() -> None:
+    async def body() -> None:
+        got, closed = await _exchange(b"POST /endpoint/fail HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        assert got[0][0].startswith(b"HTTP/1.1 500") and closed == b"closed"
+        reader, writer = await asyncio.open_connection("127.0.0.1", PORT[0])
+        writer.write(b"POST /endpoint/stream HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head
+        rest = b""
+        while not rest.endswith(b"0\r\n\r\n"):
+            rest += await asyncio.wait_for(reader.read(100), 5)
+        assert rest == b"4\r\none \r\n3\r\ntwo\r\n0\r\n\r\n"
+        writer.write(b"POST /endpoint/echo/0 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nok")  # still alive
+        head, answer = await asyncio.wait_for(_read_response(reader), 5)
+        assert head.startswith(b"HTTP/1.1 201") and answer == b"ok"
+        writer.close()
+
+    _scenario(body)

@@ -41,6 +41,9 @@ assert seen[0][REQUEST_KEY] and SCOPE_KEY not in seen[0], seen[0]
 loaded = sorted(m for m in sys.modules if m.startswith(("opentelemetry.sdk", "opentelemetry.exporter",
                                                         "opentelemetry.proto", "cove.gateway._tracing_otel")))
 assert not loaded, loaded
+# Off, the server serves the invocation path outside the ASGI cycle (on, it goes through the span's wrapper).
+from cove.gateway._invoke import SERVE_ENDPOINT
+assert callable(getattr(gateway_app.create_app(settings), SERVE_ENDPOINT, None))
 print("ok")
 """
 

@@ -1,8 +1,11 @@
-"""``POST /endpoint/{name}[/v{n}]``: the invocation hot path, as plain ASGI.
+"""``POST /endpoint/{name}[/v{n}]``: the invocation hot path.
 
 It authenticates from a cache, finds a container slot in memory and relays the
 body to the container's socket over a kept-alive connection. No database write
-and no framework routing happen per request.
+and no framework routing happen per request. The server hands these requests
+to :func:`serve_endpoint` outside the ASGI cycle (``cove.server._http_protocol``),
+which writes a whole answer at once; with tracing on, they come through the
+ASGI app to :func:`handle_invoke`, inside their spans. Both answer the same.
 
 The leader takes slots from its scheduler; a gateway that does not lead takes
 them from its mirror of the ready containers (``_follower_slots``), asking
@@ -14,22 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._wire.defaults import stored
 from .._wire.urls import call_url, how_to_call
+from ..cluster import FORWARDED
 from ..exceptions import NotFound
 from ..scheduler import DeploymentStopped, Lease, NoCapacity, Scheduler, StartFailed
-from ..store import Deployment
+from ..store import Deployment, random_hex
 from ._capacity import NO_CAPACITY
 from ._errors import ApiError
 from ._follower_slots import ForwardToLeader
 from ._inputs import check_inputs
 from ._parameters import header_parameters
-from ._request_ids import request_id
+from ._request_ids import assign_request_id, log_access, request_id, sending_request_id
 from ._state import Gateway
 from ._streams import relay, stream_accept
 from ._tracing import tracing_of
@@ -41,7 +44,9 @@ if TYPE_CHECKING:
 
 Scope = dict[str, Any]
 PREFIX = "/endpoint/"
+SERVE_ENDPOINT = "serve_endpoint"  # the app's attribute the server calls for PREFIX's POSTs (``cove.server``)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_JSON_HEAD = b"content-type: application/json\r\n"
 _KIND_NAMES = {"endpoint": "an endpoint", "asgi": "a web app"}
 
 
@@ -154,23 +159,74 @@ async def container_failure(lease: Lease, exc: UpstreamError) -> ApiError:
     return ApiError(502 if started_ok else 503, f"container {lease.container_id} exited: {reason}")
 
 
-async def handle_invoke(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
+Answer = tuple[int, "bytes | _Streaming | ForwardToLeader", list[tuple[bytes, bytes]]]
+
+
+class Exchange(Protocol):
+    """A request served outside the ASGI cycle (``cove.server``'s ``DirectExchange``): scope, body, one-write answer."""
+
+    scope: Scope
+    receive: Any
+    send: Any
+
+    async def answer(self, status: int, headers: bytes, body: bytes) -> None: ...
+
+
+async def _answer(gw: Gateway, scope: Scope, receive: Any) -> Answer:
+    """The invocation's status, answer and extra headers, counted in the metrics; or the leader must answer it."""
     started = time.perf_counter()
     labels = ("-", "-")  # workspace, deployment: unknown until the deployment is found
-    status = 500
     try:
         status, body, extra, labels = await _invoke(gw, scope, receive)
     except ForwardToLeader as exc:
-        await gw.cluster.forward(scope, _replay(exc.body, receive), send)  # the leader counts it
-        return
+        return 0, exc, []  # the leader counts it
     except ApiError as exc:
-        status, body, extra = exc.status, exc.body(), []
+        status, body = exc.status, exc.body()
+        extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in exc.headers.items()]
     # A stream's latency is the time to its first item: what the caller waited for before anything came.
     gw.metrics.invocation(labels, status, time.perf_counter() - started)
-    if type(body) is bytes:
+    return status, body, extra
+
+
+async def _send_answer(gw: Gateway, scope: Scope, receive: Any, send: Any, answer: Answer) -> None:
+    """Send an answer that is not a whole body (a stream, the leader's) as ASGI messages, or one that is."""
+    status, body, extra = answer
+    if isinstance(body, ForwardToLeader):
+        await gw.cluster.forward(scope, _replay(body.body, receive), send)
+    elif type(body) is bytes:
         await _respond(send, status, body, extra)
     else:
         await body.relay(receive, send, extra)  # type: ignore[union-attr]
+
+
+async def handle_invoke(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
+    """Serve one invocation as an ASGI app (a traced gateway's path; ``serve_endpoint`` otherwise)."""
+    await _send_answer(gw, scope, receive, send, await _answer(gw, scope, receive))
+
+
+async def serve_endpoint(gw: Gateway, exchange: Exchange, access_log: bool) -> None:
+    """Serve one invocation outside the ASGI cycle: what ``with_request_ids`` and ``handle_invoke`` do, in one write.
+
+    The request gets its id as every other one does; a whole answer is
+    written at once; a stream, or a request the leader must answer, goes
+    through uvicorn's ASGI ``send`` as it would have.
+    """
+    scope = exchange.scope
+    started = time.perf_counter()
+    rid = assign_request_id(scope)
+    if gw.cluster.shared and any(name == FORWARDED for name, _ in scope["headers"]):
+        gw.metrics.forwarded.labels("endpoint").inc()  # another gateway handed it over
+    answer = await _answer(gw, scope, exchange.receive)
+    status, body, extra = answer
+    if type(body) is bytes:
+        head = b"".join(b"%s: %s\r\n" % pair for pair in extra)
+        await exchange.answer(status, _JSON_HEAD + head + b"x-request-id: %s\r\n" % rid, body)
+    else:
+        kept = [0]
+        await _send_answer(gw, scope, exchange.receive, sending_request_id(exchange.send, rid, kept), answer)
+        status = kept[0]
+    if access_log:
+        log_access(scope, status, started)
 
 
 class _Streaming:
@@ -212,7 +268,7 @@ async def _invoke(
         check_inputs(described, body)
     label = (workspace, f"{deployment.name}/v{deployment.version}")
     timeout = float(stored(deployment.config, deployment.kind, "timeout"))
-    call_id = "call-" + os.urandom(8).hex()
+    call_id = "call-" + random_hex(8)
     follower = None if gw.cluster.leading else gw.follower
     slots: Leases = gw.scheduler if follower is None else follower
     deadline = None if timeout < 0 else asyncio.get_running_loop().time() + timeout

@@ -10,12 +10,12 @@ endpoint's runner, which tags the lines its handler prints with it.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from ..scheduler import CallOrigin
+from ..store import random_hex
 from ._tracing import tracing_of
 
 HEADER = b"x-request-id"
@@ -50,7 +50,7 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bool]:
             return value, True
         if name == TRACEPARENT:
             traced = _trace_id(value)
-    return traced or os.urandom(16).hex().encode(), False
+    return traced or random_hex(16).encode(), False
 
 
 def request_id(scope: Mapping[str, Any]) -> str:
@@ -74,6 +74,44 @@ def log_fields(deployment: Any) -> dict[str, Any]:
     return {"deployment": deployment.name, "version": deployment.version}
 
 
+def assign_request_id(scope: dict[str, Any]) -> bytes:
+    """Give the request its id (in ``scope``, and as a header of the request itself when the client sent none)."""
+    rid, sent = request_id_of(scope["headers"])
+    scope[SCOPE_KEY] = rid.decode("ascii")
+    if not sent:
+        scope["headers"] = [*scope["headers"], (HEADER, rid)]
+    return rid
+
+
+def sending_request_id(send: Any, rid: bytes, status: list[int]) -> Any:
+    """``send`` adding ``X-Request-Id`` to the response's head, whose status it keeps in ``status[0]``."""
+
+    async def send_with_id(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status[0] = message["status"]
+            message["headers"] = [*message.get("headers", ()), (HEADER, rid)]
+        await send(message)
+
+    return send_with_id
+
+
+def log_access(scope: dict[str, Any], status: int, started: float) -> None:
+    """The access log line of one answered request (``COVE_ACCESS_LOG=1``), with its id."""
+    log.info(
+        "%s %s %d",
+        scope["method"],
+        scope["path"],
+        status,
+        extra={
+            "request_id": scope[SCOPE_KEY],
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "seconds": round(time.perf_counter() - started, 6),
+        },
+    )
+
+
 def with_request_ids(app: Any, access_log: bool) -> Any:
     """``app`` with request ids on every HTTP request (and one access log line each, when ``access_log``)."""
 
@@ -81,18 +119,9 @@ def with_request_ids(app: Any, access_log: bool) -> Any:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        rid, sent = request_id_of(scope["headers"])
-        scope[SCOPE_KEY] = rid.decode("ascii")
-        if not sent:
-            scope["headers"] = [*scope["headers"], (HEADER, rid)]
+        rid = assign_request_id(scope)
         status = [0]
-
-        async def send_with_id(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                message["headers"] = [*message.get("headers", ()), (HEADER, rid)]
-            await send(message)
-
+        send_with_id = sending_request_id(send, rid, status)
         if not access_log:
             await app(scope, receive, send_with_id)
             return
@@ -100,19 +129,7 @@ def with_request_ids(app: Any, access_log: bool) -> Any:
         try:
             await app(scope, receive, send_with_id)
         finally:
-            log.info(
-                "%s %s %d",
-                scope["method"],
-                scope["path"],
-                status[0],
-                extra={
-                    "request_id": scope[SCOPE_KEY],
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status[0],
-                    "seconds": round(time.perf_counter() - started, 6),
-                },
-            )
+            log_access(scope, status[0], started)
 
     wrapped.api = getattr(app, "api", None)  # type: ignore[attr-defined]  # what the server's shutdown looks up
     return wrapped

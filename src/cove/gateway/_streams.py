@@ -25,14 +25,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._wire import stream as wire
 from .._wire.defaults import stored
 from ..scheduler import DeploymentStopped, Lease, StartFailed
-from ..store import Deployment
+from ..store import Deployment, random_hex
 from ._errors import ApiError
 from ._follower_slots import ForwardToLeader
 from ._upstream import UpstreamError, UpstreamStream
@@ -159,7 +158,7 @@ async def open_stream(
     timeout = float(stored(deployment.config, deployment.kind, "timeout"))
     loop = asyncio.get_running_loop()
     deadline = None if timeout < 0 else loop.time() + timeout
-    call_id = "call-" + os.urandom(8).hex()
+    call_id = "call-" + random_hex(8)
     try:
         async with asyncio.timeout_at(deadline):
             lease = await slots.acquire(deployment, parameters)

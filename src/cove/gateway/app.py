@@ -65,7 +65,7 @@ from ._error_responses import ERROR_RESPONSES
 from ._errors import ApiError
 from ._follower_loops import FollowerLoops
 from ._follower_slots import FollowerSlots
-from ._invoke import PREFIX, handle_invoke
+from ._invoke import PREFIX, SERVE_ENDPOINT, Exchange, handle_invoke, serve_endpoint
 from ._local_reservoir import LocalReservoir
 from ._logs import LogHub
 from ._request_ids import with_request_ids
@@ -301,7 +301,19 @@ def _outermost(app: Any, settings: GatewaySettings) -> Any:
     """``app`` with request ids on every request and, when ``COVE_OTLP_ENDPOINT`` is set, a span around it.
 
     The span is outside the request id, which is then the trace id (unless the client sent an ``X-Request-Id``).
+    Without tracing, the result also carries ``serve_endpoint``: the server hands it the invocation path's
+    requests outside the ASGI cycle (``cove.server._http_protocol``); it gives them ids and logs them the same.
     """
     with_ids = with_request_ids(app, settings.access_log)
     tracing = start_tracing(settings.otlp_endpoint)  # None: off, and nothing of OpenTelemetry loaded
-    return with_ids if tracing is None else tracing.wrap(with_ids)
+    if tracing is not None:
+        return tracing.wrap(with_ids)  # every request in a span: the invocation path through ASGI too
+    api = getattr(app, "api", None)  # the FastAPI part, whose state holds the gateway once it started
+    if api is None:
+        return with_ids
+
+    async def endpoint(exchange: Exchange) -> None:
+        await serve_endpoint(api.state.gateway, exchange, settings.access_log)
+
+    setattr(with_ids, SERVE_ENDPOINT, endpoint)  # the server runs the invocation path outside the ASGI cycle
+    return with_ids

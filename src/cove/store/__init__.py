@@ -10,7 +10,7 @@ from ._events import retention_from_env as events_retention_from_env
 from ._gateways import announce_gateway, claim_value, code_data, forget_gateway, live_gateway_urls
 from ._idempotency import MAX_KEY_LENGTH, KeyClaim, KeyHolder, prune_keys
 from ._idempotency import RETENTION_SECONDS as IDEMPOTENCY_RETENTION_SECONDS
-from ._ids import hash_secret, new_id
+from ._ids import hash_secret, new_id, random_hex
 from ._leases import read_lease, release_lease, take_lease
 from ._maps import cancel_stored_map, cancelled_maps, get_map, insert_map, map_outputs, map_progress, next_map_seqs
 from ._models import (
@@ -141,6 +141,7 @@ __all__ = [
     "put_secret",
     "put_split",
     "quota_limits",
+    "random_hex",
     "read_lease",
     "ready_containers",
     "record_audit",
