@@ -112,55 +112,12 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return head, await reader.readexactly(length)
 
 
-def test_small_answers_leave_in_one_write_and_keep_alive_works() -> None:
-    async def scenario() -> None:
-        server, task, port = await _serve()
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            for _ in range(3):  # one kept-alive connection, one write per answer
-                WRITES.clear()
-                writer.write(b"POST /small HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
-                head, body = await asyncio.wait_for(_read_response(reader), 5)
-                assert head.startswith(b"HTTP/1.1 202") and body == b"ok"
-                await asyncio.sleep(0.05)
-                assert len(WRITES) == 1, WRITES
-            WRITES.clear()
-            writer.write(b"GET /empty HTTP/1.1\r\nhost: x\r\n\r\n")
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            assert head.startswith(b"HTTP/1.1 204")
-            writer.close()
-        finally:
-            server.should_exit = True
-            await task
-
-    asyncio.run(scenario())
+PORT = [0]  # the port of the server _scenario started
 
 
-def test_a_head_is_not_held_back_while_the_body_is_slow() -> None:
-    async def scenario() -> None:
-        server, task, port = await _serve()
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            started = time.monotonic()
-            writer.write(b"GET /slow-stream HTTP/1.1\r\nhost: x\r\n\r\n")
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head
-            assert time.monotonic() - started < 0.4, "the head waited for the body"
-            rest = b""
-            while not rest.endswith(b"0\r\n\r\n"):
-                rest += await asyncio.wait_for(reader.read(100), 5)
-            assert b"late" in rest and b"!" in rest
-            writer.close()
-        finally:
-            server.should_exit = True
-            await task
-
-    asyncio.run(scenario())
-
-
-async def _exchange(request: bytes, answers: int = 1) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """Send ``request`` (one write: several requests are pipelined) on a new connection; the answers, and what
-    followed them before the server closed the connection (``b""`` when it kept it open)."""
+async def _exchange(request: bytes, answers: int = 1) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """Send ``request`` (one write: several requests are pipelined) on a new connection; the answers, and
+    whether the server closed the connection after them."""
     reader, writer = await asyncio.open_connection("127.0.0.1", PORT[0])
     writer.write(request)
     got = [await asyncio.wait_for(_read_response(reader), 5) for _ in range(answers)]
@@ -170,10 +127,7 @@ async def _exchange(request: bytes, answers: int = 1) -> tuple[list[tuple[bytes,
     except TimeoutError:
         closed = False
     writer.close()
-    return got, b"closed" if closed else b""
-
-
-PORT = [0]
+    return got, closed
 
 
 def _scenario(body: Any) -> None:
@@ -186,6 +140,42 @@ def _scenario(body: Any) -> None:
             await task
 
     asyncio.run(run())
+
+
+def test_small_answers_leave_in_one_write_and_keep_alive_works() -> None:
+    async def body() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", PORT[0])
+        for _ in range(3):  # one kept-alive connection, one write per answer
+            WRITES.clear()
+            writer.write(b"POST /small HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+            head, body = await asyncio.wait_for(_read_response(reader), 5)
+            assert head.startswith(b"HTTP/1.1 202") and body == b"ok"
+            await asyncio.sleep(0.05)
+            assert len(WRITES) == 1, WRITES
+        WRITES.clear()
+        writer.write(b"GET /empty HTTP/1.1\r\nhost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 204")
+        writer.close()
+
+    _scenario(body)
+
+
+def test_a_head_is_not_held_back_while_the_body_is_slow() -> None:
+    async def body() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", PORT[0])
+        started = time.monotonic()
+        writer.write(b"GET /slow-stream HTTP/1.1\r\nhost: x\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head
+        assert time.monotonic() - started < 0.4, "the head waited for the body"
+        rest = b""
+        while not rest.endswith(b"0\r\n\r\n"):
+            rest += await asyncio.wait_for(reader.read(100), 5)
+        assert b"late" in rest and b"!" in rest
+        writer.close()
+
+    _scenario(body)
 
 
 def test_endpoint_posts_are_served_directly_in_one_write_and_other_requests_by_the_app() -> None:
@@ -247,17 +237,17 @@ def test_the_connection_closes_when_the_client_or_a_drain_asks() -> None:
     async def body() -> None:
         request = b"POST /endpoint/echo/0 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n%s\r\nhi"
         got, closed = await _exchange(request % b"connection: close\r\n")
-        assert b"connection: close" in got[0][0] and got[0][1] == b"hi" and closed == b"closed"
+        assert b"connection: close" in got[0][0] and got[0][1] == b"hi" and closed
         got, closed = await _exchange(b"POST /endpoint/echo/0 HTTP/1.0\r\ncontent-length: 2\r\n\r\nhi")
-        assert b"connection: close" in got[0][0] and closed == b"closed"
+        assert b"connection: close" in got[0][0] and closed
         got, closed = await _exchange(request % b"")
-        assert b"connection: close" not in got[0][0] and closed == b""
+        assert b"connection: close" not in got[0][0] and not closed
         DRAINING.active = True
         try:
             got, closed = await _exchange(request % b"")
         finally:
             DRAINING.active = False
-        assert b"connection: close" in got[0][0] and got[0][1] == b"hi" and closed == b"closed"
+        assert b"connection: close" in got[0][0] and got[0][1] == b"hi" and closed
 
     _scenario(body)
 
@@ -265,7 +255,7 @@ def test_the_connection_closes_when_the_client_or_a_drain_asks() -> None:
 def test_a_failing_handler_answers_500_and_a_streamed_answer_goes_through_asgi() -> None:
     async def body() -> None:
         got, closed = await _exchange(b"POST /endpoint/fail HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
-        assert got[0][0].startswith(b"HTTP/1.1 500") and closed == b"closed"
+        assert got[0][0].startswith(b"HTTP/1.1 500") and closed
         reader, writer = await asyncio.open_connection("127.0.0.1", PORT[0])
         writer.write(b"POST /endpoint/stream HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)

@@ -51,6 +51,8 @@ MAX_BACKOFF_SECONDS = 30.0
 # An idle container gives its room to waiting work once it has had nothing to do for this long
 # (not at once: a stream of requests with short gaps keeps its container).
 GIVE_WAY_IDLE_SECONDS = 2.0
+# The most often requests that found a free slot run the autoscaler (one pass for all that came meanwhile).
+WARM_SCALE_INTERVAL = 0.02
 
 
 class StartFailed(RuntimeError):
@@ -158,6 +160,7 @@ class Pool:
     pending_reason: str | None = None
     quota_blocked: str | None = None
     scale_soon: bool = False  # a scaling pass is already queued for this loop turn
+    warm_scaled_at: float = 0.0  # the event loop's time of the last pass a warm request asked for
     waiting_since: float | None = None  # when ``pending_reason`` was first set (for the event log)
     last_scale: tuple[int, int] | None = None  # (desired, live) of the last scale event recorded
     history: DesiredHistory = dataclasses.field(default_factory=DesiredHistory)  # for scale_down_window
@@ -649,8 +652,8 @@ class Scheduler:
         try:
             slot = pick_slot(pool)
             if slot is not None:
-                # Warm: the autoscaler looks once this loop turn is over, for every request that came in it.
-                self._scale_later(pool)
+                # Warm: the autoscaler looks soon, once for every request that came meanwhile.
+                self._scale_warm(pool)
                 slot.in_flight += 1
                 return Lease(slot)
             self._scale(pool)
@@ -814,6 +817,27 @@ class Scheduler:
         if not pool.scale_soon:
             pool.scale_soon = True
             asyncio.get_running_loop().call_soon(self._scale_soon, pool)
+
+    def _scale_warm(self, pool: Pool) -> None:
+        """Scale ``pool`` for a request that found a free slot: at most once per ``WARM_SCALE_INTERVAL``.
+
+        At one request per loop turn (a caller at a time), a pass per turn was
+        the autoscaler per request, about a tenth of the gateway's CPU. The
+        demand is not lost, only looked at up to that much later: a pass is
+        always queued, and a request that finds no free slot scales at once.
+        """
+        if pool.scale_soon:
+            return
+        pool.scale_soon = True
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due = pool.warm_scaled_at + WARM_SCALE_INTERVAL
+        if due <= now:
+            pool.warm_scaled_at = now
+            loop.call_soon(self._scale_soon, pool)
+        else:
+            pool.warm_scaled_at = due
+            loop.call_at(due, self._scale_soon, pool)
 
     def _scale_soon(self, pool: Pool) -> None:
         pool.scale_soon = False

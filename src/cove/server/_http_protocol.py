@@ -29,8 +29,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
-from ..gateway._invoke import PREFIX as ENDPOINT_PREFIX
-from ..gateway._invoke import SERVE_ENDPOINT
+from ..gateway import ENDPOINT_PREFIX, SERVE_ENDPOINT
 from ._drain import DRAINING
 
 log = logging.getLogger("cove.gateway")
@@ -85,8 +84,8 @@ class DirectExchange:
     def __init__(self, cycle: RequestResponseCycle) -> None:
         self._cycle = cycle
         self.scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]
-        self.receive = cycle.receive
-        self.send = cycle.send
+        self.receive: Any = cycle.receive  # ASGI's receive and send: the gateway speaks them untyped
+        self.send: Any = cycle.send
 
     @property
     def started(self) -> bool:
