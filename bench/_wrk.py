@@ -15,8 +15,15 @@ from pathlib import Path
 
 def wrk_post(url: str, token: str, body: str, concurrency: int, seconds: float, threads: int | None = None) -> str:
     """Requests/s, p50, p99 and non-2xx answers of ``wrk`` POSTing ``body`` to ``url``, or why it did not run."""
+    return wrk_post_counted(url, token, body, concurrency, seconds, threads)[0]
+
+
+def wrk_post_counted(
+    url: str, token: str, body: str, concurrency: int, seconds: float, threads: int | None = None
+) -> tuple[str, int]:
+    """:func:`wrk_post`'s line, and how many requests wrk made (0 when it did not run)."""
     if shutil.which("wrk") is None:
-        return "wrk not installed"
+        return "wrk not installed", 0
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
             f"wrk.method = \"POST\"\nwrk.body = '{body}'\n"
@@ -29,7 +36,8 @@ def wrk_post(url: str, token: str, body: str, concurrency: int, seconds: float, 
         done = subprocess.run([*command, "-s", script.name, url], capture_output=True, text=True, check=False)
     finally:
         Path(script.name).unlink()
-    return _summary(done, f"wrk -t{threads} c={concurrency:<3}")
+    made = re.search(r"(\d+) requests in", done.stdout)
+    return _summary(done, f"wrk -t{threads} c={concurrency:<3}"), int(made.group(1)) if made else 0
 
 
 def wrk_get(url: str, concurrency: int, seconds: float) -> str:

@@ -8,8 +8,9 @@ follower can relay to them itself), and a third gateway of two processes
 (one container, ``concurrent_requests=32``), warms it through each, then loads
 each gateway in turn at c=1, 32 and 128, and once with ``wrk -t1 -c32``. CPU
 time comes from each gateway process's own counters (``/proc/PID/stat``, user
-+ system; for ``--processes 2`` the sum of its gateway processes), divided by
-the requests of that run: the follower's requests should cost the leader nothing.
++ system, and the user part alone; for ``--processes 2`` the sum of its gateway
+processes), divided by the requests of that run, wrk's too: the follower's
+requests should cost the leader nothing.
 Two floors are loaded the same way: a bare uvicorn app answering the JSON
 itself (``bare_uvicorn.py``) and one relaying it to the same container with the
 gateway's own container client and nothing else (``bare_relay.py``); the
@@ -32,7 +33,7 @@ from pathlib import Path
 import httpx
 from _load import LoadResult, run_load
 from _server import free_port, start_bare_uvicorn, wait_http
-from _wrk import wrk_post
+from _wrk import wrk_post_counted
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -58,12 +59,27 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat), with its children's
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat), with its children's
     when it is the supervisor of several gateway processes (it has no load of its own)."""
     fields = _stat(pid)
-    own = (int(fields[11]) + int(fields[12])) / TICKS
-    return own + sum(cpu_seconds(child) for child in children(pid) if Path(f"/proc/{child}/stat").exists())
+    user, system = int(fields[11]) / TICKS, int(fields[12]) / TICKS
+    for child in children(pid):
+        if Path(f"/proc/{child}/stat").exists():
+            child_user, child_system = cpu_seconds(child)
+            user, system = user + child_user, system + child_system
+    return user, system
+
+
+def cpu_per_request(pids: dict[str, int], before: dict[str, tuple[float, float]], requests: int) -> str:
+    """Each process's CPU per request since ``before``, with the user-space part (the rest is the kernel's)."""
+    parts = []
+    for name, pid in pids.items():
+        user, system = cpu_seconds(pid)
+        spent_user, spent = user - before[name][0], user + system - sum(before[name])
+        scale = 1e6 / max(1, requests)
+        parts.append(f"{name} {spent * scale:5.0f} µs/req (user {spent_user * scale:3.0f})")
+    return "CPU " + "  ".join(parts)
 
 
 class Cluster:
@@ -124,9 +140,7 @@ def measure(pids: dict[str, int], url: str, token: str, concurrency: int, reques
     result: LoadResult = asyncio.run(
         run_load(url, b"{}", concurrency=concurrency, requests=requests, max_seconds=seconds, token=token)
     )
-    spent = {name: (cpu_seconds(pid) - before[name]) * 1e6 / max(1, result.requests) for name, pid in pids.items()}
-    cpu = "  ".join(f"{name} {us:5.0f} µs/req" for name, us in spent.items())
-    return f"{result.row()}  | CPU {cpu}"
+    return f"{result.row()}  | {cpu_per_request(pids, before, result.requests)}"
 
 
 def main() -> None:
@@ -181,10 +195,12 @@ def main() -> None:
                 for concurrency in (1, 32, 128):
                     row = measure({via: proc.pid}, url, token, concurrency, args.requests, args.seconds)
                     print(f"{via:<18} {row}")
-            routes = [(via, f"{url}/endpoint/echo") for via, url in targets]
-            routes += [(via, url) for via, (_, url) in peers.items()]
-            for via, route in routes:
-                print(f"through {via:<10} {wrk_post(route, token, '{}', 32, 10, threads=1)}")
+            routes = [(via, f"{url}/endpoint/echo", pids[via]) for via, url in targets]
+            routes += [(via, url, proc.pid) for via, (proc, url) in peers.items()]
+            for via, route, pid in routes:
+                before = {via: cpu_seconds(pid)}
+                line, made = wrk_post_counted(route, token, "{}", 32, 10, threads=1)
+                print(f"through {via:<10} {line}  | {cpu_per_request({via: pid}, before, made)}")
         finally:
             for proc, _ in peers.values():
                 proc.terminate()
