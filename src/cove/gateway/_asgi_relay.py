@@ -34,7 +34,6 @@ import time
 from typing import Any
 
 from .._net.proxy import HOP_BY_HOP
-from ..cluster import FORWARDED
 from ..scheduler import Lease
 from ._asgi_route import (
     PREFIX,
@@ -75,8 +74,7 @@ def web_apps_in_front(inner: Any, api: Any) -> Any:
         kind = scope["type"]
         if kind in ("http", "websocket") and scope["path"].startswith(PREFIX):
             gw: Gateway = api.state.gateway
-            if gw.cluster.shared and any(name == FORWARDED for name, _ in scope["headers"]):
-                gw.metrics.forwarded.labels("asgi").inc()
+            gw.count_if_forwarded(scope, "asgi")
             if kind == "websocket":
                 await handle_websocket(gw, scope, receive, send)
             else:

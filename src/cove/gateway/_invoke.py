@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._wire.defaults import stored
 from .._wire.urls import call_url, how_to_call
-from ..cluster import FORWARDED
 from ..exceptions import NotFound
 from ..scheduler import DeploymentStopped, Lease, NoCapacity, Scheduler, StartFailed
 from ..store import Deployment, random_hex
@@ -214,19 +213,20 @@ async def serve_endpoint(gw: Gateway, exchange: Exchange, access_log: bool) -> N
     scope = exchange.scope
     started = time.perf_counter()
     rid = assign_request_id(scope)
-    if gw.cluster.shared and any(name == FORWARDED for name, _ in scope["headers"]):
-        gw.metrics.forwarded.labels("endpoint").inc()  # another gateway handed it over
-    answer = await _answer(gw, scope, exchange.receive)
-    status, body, extra = answer
-    if type(body) is bytes:
-        head = b"".join(b"%s: %s\r\n" % pair for pair in extra)
-        await exchange.answer(status, _JSON_HEAD + head + b"x-request-id: %s\r\n" % rid, body)
-    else:
-        kept = [0]
-        await _send_answer(gw, scope, exchange.receive, sending_request_id(exchange.send, rid, kept), answer)
-        status = kept[0]
-    if access_log:
-        log_access(scope, status, started)
+    gw.count_if_forwarded(scope, "endpoint")
+    kept = [0]  # the status answered; 0 until then, as the access log of the ASGI path says it
+    try:
+        answer = await _answer(gw, scope, exchange.receive)
+        status, body, extra = answer
+        if type(body) is bytes:
+            head = b"".join(b"%s: %s\r\n" % pair for pair in extra)
+            kept[0] = status
+            await exchange.answer(status, _JSON_HEAD + head + b"x-request-id: %s\r\n" % rid, body)
+        else:
+            await _send_answer(gw, scope, exchange.receive, sending_request_id(exchange.send, rid, kept), answer)
+    finally:
+        if access_log:
+            log_access(scope, kept[0], started)
 
 
 class _Streaming:

@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ..cluster import Cluster
+from ..cluster import FORWARDED, Cluster
 from ..images import ImageBuilder
 from ..scheduler import Scheduler
 from ..store import Deployment, Store, get_split
@@ -193,3 +193,8 @@ class Gateway:
     follower: FollowerSlots  # the ready containers a gateway that does not lead relays invocations to
     changes: ChangeFeed  # the dashboard's open change streams, ended when the server stops
     reservoir: LocalReservoir  # this home's package reservoir, read to audit the images that run
+
+    def count_if_forwarded(self, scope: dict[str, Any], route: str) -> None:
+        """Count a request another gateway handed to this one (``cove_forwarded_requests_total``, ``route``)."""
+        if self.cluster.shared and any(name == FORWARDED for name, _ in scope["headers"]):
+            self.metrics.forwarded.labels(route).inc()

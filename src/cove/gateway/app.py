@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, dashboard
 from .._wire import api as wire
-from ..cluster import FORWARDED, Cluster, ClusterSettings, forwarded_route, served_by_follower
+from ..cluster import Cluster, ClusterSettings, forwarded_route, served_by_follower
 from ..images import ImageBuilder
 from ..k8s import PoolCollector
 from ..k8s import start_if_configured as start_pool_controller
@@ -127,10 +127,8 @@ def _for_the_leader(gw: Gateway, scope: dict[str, Any]) -> bool:
 
     The leader counts the requests that reach it that way: a follower serves warm invocations itself.
     """
-    cluster = gw.cluster
-    if cluster.shared and any(name == FORWARDED for name, _ in scope["headers"]):
-        gw.metrics.forwarded.labels(forwarded_route(scope["path"])).inc()
-    return not cluster.leading and not served_by_follower(scope)
+    gw.count_if_forwarded(scope, forwarded_route(scope["path"]))
+    return not gw.cluster.leading and not served_by_follower(scope)
 
 
 def _register_collectors(registry: CollectorRegistry, scheduler: Scheduler) -> None:

@@ -87,11 +87,6 @@ class DirectExchange:
         self.receive: Any = cycle.receive  # ASGI's receive and send: the gateway speaks them untyped
         self.send: Any = cycle.send
 
-    @property
-    def started(self) -> bool:
-        """Whether any of the answer was written."""
-        return self._cycle.response_started
-
     async def answer(self, status: int, headers: bytes, body: bytes) -> None:
         """Write the whole answer: ``headers`` are complete header lines (CRLF-ended) other than the length.
 
