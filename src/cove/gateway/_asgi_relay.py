@@ -215,7 +215,7 @@ async def _exchange(
     pump = asyncio.ensure_future(body.pump(conn))
     stream: _Reply | None = None
     try:
-        async with asyncio.timeout_at(deadline):
+        with gw.deadlines.at(deadline):
             stream = await _reply_head(conn, pump, lease, gw, method)
             await answer.start(stream.status, stream.headers)
             await _relay_body(stream, answer, pump)

@@ -149,7 +149,6 @@ async def acquire(gw: Gateway, deployment: Deployment) -> tuple[Lease, float, fl
     """
     timeout = float(stored(deployment.config, deployment.kind, "timeout"))
     deadline = None if timeout < 0 else asyncio.get_running_loop().time() + timeout
-    with waiting_errors(gw.scheduler, deployment, timeout):
-        async with asyncio.timeout_at(deadline):
-            lease = await slots_of(gw).acquire(deployment)
+    with waiting_errors(gw.scheduler, deployment, timeout), gw.deadlines.at(deadline):
+        lease = await slots_of(gw).acquire(deployment)
     return lease, timeout, deadline

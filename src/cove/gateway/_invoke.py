@@ -16,9 +16,8 @@ the leader only when it cannot serve it (a class with parameters, no leader).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Iterator
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._wire.defaults import stored
@@ -131,22 +130,41 @@ async def find_deployment(
     return workspace, deployment
 
 
-@contextlib.contextmanager
-def waiting_errors(scheduler: Scheduler, deployment: Deployment, timeout: float) -> Iterator[None]:
+class _WaitingErrors:
+    """``waiting_errors``'s context: a class, not a generator, as it wraps every relayed request."""
+
+    __slots__ = ("deployment", "scheduler", "timeout")
+
+    def __init__(self, scheduler: Scheduler, deployment: Deployment, timeout: float) -> None:
+        self.scheduler = scheduler
+        self.deployment = deployment
+        self.timeout = timeout
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            return
+        scheduler, deployment = self.scheduler, self.deployment
+        if issubclass(exc_type, TimeoutError):
+            waiting = waiting_reason(scheduler, deployment)
+            detail = f" while waiting: {waiting}" if waiting else ""
+            message = f"no response within the deployment's timeout of {self.timeout:g} s{detail}"
+            raise waited_error(504, message, waiting) from None
+        if isinstance(exc, NoCapacity):  # the reason in the backlog's words, as cove events and cove ps say it
+            raise waited_error(503, str(exc), waiting_reason(scheduler, deployment) or str(exc), NO_CAPACITY) from None
+        if isinstance(exc, StartFailed):
+            raise waited_error(503, str(exc), waiting_reason(scheduler, deployment) or str(exc)) from None
+        if isinstance(exc, DeploymentStopped):
+            raise ApiError(503, str(exc)) from None
+
+
+def waiting_errors(scheduler: Scheduler, deployment: Deployment, timeout: float) -> _WaitingErrors:
     """The caller's error when no container answered: past the ``timeout`` (504) or none could start (503)."""
-    try:
-        yield
-    except TimeoutError:
-        waiting = waiting_reason(scheduler, deployment)
-        detail = f" while waiting: {waiting}" if waiting else ""
-        message = f"no response within the deployment's timeout of {timeout:g} s{detail}"
-        raise waited_error(504, message, waiting) from None
-    except NoCapacity as exc:  # the reason in the backlog's words, as cove events and cove ps say it
-        raise waited_error(503, str(exc), waiting_reason(scheduler, deployment) or str(exc), NO_CAPACITY) from None
-    except StartFailed as exc:
-        raise waited_error(503, str(exc), waiting_reason(scheduler, deployment) or str(exc)) from None
-    except DeploymentStopped as exc:
-        raise ApiError(503, str(exc)) from None
+    return _WaitingErrors(scheduler, deployment, timeout)
 
 
 async def container_failure(lease: Lease, exc: UpstreamError) -> ApiError:
@@ -273,28 +291,25 @@ async def _invoke(
     slots: Leases = gw.scheduler if follower is None else follower
     deadline = None if timeout < 0 else asyncio.get_running_loop().time() + timeout
     try:
-        with waiting_errors(gw.scheduler, deployment, timeout):
-            async with asyncio.timeout_at(deadline):
-                tracing = tracing_of(scope)
-                if tracing is None:
-                    lease = await slots.acquire(deployment, parameters)
-                    relayed = gw.upstream.invoke(
-                        lease.address, body, call_id, stream_accept(headers), request_id(scope)
-                    )
-                else:
-                    lease, relayed = await _traced(tracing, gw, slots, deployment, parameters, scope, body, call_id)
-                try:
-                    status, payload = await relayed
-                except UpstreamError as exc:
-                    slots.release(lease, served=False)
-                    if follower is not None and await follower.never_reached(lease, exc):
-                        raise ForwardToLeader from None
-                    raise await container_failure(lease, exc) from None
-                except BaseException:
-                    slots.release(lease, served=False)  # timed out (or cancelled) before the answer came
-                    raise
-                if type(payload) is bytes:
-                    slots.release(lease)
+        with waiting_errors(gw.scheduler, deployment, timeout), gw.deadlines.at(deadline):
+            tracing = tracing_of(scope)
+            if tracing is None:
+                lease = await slots.acquire(deployment, parameters)
+                relayed = gw.upstream.invoke(lease.address, body, call_id, stream_accept(headers), request_id(scope))
+            else:
+                lease, relayed = await _traced(tracing, gw, slots, deployment, parameters, scope, body, call_id)
+            try:
+                status, payload = await relayed
+            except UpstreamError as exc:
+                slots.release(lease, served=False)
+                if follower is not None and await follower.never_reached(lease, exc):
+                    raise ForwardToLeader from None
+                raise await container_failure(lease, exc) from None
+            except BaseException:
+                slots.release(lease, served=False)  # timed out (or cancelled) before the answer came
+                raise
+            if type(payload) is bytes:
+                slots.release(lease)
     except ForwardToLeader:
         raise ForwardToLeader(body) from None
     extra = [(b"x-cove-container", lease.container_id.encode()), (b"x-cove-call-id", call_id.encode())]

@@ -17,6 +17,7 @@ from ..store import Deployment, Store, get_split
 from ._auth import Authenticator
 from ._change_feed import ChangeFeed
 from ._content import Content
+from ._deadlines import Deadlines
 from ._follower_slots import FollowerSlots
 from ._local_reservoir import LocalReservoir
 from ._logs import LogHub
@@ -193,6 +194,7 @@ class Gateway:
     follower: FollowerSlots  # the ready containers a gateway that does not lead relays invocations to
     changes: ChangeFeed  # the dashboard's open change streams, ended when the server stops
     reservoir: LocalReservoir  # this home's package reservoir, read to audit the images that run
+    deadlines: Deadlines = dataclasses.field(default_factory=Deadlines)  # relayed requests' timeouts, timers shared
 
     def count_if_forwarded(self, scope: dict[str, Any], route: str) -> None:
         """Count a request another gateway handed to this one (``cove_forwarded_requests_total``, ``route``)."""
