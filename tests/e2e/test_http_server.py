@@ -95,10 +95,12 @@ async def _serve_endpoint(exchange: DirectExchange) -> None:
 _app.serve_endpoint = _serve_endpoint  # type: ignore[attr-defined]
 
 
-async def _serve() -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+async def _serve(keep_alive: float) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(_app, http=_CountingProtocol, lifespan="off", log_config=None, access_log=False)
+    config = uvicorn.Config(
+        _app, http=_CountingProtocol, lifespan="off", log_config=None, access_log=False, timeout_keep_alive=keep_alive
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
@@ -130,9 +132,9 @@ async def _exchange(request: bytes, answers: int = 1) -> tuple[list[tuple[bytes,
     return got, closed
 
 
-def _scenario(body: Any) -> None:
+def _scenario(body: Any, keep_alive: float = 5) -> None:
     async def run() -> None:
-        server, task, PORT[0] = await _serve()
+        server, task, PORT[0] = await _serve(keep_alive)
         try:
             await body()
         finally:
@@ -270,3 +272,30 @@ def test_a_failing_handler_answers_500_and_a_streamed_answer_goes_through_asgi()
         writer.close()
 
     _scenario(body)
+
+
+def test_an_idle_kept_alive_connection_closes_after_its_timeout_and_a_busy_one_does_not() -> None:
+    """One sweep per server closes connections idle past ``timeout_keep_alive`` (1 s here); a request
+    under way, longer than that, keeps its connection, which closes once it has been idle as long."""
+
+    async def closed_after(reader: asyncio.StreamReader, started: float) -> float:
+        assert await asyncio.wait_for(reader.read(100), 5) == b"", "the server sent more than the answer"
+        return time.monotonic() - started
+
+    async def body() -> None:
+        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", PORT[0])
+        idle_writer.write(b"POST /small HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        await asyncio.wait_for(_read_response(idle_reader), 5)
+        answered = time.monotonic()
+        busy_reader, busy_writer = await asyncio.open_connection("127.0.0.1", PORT[0])
+        busy_writer.write(b"POST /endpoint/echo/1600 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nhi")
+        waited = await closed_after(idle_reader, answered)
+        assert 1.0 <= waited < 2.0, waited
+        head, answer = await asyncio.wait_for(_read_response(busy_reader), 5)  # open past the timeout: busy
+        assert head.startswith(b"HTTP/1.1 201") and answer == b"hi"
+        waited = await closed_after(busy_reader, time.monotonic())
+        assert 0.9 <= waited < 2.0, waited
+        idle_writer.close()
+        busy_writer.close()
+
+    _scenario(body, keep_alive=1)
