@@ -24,7 +24,7 @@ from array import array
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class _Totals:
 class MetricsHistory:
     """Reads the gateway's counters every ``BUCKET_SECONDS`` into a ring per deployment."""
 
-    def __init__(self, invocations: Counter, latency: Histogram) -> None:
+    def __init__(self, invocations: Collector, latency: Collector) -> None:
         self._invocations = invocations
         self._latency = latency
         self._totals: dict[tuple[str, str], _Totals] = {}

@@ -19,6 +19,7 @@ from ._change_feed import ChangeFeed
 from ._content import Content
 from ._deadlines import Deadlines
 from ._follower_slots import FollowerSlots
+from ._invocation_metrics import LoopCounter, LoopHistogram
 from ._local_reservoir import LocalReservoir
 from ._logs import LogHub
 from ._secretbox import SecretBox
@@ -36,19 +37,17 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.invocations = Counter(
-            "cove_invocations_total",
-            "Endpoint invocations",
-            ["workspace", "deployment", "status"],
-            registry=self.registry,
+        self.invocations = LoopCounter(
+            "cove_invocations_total", "Endpoint invocations", ["workspace", "deployment", "status"]
         )
-        self.latency = Histogram(
+        self.latency = LoopHistogram(
             "cove_invocation_seconds",
             "Invocation latency through the gateway",
             ["workspace", "deployment"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=self.registry,
         )
+        self.registry.register(self.invocations)
+        self.registry.register(self.latency)
         self.container_starts = Counter(
             "cove_container_starts_total", "Containers started", ["deployment"], registry=self.registry
         )
@@ -70,22 +69,11 @@ class Metrics:
         # The handlers' own metrics, as their containers post them (labelled with deployment and container).
         self.user = UserMetrics()
         self.registry.register(self.user)
-        self._invocation_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def invocation(self, labels: tuple[str, str], status: int, seconds: float) -> None:
-        """Count one invocation of ``labels`` (workspace, deployment) and observe its latency.
-
-        Each label set's series are looked up once and kept: ``labels()`` takes
-        a lock and builds its key on every call, a measurable share of a relayed
-        request's cost.
-        """
-        key = (*labels, status)
-        series = self._invocation_series.get(key)
-        if series is None:
-            series = (self.invocations.labels(*labels, str(status)), self.latency.labels(*labels))
-            self._invocation_series[key] = series
-        series[0].inc()
-        series[1].observe(seconds)
+        """Count one invocation of ``labels`` (workspace, deployment) and observe its latency (on the loop)."""
+        self.invocations.inc((*labels, str(status)))
+        self.latency.observe(labels, seconds)
 
 
 def _seen(done: asyncio.Future[Any]) -> None:

@@ -222,7 +222,22 @@ class UpstreamPool:
 
 
 def _parse_head(head: bytes) -> tuple[int, int, bool, str | None]:
-    """Status, length, keep-alive, and the content type when the body is chunked (a stream), else None."""
+    """Status, length, keep-alive, and the content type when the body is chunked (a stream), else None.
+
+    The runner's answer to a call names its length and nothing that changes
+    how the body is read (no ``Connection``, no ``Transfer-Encoding``): that
+    one is read with two searches instead of a pass over every header line.
+    """
+    lowered = head.lower()
+    if (
+        head.startswith((b"HTTP/1.1 ", b"HTTP/1.0 "))
+        and b"\r\ntransfer-encoding:" not in lowered
+        and b"\r\nconnection:" not in lowered
+    ):
+        start = lowered.find(b"\r\ncontent-length:")
+        if start >= 0 and lowered.find(b"\r\ncontent-length:", start + 1) < 0:
+            start += 17
+            return int(head[9:12]), int(head[start : lowered.find(b"\r\n", start)]), True, None
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
