@@ -95,7 +95,7 @@ async def _serve_endpoint(exchange: DirectExchange) -> None:
 _app.serve_endpoint = _serve_endpoint  # type: ignore[attr-defined]
 
 
-async def _serve(keep_alive: float) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+async def _serve(keep_alive: int) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
@@ -132,7 +132,7 @@ async def _exchange(request: bytes, answers: int = 1) -> tuple[list[tuple[bytes,
     return got, closed
 
 
-def _scenario(body: Any, keep_alive: float = 5) -> None:
+def _scenario(body: Any, keep_alive: int = 5) -> None:
     async def run() -> None:
         server, task, PORT[0] = await _serve(keep_alive)
         try:

@@ -72,6 +72,9 @@ class _HeadHoldingTransport:
         self._flush()
         self._transport.close()
 
+    def is_closing(self) -> bool:  # asked after every answer: spared ``__getattr__``
+        return self._transport.is_closing()
+
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._flush()  # an upgraded connection's protocol writes straight to the socket from now on
         self._transport.set_protocol(protocol)
