@@ -69,22 +69,21 @@ async def _open(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any, rou
     conn: _Connection | None = None
     served = False
     try:
-        with waiting_errors(gw.scheduler, deployment, timeout):
-            async with asyncio.timeout_at(deadline):
-                try:
-                    conn = await gw.upstream.borrow(lease.address)
-                    key = ws.new_key()
-                    upgrade = [
-                        (b"connection", b"Upgrade"),
-                        (b"upgrade", b"websocket"),
-                        (b"sec-websocket-key", key.encode()),
-                        (b"sec-websocket-version", b"13"),
-                    ]
-                    conn.writer.write(request_head("GET", scope, relayed_headers(scope, route, target) + upgrade))
-                    status, headers, body = await _handshake_answer(conn)
-                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-                    failure = UpstreamError(f"container closed the connection: {exc}")
-                    raise (await container_failure(lease, failure)) from None
+        with waiting_errors(gw.scheduler, deployment, timeout), gw.deadlines.at(deadline):
+            try:
+                conn = await gw.upstream.borrow(lease.address)
+                key = ws.new_key()
+                upgrade = [
+                    (b"connection", b"Upgrade"),
+                    (b"upgrade", b"websocket"),
+                    (b"sec-websocket-key", key.encode()),
+                    (b"sec-websocket-version", b"13"),
+                ]
+                conn.writer.write(request_head("GET", scope, relayed_headers(scope, route, target) + upgrade))
+                status, headers, body = await _handshake_answer(conn)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+                failure = UpstreamError(f"container closed the connection: {exc}")
+                raise (await container_failure(lease, failure)) from None
         served = True
         if status != 101:
             await _refuse(scope, send, status, headers, body)

@@ -46,6 +46,7 @@ class LoopHistogram(Collector):
         self._documentation = documentation
         self._labelnames = tuple(labelnames)
         self._bounds = tuple(sorted(buckets))
+        self._le = [str(float(bound)) for bound in self._bounds] + ["+Inf"]  # as prometheus-client writes ``le``
         # Per series: the count in each bucket (not cumulative; the last is +Inf's), then the sum.
         self._series: dict[tuple[str, ...], list[float]] = {}
 
@@ -61,6 +62,5 @@ class LoopHistogram(Collector):
         for labels, series in dict(self._series).items():
             counts = list(series)
             cumulative = list(itertools.accumulate(counts[:-1]))
-            bounds = [str(float(bound)) for bound in self._bounds] + ["+Inf"]  # as prometheus-client writes ``le``
-            family.add_metric(labels, list(zip(bounds, cumulative, strict=True)), counts[-1])
+            family.add_metric(labels, list(zip(self._le, cumulative, strict=True)), counts[-1])
         yield family
