@@ -4,16 +4,23 @@ UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-data test-unit test-asgi test-e2e test-chaos test-k8s lint bench clean
+.PHONY: run test test-data test-unit test-asgi test-e2e test-chaos test-k8s lint bench clean bytecode
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.tools uv
 
+# Compiled to bytecode at install: where PYTHONDONTWRITEBYTECODE is set (CI images set it) nothing else writes
+# the .pyc files, and every process would compile SQLAlchemy, FastAPI and the rest from source again (seconds each).
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --all-groups
+	$(UV) sync --frozen --all-groups --compile-bytecode
 	touch $@
 
-run: $(VENV)/.synced
+# Cove's own modules, for the same reason: the tests start hundreds of server, worker and CLI processes. Quick when
+# nothing changed (compileall compares timestamps).
+bytecode: $(VENV)/.synced
+	@$(PY) -m compileall -q src >/dev/null
+
+run: bytecode
 	@# Isolated containers need crun (and nftables for allow-listed networks); install them where we can
 	@# (root on Debian), else Cove says it runs without.
 	@if ! { command -v crun && command -v nft; } >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -22,7 +29,7 @@ run: $(VENV)/.synced
 
 # The whole suite, as CI runs it: the unit tests first, so that a broken one fails in seconds, then the rest.
 # Each test is of one kind, unit, asgi or e2e (tests/conftest.py says which is which); the targets below run one.
-test: $(VENV)/.synced
+test: bytecode
 	$(PY) -m pytest -m 'unit and not chaos'
 	$(PY) -m pytest -m 'not unit and not chaos'
 
@@ -32,25 +39,25 @@ test-data: $(VENV)/.synced
 	$(PY) tests/debian_reservoir.py
 
 # In-process tests only: no server, container, socket or build.
-test-unit: $(VENV)/.synced
+test-unit: bytecode
 	$(PY) -m pytest -m 'unit and not chaos'
 
 # The gateway's app in-process through httpx's ASGITransport.
-test-asgi: $(VENV)/.synced
+test-asgi: bytecode
 	$(PY) -m pytest -m 'asgi and not chaos'
 
 # Real servers, workers, containers, PostgreSQL, builds and sockets.
-test-e2e: $(VENV)/.synced
+test-e2e: bytecode
 	$(PY) -m pytest -m 'e2e and not chaos'
 
 # SIGKILL of containers, the worker and the gateway during a drain (a couple of minutes); `make test` skips it.
-test-chaos: $(VENV)/.synced
+test-chaos: bytecode
 	$(PY) -m pytest -m chaos tests/security/test_chaos.py
 
 # The Helm chart on a real single-node Kubernetes built here (docs/kubernetes.md): root on Debian 12. The first run
 # builds the Kubernetes binaries, the images and the helm-sdkpy venv (cached in /var/tmp/cove-k8s); the cluster
 # is started for the run and torn down after it.
-test-k8s: $(VENV)/.synced
+test-k8s: bytecode
 	deploy/k8s-lab/build.sh >/dev/null
 	deploy/k8s-lab/setup-helm.sh >/dev/null
 	deploy/k8s-lab/cluster.sh up
