@@ -148,12 +148,11 @@ def _start(server: Server, token: str, report: Path, left_out: set[tuple[str, st
 
 def test_every_operation_conforms_and_never_fails(fuzzed_server: Server, tmp_path: Path) -> None:
     tokens = {"admin": fuzzed_server.token, "member": _member_token(fuzzed_server)}
+    reports = {role: tmp_path / f"{role}.json" for role in tokens}
     started = time.monotonic()
     # Both roles fuzz at once: each run spends much of its time waiting on the server's answers.
     runs = {
-        role: _start(
-            fuzzed_server, token, tmp_path / f"{role}.json", EXCLUDED | (ADMIN_EXCLUDED if role == "admin" else set())
-        )
+        role: _start(fuzzed_server, token, reports[role], EXCLUDED | (ADMIN_EXCLUDED if role == "admin" else set()))
         for role, token in tokens.items()
     }
     problems = []
@@ -163,7 +162,7 @@ def test_every_operation_conforms_and_never_fails(fuzzed_server: Server, tmp_pat
         except subprocess.TimeoutExpired:
             run.kill()
             run.wait()
-        report = tmp_path / f"{role}.json"
+        report = reports[role]
         output = report.with_suffix(".log").read_text()
         assert report.exists(), output[-8000:]
         result = json.loads(report.read_text())

@@ -27,6 +27,7 @@ from conftest import Server
 
 from cove import Image
 from cove.sdk._packing import pack_directory
+from cove.store._container_tokens import PREFIX as CONTAINER_TOKEN_PREFIX
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -393,7 +394,7 @@ def a_view(http: httpx.Client, w: World) -> dict[str, Any]:
         # A container's token is revoked when its container stops, which idle scale-down may do at any time;
         # the tokens A made itself must keep their state.
         "tokens": sorted(
-            (t["id"], None if t["name"].startswith("container:") else t["revoked_at"])
+            (t["id"], None if t["name"].startswith(CONTAINER_TOKEN_PREFIX) else t["revoked_at"])
             for t in http.get("/api/v1/tokens").json()
         ),
         "task": {k: v for k, v in http.get(f"/api/v1/tasks/{w.task_id}").json().items() if k in ("state", "result")},
