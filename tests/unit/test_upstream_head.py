@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from cove.gateway._upstream import _parse_head
+from cove.gateway._upstream_head import parse_head as _parse_head
 
 
 @pytest.mark.parametrize(

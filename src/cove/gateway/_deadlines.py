@@ -12,7 +12,8 @@ most once per ``GRAIN``.
 A deadline fires at most ``GRAIN`` late and never early, and behaves as
 ``asyncio.timeout_at`` does otherwise: the request's task is cancelled, and
 the cancellation leaves the block as ``TimeoutError`` unless the task was also
-cancelled for another reason.
+cancelled for another reason. A request served in callbacks, with no task
+(``_express``), is watched instead: its ``expire`` is called.
 """
 
 from __future__ import annotations
@@ -20,9 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import TracebackType
+from typing import Protocol
 
 GRAIN = 0.01  # seconds: how late a deadline may fire, and how often a shared timer may be armed
 _NEVER: contextlib.nullcontext[None] = contextlib.nullcontext()  # no deadline: reusable, it holds no state
+
+
+class Expiring(Protocol):
+    """What a deadline's timer calls when the instant ``key`` (in GRAINs of loop time) has passed."""
+
+    key: int
+
+    def expire(self) -> None: ...
 
 
 class Deadlines:
@@ -31,18 +41,29 @@ class Deadlines:
     __slots__ = ("_buckets", "_loop")
 
     def __init__(self) -> None:
-        self._buckets: dict[int, set[Deadline]] = {}
+        self._buckets: dict[int, set[Expiring]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def at(self, when: float | None) -> Deadline | contextlib.nullcontext[None]:
         """A context that times the current task out at loop time ``when`` (None: never), as ``asyncio.timeout_at``."""
         return _NEVER if when is None else Deadline(self, int(when / GRAIN) + 1)
 
+    def watch(self, when: float, expiring: Expiring) -> None:
+        """Call ``expiring.expire()`` once loop time ``when`` has passed, unless :meth:`unwatch` came first.
+
+        Sets ``expiring.key``, which :meth:`unwatch` reads.
+        """
+        expiring.key = int(when / GRAIN) + 1
+        self._join(expiring)
+
+    def unwatch(self, expiring: Expiring) -> None:
+        self._leave(expiring)
+
     def pending(self) -> int:
         """How many timers are armed now (one for each instant that has a request's deadline)."""
         return len(self._buckets)
 
-    def _join(self, deadline: Deadline) -> None:
+    def _join(self, deadline: Expiring) -> None:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # another loop's timers (a server restarted in one process) never fire here
             self._buckets.clear()
@@ -53,7 +74,7 @@ class Deadlines:
             loop.call_at(deadline.key * GRAIN, self._expire, deadline.key)
         bucket.add(deadline)
 
-    def _leave(self, deadline: Deadline) -> None:
+    def _leave(self, deadline: Expiring) -> None:
         bucket = self._buckets.get(deadline.key)
         if bucket is not None:
             bucket.discard(deadline)

@@ -218,6 +218,21 @@ class FollowerSlots:
             return ColdReply(serving_id=deployment_id, refusal=ask.refusal or self._refused.get(deployment_id))
         return await asyncio.shield(ask.task)
 
+    def ready_version(self, newest: Deployment) -> Deployment | None:
+        """:meth:`serving_version` when it needs no ask (a ready container of ``newest`` here); else None."""
+        return newest if newest.id in self._ready else None
+
+    def try_acquire(self, deployment: Deployment) -> Lease | None:
+        """A free slot of a ready container at once (``acquire``'s first look), or None: nothing changed."""
+        pool = self.pools.get(deployment.id)
+        slot = None if pool is None else pick_slot(pool)
+        if slot is None:
+            return None
+        slot.pool.in_flight += 1
+        slot.in_flight += 1
+        self._used.add(slot.id)
+        return Lease(slot)
+
     async def acquire(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> Lease:
         """A slot of a ready container of ``deployment``, waiting while all are full or none is ready yet.
 

@@ -27,7 +27,7 @@ from ..scheduler import DeploymentStopped, Lease, NoCapacity, Scheduler, StartFa
 from ..store import Deployment, random_hex
 from ._capacity import NO_CAPACITY
 from ._errors import ApiError
-from ._follower_slots import ForwardToLeader
+from ._follower_slots import FollowerSlots, ForwardToLeader
 from ._inputs import check_inputs
 from ._parameters import header_parameters
 from ._request_ids import assign_request_id, log_access, request_id, sending_request_id
@@ -43,8 +43,9 @@ if TYPE_CHECKING:
 Scope = dict[str, Any]
 PREFIX = "/endpoint/"
 SERVE_ENDPOINT = "serve_endpoint"  # the app's attribute the server calls for PREFIX's POSTs (``cove.server``)
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-_JSON_HEAD = b"content-type: application/json\r\n"
+EXPRESS_ENDPOINT = "express_endpoint"  # the app's attribute the server offers them to first (``_express``)
+JSON_HEAD = b"content-type: application/json\r\n"  # an invocation's whole answer: JSON
+JSON_HEADERS = [(b"content-type", b"application/json")]
 _KIND_NAMES = {"endpoint": "an endpoint", "asgi": "a web app"}
 
 
@@ -52,6 +53,8 @@ class Leases(Protocol):
     """Where a request gets its container slot: the leader's scheduler, or a follower's mirror of ready containers."""
 
     async def acquire(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> Lease: ...
+
+    def try_acquire(self, deployment: Deployment) -> Lease | None: ...
 
     def release(self, lease: Lease, *, served: bool = True) -> None: ...
 
@@ -66,7 +69,7 @@ def _replay(body: bytes, receive: Any) -> Any:
     return again
 
 
-def _parse_path(path: str) -> tuple[str, int | None]:
+def parse_path(path: str) -> tuple[str, int | None]:
     parts = [p for p in path[len(PREFIX) :].split("/") if p]
     if len(parts) == 1:
         return parts[0], None
@@ -94,7 +97,7 @@ async def read_body(receive: Any, limit: int, declared: int | None) -> bytes:
 
 
 async def _respond(send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = _JSON_HEADERS + [(b"content-length", str(len(body)).encode())] + (extra or [])
+    headers = JSON_HEADERS + [(b"content-length", str(len(body)).encode())] + (extra or [])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -146,20 +149,25 @@ class _WaitingErrors:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is None:
-            return
+        error = None if exc is None else self.error_for(exc)
+        if error is not None:
+            raise error from None
+
+    def error_for(self, exc: BaseException) -> ApiError | None:
+        """The caller's error for what ended the wait (a ``TimeoutError``, a refusal), or None: not one of those."""
         scheduler, deployment = self.scheduler, self.deployment
-        if issubclass(exc_type, TimeoutError):
+        if isinstance(exc, TimeoutError):
             waiting = waiting_reason(scheduler, deployment)
             detail = f" while waiting: {waiting}" if waiting else ""
             message = f"no response within the deployment's timeout of {self.timeout:g} s{detail}"
-            raise waited_error(504, message, waiting) from None
+            return waited_error(504, message, waiting)
         if isinstance(exc, NoCapacity):  # the reason in the backlog's words, as cove events and cove ps say it
-            raise waited_error(503, str(exc), waiting_reason(scheduler, deployment) or str(exc), NO_CAPACITY) from None
+            return waited_error(503, str(exc), waiting_reason(scheduler, deployment) or str(exc), NO_CAPACITY)
         if isinstance(exc, StartFailed):
-            raise waited_error(503, str(exc), waiting_reason(scheduler, deployment) or str(exc)) from None
+            return waited_error(503, str(exc), waiting_reason(scheduler, deployment) or str(exc))
         if isinstance(exc, DeploymentStopped):
-            raise ApiError(503, str(exc)) from None
+            return ApiError(503, str(exc))
+        return None
 
 
 def waiting_errors(scheduler: Scheduler, deployment: Deployment, timeout: float) -> _WaitingErrors:
@@ -176,7 +184,24 @@ async def container_failure(lease: Lease, exc: UpstreamError) -> ApiError:
     return ApiError(502 if started_ok else 503, f"container {lease.container_id} exited: {reason}")
 
 
-Answer = tuple[int, "bytes | _Streaming | ForwardToLeader", list[tuple[bytes, bytes]]]
+async def failure_error(
+    slots: Leases, follower: FollowerSlots | None, lease: Lease, exc: UpstreamError
+) -> ApiError | None:
+    """After the relay to the container failed, the lease given back: the caller's error, or None when a
+    follower's request never reached the container and the leader may take it."""
+    slots.release(lease, served=False)
+    if follower is not None and await follower.never_reached(lease, exc):
+        return None
+    return await container_failure(lease, exc)
+
+
+Answer = tuple[int, "bytes | Streaming | ForwardToLeader", list[tuple[bytes, bytes]]]
+
+
+def error_answer(exc: ApiError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """An error as an invocation's answer: its status, its JSON body and its own headers."""
+    extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in exc.headers.items()]
+    return exc.status, exc.body(), extra
 
 
 class Exchange(Protocol):
@@ -198,8 +223,7 @@ async def _answer(gw: Gateway, scope: Scope, receive: Any) -> Answer:
     except ForwardToLeader as exc:
         return 0, exc, []  # the leader counts it
     except ApiError as exc:
-        status, body = exc.status, exc.body()
-        extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in exc.headers.items()]
+        status, body, extra = error_answer(exc)
     # A stream's latency is the time to its first item: what the caller waited for before anything came.
     gw.metrics.invocation(labels, status, time.perf_counter() - started)
     return status, body, extra
@@ -234,20 +258,27 @@ async def serve_endpoint(gw: Gateway, exchange: Exchange, access_log: bool) -> N
     gw.count_if_forwarded(scope, "endpoint")
     kept = [0]  # the status answered; 0 until then, as the access log of the ASGI path says it
     try:
-        answer = await _answer(gw, scope, exchange.receive)
-        status, body, extra = answer
-        if type(body) is bytes:
-            head = b"".join(b"%s: %s\r\n" % pair for pair in extra)
-            kept[0] = status
-            await exchange.answer(status, _JSON_HEAD + head + b"x-request-id: %s\r\n" % rid, body)
-        else:
-            await _send_answer(gw, scope, exchange.receive, sending_request_id(exchange.send, rid, kept), answer)
+        await write_answer(gw, exchange, await _answer(gw, scope, exchange.receive), rid, kept)
     finally:
         if access_log:
             log_access(scope, kept[0], started)
 
 
-class _Streaming:
+async def write_answer(gw: Gateway, exchange: Exchange, answer: Answer, rid: bytes, kept: list[int]) -> None:
+    """Write an invocation's answer with its request id: a whole one at once, else through ASGI ``send``.
+
+    ``kept[0]`` gets the status answered, for the access log.
+    """
+    status, body, extra = answer
+    if type(body) is bytes:
+        head = b"".join(b"%s: %s\r\n" % pair for pair in extra)
+        kept[0] = status
+        await exchange.answer(status, JSON_HEAD + head + b"x-request-id: %s\r\n" % rid, body)
+    else:
+        await _send_answer(gw, exchange.scope, exchange.receive, sending_request_id(exchange.send, rid, kept), answer)
+
+
+class Streaming:
     """A generator endpoint's answer, begun: the container's stream and the lease it holds until it ends."""
 
     __slots__ = ("deadline", "lease", "slots", "stream")
@@ -264,8 +295,8 @@ class _Streaming:
 
 async def _invoke(
     gw: Gateway, scope: Scope, receive: Any
-) -> tuple[int, bytes | _Streaming, list[tuple[bytes, bytes]], tuple[str, str]]:
-    name, version = _parse_path(scope["path"])
+) -> tuple[int, bytes | Streaming, list[tuple[bytes, bytes]], tuple[str, str]]:
+    name, version = parse_path(scope["path"])
     if scope["method"] != "POST":
         raise ApiError(405, "endpoints are invoked with POST and a JSON body")
     headers: dict[bytes, bytes] = dict(scope["headers"])
@@ -301,10 +332,8 @@ async def _invoke(
             try:
                 status, payload = await relayed
             except UpstreamError as exc:
-                slots.release(lease, served=False)
-                if follower is not None and await follower.never_reached(lease, exc):
-                    raise ForwardToLeader from None
-                raise await container_failure(lease, exc) from None
+                error = await failure_error(slots, follower, lease, exc)
+                raise ForwardToLeader if error is None else error from None
             except BaseException:
                 slots.release(lease, served=False)  # timed out (or cancelled) before the answer came
                 raise
@@ -314,7 +343,7 @@ async def _invoke(
         raise ForwardToLeader(body) from None
     extra = [(b"x-cove-container", lease.container_id.encode()), (b"x-cove-call-id", call_id.encode())]
     if isinstance(payload, UpstreamStream):
-        return status, _Streaming(payload, slots, lease, deadline), extra, label  # the lease goes with it
+        return status, Streaming(payload, slots, lease, deadline), extra, label  # the lease goes with it
     return status, payload, extra, label
 
 

@@ -46,8 +46,15 @@ class Metrics:
             ["workspace", "deployment"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+        # Of those, the ones the express lane served (warm: no task, no store read; see ``_express``).
+        self.express = LoopCounter(
+            "cove_express_invocations_total",
+            "Endpoint invocations served in callbacks by the express lane (a warm container, cached token)",
+            ["workspace"],
+        )
         self.registry.register(self.invocations)
         self.registry.register(self.latency)
+        self.registry.register(self.express)
         self.container_starts = Counter(
             "cove_container_starts_total", "Containers started", ["deployment"], registry=self.registry
         )
@@ -74,6 +81,11 @@ class Metrics:
         """Count one invocation of ``labels`` (workspace, deployment) and observe its latency (on the loop)."""
         self.invocations.inc((*labels, str(status)))
         self.latency.observe(labels, seconds)
+
+
+def _drawn(split: dict[int, int]) -> int:
+    """A version drawn by the traffic shares of a split (version: percent)."""
+    return random.choices(list(split), weights=list(split.values()))[0]
 
 
 def _seen(done: asyncio.Future[Any]) -> None:
@@ -103,18 +115,35 @@ class DeploymentCache:
         if version is None:
             split = await self._split(workspace_id, name)
             if split:
-                version = random.choices(list(split), weights=list(split.values()))[0]
+                version = _drawn(split)
         key = (workspace_id, name, version)
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and hit[1] > now:
-            if hit[1] - now < self._refresh_ahead and key not in self._loading:
-                self._start_load(key)
-            return hit[0]
+        hit = self._fresh(key)
+        if hit is not None:
+            return hit
         # One lookup per key at a time: when the entry expires under load, the requests
         # arriving meanwhile wait for that lookup instead of each querying the store.
         loading = self._loading.get(key) or self._start_load(key)
         return await asyncio.shield(loading)
+
+    def peek(self, workspace_id: str, name: str, version: int | None) -> Deployment | None:
+        """What :meth:`get` answers when it needs no store read (the express lane's); else None."""
+        if version is None:
+            known, split = self._fresh_split((workspace_id, name))
+            if not known:
+                return None
+            if split:
+                version = _drawn(split)
+        return self._fresh((workspace_id, name, version))
+
+    def _fresh(self, key: tuple[str, str, int | None]) -> Deployment | None:
+        """The cached row of ``key`` while it is fresh, read again ahead of its expiry; None when it is not."""
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is None or hit[1] <= now:
+            return None
+        if hit[1] - now < self._refresh_ahead and key not in self._loading:
+            self._start_load(key)
+        return hit[0]
 
     def _start_load(self, key: tuple[str, str, int | None]) -> asyncio.Future[Deployment]:
         loading = self._loading[key] = asyncio.ensure_future(self._load(key, self._generation))
@@ -133,14 +162,21 @@ class DeploymentCache:
 
     async def _split(self, workspace_id: str, name: str) -> dict[int, int] | None:
         key = (workspace_id, name)
-        now = time.monotonic()
-        hit = self._splits.get(key)
-        if hit is not None and hit[1] > now:
-            if hit[1] - now < self._refresh_ahead and key not in self._loading_splits:
-                self._start_split_load(key)
-            return hit[0]
+        known, split = self._fresh_split(key)
+        if known:
+            return split
         loading = self._loading_splits.get(key) or self._start_split_load(key)  # one store read per key at a time
         return await asyncio.shield(loading)
+
+    def _fresh_split(self, key: tuple[str, str]) -> tuple[bool, dict[int, int] | None]:
+        """Whether the split of ``key`` is cached and fresh (read again ahead of its expiry), and the split."""
+        now = time.monotonic()
+        hit = self._splits.get(key)
+        if hit is None or hit[1] <= now:
+            return False, None
+        if hit[1] - now < self._refresh_ahead and key not in self._loading_splits:
+            self._start_split_load(key)
+        return True, hit[0]
 
     def _start_split_load(self, key: tuple[str, str]) -> asyncio.Future[dict[int, int] | None]:
         loading = self._loading_splits[key] = asyncio.ensure_future(self._load_split(key, self._generation))

@@ -5,7 +5,9 @@ with ``Content-Length``, so a small keep-alive client over asyncio streams
 replaces a general-purpose HTTP client and its per-request cost. The one
 exception is a generator handler's answer, chunked as its items come: it is
 handed over as an :class:`UpstreamStream`, read a piece at a time, and its
-connection goes back to the pool only once its last chunk was read.
+connection goes back to the pool only once its last chunk was read. A request
+served in callbacks (the express lane) goes over :attr:`UpstreamPool.direct`
+instead (``_upstream_direct``), whose chunked answers become streams here.
 """
 
 from __future__ import annotations
@@ -14,26 +16,19 @@ import asyncio
 import contextlib
 from collections import defaultdict
 
+from ._upstream_direct import DirectConnections, Waiter
+from ._upstream_head import (
+    MAX_HEADER_BYTES,
+    UpstreamClosedIdle,
+    UpstreamError,
+    UpstreamUnreachable,
+    parse_head,
+)
+
+__all__ = ["UpstreamClosedIdle", "UpstreamError", "UpstreamPool", "UpstreamStream", "UpstreamUnreachable", "Waiter"]
+
 _MAX_IDLE_PER_ADDRESS = 64
-_MAX_HEADER_BYTES = 64 * 1024
 _PIECE = 64 * 1024  # the most of a streamed body read at once
-
-
-class UpstreamError(ConnectionError):
-    """The container closed or refused the connection before answering."""
-
-
-class UpstreamUnreachable(UpstreamError):
-    """The request never reached the container: it refused the connection (it is gone, or stopping)."""
-
-
-class UpstreamClosedIdle(UpstreamError):
-    """A kept-alive connection ended before any byte of the answer.
-
-    Either the container closed it as idle (a container that is stopping does
-    so: the request never reached its handler) or it died while running the
-    request; only the container's state tells which.
-    """
 
 
 class _Connection:
@@ -50,10 +45,10 @@ class _Connection:
 
 async def _open(address: str) -> _Connection:
     if address.startswith("unix:"):
-        reader, writer = await asyncio.open_unix_connection(address[5:], limit=_MAX_HEADER_BYTES)
+        reader, writer = await asyncio.open_unix_connection(address[5:], limit=MAX_HEADER_BYTES)
     elif address.startswith("tcp:"):
         host, _, port = address[4:].rpartition(":")
-        reader, writer = await asyncio.open_connection(host, int(port), limit=_MAX_HEADER_BYTES)
+        reader, writer = await asyncio.open_connection(host, int(port), limit=MAX_HEADER_BYTES)
     else:
         raise UpstreamError(f"unsupported container address {address!r}")
     return _Connection(reader, writer)
@@ -130,6 +125,7 @@ class UpstreamPool:
 
     def __init__(self) -> None:
         self._idle: defaultdict[str, list[_Connection]] = defaultdict(list)
+        self.direct = DirectConnections(self._adopt_stream)  # the express lane's connections
 
     async def invoke(
         self, address: str, body: bytes, call_id: str, accept: bytes = b"", request_id: str = "", traceparent: str = ""
@@ -139,40 +135,30 @@ class UpstreamPool:
         A generator handler's answer is an :class:`UpstreamStream`, in the format ``accept`` asks for.
         ``request_id`` goes along as ``X-Request-Id``: the runner tags the handler's log lines with it.
         """
-        extra = b"Accept: %s\r\n" % accept if accept else b""
-        if request_id:
-            extra += b"X-Request-Id: %s\r\n" % request_id.encode()
-        if traceparent:  # tracing is on: the runner's handler span continues the gateway's relay span
-            extra += b"traceparent: %s\r\n" % traceparent.encode()
-        return await self._post(address, b"/invoke", b"application/json", body, call_id, extra)
+        return await self._send(address, invoke_request(body, call_id, accept, request_id, traceparent))
 
     async def stream(self, address: str, body: bytes, call_id: str) -> tuple[int, bytes | UpstreamStream]:
         """POST pickled arguments to the runner's ``/stream`` (``.remote_gen``); the records come as a stream."""
-        return await self._post(address, b"/stream", b"application/octet-stream", body, call_id, b"")
+        return await self._send(address, _request(b"/stream", b"application/octet-stream", body, call_id, b""))
 
     async def call(self, address: str, body: bytes, call_id: str) -> tuple[int, bytes]:
         """POST a framed batch of task inputs to the runner's ``/call``; return (status, body)."""
-        status, payload = await self._post(address, b"/call", b"application/octet-stream", body, call_id, b"")
+        status, payload = await self._send(address, _request(b"/call", b"application/octet-stream", body, call_id, b""))
         if type(payload) is not bytes:
             payload.close()  # type: ignore[union-attr]
             raise UpstreamError("the container streamed its answer to a batch of calls")
         return status, payload
 
-    async def _post(
-        self, address: str, path: bytes, content_type: bytes, body: bytes, call_id: str, extra_headers: bytes
-    ) -> tuple[int, bytes | UpstreamStream]:
-        """POST to the runner; ``extra_headers`` are whole header lines (``Accept``, ``X-Request-Id``)."""
+    async def _send(self, address: str, request: bytes) -> tuple[int, bytes | UpstreamStream]:
+        """Send a whole request to the runner; its answer, whole or as a stream."""
         idle = self._idle.get(address)
         reused = bool(idle)
         conn = await self.borrow(address)
         head = b""
         try:
-            conn.writer.write(
-                b"POST %s HTTP/1.1\r\nHost: c\r\nContent-Type: %s\r\nX-Cove-Call-Id: %s\r\n%s"
-                b"Content-Length: %d\r\n\r\n%s" % (path, content_type, call_id.encode(), extra_headers, len(body), body)
-            )
+            conn.writer.write(request)
             head = await conn.reader.readuntil(b"\r\n\r\n")
-            status, length, keep_alive, streamed = _parse_head(head)
+            status, length, keep_alive, streamed = parse_head(head)
             if streamed is not None:
                 return status, UpstreamStream(self, address, conn, streamed, keep_alive)
             payload = await conn.reader.readexactly(length) if length else b""
@@ -215,52 +201,53 @@ class UpstreamPool:
         """Close idle connections to a container that is gone."""
         for conn in self._idle.pop(address, []):
             conn.close()
+        self.direct.forget(address)
+
+    def _adopt_stream(
+        self, address: str, transport: asyncio.Transport, rest: bytes, content_type: str, keep_alive: bool
+    ) -> UpstreamStream:
+        """A direct connection's chunked answer as a stream: the connection becomes one of this pool's."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=MAX_HEADER_BYTES, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if rest:
+            reader.feed_data(rest)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        return UpstreamStream(self, address, _Connection(reader, writer), content_type, keep_alive)
 
     def close(self) -> None:
         for address in list(self._idle):
             self.forget(address)
+        self.direct.close()
 
 
-def _parse_head(head: bytes) -> tuple[int, int, bool, str | None]:
-    """Status, length, keep-alive, and the content type when the body is chunked (a stream), else None.
+def _request(path: bytes, content_type: bytes, body: bytes, call_id: str, extra_headers: bytes) -> bytes:
+    """A POST to the runner; ``extra_headers`` are whole header lines (``Accept``, ``X-Request-Id``)."""
+    return (
+        b"POST %s HTTP/1.1\r\nHost: c\r\nContent-Type: %s\r\nX-Cove-Call-Id: %s\r\n%sContent-Length: %d\r\n\r\n%s"
+        % (
+            path,
+            content_type,
+            call_id.encode(),
+            extra_headers,
+            len(body),
+            body,
+        )
+    )
 
-    The runner's answer to a call names its length and nothing that changes
-    how the body is read (no ``Connection``, no ``Transfer-Encoding``): that
-    one is read with two searches instead of a pass over every header line.
-    """
-    lowered = head.lower()
-    if (
-        head.startswith((b"HTTP/1.1 ", b"HTTP/1.0 "))
-        and b"\r\ntransfer-encoding:" not in lowered
-        and b"\r\nconnection:" not in lowered
-    ):
-        start = lowered.find(b"\r\ncontent-length:")
-        if start >= 0 and lowered.find(b"\r\ncontent-length:", start + 1) < 0:
-            start += 17
-            return int(head[9:12]), int(head[start : lowered.find(b"\r\n", start)]), True, None
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-        raise ValueError(f"malformed status line {lines[0][:80]!r}")
-    status = int(parts[1])
-    length = 0
-    keep_alive = True
-    chunked = False
-    media = b"application/octet-stream"
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        lowered = name.strip().lower()
-        if lowered == b"content-length":
-            length = int(value.strip())
-        elif lowered == b"connection" and value.strip().lower() == b"close":
-            keep_alive = False
-        elif lowered == b"transfer-encoding":
-            if value.strip().lower() != b"chunked":
-                raise ValueError(f"unsupported transfer encoding {value.strip()[:40]!r}")
-            chunked = True
-        elif lowered == b"content-type":
-            media = value.strip()
-    return status, length, keep_alive, media.decode("latin-1") if chunked else None
+
+def invoke_request(
+    body: bytes, call_id: str, accept: bytes = b"", request_id: str = "", traceparent: str = ""
+) -> bytes:
+    """An endpoint call's POST to the runner's ``/invoke`` (see :meth:`UpstreamPool.invoke`)."""
+    extra = b"Accept: %s\r\n" % accept if accept else b""
+    if request_id:
+        extra += b"X-Request-Id: %s\r\n" % request_id.encode()
+    if traceparent:  # tracing is on: the runner's handler span continues the gateway's relay span
+        extra += b"traceparent: %s\r\n" % traceparent.encode()
+    return _request(b"/invoke", b"application/json", body, call_id, extra)
 
 
 def _chunk_size(line: bytes) -> int:

@@ -63,9 +63,10 @@ from ._container_tokens import revoke_stale as revoke_stale_container_tokens
 from ._content import Content
 from ._error_responses import ERROR_RESPONSES
 from ._errors import ApiError
+from ._express import ExpressLane
 from ._follower_loops import FollowerLoops
 from ._follower_slots import FollowerSlots
-from ._invoke import PREFIX, SERVE_ENDPOINT, Exchange, handle_invoke, serve_endpoint
+from ._invoke import EXPRESS_ENDPOINT, PREFIX, SERVE_ENDPOINT, Exchange, handle_invoke, serve_endpoint
 from ._local_reservoir import LocalReservoir
 from ._logs import LogHub
 from ._request_ids import with_request_ids
@@ -314,4 +315,6 @@ def _outermost(app: Any, settings: GatewaySettings) -> Any:
         await serve_endpoint(api.state.gateway, exchange, settings.access_log)
 
     setattr(with_ids, SERVE_ENDPOINT, endpoint)  # the server runs the invocation path outside the ASGI cycle
+    # ... and offers it to the express lane first, which serves warm calls in callbacks.
+    setattr(with_ids, EXPRESS_ENDPOINT, ExpressLane(lambda: getattr(api.state, "gateway", None), settings.access_log))
     return with_ids

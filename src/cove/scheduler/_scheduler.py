@@ -647,15 +647,12 @@ class Scheduler:
 
     async def acquire(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> Lease:
         """Wait for a container slot of the deployment (made with ``parameters``), starting containers as needed."""
+        lease = self.try_acquire(deployment, parameters)
+        if lease is not None:
+            return lease
         pool = self.pool_for(deployment, parameters)
         pool.in_flight += 1
         try:
-            slot = pick_slot(pool)
-            if slot is not None:
-                # Warm: the autoscaler looks soon, once for every request that came meanwhile.
-                self._scale_warm(pool)
-                slot.in_flight += 1
-                return Lease(slot)
             self._scale(pool)
             while True:
                 if self.pools.get(pool.key) is not pool:
@@ -672,6 +669,20 @@ class Scheduler:
         except BaseException:
             pool.in_flight -= 1
             raise
+
+    def try_acquire(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> Lease | None:
+        """A free slot of a ready pool's container at once (``acquire``'s warm path), or None: nothing changed."""
+        pool = self.pools.get(pool_key(deployment.id, parameters or {}))
+        if pool is None:
+            return None
+        slot = pick_slot(pool)
+        if slot is None:
+            return None
+        pool.in_flight += 1
+        slot.in_flight += 1
+        # Warm: the autoscaler looks soon, once for every request that came meanwhile.
+        self._scale_warm(pool)
+        return Lease(slot)
 
     def start_refusal(self, pool: Pool) -> StartFailed | None:
         """Why a pool with no live container gets none now (its callers fail with 503 at once), or None: wait."""

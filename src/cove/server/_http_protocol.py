@@ -14,6 +14,13 @@ Two changes to uvicorn's ``HttpToolsProtocol``:
   requests and applies flow control; what is skipped is the middleware stack,
   the ASGI messages and their per-header checks, which were about a third of
   the gateway's CPU time per relayed request.
+- Before that, once the request's whole body is here, the app's
+  ``express_endpoint`` (when it has one) may take it without any task: it
+  serves a warm invocation in callbacks (``cove.gateway._express``) or
+  declines, having changed nothing, and the request goes to ``serve_endpoint``.
+  A request that expects ``100 Continue``, or whose body grows past
+  ``EXPRESS_MAX_BODY`` while it arrives, goes to ``serve_endpoint`` at once,
+  which reads it as it comes.
 
 A kept-alive connection's idle timeout is not a timer per response, as in
 uvicorn, but one sweep per server every ``KEEP_ALIVE_SWEEP`` seconds (or a
@@ -37,11 +44,13 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
-from ..gateway import ENDPOINT_PREFIX, SERVE_ENDPOINT
+from ..gateway import ENDPOINT_PREFIX, EXPRESS_ENDPOINT, SERVE_ENDPOINT
 from ._drain import DRAINING
 
 log = logging.getLogger("cove.gateway")
 KEEP_ALIVE_SWEEP = 1.0  # seconds between looks for kept-alive connections idle past their timeout
+EXPRESS_MAX_BODY = 64 * 1024  # bytes: a larger body is read as it comes (uvicorn pauses reading past this much)
+Handler = Callable[["DirectExchange"], Awaitable[None]]
 
 
 class _HeadHoldingTransport:
@@ -88,16 +97,38 @@ class DirectExchange:
 
     ``receive`` and ``send`` are uvicorn's own, for what does not fit one
     write (a streamed answer, a request handed to another gateway); a handler
-    uses either ``send`` or :meth:`answer`, never both.
+    uses either ``send`` or :meth:`answer`, never both. An express handler
+    (which runs in no task) reads the body with :meth:`body`, takes it with
+    :meth:`drop_body` once it serves the request, answers with
+    :meth:`answer_now`, and hands what needs awaiting to :meth:`serve_in_task`.
     """
 
-    __slots__ = ("_cycle", "receive", "scope", "send")
+    __slots__ = ("_cycle", "_spawn", "receive", "scope", "send")
 
-    def __init__(self, cycle: RequestResponseCycle) -> None:
+    def __init__(self, cycle: RequestResponseCycle, spawn: Callable[[Handler, RequestResponseCycle], None]) -> None:
         self._cycle = cycle
+        self._spawn = spawn
         self.scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]
         self.receive: Any = cycle.receive  # ASGI's receive and send: the gateway speaks them untyped
         self.send: Any = cycle.send
+
+    def body_size(self) -> int:
+        """How many bytes of the body are here (all of it, for an express handler)."""
+        return len(self._cycle.body)
+
+    def body(self) -> bytes:
+        """The body that is here (all of it, for an express handler), left for ``receive`` to read too."""
+        return bytes(self._cycle.body)
+
+    def drop_body(self) -> None:
+        """Take the body as ``receive`` would have: its next call waits for the client to leave."""
+        cycle = self._cycle
+        cycle.body = bytearray()
+        cycle.message_event.clear()
+
+    def serve_in_task(self, handler: Handler) -> None:
+        """Finish this request in a task running ``handler``, as ``serve_endpoint`` would run (errors: a 500)."""
+        self._spawn(handler, self._cycle)
 
     async def answer(self, status: int, headers: bytes, body: bytes) -> None:
         """Write the whole answer: ``headers`` are complete header lines (CRLF-ended) other than the length.
@@ -109,6 +140,19 @@ class DirectExchange:
         cycle = self._cycle
         if cycle.flow.write_paused and not cycle.disconnected:
             await cycle.flow.drain()
+        self._write(status, headers, body)
+
+    def answer_now(self, status: int, headers: bytes, body: bytes) -> bool:
+        """:meth:`answer` without waiting: False (nothing written) while the client reads too slowly to take it."""
+        cycle = self._cycle
+        if cycle.flow.write_paused and not cycle.disconnected:
+            return False
+        self._write(status, headers, body)
+        cycle.on_response = _answered  # as a task's end does: the next request may start already
+        return True
+
+    def _write(self, status: int, headers: bytes, body: bytes) -> None:
+        cycle = self._cycle
         if cycle.disconnected:
             return
         cycle.response_started = True
@@ -128,9 +172,12 @@ class DirectExchange:
         cycle.on_response()
 
 
-async def _serve_directly(handler: Callable[[DirectExchange], Awaitable[None]], cycle: RequestResponseCycle) -> None:
+def _answered() -> None:
+    """A cycle's ``on_response`` once its answer was written: nothing more to start."""
+
+
+async def _serve_directly(exchange: DirectExchange, handler: Handler, cycle: RequestResponseCycle) -> None:
     """Run ``handler`` as uvicorn runs an ASGI app: an error it lets out is a 500, or a closed connection."""
-    exchange = DirectExchange(cycle)
     try:
         await handler(exchange)
     except BaseException as exc:
@@ -144,7 +191,7 @@ async def _serve_directly(handler: Callable[[DirectExchange], Awaitable[None]], 
             log.error("the invocation path returned without completing its answer to %s", cycle.scope["path"])
             cycle.transport.close()
     finally:
-        cycle.on_response = lambda: None
+        cycle.on_response = _answered
 
 
 class _IdleSweep:
@@ -183,9 +230,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_HeadHoldingTransport(transport))  # type: ignore[arg-type]
-        self.serve_endpoint: Callable[[DirectExchange], Awaitable[None]] | None = getattr(
-            self.config.app, SERVE_ENDPOINT, None
-        )
+        app = self.config.app
+        self.serve_endpoint: Handler | None = getattr(app, SERVE_ENDPOINT, None)
+        self.express: Callable[[DirectExchange], bool] | None = getattr(app, EXPRESS_ENDPOINT, None)
+        self.awaiting_body: RequestResponseCycle | None = None  # an express candidate whose body is still coming
         self.idle_since: float | None = None  # loop time of the last answer, while no request follows it
         sweep = _SWEEPS.get(self.server_state)
         if sweep is None:
@@ -214,14 +262,41 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         scope = cycle.scope
+        serve = self.serve_endpoint
         if (
-            self.serve_endpoint is None
+            serve is None
             or app is not self.app  # over uvicorn's concurrency limit: its 503 app answers
             or scope["method"] != "POST"
             or not scope["path"].startswith(ENDPOINT_PREFIX)
         ):
             super()._start_asgi_task(cycle, app)
-            return
-        task = self.loop.create_task(_serve_directly(self.serve_endpoint, cycle))
+        elif self.express is None or cycle.waiting_for_100_continue:
+            self._spawn(serve, cycle)
+        elif cycle.more_body:
+            self.awaiting_body = cycle  # taken up when the body is whole (or too large to wait for)
+        else:
+            self._try_express(cycle, serve)
+
+    def _try_express(self, cycle: RequestResponseCycle, serve: Handler) -> None:
+        exchange = DirectExchange(cycle, self._spawn)
+        if not self.express(exchange):  # type: ignore[misc]  # only called while there is one
+            self._spawn(serve, cycle, exchange)
+
+    def _spawn(self, handler: Handler, cycle: RequestResponseCycle, exchange: DirectExchange | None = None) -> None:
+        task = self.loop.create_task(_serve_directly(exchange or DirectExchange(cycle, self._spawn), handler, cycle))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        waiting = self.awaiting_body
+        if waiting is not None and len(waiting.body) > EXPRESS_MAX_BODY:
+            self.awaiting_body = None
+            self._spawn(self.serve_endpoint, waiting)  # type: ignore[arg-type]  # it reads the rest as it comes
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        waiting = self.awaiting_body
+        if waiting is not None:
+            self.awaiting_body = None
+            self._try_express(waiting, self.serve_endpoint)  # type: ignore[arg-type]
