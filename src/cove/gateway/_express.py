@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 _PARAMETERS = b"x-cove-parameters"  # a class's parameters: its pool is chosen by the coroutine path
 _MAX_PATHS = 4096  # remembered endpoint paths; past this many the memory starts over
+_MAX_PLANS = 4096  # remembered deployment plans, alike
 _ERROR_LABELS = ("-", "-")  # workspace, deployment of an error's count, as the coroutine path counts it
 
 
@@ -123,6 +124,8 @@ class ExpressLane:
             deployment = serving
         plan = self._plans.get(deployment.id)
         if plan is None or plan.deployment is not deployment:
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
             plan = self._plans[deployment.id] = _Plan(who.workspace_name, deployment)
         if plan.parameters or exchange.body_size() > gw.settings.max_body_bytes:
             return False
