@@ -162,3 +162,18 @@ def test_a_warm_generator_streams_its_items(server: Server) -> None:
                 assert response.headers["transfer-encoding"] == "chunked"
                 assert "".join(response.iter_text()) == "a b c "
         assert http.post("/endpoint/words", json={"text": "still whole"}).text == "still whole "
+
+
+def test_a_public_endpoint_takes_the_lane_without_a_token_and_others_still_need_one(server: Server) -> None:
+    server.deploy(f"{BASIC}:public")
+    server.deploy(f"{BASIC}:add")
+    with server.http() as http, httpx.Client(base_url=server.url) as anonymous:
+        assert anonymous.post("/endpoint/public", json={}).status_code == 200  # warm, and the workspace cached
+        assert http.post("/endpoint/add", json={"a": 1, "b": 2}).status_code == 200  # warm
+        before = _express_count(http)
+        answers = [anonymous.post("/endpoint/public", json={"word": f"w{i}"}) for i in range(3)]
+        refused = anonymous.post("/endpoint/add", json={"a": 1, "b": 2})
+        after = _express_count(http)
+    assert [a.json() for a in answers] == [{"word": f"w{i}"} for i in range(3)]
+    assert refused.status_code == 401
+    assert after - before == 3

@@ -23,6 +23,7 @@ class Authenticator:
         self._ttl = ttl
         self._cache: dict[str, tuple[Principal | None, float]] = {}
         self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
+        self._workspaces: dict[str, tuple[tuple[str, str], float]] = {}  # name: ((id, name), expiry)
 
     async def principal(self, authorization: str | None, *, metrics_reader: bool = False) -> Principal:
         """Who the header's token speaks for; a ``metrics`` token only where ``metrics_reader`` says so.
@@ -47,6 +48,23 @@ class Authenticator:
         if found.role == "metrics" and not metrics_reader:
             raise ApiError(403, "a metrics token may only read /metrics")
         return found
+
+    async def workspace(self, name: str) -> tuple[str, str]:
+        """The id and name of the workspace a call without a token reaches (the default), cached like a token.
+
+        ``NotFound`` when it does not exist.
+        """
+        known = self.cached_workspace(name)
+        if known is not None:
+            return known
+        row = await self._store.get_workspace(name)
+        self._workspaces[name] = ((row.id, row.name), time.monotonic() + self._ttl)
+        return row.id, row.name
+
+    def cached_workspace(self, name: str) -> tuple[str, str] | None:
+        """:meth:`workspace` when it is cached; else None."""
+        hit = self._workspaces.get(name)
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
 
     def cached(self, authorization: bytes) -> Principal | None:
         """What :meth:`principal` answers for a header whose token is cached and may call (the express lane's).
@@ -96,3 +114,4 @@ class Authenticator:
         """Drop cached answers, e.g. after a token was revoked here."""
         self._cache.clear()
         self._lookups.clear()
+        self._workspaces.clear()

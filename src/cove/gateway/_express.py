@@ -1,9 +1,10 @@
 """The express lane: a warm invocation served in callbacks, with no task.
 
-A ``POST /endpoint/...`` whose every step is known at once (its token and
-deployment are cached, the function takes no class parameters, a container
-has a free slot) awaits nothing but the container's answer. The server's
-protocol offers each such request here as soon as its body is whole
+A ``POST /endpoint/...`` whose every step is known at once (its token, or
+the default workspace of a call without one, and its deployment are cached,
+the function takes no class parameters, a container has a free slot)
+awaits nothing but the container's answer. The server's protocol offers
+each such request here as soon as its body is whole
 (``cove.server._http_protocol``); the lane does those steps there and then,
 sends the request on a callback connection (``_upstream_direct``) and writes
 the answer from that connection's callback. The coroutine path
@@ -75,10 +76,11 @@ class ExpressExchange(Exchange, Protocol):
 class _Plan:
     """What a deployment's calls need from its config, read once per cached row instead of per call."""
 
-    __slots__ = ("deployment", "inputs", "label", "parameters", "timeout")
+    __slots__ = ("authorized", "deployment", "inputs", "label", "parameters", "timeout")
 
     def __init__(self, workspace: str, deployment: Deployment) -> None:
         self.deployment = deployment
+        self.authorized = bool(stored(deployment.config, deployment.kind, "authorized"))
         self.label = (workspace, f"{deployment.name}/v{deployment.version}")
         self.timeout = float(stored(deployment.config, deployment.kind, "timeout"))
         self.inputs = deployment.config.get("inputs")
@@ -106,14 +108,21 @@ class ExpressLane:
         if target is None:
             return False
         headers: dict[bytes, bytes] = dict(scope["headers"])
+        if _PARAMETERS in headers:
+            return False
         authorization = headers.get(b"authorization")
-        if authorization is None or _PARAMETERS in headers:
-            return False
-        who = gw.auth.cached(authorization)
-        if who is None:
-            return False
+        if authorization is None:  # the default workspace's endpoints that were deployed authorized=False
+            known = gw.auth.cached_workspace(gw.settings.default_workspace)
+            if known is None:
+                return False
+            workspace_id, workspace = known
+        else:
+            who = gw.auth.cached(authorization)
+            if who is None:
+                return False
+            workspace_id, workspace = who.workspace_id, who.workspace_name
         name, version = target
-        deployment = gw.deployments.peek(who.workspace_id, name, version)
+        deployment = gw.deployments.peek(workspace_id, name, version)
         if deployment is None or deployment.kind != "endpoint":
             return False
         leading = gw.cluster.leading
@@ -126,8 +135,12 @@ class ExpressLane:
         if plan is None or plan.deployment is not deployment:
             if len(self._plans) >= _MAX_PLANS:
                 self._plans.clear()
-            plan = self._plans[deployment.id] = _Plan(who.workspace_name, deployment)
-        if plan.parameters or exchange.body_size() > gw.settings.max_body_bytes:
+            plan = self._plans[deployment.id] = _Plan(workspace, deployment)
+        if (
+            plan.parameters
+            or (plan.authorized and authorization is None)
+            or exchange.body_size() > gw.settings.max_body_bytes
+        ):
             return False
         body = exchange.body()
         if plan.inputs:

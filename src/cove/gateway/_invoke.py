@@ -112,9 +112,8 @@ async def find_deployment(
     """
     try:
         if authorization is None:
-            ws = await gw.store.get_workspace(gw.settings.default_workspace)
-            workspace = ws.name
-            deployment = await gw.deployments.get(ws.id, name, version)
+            workspace_id, workspace = await gw.auth.workspace(gw.settings.default_workspace)
+            deployment = await gw.deployments.get(workspace_id, name, version)
             if stored(deployment.config, deployment.kind, "authorized"):
                 raise ApiError(401, "missing Authorization header: send 'Authorization: Bearer <token>'")
         else:
