@@ -76,10 +76,11 @@ class ExpressExchange(Exchange, Protocol):
 class _Plan:
     """What a deployment's calls need from its config, read once per cached row instead of per call."""
 
-    __slots__ = ("authorized", "deployment", "inputs", "label", "parameters", "timeout")
+    __slots__ = ("authorized", "deployment", "endpoint", "inputs", "label", "parameters", "timeout")
 
     def __init__(self, workspace: str, deployment: Deployment) -> None:
         self.deployment = deployment
+        self.endpoint = deployment.kind == "endpoint"  # another kind: the coroutine path says where it answers
         self.authorized = bool(stored(deployment.config, deployment.kind, "authorized"))
         self.label = (workspace, f"{deployment.name}/v{deployment.version}")
         self.timeout = float(stored(deployment.config, deployment.kind, "timeout"))
@@ -90,17 +91,17 @@ class _Plan:
 class ExpressLane:
     """Offered each endpoint request with its whole body: serves it (True) or declines, having changed nothing."""
 
-    __slots__ = ("_access_log", "_gateway_of", "_paths", "_plans")
+    __slots__ = ("_access_log", "_paths", "_plans", "gateway")
 
-    def __init__(self, gateway_of: Callable[[], Gateway | None], access_log: bool) -> None:
-        self._gateway_of = gateway_of  # the gateway exists once the app has started
+    def __init__(self, access_log: bool) -> None:
+        self.gateway: Gateway | None = None  # set while the app runs (its lifespan)
         self._access_log = access_log
         self._paths: dict[str, tuple[str, int | None] | None] = {}
-        self._plans: dict[str, _Plan] = {}
+        self._plans: dict[int, _Plan] = {}  # by the identity of the cached row (no ORM attribute read per call)
 
     def __call__(self, exchange: ExpressExchange) -> bool:
         started = time.perf_counter()
-        gw = self._gateway_of()
+        gw = self.gateway
         if gw is None:
             return False
         scope = exchange.scope
@@ -123,21 +124,16 @@ class ExpressLane:
             workspace_id, workspace = who.workspace_id, who.workspace_name
         name, version = target
         deployment = gw.deployments.peek(workspace_id, name, version)
-        if deployment is None or deployment.kind != "endpoint":
+        if deployment is None:
             return False
-        leading = gw.cluster.leading
-        if version is None:
-            serving = gw.scheduler.serving_version(deployment) if leading else gw.follower.ready_version(deployment)
-            if serving is None:
-                return False
-            deployment = serving
-        plan = self._plans.get(deployment.id)
+        plan = self._plans.get(id(deployment))
         if plan is None or plan.deployment is not deployment:
             if len(self._plans) >= _MAX_PLANS:
                 self._plans.clear()
-            plan = self._plans[deployment.id] = _Plan(workspace, deployment)
+            plan = self._plans[id(deployment)] = _Plan(workspace, deployment)
         if (
-            plan.parameters
+            not plan.endpoint
+            or plan.parameters
             or (plan.authorized and authorization is None)
             or exchange.body_size() > gw.settings.max_body_bytes
         ):
@@ -148,8 +144,16 @@ class ExpressLane:
                 check_inputs(plan.inputs, body)
             except ApiError:
                 return False
-        slots: Leases = gw.scheduler if leading else gw.follower
-        lease = slots.try_acquire(deployment)
+        # The newest version answers a call to the name once it has a ready container (``serving_version``):
+        # here only when the slot taken is such a one; otherwise the coroutine path picks the version.
+        lease: Lease | None
+        if gw.cluster.leading:
+            slots: Leases = gw.scheduler
+            lease = gw.scheduler.try_acquire(deployment, ready_only=version is None)
+        else:
+            slots = gw.follower
+            ready = version is not None or gw.follower.ready_version(deployment) is not None
+            lease = gw.follower.try_acquire(deployment) if ready else None
         if lease is None:
             return False
         # Served here from now on.

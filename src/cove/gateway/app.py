@@ -141,6 +141,7 @@ def _register_collectors(registry: CollectorRegistry, scheduler: Scheduler) -> N
 
 def create_app(settings: GatewaySettings) -> Any:
     """Build the gateway: the invocation fast path in front of the FastAPI control API."""
+    lane = ExpressLane(settings.access_log)  # serves warm invocations while the gateway runs
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -193,6 +194,7 @@ def create_app(settings: GatewaySettings) -> Any:
             reservoir=LocalReservoir(settings.home.root / "reservoir"),
         )
         app.state.gateway = gw
+        lane.gateway = gw
         scheduler.dispatcher.callbacks.configure(CallbackPolicy.parse(settings.callback_allow), secret_key)
         _register_collectors(gw.metrics.registry, scheduler)
         await cluster.start(lead, scheduler.dispatcher.adopt)
@@ -200,6 +202,7 @@ def create_app(settings: GatewaySettings) -> Any:
         try:
             yield
         finally:
+            lane.gateway = None
             for task in leader_tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -224,28 +227,7 @@ def create_app(settings: GatewaySettings) -> Any:
         api.include_router(module.router, tags=[tag])
     api.include_router(_peer_api.router)  # between the cluster's gateways only: not in the published API
 
-    @api.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.message, exc.type, exc.headers, exc.fields)
-
-    @api.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        """Errors the framework raises itself (an unparsable body, a method not allowed) in the usual shape."""
-        error = ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
-        return _error(error.status, error.message, error.type, error.headers)
-
-    @api.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body') or 'body'}: {err.get('msg')}"
-            for err in exc.errors()
-        )
-        return _error(422, problems or "invalid request", "InvalidRequest")
-
-    @api.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(500, f"internal error: {type(exc).__name__}", "InternalError")
+    _answer_errors_in_one_shape(api)
 
     @api.get("/healthz", tags=["ops"], response_model=wire.Health)
     async def healthz() -> dict[str, Any]:
@@ -293,10 +275,37 @@ def create_app(settings: GatewaySettings) -> Any:
         await api(scope, receive, send)
 
     # /asgi/: the web apps' HTTP and WebSockets; every request with its id (X-Request-Id)
-    return _outermost(web_apps_in_front(app, api), settings)
+    return _outermost(web_apps_in_front(app, api), settings, lane)
 
 
-def _outermost(app: Any, settings: GatewaySettings) -> Any:
+def _answer_errors_in_one_shape(api: FastAPI) -> None:
+    """Every error the API answers, raised by Cove or by the framework, as the same JSON error body."""
+
+    @api.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.type, exc.headers, exc.fields)
+
+    @api.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Errors the framework raises itself (an unparsable body, a method not allowed) in the usual shape."""
+        error = ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        return _error(error.status, error.message, error.type, error.headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body') or 'body'}: {err.get('msg')}"
+            for err in exc.errors()
+        )
+        return _error(422, problems or "invalid request", "InvalidRequest")
+
+    @api.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, f"internal error: {type(exc).__name__}", "InternalError")
+
+
+def _outermost(app: Any, settings: GatewaySettings, lane: ExpressLane) -> Any:
     """``app`` with request ids on every request and, when ``COVE_OTLP_ENDPOINT`` is set, a span around it.
 
     The span is outside the request id, which is then the trace id (unless the client sent an ``X-Request-Id``).
@@ -315,6 +324,5 @@ def _outermost(app: Any, settings: GatewaySettings) -> Any:
         await serve_endpoint(api.state.gateway, exchange, settings.access_log)
 
     setattr(with_ids, SERVE_ENDPOINT, endpoint)  # the server runs the invocation path outside the ASGI cycle
-    # ... and offers it to the express lane first, which serves warm calls in callbacks.
-    setattr(with_ids, EXPRESS_ENDPOINT, ExpressLane(lambda: getattr(api.state, "gateway", None), settings.access_log))
+    setattr(with_ids, EXPRESS_ENDPOINT, lane)  # ... offering each to the express lane first (warm calls)
     return with_ids

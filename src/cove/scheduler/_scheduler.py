@@ -670,13 +670,19 @@ class Scheduler:
             pool.in_flight -= 1
             raise
 
-    def try_acquire(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> Lease | None:
-        """A free slot of a ready pool's container at once (``acquire``'s warm path), or None: nothing changed."""
-        pool = self.pools.get(pool_key(deployment.id, parameters or {}))
+    def try_acquire(
+        self, deployment: Deployment, parameters: dict[str, Any] | None = None, *, ready_only: bool = False
+    ) -> Lease | None:
+        """A free slot of a ready pool's container at once (``acquire``'s warm path), or None: nothing changed.
+
+        ``ready_only``: only a container whose runner said it is ready (one that makes ``serving_version``
+        answer ``deployment``), not one still loading with requests queued in its socket's backlog.
+        """
+        pool = self.pools.get(pool_key(deployment.id, parameters) if parameters else deployment.id)
         if pool is None:
             return None
         slot = pick_slot(pool)
-        if slot is None:
+        if slot is None or (ready_only and slot.state != "ready"):
             return None
         pool.in_flight += 1
         slot.in_flight += 1

@@ -156,10 +156,7 @@ class DirectExchange:
         if cycle.disconnected:
             return
         cycle.response_started = True
-        parts = [STATUS_LINE[status]]
-        for name, value in cycle.default_headers:
-            parts += (name, b": ", value, b"\r\n")
-        parts.append(headers)
+        parts = [STATUS_LINE[status], _default_head(cycle.default_headers), headers]
         parts.append(b"content-length: %d\r\n" % len(body))
         if not cycle.keep_alive:
             parts.append(b"connection: close\r\n")
@@ -170,6 +167,18 @@ class DirectExchange:
         if not cycle.keep_alive:
             cycle.transport.close()
         cycle.on_response()
+
+
+_DEFAULT_HEAD: list[Any] = [None, b""]  # the server's default headers (a list uvicorn remakes each second), joined
+
+
+def _default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """uvicorn's ``Date`` and ``Server`` lines, joined once per list instead of once per answer."""
+    if _DEFAULT_HEAD[0] is not headers:
+        _DEFAULT_HEAD[1] = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+        _DEFAULT_HEAD[0] = headers
+    joined: bytes = _DEFAULT_HEAD[1]
+    return joined
 
 
 def _answered() -> None:
