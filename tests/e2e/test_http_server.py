@@ -1,5 +1,5 @@
 """The gateway's HTTP protocol: a response's head and body leave in one write, and nothing waits longer than that;
-``POST /endpoint/...`` is served outside the ASGI cycle with HTTP/1.1 kept whole.
+``POST /endpoint/...`` is served outside the ASGI cycle with HTTP/1.1 kept whole, offered first to the express handler.
 
 A real uvicorn server with ``GatewayHttpProtocol`` on a loopback socket; the
 socket transport underneath is wrapped to count the writes that reach it. The
@@ -17,7 +17,7 @@ from typing import Any
 import uvicorn
 
 from cove.server._drain import DRAINING
-from cove.server._http_protocol import DirectExchange, GatewayHttpProtocol
+from cove.server._http_protocol import EXPRESS_MAX_BODY, DirectExchange, GatewayHttpProtocol
 
 
 class _CountingTransport:
@@ -93,6 +93,37 @@ async def _serve_endpoint(exchange: DirectExchange) -> None:
 
 
 _app.serve_endpoint = _serve_endpoint  # type: ignore[attr-defined]
+
+OFFERED: list[tuple[str, bytes]] = []  # what the express handler was offered: path, whole body
+
+
+def _express(exchange: DirectExchange) -> bool:
+    """Offered each endpoint POST with its whole body, in no task: ``/endpoint/express`` answers it at once,
+    ``/endpoint/express-later`` 0.1 s later from a timer, ``/endpoint/express-500`` in a task that raises,
+    ``/endpoint/express-broken`` raises here (before taking it); anything else is declined."""
+    path = exchange.scope["path"]
+    body = exchange.body()
+    OFFERED.append((path, body))
+    if path == "/endpoint/express-broken":
+        raise RuntimeError("the lane broke before taking the request")
+    if not path.startswith("/endpoint/express"):
+        return False
+    exchange.drop_body()
+    head = b"content-type: application/json\r\nx-served: express\r\n"
+    if path == "/endpoint/express":
+        assert exchange.answer_now(200, head, body[::-1])
+    elif path == "/endpoint/express-later":
+        asyncio.get_running_loop().call_later(0.1, exchange.answer_now, 200, head, body[::-1])
+    else:
+
+        async def fail(_: DirectExchange) -> None:
+            raise RuntimeError("the request failed after the lane took it")
+
+        exchange.serve_in_task(fail)
+    return True
+
+
+_app.express_endpoint = _express  # type: ignore[attr-defined]
 
 
 async def _serve(keep_alive: int) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
@@ -299,3 +330,47 @@ def test_an_idle_kept_alive_connection_closes_after_its_timeout_and_a_busy_one_d
         busy_writer.close()
 
     _scenario(body, keep_alive=1)
+
+
+def test_the_express_handler_gets_whole_bodies_and_declines_or_fails_into_serve_endpoint() -> None:
+    async def body() -> None:
+        OFFERED.clear()
+        SERVED_DIRECTLY.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", PORT[0])
+        writer.write(b"POST /endpoint/express HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        await asyncio.sleep(0.1)  # half a body: not offered yet
+        assert OFFERED == []
+        writer.write(b"2\r\nde\r\n0\r\n\r\n")
+        head, answer = await asyncio.wait_for(_read_response(reader), 5)
+        assert head.startswith(b"HTTP/1.1 200") and b"x-served: express" in head and answer == b"edcba"
+        # Taken later, in order with what follows it; declined and broken ones reach serve_endpoint whole.
+        writer.write(
+            b"POST /endpoint/express-later HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\n123"
+            b"POST /endpoint/echo/0 HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nkept"
+            b"POST /endpoint/express-broken HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nwhole"
+            b"POST /endpoint/express-500 HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n"
+        )
+        answers = [await asyncio.wait_for(_read_response(reader), 5) for _ in range(4)]
+        assert [a for _, a in answers[:3]] == [b"321", b"kept", b"whole"]
+        assert answers[3][0].startswith(b"HTTP/1.1 500")
+        assert SERVED_DIRECTLY == ["/endpoint/echo/0", "/endpoint/express-broken"]
+        writer.close()  # a 500 closes its connection
+        # 100-continue and a body past EXPRESS_MAX_BODY are read as they come, never offered.
+        OFFERED.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", PORT[0])
+        writer.write(b"POST /endpoint/express HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n")
+        assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"hi")
+        head, answer = await asyncio.wait_for(_read_response(reader), 5)
+        assert b"x-served: directly" in head and answer == b"hi"
+        large = b"x" * (EXPRESS_MAX_BODY + 10)
+        writer.write(b"POST /endpoint/express HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(large))
+        for start in range(0, len(large), 16384):
+            writer.write(large[start : start + 16384])
+            await asyncio.sleep(0.01)
+        head, answer = await asyncio.wait_for(_read_response(reader), 5)
+        assert b"x-served: directly" in head and answer == large
+        assert OFFERED == []
+        writer.close()
+
+    _scenario(body)

@@ -156,16 +156,25 @@ class ExpressLane:
             lease = gw.follower.try_acquire(deployment) if ready else None
         if lease is None:
             return False
-        # Served here from now on.
+        # Served here from now on: an error is this request's 500, as one the coroutine path lets out.
         exchange.drop_body()
-        rid = assign_request_id(scope)
-        gw.count_if_forwarded(scope, "endpoint")
-        call = _Call(self._access_log, gw, exchange, slots, lease, plan, body, rid, started)
-        if plan.timeout >= 0:
-            call.deadline = asyncio.get_running_loop().time() + plan.timeout
-            gw.deadlines.watch(call.deadline, call)
-        request = invoke_request(body, call.call_id, stream_accept(headers), rid.decode("ascii"))
-        gw.upstream.direct.send(lease.address, request, call)
+        call = None
+        try:
+            rid = assign_request_id(scope)
+            gw.count_if_forwarded(scope, "endpoint")
+            call = _Call(self._access_log, gw, exchange, slots, lease, plan, body, rid, started)
+            if plan.timeout >= 0:
+                call.deadline = asyncio.get_running_loop().time() + plan.timeout
+                gw.deadlines.watch(call.deadline, call)
+            request = invoke_request(body, call.call_id, stream_accept(headers), rid.decode("ascii"))
+            gw.upstream.direct.send(lease.address, request, call)
+        except Exception as exc:
+            if call is None or not call.done:
+                if call is not None:
+                    call.done = True
+                    gw.deadlines.unwatch(call)
+                slots.release(lease, served=False)
+                exchange.serve_in_task(_raising(exc))
         return True
 
     def _target(self, path: str) -> tuple[str, int | None] | None:
@@ -182,6 +191,15 @@ class ExpressLane:
             self._paths.clear()
         self._paths[path] = target
         return target
+
+
+def _raising(exc: Exception) -> Callable[[Any], Awaitable[None]]:
+    """A handler that lets ``exc`` out, for the server to log and answer with a 500."""
+
+    async def handler(exchange: Any) -> None:
+        raise exc
+
+    return handler
 
 
 class _Call:

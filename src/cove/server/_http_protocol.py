@@ -288,7 +288,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _try_express(self, cycle: RequestResponseCycle, serve: Handler) -> None:
         exchange = DirectExchange(cycle, self._spawn)
-        if not self.express(exchange):  # type: ignore[misc]  # only called while there is one
+        try:
+            taken = self.express(exchange)  # type: ignore[misc]  # only called while there is one
+        except Exception:  # before it took the request (after, it answers its own errors)
+            log.exception("the express lane failed on %s; the invocation path serves it", cycle.scope["path"])
+            taken = False
+        if not taken:
             self._spawn(serve, cycle, exchange)
 
     def _spawn(self, handler: Handler, cycle: RequestResponseCycle, exchange: DirectExchange | None = None) -> None:
