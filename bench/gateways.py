@@ -6,7 +6,8 @@ one ``cove worker --advertise-host 127.0.0.1`` (containers on TCP, so the
 follower can relay to them itself), and a third gateway of two processes
 (``cove server --processes 2``, both following). Deploys ``bench/apps/noop``
 (one container, ``concurrent_requests=32``), warms it through each, then loads
-each gateway in turn at c=1, 32 and 128, and once with ``wrk -t1 -c32``. CPU
+each gateway in turn at c=1, 32 and 128, and once with ``wrk -t1 -c32``
+(how many calls the express lane served is printed at the end). CPU
 time comes from each gateway process's own counters (``/proc/PID/stat``, user
 + system, and the user part alone; for ``--processes 2`` the sum of its gateway
 processes), divided by the requests of that run, wrk's too: the follower's
@@ -211,6 +212,13 @@ def main() -> None:
             if line.startswith('cove_forwarded_requests_total{route="endpoint"}')
         ]
         print("leader's forwarded endpoint requests:", forwarded[0].split()[-1] if forwarded else "0")
+        for via, url in (("leader", leader_url), ("follower", follower_url)):
+            express = [
+                line.split()[-1]
+                for line in httpx.get(f"{url}/metrics", headers=headers).text.splitlines()
+                if line.startswith("cove_express_invocations_total{")
+            ]
+            print(f"{via}'s invocations served by the express lane:", express[0] if express else "0")
     finally:
         cluster.close()
         pg.pg_ctl("-m", "immediate", "-w", "stop")
