@@ -34,7 +34,8 @@ async def inner(scope, receive, send):
 async def ignore(message):
     return None
 
-outer = gateway_app._outermost(inner, settings)
+from cove.gateway._express import ExpressLane
+outer = gateway_app._outermost(inner, settings, ExpressLane(False))
 scope = {"type": "http", "method": "POST", "path": "/endpoint/f", "headers": []}
 asyncio.run(outer(scope, None, ignore))
 assert seen[0][REQUEST_KEY] and SCOPE_KEY not in seen[0], seen[0]
@@ -42,8 +43,10 @@ loaded = sorted(m for m in sys.modules if m.startswith(("opentelemetry.sdk", "op
                                                         "opentelemetry.proto", "cove.gateway._tracing_otel")))
 assert not loaded, loaded
 # Off, the server serves the invocation path outside the ASGI cycle (on, it goes through the span's wrapper).
-from cove.gateway._invoke import SERVE_ENDPOINT
-assert callable(getattr(gateway_app.create_app(settings), SERVE_ENDPOINT, None))
+# It offers each one to the express lane first (warm calls served in callbacks).
+from cove.gateway._invoke import EXPRESS_ENDPOINT, SERVE_ENDPOINT
+served = gateway_app.create_app(settings)
+assert callable(getattr(served, SERVE_ENDPOINT, None)) and callable(getattr(served, EXPRESS_ENDPOINT, None))
 print("ok")
 """
 
