@@ -8,12 +8,17 @@ connection's callbacks can be called is checked against what really arrives.
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import uvloop
 
+from cove.gateway import _upstream as upstream
+from cove.gateway import _upstream_direct as upstream_direct
 from cove.gateway._upstream import UpstreamPool, UpstreamStream, invoke_request
 from cove.gateway._upstream_head import UpstreamClosedIdle, UpstreamError, UpstreamUnreachable
 
@@ -194,3 +199,30 @@ def test_an_abandoned_request_closes_its_connection_and_is_not_answered(tmp_path
         assert len(accepted) == 2
 
     _run(tmp_path, script, test)
+
+
+def test_a_container_that_never_accepts_is_unreachable_after_the_connect_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listener whose accept queue is full drops new connections' SYNs: the connect would wait for minutes."""
+    monkeypatch.setattr(upstream_direct, "CONNECT_SECONDS", 0.3)
+    monkeypatch.setattr(upstream, "CONNECT_SECONDS", 0.3)
+    with socket.socket() as stuck:
+        stuck.bind(("127.0.0.1", 0))
+        stuck.listen(0)
+        address = f"tcp:127.0.0.1:{stuck.getsockname()[1]}"
+        queued = socket.create_connection(stuck.getsockname())  # fills the queue; nothing accepts it
+
+        async def main() -> None:
+            started = time.monotonic()
+            kind, error = await _call(UpstreamPool(), address)
+            assert kind == "failed" and type(error) is UpstreamUnreachable, error
+            assert "no connection within 0.3 s" in str(error)
+            with pytest.raises(UpstreamUnreachable, match=r"no connection within 0\.3 s"):
+                await UpstreamPool().invoke(address, b"{}", "call-2")  # the streams client alike
+            assert time.monotonic() - started < 3
+
+        try:
+            uvloop.run(main())
+        finally:
+            queued.close()

@@ -18,6 +18,7 @@ from collections import defaultdict
 
 from ._upstream_direct import DirectConnections, Waiter
 from ._upstream_head import (
+    CONNECT_SECONDS,
     MAX_HEADER_BYTES,
     UpstreamClosedIdle,
     UpstreamError,
@@ -45,12 +46,16 @@ class _Connection:
 
 async def _open(address: str) -> _Connection:
     if address.startswith("unix:"):
-        reader, writer = await asyncio.open_unix_connection(address[5:], limit=MAX_HEADER_BYTES)
+        opening = asyncio.open_unix_connection(address[5:], limit=MAX_HEADER_BYTES)
     elif address.startswith("tcp:"):
         host, _, port = address[4:].rpartition(":")
-        reader, writer = await asyncio.open_connection(host, int(port), limit=MAX_HEADER_BYTES)
+        opening = asyncio.open_connection(host, int(port), limit=MAX_HEADER_BYTES)
     else:
         raise UpstreamError(f"unsupported container address {address!r}")
+    try:
+        reader, writer = await asyncio.wait_for(opening, CONNECT_SECONDS)
+    except TimeoutError:
+        raise TimeoutError(f"no connection within {CONNECT_SECONDS:g} s") from None  # an OSError: unreachable
     return _Connection(reader, writer)
 
 

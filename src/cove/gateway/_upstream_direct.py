@@ -17,7 +17,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ._upstream_head import MAX_HEADER_BYTES, UpstreamClosedIdle, UpstreamError, UpstreamUnreachable, parse_head
+from ._upstream_head import (
+    CONNECT_SECONDS,
+    MAX_HEADER_BYTES,
+    UpstreamClosedIdle,
+    UpstreamError,
+    UpstreamUnreachable,
+    parse_head,
+)
 
 _MAX_IDLE_PER_ADDRESS = 64
 
@@ -154,12 +161,16 @@ class DirectConnections:
         loop = asyncio.get_running_loop()
         try:
             if address.startswith("unix:"):
-                _, conn = await loop.create_unix_connection(lambda: DirectConnection(self, address), address[5:])
+                opening = loop.create_unix_connection(lambda: DirectConnection(self, address), address[5:])
             elif address.startswith("tcp:"):
                 host, _, port = address[4:].rpartition(":")
-                _, conn = await loop.create_connection(lambda: DirectConnection(self, address), host, int(port))
+                opening = loop.create_connection(lambda: DirectConnection(self, address), host, int(port))
             else:
                 raise UpstreamError(f"unsupported container address {address!r}")
+            try:
+                _, conn = await asyncio.wait_for(opening, CONNECT_SECONDS)
+            except TimeoutError:
+                raise TimeoutError(f"no connection within {CONNECT_SECONDS:g} s") from None
         except OSError as exc:
             if not waiter.done:
                 waiter.failed(UpstreamUnreachable(f"cannot connect to container: {exc}"))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 MAX_HEADER_BYTES = 64 * 1024  # the longest answer head (and chunk size line) a container may send
+# Seconds to open a connection to a container. One whose address no longer answers (its pod is gone, its
+# listener stuck) would otherwise hold the call for the kernel's whole SYN retry time, about two minutes.
+CONNECT_SECONDS = 5.0
 
 
 class UpstreamError(ConnectionError):
