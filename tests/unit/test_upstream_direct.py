@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from cove.gateway import _upstream as upstream
-from cove.gateway import _upstream_direct as upstream_direct
+from cove.gateway import _upstream_head as upstream_head
 from cove.gateway._upstream import UpstreamPool, UpstreamStream, invoke_request
 from cove.gateway._upstream_head import UpstreamClosedIdle, UpstreamError, UpstreamUnreachable
 
@@ -205,8 +204,7 @@ def test_a_container_that_never_accepts_is_unreachable_after_the_connect_timeout
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A listener whose accept queue is full drops new connections' SYNs: the connect would wait for minutes."""
-    monkeypatch.setattr(upstream_direct, "CONNECT_SECONDS", 0.3)
-    monkeypatch.setattr(upstream, "CONNECT_SECONDS", 0.3)
+    monkeypatch.setattr(upstream_head, "CONNECT_SECONDS", 0.3)
     with socket.socket() as stuck:
         stuck.bind(("127.0.0.1", 0))
         stuck.listen(0)

@@ -18,11 +18,11 @@ from collections import defaultdict
 
 from ._upstream_direct import DirectConnections, Waiter
 from ._upstream_head import (
-    CONNECT_SECONDS,
     MAX_HEADER_BYTES,
     UpstreamClosedIdle,
     UpstreamError,
     UpstreamUnreachable,
+    connect,
     parse_head,
 )
 
@@ -45,18 +45,10 @@ class _Connection:
 
 
 async def _open(address: str) -> _Connection:
-    if address.startswith("unix:"):
-        opening = asyncio.open_unix_connection(address[5:], limit=MAX_HEADER_BYTES)
-    elif address.startswith("tcp:"):
-        host, _, port = address[4:].rpartition(":")
-        opening = asyncio.open_connection(host, int(port), limit=MAX_HEADER_BYTES)
-    else:
-        raise UpstreamError(f"unsupported container address {address!r}")
-    try:
-        reader, writer = await asyncio.wait_for(opening, CONNECT_SECONDS)
-    except TimeoutError:
-        raise TimeoutError(f"no connection within {CONNECT_SECONDS:g} s") from None  # an OSError: unreachable
-    return _Connection(reader, writer)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_HEADER_BYTES, loop=loop)
+    transport, protocol = await connect(address, lambda: asyncio.StreamReaderProtocol(reader, loop=loop))
+    return _Connection(reader, asyncio.StreamWriter(transport, protocol, reader, loop))  # type: ignore[arg-type]
 
 
 class UpstreamStream:

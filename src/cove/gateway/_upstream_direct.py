@@ -18,11 +18,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._upstream_head import (
-    CONNECT_SECONDS,
     MAX_HEADER_BYTES,
     UpstreamClosedIdle,
     UpstreamError,
     UpstreamUnreachable,
+    connect,
     parse_head,
 )
 
@@ -158,26 +158,11 @@ class DirectConnections:
         task.add_done_callback(self._opening.discard)
 
     async def _open_and_send(self, address: str, request: bytes, waiter: Waiter) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            if address.startswith("unix:"):
-                opening = loop.create_unix_connection(lambda: DirectConnection(self, address), address[5:])
-            elif address.startswith("tcp:"):
-                host, _, port = address[4:].rpartition(":")
-                opening = loop.create_connection(lambda: DirectConnection(self, address), host, int(port))
-            else:
-                raise UpstreamError(f"unsupported container address {address!r}")
-            try:
-                _, conn = await asyncio.wait_for(opening, CONNECT_SECONDS)
-            except TimeoutError:
-                raise TimeoutError(f"no connection within {CONNECT_SECONDS:g} s") from None
-        except OSError as exc:
+            _, conn = await connect(address, lambda: DirectConnection(self, address))
+        except OSError as exc:  # refused, timed out, or an address of no kind we know (an UpstreamError)
             if not waiter.done:
                 waiter.failed(UpstreamUnreachable(f"cannot connect to container: {exc}"))
-            return
-        except UpstreamError as exc:
-            if not waiter.done:
-                waiter.failed(exc)
             return
         if waiter.done:
             self.give_back(conn)

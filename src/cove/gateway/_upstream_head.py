@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
 MAX_HEADER_BYTES = 64 * 1024  # the longest answer head (and chunk size line) a container may send
 # Seconds to open a connection to a container. One whose address no longer answers (its pod is gone, its
 # listener stuck) would otherwise hold the call for the kernel's whole SYN retry time, about two minutes.
@@ -65,3 +69,22 @@ def parse_head(head: bytes) -> tuple[int, int, bool, str | None]:
         elif lowered == b"content-type":
             media = value.strip()
     return status, length, keep_alive, media.decode("latin-1") if chunked else None
+
+
+async def connect(address: str, protocol: Callable[[], asyncio.BaseProtocol]) -> tuple[asyncio.BaseTransport, Any]:
+    """Connect to a container's address (``unix:PATH`` or ``tcp:HOST:PORT``) within ``CONNECT_SECONDS``.
+
+    A refused connection and one that times out are ``OSError``s, which the callers call unreachable.
+    """
+    loop = asyncio.get_running_loop()
+    if address.startswith("unix:"):
+        opening = loop.create_unix_connection(protocol, address[5:])
+    elif address.startswith("tcp:"):
+        host, _, port = address[4:].rpartition(":")
+        opening = loop.create_connection(protocol, host, int(port))
+    else:
+        raise UpstreamError(f"unsupported container address {address!r}")
+    try:
+        return await asyncio.wait_for(opening, CONNECT_SECONDS)
+    except TimeoutError:
+        raise TimeoutError(f"no connection within {CONNECT_SECONDS:g} s") from None
