@@ -34,15 +34,16 @@ from ._errors import ApiError
 from ._follower_slots import FollowerSlots, ForwardToLeader
 from ._inputs import check_inputs
 from ._invoke import (
-    JSON_HEAD,
     Answer,
     Exchange,
     Leases,
     Streaming,
+    call_headers,
     error_answer,
     failure_error,
     parse_path,
     waiting_errors,
+    whole_head,
     write_answer,
 )
 from ._request_ids import assign_request_id, log_access
@@ -260,12 +261,7 @@ class _Call:
         metrics = self._gw.metrics
         metrics.invocation(self._plan.label, status, time.perf_counter() - self._started)
         metrics.express.inc(self._plan.label[:1])
-        head = b"%sx-cove-container: %s\r\nx-cove-call-id: %s\r\nx-request-id: %s\r\n" % (
-            JSON_HEAD,
-            self._lease.container_id.encode(),
-            self.call_id.encode(),
-            self._rid,
-        )
+        head = whole_head(call_headers(self._lease, self.call_id), self._rid)
         exchange = self._exchange
         if not exchange.answer_now(status, head, payload):  # the client reads slowly: wait for it in a task
             exchange.serve_in_task(lambda later: later.answer(status, head, payload))
@@ -277,8 +273,11 @@ class _Call:
             stream.close()
             return
         self._gw.metrics.invocation(self._plan.label, status, time.perf_counter() - self._started)
-        extra = [(b"x-cove-container", self._lease.container_id.encode()), (b"x-cove-call-id", self.call_id.encode())]
-        answer: Answer = (status, Streaming(stream, self._slots, self._lease, self.deadline), extra)
+        answer: Answer = (
+            status,
+            Streaming(stream, self._slots, self._lease, self.deadline),
+            call_headers(self._lease, self.call_id),
+        )
         self._in_task(self._given(answer))
 
     def failed(self, error: UpstreamError) -> None:

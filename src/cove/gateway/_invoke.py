@@ -44,8 +44,8 @@ Scope = dict[str, Any]
 PREFIX = "/endpoint/"
 SERVE_ENDPOINT = "serve_endpoint"  # the app's attribute the server calls for PREFIX's POSTs (``cove.server``)
 EXPRESS_ENDPOINT = "express_endpoint"  # the app's attribute the server offers them to first (``_express``)
-JSON_HEAD = b"content-type: application/json\r\n"  # an invocation's whole answer: JSON
-JSON_HEADERS = [(b"content-type", b"application/json")]
+_JSON_HEAD = b"content-type: application/json\r\n"  # an invocation's whole answer: JSON
+_JSON_HEADERS = [(b"content-type", b"application/json")]
 _KIND_NAMES = {"endpoint": "an endpoint", "asgi": "a web app"}
 
 
@@ -53,8 +53,6 @@ class Leases(Protocol):
     """Where a request gets its container slot: the leader's scheduler, or a follower's mirror of ready containers."""
 
     async def acquire(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> Lease: ...
-
-    def try_acquire(self, deployment: Deployment) -> Lease | None: ...
 
     def release(self, lease: Lease, *, served: bool = True) -> None: ...
 
@@ -97,7 +95,7 @@ async def read_body(receive: Any, limit: int, declared: int | None) -> bytes:
 
 
 async def _respond(send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = JSON_HEADERS + [(b"content-length", str(len(body)).encode())] + (extra or [])
+    headers = _JSON_HEADERS + [(b"content-length", str(len(body)).encode())] + (extra or [])
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -263,6 +261,16 @@ async def serve_endpoint(gw: Gateway, exchange: Exchange, access_log: bool) -> N
             log_access(scope, kept[0], started)
 
 
+def whole_head(extra: list[tuple[bytes, bytes]], rid: bytes) -> bytes:
+    """The header lines of a whole (JSON) answer: its content type, ``extra`` and the request id."""
+    return _JSON_HEAD + b"".join(b"%s: %s\r\n" % pair for pair in extra) + b"x-request-id: %s\r\n" % rid
+
+
+def call_headers(lease: Lease, call_id: str) -> list[tuple[bytes, bytes]]:
+    """The headers that name the container and the call that answered."""
+    return [(b"x-cove-container", lease.container_id.encode()), (b"x-cove-call-id", call_id.encode())]
+
+
 async def write_answer(gw: Gateway, exchange: Exchange, answer: Answer, rid: bytes, kept: list[int]) -> None:
     """Write an invocation's answer with its request id: a whole one at once, else through ASGI ``send``.
 
@@ -270,9 +278,8 @@ async def write_answer(gw: Gateway, exchange: Exchange, answer: Answer, rid: byt
     """
     status, body, extra = answer
     if type(body) is bytes:
-        head = b"".join(b"%s: %s\r\n" % pair for pair in extra)
         kept[0] = status
-        await exchange.answer(status, JSON_HEAD + head + b"x-request-id: %s\r\n" % rid, body)
+        await exchange.answer(status, whole_head(extra, rid), body)
     else:
         await _send_answer(gw, exchange.scope, exchange.receive, sending_request_id(exchange.send, rid, kept), answer)
 
@@ -340,7 +347,7 @@ async def _invoke(
                 slots.release(lease)
     except ForwardToLeader:
         raise ForwardToLeader(body) from None
-    extra = [(b"x-cove-container", lease.container_id.encode()), (b"x-cove-call-id", call_id.encode())]
+    extra = call_headers(lease, call_id)
     if isinstance(payload, UpstreamStream):
         return status, Streaming(payload, slots, lease, deadline), extra, label  # the lease goes with it
     return status, payload, extra, label
