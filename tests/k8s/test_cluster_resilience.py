@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -177,11 +178,12 @@ def test_leader_gateway_pod_deleted_under_load_the_other_leads_no_accepted_task_
     _all_complete(release, load.accepted, t_delete, "leader pod deleted -> every accepted task COMPLETE")
 
 
-def test_helm_upgrade_to_a_new_gateway_image_while_requests_flow_fails_none(release: Release) -> None:
+def test_helm_upgrade_to_a_new_gateway_image_while_requests_flow_fails_none(release: Release, tmp_path: Path) -> None:
     lab = release.lab
     subprocess.run([str(LAB_DIR / "cluster.sh"), "tag", UPGRADED_TAG], check=True, timeout=60)
     wait_until("hello ready", lambda: _ready(release, "hello"), 120)
     load = Load(release)
+    logs = GatewayLogs(lab, tmp_path)
     load.start(puts=True, invoke=via(release.gateway, _url(release, "hello")))
     try:
         time.sleep(3)
@@ -199,10 +201,71 @@ def test_helm_upgrade_to_a_new_gateway_image_while_requests_flow_fails_none(rele
         time.sleep(5)
     finally:
         load.stop()
+        logs.stop()
     print(f"upgrade: {load.calls} invocation(s), {len(load.accepted)} put(s) during the rollout")
+    print(f"gateway logs followed: {logs.followed()}")
     assert load.calls > 0 and load.accepted
-    assert load.failures == [] and load.refused == 0, (load.refused, load.failures[:5])
+    failed = load.failures[:5]
+    ids = [failure.split()[1].rstrip(":") for failure in failed]
+    assert failed == [] and load.refused == 0, (load.refused, failed, logs.about(ids))
     _all_complete(release, load.accepted, t_upgrade, "helm upgrade -> every task put during it COMPLETE")
+
+
+class GatewayLogs:
+    """Every gateway pod's log, followed into ``folder`` from the moment the pod appears until :meth:`stop`: a
+    pod that a rollout ends takes its log with it, and that is the log a failed request needs."""
+
+    def __init__(self, lab: Lab, folder: Path) -> None:
+        self.lab = lab
+        self.folder = folder
+        self._followers: dict[str, subprocess.Popen[bytes]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pods = self.lab.get("pods", "-n", NS, "-l", GATEWAYS)["items"]
+            except Exception:  # the API server is busy with the rollout: look again
+                pods = []
+            for pod in pods:
+                name = pod["metadata"]["name"]
+                if name not in self._followers and pod["status"].get("phase") == "Running":
+                    with (self.folder / f"{name}.log").open("wb") as out:
+                        self._followers[name] = subprocess.Popen(
+                            [str(self.lab.bin / "kubectl"), "logs", "-f", "-n", NS, name],
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                            env=self.lab.env,
+                        )
+            self._stop.wait(1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        for follower in self._followers.values():
+            follower.terminate()
+            follower.wait(10)
+
+    def followed(self) -> dict[str, int]:
+        """The pods whose logs were followed, and how many lines each wrote."""
+        return {path.stem: len(path.read_bytes().splitlines()) for path in sorted(self.folder.glob("*.log"))}
+
+    def about(self, request_ids: list[str]) -> str:
+        """Each pod's log lines that name one of ``request_ids``, are warnings or errors, or tell of its drain
+        and shutdown (the last 40 of them)."""
+        marks = ('"level": "warning"', '"level": "error"', "drain", "shutting down", "shutdown")
+        parts = []
+        for path in sorted(self.folder.glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()
+            picked = [
+                line
+                for line in lines
+                if any(rid in line for rid in request_ids) or any(mark in line.lower() for mark in marks)
+            ]
+            parts.append(f"--- {path.stem} ({len(lines)} lines)\n" + "\n".join(picked[-40:]))
+        return "\n".join(parts)
 
 
 class Load:
@@ -241,10 +304,12 @@ class Load:
         with httpx.Client(base_url=self.release.gateway, headers=self.release.auth, timeout=60) as http:
             while not self._stop.is_set():
                 i += 1
+                sent, wall = time.monotonic(), time.strftime("%H:%M:%S", time.gmtime())
                 try:
-                    answer = http.post("/taskqueue/durable", json={"i": i})
+                    answer = http.post("/taskqueue/durable", json={"i": i}, headers={"X-Request-Id": f"load-put-{i}"})
                 except httpx.HTTPError as exc:
-                    self.failures.append(f"put {i}: {exc!r}")
+                    took = time.monotonic() - sent
+                    self.failures.append(f"put load-put-{i} sent {wall} (UTC), failed after {took:.1f} s: {exc!r}")
                 else:
                     if answer.status_code == 202:
                         self.accepted[str(answer.json()["task_id"])] = i
@@ -256,14 +321,20 @@ class Load:
 
     def _invoke(self, url: str, seconds: float, fresh: bool) -> None:
         limits = httpx.Limits(max_keepalive_connections=0) if fresh else httpx.Limits()
+        kind = "fresh" if fresh else "kept-alive"
         with httpx.Client(headers=self.release.auth, timeout=60, limits=limits) as http:
             while not self._stop.is_set():
+                # Each call has an id of its own (the gateways log it with any error), and a failure says when
+                # it was sent and how long it took, to find it in the gateways' logs.
+                rid = f"load-{kind}-{self.calls}"
+                sent, wall = time.monotonic(), time.strftime("%H:%M:%S", time.gmtime())
                 try:
-                    answer = http.post(url, json={"name": "flowing", "seconds": seconds})
+                    answer = http.post(url, json={"name": "flowing", "seconds": seconds}, headers={"X-Request-Id": rid})
                     if answer.status_code != 200 or answer.json().get("hello") != "flowing":
-                        self.failures.append(f"invoke: {answer.status_code} {answer.text[:200]}")
+                        self.failures.append(f"invoke {rid}: {answer.status_code} {answer.text[:200]}")
                 except httpx.HTTPError as exc:
-                    self.failures.append(f"invoke: {exc!r}")
+                    took = time.monotonic() - sent
+                    self.failures.append(f"invoke {rid} sent {wall} (UTC), failed after {took:.1f} s: {exc!r}")
                 self.calls += 1
                 time.sleep(0.1)
 
