@@ -54,7 +54,7 @@ def start_compiled(binary: Path, upstream: str, path: str = "") -> tuple[subproc
     proc = subprocess.Popen([str(binary), str(port)], env={**os.environ, "COVE_BENCH_UPSTREAM": upstream})
     url = f"http://127.0.0.1:{port}/{path}"
     deadline = time.monotonic() + 30
-    while True:  # the pump relays only POSTs to the container: wait for its port, not an answer
+    while True:  # the pump parses nothing, so no request of our own: wait for its port to listen
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return proc, url
