@@ -178,10 +178,7 @@ class UpstreamPool:
         idle = self._idle.get(address)
         if idle:
             return idle.pop()
-        try:
-            return await _open(address)
-        except OSError as exc:
-            raise UpstreamUnreachable(f"cannot connect to container: {exc}") from exc
+        return await _open(address)  # UpstreamUnreachable when it cannot connect
 
     def give_back(self, address: str, conn: _Connection, keep_alive: bool) -> None:
         """Return a borrowed connection whose last answer was read whole (``keep_alive``: it may serve another)."""

@@ -160,9 +160,9 @@ class DirectConnections:
     async def _open_and_send(self, address: str, request: bytes, waiter: Waiter) -> None:
         try:
             _, conn = await connect(address, lambda: DirectConnection(self, address))
-        except OSError as exc:  # refused, timed out, or an address of no kind we know (an UpstreamError)
+        except UpstreamUnreachable as exc:
             if not waiter.done:
-                waiter.failed(UpstreamUnreachable(f"cannot connect to container: {exc}"))
+                waiter.failed(exc)
             return
         if waiter.done:
             self.give_back(conn)

@@ -74,7 +74,8 @@ def parse_head(head: bytes) -> tuple[int, int, bool, str | None]:
 async def connect(address: str, protocol: Callable[[], asyncio.BaseProtocol]) -> tuple[asyncio.BaseTransport, Any]:
     """Connect to a container's address (``unix:PATH`` or ``tcp:HOST:PORT``) within ``CONNECT_SECONDS``.
 
-    A refused connection and one that times out are ``OSError``s, which the callers call unreachable.
+    ``UpstreamUnreachable`` when it cannot: refused, timed out, or an address of no kind it knows. The
+    request never reached the container, so both clients may hand it elsewhere.
     """
     loop = asyncio.get_running_loop()
     if address.startswith("unix:"):
@@ -83,8 +84,10 @@ async def connect(address: str, protocol: Callable[[], asyncio.BaseProtocol]) ->
         host, _, port = address[4:].rpartition(":")
         opening = loop.create_connection(protocol, host, int(port))
     else:
-        raise UpstreamError(f"unsupported container address {address!r}")
+        raise UpstreamUnreachable(f"cannot connect to container: unsupported container address {address!r}")
     try:
         return await asyncio.wait_for(opening, CONNECT_SECONDS)
     except TimeoutError:
-        raise TimeoutError(f"no connection within {CONNECT_SECONDS:g} s") from None
+        raise UpstreamUnreachable(f"cannot connect to container: no connection within {CONNECT_SECONDS:g} s") from None
+    except OSError as exc:
+        raise UpstreamUnreachable(f"cannot connect to container: {exc}") from exc
