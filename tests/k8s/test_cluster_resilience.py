@@ -206,7 +206,7 @@ def test_helm_upgrade_to_a_new_gateway_image_while_requests_flow_fails_none(rele
     print(f"gateway logs followed: {logs.followed()}")
     assert load.calls > 0 and load.accepted
     failed = load.failures[:5]
-    ids = [failure.split()[1].rstrip(":") for failure in failed]
+    ids = [failure.split()[1].rstrip(":") for failure in failed]  # each failure reads "<what> <request id>..."
     assert failed == [] and load.refused == 0, (load.refused, failed, logs.about(ids))
     _all_complete(release, load.accepted, t_upgrade, "helm upgrade -> every task put during it COMPLETE")
 
@@ -268,6 +268,17 @@ class GatewayLogs:
         return "\n".join(parts)
 
 
+class _Sent:
+    """When a request of the load was sent, to say when and after how long it failed."""
+
+    def __init__(self) -> None:
+        self.at = time.monotonic()
+        self.wall = time.strftime("%H:%M:%S", time.gmtime())
+
+    def failed(self, exc: Exception) -> str:
+        return f"sent {self.wall} (UTC), failed after {time.monotonic() - self.at:.1f} s: {exc!r}"
+
+
 class Load:
     """Requests through the gateway Service in threads: task puts (``/taskqueue/durable``) and, optionally,
     invocations of an endpoint. Every answer but the expected one is a failure; a 503 to a put (no gateway leads
@@ -304,19 +315,18 @@ class Load:
         with httpx.Client(base_url=self.release.gateway, headers=self.release.auth, timeout=60) as http:
             while not self._stop.is_set():
                 i += 1
-                sent, wall = time.monotonic(), time.strftime("%H:%M:%S", time.gmtime())
+                rid, sent = f"load-put-{i}", _Sent()
                 try:
-                    answer = http.post("/taskqueue/durable", json={"i": i}, headers={"X-Request-Id": f"load-put-{i}"})
+                    answer = http.post("/taskqueue/durable", json={"i": i}, headers={"X-Request-Id": rid})
                 except httpx.HTTPError as exc:
-                    took = time.monotonic() - sent
-                    self.failures.append(f"put load-put-{i} sent {wall} (UTC), failed after {took:.1f} s: {exc!r}")
+                    self.failures.append(f"put {rid} {sent.failed(exc)}")
                 else:
                     if answer.status_code == 202:
                         self.accepted[str(answer.json()["task_id"])] = i
                     elif answer.status_code == 503:
                         self.refused += 1
                     else:
-                        self.failures.append(f"put {i}: {answer.status_code} {answer.text[:200]}")
+                        self.failures.append(f"put {rid}: {answer.status_code} {answer.text[:200]}")
                 time.sleep(0.1)
 
     def _invoke(self, url: str, seconds: float, fresh: bool) -> None:
@@ -326,15 +336,13 @@ class Load:
             while not self._stop.is_set():
                 # Each call has an id of its own (the gateways log it with any error), and a failure says when
                 # it was sent and how long it took, to find it in the gateways' logs.
-                rid = f"load-{kind}-{self.calls}"
-                sent, wall = time.monotonic(), time.strftime("%H:%M:%S", time.gmtime())
+                rid, sent = f"load-{kind}-{self.calls}", _Sent()
                 try:
                     answer = http.post(url, json={"name": "flowing", "seconds": seconds}, headers={"X-Request-Id": rid})
                     if answer.status_code != 200 or answer.json().get("hello") != "flowing":
                         self.failures.append(f"invoke {rid}: {answer.status_code} {answer.text[:200]}")
                 except httpx.HTTPError as exc:
-                    took = time.monotonic() - sent
-                    self.failures.append(f"invoke {rid} sent {wall} (UTC), failed after {took:.1f} s: {exc!r}")
+                    self.failures.append(f"invoke {rid} {sent.failed(exc)}")
                 self.calls += 1
                 time.sleep(0.1)
 
