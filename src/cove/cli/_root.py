@@ -83,6 +83,13 @@ def server(
         help="After SIGTERM, keep serving this long, each response closing its connection, so clients move to "
         "other gateways before this one stops (behind a load balancer). Ctrl-C and a second SIGTERM stop at once.",
     ),
+    native_front: bool = typer.Option(
+        False,
+        "--native-front",
+        envvar="COVE_NATIVE_FRONT",
+        help="Serve warm endpoint calls in cove-front, a C relay the gateway programs (built once with cc); "
+        "one gateway process only. Experimental.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run everything on this machine: gateway, scheduler and a local worker."""
@@ -96,6 +103,8 @@ def server(
         fail(f"--processes must be from 1 to 256, not {processes}", as_json)
     if not 0 <= drain_seconds <= 3600:
         fail(f"--drain-seconds must be from 0 to 3600, not {drain_seconds:g}", as_json)
+    if native_front and processes > 1:
+        fail("--native-front runs with one gateway process; leave out --processes", as_json)
     env_roots = _python_env_roots(python_env_root, as_json)
     worker_cpu_millis = _size(worker_cpu, "--worker-cpu", as_json)
     worker_memory_mib = _size(worker_memory, "--worker-memory", as_json)
@@ -108,6 +117,7 @@ def server(
         forward += [f"--worker-memory={worker_memory_mib}"] * bool(worker_memory_mib)
         forward += [f"--processes={processes}"] * (processes > 1)
         forward += [f"--drain-seconds={drain_seconds:g}"] * bool(drain_seconds)
+        forward += ["--native-front"] * native_front
         if reservoir_watch is not None:
             forward += [
                 f"--reservoir-watch={reservoir_watch.resolve()}",
@@ -135,6 +145,7 @@ def server(
         python_env_roots=env_roots,
         processes=processes,
         drain_seconds=drain_seconds,
+        native_front=native_front,
     )
     try:
         # uvicorn's loop="uvloop" applies only to a loop it creates; the gateway runs in this one.

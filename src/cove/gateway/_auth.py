@@ -24,6 +24,7 @@ class Authenticator:
         self._cache: dict[str, tuple[Principal | None, float]] = {}
         self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
         self._workspaces: dict[str, tuple[tuple[str, str], float]] = {}  # name: ((id, name), expiry)
+        self.on_forget: list[Callable[[], None]] = []  # told when every cached answer is dropped (the native front)
 
     async def principal(self, authorization: str | None, *, metrics_reader: bool = False) -> Principal:
         """Who the header's token speaks for; a ``metrics`` token only where ``metrics_reader`` says so.
@@ -65,6 +66,17 @@ class Authenticator:
         """:meth:`workspace` when it is cached; else None."""
         hit = self._workspaces.get(name)
         return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
+    def cached_until(self, authorization: bytes) -> float:
+        """The monotonic time until which :meth:`cached` answers for this header as it does now (0: not cached)."""
+        _, _, secret = authorization.partition(b" ")
+        hit = self._cache.get(secret.strip().decode("latin-1"))
+        return hit[1] if hit is not None else 0.0
+
+    def workspace_cached_until(self, name: str) -> float:
+        """Alike, for :meth:`cached_workspace`."""
+        hit = self._workspaces.get(name)
+        return hit[1] if hit is not None else 0.0
 
     def cached(self, authorization: bytes) -> Principal | None:
         """What :meth:`principal` answers for a header whose token is cached and may call (the express lane's).
@@ -108,6 +120,8 @@ class Authenticator:
             return  # not cached: the next request asks the store again
         if len(self._cache) > 10_000:
             self._cache.clear()
+            for listener in self.on_forget:
+                listener()
         self._cache[secret] = (done.result(), time.monotonic() + self._ttl)
 
     def forget(self) -> None:
@@ -115,3 +129,5 @@ class Authenticator:
         self._cache.clear()
         self._lookups.clear()
         self._workspaces.clear()
+        for listener in self.on_forget:
+            listener()

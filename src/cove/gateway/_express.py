@@ -169,6 +169,11 @@ class ExpressLane:
                 gw.deadlines.watch(call.deadline, call)
             request = invoke_request(body, call.call_id, stream_accept(headers), rid.decode("ascii"))
             gw.upstream.direct.send(lease.address, request, call)
+            if gw.front is not None and slots is gw.scheduler:
+                gw.front.offer(
+                    authorization, workspace_id, name, version, deployment, plan.label,
+                    plan.authorized, plan.timeout, gw.settings.max_body_bytes,
+                )  # fmt: skip
         except Exception as exc:
             if call is None or not call.done:
                 if call is not None:

@@ -31,6 +31,10 @@ class LoopCounter(Collector):
     def inc(self, labels: tuple[str, ...]) -> None:
         self._counts[labels] = self._counts.get(labels, 0) + 1
 
+    def add(self, labels: tuple[str, ...], count: int) -> None:
+        """Count ``count`` at once: what the native front counted since it was last asked."""
+        self._counts[labels] = self._counts.get(labels, 0) + count
+
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
         for labels, value in dict(self._counts).items():  # a copy: a collect may run on another thread
@@ -56,6 +60,22 @@ class LoopHistogram(Collector):
             series = self._series[labels] = [0] * (len(self._bounds) + 2)
         series[bisect.bisect_left(self._bounds, value)] += 1  # the first bound >= value: le is inclusive
         series[-1] += value
+
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        return self._bounds
+
+    def add_counts(self, labels: tuple[str, ...], buckets: Sequence[int], count: int, total: float) -> None:
+        """Observations counted elsewhere (the native front): per bucket (not cumulative), their count and sum."""
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = [0] * (len(self._bounds) + 2)
+        counted = 0
+        for index, n in enumerate(buckets[: len(self._bounds)]):
+            series[index] += n
+            counted += n
+        series[len(self._bounds)] += count - counted  # above the last bound: +Inf's
+        series[-1] += total
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)

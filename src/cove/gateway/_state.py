@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -19,6 +20,7 @@ from ._change_feed import ChangeFeed
 from ._content import Content
 from ._deadlines import Deadlines
 from ._follower_slots import FollowerSlots
+from ._front_tables import FrontTables
 from ._invocation_metrics import LoopCounter, LoopHistogram
 from ._local_reservoir import LocalReservoir
 from ._logs import LogHub
@@ -55,6 +57,13 @@ class Metrics:
         self.registry.register(self.invocations)
         self.registry.register(self.latency)
         self.registry.register(self.express)
+        # Of those, the ones the native front served (``cove server --native-front``), counted as it reports them.
+        self.native_front = LoopCounter(
+            "cove_native_front_invocations_total",
+            "Endpoint invocations served by the native front (cove-front) without reaching this gateway",
+            ["workspace"],
+        )
+        self.registry.register(self.native_front)
         self.container_starts = Counter(
             "cove_container_starts_total", "Containers started", ["deployment"], registry=self.registry
         )
@@ -109,6 +118,7 @@ class DeploymentCache:
         self._cache: dict[tuple[str, str, int | None], tuple[Deployment, float]] = {}
         self._loading: dict[tuple[str, str, int | None], asyncio.Future[Deployment]] = {}
         self._generation = 0
+        self.on_invalidate: list[Callable[[], None]] = []  # told when every entry is dropped (the native front)
 
     async def get(self, workspace_id: str, name: str, version: int | None) -> Deployment:
         """The version asked for; left out, the one this call goes to: the newest, or one drawn by its traffic share."""
@@ -134,6 +144,15 @@ class DeploymentCache:
             if split:
                 version = _drawn(split)
         return self._fresh((workspace_id, name, version))
+
+    def plain_until(self, workspace_id: str, name: str, version: int | None) -> float:
+        """Until when :meth:`peek` answers this key with its cached row and no draw (0: it may not, now)."""
+        if version is None:
+            known = self._splits.get((workspace_id, name))
+            if known is None or known[0]:
+                return 0.0
+        hit = self._cache.get((workspace_id, name, version))
+        return hit[1] if hit is not None else 0.0
 
     def _fresh(self, key: tuple[str, str, int | None]) -> Deployment | None:
         """The cached row of ``key`` while it is fresh, read again ahead of its expiry; None when it is not."""
@@ -194,6 +213,8 @@ class DeploymentCache:
                 self._loading_splits.pop(key, None)
 
     def invalidate(self) -> None:
+        for listener in self.on_invalidate:
+            listener()
         self._splits.clear()
         self._loading_splits.clear()
         self._cache.clear()
@@ -219,6 +240,7 @@ class Gateway:
     changes: ChangeFeed  # the dashboard's open change streams, ended when the server stops
     reservoir: LocalReservoir  # this home's package reservoir, read to audit the images that run
     deadlines: Deadlines = dataclasses.field(default_factory=Deadlines)  # relayed requests' timeouts, timers shared
+    front: FrontTables | None = None  # the native front's tables, when ``cove server --native-front`` runs one
 
     def count_if_forwarded(self, scope: dict[str, Any], route: str) -> None:
         """Count a request another gateway handed to this one (``cove_forwarded_requests_total``, ``route``)."""

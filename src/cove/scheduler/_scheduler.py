@@ -670,6 +670,10 @@ class Scheduler:
             pool.in_flight -= 1
             raise
 
+    def slot(self, container_id: str) -> Slot | None:
+        """The slot of a live or stopping container, by its id."""
+        return self._slots.get(container_id)
+
     def try_acquire(
         self, deployment: Deployment, parameters: dict[str, Any] | None = None, *, ready_only: bool = False
     ) -> Lease | None:

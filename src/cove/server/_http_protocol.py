@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -235,7 +236,16 @@ _SWEEPS: weakref.WeakKeyDictionary[ServerState, _IdleSweep] = weakref.WeakKeyDic
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """``HttpToolsProtocol`` writing through ``_HeadHoldingTransport``, with ``POST /endpoint/`` served directly."""
+    """``HttpToolsProtocol`` writing through ``_HeadHoldingTransport``, with ``POST /endpoint/`` served directly.
+
+    A connection the native front handed over (``_front``) starts with the bytes the front read
+    (``front_prefix``), and goes back to it (``give_back``) when it is idle after an endpoint call's answer.
+    """
+
+    front_prefix = b""
+    give_back: Callable[[int], bool] | None = None
+    mid_message = False  # the parser holds part of a request
+    last_endpoint = False  # the last request was an endpoint call (the front may serve the next one)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_HeadHoldingTransport(transport))  # type: ignore[arg-type]
@@ -248,6 +258,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         if sweep is None:
             sweep = _SWEEPS[self.server_state] = _IdleSweep(self.server_state, self.timeout_keep_alive)
         sweep.start()
+        if self.front_prefix:
+            prefix, self.front_prefix = self.front_prefix, b""
+            self.data_received(prefix)
+
+    def on_message_begin(self) -> None:
+        self.mid_message = True
+        super().on_message_begin()
 
     def _unset_keepalive_if_required(self) -> None:
         self.idle_since = None  # data came (or the connection ended): not idle
@@ -263,6 +280,36 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._start_asgi_task(cycle, app)
         else:
             self.idle_since = self.loop.time()
+            if self.give_back is not None and self.last_endpoint and not self.mid_message:
+                self.loop.call_soon(self._back_to_front)
+
+    def _back_to_front(self) -> None:
+        """Give the connection back to the native front: idle, nothing of a next request read or left to write."""
+        holding = self.transport
+        raw: asyncio.Transport = holding._transport  # type: ignore[attr-defined]
+        if (
+            self.idle_since is None
+            or self.mid_message
+            or self.pipeline
+            or raw.is_closing()
+            or holding._held is not None  # type: ignore[attr-defined]
+            or raw.get_write_buffer_size()
+            or self.give_back is None
+        ):
+            return
+        sock = raw.get_extra_info("socket")
+        if sock is None:
+            return
+        raw.pause_reading()
+        fd = os.dup(sock.fileno())
+        try:
+            given = self.give_back(fd)
+        finally:
+            os.close(fd)
+        if given:
+            raw.close()  # this end only: the connection lives on in the front
+        else:
+            raw.resume_reading()
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
@@ -272,6 +319,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         scope = cycle.scope
         serve = self.serve_endpoint
+        self.last_endpoint = scope["method"] == "POST" and scope["path"].startswith(ENDPOINT_PREFIX)
         if (
             serve is None
             or app is not self.app  # over uvicorn's concurrency limit: its 503 app answers
@@ -309,6 +357,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._spawn(self.serve_endpoint, waiting)  # type: ignore[arg-type]  # it reads the rest as it comes
 
     def on_message_complete(self) -> None:
+        self.mid_message = False
         super().on_message_complete()
         waiting = self.awaiting_body
         if waiting is not None:

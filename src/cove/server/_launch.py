@@ -59,6 +59,7 @@ class ServerSettings:
     python_env_roots: tuple[Path, ...] = dataclasses.field(default_factory=roots_from_env)
     processes: int = 1  # gateway processes on the one port (more than one needs PostgreSQL)
     drain_seconds: float = DEFAULT_DRAIN_SECONDS  # serving on after SIGTERM, each response closing its connection
+    native_front: bool = False  # warm endpoint calls served by cove-front (``_front``), one process only
 
     @property
     def url(self) -> str:
@@ -235,12 +236,29 @@ async def _serve(settings: ServerSettings, echo: Callable[[str], None]) -> None:
         python_env_roots=settings.python_env_roots,
     )
     app = create_app(gateway)
-    server = _GatewayServer(gateway_config(app, host=settings.host, port=settings.port), settings.drain_seconds)
-    serving = asyncio.create_task(server.serve())
+    front = front_ticks = None
+    if settings.native_front:
+        from ._front import NativeFront, attach, build
+
+        binary = await asyncio.to_thread(build, settings.home.root / "bin")
+        try:
+            listener = socket.create_server((settings.host, settings.port), backlog=4096)
+        except OSError as exc:
+            raise RuntimeError(f"the gateway could not start on {settings.url}: {exc}") from exc
+        server = _GatewayServer(gateway_config(app), settings.drain_seconds)
+        serving = asyncio.create_task(server.serve(sockets=[]))  # the front owns the port; it hands over the rest
+    else:
+        server = _GatewayServer(gateway_config(app, host=settings.host, port=settings.port), settings.drain_seconds)
+        serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():
             raise RuntimeError(f"the gateway could not start on {settings.url} (is the port in use?)")
         await asyncio.sleep(0.02)
+    if settings.native_front:
+        front = NativeFront(binary, listener)
+        listener.close()  # the front holds it
+        await front.start()
+        front_ticks = attach(front, server, app.api.state.gateway)
     local, local_serving, socket_path = await _serve_local_socket(app, settings)
     _settle_garbage_collector()
     info = {"url": settings.url, "pid": os.getpid(), "socket": str(socket_path)}
@@ -255,6 +273,10 @@ async def _serve(settings: ServerSettings, echo: Callable[[str], None]) -> None:
     try:
         await serving
     finally:
+        if front is not None:
+            if front_ticks is not None:
+                front_ticks.cancel()
+            await front.stop(grace=5.0)
         local.should_exit = True
         with contextlib.suppress(Exception):
             await local_serving

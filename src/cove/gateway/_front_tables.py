@@ -1,0 +1,244 @@
+"""What the native front may serve (``cove.server._front``), told to it as this gateway learns it.
+
+The express lane offers every warm call it served (:meth:`FrontTables.offer`):
+its token (or the default workspace) and its route, each valid as long as
+this gateway's own cache entry is, and the route's plan (authorized,
+timeout, body limit). Every ``TICK`` the tables bring back the front's
+counts (into this gateway's metrics, and its running and waiting requests
+into the scheduler's demand, as a follower's report would) and tell it the
+route's ready containers with the room the scheduler leaves them. A cache
+dropped here (a token revoked, a deployment changed) is dropped there at once.
+
+Only the leader's plain warm path is programmed: no traffic split, no class
+parameters, no declared inputs, no tracing; the front hands anything else here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .._wire.peers import DemandReport
+from ..store import Deployment
+
+if TYPE_CHECKING:
+    from ._state import Gateway
+
+log = logging.getLogger("cove.front")
+
+TICK = 0.1  # seconds between two rounds of counts and containers
+_REFRESH_AHEAD = 1.0  # a token or route within this many seconds of its expiry is read again here
+
+
+class FrontLink(Protocol):
+    """The control side of the front process (``cove.server._front.NativeFront``)."""
+
+    def send(self, lines: list[str]) -> None: ...
+
+    def stats(self) -> Awaitable[list[list[str]]]: ...
+
+
+class _Route:
+    __slots__ = ("containers", "deployment", "id", "label", "names")
+
+    def __init__(self, route_id: int, deployment: Deployment, label: tuple[str, str]) -> None:
+        self.id = route_id
+        self.deployment = deployment
+        self.label = label
+        self.names: dict[tuple[str, str, str], float] = {}  # (workspace id, name, version or '-'): told expiry
+        self.containers: dict[str, tuple[str, int]] = {}  # container id: (address, room) as told
+
+
+class FrontTables:
+    """The front's tables as this gateway told them, and the tick that keeps them true."""
+
+    def __init__(self, gw: Gateway, link: FrontLink) -> None:
+        self._gw = gw
+        self._link = link
+        self._routes: dict[str, _Route] = {}  # by deployment id
+        self._by_id: dict[int, _Route] = {}
+        self._tokens: dict[bytes, float] = {}  # Authorization value: told expiry (monotonic)
+        self._anonymous: tuple[str, float] | None = None  # workspace id, told expiry
+        self._next_id = 1
+        self._report_id = f"front-{os.getpid()}"
+        self._busy: dict[str, int] = {}  # container id: the front's calls there, as last counted
+        self._refreshing: set[bytes] = set()
+        gw.auth.on_forget.append(self.forget_tokens)
+        gw.deployments.on_invalidate.append(self.forget_routes)
+        self._link.send(["buckets " + " ".join(f"{b:g}" for b in gw.metrics.latency.bounds)])
+
+    # -- what the express lane served ---------------------------------------------------------------
+
+    def offer(
+        self,
+        authorization: bytes | None,
+        workspace_id: str,
+        name: str,
+        version: int | None,
+        deployment: Deployment,
+        label: tuple[str, str],
+        authorized: bool,
+        timeout: float,
+        max_body: int,
+    ) -> None:
+        """A warm call the lane just served: make sure the front knows its caller and its route."""
+        now = time.monotonic()
+        gw = self._gw
+        lines: list[str] = []
+        if authorization is None:
+            until = gw.auth.workspace_cached_until(gw.settings.default_workspace)
+            if self._anonymous is None or self._anonymous[0] != workspace_id or self._anonymous[1] < until - 0.5:
+                self._anonymous = (workspace_id, until)
+                lines.append(f"anonymous {workspace_id}")
+        else:
+            until = gw.auth.cached_until(authorization)
+            if self._tokens.get(authorization, 0.0) < until - 0.5 and b" " not in authorization.strip()[7:]:
+                self._tokens[authorization] = until
+                lines.append(f"token {authorization.hex()} {workspace_id} {int((until - now) * 1000)}")
+        route = self._routes.get(deployment.id)
+        if route is None or route.deployment is not deployment:
+            if route is None:
+                route = _Route(self._next_id, deployment, label)
+                self._next_id += 1
+                self._routes[deployment.id] = route
+                self._by_id[route.id] = route
+            route.deployment, route.label = deployment, label
+            timeout_ms = int(timeout * 1000) if timeout >= 0 else -1
+            lines.append(f"route {route.id} {int(authorized)} {timeout_ms} {max_body}")
+            self._sync_containers(route, lines)
+        key = (workspace_id, name, "-" if version is None else str(version))
+        until = gw.deployments.plain_until(workspace_id, name, version)
+        if until > now and route.names.get(key, 0.0) < until - 0.5 and _plain(name):
+            route.names[key] = until
+            lines.append(f"name {key[0]} {key[1]} {key[2]} {route.id} {int((until - now) * 1000)}")
+        self._link.send(lines)
+
+    def route(self, route_id: int) -> _Route | None:
+        return self._by_id.get(route_id)
+
+    def forget_tokens(self) -> None:
+        self._tokens.clear()
+        self._anonymous = None
+        self._link.send(["untoken *", "anonymous -"])
+
+    def forget_routes(self) -> None:
+        for route in self._routes.values():
+            route.names.clear()
+        self._link.send(["unname *"])
+
+    # -- the tick -----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Every ``TICK``: the front's counts in, its containers out, its cached answers kept fresh."""
+        while True:
+            await asyncio.sleep(TICK)
+            try:
+                await self.tick()
+            except ConnectionError:
+                log.warning("the native front is gone; this gateway no longer hears from it")
+                return
+            except Exception:
+                log.exception("a round with the native front failed")
+
+    async def tick(self) -> None:
+        lines = await self._link.stats()
+        self._take_counts(lines)
+        out: list[str] = []
+        for route in list(self._routes.values()):
+            self._sync_containers(route, out)
+        self._refresh(out)
+        self._link.send(out)
+
+    def _take_counts(self, lines: list[list[str]]) -> None:
+        metrics = self._gw.metrics
+        busy: dict[str, int] = {}
+        demand: dict[str, int] = {}
+        for line in lines:
+            kind = line[0]
+            if kind == "count":
+                route = self._by_id.get(int(line[1]))
+                if route is None:
+                    continue
+                status, count, sum_us = line[2], int(line[3]), int(line[4])
+                metrics.invocations.add((*route.label, status), count)
+                metrics.latency.add_counts(route.label, [int(n) for n in line[5:]], count, sum_us / 1e6)
+                metrics.express.add(route.label[:1], count)
+                metrics.native_front.add(route.label[:1], count)
+            elif kind == "busy":
+                route = self._by_id.get(int(line[1]))
+                busy[line[2]] = int(line[3])
+                if route is not None:
+                    demand[route.deployment.id] = demand.get(route.deployment.id, 0) + int(line[3])
+            elif kind == "waiting":
+                route = self._by_id.get(int(line[1]))
+                if route is not None:
+                    demand[route.deployment.id] = demand.get(route.deployment.id, 0) + int(line[2])
+        used = {cid: busy.get(cid, 0) for cid in set(busy) | set(self._busy)}  # 0: used since the last report
+        self._busy = busy
+        if (demand or used) and self._gw.cluster.leading:
+            self._gw.scheduler.report_demand(DemandReport(self._report_id, demand, used))
+
+    def _sync_containers(self, route: _Route, out: list[str]) -> None:
+        """Tell the front the route's ready containers, each with the room the scheduler leaves it."""
+        pool = self._gw.scheduler.pools.get(route.deployment.id) if self._gw.cluster.leading else None
+        ready: dict[str, tuple[str, int]] = {}
+        if pool is not None:
+            limit = pool.config.concurrent_requests
+            for slot in pool.slots.values():
+                if slot.state != "ready" or slot.address is None or slot.retiring:
+                    continue
+                others = slot.remote_in_flight - self._busy.get(slot.id, 0)  # other gateways' share, not ours
+                ready[slot.id] = (slot.address, max(0, limit - slot.in_flight - others))
+        for cid in [cid for cid in route.containers if cid not in ready]:
+            del route.containers[cid]
+            out.append(f"uncontainer {route.id} {cid}")
+        for cid, told in ready.items():
+            if route.containers.get(cid) != told:
+                route.containers[cid] = told
+                out.append(f"container {route.id} {cid} {told[0]} {told[1]}")
+
+    def _refresh(self, out: list[str]) -> None:
+        """Read again what nears its expiry here, as requests would: the front keeps serving meanwhile."""
+        gw = self._gw
+        now = time.monotonic()
+        for authorization, until in list(self._tokens.items()):
+            if until - now < _REFRESH_AHEAD and authorization not in self._refreshing:
+                self._refreshing.add(authorization)
+                asyncio.get_running_loop().create_task(self._refresh_token(authorization))
+        for route in self._routes.values():
+            for key, until in list(route.names.items()):
+                if until - now >= _REFRESH_AHEAD:
+                    continue
+                version = None if key[2] == "-" else int(key[2])
+                row = gw.deployments.peek(key[0], key[1], version)  # starts a read ahead of the expiry
+                fresh = gw.deployments.plain_until(key[0], key[1], version)
+                if row is route.deployment and fresh > until:
+                    route.names[key] = fresh
+                    out.append(f"name {key[0]} {key[1]} {key[2]} {route.id} {int((fresh - now) * 1000)}")
+                elif fresh <= now:
+                    del route.names[key]
+
+    async def _refresh_token(self, authorization: bytes) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                principal = await self._gw.auth.principal(authorization.decode("latin-1"))
+                until = self._gw.auth.cached_until(authorization)
+                if authorization in self._tokens and until > time.monotonic():
+                    self._tokens[authorization] = until
+                    ms = int((until - time.monotonic()) * 1000)
+                    self._link.send([f"token {authorization.hex()} {principal.workspace_id} {ms}"])
+        finally:
+            self._refreshing.discard(authorization)
+
+
+def _plain(name: str) -> bool:
+    """A name the front reads from a path as it is (nothing to decode, nothing that splits a control line)."""
+    return name.isprintable() and not any(ch in name for ch in " %?/\x1f")
+
+
+Offer = Callable[..., Any]

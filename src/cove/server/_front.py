@@ -1,0 +1,336 @@
+"""The native front (``cove server --native-front``): the warm data plane in C, in front of this gateway.
+
+One relayed invocation costs the gateway 180-210 µs of CPU here; the kernel's
+share of any relay is 35-45 (``bench/relay_floors.py``). ``cove-front``
+(``cove/_native/front.c``, compiled here on first use) owns the public port
+and serves warm endpoint calls itself: a cached token or the default
+workspace, a route the gateway named, a ready container with room. The
+gateway programs it (``cove.gateway._front_tables``) and stays the source of
+truth for everything it does not serve.
+
+A connection the front does not serve comes here with its socket and the
+bytes it read (SCM_RIGHTS over a SOCK_SEQPACKET pair) and is adopted into
+uvicorn as if accepted here. When the front gave up a call it had begun (the
+container failed, the deadline passed, the answer is a stream), its note says
+so and the answer is written here before the connection is adopted. After an
+answer, an adopted connection that is idle between requests goes back to the
+front, so a kept-alive client is served there again once its route is warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+log = logging.getLogger("cove.front")
+
+_MESSAGE_BYTES = 1 << 17  # the largest handoff: a note and a request of at most 65,000 bytes, with room
+_SOCKET_BUFFER = 1 << 21
+_CALL_NOTES = frozenset({"timeout", "failed", "closed-idle", "unreachable", "stream"})
+
+Adopt = Callable[[socket.socket, bytes], None]
+# (note, the client's socket, the container's for a stream, the request, what followed it) -> the answer written
+AnswerCall = Callable[[list[str], socket.socket, socket.socket | None, bytes, bytes], Any]
+
+
+def source() -> bytes:
+    return resources.files("cove._native").joinpath("front.c").read_bytes()
+
+
+def build(cache: Path) -> Path:
+    """The compiled front for this source, built once per source into ``cache`` (a C compiler is needed)."""
+    code = source()
+    binary = cache / f"cove-front-{hashlib.sha256(code).hexdigest()[:16]}"
+    if binary.exists():
+        return binary
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("--native-front needs a C compiler (cc) to build cove-front once; none is on the PATH")
+    cache.mkdir(parents=True, exist_ok=True)
+    c_file = cache / f"{binary.name}.c"
+    c_file.write_bytes(code)
+    partial = binary.with_suffix(".partial")
+    done = subprocess.run([compiler, "-O2", "-o", str(partial), str(c_file)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"building cove-front failed: {done.stderr.strip()[-2000:]}")
+    partial.replace(binary)  # whole or absent: a concurrent build replaces it with the same bytes
+    return binary
+
+
+def _hex(data: bytes) -> str:
+    return data.hex()
+
+
+class NativeFront:
+    """The ``cove-front`` process: its control lines, the connections it hands over and those given back."""
+
+    def __init__(self, binary: Path, listener: socket.socket) -> None:
+        self._binary = binary
+        self._listener = listener
+        self._control, control_end = socket.socketpair()
+        self._handoff, handoff_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for sock in (self._handoff, handoff_end):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+        fds = [listener.fileno(), control_end.fileno(), handoff_end.fileno()]
+        self.proc = subprocess.Popen([str(binary), *map(str, fds)], pass_fds=fds)
+        control_end.close()
+        handoff_end.close()
+        self._handoff.setblocking(False)
+        self._control.setblocking(False)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._stats_lock = asyncio.Lock()
+        self.adopt: Adopt | None = None
+        self.answer_call: AnswerCall | None = None
+        self._answering: set[asyncio.Task[Any]] = set()
+        self.handed = 0  # connections the front handed here
+        self.given_back = 0  # connections given back to it
+
+    async def start(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection(sock=self._control)
+        lines = [f"status {code} {_hex(line)}" for code, line in STATUS_LINE.items()]
+        self.send(lines)
+        asyncio.get_running_loop().add_reader(self._handoff.fileno(), self._take)
+
+    def send(self, lines: list[str]) -> None:
+        """Control lines to the front (``front.c`` lists them)."""
+        if self._writer is not None and lines:
+            self._writer.write(("\n".join(lines) + "\n").encode())
+
+    def default_head(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """The server's default header lines but ``date`` (the front writes its own), as uvicorn writes them."""
+        kept = b"".join(b"%s: %s\r\n" % pair for pair in headers if pair[0] != b"date")
+        self.send([f"head {_hex(kept)}" if kept else "head"])
+
+    async def stats(self) -> list[list[str]]:
+        """The front's counts since the last ask, its calls running per container and its waiting requests."""
+        assert self._reader is not None
+        async with self._stats_lock:
+            self.send(["stats"])
+            lines: list[list[str]] = []
+            while True:
+                line = (await self._reader.readline()).decode().split()
+                if not line:
+                    raise ConnectionError("cove-front ended")
+                lines.append(line)
+                if line[0] == "end":
+                    return lines
+
+    def drain(self) -> None:
+        self.send(["drain"])
+
+    def _take(self) -> None:
+        """Connections the front handed over: adopt each (after answering the call it gave up, if any)."""
+        while True:
+            try:
+                data, fds, _flags, _ = socket.recv_fds(self._handoff, _MESSAGE_BYTES, 2)
+            except BlockingIOError:
+                return
+            except OSError:
+                log.exception("reading the native front's handoffs failed")
+                return
+            if not data and not fds:
+                asyncio.get_running_loop().remove_reader(self._handoff.fileno())
+                return
+            self.handed += 1
+            note_line, _, rest = data.partition(b"\n")
+            note = note_line.decode("ascii", "replace").split()
+            if os.environ.get("COVE_FRONT_DEBUG"):
+                log.warning("handoff %s (%d bytes, %d fds)", note, len(rest), len(fds))
+            client = socket.socket(fileno=fds[0])
+            container = socket.socket(fileno=fds[1]) if len(fds) > 1 else None
+            if note and note[0] in _CALL_NOTES:
+                size_line, _, payload = rest.partition(b"\n")
+                size = int(size_line)
+                request, after = payload[:size], payload[size:]
+                if note[0] == "unreachable":  # it never reached the container: served here as if new
+                    self._adopt(client, request + after)
+                elif self.answer_call is not None:
+                    answering = asyncio.get_running_loop().create_task(
+                        self.answer_call(note, client, container, request, after)
+                    )
+                    self._answering.add(answering)
+                    answering.add_done_callback(self._answering.discard)
+                else:
+                    client.close()
+            else:
+                self._adopt(client, rest)
+
+    def _adopt(self, client: socket.socket, prefix: bytes) -> None:
+        if self.adopt is None:
+            client.close()
+            return
+        self.adopt(client, prefix)
+
+    def give_back(self, fd: int) -> bool:
+        """Hand an idle connection (between two requests, nothing of the next read) back to the front."""
+        try:
+            socket.send_fds(self._handoff, [b"back"], [fd])
+        except OSError:
+            return False
+        self.given_back += 1
+        return True
+
+    async def stop(self, grace: float) -> None:
+        """Drain the front, then end it: its open connections end with it."""
+        with contextlib.suppress(Exception):
+            self.drain()
+        deadline = time.monotonic() + grace
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            await asyncio.to_thread(self.proc.wait)
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self._handoff.fileno())
+        if self._writer is not None:
+            self._writer.close()
+        self._handoff.close()
+
+
+def whole_answer(status: int, default_headers: list[tuple[bytes, bytes]], head: bytes, body: bytes) -> bytes:
+    """An answer's bytes as the gateway's server writes a whole one (``_http_protocol.DirectExchange``)."""
+    default = b"".join(b"%s: %s\r\n" % pair for pair in default_headers if pair[0] != b"date")
+    date = b"date: %s\r\n" % formatdate(usegmt=True).encode()
+    return b"".join((STATUS_LINE[status], date, default, head, b"content-length: %d\r\n\r\n" % len(body), body))
+
+
+def attach(front: NativeFront, server: Any, gateway: Any) -> asyncio.Task[None]:
+    """Wire a started front to uvicorn ``server`` and the ``gateway``: adoption, answers and the tables' tick."""
+    from cove.gateway._front_tables import FrontTables
+
+    from ._http_protocol import GatewayHttpProtocol
+
+    config = server.config
+    loop = asyncio.get_running_loop()
+    front.default_head(list(config.encoded_headers))
+    pending: set[asyncio.Task[Any]] = set()  # adoptions on their way (the loop keeps only weak references)
+
+    def adopt(client: socket.socket, prefix: bytes) -> None:
+        def protocol() -> GatewayHttpProtocol:
+            made = GatewayHttpProtocol(config=config, server_state=server.server_state, app_state=server.lifespan.state)
+            made.front_prefix = prefix
+            made.give_back = front.give_back
+            return made
+
+        adopting = loop.create_task(loop.connect_accepted_socket(protocol, sock=client))
+        pending.add(adopting)
+        adopting.add_done_callback(pending.discard)
+
+    tables = FrontTables(gateway, front)
+    gateway.front = tables
+    front.adopt = adopt
+    front.answer_call = lambda note, client, container, request, after: _answer_call(
+        gateway, tables, config, adopt, note, client, container, request, after
+    )
+    return loop.create_task(tables.run())
+
+
+async def _answer_call(
+    gateway: Any,
+    tables: Any,
+    config: Any,
+    adopt: Adopt,
+    note: list[str],
+    client: socket.socket,
+    container: socket.socket | None,
+    request: bytes,
+    after: bytes,
+) -> None:
+    """A call the front began and gave up: its answer written here as the gateway's own path would, then the
+    connection adopted with what followed the request."""
+    from cove._wire.defaults import stored
+    from cove.gateway._errors import ApiError
+    from cove.gateway._invoke import container_failure, error_answer, waiting_errors, whole_head
+    from cove.gateway._upstream_head import UpstreamError
+    from cove.scheduler import Lease
+
+    kind, route_id, container_id, call_id, rid = note[:5]
+    loop = asyncio.get_running_loop()
+    client.setblocking(False)
+    route = tables.route(int(route_id))
+    try:
+        if kind == "stream" and container is not None:
+            await _relay_stream(gateway, config, client, container, after, container_id, call_id, rid)
+            after = b""  # what followed was the container's
+        else:
+            if kind == "timeout" and route is not None:
+                timeout = float(stored(route.deployment.config, route.deployment.kind, "timeout"))
+                error = waiting_errors(gateway.scheduler, route.deployment, timeout).error_for(TimeoutError())
+                assert error is not None
+            else:
+                slot = gateway.scheduler.slot(container_id)
+                what = "container closed the connection" if kind == "closed-idle" else "the container's answer failed"
+                if slot is not None:
+                    error = await container_failure(Lease(slot), UpstreamError(what))
+                else:
+                    error = ApiError(502, f"container {container_id} failed: {what}")
+            status, body, extra = error_answer(error)
+            gateway.metrics.invocation(("-", "-"), status, 0.0)
+            head = whole_head(extra, rid.encode())
+            await loop.sock_sendall(client, whole_answer(status, list(config.encoded_headers), head, body))
+    except OSError:
+        client.close()
+        return
+    adopt(client, after)
+
+
+async def _relay_stream(
+    gateway: Any,
+    config: Any,
+    client: socket.socket,
+    container: socket.socket,
+    got: bytes,
+    container_id: str,
+    call_id: str,
+    rid: str,
+) -> None:
+    """A generator's answer the front began: its head as the gateway writes a stream's, then the container's
+    chunked body relayed as it comes (the framing is the same), to its last chunk."""
+    loop = asyncio.get_running_loop()
+    container.setblocking(False)
+    end = got.find(b"\r\n\r\n")
+    head, body = got[: end + 4], got[end + 4 :]
+    status = int(head[9:12])
+    media = b"application/octet-stream"
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-type":
+            media = value.strip()
+    default = b"".join(b"%s: %s\r\n" % pair for pair in config.encoded_headers if pair[0] != b"date")
+    answer_head = b"".join((
+        STATUS_LINE[status], b"date: %s\r\n" % formatdate(usegmt=True).encode(), default,
+        b"content-type: %s\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\n" % media,
+        b"x-cove-container: %s\r\nx-cove-call-id: %s\r\nx-request-id: %s\r\n" % (
+            container_id.encode(), call_id.encode(), rid.encode()),
+        b"transfer-encoding: chunked\r\n\r\n",
+    ))  # fmt: skip
+    await loop.sock_sendall(client, answer_head)
+    try:
+        tail = b""
+        while True:
+            if body:
+                await loop.sock_sendall(client, body)
+                tail = (tail + body)[-5:]
+                if tail == b"0\r\n\r\n":
+                    return
+            body = await loop.sock_recv(container, 65536)
+            if not body:
+                raise OSError("the container ended the stream early")
+    finally:
+        container.close()
