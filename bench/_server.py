@@ -57,7 +57,7 @@ def start_bare_uvicorn(
 class CoveServer:
     """Starts on construction; ``close`` stops it and removes its home."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="cove-bench-"))
         home = self.tmp / "home"
         self.home = home
@@ -69,6 +69,7 @@ class CoveServer:
             "COVE_GATEWAY": self.url,
             "XDG_CONFIG_HOME": str(home / "config"),
             "COVE_NO_PROGRESS": "1",
+            **(extra_env or {}),
         }
         self.env.setdefault("COVE_UV_CACHE_DIR", str(Path.home() / ".cache" / "cove-test-uv"))
         self.log = (self.tmp / "server.log").open("wb")

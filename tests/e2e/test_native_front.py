@@ -10,15 +10,25 @@ revoked token stops working at once.
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 import shutil
+import signal
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from conftest import Server, start_server
+
 from e2e.test_express_lane import (  # noqa: F401  (collected again here, on a server with the front)
     BASIC,
+    test_a_public_endpoint_takes_the_lane_without_a_token_and_others_still_need_one,
     test_a_warm_call_past_its_timeout_is_a_504,
     test_a_warm_generator_streams_its_items,
     test_expect_continue_and_a_large_body_are_read_as_they_come,
@@ -32,7 +42,9 @@ pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="--native-fro
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(tmp_path_factory.mktemp("home") / "cove", None, {"COVE_NATIVE_FRONT": "1"})
+    # Room for every test's warm container side by side, as the shared server has (conftest.server).
+    home = tmp_path_factory.mktemp("home") / "cove"
+    srv = start_server(home, None, {"COVE_NATIVE_FRONT": "1"}, "--worker-cpu", "64")
     yield srv
     srv.stop()
 
@@ -45,33 +57,71 @@ def _front_count(http: httpx.Client) -> int:
 
 def test_the_front_serves_a_kept_alive_clients_warm_calls(server: Server) -> None:
     server.deploy(f"{BASIC}:add")
-    with server.http() as http:
+    # The scrapes go on a connection of their own: a connection that asks anything but an endpoint call stays
+    # with the gateway until its next endpoint call.
+    with server.http() as http, server.http() as scrapes:
         assert http.post("/endpoint/add", json={"a": 0, "b": 0}).status_code == 200  # cold: the gateway
         assert http.post("/endpoint/add", json={"a": 0, "b": 1}).status_code == 200  # warm: programs the front
+        before = _front_count(scrapes)
         answers = [
             http.post("/endpoint/add", json={"a": i, "b": 1}, headers={"X-Request-Id": f"r-{i}"}) for i in range(20)
         ]
-        # the front reports its counts every 0.1 s
-        deadline = 50
-        while _front_count(http) < 15 and deadline:
-            deadline -= 1
-            import time
-
-            time.sleep(0.1)
-        served = _front_count(http)
+        served = _front_count(scrapes) - before  # a scrape takes the front's counts first
     assert [a.json() for a in answers] == [{"sum": i + 1} for i in range(20)]
     assert [a.headers["x-request-id"] for a in answers] == [f"r-{i}" for i in range(20)]
     assert all(a.headers["x-cove-call-id"].startswith("call-") for a in answers)
-    assert served >= 15, f"the front served {served} of 20 warm calls"
+    assert served == 20, f"the front served {served} of 20 warm calls"
 
 
 def test_a_revoked_token_stops_at_once_on_the_front(server: Server) -> None:
     server.deploy(f"{BASIC}:add")
-    made = server.cli_json("token", "create", "short-lived")
-    secret = made.get("secret") or made.get("token")
+    made = server.cli_json("token", "create", "--name", "short-lived")
+    secret = made["token"]
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {secret}"}) as caller:
         for _ in range(3):
             assert caller.post("/endpoint/add", json={"a": 1, "b": 1}).status_code == 200
-        server.cli_json("token", "revoke", made.get("id") or made.get("name"))
+        server.cli_json("token", "revoke", made["id"])
         refused = caller.post("/endpoint/add", json={"a": 1, "b": 1})
     assert refused.status_code == 401, refused.text
+
+
+def _post(conn: http.client.HTTPConnection, path: str, body: dict[str, int], token: str) -> tuple[int, str]:
+    """A POST on a kept connection: its status, and its ``Connection`` header (lowered; "" without one)."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    conn.request("POST", path, json.dumps(body), headers)
+    answer = conn.getresponse()
+    answer.read()
+    return answer.status, (answer.getheader("connection") or "").lower()
+
+
+def test_sigterm_drains_the_front_with_the_gateway(tmp_path: Path) -> None:
+    drain = 4.0
+    server = start_server(
+        tmp_path / "home", None, {"COVE_NATIVE_FRONT": "1"}, "--drain-seconds", f"{drain:g}", "--worker-cpu", "8"
+    )
+    address = urlsplit(server.url)
+    assert address.hostname is not None and address.port is not None
+    try:
+        server.deploy(f"{BASIC}:add")
+        front = subprocess.run(
+            ["pgrep", "-P", str(server.proc.pid), "-f", "cove-front"], capture_output=True, text=True
+        )
+        (front_pid,) = map(int, front.stdout.split())
+        kept = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+        for i in range(4):  # cold, warm (the front learns the route), then the front's own
+            assert _post(kept, "/endpoint/add", {"a": i, "b": 1}, server.token) == (200, "")
+        t_signal = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        # Answers still come, on the kept connection and on a fresh one, and each says it closes.
+        assert _post(kept, "/endpoint/add", {"a": 1, "b": 1}, server.token) == (200, "close")
+        fresh = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+        assert _post(fresh, "/endpoint/add", {"a": 1, "b": 1}, server.token) == (200, "close")
+        server.proc.wait(timeout=drain + 30)
+        assert time.monotonic() - t_signal >= drain
+        # The front ended with the gateway, and the port is closed.
+        assert not Path(f"/proc/{front_pid}").exists() or "Z" in Path(f"/proc/{front_pid}/stat").read_text().split()[2]
+        with pytest.raises(OSError):
+            socket.create_connection((address.hostname, address.port), timeout=2).close()
+    finally:
+        server.stop()

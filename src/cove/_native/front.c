@@ -320,6 +320,7 @@ typedef struct conn {
     struct conn *waiting_prev, *waiting_next;
     uint64_t waiting_since_us;
     int waited;              /* it waited for a slot once: no second wait */
+    struct conn *prev, *next; /* every client connection, for the drain */
 } conn_t;
 
 typedef struct call {
@@ -338,6 +339,8 @@ typedef struct call {
 static int epoll_fd, control_fd, handoff_fd, listen_fd;
 static conn_t control;
 static int open_clients;
+static conn_t *clients; /* every client connection */
+static int closing_answers; /* the gateway drains: each answer closes its connection */
 
 static void watch(conn_t *c, uint32_t events, int op) {
     struct epoll_event event = {.events = events, .data.ptr = c};
@@ -448,6 +451,9 @@ static void stop_waiting(conn_t *c);
 
 static void client_close(conn_t *c) {
     stop_waiting(c);
+    if (c->prev) c->prev->next = c->next;
+    else clients = c->next;
+    if (c->next) c->next->prev = c->prev;
     if (c->call) {
         c->call->client = NULL; /* the call runs on: its answer is dropped */
         c->call = NULL;
@@ -606,10 +612,10 @@ static void call_answered(call_t *call, int status, const char *body, size_t bod
                    "content-type: application/json\r\nx-cove-container: %s\r\nx-cove-call-id: %s\r\n"
                    "x-request-id: %s\r\ncontent-length: %zu\r\n%s\r\n",
                    call->container->id, call->call_id, call->rid, body_len,
-                   call->close_after || draining ? "connection: close\r\n" : "");
+                   call->close_after || draining || closing_answers ? "connection: close\r\n" : "");
         buf_add(&c->out, body, body_len);
         c->call = NULL;
-        if (call->close_after || draining) c->closing = 1;
+        if (call->close_after || draining || closing_answers) c->closing = 1;
     }
     call_end(call);
     if (c) {
@@ -1144,6 +1150,9 @@ static conn_t *client_add(int fd) {
     conn_t *c = xalloc(sizeof *c);
     c->kind = KIND_CLIENT;
     c->fd = fd;
+    c->next = clients;
+    if (clients) clients->prev = c;
+    clients = c;
     open_clients++;
     watch(c, EPOLLIN | EPOLLRDHUP, EPOLL_CTL_ADD);
     return c;
@@ -1203,7 +1212,9 @@ static void take_back(void) {
  *   container ID CID ADDRESS ROOM / uncontainer ID CID
  *   stats                        answered with "count ID STATUS N SUM_US B..." lines,
  *                                "busy ID CID IN_FLIGHT" lines, then "end"; counts start over
- *   drain                        stop taking connections; answers close theirs; exit when none is left
+ *   closing                      the gateway drains behind a load balancer: each answer closes its connection
+ *   drain                        the gateway stops: the port closes, idle connections close, answers close
+ *                                theirs; the front exits when none is left
  */
 
 static void say(const char *format, ...) {
@@ -1279,10 +1290,16 @@ static void container_remove(route_t *r, int i) {
     container_free_if_done(ct);
 }
 
+/* The gateway stops: no new connection (the port closes), idle ones close, calls on the way finish. */
 static void begin_drain(void) {
     if (draining) return;
     draining = 1;
     epoll_ctl(epoll_fd, EPOLL_CTL_DEL, listen_fd, NULL);
+    close(listen_fd);
+    for (conn_t *c = clients, *next; c; c = next) {
+        next = c->next;
+        if (!c->call && !c->waits_on && c->in.len == 0 && c->out.len == 0) client_close(c);
+    }
 }
 
 static void control_line(char *line) {
@@ -1417,6 +1434,8 @@ static void control_line(char *line) {
         say("end %d\n", open_clients);
     } else if (!strcmp(verb, "drain") && n == 1) {
         begin_drain();
+    } else if (!strcmp(verb, "closing") && n == 1) {
+        closing_answers = 1;
     } else {
         fprintf(stderr, "cove-front: unknown control line %s (%d words)\n", verb, n);
     }

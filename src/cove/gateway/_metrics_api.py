@@ -48,6 +48,8 @@ class WorkspaceView:
     "the own workspace's for others",
 )
 async def metrics(gw: GatewayDep, authorization: Annotated[str | None, Header()] = None) -> PlainTextResponse:
+    if gw.front is not None:  # what the native front answered up to now is counted in this scrape
+        await gw.front.settle()
     if gw.settings.metrics_public:
         source: CollectorRegistry | WorkspaceView = gw.metrics.registry
     else:

@@ -98,6 +98,7 @@ class NativeFront:
         self.adopt: Adopt | None = None
         self.answer_call: AnswerCall | None = None
         self._answering: set[asyncio.Task[Any]] = set()
+        self.ticks: asyncio.Task[None] | None = None  # the gateway's tables' rounds with it (``attach``)
         self.handed = 0  # connections the front handed here
         self.given_back = 0  # connections given back to it
 
@@ -131,8 +132,9 @@ class NativeFront:
                 if line[0] == "end":
                     return lines
 
-    def drain(self) -> None:
-        self.send(["drain"])
+    def closing(self) -> None:
+        """The gateway drains behind a load balancer (``--drain-seconds``): each answer closes its connection."""
+        self.send(["closing"])
 
     def _take(self) -> None:
         """Connections the front handed over: adopt each (after answering the call it gave up, if any)."""
@@ -187,9 +189,14 @@ class NativeFront:
         return True
 
     async def stop(self, grace: float) -> None:
-        """Drain the front, then end it: its open connections end with it."""
+        """Stop the front: its port closes, its idle connections close, and it ends once the calls it relays
+        were answered (or after ``grace`` seconds, ending what is left). Once is enough."""
+        if self.proc.poll() is not None and self._writer is None:
+            return
+        if self.ticks is not None:
+            self.ticks.cancel()
         with contextlib.suppress(Exception):
-            self.drain()
+            self.send(["drain"])
         deadline = time.monotonic() + grace
         while self.proc.poll() is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -200,6 +207,7 @@ class NativeFront:
             asyncio.get_running_loop().remove_reader(self._handoff.fileno())
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
         self._handoff.close()
 
 
@@ -210,7 +218,7 @@ def whole_answer(status: int, default_headers: list[tuple[bytes, bytes]], head: 
     return b"".join((STATUS_LINE[status], date, default, head, b"content-length: %d\r\n\r\n" % len(body), body))
 
 
-def attach(front: NativeFront, server: Any, gateway: Any) -> asyncio.Task[None]:
+def attach(front: NativeFront, server: Any, gateway: Any) -> None:
     """Wire a started front to uvicorn ``server`` and the ``gateway``: adoption, answers and the tables' tick."""
     from cove.gateway._front_tables import FrontTables
 
@@ -238,7 +246,7 @@ def attach(front: NativeFront, server: Any, gateway: Any) -> asyncio.Task[None]:
     front.answer_call = lambda note, client, container, request, after: _answer_call(
         gateway, tables, config, adopt, note, client, container, request, after
     )
-    return loop.create_task(tables.run())
+    front.ticks = loop.create_task(tables.run())
 
 
 async def _answer_call(

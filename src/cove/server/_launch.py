@@ -35,10 +35,13 @@ from cove.store import Store, sqlite_url
 from cove.worker import detect_capacity
 
 from ._drain import on_signal
+from ._front import NativeFront
 from ._http_protocol import GatewayHttpProtocol
 
 log = logging.getLogger("cove.server")
 
+# Seconds the native front has, when the gateway stops, to finish the calls it relays before it is ended.
+FRONT_STOP_SECONDS = 10.0
 # Objects allocated before a young collection runs (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 20_000
 
@@ -236,9 +239,9 @@ async def _serve(settings: ServerSettings, echo: Callable[[str], None]) -> None:
         python_env_roots=settings.python_env_roots,
     )
     app = create_app(gateway)
-    front = front_ticks = None
+    front = None
     if settings.native_front:
-        from ._front import NativeFront, attach, build
+        from ._front import attach, build
 
         binary = await asyncio.to_thread(build, settings.home.root / "bin")
         try:
@@ -255,10 +258,10 @@ async def _serve(settings: ServerSettings, echo: Callable[[str], None]) -> None:
             raise RuntimeError(f"the gateway could not start on {settings.url} (is the port in use?)")
         await asyncio.sleep(0.02)
     if settings.native_front:
-        front = NativeFront(binary, listener)
+        front = server.front = NativeFront(binary, listener)
         listener.close()  # the front holds it
         await front.start()
-        front_ticks = attach(front, server, app.api.state.gateway)
+        attach(front, server, app.api.state.gateway)
     local, local_serving, socket_path = await _serve_local_socket(app, settings)
     _settle_garbage_collector()
     info = {"url": settings.url, "pid": os.getpid(), "socket": str(socket_path)}
@@ -273,10 +276,8 @@ async def _serve(settings: ServerSettings, echo: Callable[[str], None]) -> None:
     try:
         await serving
     finally:
-        if front is not None:
-            if front_ticks is not None:
-                front_ticks.cancel()
-            await front.stop(grace=5.0)
+        if front is not None:  # stopped already, unless the server failed before its shutdown
+            await front.stop(grace=FRONT_STOP_SECONDS)
         local.should_exit = True
         with contextlib.suppress(Exception):
             await local_serving
@@ -327,12 +328,22 @@ class _GatewayServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, drain_seconds: float = DEFAULT_DRAIN_SECONDS) -> None:
         super().__init__(config)
         self.drain_seconds = drain_seconds
+        self.front: NativeFront | None = None  # the native front on the port, when it runs one
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: types.FrameType | None) -> None:
         if on_signal(sig, self.drain_seconds, lambda signum: super(_GatewayServer, self).handle_exit(signum, None)):
             super().handle_exit(sig, frame)
+        elif self.front is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.front.closing)  # draining: the front's answers close too
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.front is not None:  # first: its calls on the way finish while the gateway still runs
+            await self.front.stop(grace=FRONT_STOP_SECONDS)
         gateway = getattr(getattr(getattr(self.config.app, "api", None), "state", None), "gateway", None)
         scheduler = getattr(gateway, "scheduler", None)
         if scheduler is not None:
