@@ -125,3 +125,42 @@ def test_sigterm_drains_the_front_with_the_gateway(tmp_path: Path) -> None:
             socket.create_connection((address.hostname, address.port), timeout=2).close()
     finally:
         server.stop()
+
+
+def _exchange(server: Server, request: bytes) -> bytes:
+    """One raw request on a fresh connection; the whole answer (the connection closes after it)."""
+    address = urlsplit(server.url)
+    assert address.hostname is not None and address.port is not None
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_what_the_front_does_not_parse_is_answered_by_the_gateway(server: Server) -> None:
+    server.deploy(f"{BASIC}:add")
+    with server.http() as http:
+        for _ in range(2):  # warm, and the front knows the route
+            assert http.post("/endpoint/add", json={"a": 1, "b": 1}).status_code == 200
+    auth = f"Authorization: Bearer {server.token}\r\nConnection: close\r\n".encode()
+    chunked = (
+        b'POST /endpoint/add HTTP/1.1\r\nHost: x\r\n%sTransfer-Encoding: chunked\r\n\r\nd\r\n{"a":2,"b":3}\r\n0\r\n\r\n'
+    )
+    assert _exchange(server, chunked % auth).startswith(b"HTTP/1.1 200 ")
+    assert b'{"sum":5}' in _exchange(server, chunked % auth)
+    signed = b"POST /endpoint/add HTTP/1.1\r\nHost: x\r\n%sContent-Length: +13\r\n\r\n" % auth + b'{"a":2,"b":3}'
+    assert _exchange(server, signed).startswith(b"HTTP/1.1 400 ")
+    assert _exchange(server, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    folded = b"POST /endpoint/add HTTP/1.1\r\nHost: x\r\n%sX-Long: a\r\n b\r\nContent-Length: 2\r\n\r\n{}" % auth
+    assert _exchange(server, folded)[:12] in (b"HTTP/1.1 400", b"HTTP/1.1 422")
+    body = b'{"a": 1, "b": 1}' + b" " * 70_000  # past what the front serves itself: the gateway reads it
+    big = b"POST /endpoint/add HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n" % (auth, len(body)) + body
+    answer = _exchange(server, big)
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"sum":2}'), answer[:300]
+    nope = b"Authorization: Bearer nope\r\nConnection: close\r\n"
+    wrong = b"POST /endpoint/add HTTP/1.1\r\nHost: x\r\n%sContent-Length: 2\r\n\r\n{}" % nope
+    assert _exchange(server, wrong).startswith(b"HTTP/1.1 401 ")
+    unknown = b"POST /endpoint/none HTTP/1.1\r\nHost: x\r\n%sContent-Length: 2\r\n\r\n{}" % auth
+    assert _exchange(server, unknown).startswith(b"HTTP/1.1 404 ")

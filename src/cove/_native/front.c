@@ -37,6 +37,7 @@
 #define MAX_HEAD 16384          /* a longer request head goes to the gateway */
 #define MAX_REQUEST 65000       /* head and body served here at most (one handoff message holds it) */
 #define MAX_ANSWER_HEAD 65536   /* the container's answer head, as the gateway allows */
+#define MAX_BUFFERED 98304      /* bytes read ahead of a decision, from a client or before an answer's head */
 #define MAX_ID 128              /* a longer client request id is replaced, as the gateway does */
 #define MAX_IDLE 64             /* idle connections kept per container */
 #define MAX_BUCKETS 32
@@ -685,8 +686,11 @@ static const char *header_value(const char *line, size_t len, const char *name, 
  * (chunked) for the gateway to relay, or out of step. */
 static void upstream_readable(conn_t *u) {
     for (;;) {
+        if (u->in.len >= MAX_BUFFERED && !u->head_end) break; /* a head this long fails below */
         buf_reserve(&u->in, 16384);
-        ssize_t n = recv(u->fd, u->in.data + u->in.len, u->in.cap - u->in.len, 0);
+        size_t room = u->in.cap - u->in.len;
+        if (!u->head_end && room > MAX_BUFFERED - u->in.len) room = MAX_BUFFERED - u->in.len;
+        ssize_t n = recv(u->fd, u->in.data + u->in.len, room, 0);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) break;
@@ -706,7 +710,7 @@ static void upstream_readable(conn_t *u) {
             return;
         }
         u->in.len += (size_t)n;
-        if ((size_t)n < u->in.cap - (u->in.len - (size_t)n)) break;
+        if ((size_t)n < room) break;
     }
     call_t *call = u->call;
     if (!call) {
@@ -816,22 +820,29 @@ static void take_request_id(call_t *call, const char *id, size_t id_len, const c
             return;
         }
     }
-    /* a traceparent's trace id: 00-<32 hex>-<16 hex>-<2 hex> */
-    if (trace && trace_len >= 55) {
-        const char *t = trace;
-        int ok = t[2] == '-' && t[35] == '-', zero = 1;
-        for (int i = 3; ok && i < 35; i++) {
-            char ch = t[i];
-            if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F'))) ok = 0;
-            if (ch != '0') zero = 0;
-        }
-        if (ok && !zero) {
-            for (int i = 0; i < 32; i++) {
-                char ch = t[3 + i];
-                call->rid[i] = (ch >= 'A' && ch <= 'F') ? (char)(ch - 'A' + 'a') : ch;
+    /* a traceparent's trace id, as cove.gateway._request_ids reads it: four parts split by '-', the second
+     * 32 hex digits and not all zero */
+    if (trace) {
+        const char *dashes[3];
+        int count = 0;
+        for (size_t i = 0; i < trace_len; i++)
+            if (trace[i] == '-') {
+                if (count < 3) dashes[count] = trace + i;
+                count++;
             }
-            call->rid[32] = 0;
-            return;
+        if (count == 3 && dashes[1] - dashes[0] == 33) {
+            const char *t = dashes[0] + 1;
+            int ok = 1, zero = 1;
+            for (int i = 0; ok && i < 32; i++) {
+                char ch = t[i];
+                if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F'))) ok = 0;
+                if (ch != '0') zero = 0;
+            }
+            if (ok && !zero) {
+                for (int i = 0; i < 32; i++) call->rid[i] = (t[i] >= 'A' && t[i] <= 'F') ? (char)(t[i] - 'A' + 'a') : t[i];
+                call->rid[32] = 0;
+                return;
+            }
         }
     }
     random_hex(call->rid, 16);
@@ -959,6 +970,10 @@ static void serve_buffered(conn_t *c) {
             size_t len = (size_t)(eol - line) - 1;
             size_t vlen;
             const char *v;
+            if (line[0] == ' ' || line[0] == '\t' || !memchr(line, ':', len)) {
+                odd = 1; /* a folded or malformed line: the gateway's parser decides */
+                break;
+            }
             switch (line[0] | 0x20) {
             case 'a':
                 if (header_is(line, len, "authorization")) {
@@ -971,9 +986,12 @@ static void serve_buffered(conn_t *c) {
             case 'c':
                 if (header_is(line, len, "content-length")) {
                     v = header_value(line, len, "content-length", &vlen);
-                    char *stop;
-                    length = strtol(v, &stop, 10);
-                    if (vlen == 0 || stop != v + vlen || length < 0) odd = 1;
+                    length = 0;
+                    if (vlen == 0 || vlen > 9) odd = 1; /* digits only, and at most what fits a request here */
+                    for (size_t i = 0; !odd && i < vlen; i++) {
+                        if (v[i] < '0' || v[i] > '9') odd = 1;
+                        length = length * 10 + (v[i] - '0');
+                    }
                     lengths++;
                 } else if (header_is(line, len, "connection")) {
                     v = header_value(line, len, "connection", &vlen);
@@ -1112,8 +1130,11 @@ static void serve_buffered(conn_t *c) {
 
 static void client_readable(conn_t *c) {
     for (;;) {
+        if (c->in.len >= MAX_BUFFERED) break; /* enough to decide on (a handoff message holds it) */
         buf_reserve(&c->in, 16384);
-        ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
+        size_t room = c->in.cap - c->in.len;
+        if (room > MAX_BUFFERED - c->in.len) room = MAX_BUFFERED - c->in.len;
+        ssize_t n = recv(c->fd, c->in.data + c->in.len, room, 0);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) break;
@@ -1132,8 +1153,7 @@ static void client_readable(conn_t *c) {
             return;
         }
         c->in.len += (size_t)n;
-        if (c->in.len > MAX_REQUEST + MAX_HEAD && !c->call) break;
-        if ((size_t)n < c->in.cap - (c->in.len - (size_t)n)) break;
+        if ((size_t)n < room) break;
     }
     serve_buffered(c);
 }

@@ -38,7 +38,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 log = logging.getLogger("cove.front")
 
-_MESSAGE_BYTES = 1 << 17  # the largest handoff: a note and a request of at most 65,000 bytes, with room
+_MESSAGE_BYTES = 1 << 18  # above the largest handoff: a note and the request and bytes read (front.c bounds them)
 _SOCKET_BUFFER = 1 << 21
 _CALL_NOTES = frozenset({"timeout", "failed", "closed-idle", "unreachable", "stream"})
 
@@ -140,7 +140,7 @@ class NativeFront:
         """Connections the front handed over: adopt each (after answering the call it gave up, if any)."""
         while True:
             try:
-                data, fds, _flags, _ = socket.recv_fds(self._handoff, _MESSAGE_BYTES, 2)
+                data, fds, flags, _ = socket.recv_fds(self._handoff, _MESSAGE_BYTES, 2)
             except BlockingIOError:
                 return
             except OSError:
@@ -149,6 +149,11 @@ class NativeFront:
             if not data and not fds:
                 asyncio.get_running_loop().remove_reader(self._handoff.fileno())
                 return
+            if not fds or flags & socket.MSG_TRUNC:  # not what front.c sends: nothing to adopt whole
+                log.error("the native front handed over a malformed message (%d bytes, %d fds)", len(data), len(fds))
+                for fd in fds:
+                    os.close(fd)
+                continue
             self.handed += 1
             note_line, _, rest = data.partition(b"\n")
             note = note_line.decode("ascii", "replace").split()
