@@ -48,6 +48,8 @@ LAYERS: Mapping[str, frozenset[str]] = {
     "_wire": frozenset({"exceptions", "schema"}),
     "_host": frozenset(),
     "_net": frozenset({"_host"}),
+    # The native front's C source (built by the server); nothing to import.
+    "_native": frozenset(),
     # The reservoir installs and runs on its own.
     "reservoir": frozenset({"exceptions"}),
     # Inside containers: before the user's code, nothing of the server.

@@ -58,3 +58,30 @@ def test_the_gateways_metrics_count_an_invocation_in_both() -> None:
     assert 'cove_invocations_total{deployment="echo/v1",status="200",workspace="default"} 2.0' in text
     assert 'cove_invocation_seconds_count{deployment="echo/v1",workspace="default"} 2.0' in text
     assert 'cove_invocation_seconds_bucket{deployment="echo/v1",le="0.005",workspace="default"} 1.0' in text
+
+
+def test_counts_added_at_once_expose_what_one_at_a_time_would() -> None:
+    """The native front reports counts per bucket (not cumulative, as front.c counts them); added at once they
+    must read as the same observations made one at a time."""
+    one_by_one = CollectorRegistry()
+    counter = LoopCounter("cove_invocations_total", "Endpoint invocations", ["workspace", "deployment", "status"])
+    histogram = LoopHistogram("cove_invocation_seconds", "Latency", ["workspace", "deployment"], BUCKETS)
+    one_by_one.register(counter)
+    one_by_one.register(histogram)
+    at_once = CollectorRegistry()
+    added = LoopCounter("cove_invocations_total", "Endpoint invocations", ["workspace", "deployment", "status"])
+    added_histogram = LoopHistogram("cove_invocation_seconds", "Latency", ["workspace", "deployment"], BUCKETS)
+    at_once.register(added)
+    at_once.register(added_histogram)
+    label = ("default", "echo/v1")
+    seconds = [0.0005, 0.001, 0.05, 0.05, 30.0]  # the last past every bound: +Inf only
+    for value in seconds:
+        counter.inc((*label, "200"))
+        histogram.observe(label, value)
+    per_bucket = [
+        sum(1 for v in seconds if lower < v <= bound) for lower, bound in zip((0, *BUCKETS), BUCKETS, strict=False)
+    ]
+    added.add((*label, "200"), len(seconds))
+    added_histogram.add_counts(label, per_bucket, len(seconds), sum(seconds))
+    assert _exposition(at_once) == _exposition(one_by_one)
+    assert added_histogram.bounds == BUCKETS

@@ -41,6 +41,7 @@ def _gateway(public: bool) -> Any:
     return SimpleNamespace(
         settings=SimpleNamespace(metrics_public=public),
         metrics=SimpleNamespace(registry=registry),
+        front=None,  # no native front: nothing to take counts from before a scrape
         auth=FakeAuth(tokens),
     )
 

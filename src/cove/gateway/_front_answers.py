@@ -1,0 +1,124 @@
+"""Answers to the calls the native front began and gave up (``cove.server._front``), worded here.
+
+The front hands such a call's connection over with a note: its container
+failed before answering, its deadline passed, or its answer is a generator's
+stream. The answer is written as the gateway's own path words it (the same
+errors, the same stream head) before the connection is adopted as any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import TYPE_CHECKING
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+from .._wire.defaults import stored
+from ..scheduler import Lease
+from ._errors import ApiError
+from ._invoke import container_failure, error_answer, waiting_errors, whole_head
+from ._upstream_head import UpstreamError
+
+if TYPE_CHECKING:
+    from ._front_tables import FrontTables
+    from ._state import Gateway
+
+
+def whole_answer(status: int, default_headers: list[tuple[bytes, bytes]], head: bytes, body: bytes) -> bytes:
+    """An answer's bytes as the gateway's server writes a whole one (``_http_protocol.DirectExchange``)."""
+    default = b"".join(b"%s: %s\r\n" % pair for pair in default_headers if pair[0] != b"date")
+    date = b"date: %s\r\n" % formatdate(usegmt=True).encode()
+    return b"".join((STATUS_LINE[status], date, default, head, b"content-length: %d\r\n\r\n" % len(body), body))
+
+
+async def answer_front_call(
+    gateway: Gateway,
+    tables: FrontTables,
+    default_headers: list[tuple[bytes, bytes]],
+    adopt: Callable[[socket.socket, bytes], None],
+    note: list[str],
+    client: socket.socket,
+    container: socket.socket | None,
+    request: bytes,
+    after: bytes,
+) -> None:
+    """A call the front began and gave up: its answer written here as the gateway's own path would, then the
+    connection adopted with what followed the request."""
+    kind, route_id, container_id, call_id, rid = note[:5]
+    loop = asyncio.get_running_loop()
+    client.setblocking(False)
+    route = tables.route(int(route_id))
+    try:
+        if kind == "stream" and container is not None:
+            status = await _relay_stream(default_headers, client, container, after, container_id, call_id, rid)
+            if route is not None:
+                gateway.metrics.invocation(route.label, status, 0.0)
+            after = b""  # what followed was the container's
+        else:
+            if kind == "timeout" and route is not None:
+                timeout = float(stored(route.deployment.config, route.deployment.kind, "timeout"))
+                error = waiting_errors(gateway.scheduler, route.deployment, timeout).error_for(TimeoutError())
+                assert error is not None
+            else:
+                slot = gateway.scheduler.slot(container_id)
+                what = "container closed the connection" if kind == "closed-idle" else "the container's answer failed"
+                if slot is not None:
+                    error = await container_failure(Lease(slot), UpstreamError(what))
+                else:
+                    error = ApiError(502, f"container {container_id} failed: {what}")
+            status, body, extra = error_answer(error)
+            gateway.metrics.invocation(("-", "-"), status, 0.0)
+            head = whole_head(extra, rid.encode())
+            await loop.sock_sendall(client, whole_answer(status, default_headers, head, body))
+    except OSError:
+        client.close()
+        return
+    adopt(client, after)
+
+
+async def _relay_stream(
+    default_headers: list[tuple[bytes, bytes]],
+    client: socket.socket,
+    container: socket.socket,
+    got: bytes,
+    container_id: str,
+    call_id: str,
+    rid: str,
+) -> int:
+    """A generator's answer the front began: its head as the gateway writes a stream's, then the container's
+    chunked body relayed as it comes (the framing is the same), to its last chunk."""
+    loop = asyncio.get_running_loop()
+    container.setblocking(False)
+    end = got.find(b"\r\n\r\n")
+    head, body = got[: end + 4], got[end + 4 :]
+    status = int(head[9:12])
+    media = b"application/octet-stream"
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-type":
+            media = value.strip()
+    default = b"".join(b"%s: %s\r\n" % pair for pair in default_headers if pair[0] != b"date")
+    answer_head = b"".join((
+        STATUS_LINE[status], b"date: %s\r\n" % formatdate(usegmt=True).encode(), default,
+        b"content-type: %s\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\n" % media,
+        b"x-cove-container: %s\r\nx-cove-call-id: %s\r\nx-request-id: %s\r\n" % (
+            container_id.encode(), call_id.encode(), rid.encode()),
+        b"transfer-encoding: chunked\r\n\r\n",
+    ))  # fmt: skip
+    await loop.sock_sendall(client, answer_head)
+    try:
+        tail = b""
+        while True:
+            if body:
+                await loop.sock_sendall(client, body)
+                tail = (tail + body)[-5:]
+                if tail == b"0\r\n\r\n":
+                    return status
+            body = await loop.sock_recv(container, 65536)
+            if not body:
+                raise OSError("the container ended the stream early")
+    finally:
+        container.close()
