@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import shutil
 import signal
@@ -164,3 +165,39 @@ def test_what_the_front_does_not_parse_is_answered_by_the_gateway(server: Server
     assert _exchange(server, wrong).startswith(b"HTTP/1.1 401 ")
     unknown = b"POST /endpoint/none HTTP/1.1\r\nHost: x\r\n%sContent-Length: 2\r\n\r\n{}" % auth
     assert _exchange(server, unknown).startswith(b"HTTP/1.1 404 ")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_pipelined_bytes_past_the_buffer_wait_without_spinning(server: Server) -> None:
+    """A client that pipelines more than the front buffers while a call runs is read no further until that call
+    answers; the front then serves the rest in order, and it does not busy-loop on the unread bytes meanwhile."""
+    server.deploy(f"{BASIC}:slow")
+    server.deploy(f"{BASIC}:add")
+    with server.http() as http:
+        for _ in range(2):  # warm, and the front knows both routes
+            assert http.post("/endpoint/slow", json={"seconds": 0}).status_code == 200
+            assert http.post("/endpoint/add", json={"a": 1, "b": 1}).status_code == 200
+    children = ["pgrep", "-P", str(server.proc.pid), "-f", "cove-front"]
+    (front_pid,) = map(int, subprocess.run(children, capture_output=True, text=True).stdout.split())
+    head = f"Host: x\r\nAuthorization: Bearer {server.token}\r\nContent-Type: application/json\r\n"
+    slow = f"POST /endpoint/slow HTTP/1.1\r\n{head}Content-Length: 14\r\n\r\n".encode() + b'{"seconds": 2}'
+    padded = b'{"a": 1, "b": 1}' + b" " * 60_000
+    add = f"POST /endpoint/add HTTP/1.1\r\n{head}Content-Length: {len(padded)}\r\n\r\n".encode() + padded
+    last = f"POST /endpoint/add HTTP/1.1\r\n{head}Connection: close\r\nContent-Length: 16\r\n\r\n".encode()
+    address = urlsplit(server.url)
+    assert address.hostname is not None and address.port is not None
+    before = _cpu_seconds(front_pid)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(slow + add + add + last + b'{"a": 2, "b": 2}')
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    spent = _cpu_seconds(front_pid) - before
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
+    assert statuses == [b"200"] * 4, data[:2000]
+    assert data.endswith(b'{"sum":4}')
+    assert spent < 0.5, f"the front spent {spent:.2f} s of CPU during a 2 s call"

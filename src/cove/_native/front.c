@@ -312,7 +312,7 @@ typedef struct conn {
     buf_t in, out;
     struct call *call;       /* the client's call on the way, or the upstream's */
     int closing;             /* close once the output is written */
-    int want_out;            /* EPOLLOUT armed */
+    uint32_t events;         /* what epoll watches for it now */
     container_t *container;  /* an upstream's container */
     size_t head_end, body_end; /* an upstream's answer parse: 0 until the head is whole */
     int answer_status, answer_keep;
@@ -417,6 +417,16 @@ static void heap_remove(call_t *call) {
 
 static void client_close(conn_t *c);
 
+/* Watch a client for what it can do now: write while output waits, read while its buffer has room (a full one
+ * is not read until a request is taken from it, instead of waking the loop for bytes it will not take). */
+static void client_interest(conn_t *c) {
+    uint32_t events = (c->out.len ? EPOLLOUT : 0u) | (c->in.len < MAX_BUFFERED ? EPOLLIN | EPOLLRDHUP : 0u);
+    if (events != c->events) {
+        c->events = events;
+        watch(c, events, EPOLL_CTL_MOD);
+    }
+}
+
 /* Write what is pending; False when the connection closed (it is freed then). */
 static int flush_out(conn_t *c) {
     while (c->out.len > 0) {
@@ -430,17 +440,8 @@ static int flush_out(conn_t *c) {
         }
         buf_consume(&c->out, (size_t)n);
     }
-    if (c->out.len > 0) {
-        if (!c->want_out) {
-            c->want_out = 1;
-            watch(c, EPOLLIN | EPOLLOUT | EPOLLRDHUP, EPOLL_CTL_MOD);
-        }
-        return 1; /* and closing once it is written, if it is */
-    }
-    if (c->want_out) {
-        c->want_out = 0;
-        watch(c, EPOLLIN | EPOLLRDHUP, EPOLL_CTL_MOD);
-    }
+    client_interest(c);
+    if (c->out.len > 0) return 1; /* and closing once it is written, if it is */
     if (c->closing && !c->call) {
         client_close(c);
         return 0;
@@ -1104,6 +1105,7 @@ static void serve_buffered(conn_t *c) {
         buf_printf(&u->out, "X-Request-Id: %s\r\nContent-Length: %ld\r\n\r\n", call->rid, length);
         buf_add(&u->out, body, (size_t)length);
         buf_consume(&c->in, head_len + (size_t)length);
+        client_interest(c); /* room to read the next request again */
         u->call = call;
         call->upstream = u;
         c->call = call;
@@ -1155,10 +1157,15 @@ static void client_readable(conn_t *c) {
         c->in.len += (size_t)n;
         if ((size_t)n < room) break;
     }
+    client_interest(c);
     serve_buffered(c);
 }
 
 static void client_event(conn_t *c, uint32_t events) {
+    if ((events & (EPOLLHUP | EPOLLERR)) && c->in.len >= MAX_BUFFERED) {
+        client_close(c); /* gone while its buffer was full: nothing more can be read or written */
+        return;
+    }
     if (events & EPOLLOUT) {
         flush_out(c);
         return; /* closed, or still writing */
@@ -1170,6 +1177,7 @@ static conn_t *client_add(int fd) {
     conn_t *c = xalloc(sizeof *c);
     c->kind = KIND_CLIENT;
     c->fd = fd;
+    c->events = EPOLLIN | EPOLLRDHUP;
     c->next = clients;
     if (clients) clients->prev = c;
     clients = c;
