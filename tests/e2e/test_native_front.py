@@ -29,6 +29,7 @@ from conftest import Server, start_server
 
 from e2e.test_express_lane import (  # noqa: F401  (collected again here, on a server with the front)
     BASIC,
+    STREAMING,
     test_a_public_endpoint_takes_the_lane_without_a_token_and_others_still_need_one,
     test_a_warm_call_past_its_timeout_is_a_504,
     test_a_warm_generator_streams_its_items,
@@ -201,3 +202,23 @@ def test_pipelined_bytes_past_the_buffer_wait_without_spinning(server: Server) -
     assert statuses == [b"200"] * 4, data[:2000]
     assert data.endswith(b'{"sum":4}')
     assert spent < 0.5, f"the front spent {spent:.2f} s of CPU during a 2 s call"
+
+
+def test_the_stream_format_is_read_from_accept_as_the_gateway_reads_it(server: Server) -> None:
+    """Lowered as a whole, an event stream before NDJSON: a mixed-case Accept naming both gets events. Each call
+    is a fresh connection, so the front reads it first."""
+    server.deploy(f"{STREAMING}:words")
+    with server.http() as http:
+        for _ in range(2):  # warm, and the front knows the route
+            assert http.post("/endpoint/words", json={"text": "warm up"}).status_code == 200
+    body = b'{"text": "a b"}'
+    head = f"Host: x\r\nAuthorization: Bearer {server.token}\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
+
+    def call(accept: str) -> bytes:
+        request = f"POST /endpoint/words HTTP/1.1\r\n{head}Accept: {accept}\r\n\r\n".encode() + body
+        return _exchange(server, request).split(b"\r\n\r\n", 1)[0].lower()
+
+    events = call("application/x-ndjson, TEXT/Event-Stream")
+    lines = call("APPLICATION/X-NDJSON")
+    assert events.startswith(b"http/1.1 200 ") and b"\r\ncontent-type: text/event-stream\r\n" in events, events
+    assert lines.startswith(b"http/1.1 200 ") and b"\r\ncontent-type: application/x-ndjson\r\n" in lines, lines

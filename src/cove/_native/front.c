@@ -537,6 +537,16 @@ static void container_free_if_done(container_t *ct) {
     free(ct);
 }
 
+/* Take an idle connection out of its container's pool (it closed, or spoke out of turn). */
+static void idle_forget(conn_t *u) {
+    container_t *ct = u->container;
+    for (int i = 0; i < ct->idle_count; i++)
+        if (ct->idle[i] == u) {
+            ct->idle[i] = ct->idle[--ct->idle_count];
+            return;
+        }
+}
+
 static void upstream_idle(conn_t *u) {
     container_t *ct = u->container;
     u->call = NULL;
@@ -596,9 +606,9 @@ static void call_answered(call_t *call, int status, const char *body, size_t bod
     conn_t *c = call->client;
     count_answer(call->route, status, now_us() - call->started_us);
     if (c) {
-        const char *line = status_lines[status > 0 && status < 600 ? status : 500];
-        buf_add(&c->out, line ? line : "HTTP/1.1 500 Internal Server Error\r\n",
-                strlen(line ? line : "HTTP/1.1 500 Internal Server Error\r\n"));
+        const char *line = status_lines[status]; /* 100-599: the answer's parse checked it */
+        if (!line) line = "HTTP/1.1 500 Internal Server Error\r\n";
+        buf_add(&c->out, line, strlen(line));
         static char date[64];
         static time_t date_at;
         time_t now = time(NULL);
@@ -632,25 +642,19 @@ static void call_to_gateway(call_t *call, const char *what, conn_t *upstream_kep
     conn_t *c = call->client;
     if (c) {
         char note[1024];
-        snprintf(note, sizeof note, "%s %ld %s %s %s", what, call->route->id, call->container->id, call->call_id,
-                 call->rid);
+        int closes = call->close_after || draining || closing_answers; /* as a whole answer here would */
+        snprintf(note, sizeof note, "%s %ld %s %s %s %s", what, call->route->id, call->container->id, call->call_id,
+                 call->rid, closes ? "close" : "keep");
         c->call = NULL;
-        if (upstream_kept) {
-            /* a stream: the gateway relays it; the bytes after the container's head go along */
-            buf_t bytes = {0};
-            buf_printf(&bytes, "%zu\n", call->request.len);
-            buf_add(&bytes, call->request.data, call->request.len);
-            buf_add(&bytes, after_head, after_len);
-            handoff(c, note, bytes.data, bytes.len, upstream_kept->fd);
-            buf_free(&bytes);
-        } else {
-            buf_t bytes = {0};
-            buf_printf(&bytes, "%zu\n", call->request.len);
-            buf_add(&bytes, call->request.data, call->request.len);
-            buf_add(&bytes, c->in.data, c->in.len); /* pipelined requests after it */
-            handoff(c, note, bytes.data, bytes.len, -1);
-            buf_free(&bytes);
-        }
+        /* The request's size and bytes, then what follows: for a stream (the gateway relays it on the container's
+         * connection, which goes along) the container's bytes after its head, else the client's pipelined ones. */
+        buf_t bytes = {0};
+        buf_printf(&bytes, "%zu\n", call->request.len);
+        buf_add(&bytes, call->request.data, call->request.len);
+        if (upstream_kept) buf_add(&bytes, after_head, after_len);
+        else buf_add(&bytes, c->in.data, c->in.len);
+        handoff(c, note, bytes.data, bytes.len, upstream_kept ? upstream_kept->fd : -1);
+        buf_free(&bytes);
         c->in.len = 0;
         client_close(c);
     }
@@ -699,10 +703,9 @@ static void upstream_readable(conn_t *u) {
             return;
         }
         if (n == 0) {
-            if (!u->call) {
+            if (!u->call) { /* an idle connection the container closed */
                 container_t *ct = u->container;
-                for (int i = 0; i < ct->idle_count; i++)
-                    if (ct->idle[i] == u) ct->idle[i] = ct->idle[--ct->idle_count];
+                idle_forget(u);
                 upstream_drop(u);
                 container_free_if_done(ct);
                 return;
@@ -715,9 +718,7 @@ static void upstream_readable(conn_t *u) {
     }
     call_t *call = u->call;
     if (!call) {
-        container_t *ct = u->container;
-        for (int i = 0; i < ct->idle_count; i++)
-            if (ct->idle[i] == u) ct->idle[i] = ct->idle[--ct->idle_count];
+        idle_forget(u);
         upstream_drop(u); /* bytes nobody asked for: out of step */
         return;
     }
@@ -1087,16 +1088,12 @@ static void serve_buffered(conn_t *c) {
         }
         const char *stream = NULL;
         if (accept) {
-            /* as cove.gateway._streams.stream_accept reads it */
-            if (memmem(accept, accept_len, "text/event-stream", 17)) stream = "text/event-stream";
-            else if (memmem(accept, accept_len, "application/x-ndjson", 20)) stream = "application/x-ndjson";
-            if (!stream) {
-                char lowered[256];
-                size_t n = accept_len < sizeof lowered ? accept_len : sizeof lowered - 1;
-                for (size_t i = 0; i < n; i++) lowered[i] = (char)(accept[i] | ((accept[i] >= 'A' && accept[i] <= 'Z') ? 0x20 : 0));
-                if (memmem(lowered, n, "text/event-stream", 17)) stream = "text/event-stream";
-                else if (memmem(lowered, n, "application/x-ndjson", 20)) stream = "application/x-ndjson";
-            }
+            /* as cove.gateway._streams.stream_accept reads it: the whole value lowered, an event stream first */
+            static char lowered[MAX_HEAD]; /* a header value is shorter than the head that holds it */
+            for (size_t i = 0; i < accept_len; i++)
+                lowered[i] = (char)(accept[i] | ((accept[i] >= 'A' && accept[i] <= 'Z') ? 0x20 : 0));
+            if (memmem(lowered, accept_len, "text/event-stream", 17)) stream = "text/event-stream";
+            else if (memmem(lowered, accept_len, "application/x-ndjson", 20)) stream = "application/x-ndjson";
         }
         u->out.len = 0;
         buf_printf(&u->out, "POST /invoke HTTP/1.1\r\nHost: c\r\nContent-Type: application/json\r\nX-Cove-Call-Id: %s\r\n",

@@ -1,6 +1,6 @@
 """The gateway: control API, invocation routes, auth and metrics (ASGI)."""
 
-from ._front_answers import answer_front_call
+from ._front_answers import answer_front_call, default_lines
 from ._front_tables import FrontTables
 from ._invoke import EXPRESS_ENDPOINT, SERVE_ENDPOINT
 from ._invoke import PREFIX as ENDPOINT_PREFIX
@@ -18,5 +18,6 @@ __all__ = [
     "answer_front_call",
     "check_cluster_key",
     "create_app",
+    "default_lines",
     "load_key",
 ]

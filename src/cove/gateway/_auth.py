@@ -69,8 +69,7 @@ class Authenticator:
 
     def cached_until(self, authorization: bytes) -> float:
         """The monotonic time until which :meth:`cached` answers for this header as it does now (0: not cached)."""
-        _, _, secret = authorization.partition(b" ")
-        hit = self._cache.get(secret.strip().decode("latin-1"))
+        hit = self._hit(authorization)
         return hit[1] if hit is not None else 0.0
 
     def workspace_cached_until(self, name: str) -> float:
@@ -83,13 +82,17 @@ class Authenticator:
 
         None when :meth:`principal` must decide: the store has to be asked, or the answer is an error.
         """
-        scheme, _, secret = authorization.partition(b" ")
-        if scheme.lower() != b"bearer":
-            return None
-        hit = self._cache.get(secret.strip().decode("latin-1"))
+        hit = self._hit(authorization)
         if hit is None or hit[0] is None or hit[1] <= time.monotonic() or hit[0].role == "metrics":
             return None
         return hit[0]
+
+    def _hit(self, authorization: bytes) -> tuple[Principal | None, float] | None:
+        """The cache entry of a ``Bearer`` header's token, expired or not; None for none or another scheme."""
+        scheme, _, secret = authorization.partition(b" ")
+        if scheme.lower() != b"bearer":
+            return None
+        return self._cache.get(secret.strip().decode("latin-1"))
 
     async def session(self, secret: str) -> Principal:
         """Who a dashboard session cookie speaks for (its token, in the session's workspace), cached alike."""

@@ -266,7 +266,7 @@ class _Call:
         metrics = self._gw.metrics
         metrics.invocation(self._plan.label, status, time.perf_counter() - self._started)
         metrics.express.inc(self._plan.label[:1])
-        head = whole_head(call_headers(self._lease, self.call_id), self._rid)
+        head = whole_head(call_headers(self._lease.container_id, self.call_id), self._rid)
         exchange = self._exchange
         if not exchange.answer_now(status, head, payload):  # the client reads slowly: wait for it in a task
             exchange.serve_in_task(lambda later: later.answer(status, head, payload))
@@ -281,7 +281,7 @@ class _Call:
         answer: Answer = (
             status,
             Streaming(stream, self._slots, self._lease, self.deadline),
-            call_headers(self._lease, self.call_id),
+            call_headers(self._lease.container_id, self.call_id),
         )
         self._in_task(self._given(answer))
 

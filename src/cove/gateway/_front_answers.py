@@ -19,7 +19,8 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 from .._wire.defaults import stored
 from ..scheduler import Lease
 from ._errors import ApiError
-from ._invoke import container_failure, error_answer, waiting_errors, whole_head
+from ._invoke import call_headers, container_failure, error_answer, waiting_errors, whole_head
+from ._streams import stream_headers
 from ._upstream_head import UpstreamError
 
 if TYPE_CHECKING:
@@ -27,17 +28,20 @@ if TYPE_CHECKING:
     from ._state import Gateway
 
 
-def whole_answer(status: int, default_headers: list[tuple[bytes, bytes]], head: bytes, body: bytes) -> bytes:
-    """An answer's bytes as the gateway's server writes a whole one (``_http_protocol.DirectExchange``)."""
-    default = b"".join(b"%s: %s\r\n" % pair for pair in default_headers if pair[0] != b"date")
-    date = b"date: %s\r\n" % formatdate(usegmt=True).encode()
-    return b"".join((STATUS_LINE[status], date, default, head, b"content-length: %d\r\n\r\n" % len(body), body))
+def default_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The server's default header lines (uvicorn's ``server``, and any configured) but ``date``, as written."""
+    return b"".join(b"%s: %s\r\n" % pair for pair in headers if pair[0] != b"date")
+
+
+def _head(status: int, default: bytes, lines: bytes) -> bytes:
+    """A status line, the date and ``default`` lines, then an answer's own ``lines``, as the server writes them."""
+    return b"".join((STATUS_LINE[status], b"date: %s\r\n" % formatdate(usegmt=True).encode(), default, lines))
 
 
 async def answer_front_call(
     gateway: Gateway,
     tables: FrontTables,
-    default_headers: list[tuple[bytes, bytes]],
+    default: bytes,
     adopt: Callable[[socket.socket, bytes], None],
     note: list[str],
     client: socket.socket,
@@ -46,14 +50,17 @@ async def answer_front_call(
     after: bytes,
 ) -> None:
     """A call the front began and gave up: its answer written here as the gateway's own path would, then the
-    connection adopted with what followed the request."""
-    kind, route_id, container_id, call_id, rid = note[:5]
+    connection adopted with what followed the request, or closed when the answer says it closes (the client
+    asked for it, or the gateway drains). ``default``: :func:`default_lines` of the server."""
+    kind, route_id, container_id, call_id, rid, keep = note[:6]
+    end = b"connection: close\r\n\r\n" if keep == "close" else b"\r\n"
     loop = asyncio.get_running_loop()
     client.setblocking(False)
     route = tables.route(int(route_id))
     try:
         if kind == "stream" and container is not None:
-            status = await _relay_stream(default_headers, client, container, after, container_id, call_id, rid)
+            names = call_headers(container_id, call_id)
+            status = await _relay_stream(default, client, container, after, names, rid, end)
             if route is not None:
                 gateway.metrics.invocation(route.label, status, 0.0)
             after = b""  # what followed was the container's
@@ -71,44 +78,42 @@ async def answer_front_call(
                     error = ApiError(502, f"container {container_id} failed: {what}")
             status, body, extra = error_answer(error)
             gateway.metrics.invocation(("-", "-"), status, 0.0)
-            head = whole_head(extra, rid.encode())
-            await loop.sock_sendall(client, whole_answer(status, default_headers, head, body))
+            lines = whole_head(extra, rid.encode()) + b"content-length: %d\r\n" % len(body) + end
+            await loop.sock_sendall(client, _head(status, default, lines) + body)
     except OSError:
         client.close()
         return
-    adopt(client, after)
+    if keep == "close":
+        client.close()
+    else:
+        adopt(client, after)
 
 
 async def _relay_stream(
-    default_headers: list[tuple[bytes, bytes]],
+    default: bytes,
     client: socket.socket,
     container: socket.socket,
     got: bytes,
-    container_id: str,
-    call_id: str,
+    names: list[tuple[bytes, bytes]],
     rid: str,
+    last: bytes,
 ) -> int:
-    """A generator's answer the front began: its head as the gateway writes a stream's, then the container's
-    chunked body relayed as it comes (the framing is the same), to its last chunk."""
+    """A generator's answer the front began: its head as the gateway writes a stream's (``names``: the container
+    and call; ``last``: the head's last lines), then the container's chunked body relayed as it comes (the
+    framing is the same), to its last chunk."""
     loop = asyncio.get_running_loop()
     container.setblocking(False)
     end = got.find(b"\r\n\r\n")
     head, body = got[: end + 4], got[end + 4 :]
     status = int(head[9:12])
-    media = b"application/octet-stream"
+    media = "application/octet-stream"
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-type":
-            media = value.strip()
-    default = b"".join(b"%s: %s\r\n" % pair for pair in default_headers if pair[0] != b"date")
-    answer_head = b"".join((
-        STATUS_LINE[status], b"date: %s\r\n" % formatdate(usegmt=True).encode(), default,
-        b"content-type: %s\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\n" % media,
-        b"x-cove-container: %s\r\nx-cove-call-id: %s\r\nx-request-id: %s\r\n" % (
-            container_id.encode(), call_id.encode(), rid.encode()),
-        b"transfer-encoding: chunked\r\n\r\n",
-    ))  # fmt: skip
-    await loop.sock_sendall(client, answer_head)
+            media = value.strip().decode("latin-1")
+    pairs = [*stream_headers(media), *names, (b"x-request-id", rid.encode())]
+    lines = b"".join(b"%s: %s\r\n" % pair for pair in pairs) + b"transfer-encoding: chunked\r\n" + last
+    await loop.sock_sendall(client, _head(status, default, lines))
     try:
         tail = b""
         while True:

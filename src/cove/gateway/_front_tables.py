@@ -20,8 +20,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Protocol
 
 from .._wire.peers import DemandReport
 from ..store import Deployment
@@ -244,6 +244,3 @@ class FrontTables:
 def _plain(name: str) -> bool:
     """A name the front reads from a path as it is (nothing to decode, nothing that splits a control line)."""
     return name.isprintable() and not any(ch in name for ch in " %?/\x1f")
-
-
-Offer = Callable[..., Any]

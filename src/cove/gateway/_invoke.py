@@ -266,9 +266,9 @@ def whole_head(extra: list[tuple[bytes, bytes]], rid: bytes) -> bytes:
     return _JSON_HEAD + b"".join(b"%s: %s\r\n" % pair for pair in extra) + b"x-request-id: %s\r\n" % rid
 
 
-def call_headers(lease: Lease, call_id: str) -> list[tuple[bytes, bytes]]:
+def call_headers(container_id: str, call_id: str) -> list[tuple[bytes, bytes]]:
     """The headers that name the container and the call that answered."""
-    return [(b"x-cove-container", lease.container_id.encode()), (b"x-cove-call-id", call_id.encode())]
+    return [(b"x-cove-container", container_id.encode()), (b"x-cove-call-id", call_id.encode())]
 
 
 async def write_answer(gw: Gateway, exchange: Exchange, answer: Answer, rid: bytes, kept: list[int]) -> None:
@@ -347,7 +347,7 @@ async def _invoke(
                 slots.release(lease)
     except ForwardToLeader:
         raise ForwardToLeader(body) from None
-    extra = call_headers(lease, call_id)
+    extra = call_headers(lease.container_id, call_id)
     if isinstance(payload, UpstreamStream):
         return status, Streaming(payload, slots, lease, deadline), extra, label  # the lease goes with it
     return status, payload, extra, label

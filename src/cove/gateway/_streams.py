@@ -58,10 +58,10 @@ def stream_accept(headers: dict[bytes, bytes]) -> bytes:
     return b""
 
 
-def stream_headers(stream: UpstreamStream) -> list[tuple[bytes, bytes]]:
+def stream_headers(content_type: str) -> list[tuple[bytes, bytes]]:
     """The head of a streamed answer: its content type, and no caching or buffering by proxies on the way."""
     return [
-        (b"content-type", stream.content_type.encode("latin-1")),
+        (b"content-type", content_type.encode("latin-1")),
         (b"cache-control", b"no-cache"),
         (b"x-accel-buffering", b"no"),
     ]
@@ -78,7 +78,9 @@ async def relay(
     """Send the stream on until it ends, the caller leaves or ``deadline`` (loop time) passes; then ``release``."""
     loop = asyncio.get_running_loop()
     try:
-        await send({"type": "http.response.start", "status": 200, "headers": stream_headers(stream) + headers})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": stream_headers(stream.content_type) + headers}
+        )
     except BaseException:
         stream.close()
         release()

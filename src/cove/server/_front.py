@@ -98,8 +98,6 @@ class NativeFront:
         self.answer_call: AnswerCall | None = None
         self._answering: set[asyncio.Task[Any]] = set()
         self.ticks: asyncio.Task[None] | None = None  # the gateway's tables' rounds with it (``attach``)
-        self.handed = 0  # connections the front handed here
-        self.given_back = 0  # connections given back to it
 
     async def start(self) -> None:
         self._reader, self._writer = await asyncio.open_connection(sock=self._control)
@@ -112,10 +110,9 @@ class NativeFront:
         if self._writer is not None and lines:
             self._writer.write(("\n".join(lines) + "\n").encode())
 
-    def default_head(self, headers: list[tuple[bytes, bytes]]) -> None:
+    def default_head(self, lines: bytes) -> None:
         """The server's default header lines but ``date`` (the front writes its own), as uvicorn writes them."""
-        kept = b"".join(b"%s: %s\r\n" % pair for pair in headers if pair[0] != b"date")
-        self.send([f"head {_hex(kept)}" if kept else "head"])
+        self.send([f"head {_hex(lines)}" if lines else "head"])
 
     async def stats(self) -> list[list[str]]:
         """The front's counts since the last ask, its calls running per container and its waiting requests."""
@@ -153,11 +150,8 @@ class NativeFront:
                 for fd in fds:
                     os.close(fd)
                 continue
-            self.handed += 1
             note_line, _, rest = data.partition(b"\n")
             note = note_line.decode("ascii", "replace").split()
-            if os.environ.get("COVE_FRONT_DEBUG"):
-                log.warning("handoff %s (%d bytes, %d fds)", note, len(rest), len(fds))
             client = socket.socket(fileno=fds[0])
             container = socket.socket(fileno=fds[1]) if len(fds) > 1 else None
             if note and note[0] in _CALL_NOTES:
@@ -189,7 +183,6 @@ class NativeFront:
             socket.send_fds(self._handoff, [b"back"], [fd])
         except OSError:
             return False
-        self.given_back += 1
         return True
 
     async def stop(self, grace: float) -> None:
@@ -217,13 +210,14 @@ class NativeFront:
 
 def attach(front: NativeFront, server: Any, gateway: Any) -> None:
     """Wire a started front to uvicorn ``server`` and the ``gateway``: adoption, answers and the tables' tick."""
-    from cove.gateway import FrontTables, answer_front_call
+    from cove.gateway import FrontTables, answer_front_call, default_lines
 
     from ._http_protocol import GatewayHttpProtocol
 
     config = server.config
     loop = asyncio.get_running_loop()
-    front.default_head(list(config.encoded_headers))
+    default = default_lines(list(config.encoded_headers))
+    front.default_head(default)
     pending: set[asyncio.Task[Any]] = set()  # adoptions on their way (the loop keeps only weak references)
 
     def adopt(client: socket.socket, prefix: bytes) -> None:
@@ -240,8 +234,7 @@ def attach(front: NativeFront, server: Any, gateway: Any) -> None:
     tables = FrontTables(gateway, front)
     gateway.front = tables
     front.adopt = adopt
-    default_headers = list(config.encoded_headers)
     front.answer_call = lambda note, client, container, request, after: answer_front_call(
-        gateway, tables, default_headers, adopt, note, client, container, request, after
+        gateway, tables, default, adopt, note, client, container, request, after
     )
     front.ticks = loop.create_task(tables.run())
