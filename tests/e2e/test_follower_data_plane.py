@@ -12,6 +12,7 @@ the tests see that warm requests through the follower never reach it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -60,11 +62,17 @@ def _invoke(http: httpx.Client, name: str, i: int) -> httpx.Response:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PgCluster) -> Iterator[tuple[Server, Server]]:
-    root = tmp_path_factory.mktemp("follower")
+    with follower_cluster(tmp_path_factory.mktemp("follower"), postgres) as both:
+        yield both
+
+
+@contextlib.contextmanager
+def follower_cluster(root: Path, postgres: PgCluster, *follower_options: str) -> Iterator[tuple[Server, Server]]:
+    """The leader, the follower (with ``follower_options``) and the worker, with the app deployed."""
     database_url = postgres.url(postgres.create_database())
     key = Fernet.generate_key()
     leader = _start(root / "leader", database_url, key, None, "--no-worker")
-    follower = _start(root / "follower", database_url, key, leader.token, "--no-worker")
+    follower = _start(root / "follower", database_url, key, leader.token, "--no-worker", *follower_options)
     home = root / "worker"
     with (root / "worker.log").open("ab") as log:
         worker = subprocess.Popen(

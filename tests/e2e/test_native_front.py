@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import Server, start_server
+from conftest import APPS, Server, start_server
 
 from e2e.test_express_lane import (  # noqa: F401  (collected again here, on a server with the front)
     BASIC,
@@ -222,3 +223,70 @@ def test_the_stream_format_is_read_from_accept_as_the_gateway_reads_it(server: S
     lines = call("APPLICATION/X-NDJSON")
     assert events.startswith(b"http/1.1 200 ") and b"\r\ncontent-type: text/event-stream\r\n" in events, events
     assert lines.startswith(b"http/1.1 200 ") and b"\r\ncontent-type: application/x-ndjson\r\n" in lines, lines
+
+
+FRONT_APP = APPS / "front" / "app.py"
+
+
+def _limit(http: httpx.Client, deployment: str) -> int:
+    """The front's learned limit on the deployment's one container (``cove_native_front_concurrency_limit``)."""
+    text = http.get("/metrics").text  # a scrape takes the front's figures first
+    found = re.findall(
+        rf'^cove_native_front_concurrency_limit\{{[^}}]*deployment="{deployment}"[^}}]*\}} (\S+)$', text, re.M
+    )
+    assert len(found) == 1, found
+    return int(float(found[0]))
+
+
+def _rounds(server: Server, name: str, clients: int, seconds: float) -> tuple[list[int], list[float]]:
+    """``clients`` kept-alive clients calling ``name`` one call after another for ``seconds``: the status codes,
+    and each client's last call's latency."""
+    codes: list[int] = []
+    last: list[float] = []
+    stop = time.monotonic() + seconds
+
+    def calls(i: int) -> None:
+        took = 0.0
+        with server.http() as http:
+            while time.monotonic() < stop:
+                started = time.monotonic()
+                codes.append(http.post(f"/endpoint/{name}", json={"i": i}).status_code)
+                took = time.monotonic() - started
+        last.append(took)
+
+    threads = [threading.Thread(target=calls, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return codes, last
+
+
+def test_the_front_keeps_a_waiting_handlers_whole_concurrency(server: Server) -> None:
+    """A handler that waits with the lock released is as fast with eight calls in it as with one: the front's
+    learned limit stays at its concurrent_requests, and eight callers at once each wait one call's time."""
+    server.deploy(f"{FRONT_APP}:waits")
+    with server.http() as http:
+        for _ in range(3):  # warm, the front programmed, and a lone call: the container's base latency
+            assert http.post("/endpoint/waits", json={}).status_code == 200
+        time.sleep(0.3)
+        before = _front_count(http)
+        codes, last = _rounds(server, "waits", 8, 3.5)
+        assert set(codes) == {200} and len(codes) >= 8 * 5, codes
+        assert _front_count(http) - before == len(codes)  # all served by the front, none queued past it
+        assert _limit(http, "waits/v1") == 8
+    assert max(last) < 0.9, last  # one call's 0.5 s, not two or more behind a lower limit
+
+
+def test_the_front_learns_a_lock_bound_handlers_limit(server: Server) -> None:
+    """A handler that holds the lock only queues calls inside its container past one or two at once: the front
+    learns a limit well under its concurrent_requests and queues the rest itself, in order."""
+    server.deploy(f"{FRONT_APP}:spins")
+    with server.http() as http:
+        for _ in range(3):
+            assert http.post("/endpoint/spins", json={}).status_code == 200
+        time.sleep(0.3)
+        assert _limit(http, "spins/v1") == 16  # a new container: its whole room until latency says less
+        codes, _ = _rounds(server, "spins", 16, 3.0)
+        assert set(codes) == {200}, codes
+        assert _limit(http, "spins/v1") <= 8

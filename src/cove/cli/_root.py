@@ -88,7 +88,7 @@ def server(
         "--native-front",
         envvar="COVE_NATIVE_FRONT",
         help="Serve warm endpoint calls in cove-front, a C relay the gateway programs (built once with cc); "
-        "one gateway process only. Experimental.",
+        "with --processes N, one per process. Experimental.",
     ),
     as_json: bool = JsonOption,
 ) -> None:
@@ -103,8 +103,6 @@ def server(
         fail(f"--processes must be from 1 to 256, not {processes}", as_json)
     if not 0 <= drain_seconds <= 3600:
         fail(f"--drain-seconds must be from 0 to 3600, not {drain_seconds:g}", as_json)
-    if native_front and processes > 1:
-        fail("--native-front runs with one gateway process; leave out --processes", as_json)
     env_roots = _python_env_roots(python_env_root, as_json)
     worker_cpu_millis = _size(worker_cpu, "--worker-cpu", as_json)
     worker_memory_mib = _size(worker_memory, "--worker-memory", as_json)

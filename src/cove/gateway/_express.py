@@ -169,7 +169,7 @@ class ExpressLane:
                 gw.deadlines.watch(call.deadline, call)
             request = invoke_request(body, call.call_id, stream_accept(headers), rid.decode("ascii"))
             gw.upstream.direct.send(lease.address, request, call)
-            if gw.front is not None and slots is gw.scheduler:
+            if gw.front is not None:
                 gw.front.offer(
                     authorization, workspace_id, name, version, deployment, plan.label,
                     plan.authorized, plan.timeout, gw.settings.max_body_bytes,

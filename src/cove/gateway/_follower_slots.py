@@ -103,6 +103,9 @@ class FollowerSlots:
         self._refused: dict[str, StartRefusal] = {}  # deployment -> why the leader starts none (demand replies)
         self._serving: dict[str, tuple[float, Deployment]] = {}  # newest id -> (when, the older version serving)
         self._by_id: dict[str, Deployment] = {}
+        # The native front's calls, as last counted (``cove.gateway._front_tables``): deployment and container
+        # figures, reported with this gateway's own (the leader counts them as this gateway's).
+        self._front: tuple[dict[str, int], dict[str, int]] = ({}, {})
 
     # -- the picture ---------------------------------------------------------------------
 
@@ -131,14 +134,29 @@ class FollowerSlots:
 
     def report(self) -> DemandReport:
         """What this gateway holds now, for the leader; the containers used since the last report are listed."""
-        deployments = {key: pool.in_flight for key, pool in self.pools.items() if pool.in_flight}
+        front_deployments, front_containers = self._front
+        deployments = dict(front_deployments)
+        for key, pool in self.pools.items():
+            if pool.in_flight:
+                deployments[key] = deployments.get(key, 0) + pool.in_flight
         containers = {cid: 0 for cid in self._used}
+        containers.update(front_containers)
         for pool in self.pools.values():
             for slot in pool.slots.values():
                 if slot.in_flight:
-                    containers[slot.id] = slot.in_flight
+                    containers[slot.id] = containers.get(slot.id, 0) + slot.in_flight
         self._used = set()
+        self._front = ({}, {})
         return DemandReport(gateway_id=self.gateway_id, deployments=deployments, containers=containers)
+
+    def front_load(self, deployments: dict[str, int], containers: dict[str, int]) -> None:
+        """The native front's running and waiting calls by deployment, and its calls per container (0: used
+        since its last count), for the next report: the leader sees them as this gateway's."""
+        held_deployments, held_containers = self._front
+        for key, count in deployments.items():
+            held_deployments[key] = max(held_deployments.get(key, 0), count)
+        for cid, count in containers.items():
+            held_containers[cid] = max(held_containers.get(cid, 0), count)
 
     def _sync(self, pool: Pool) -> None:
         wanted = self._ready.get(pool.deployment.id, {})

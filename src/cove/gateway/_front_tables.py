@@ -9,8 +9,13 @@ into the scheduler's demand, as a follower's report would) and tell it the
 route's ready containers with the room the scheduler leaves them. A cache
 dropped here (a token revoked, a deployment changed) is dropped there at once.
 
-Only the leader's plain warm path is programmed: no traffic split, no class
-parameters, no declared inputs, no tracing; the front hands anything else here.
+The leader's and a follower's plain warm path are programmed alike. On the
+leader, containers and their room come from the scheduler's pools and the
+front's load is a demand report of its own. On a follower they come from its
+mirror of the ready containers (``FollowerSlots``), and the front's load goes
+to the leader inside this gateway's report, so the share the leader says runs
+elsewhere already leaves the front's out. No traffic split, no class
+parameters, no declared inputs, no tracing: the front hands anything else here.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._wire.peers import DemandReport
 from ..store import Deployment
@@ -179,42 +184,56 @@ class FrontTables:
                 busy[line[2]] = int(line[3])
                 if route is not None:
                     demand[route.deployment.id] = demand.get(route.deployment.id, 0) + int(line[3])
+            elif kind == "limit":
+                route = self._by_id.get(int(line[1]))
+                if route is not None and line[2] in route.containers:
+                    metrics.native_front_limit.labels(*route.label, line[2]).set(int(line[3]))
             elif kind == "waiting":
                 route = self._by_id.get(int(line[1]))
                 if route is not None:
                     demand[route.deployment.id] = demand.get(route.deployment.id, 0) + int(line[2])
         used = {cid: busy.get(cid, 0) for cid in set(busy) | set(self._busy)}  # 0: used since the last report
         self._busy = busy
-        if (demand or used) and self._gw.cluster.leading:
+        if not (demand or used):
+            return
+        if self._gw.cluster.leading:
             self._gw.scheduler.report_demand(DemandReport(self._report_id, demand, used))
+        else:
+            self._gw.follower.front_load(demand, used)
 
     def _sync_containers(self, route: _Route, out: list[str]) -> None:
-        """Tell the front the route's ready containers, each with the room the scheduler leaves it."""
-        pool = self._gw.scheduler.pools.get(route.deployment.id) if self._gw.cluster.leading else None
+        """Tell the front the route's ready containers, each with the room this gateway's picture leaves them."""
+        leading = self._gw.cluster.leading
+        pools = self._gw.scheduler.pools if leading else self._gw.follower.pools
+        pool = pools.get(route.deployment.id)
         ready: dict[str, tuple[str, int]] = {}
         if pool is not None:
             limit = pool.config.concurrent_requests
             for slot in pool.slots.values():
                 if slot.state != "ready" or slot.address is None or slot.retiring:
                     continue
-                others = slot.remote_in_flight - self._busy.get(slot.id, 0)  # other gateways' share, not ours
+                # Other gateways' share: the leader counts the front's own report in it; a follower's comes
+                # from the leader's reply, which leaves out this gateway's report (the front's load included).
+                others = slot.remote_in_flight - (self._busy.get(slot.id, 0) if leading else 0)
                 ready[slot.id] = (slot.address, max(0, limit - slot.in_flight - others))
         for cid in [cid for cid in route.containers if cid not in ready]:
             del route.containers[cid]
             out.append(f"uncontainer {route.id} {cid}")
+            with contextlib.suppress(KeyError):
+                self._gw.metrics.native_front_limit.remove(*route.label, cid)
         for cid, told in ready.items():
             if route.containers.get(cid) != told:
                 route.containers[cid] = told
                 out.append(f"container {route.id} {cid} {told[0]} {told[1]}")
 
     def _refresh(self, out: list[str]) -> None:
-        """Read again what nears its expiry here, as requests would: the front keeps serving meanwhile."""
+        """Read again what nears its expiry here, in the background: the front keeps serving meanwhile, and
+        its callers are never handed here only because an entry lapsed."""
         gw = self._gw
         now = time.monotonic()
         for authorization, until in list(self._tokens.items()):
-            if until - now < _REFRESH_AHEAD and authorization not in self._refreshing:
-                self._refreshing.add(authorization)
-                asyncio.get_running_loop().create_task(self._refresh_token(authorization))
+            if until - now < _REFRESH_AHEAD:
+                self._start_refresh(authorization, self._refresh_token(authorization))
         for route in self._routes.values():
             for key, until in list(route.names.items()):
                 if until - now >= _REFRESH_AHEAD:
@@ -222,23 +241,42 @@ class FrontTables:
                 version = None if key[2] == "-" else int(key[2])
                 row = gw.deployments.peek(key[0], key[1], version)  # starts a read ahead of the expiry
                 fresh = gw.deployments.plain_until(key[0], key[1], version)
-                if row is route.deployment and fresh > until:
+                if row is not None and fresh > until and _same(row, route.deployment):
+                    route.deployment = row  # the row read again: the express lane's plans go by its identity
                     route.names[key] = fresh
                     out.append(f"name {key[0]} {key[1]} {key[2]} {route.id} {int((fresh - now) * 1000)}")
                 elif fresh <= now:
                     del route.names[key]
 
+    def _start_refresh(self, key: bytes, reading: Coroutine[Any, Any, None]) -> None:
+        """One read at a time per token."""
+        if key in self._refreshing:
+            reading.close()
+            return
+        self._refreshing.add(key)
+        task = asyncio.get_running_loop().create_task(reading)
+        task.add_done_callback(lambda _: self._refreshing.discard(key))
+
     async def _refresh_token(self, authorization: bytes) -> None:
-        try:
-            with contextlib.suppress(Exception):
-                principal = await self._gw.auth.principal(authorization.decode("latin-1"))
-                until = self._gw.auth.cached_until(authorization)
-                if authorization in self._tokens and until > time.monotonic():
-                    self._tokens[authorization] = until
-                    ms = int((until - time.monotonic()) * 1000)
-                    self._link.send([f"token {authorization.hex()} {principal.workspace_id} {ms}"])
-        finally:
-            self._refreshing.discard(authorization)
+        with contextlib.suppress(Exception):
+            principal = await self._gw.auth.refresh(authorization)
+            if authorization not in self._tokens:
+                return  # forgotten meanwhile
+            until = self._gw.auth.cached_until(authorization)
+            if principal is None or principal.role == "metrics":
+                del self._tokens[authorization]  # revoked (on another gateway): served here no more
+                self._link.send([f"untoken {authorization.hex()}"])
+            elif until > time.monotonic():
+                self._tokens[authorization] = until
+                ms = int((until - time.monotonic()) * 1000)
+                self._link.send([f"token {authorization.hex()} {principal.workspace_id} {ms}"])
+
+
+def _same(row: Deployment, told: Deployment) -> bool:
+    """Whether a deployment's row read again plans its calls as the one the front was told (same version and
+    settings): a changed one is dropped by the cache's invalidation, and this keeps a lapsed one from
+    standing in for it."""
+    return row is told or (row.id == told.id and row.kind == told.kind and row.config == told.config)
 
 
 def _plain(name: str) -> bool:

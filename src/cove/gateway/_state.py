@@ -64,6 +64,13 @@ class Metrics:
             ["workspace"],
         )
         self.registry.register(self.native_front)
+        self.native_front_limit = Gauge(
+            "cove_native_front_concurrency_limit",
+            "Calls the native front sends a container at once: what it learned the container runs without a "
+            "queue in it, within the room the gateway leaves",
+            ["workspace", "deployment", "container"],
+            registry=self.registry,
+        )
         self.container_starts = Counter(
             "cove_container_starts_total", "Containers started", ["deployment"], registry=self.registry
         )

@@ -208,6 +208,16 @@ class NativeFront:
         self._handoff.close()
 
 
+async def open_front(binary: Path, listener: socket.socket, server: Any, gateway: Any) -> NativeFront:
+    """Start the front on ``listener`` (it holds the port from now on) and wire it to the started ``server``."""
+    front = NativeFront(binary, listener)
+    listener.close()  # the front's copy stays open
+    await front.start()
+    attach(front, server, gateway)
+    server.front = front
+    return front
+
+
 def attach(front: NativeFront, server: Any, gateway: Any) -> None:
     """Wire a started front to uvicorn ``server`` and the ``gateway``: adoption, answers and the tables' tick."""
     from cove.gateway import FrontTables, answer_front_call, default_lines

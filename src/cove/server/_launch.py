@@ -35,7 +35,7 @@ from cove.store import Store, sqlite_url
 from cove.worker import detect_capacity
 
 from ._drain import on_signal
-from ._front import NativeFront
+from ._front import NativeFront, build, open_front
 from ._http_protocol import GatewayHttpProtocol
 
 log = logging.getLogger("cove.server")
@@ -62,7 +62,7 @@ class ServerSettings:
     python_env_roots: tuple[Path, ...] = dataclasses.field(default_factory=roots_from_env)
     processes: int = 1  # gateway processes on the one port (more than one needs PostgreSQL)
     drain_seconds: float = DEFAULT_DRAIN_SECONDS  # serving on after SIGTERM, each response closing its connection
-    native_front: bool = False  # warm endpoint calls served by cove-front (``_front``), one process only
+    native_front: bool = False  # warm endpoint calls served by cove-front (``_front``), one per gateway process
 
     @property
     def url(self) -> str:
@@ -172,6 +172,7 @@ async def _serve_processes(settings: ServerSettings, echo: Callable[[str], None]
     uds.bind(str(socket_path))
     os.chmod(socket_path, 0o666)
     uds.listen(4096)
+    front_binary = await asyncio.to_thread(build, settings.home.root / "bin") if settings.native_front else None
     specs = [
         ProcessSpec(
             home=str(settings.home.root),
@@ -184,6 +185,7 @@ async def _serve_processes(settings: ServerSettings, echo: Callable[[str], None]
             index=i,
             uds_fd=uds.fileno(),
             drain_seconds=settings.drain_seconds,
+            front_binary=str(front_binary or ""),
         )
         for i in range(settings.processes)
     ]
@@ -241,8 +243,6 @@ async def _serve(settings: ServerSettings, echo: Callable[[str], None]) -> None:
     app = create_app(gateway)
     front = None
     if settings.native_front:
-        from ._front import attach, build
-
         binary = await asyncio.to_thread(build, settings.home.root / "bin")
         try:
             listener = socket.create_server((settings.host, settings.port), backlog=4096)
@@ -258,10 +258,7 @@ async def _serve(settings: ServerSettings, echo: Callable[[str], None]) -> None:
             raise RuntimeError(f"the gateway could not start on {settings.url} (is the port in use?)")
         await asyncio.sleep(0.02)
     if settings.native_front:
-        front = server.front = NativeFront(binary, listener)
-        listener.close()  # the front holds it
-        await front.start()
-        attach(front, server, app.api.state.gateway)
+        front = await open_front(binary, listener, server, app.api.state.gateway)
     local, local_serving, socket_path = await _serve_local_socket(app, settings)
     _settle_garbage_collector()
     info = {"url": settings.url, "pid": os.getpid(), "socket": str(socket_path)}

@@ -13,6 +13,7 @@ from cove._host.home import Home
 from cove.gateway import GatewaySettings, create_app
 
 from . import json_logs
+from ._front import open_front
 from ._launch import _GatewayServer, _settle_garbage_collector, gateway_config
 from ._processes import CHILD_ENV, ProcessSpec, advertised, private_socket, shared_port_socket
 
@@ -30,10 +31,15 @@ async def serve(spec: ProcessSpec) -> None:
         index_url=spec.index_url,
         python_env_roots=tuple(Path(p) for p in spec.python_env_roots),
     )
-    server = _GatewayServer(gateway_config(create_app(gateway)), spec.drain_seconds)
-    serving = asyncio.create_task(server.serve(sockets=[public, own, uds]))
+    app = create_app(gateway)
+    server = _GatewayServer(gateway_config(app), spec.drain_seconds)
+    # With the native front, it holds this process's share of the public port and hands the rest here.
+    sockets = [own, uds] if spec.front_binary else [public, own, uds]
+    serving = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
+    if spec.front_binary and not serving.done():
+        await open_front(Path(spec.front_binary), public, server, app.api.state.gateway)
     _settle_garbage_collector()
     await serving
 

@@ -64,6 +64,7 @@ class ProcessSpec:
     index: int
     uds_fd: int  # the shared unix socket, inherited under this descriptor number
     drain_seconds: float = DEFAULT_DRAIN_SECONDS  # serving on after SIGTERM (``_drain``)
+    front_binary: str = ""  # the built native front (``_front``) that holds this process's share of the port, or ""
 
     def to_env(self) -> str:
         return json.dumps(dataclasses.asdict(self))

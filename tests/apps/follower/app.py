@@ -116,3 +116,14 @@ def web() -> Any:
         await send({"type": "http.response.body", "body": answer})
 
     return app
+
+
+@endpoint(
+    keep_warm_seconds=300,
+    concurrent_requests=1,
+    autoscaler=QueueDepthAutoscaler(max_containers=3, tasks_per_container=1),
+)
+def queued(i: int = 0) -> dict:
+    """Hit by a burst while a follower's native front serves it: the leader must see the calls waiting there."""
+    time.sleep(0.3)
+    return {"i": i, "container": os.environ.get("COVE_CONTAINER_ID", "")}
