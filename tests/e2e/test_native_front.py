@@ -76,6 +76,25 @@ def test_the_front_serves_a_kept_alive_clients_warm_calls(server: Server) -> Non
     assert served == 20, f"the front served {served} of 20 warm calls"
 
 
+def test_the_front_serves_on_past_its_cache_entries_expiry(server: Server) -> None:
+    """The token and the name the front serves are read again ahead of their expiry (5 s, as the gateway's own
+    caches): a kept-alive client calling for longer than that is served by the front all along."""
+    server.deploy(f"{BASIC}:add")
+    with server.http() as http, server.http() as scrapes:
+        for _ in range(2):  # cold, then warm: the front is programmed
+            assert http.post("/endpoint/add", json={"a": 0, "b": 0}).status_code == 200
+        time.sleep(0.3)
+        before = _front_count(scrapes)
+        calls = 0
+        stop = time.monotonic() + 7.0
+        while time.monotonic() < stop:
+            assert http.post("/endpoint/add", json={"a": calls, "b": 1}).json() == {"sum": calls + 1}
+            calls += 1
+            time.sleep(0.01)
+        served = _front_count(scrapes) - before
+    assert served == calls, f"the front served {served} of {calls}: the rest went to the gateway"
+
+
 def test_a_revoked_token_stops_at_once_on_the_front(server: Server) -> None:
     server.deploy(f"{BASIC}:add")
     made = server.cli_json("token", "create", "--name", "short-lived")
@@ -290,3 +309,54 @@ def test_the_front_learns_a_lock_bound_handlers_limit(server: Server) -> None:
         codes, _ = _rounds(server, "spins", 16, 3.0)
         assert set(codes) == {200}, codes
         assert _limit(http, "spins/v1") <= 8
+
+
+def test_requests_pipelined_behind_a_stream_are_answered(server: Server) -> None:
+    """A stream the front began goes to the gateway with the container's connection; the requests the client
+    pipelined behind it go along and are answered after it, in order."""
+    server.deploy(f"{STREAMING}:words")
+    server.deploy(f"{BASIC}:add")
+    with server.http() as http:
+        for _ in range(2):  # warm, and the front knows both routes
+            assert http.post("/endpoint/words", json={"text": "warm up"}).text == "warm up "
+            assert http.post("/endpoint/add", json={"a": 1, "b": 1}).status_code == 200
+    head = f"Host: x\r\nAuthorization: Bearer {server.token}\r\nContent-Type: application/json\r\n"
+    words = b'{"text": "a b c"}'
+    add = b'{"a": 2, "b": 3}'
+    request = (
+        f"POST /endpoint/words HTTP/1.1\r\n{head}Content-Length: {len(words)}\r\n\r\n".encode()
+        + words
+        + f"POST /endpoint/add HTTP/1.1\r\n{head}Connection: close\r\nContent-Length: {len(add)}\r\n\r\n".encode()
+        + add
+    )
+    address = urlsplit(server.url)
+    assert address.hostname is not None and address.port is not None
+    with socket.create_connection((address.hostname, address.port), timeout=15) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    stream, _, whole = data.partition(b"0\r\n\r\n")
+    assert stream.startswith(b"HTTP/1.1 200 ") and b"transfer-encoding: chunked" in stream.lower(), data[:500]
+    assert b"a " in stream and b"c " in stream
+    assert whole.startswith(b"HTTP/1.1 200 ") and whole.endswith(b'{"sum":5}'), data[-500:]
+
+
+def test_a_stream_handed_to_the_gateway_holds_its_slot(server: Server) -> None:
+    """While a stream the front began runs on in the gateway, the gateway counts it on its container: the front
+    is told the container's room less one, and sends it no more than the deployment allows."""
+    server.deploy(f"{STREAMING}:tick")
+    with server.http() as http, server.http() as scrapes:
+        for _ in range(2):  # warm, and the front knows the route
+            assert http.post("/endpoint/tick", json={"pause": 0}).status_code == 200
+        time.sleep(0.3)
+        before = _limit(scrapes, "tick/v1")
+        with http.stream("POST", "/endpoint/tick", json={"pause": 3}) as response:
+            lines = response.iter_lines()
+            assert json.loads(next(lines))["i"] == 0  # the stream runs, handed to the gateway
+            time.sleep(0.3)  # a round of the front's tables
+            during = _limit(scrapes, "tick/v1")
+            assert json.loads(next(lines))["i"] == 1
+        time.sleep(0.3)
+        after = _limit(scrapes, "tick/v1")
+    assert (during, after) == (before - 1, before)

@@ -728,13 +728,15 @@ static void call_to_gateway(call_t *call, const char *what, conn_t *upstream_kep
         snprintf(note, sizeof note, "%s %ld %s %s %s %s", what, call->route->id, call->container->id, call->call_id,
                  call->rid, closes ? "close" : "keep");
         c->call = NULL;
-        /* The request's size and bytes, then what follows: for a stream (the gateway relays it on the container's
-         * connection, which goes along) the container's bytes after its head, else the client's pipelined ones. */
+        /* The request's size and bytes, then what follows it. For a stream (the gateway relays it on the
+         * container's connection, which goes along) the size line names the container's bytes after its head
+         * too ("REQUEST CONTAINER"), and they come before the client's pipelined ones. */
         buf_t bytes = {0};
-        buf_printf(&bytes, "%zu\n", call->request.len);
+        if (upstream_kept) buf_printf(&bytes, "%zu %zu\n", call->request.len, after_len);
+        else buf_printf(&bytes, "%zu\n", call->request.len);
         buf_add(&bytes, call->request.data, call->request.len);
         if (upstream_kept) buf_add(&bytes, after_head, after_len);
-        else buf_add(&bytes, c->in.data, c->in.len);
+        buf_add(&bytes, c->in.data, c->in.len);
         handoff(c, note, bytes.data, bytes.len, upstream_kept ? upstream_kept->fd : -1);
         buf_free(&bytes);
         c->in.len = 0;

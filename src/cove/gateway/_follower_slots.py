@@ -251,6 +251,17 @@ class FollowerSlots:
         self._used.add(slot.id)
         return Lease(slot)
 
+    def hold(self, container_id: str) -> Lease | None:
+        """:meth:`Scheduler.hold <cove.scheduler.Scheduler.hold>`, on the containers this gateway sees ready."""
+        for pool in self.pools.values():
+            slot = pool.slots.get(container_id)
+            if slot is not None:
+                pool.in_flight += 1
+                slot.in_flight += 1
+                self._used.add(slot.id)
+                return Lease(slot)
+        return None
+
     async def acquire(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> Lease:
         """A slot of a ready container of ``deployment``, waiting while all are full or none is ready yet.
 

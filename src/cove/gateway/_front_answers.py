@@ -47,11 +47,16 @@ async def answer_front_call(
     client: socket.socket,
     container: socket.socket | None,
     request: bytes,
+    answered: bytes,
     after: bytes,
 ) -> None:
     """A call the front began and gave up: its answer written here as the gateway's own path would, then the
-    connection adopted with what followed the request, or closed when the answer says it closes (the client
-    asked for it, or the gateway drains). ``default``: :func:`default_lines` of the server."""
+    connection adopted with what followed the request (``after``), or closed when the answer says it closes
+    (the client asked for it, or the gateway drains). ``answered``: a stream's bytes the front read from the
+    container after its head. ``default``: :func:`default_lines` of the server.
+
+    A stream holds a slot of its container here while it runs (``Leases.hold``): the front, which counted it
+    until it handed it over, sees the container's room less one on its next round."""
     kind, route_id, container_id, call_id, rid, keep = note[:6]
     end = b"connection: close\r\n\r\n" if keep == "close" else b"\r\n"
     loop = asyncio.get_running_loop()
@@ -60,10 +65,15 @@ async def answer_front_call(
     try:
         if kind == "stream" and container is not None:
             names = call_headers(container_id, call_id)
-            status = await _relay_stream(default, client, container, after, names, rid, end)
+            slots = tables.slots()
+            lease = slots.hold(container_id)
+            try:
+                status = await _relay_stream(default, client, container, answered, names, rid, end)
+            finally:
+                if lease is not None:
+                    slots.release(lease)
             if route is not None:
                 gateway.metrics.invocation(route.label, status, 0.0)
-            after = b""  # what followed was the container's
         else:
             if kind == "timeout" and route is not None:
                 timeout = float(stored(route.deployment.config, route.deployment.kind, "timeout"))

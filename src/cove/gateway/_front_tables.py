@@ -32,6 +32,7 @@ from .._wire.peers import DemandReport
 from ..store import Deployment
 
 if TYPE_CHECKING:
+    from ._invoke import Leases
     from ._state import Gateway
 
 log = logging.getLogger("cove.front")
@@ -125,6 +126,10 @@ class FrontTables:
 
     def route(self, route_id: int) -> _Route | None:
         return self._by_id.get(route_id)
+
+    def slots(self) -> Leases:
+        """Where this gateway's calls take their slots now: the scheduler when it leads, else its mirror."""
+        return self._gw.scheduler if self._gw.cluster.leading else self._gw.follower
 
     def forget_tokens(self) -> None:
         self._tokens.clear()

@@ -56,6 +56,8 @@ class Leases(Protocol):
 
     def release(self, lease: Lease, *, served: bool = True) -> None: ...
 
+    def hold(self, container_id: str) -> Lease | None: ...
+
 
 def _replay(body: bytes, receive: Any) -> Any:
     """``receive`` for a request whose body was read already: the body once, then the client's own messages."""

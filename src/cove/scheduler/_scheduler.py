@@ -674,6 +674,16 @@ class Scheduler:
         """The slot of a live or stopping container, by its id."""
         return self._slots.get(container_id)
 
+    def hold(self, container_id: str) -> Lease | None:
+        """A slot of this container taken whatever room it has, for a call already running there (one the
+        native front began and handed over: a stream); None when the container is gone."""
+        slot = self._slots.get(container_id)
+        if slot is None:
+            return None
+        slot.pool.in_flight += 1
+        slot.in_flight += 1
+        return Lease(slot)
+
     def try_acquire(
         self, deployment: Deployment, parameters: dict[str, Any] | None = None, *, ready_only: bool = False
     ) -> Lease | None:

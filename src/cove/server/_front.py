@@ -42,8 +42,9 @@ _SOCKET_BUFFER = 1 << 21
 _CALL_NOTES = frozenset({"timeout", "failed", "closed-idle", "unreachable", "stream"})
 
 Adopt = Callable[[socket.socket, bytes], None]
-# (note, the client's socket, the container's for a stream, the request, what followed it) -> the answer written
-AnswerCall = Callable[[list[str], socket.socket, socket.socket | None, bytes, bytes], Any]
+# (note, the client's socket, the container's for a stream, the request, the container's bytes after its answer's
+# head for a stream (else b""), the client's bytes after the request) -> the answer written
+AnswerCall = Callable[[list[str], socket.socket, socket.socket | None, bytes, bytes, bytes], Any]
 
 
 def source() -> bytes:
@@ -156,13 +157,19 @@ class NativeFront:
             container = socket.socket(fileno=fds[1]) if len(fds) > 1 else None
             if note and note[0] in _CALL_NOTES:
                 size_line, _, payload = rest.partition(b"\n")
-                size = int(size_line)
-                request, after = payload[:size], payload[size:]
+                size, _, streamed = size_line.partition(b" ")  # "REQUEST CONTAINER" for a stream
+                request_end = int(size)
+                streamed_end = request_end + int(streamed or 0)
+                request, answered, after = (
+                    payload[:request_end],
+                    payload[request_end:streamed_end],
+                    payload[streamed_end:],
+                )
                 if note[0] == "unreachable":  # it never reached the container: served here as if new
                     self._adopt(client, request + after)
                 elif self.answer_call is not None:
                     answering = asyncio.get_running_loop().create_task(
-                        self.answer_call(note, client, container, request, after)
+                        self.answer_call(note, client, container, request, answered, after)
                     )
                     self._answering.add(answering)
                     answering.add_done_callback(self._answering.discard)
@@ -244,7 +251,7 @@ def attach(front: NativeFront, server: Any, gateway: Any) -> None:
     tables = FrontTables(gateway, front)
     gateway.front = tables
     front.adopt = adopt
-    front.answer_call = lambda note, client, container, request, after: answer_front_call(
-        gateway, tables, default, adopt, note, client, container, request, after
+    front.answer_call = lambda note, client, container, request, answered, after: answer_front_call(
+        gateway, tables, default, adopt, note, client, container, request, answered, after
     )
     front.ticks = loop.create_task(tables.run())
