@@ -6,7 +6,8 @@ What ``deploy/image/Containerfile`` does for registries, done with debootstrap, 
 - a Debian 12 base layer (debootstrap minbase: Python 3.11, crun, iproute2, nftables, PostgreSQL 15), cached
   in ``$COVE_K8S_CACHE/image-base-<key>.tar`` (the key hashes the package list);
 - Cove's layer: the wheel built from this checkout with the locked dependencies (``uv export --frozen``,
-  extras ``server`` and ``kubernetes``) in a relocatable venv at ``/opt/cove``;
+  extras ``server`` and ``kubernetes``) in a relocatable venv at ``/opt/cove``, and the native front compiled
+  static into its package (``cove server --native-front`` needs no compiler there);
 - ``cove:TAG`` = base + Cove's layer; ``cove-postgres:15`` = base + an entrypoint that honours ``POSTGRES_USER``,
   ``POSTGRES_PASSWORD``, ``POSTGRES_DB`` and ``PGDATA`` as the official image does, running as uid 999.
 
@@ -161,6 +162,9 @@ def cove_layer(cache: Path, work: Path) -> Path:
     py = str(venv / "bin/python")
     run(uv(), "pip", "install", "--python", py, "--no-deps", "-r", str(reqs), stdout=subprocess.DEVNULL)
     run(uv(), "pip", "install", "--python", py, "--no-deps", str(wheel), stdout=subprocess.DEVNULL)
+    # The native front (``cove server --native-front``), prebuilt static: the image has no compiler.
+    native = next(venv.glob("lib/python3*/site-packages/cove/_native"))
+    run(str(ROOT / ".venv/bin/python"), "-m", "cove.server._front", str(native), stdout=subprocess.DEVNULL)
     (stage / "usr/local/bin").mkdir(parents=True)
     for name in ("cove", "uv"):
         (stage / "usr/local/bin" / name).symlink_to(f"/opt/cove/bin/{name}")

@@ -3,7 +3,10 @@
 The express lane's tests run here again against a server whose port the
 front owns: warm calls, errors, pipelining, ``100 Continue``, large bodies,
 a timeout's 504, a generator's stream and public endpoints must answer as
-they do without it. Then what only the front does: it serves a kept-alive
+they do without it. So do the streaming tests whose second call is warm (the
+front begins it and the gateway relays the rest): items as they come, each
+kind of item, failures before and after the first item, and the deployment's
+timeout ending the whole stream with an error event. Then what only the front does: it serves a kept-alive
 client's warm calls itself (``cove_native_front_invocations_total``), and a
 revoked token stops working at once.
 """
@@ -20,6 +23,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -38,6 +42,14 @@ from e2e.test_express_lane import (  # noqa: F401  (collected again here, on a s
     test_pipelined_requests_are_answered_in_order_on_one_connection,
     test_the_lane_keeps_errors_of_the_function_and_of_the_caller,
     test_warm_calls_take_the_lane_and_answer_as_the_coroutine_path,
+)
+from e2e.test_streaming import (  # noqa: F401  (collected again: a stream the front began, relayed here)
+    _mark,
+    app,
+    test_failures_before_and_after_the_first_item,
+    test_text_bytes_and_json_items,
+    test_the_first_item_arrives_while_the_generator_still_runs,
+    test_the_timeout_bounds_the_whole_stream,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="--native-front builds cove-front with cc")
@@ -360,3 +372,23 @@ def test_a_stream_handed_to_the_gateway_holds_its_slot(server: Server) -> None:
         time.sleep(0.3)
         after = _limit(scrapes, "tick/v1")
     assert (during, after) == (before - 1, before)
+
+
+@pytest.mark.usefixtures("app")  # the streaming app deployed
+def test_a_stream_the_front_began_keeps_the_deployments_timeout(server: Server) -> None:
+    """``timeout=2`` on a stream the front began and the gateway relays: it ends with an error event on time,
+    counted from when the front sent the call, and the generator stops."""
+    token = uuid.uuid4().hex
+    sse = {"Accept": "text/event-stream"}
+    with server.http() as http:
+        for i in range(2):  # cold, then warm through the gateway's lane: the front learns the route
+            http.post("/endpoint/drip", json={"token": f"{token}-warm{i}"}, headers=sse)
+        started = time.monotonic()
+        events = http.post("/endpoint/drip", json={"token": token}, headers=sse)
+        took = time.monotonic() - started
+    blocks = events.text.rstrip("\n").split("\n\n")
+    assert blocks[0] == "data: drop" and len(blocks) >= 3
+    kind, data = blocks[-1].split("\n")
+    assert kind == "event: error" and json.loads(data.removeprefix("data: "))["error"]["type"] == "Timeout"
+    assert 1.9 <= took < 4, took
+    assert _mark(server, token)[0] == "GeneratorExit"

@@ -1,5 +1,7 @@
 """Cove on a real Kubernetes cluster: ``helm install``, deploy and call through the gateway's Service, the pool
-controller adding a worker pod for the backlog and removing it after the cool-down, ``helm uninstall``.
+controller adding a worker pod for the backlog and removing it after the cool-down, ``helm uninstall``. The
+gateway runs its native front (``COVE_NATIVE_FRONT=1`` in ``gateway.extraEnv``): the image ships it prebuilt,
+since it has no compiler, and warm calls through the Service are served there.
 
 Runs with ``COVE_K8S_E2E=1`` (``make test-k8s``); prints the timings it measures.
 """
@@ -7,6 +9,7 @@ Runs with ``COVE_K8S_E2E=1`` (``make test-k8s``); prints the timings it measures
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from typing import Any
@@ -29,7 +32,8 @@ def test_install_serve_scale_up_and_down_uninstall(lab: Lab) -> None:
     lab.kubectl("delete", "namespace", NS, "--ignore-not-found", "--timeout=120s")
     lab.kubectl("create", "namespace", NS)
     lab.volumes()
-    values = merge(LAB_VALUES, {"workerPools": [POOL]})
+    front = {"extraEnv": [{"name": "COVE_NATIVE_FRONT", "value": "1"}]}
+    values = merge(LAB_VALUES, {"workerPools": [POOL], "gateway": front})
     t_install = time.monotonic()
     lab.install(RELEASE, NS, values)
     try:
@@ -101,6 +105,7 @@ def test_install_serve_scale_up_and_down_uninstall(lab: Lab) -> None:
         caller.join(30)
         assert failures == [], failures[:5]
         assert calls[0] > 0
+        assert _front_served(gateway, token) > calls[0] / 2  # most of the warm calls: the front's
         # The deleted pod's worker stops (SIGTERM) and leaves the worker list; the pod itself goes.
         wait_until("one live worker left", lambda: len(_alive(gateway, token)) == 1, 120)
         wait_until("the deleted pod gone", lambda: len(lab.get("pods", "-n", NS, "-l", WORKERS)["items"]) == 1, 120)
@@ -124,6 +129,13 @@ def _uninstall(lab: Lab) -> None:
 
     wait_until("the release's pods, services and claims gone", gone, 180, interval=2)
     lab.kubectl("delete", "namespace", NS, "--timeout=120s")
+
+
+def _front_served(gateway: str, token: str) -> float:
+    """``cove_native_front_invocations_total`` of the default workspace on the gateway."""
+    metrics = httpx.get(f"{gateway}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10).text
+    served = re.search(r'^cove_native_front_invocations_total\{workspace="default"\} (\S+)$', metrics, re.M)
+    return float(served.group(1)) if served else 0.0
 
 
 def _healthy(gateway: str) -> bool:

@@ -725,8 +725,9 @@ static void call_to_gateway(call_t *call, const char *what, conn_t *upstream_kep
     if (c) {
         char note[1024];
         int closes = call->close_after || draining || closing_answers; /* as a whole answer here would */
-        snprintf(note, sizeof note, "%s %ld %s %s %s %s", what, call->route->id, call->container->id, call->call_id,
-                 call->rid, closes ? "close" : "keep");
+        snprintf(note, sizeof note, "%s %ld %s %s %s %s %llu", what, call->route->id, call->container->id,
+                 call->call_id, call->rid, closes ? "close" : "keep",
+                 (unsigned long long)(now_us() - call->started_us));
         c->call = NULL;
         /* The request's size and bytes, then what follows it. For a stream (the gateway relays it on the
          * container's connection, which goes along) the size line names the container's bytes after its head

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections import defaultdict
 
 from ._upstream_direct import DirectConnections, Waiter
@@ -210,6 +211,19 @@ class UpstreamPool:
             reader.feed_data(rest)
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         return UpstreamStream(self, address, _Connection(reader, writer), content_type, keep_alive)
+
+    async def adopt_socket(self, address: str, sock: socket.socket, rest: bytes, content_type: str) -> UpstreamStream:
+        """A container's chunked answer begun on a socket read elsewhere (the native front's, ``rest`` read
+        after its head) as a stream; the connection closes when the stream ends."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=MAX_HEADER_BYTES, loop=loop)
+        if rest:
+            reader.feed_data(rest)  # before the socket's own bytes, which come once it is connected
+        transport, protocol = await loop.connect_accepted_socket(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=loop), sock=sock
+        )
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        return UpstreamStream(self, address, _Connection(reader, writer), content_type, keep_alive=False)
 
     def close(self) -> None:
         for address in list(self._idle):

@@ -51,24 +51,51 @@ def source() -> bytes:
     return resources.files("cove._native").joinpath("front.c").read_bytes()
 
 
+def binary_name() -> str:
+    """The compiled front's file name: one per source, so a changed source is never served by an old binary."""
+    return f"cove-front-{hashlib.sha256(source()).hexdigest()[:16]}"
+
+
 def build(cache: Path) -> Path:
-    """The compiled front for this source, built once per source into ``cache`` (a C compiler is needed)."""
-    code = source()
-    binary = cache / f"cove-front-{hashlib.sha256(code).hexdigest()[:16]}"
+    """The compiled front for this source: the one shipped in the package (an image prebuilds it, see
+    ``prebuild``), else one built once into ``cache`` (a C compiler is needed)."""
+    name = binary_name()
+    shipped = Path(str(resources.files("cove._native").joinpath(name)))
+    if shipped.is_file() and os.access(shipped, os.X_OK):
+        return shipped
+    binary = cache / name
     if binary.exists():
         return binary
+    cache.mkdir(parents=True, exist_ok=True)
+    _compile(binary)
+    return binary
+
+
+def prebuild(folder: Path) -> Path:
+    """A static front (it runs on any Linux of the machine's kind, whatever its C library) for an image to
+    ship in the installed package's ``cove/_native``, where :func:`build` finds it: no compiler at run time."""
+    binary = folder / binary_name()
+    _compile(binary, "-static")
+    return binary
+
+
+def _compile(binary: Path, *flags: str) -> None:
     compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if compiler is None:
         raise RuntimeError("--native-front needs a C compiler (cc) to build cove-front once; none is on the PATH")
-    cache.mkdir(parents=True, exist_ok=True)
-    c_file = cache / f"{binary.name}.c"
-    c_file.write_bytes(code)
+    c_file = binary.with_name(f"{binary.name}.c")
+    c_file.write_bytes(source())
     partial = binary.with_suffix(".partial")
-    done = subprocess.run([compiler, "-O2", "-o", str(partial), str(c_file)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"building cove-front failed: {done.stderr.strip()[-2000:]}")
-    partial.replace(binary)  # whole or absent: a concurrent build replaces it with the same bytes
-    return binary
+    try:
+        done = subprocess.run(
+            [compiler, "-O2", *flags, "-o", str(partial), str(c_file)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"building cove-front failed: {done.stderr.strip()[-2000:]}")
+        partial.replace(binary)  # whole or absent: a concurrent build replaces it with the same bytes
+    finally:
+        c_file.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
 
 
 def _hex(data: bytes) -> str:
@@ -255,3 +282,9 @@ def attach(front: NativeFront, server: Any, gateway: Any) -> None:
         gateway, tables, default, adopt, note, client, container, request, answered, after
     )
     front.ticks = loop.create_task(tables.run())
+
+
+if __name__ == "__main__":  # python -m cove.server._front FOLDER: what an image build runs (``prebuild``)
+    import sys
+
+    print(prebuild(Path(sys.argv[1])))
