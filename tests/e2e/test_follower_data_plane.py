@@ -143,18 +143,7 @@ def test_a_burst_through_the_follower_scales_up_without_the_leader_relaying(clus
     _warm(follower, "slow")
     assert len(_live(leader, "slow")) == 1
     before = _forwarded_invocations(leader)
-    results: list[httpx.Response] = []
-
-    def call(i: int) -> None:
-        with follower.http() as http:
-            for j in range(6):
-                results.append(_invoke(http, "slow", i * 100 + j))
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = _burst(follower, "slow", 6, calls=6)
     assert [r.status_code for r in results] == [200] * 36
     # The leader's autoscaler saw the follower's demand (six waiting or running) and started up to max_containers.
     assert len(_live(leader, "slow")) == 3
@@ -162,12 +151,14 @@ def test_a_burst_through_the_follower_scales_up_without_the_leader_relaying(clus
     assert _forwarded_invocations(leader) == before
 
 
-def _burst(server: Server, name: str, count: int) -> list[httpx.Response]:
+def _burst(server: Server, name: str, count: int, calls: int = 1) -> list[httpx.Response]:
+    """``count`` clients at once, each making ``calls`` calls one after another on its own connection."""
     results: list[httpx.Response] = []
 
     def call(i: int) -> None:
         with server.http() as http:
-            results.append(_invoke(http, name, i))
+            for j in range(calls):
+                results.append(_invoke(http, name, i * 100 + j))
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(count)]
     for thread in threads:

@@ -46,6 +46,7 @@ from e2e.test_express_lane import (  # noqa: F401  (collected again here, on a s
 from e2e.test_streaming import (  # noqa: F401  (collected again: a stream the front began, relayed here)
     _mark,
     app,
+    ended_at_the_timeout,
     test_failures_before_and_after_the_first_item,
     test_text_bytes_and_json_items,
     test_the_first_item_arrives_while_the_generator_still_runs,
@@ -341,13 +342,7 @@ def test_requests_pipelined_behind_a_stream_are_answered(server: Server) -> None
         + f"POST /endpoint/add HTTP/1.1\r\n{head}Connection: close\r\nContent-Length: {len(add)}\r\n\r\n".encode()
         + add
     )
-    address = urlsplit(server.url)
-    assert address.hostname is not None and address.port is not None
-    with socket.create_connection((address.hostname, address.port), timeout=15) as sock:
-        sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+    data = _exchange(server, request)
     stream, _, whole = data.partition(b"0\r\n\r\n")
     assert stream.startswith(b"HTTP/1.1 200 ") and b"transfer-encoding: chunked" in stream.lower(), data[:500]
     assert b"a " in stream and b"c " in stream
@@ -386,9 +381,5 @@ def test_a_stream_the_front_began_keeps_the_deployments_timeout(server: Server) 
         started = time.monotonic()
         events = http.post("/endpoint/drip", json={"token": token}, headers=sse)
         took = time.monotonic() - started
-    blocks = events.text.rstrip("\n").split("\n\n")
-    assert blocks[0] == "data: drop" and len(blocks) >= 3
-    kind, data = blocks[-1].split("\n")
-    assert kind == "event: error" and json.loads(data.removeprefix("data: "))["error"]["type"] == "Timeout"
-    assert 1.9 <= took < 4, took
+    ended_at_the_timeout(events, took, 4)
     assert _mark(server, token)[0] == "GeneratorExit"

@@ -21,7 +21,6 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from pg_cluster import PgCluster
 import e2e.test_follower_data_plane as plain
 from e2e.test_follower_data_plane import (  # noqa: F401  (collected again here, the follower behind its front)
     APP,
+    _burst,
     _forwarded_invocations,
     _invoke,
     _live,
@@ -103,18 +103,7 @@ def test_a_burst_queued_in_the_followers_front_scales_up_on_the_leader(cluster: 
     time.sleep(0.3)
     assert len(_live(leader, "queued")) == 1
     before, before_leader = _front_count(follower), _forwarded_invocations(leader)
-    results: list[httpx.Response] = []
-
-    def call(i: int) -> None:
-        with follower.http() as http:
-            for j in range(4):
-                results.append(_invoke(http, "queued", i * 100 + j))
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = _burst(follower, "queued", 6, calls=4)
     assert [r.status_code for r in results] == [200] * 24
     # One container with room for one: the front queued the rest and said so in the follower's report, and
     # the leader's autoscaler started containers up to max_containers for them.

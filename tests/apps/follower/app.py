@@ -125,5 +125,4 @@ def web() -> Any:
 )
 def queued(i: int = 0) -> dict:
     """Hit by a burst while a follower's native front serves it: the leader must see the calls waiting there."""
-    time.sleep(0.3)
-    return {"i": i, "container": os.environ.get("COVE_CONTAINER_ID", "")}
+    return _cold(i)
