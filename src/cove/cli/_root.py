@@ -88,7 +88,7 @@ def server(
         "--native-front",
         envvar="COVE_NATIVE_FRONT",
         help="Serve warm endpoint calls in cove-front, a C relay the gateway programs (built once with cc); "
-        "with --processes N, one per process. Experimental.",
+        "with --processes N, one per process. Opt-in; see docs/cluster.md.",
     ),
     as_json: bool = JsonOption,
 ) -> None:
