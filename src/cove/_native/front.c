@@ -1529,6 +1529,7 @@ static void control_line(char *line) {
         int i;
         if (r && route_container(r, words[2], &i)) container_remove(r, i);
     } else if (!strcmp(verb, "stats") && n == 1) {
+        uint64_t now = now_us();
         for (size_t i = 0; i < by_id.cap; i++) {
             slot_t *s = &by_id.slots[i];
             if (!s->key || s->key == TOMBSTONE) continue;
@@ -1547,7 +1548,7 @@ static void control_line(char *line) {
             for (int j = 0; j < r->container_count; j++) {
                 container_t *ct = r->containers[j];
                 if (ct->in_flight) say("busy %ld %s %d\n", r->id, ct->id, ct->in_flight);
-                say("limit %ld %s %d\n", r->id, ct->id, container_cap(ct, now_us()));
+                say("limit %ld %s %d\n", r->id, ct->id, container_cap(ct, now));
             }
         }
         say("end %d\n", open_clients);

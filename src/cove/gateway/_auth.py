@@ -84,10 +84,8 @@ class Authenticator:
         is read again ahead of the expiry so the front never serves a lapsed
         entry, nor hands its callers here for the gateway to read it.
         """
-        scheme, _, secret = authorization.partition(b" ")
-        if scheme.lower() != b"bearer" or not secret.strip():
-            return None
-        return await self._lookup(secret.strip().decode("latin-1"), self._store.authenticate)
+        secret = _bearer_secret(authorization)
+        return await self._lookup(secret, self._store.authenticate) if secret else None
 
     def cached(self, authorization: bytes) -> Principal | None:
         """What :meth:`principal` answers for a header whose token is cached and may call (the express lane's).
@@ -101,10 +99,8 @@ class Authenticator:
 
     def _hit(self, authorization: bytes) -> tuple[Principal | None, float] | None:
         """The cache entry of a ``Bearer`` header's token, expired or not; None for none or another scheme."""
-        scheme, _, secret = authorization.partition(b" ")
-        if scheme.lower() != b"bearer":
-            return None
-        return self._cache.get(secret.strip().decode("latin-1"))
+        secret = _bearer_secret(authorization)
+        return None if secret is None else self._cache.get(secret)
 
     async def session(self, secret: str) -> Principal:
         """Who a dashboard session cookie speaks for (its token, in the session's workspace), cached alike."""
@@ -146,3 +142,9 @@ class Authenticator:
         self._workspaces.clear()
         for listener in self.on_forget:
             listener()
+
+
+def _bearer_secret(authorization: bytes) -> str | None:
+    """The token of a ``Bearer`` header (the cache's key), or None for another scheme."""
+    scheme, _, secret = authorization.partition(b" ")
+    return secret.strip().decode("latin-1") if scheme.lower() == b"bearer" else None

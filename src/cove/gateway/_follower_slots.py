@@ -244,23 +244,22 @@ class FollowerSlots:
         """A free slot of a ready container at once (``acquire``'s first look), or None: nothing changed."""
         pool = self.pools.get(deployment.id)
         slot = None if pool is None else pick_slot(pool)
-        if slot is None:
-            return None
-        slot.pool.in_flight += 1
-        slot.in_flight += 1
-        self._used.add(slot.id)
-        return Lease(slot)
+        return None if slot is None else self._take(slot)
 
     def hold(self, container_id: str) -> Lease | None:
         """:meth:`Scheduler.hold <cove.scheduler.Scheduler.hold>`, on the containers this gateway sees ready."""
         for pool in self.pools.values():
             slot = pool.slots.get(container_id)
             if slot is not None:
-                pool.in_flight += 1
-                slot.in_flight += 1
-                self._used.add(slot.id)
-                return Lease(slot)
+                return self._take(slot)
         return None
+
+    def _take(self, slot: Slot) -> Lease:
+        """A lease of ``slot`` counted at once (its pool's calls, its own, and its use since the last report)."""
+        slot.pool.in_flight += 1
+        slot.in_flight += 1
+        self._used.add(slot.id)
+        return Lease(slot)
 
     async def acquire(self, deployment: Deployment, parameters: dict[str, Any] | None = None) -> Lease:
         """A slot of a ready container of ``deployment``, waiting while all are full or none is ready yet.

@@ -21,7 +21,7 @@ from ..scheduler import Lease
 from ._errors import ApiError
 from ._invoke import call_headers, container_failure, error_answer, waiting_errors, whole_head
 from ._streams import relay
-from ._upstream_head import UpstreamError
+from ._upstream_head import UpstreamError, parse_head
 
 if TYPE_CHECKING:
     from ._front_tables import FrontTables, _Route
@@ -122,12 +122,7 @@ async def _relay_stream(
     Whether the answer ended whole (the connection may serve on)."""
     loop = asyncio.get_running_loop()
     head_end = answered.find(b"\r\n\r\n")
-    head = answered[: head_end + 4]
-    media = "application/octet-stream"
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-type":
-            media = value.strip().decode("latin-1")
+    media = parse_head(answered[:head_end])[3] or "application/octet-stream"  # chunked: the front checked
     told = route.containers.get(call.container_id) if route is not None else None
     stream = await gateway.upstream.adopt_socket(told[0] if told else "", container, answered[head_end + 4 :], media)
     deadline = None

@@ -25,8 +25,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Protocol
 
 from .._wire.peers import DemandReport
 from ..store import Deployment
@@ -237,8 +237,9 @@ class FrontTables:
         gw = self._gw
         now = time.monotonic()
         for authorization, until in list(self._tokens.items()):
-            if until - now < _REFRESH_AHEAD:
-                self._start_refresh(authorization, self._refresh_token(authorization))
+            if until - now < _REFRESH_AHEAD and authorization not in self._refreshing:  # one read at a time
+                self._refreshing.add(authorization)
+                asyncio.get_running_loop().create_task(self._refresh_token(authorization))
         for route in self._routes.values():
             for key, until in list(route.names.items()):
                 if until - now >= _REFRESH_AHEAD:
@@ -253,28 +254,22 @@ class FrontTables:
                 elif fresh <= now:
                     del route.names[key]
 
-    def _start_refresh(self, key: bytes, reading: Coroutine[Any, Any, None]) -> None:
-        """One read at a time per token."""
-        if key in self._refreshing:
-            reading.close()
-            return
-        self._refreshing.add(key)
-        task = asyncio.get_running_loop().create_task(reading)
-        task.add_done_callback(lambda _: self._refreshing.discard(key))
-
     async def _refresh_token(self, authorization: bytes) -> None:
-        with contextlib.suppress(Exception):
-            principal = await self._gw.auth.refresh(authorization)
-            if authorization not in self._tokens:
-                return  # forgotten meanwhile
-            until = self._gw.auth.cached_until(authorization)
-            if principal is None or principal.role == "metrics":
-                del self._tokens[authorization]  # revoked (on another gateway): served here no more
-                self._link.send([f"untoken {authorization.hex()}"])
-            elif until > time.monotonic():
-                self._tokens[authorization] = until
-                ms = int((until - time.monotonic()) * 1000)
-                self._link.send([f"token {authorization.hex()} {principal.workspace_id} {ms}"])
+        try:
+            with contextlib.suppress(Exception):
+                principal = await self._gw.auth.refresh(authorization)
+                if authorization not in self._tokens:
+                    return  # forgotten meanwhile
+                until = self._gw.auth.cached_until(authorization)
+                if principal is None or principal.role == "metrics":
+                    del self._tokens[authorization]  # revoked (on another gateway): served here no more
+                    self._link.send([f"untoken {authorization.hex()}"])
+                elif until > time.monotonic():
+                    self._tokens[authorization] = until
+                    ms = int((until - time.monotonic()) * 1000)
+                    self._link.send([f"token {authorization.hex()} {principal.workspace_id} {ms}"])
+        finally:
+            self._refreshing.discard(authorization)
 
 
 def _same(row: Deployment, told: Deployment) -> bool:

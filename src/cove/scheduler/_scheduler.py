@@ -678,11 +678,7 @@ class Scheduler:
         """A slot of this container taken whatever room it has, for a call already running there (one the
         native front began and handed over: a stream); None when the container is gone."""
         slot = self._slots.get(container_id)
-        if slot is None:
-            return None
-        slot.pool.in_flight += 1
-        slot.in_flight += 1
-        return Lease(slot)
+        return None if slot is None else _take(slot)
 
     def try_acquire(
         self, deployment: Deployment, parameters: dict[str, Any] | None = None, *, ready_only: bool = False
@@ -698,11 +694,9 @@ class Scheduler:
         slot = pick_slot(pool)
         if slot is None or (ready_only and slot.state != "ready"):
             return None
-        pool.in_flight += 1
-        slot.in_flight += 1
         # Warm: the autoscaler looks soon, once for every request that came meanwhile.
         self._scale_warm(pool)
-        return Lease(slot)
+        return _take(slot)
 
     def start_refusal(self, pool: Pool) -> StartFailed | None:
         """Why a pool with no live container gets none now (its callers fail with 503 at once), or None: wait."""
@@ -1382,3 +1376,10 @@ def _whole_room(worker: WorkerHandle) -> WorkerRoom:
 
 def _has_ready(pool: Pool) -> bool:
     return any(slot.state == "ready" for slot in pool.slots.values())
+
+
+def _take(slot: Slot) -> Lease:
+    """A lease of ``slot``, counted at once on it and its pool."""
+    slot.pool.in_flight += 1
+    slot.in_flight += 1
+    return Lease(slot)
